@@ -1,0 +1,145 @@
+//! The store's value: one of the lattice types, inside an entry that carries
+//! the key's epoch and expiry.
+//!
+//! An entry is a lexicographic pair (epoch, contents): a newer epoch replaces
+//! everything, an equal epoch merges the contents. That is how a key-value
+//! store's "overwrite with another type" (SET on a set) and "delete" (a new
+//! epoch holding a tombstone) stay lattices: both start a new epoch, and
+//! writes that a replica made in an older epoch lose to them.
+
+use crate::{AwSet, LMap, Lattice, Lww, Max, PnCounter, Stamp};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The type of a value, as a Redis client sees it and as errors name it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Kind {
+    Register,
+    Counter,
+    Set,
+    Map,
+    Max,
+}
+
+impl Kind {
+    /// The name `TYPE` answers: registers and counters are Redis strings.
+    pub fn redis_name(self) -> &'static str {
+        match self {
+            Kind::Register | Kind::Counter | Kind::Max => "string",
+            Kind::Set => "set",
+            Kind::Map => "hash",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Register => "register",
+            Kind::Counter => "counter",
+            Kind::Set => "set",
+            Kind::Map => "map",
+            Kind::Max => "max",
+        }
+    }
+}
+
+/// A value. Within one epoch, different types order by their rank (a
+/// deterministic choice for the rare concurrent type change), and a tombstone
+/// is the bottom.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Value {
+    Tombstone,
+    Register(Bytes),
+    Counter(PnCounter),
+    Set(AwSet<Bytes>),
+    /// A hash: fields are registers; a deleted field is a register holding `None`.
+    Map(LMap<Bytes, Lww<Option<Bytes>>>),
+    Max(Max<i64>),
+}
+
+impl Value {
+    pub fn kind(&self) -> Option<Kind> {
+        Some(match self {
+            Value::Tombstone => return None,
+            Value::Register(_) => Kind::Register,
+            Value::Counter(_) => Kind::Counter,
+            Value::Set(_) => Kind::Set,
+            Value::Map(_) => Kind::Map,
+            Value::Max(_) => Kind::Max,
+        })
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Tombstone => 0,
+            Value::Register(_) => 1,
+            Value::Counter(_) => 2,
+            Value::Set(_) => 3,
+            Value::Map(_) => 4,
+            Value::Max(_) => 5,
+        }
+    }
+}
+
+impl Lattice for Value {
+    fn merge(&mut self, other: Self) {
+        match (self, other) {
+            (Value::Register(a), Value::Register(b)) => {
+                if b > *a {
+                    *a = b;
+                }
+            }
+            (Value::Counter(a), Value::Counter(b)) => a.merge(b),
+            (Value::Set(a), Value::Set(b)) => a.merge(b),
+            (Value::Map(a), Value::Map(b)) => a.merge(b),
+            (Value::Max(a), Value::Max(b)) => a.merge(b),
+            (this, other) => {
+                if other.rank() > this.rank() {
+                    *this = other;
+                }
+            }
+        }
+    }
+}
+
+/// A key's state: its epoch (the stamp of the write that last replaced it
+/// whole), its value, and its expiry (milliseconds since the Unix epoch;
+/// `None` inside the register means "persist").
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    pub epoch: Stamp,
+    pub value: Value,
+    pub expiry: Option<Lww<Option<u64>>>,
+}
+
+impl Entry {
+    pub fn new(epoch: Stamp, value: Value) -> Self {
+        Entry {
+            epoch,
+            value,
+            expiry: None,
+        }
+    }
+
+    /// When the entry expires, if it does.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expiry.as_ref().and_then(|e| e.value)
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at().is_some_and(|at| at <= now_ms)
+    }
+}
+
+impl Lattice for Entry {
+    fn merge(&mut self, other: Self) {
+        if other.epoch > self.epoch {
+            *self = other;
+        } else if other.epoch == self.epoch {
+            self.value.merge(other.value);
+            match (&mut self.expiry, other.expiry) {
+                (Some(a), Some(b)) => a.merge(b),
+                (a @ None, b) => *a = b,
+                (Some(_), None) => {}
+            }
+        }
+    }
+}
