@@ -151,6 +151,12 @@ impl Hlc {
         }
     }
 
+    /// Moves the clock past `ts` without the drift check: for timestamps this
+    /// node issued itself before a restart.
+    pub fn restore(&self, ts: Timestamp) {
+        self.last.fetch_max(ts.0, Ordering::AcqRel);
+    }
+
     /// The receive rule: merges a remote timestamp and returns one greater
     /// than both it and every earlier local one. Rejects a remote time more
     /// than `max_drift_ms` ahead of local physical time.
