@@ -566,6 +566,25 @@ impl Shard {
             .map_or(0, |s| s.values().filter(|e| !e.is_expired(now)).count())
     }
 
+    /// Approximate bytes of keys and values held (a pass over the shard).
+    pub fn approx_bytes(&self) -> u64 {
+        let mut total = 0usize;
+        for space in self.spaces.values() {
+            for (k, e) in space {
+                total += k.len() + 64;
+                total += match &e.value {
+                    Value::Tombstone => 0,
+                    Value::Register(b) => b.len(),
+                    Value::Counter(c) => c.slots().count() * 24,
+                    Value::Set(s) => s.iter().map(|m| m.len() + 40).sum(),
+                    Value::Map(m) => m.iter().map(|(f, r)| f.len() + r.value.as_ref().map_or(0, |v| v.len()) + 48).sum(),
+                    Value::Max(_) => 8,
+                };
+            }
+        }
+        total as u64
+    }
+
     pub fn is_empty(&self, ns: &Bytes) -> bool {
         self.len(ns) == 0
     }

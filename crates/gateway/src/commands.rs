@@ -1,0 +1,448 @@
+//! Redis commands as Squall operations: a pure translation from a command's
+//! arguments to store operations and back to reply frames. No I/O here; the
+//! connection loop in [`crate::redis`] runs what this produces.
+
+use crate::resp::Frame;
+use bytes::Bytes;
+use squall_store::{Op, OpError, OpResult, Reply, SetExpiry};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A parsed command.
+#[derive(Debug)]
+pub enum Cmd {
+    /// One operation on one key.
+    Key { key: Bytes, op: Op, render: Render },
+    /// Operations on several keys that apply atomically (MSET, multi-key DEL...).
+    Keys { ops: Vec<(Bytes, Op)>, combine: Combine },
+    /// Everything that is not about keys: connection and server commands.
+    Server(Server),
+}
+
+/// How a single-key op's reply becomes a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Render {
+    Plain,
+    /// Milliseconds to live, shown in seconds (TTL).
+    Seconds,
+}
+
+/// How the replies of a multi-key command become one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// MGET: one value per key; a key of another type reads as nil.
+    Values,
+    /// MSET: OK.
+    Ok,
+    /// DEL, EXISTS: how many answered 1.
+    Count,
+}
+
+#[derive(Debug)]
+pub enum Server {
+    Ping(Option<Bytes>),
+    Echo(Bytes),
+    Quit,
+    Select(Bytes),
+    Hello(Option<Bytes>),
+    ClientSetName(Bytes),
+    ClientGetName,
+    ClientId,
+    ClientSetInfo,
+    Command(Option<Bytes>),
+    ConfigGet(Vec<Bytes>),
+    Info,
+    DbSize,
+    Keys(Bytes),
+    Scan { cursor: u64, pattern: Option<Bytes>, count: usize, kind: Option<String> },
+    Multi,
+    Exec,
+    Discard,
+    Unwatch,
+}
+
+/// The commands this server answers (for COMMAND, and for arity checks).
+/// (name, arity as Redis states it: negative = at least that many.)
+pub const COMMANDS: &[(&str, i64)] = &[
+    ("get", 2), ("set", -3), ("setex", 4), ("psetex", 4), ("del", -2), ("unlink", -2), ("exists", -2),
+    ("mget", -2), ("mset", -3), ("incr", 2), ("incrby", 3), ("decr", 2), ("decrby", 3),
+    ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("scard", 2),
+    ("hset", -4), ("hmset", -4), ("hget", 3), ("hdel", -3), ("hgetall", 2), ("hlen", 2),
+    ("type", 2), ("expire", -3), ("pexpire", -3), ("expireat", -3), ("pexpireat", -3),
+    ("ttl", 2), ("pttl", 2), ("persist", 2), ("scan", -2), ("keys", 2), ("dbsize", 1),
+    ("ping", -1), ("echo", 2), ("info", -1), ("command", -1), ("client", -2), ("config", -2),
+    ("select", 2), ("hello", -1), ("quit", -1), ("multi", 1), ("exec", 1), ("discard", 1),
+    ("watch", -2), ("unwatch", 1),
+];
+
+/// Conditional writes need coordination between replicas, which a
+/// coordination-free store does not do; they answer this rather than a
+/// silently wrong result.
+const NOT_SUPPORTED: &str = "is not supported: it needs coordination that Squall's coordination-free store does not do";
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn arity_error(name: &str) -> Frame {
+    Frame::err(format!("wrong number of arguments for '{name}' command"))
+}
+
+fn int(b: &Bytes) -> Result<i64, Frame> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| Frame::err("value is not an integer or out of range"))
+}
+
+fn syntax() -> Frame {
+    Frame::err("syntax error")
+}
+
+/// Upper-cases a command name into a small stack buffer (names are short).
+fn upper(name: &[u8], buf: &mut [u8; 24]) -> Option<usize> {
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    Some(name.len())
+}
+
+/// Parses a command (a non-empty argument list) into a [`Cmd`], or the error
+/// frame Redis would answer.
+pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
+    let mut buf = [0u8; 24];
+    let n = upper(&args[0], &mut buf).unwrap_or(0);
+    let name = &buf[..n];
+    let lower = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let Some(&(_, arity)) = COMMANDS.iter().find(|(c, _)| c.as_bytes().eq_ignore_ascii_case(name)) else {
+        let shown: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+        let mut rest = String::new();
+        for a in args.iter().skip(1).take(8) {
+            rest.push_str(&format!("'{}' ", String::from_utf8_lossy(a).chars().take(64).collect::<String>()));
+        }
+        return Err(Frame::err(format!("unknown command '{shown}', with args beginning with: {rest}")));
+    };
+    let argc = args.len() as i64;
+    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+        return Err(arity_error(&lower));
+    }
+    let key = || args[1].clone();
+    let one = |op: Op| Ok(Cmd::Key { key: key(), op, render: Render::Plain });
+    match name {
+        b"GET" => one(Op::Get),
+        b"SET" => parse_set(args),
+        b"SETEX" | b"PSETEX" => {
+            let t = int(&args[2])?;
+            if t <= 0 {
+                return Err(Frame::err(format!("invalid expire time in '{lower}' command")));
+            }
+            let ms = if name == b"SETEX" { t.saturating_mul(1000) } else { t };
+            one(Op::Set { value: args[3].clone(), expiry: SetExpiry::At(now_ms().saturating_add(ms as u64)), get: false })
+        }
+        b"DEL" | b"UNLINK" | b"EXISTS" => {
+            let op = || if name == b"EXISTS" { Op::Exists } else { Op::Del };
+            if args.len() == 2 {
+                one(op())
+            } else {
+                Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), op())).collect(), combine: Combine::Count })
+            }
+        }
+        b"MGET" => Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), Op::Get)).collect(), combine: Combine::Values }),
+        b"MSET" => {
+            if args.len() % 2 == 0 {
+                return Err(arity_error(&lower));
+            }
+            let ops = args[1..]
+                .chunks(2)
+                .map(|kv| (kv[0].clone(), Op::Set { value: kv[1].clone(), expiry: SetExpiry::None, get: false }))
+                .collect();
+            Ok(Cmd::Keys { ops, combine: Combine::Ok })
+        }
+        b"INCR" => one(Op::IncrBy(1)),
+        b"DECR" => one(Op::IncrBy(-1)),
+        b"INCRBY" => one(Op::IncrBy(int(&args[2])?)),
+        b"DECRBY" => one(Op::IncrBy(int(&args[2])?.checked_neg().ok_or_else(|| Frame::err("decrement would overflow"))?)),
+        b"SADD" => one(Op::SAdd(args[2..].to_vec())),
+        b"SREM" => one(Op::SRem(args[2..].to_vec())),
+        b"SMEMBERS" => one(Op::SMembers),
+        b"SISMEMBER" => one(Op::SIsMember(args[2].clone())),
+        b"SCARD" => one(Op::SCard),
+        b"HSET" | b"HMSET" => {
+            if args.len() % 2 != 0 {
+                return Err(arity_error(&lower));
+            }
+            let pairs = args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+            let cmd = one(Op::HSet(pairs))?;
+            // HMSET is HSET that answers OK.
+            Ok(if name == b"HMSET" { Cmd::Keys { ops: vec![into_op(cmd)], combine: Combine::Ok } } else { cmd })
+        }
+        b"HGET" => one(Op::HGet(args[2].clone())),
+        b"HDEL" => one(Op::HDel(args[2..].to_vec())),
+        b"HGETALL" => one(Op::HGetAll),
+        b"HLEN" => one(Op::HLen),
+        b"TYPE" => one(Op::Type),
+        b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" => {
+            if args.len() > 3 {
+                return Err(Frame::err(format!("the NX/XX/GT/LT options of '{lower}' {NOT_SUPPORTED}")));
+            }
+            let t = int(&args[2])?;
+            let at = match name {
+                b"EXPIRE" => now_ms() as i64 + t.saturating_mul(1000),
+                b"PEXPIRE" => now_ms() as i64 + t,
+                b"EXPIREAT" => t.saturating_mul(1000),
+                _ => t,
+            };
+            one(Op::ExpireAt(at.max(0) as u64))
+        }
+        b"TTL" => Ok(Cmd::Key { key: key(), op: Op::Pttl, render: Render::Seconds }),
+        b"PTTL" => one(Op::Pttl),
+        b"PERSIST" => one(Op::Persist),
+        b"WATCH" => Err(Frame::err(format!("WATCH {NOT_SUPPORTED}; MULTI/EXEC alone is atomic"))),
+        _ => parse_server(name, &lower, args).map(Cmd::Server),
+    }
+}
+
+fn into_op(cmd: Cmd) -> (Bytes, Op) {
+    match cmd {
+        Cmd::Key { key, op, .. } => (key, op),
+        // Only called on what `one` built.
+        _ => (Bytes::new(), Op::Get),
+    }
+}
+
+fn parse_set(args: &[Bytes]) -> Result<Cmd, Frame> {
+    let mut expiry = SetExpiry::None;
+    let mut get = false;
+    let mut i = 3;
+    while i < args.len() {
+        let opt = args[i].to_ascii_uppercase();
+        let mut timed = |scale: i64, absolute: bool| -> Result<(), Frame> {
+            if expiry != SetExpiry::None {
+                return Err(syntax());
+            }
+            let v = int(args.get(i + 1).ok_or_else(syntax)?)?;
+            if v <= 0 {
+                return Err(Frame::err("invalid expire time in 'set' command"));
+            }
+            let ms = v.saturating_mul(scale);
+            expiry = SetExpiry::At(if absolute { ms as u64 } else { now_ms().saturating_add(ms as u64) });
+            i += 1;
+            Ok(())
+        };
+        match opt.as_slice() {
+            b"EX" => timed(1000, false)?,
+            b"PX" => timed(1, false)?,
+            b"EXAT" => timed(1000, true)?,
+            b"PXAT" => timed(1, true)?,
+            b"KEEPTTL" if expiry == SetExpiry::None => expiry = SetExpiry::Keep,
+            b"GET" => get = true,
+            b"NX" | b"XX" => {
+                return Err(Frame::err(format!("SET {} {NOT_SUPPORTED}", String::from_utf8_lossy(&opt))));
+            }
+            _ => return Err(syntax()),
+        }
+        i += 1;
+    }
+    Ok(Cmd::Key { key: args[1].clone(), op: Op::Set { value: args[2].clone(), expiry, get }, render: Render::Plain })
+}
+
+fn parse_server(name: &[u8], lower: &str, args: &[Bytes]) -> Result<Server, Frame> {
+    let arg = |i: usize| args.get(i).cloned();
+    Ok(match name {
+        b"PING" if args.len() <= 2 => Server::Ping(arg(1)),
+        b"ECHO" => Server::Echo(args[1].clone()),
+        b"QUIT" => Server::Quit,
+        b"SELECT" => Server::Select(args[1].clone()),
+        b"HELLO" => Server::Hello(arg(1)),
+        b"INFO" => Server::Info,
+        b"DBSIZE" => Server::DbSize,
+        b"KEYS" => Server::Keys(args[1].clone()),
+        b"MULTI" => Server::Multi,
+        b"EXEC" => Server::Exec,
+        b"DISCARD" => Server::Discard,
+        b"UNWATCH" => Server::Unwatch,
+        b"COMMAND" => Server::Command(arg(1)),
+        b"CLIENT" => {
+            let sub = args[1].to_ascii_uppercase();
+            match (sub.as_slice(), args.len()) {
+                (b"SETNAME", 3) => {
+                    if args[2].iter().any(|c| *c <= b' ' || *c > b'~') {
+                        return Err(Frame::err("Client names cannot contain spaces, newlines or special characters."));
+                    }
+                    Server::ClientSetName(args[2].clone())
+                }
+                (b"GETNAME", 2) => Server::ClientGetName,
+                (b"ID", 2) => Server::ClientId,
+                (b"SETINFO", 4) => Server::ClientSetInfo,
+                (b"SETNAME" | b"GETNAME" | b"ID" | b"SETINFO", _) => {
+                    return Err(Frame::err(format!(
+                        "wrong number of arguments for 'client|{}' command",
+                        String::from_utf8_lossy(&sub).to_ascii_lowercase()
+                    )));
+                }
+                _ => {
+                    return Err(Frame::err(format!(
+                        "unknown subcommand '{}'. Try CLIENT SETNAME, GETNAME, ID or SETINFO.",
+                        String::from_utf8_lossy(&args[1])
+                    )));
+                }
+            }
+        }
+        b"CONFIG" => {
+            if !args[1].eq_ignore_ascii_case(b"GET") || args.len() < 3 {
+                return Err(Frame::err("only CONFIG GET is supported; configure Squall with squall.toml or flags"));
+            }
+            Server::ConfigGet(args[2..].to_vec())
+        }
+        b"SCAN" => parse_scan(args)?,
+        _ => return Err(arity_error(lower)),
+    })
+}
+
+fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {
+    let cursor = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| Frame::err("invalid cursor"))?;
+    let (mut pattern, mut count, mut kind) = (None, 10usize, None);
+    let mut i = 2;
+    while i < args.len() {
+        let value = args.get(i + 1).ok_or_else(syntax)?;
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"MATCH" => pattern = Some(value.clone()),
+            b"COUNT" => {
+                let c = int(value)?;
+                if c < 1 {
+                    return Err(syntax());
+                }
+                count = c.min(100_000) as usize;
+            }
+            b"TYPE" => kind = Some(String::from_utf8_lossy(value).to_ascii_lowercase()),
+            _ => return Err(syntax()),
+        }
+        i += 2;
+    }
+    Ok(Server::Scan { cursor, pattern, count, kind })
+}
+
+/// The frame for one op's result.
+pub fn render(result: OpResult, how: Render) -> Frame {
+    match result {
+        Err(e) => op_error(e),
+        Ok(Reply::Int(ms)) if how == Render::Seconds => Frame::Integer(if ms < 0 { ms } else { (ms + 500) / 1000 }),
+        Ok(reply) => reply_frame(reply),
+    }
+}
+
+pub fn op_error(e: OpError) -> Frame {
+    Frame::Error(e.to_string())
+}
+
+fn reply_frame(reply: Reply) -> Frame {
+    match reply {
+        Reply::Nil => Frame::Nil,
+        Reply::Ok => Frame::ok(),
+        Reply::Int(i) => Frame::Integer(i),
+        Reply::Bytes(b) => Frame::Bulk(b),
+        Reply::List(items) => Frame::Array(items.into_iter().map(Frame::Bulk).collect()),
+        Reply::Str(s) => Frame::Simple(s),
+        // Entries only go to HTTP; a RESP command never asks for one.
+        Reply::Entry(_) => Frame::Nil,
+    }
+}
+
+/// The frame for a multi-key command's results.
+pub fn combine(results: Vec<OpResult>, how: Combine) -> Frame {
+    match how {
+        Combine::Values => Frame::Array(
+            results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(Reply::Bytes(b)) => Frame::Bulk(b),
+                    _ => Frame::Nil,
+                })
+                .collect(),
+        ),
+        Combine::Ok => match results.into_iter().find_map(|r| r.err()) {
+            Some(e) => op_error(e),
+            None => Frame::ok(),
+        },
+        Combine::Count => Frame::Integer(results.iter().filter(|r| matches!(r, Ok(Reply::Int(1)))).count() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    fn err(s: &str) -> String {
+        match parse(&args(s)) {
+            Err(Frame::Error(e)) => e,
+            other => panic!("{s}: expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_arity_is_checked() {
+        assert!(matches!(parse(&args("gEt k")), Ok(Cmd::Key { op: Op::Get, .. })));
+        assert_eq!(err("GET"), "ERR wrong number of arguments for 'get' command");
+        assert_eq!(err("GET a b"), "ERR wrong number of arguments for 'get' command");
+        assert_eq!(err("MSET a"), "ERR wrong number of arguments for 'mset' command");
+        assert_eq!(err("MSET a 1 b"), "ERR wrong number of arguments for 'mset' command");
+        assert!(err("FLY me to the moon").starts_with("ERR unknown command 'FLY', with args beginning with: 'me' 'to'"));
+    }
+
+    #[test]
+    fn set_options_parse_and_conditional_writes_are_refused() {
+        match parse(&args("SET k v EX 10 GET")) {
+            Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::At(at), get: true, .. }, .. }) => {
+                assert!(at > now_ms() + 9_000 && at <= now_ms() + 10_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(&args("SET k v KEEPTTL")), Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::Keep, .. }, .. })));
+        assert_eq!(err("SET k v EX 0"), "ERR invalid expire time in 'set' command");
+        assert_eq!(err("SET k v EX 1 PX 5"), "ERR syntax error");
+        assert_eq!(err("SET k v EX"), "ERR syntax error");
+        assert!(err("SET k v NX").contains("not supported"));
+        assert!(err("WATCH k").contains("not supported"));
+        assert_eq!(err("INCRBY k abc"), "ERR value is not an integer or out of range");
+    }
+
+    #[test]
+    fn multi_key_commands_apply_together() {
+        match parse(&args("DEL a b c")) {
+            Ok(Cmd::Keys { ops, combine: Combine::Count }) => assert_eq!(ops.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(&args("DEL a")), Ok(Cmd::Key { op: Op::Del, .. })));
+        assert!(matches!(parse(&args("MSET a 1 b 2")), Ok(Cmd::Keys { combine: Combine::Ok, .. })));
+    }
+
+    #[test]
+    fn scan_parses_its_options() {
+        match parse(&args("SCAN 0 MATCH user:* COUNT 100 TYPE hash")) {
+            Ok(Cmd::Server(Server::Scan { cursor: 0, pattern: Some(p), count: 100, kind: Some(k) })) => {
+                assert_eq!(&p[..], b"user:*");
+                assert_eq!(k, "hash");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(err("SCAN x"), "ERR invalid cursor");
+        assert_eq!(err("SCAN 0 COUNT 0"), "ERR syntax error");
+    }
+
+    #[test]
+    fn ttl_rounds_to_seconds_like_redis() {
+        assert_eq!(render(Ok(Reply::Int(1_499)), Render::Seconds), Frame::Integer(1));
+        assert_eq!(render(Ok(Reply::Int(1_500)), Render::Seconds), Frame::Integer(2));
+        assert_eq!(render(Ok(Reply::Int(-2)), Render::Seconds), Frame::Integer(-2));
+        assert_eq!(
+            render(Err(OpError::WrongType), Render::Plain),
+            Frame::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! The HTTP API: keys (`/v1/kv`), health, readiness and metrics. Handlers
+//! translate requests into store operations and results into responses; the
+//! logic lives in the store.
+
+use crate::metrics::Metrics;
+use crate::redis::DEFAULT_NS;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use squall_store::lattice::{Entry, Value};
+use squall_store::{Handle, Op, OpError, Reply, SetExpiry};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+#[derive(Clone)]
+struct App {
+    store: Handle,
+    metrics: Arc<Metrics>,
+    ns: bytes::Bytes,
+}
+
+/// The router, with `max_body` as the limit on request bodies.
+pub fn router(store: Handle, metrics: Arc<Metrics>, max_body: usize) -> Router {
+    let app = App { store, metrics: metrics.clone(), ns: bytes::Bytes::from_static(DEFAULT_NS) };
+    Router::new()
+        .route("/v1/kv", get(scan))
+        .route("/v1/kv/", get(scan))
+        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(|| async { axum::Json(json!({ "status": "ready" })) }))
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(metrics, measure))
+        .with_state(app)
+}
+
+/// An API error: a status and a stable code.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response()
+    }
+}
+
+impl From<squall_store::Error> for ApiError {
+    fn from(e: squall_store::Error) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string().trim_start_matches("ERR ").trim_start_matches("WRONGTYPE ").to_string())
+    }
+}
+
+async fn measure(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        metrics.http_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    metrics.http_latency.observe(started.elapsed());
+    resp
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}; see /v1/kv/KEY, /healthz, /readyz, /metrics", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    at: Option<String>,
+    /// Seconds to live, for PUT.
+    ttl: Option<u64>,
+}
+
+fn key_bytes(key: String) -> Result<bytes::Bytes, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the key is empty: use /v1/kv/KEY"));
+    }
+    Ok(bytes::Bytes::from(key))
+}
+
+fn no_time_travel(q: &KeyQuery) -> Result<(), ApiError> {
+    match &q.at {
+        None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "reading the past (?at=) needs the window log, which this version does not have yet",
+        )),
+    }
+}
+
+async fn get_key(State(app): State<App>, Path(key): Path<String>, Query(q): Query<KeyQuery>) -> Result<Response, ApiError> {
+    no_time_travel(&q)?;
+    let key = key_bytes(key)?;
+    let shown = String::from_utf8_lossy(&key).into_owned();
+    match app.store.exec(&app.ns, key, Op::Snapshot).await?? {
+        Reply::Entry(entry) => Ok(render_entry(&entry)),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key '{shown}'"))),
+    }
+}
+
+/// A register's bytes as they are; other types as JSON.
+fn render_entry(entry: &Entry) -> Response {
+    let text = |b: &[u8]| Json::String(String::from_utf8_lossy(b).into_owned());
+    let (kind, body) = match &entry.value {
+        Value::Register(b) => {
+            let mut r = (StatusCode::OK, b.clone()).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            r.headers_mut().insert("x-squall-type", HeaderValue::from_static("register"));
+            return r;
+        }
+        Value::Counter(c) => ("counter", json!({ "type": "counter", "value": c.value() })),
+        Value::Max(m) => ("max", json!({ "type": "max", "value": m.0 })),
+        Value::Set(s) => ("set", json!({ "type": "set", "members": s.iter().map(|m| text(m)).collect::<Vec<_>>() })),
+        Value::Map(m) => {
+            let fields: serde_json::Map<String, Json> = m
+                .iter()
+                .filter_map(|(f, r)| r.value.as_ref().map(|v| (String::from_utf8_lossy(f).into_owned(), text(v))))
+                .collect();
+            ("map", json!({ "type": "map", "fields": fields }))
+        }
+        Value::Tombstone => ("none", Json::Null),
+    };
+    let mut r = axum::Json(body).into_response();
+    r.headers_mut().insert("x-squall-type", HeaderValue::from_static(kind));
+    r
+}
+
+async fn put_key(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    Query(q): Query<KeyQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    no_time_travel(&q)?;
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+        ApiError::new(status, code, e.body_text())
+    })?;
+    let expiry = match q.ttl {
+        Some(0) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "ttl must be at least 1 second")),
+        Some(s) => SetExpiry::At(crate::commands::now_ms().saturating_add(s.saturating_mul(1000))),
+        None => SetExpiry::None,
+    };
+    app.store.exec(&app.ns, key_bytes(key)?, Op::Set { value: body, expiry, get: false }).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_key(State(app): State<App>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+    let key = key_bytes(key)?;
+    let shown = String::from_utf8_lossy(&key).into_owned();
+    match app.store.exec(&app.ns, key, Op::Del).await?? {
+        Reply::Int(1) => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key '{shown}'"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct ScanQuery {
+    prefix: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Escapes glob characters so a prefix matches literally.
+fn prefix_pattern(prefix: &str) -> bytes::Bytes {
+    let mut p = Vec::with_capacity(prefix.len() + 1);
+    for b in prefix.bytes() {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            p.push(b'\\');
+        }
+        p.push(b);
+    }
+    p.push(b'*');
+    p.into()
+}
+
+async fn scan(State(app): State<App>, Query(q): Query<ScanQuery>) -> Result<axum::Json<Json>, ApiError> {
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "cursor must be a number from an earlier answer"))?,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let pattern = q.prefix.as_deref().map(prefix_pattern);
+    let (next, keys) = app.store.scan(&app.ns, cursor, limit, pattern, None).await?;
+    let keys: Vec<Json> = keys.iter().map(|k| Json::String(String::from_utf8_lossy(k).into_owned())).collect();
+    Ok(axum::Json(json!({ "keys": keys, "cursor": next.to_string(), "done": next == 0 })))
+}
+
+async fn render_metrics(State(app): State<App>) -> Response {
+    let mut text = app.metrics.render(&app.store);
+    let mut bytes = Vec::with_capacity(app.store.shards());
+    for shard in 0..app.store.shards() {
+        bytes.push(app.store.run(shard, |s| s.approx_bytes()).await.unwrap_or(0));
+    }
+    Metrics::render_bytes(&mut text, &bytes);
+    let mut r = text.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}

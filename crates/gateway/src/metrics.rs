@@ -1,0 +1,123 @@
+//! Counters and histograms for `/metrics`, in Prometheus text format.
+//! Plain atomics: recording costs a few relaxed adds on the hot path.
+
+use squall_store::Handle;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// Records `n` observations of `d` each.
+    pub fn observe_n(&self, d: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(n, Ordering::Relaxed);
+        }
+        self.count.fetch_add(n, Ordering::Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64 * n, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The gateway's own measurements; the store's come from its shard stats.
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    pub resp_connections: AtomicI64,
+    pub resp_connections_total: AtomicU64,
+    pub resp_commands: AtomicU64,
+    pub resp_errors: AtomicU64,
+    pub resp_protocol_errors: AtomicU64,
+    pub resp_latency: Histogram,
+    pub http_requests: AtomicU64,
+    pub http_errors: AtomicU64,
+    pub http_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            started: Instant::now(),
+            resp_connections: AtomicI64::new(0),
+            resp_connections_total: AtomicU64::new(0),
+            resp_commands: AtomicU64::new(0),
+            resp_errors: AtomicU64::new(0),
+            resp_protocol_errors: AtomicU64::new(0),
+            resp_latency: Histogram::default(),
+            http_requests: AtomicU64::new(0),
+            http_errors: AtomicU64::new(0),
+            http_latency: Histogram::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// The whole exposition.
+    pub fn render(&self, store: &Handle) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut single = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        single("squall_uptime_seconds", "gauge", "Seconds since the node started.", format!("{:.3}", self.started.elapsed().as_secs_f64()));
+        single("squall_resp_connections", "gauge", "Open Redis-protocol connections.", self.resp_connections.load(Ordering::Relaxed).to_string());
+        single("squall_resp_connections_total", "counter", "Redis-protocol connections accepted.", self.resp_connections_total.load(Ordering::Relaxed).to_string());
+        single("squall_resp_commands_total", "counter", "Redis commands run.", self.resp_commands.load(Ordering::Relaxed).to_string());
+        single("squall_resp_errors_total", "counter", "Redis commands answered with an error.", self.resp_errors.load(Ordering::Relaxed).to_string());
+        single("squall_resp_protocol_errors_total", "counter", "Connections closed for malformed input.", self.resp_protocol_errors.load(Ordering::Relaxed).to_string());
+        single("squall_http_requests_total", "counter", "HTTP requests served.", self.http_requests.load(Ordering::Relaxed).to_string());
+        single("squall_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.", self.http_errors.load(Ordering::Relaxed).to_string());
+        self.resp_latency.render(&mut out, "squall_resp_command_duration_seconds", "Time from reading a command to writing its answer.");
+        self.http_latency.render(&mut out, "squall_http_request_duration_seconds", "Time to serve an HTTP request.");
+        let per_shard: [(&str, &str, &str, fn(&squall_store::ShardStats) -> u64); 4] = [
+            ("squall_shard_reads_total", "counter", "Read operations per shard.", |s| s.reads.load(Ordering::Relaxed)),
+            ("squall_shard_writes_total", "counter", "Write operations per shard.", |s| s.writes.load(Ordering::Relaxed)),
+            ("squall_shard_keys", "gauge", "Keys held per shard (expired keys count until reclaimed).", |s| s.keys.load(Ordering::Relaxed)),
+            ("squall_shard_expired_total", "counter", "Keys reclaimed after expiring, per shard.", |s| s.expired.load(Ordering::Relaxed)),
+        ];
+        for (name, kind, help, get) in per_shard {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for shard in 0..store.shards() {
+                let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", get(store.stats(shard)));
+            }
+        }
+        out
+    }
+
+    /// Adds the store's per-shard memory use, which the shards compute on request.
+    pub fn render_bytes(out: &mut String, bytes: &[u64]) {
+        let name = "squall_shard_bytes";
+        let _ = writeln!(out, "# HELP {name} Approximate bytes of keys and values held in memory, per shard.\n# TYPE {name} gauge");
+        for (shard, b) in bytes.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {b}");
+        }
+    }
+}

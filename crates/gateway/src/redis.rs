@@ -1,0 +1,410 @@
+//! The Redis-protocol listener: accepts connections, places each on a shard
+//! thread, and runs its commands.
+//!
+//! A connection reads whatever has arrived, parses every complete command,
+//! starts each one (in place when its key lives on this connection's shard,
+//! by message otherwise), then collects the answers in order and writes them
+//! in one go: a pipeline costs one round of messages, not one per command.
+//! Work for one shard runs in the order it was sent, so a connection's
+//! commands on one key apply in order.
+
+use crate::commands::{self, Cmd, Render, Server};
+use crate::metrics::Metrics;
+use crate::resp::{self, Frame, Limits};
+use bytes::{Bytes, BytesMut};
+use squall_store::{Dispatched, Handle, OpResult, Written};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The Redis database 0 is Squall's `default` namespace.
+pub const DEFAULT_NS: &[u8] = b"default";
+
+/// Listener settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    /// Bytes a connection may buffer for one unfinished request.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { limits: Limits::default(), max_request_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts connections until `shutdown` resolves; each connection runs on a
+/// shard thread, round-robin.
+pub async fn serve(listener: TcpListener, store: Handle, metrics: Arc<Metrics>, opts: Options, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(std) = stream.into_std() else { continue };
+        let shard = next % store.shards();
+        next = next.wrapping_add(1);
+        let conn = Conn::new(store.clone(), metrics.clone(), opts);
+        store.spawn_on(shard, async move {
+            // Registering the socket here puts it on this shard's event loop.
+            if let Ok(stream) = TcpStream::from_std(std) {
+                conn.run(stream).await;
+            }
+        });
+    }
+}
+
+enum Pending {
+    Ready(Frame),
+    Op(Dispatched<(OpResult, Written)>, Render),
+}
+
+struct Transaction {
+    queued: Vec<Cmd>,
+    failed: bool,
+}
+
+struct Conn {
+    store: Handle,
+    ns: Bytes,
+    id: u64,
+    name: Option<Bytes>,
+    multi: Option<Transaction>,
+    metrics: Arc<Metrics>,
+    opts: Options,
+    /// Per shard: the highest write sequence this round must see durable.
+    written: Vec<u64>,
+}
+
+impl Conn {
+    fn new(store: Handle, metrics: Arc<Metrics>, opts: Options) -> Self {
+        let shards = store.shards();
+        Conn {
+            store,
+            ns: Bytes::from_static(DEFAULT_NS),
+            id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            multi: None,
+            metrics,
+            opts,
+            written: vec![0; shards],
+        }
+    }
+
+    async fn run(mut self, mut stream: TcpStream) {
+        self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let mut wbuf = BytesMut::with_capacity(16 * 1024);
+        let mut pending = Vec::new();
+        'conn: loop {
+            match stream.read_buf(&mut rbuf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let started = Instant::now();
+            let mut close = false;
+            let mut commands = 0u64;
+            loop {
+                match resp::parse_command(&mut rbuf, &self.opts.limits) {
+                    Ok(Some(args)) if args.is_empty() => {}
+                    Ok(Some(args)) => {
+                        commands += 1;
+                        if !self.command(&args, &mut pending).await {
+                            close = true;
+                            break;
+                        }
+                        // Answer very long pipelines in slices, so memory stays bounded.
+                        if pending.len() >= 1024 && !self.answer(&mut pending, &mut wbuf, &mut stream).await {
+                            break 'conn;
+                        }
+                    }
+                    Ok(None) => {
+                        if rbuf.len() > self.opts.max_request_bytes {
+                            pending.push(Pending::Ready(Frame::err(format!(
+                                "Protocol error: request larger than {} bytes",
+                                self.opts.max_request_bytes
+                            ))));
+                            close = true;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        self.metrics.resp_protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        pending.push(Pending::Ready(Frame::err(e.to_string())));
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            let ok = self.answer(&mut pending, &mut wbuf, &mut stream).await;
+            self.metrics.resp_commands.fetch_add(commands, Ordering::Relaxed);
+            self.metrics.resp_latency.observe_n(started.elapsed(), commands);
+            if close || !ok {
+                break;
+            }
+        }
+        let _ = stream.shutdown().await;
+        self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Collects the answers of everything started, waits for durability, writes.
+    async fn answer(&mut self, pending: &mut Vec<Pending>, wbuf: &mut BytesMut, stream: &mut TcpStream) -> bool {
+        for p in pending.drain(..) {
+            let frame = match p {
+                Pending::Ready(f) => f,
+                Pending::Op(d, how) => match d.result().await {
+                    Ok((r, w)) => {
+                        self.written[w.shard] = self.written[w.shard].max(w.seq);
+                        commands::render(r, how)
+                    }
+                    Err(e) => Frame::err(e.to_string()),
+                },
+            };
+            if matches!(frame, Frame::Error(_)) {
+                self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            frame.encode(wbuf);
+        }
+        for shard in 0..self.written.len() {
+            let seq = std::mem::take(&mut self.written[shard]);
+            if self.store.durable(Written { shard, seq }).await.is_err() {
+                return false;
+            }
+        }
+        if wbuf.is_empty() {
+            return true;
+        }
+        let ok = stream.write_all(wbuf).await.is_ok();
+        wbuf.clear();
+        ok
+    }
+
+    /// Starts one command. Returns false when the connection should close.
+    async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>) -> bool {
+        let cmd = match commands::parse(args) {
+            Ok(cmd) => cmd,
+            Err(frame) => {
+                if let Some(tx) = &mut self.multi {
+                    tx.failed = true;
+                }
+                pending.push(Pending::Ready(frame));
+                return true;
+            }
+        };
+        if let Some(tx) = &mut self.multi {
+            match cmd {
+                Cmd::Server(Server::Exec) => {
+                    let frame = self.exec().await;
+                    pending.push(Pending::Ready(frame));
+                }
+                Cmd::Server(Server::Discard) => {
+                    self.multi = None;
+                    pending.push(Pending::Ready(Frame::ok()));
+                }
+                Cmd::Server(Server::Multi) => {
+                    pending.push(Pending::Ready(Frame::err("MULTI calls can not be nested")));
+                }
+                Cmd::Server(Server::Quit) => {
+                    pending.push(Pending::Ready(Frame::ok()));
+                    return false;
+                }
+                cmd => {
+                    tx.queued.push(cmd);
+                    pending.push(Pending::Ready(Frame::Simple("QUEUED")));
+                }
+            }
+            return true;
+        }
+        let frame = match cmd {
+            Cmd::Key { key, op, render } => match self.store.dispatch_op(&self.ns, key, op).await {
+                Ok(d) => {
+                    pending.push(Pending::Op(d, render));
+                    return true;
+                }
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops).await {
+                Ok(results) => commands::combine(results, combine),
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Cmd::Server(Server::Quit) => {
+                pending.push(Pending::Ready(Frame::ok()));
+                return false;
+            }
+            Cmd::Server(s) => self.server(s).await,
+        };
+        pending.push(Pending::Ready(frame));
+        true
+    }
+
+    /// Runs a transaction's queued commands: every key operation in one
+    /// atomic batch, then any server commands, answers in queue order.
+    async fn exec(&mut self) -> Frame {
+        let Some(tx) = self.multi.take() else { return Frame::err("EXEC without MULTI") };
+        if tx.failed {
+            return Frame::Error("EXECABORT Transaction discarded because of previous errors.".into());
+        }
+        let mut ops = Vec::new();
+        for cmd in &tx.queued {
+            match cmd {
+                Cmd::Key { key, op, .. } => ops.push((key.clone(), op.clone())),
+                Cmd::Keys { ops: more, .. } => ops.extend(more.iter().cloned()),
+                Cmd::Server(_) => {}
+            }
+        }
+        let mut results = match self.store.atomic(&self.ns, ops).await {
+            Ok(r) => r.into_iter(),
+            Err(e) => return Frame::err(e.to_string()),
+        };
+        let mut frames = Vec::with_capacity(tx.queued.len());
+        for cmd in tx.queued {
+            let frame = match cmd {
+                Cmd::Key { render, .. } => commands::render(next(&mut results), render),
+                Cmd::Keys { ops, combine } => commands::combine(ops.iter().map(|_| next(&mut results)).collect(), combine),
+                Cmd::Server(s) => self.server(s).await,
+            };
+            frames.push(frame);
+        }
+        Frame::Array(frames)
+    }
+
+    async fn server(&mut self, s: Server) -> Frame {
+        let ns = self.ns.clone();
+        match s {
+            Server::Ping(None) => Frame::Simple("PONG"),
+            Server::Ping(Some(m)) | Server::Echo(m) => Frame::Bulk(m),
+            Server::Quit => Frame::ok(),
+            Server::Select(db) => {
+                if db.as_ref() == b"0" {
+                    Frame::ok()
+                } else {
+                    Frame::err("DB index is out of range (Squall serves database 0; use namespaces instead)")
+                }
+            }
+            Server::Hello(None) => self.hello(),
+            Server::Hello(Some(v)) if v.as_ref() == b"2" => self.hello(),
+            Server::Hello(Some(_)) => Frame::Error("NOPROTO sorry, this protocol version is not supported".into()),
+            Server::ClientSetName(n) => {
+                self.name = Some(n);
+                Frame::ok()
+            }
+            Server::ClientGetName => self.name.clone().map_or(Frame::Nil, Frame::Bulk),
+            Server::ClientId => Frame::Integer(self.id as i64),
+            Server::ClientSetInfo => Frame::ok(),
+            Server::Command(None) => Frame::Array(
+                commands::COMMANDS
+                    .iter()
+                    .map(|(name, arity)| {
+                        Frame::Array(vec![
+                            Frame::Bulk(Bytes::from_static(name.as_bytes())),
+                            Frame::Integer(*arity),
+                            Frame::Array(Vec::new()),
+                            Frame::Integer(0),
+                            Frame::Integer(0),
+                            Frame::Integer(0),
+                        ])
+                    })
+                    .collect(),
+            ),
+            Server::Command(Some(sub)) if sub.eq_ignore_ascii_case(b"COUNT") => Frame::Integer(commands::COMMANDS.len() as i64),
+            // DOCS and the rest: nothing to add beyond the names.
+            Server::Command(Some(_)) => Frame::Array(Vec::new()),
+            Server::ConfigGet(params) => {
+                let known: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1")];
+                let mut out = Vec::new();
+                for p in &params {
+                    for (k, v) in known {
+                        if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) {
+                            out.push(Frame::Bulk(Bytes::from_static(k.as_bytes())));
+                            out.push(Frame::Bulk(Bytes::from_static(v.as_bytes())));
+                        }
+                    }
+                }
+                Frame::Array(out)
+            }
+            Server::Info => match self.store.len(&ns).await {
+                Ok(keys) => Frame::Bulk(Bytes::from(self.info(keys))),
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Server::DbSize => match self.store.len(&ns).await {
+                Ok(n) => Frame::Integer(n as i64),
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Server::Keys(pattern) => match self.store.scan(&ns, 0, usize::MAX, Some(pattern), None).await {
+                Ok((_, keys)) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Server::Scan { cursor, pattern, count, kind } => match self.store.scan(&ns, cursor, count, pattern, kind).await {
+                Ok((next, keys)) => Frame::Array(vec![
+                    Frame::Bulk(Bytes::from(next.to_string())),
+                    Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+                ]),
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Server::Multi => {
+                self.multi = Some(Transaction { queued: Vec::new(), failed: false });
+                Frame::ok()
+            }
+            Server::Exec => Frame::err("EXEC without MULTI"),
+            Server::Discard => Frame::err("DISCARD without MULTI"),
+            Server::Unwatch => Frame::ok(),
+        }
+    }
+
+    fn hello(&self) -> Frame {
+        let b = |s: &'static str| Frame::Bulk(Bytes::from_static(s.as_bytes()));
+        Frame::Array(vec![
+            b("server"),
+            b("squall"),
+            b("version"),
+            b(REDIS_VERSION),
+            b("proto"),
+            Frame::Integer(2),
+            b("id"),
+            Frame::Integer(self.id as i64),
+            b("mode"),
+            b("standalone"),
+            b("role"),
+            b("master"),
+            b("modules"),
+            Frame::Array(Vec::new()),
+        ])
+    }
+
+    fn info(&self, keys: u64) -> String {
+        format!(
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nsquall_version:{}\r\nredis_mode:standalone\r\nnode_id:{}\r\nshards:{}\r\ndurability:{:?}\r\n\r\n# Persistence\r\nloading:0\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Stats\r\ntotal_commands_processed:{}\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
+            env!("CARGO_PKG_VERSION"),
+            self.store.node_id(),
+            self.store.shards(),
+            self.store.durability(),
+            self.metrics.resp_commands.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The Redis version Squall speaks like, for clients that check.
+const REDIS_VERSION: &str = "7.2.0";
+
+fn next(results: &mut impl Iterator<Item = OpResult>) -> OpResult {
+    results.next().unwrap_or(Ok(squall_store::Reply::Nil))
+}
