@@ -1,1 +1,258 @@
-fn main() {}
+//! The `squall` command: run a node, or talk to one. Thin: parsing flags and
+//! printing; the work is in the library crates.
+
+mod client;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use hyper::Method;
+use squall_node::{Config, Node, Overrides, StoreDurability};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "squall", version, about = "Squall: a stateful serverless platform with a lattice key-value store", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node: the key-value store, its Redis-protocol listener and the HTTP API
+    Up(UpArgs),
+    /// Read and write keys on a running node (over its HTTP API)
+    #[command(subcommand)]
+    Kv(KvCommand),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Configuration file [default: ./squall.toml if it exists]
+    #[arg(long, env = "SQUALL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where data lives [default: ./squall-data]
+    #[arg(long, env = "SQUALL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API address [default: 127.0.0.1:7700]
+    #[arg(long, env = "SQUALL_HTTP")]
+    http: Option<SocketAddr>,
+    /// Redis-protocol address [default: 127.0.0.1:6380]
+    #[arg(long, env = "SQUALL_RESP")]
+    resp: Option<SocketAddr>,
+    /// Number of shard threads [default: number of cores]
+    #[arg(long, env = "SQUALL_SHARDS")]
+    shards: Option<usize>,
+    /// sync: acknowledge writes once fsynced; async: at once, fsync within a second [default: sync]
+    #[arg(long, env = "SQUALL_DURABILITY")]
+    durability: Option<StoreDurability>,
+    /// This node's id [default: made up on first start and kept in the data dir]
+    #[arg(long, env = "SQUALL_NODE_ID")]
+    node_id: Option<u64>,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// The node's HTTP address
+    #[arg(long, env = "SQUALL_NODE", default_value = "http://127.0.0.1:7700", global = true)]
+    node: String,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum KvCommand {
+    /// Print a key's value (a register's bytes as they are; other types as JSON)
+    Get {
+        key: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Set a key to a value (`-` reads the value from standard input)
+    Put {
+        key: String,
+        value: String,
+        /// Expire the key after this many seconds
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Delete a key
+    Del {
+        key: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List keys, optionally only those starting with PREFIX
+    Scan {
+        prefix: Option<String>,
+        /// At most this many keys
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(args).await,
+            Command::Kv(cmd) => kv(cmd).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        http: args.http,
+        resp: args.resp,
+        shards: args.shards,
+        durability: args.durability,
+        node_id: args.node_id,
+        max_body_bytes: None,
+    };
+    let config = Config::resolve(args.config.as_deref(), overrides)?;
+    let node = Node::start(config).await?;
+    let c = node.config();
+    let store = node.store().context("the store is not running")?;
+    println!(
+        "squall {} node {} ({} shards, durability {}, data in {})",
+        env!("CARGO_PKG_VERSION"),
+        store.node_id(),
+        c.shards,
+        c.durability,
+        c.data_dir.display()
+    );
+    println!("  http   http://{}", node.http_addr());
+    println!("  redis  redis://{}   try: redis-cli -p {}", node.resp_addr(), node.resp_addr().port());
+    println!("stop with Ctrl-C");
+    let _ = std::io::stdout().flush();
+    shutdown_signal().await;
+    eprintln!("stopping: finishing requests and syncing the disk");
+    node.shutdown().await;
+    eprintln!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn kv(cmd: KvCommand) -> Result<()> {
+    let mut out = std::io::stdout();
+    match cmd {
+        KvCommand::Get { key, node } => {
+            let r = client::call(&node.node, Method::GET, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new()).await?.ok()?;
+            let kind = r.headers.get("x-squall-type").and_then(|v| v.to_str().ok()).unwrap_or("register").to_string();
+            if node.json {
+                let value = if kind == "register" {
+                    serde_json::json!({ "type": "register", "value": String::from_utf8_lossy(&r.body) })
+                } else {
+                    serde_json::from_slice(&r.body)?
+                };
+                writeln!(out, "{value}")?;
+            } else {
+                out.write_all(&r.body)?;
+                if !r.body.ends_with(b"\n") {
+                    writeln!(out)?;
+                }
+            }
+        }
+        KvCommand::Put { key, value, ttl, node } => {
+            let body = if value == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin().read_to_end(&mut buf).context("reading the value from standard input")?;
+                Bytes::from(buf)
+            } else {
+                Bytes::from(value)
+            };
+            let query = ttl.map(|t| format!("?ttl={t}")).unwrap_or_default();
+            client::call(&node.node, Method::PUT, &format!("/v1/kv/{}{query}", client::encode_path(&key)), body).await?.ok()?;
+            if node.json {
+                writeln!(out, "{}", serde_json::json!({ "ok": true, "key": key }))?;
+            } else {
+                writeln!(out, "OK")?;
+            }
+        }
+        KvCommand::Del { key, node } => {
+            client::call(&node.node, Method::DELETE, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new()).await?.ok()?;
+            if node.json {
+                writeln!(out, "{}", serde_json::json!({ "deleted": key }))?;
+            } else {
+                writeln!(out, "deleted {key}")?;
+            }
+        }
+        KvCommand::Scan { prefix, limit, node } => {
+            if limit == 0 {
+                bail!("--limit must be at least 1");
+            }
+            let mut keys = Vec::new();
+            let mut cursor = String::from("0");
+            loop {
+                let mut q = format!("/v1/kv?cursor={cursor}&limit={}", (limit - keys.len()).min(1000));
+                if let Some(p) = &prefix {
+                    q.push_str(&format!("&prefix={}", client::encode_path(p).replace('/', "%2F")));
+                }
+                let r = client::call(&node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
+                let page: serde_json::Value = serde_json::from_slice(&r.body)?;
+                for k in page["keys"].as_array().into_iter().flatten() {
+                    keys.push(k.as_str().unwrap_or_default().to_string());
+                }
+                cursor = page["cursor"].as_str().unwrap_or("0").to_string();
+                if page["done"].as_bool().unwrap_or(true) || keys.len() >= limit {
+                    break;
+                }
+            }
+            keys.truncate(limit);
+            if node.json {
+                writeln!(out, "{}", serde_json::json!({ "keys": keys }))?;
+            } else {
+                for k in keys {
+                    writeln!(out, "{k}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -392,7 +392,7 @@ impl Conn {
 
     fn info(&self, keys: u64) -> String {
         format!(
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nsquall_version:{}\r\nredis_mode:standalone\r\nnode_id:{}\r\nshards:{}\r\ndurability:{:?}\r\n\r\n# Persistence\r\nloading:0\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Stats\r\ntotal_commands_processed:{}\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nsquall_version:{}\r\nredis_mode:standalone\r\nnode_id:{}\r\nshards:{}\r\ndurability:{}\r\n\r\n# Persistence\r\nloading:0\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Stats\r\ntotal_commands_processed:{}\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
             env!("CARGO_PKG_VERSION"),
             self.store.node_id(),
             self.store.shards(),

@@ -1,1 +1,241 @@
-//! placeholder
+//! A Squall node: configuration, the store, the listeners, and shutdown.
+//!
+//! Configuration is layered: built-in defaults, then `squall.toml`, then
+//! `SQUALL_*` environment variables, then flags (the CLI applies the last two
+//! as [`Overrides`]). [`Node::start`] opens the store, binds both listeners
+//! and serves until [`Node::shutdown`]. Nothing here is imported by the parts
+//! it wires.
+
+use serde::Deserialize;
+use squall_gateway::{Metrics, http, redis};
+use squall_store::{Durability, Options, Store};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use squall_store::Durability as StoreDurability;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub resp: SocketAddr,
+    pub shards: usize,
+    pub durability: Durability,
+    pub node_id: Option<u64>,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./squall-data"),
+            http: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            resp: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            durability: Durability::Sync,
+            node_id: None,
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Settings from a file, the environment or flags; `None` leaves the layer below.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub http: Option<SocketAddr>,
+    pub resp: Option<SocketAddr>,
+    pub shards: Option<usize>,
+    pub durability: Option<Durability>,
+    pub node_id: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+}
+
+impl Config {
+    fn apply(&mut self, o: Overrides) {
+        let Overrides { data_dir, http, resp, shards, durability, node_id, max_body_bytes } = o;
+        if let Some(v) = data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = http {
+            self.http = v;
+        }
+        if let Some(v) = resp {
+            self.resp = v;
+        }
+        if let Some(v) = shards {
+            self.shards = v;
+        }
+        if let Some(v) = durability {
+            self.durability = v;
+        }
+        if node_id.is_some() {
+            self.node_id = node_id;
+        }
+        if let Some(v) = max_body_bytes {
+            self.max_body_bytes = v;
+        }
+    }
+
+    /// Defaults, then the config file (`file`, or `./squall.toml` if it
+    /// exists), then `overrides` (environment and flags).
+    pub fn resolve(file: Option<&Path>, overrides: Overrides) -> Result<Config, Error> {
+        let mut config = Config::default();
+        let default_file = Path::new("squall.toml");
+        let path = match file {
+            Some(p) => Some(p),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            let from_file: Overrides =
+                toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
+            config.apply(from_file);
+        }
+        config.apply(overrides);
+        if config.shards == 0 || config.shards > 256 {
+            return Err(Error::Config(format!("shards must be between 1 and 256, not {}", config.shards)));
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr} for {what}: {reason}{hint}")]
+    Listen { what: &'static str, addr: SocketAddr, reason: std::io::Error, hint: &'static str },
+    #[error(transparent)]
+    Store(#[from] squall_store::Error),
+}
+
+/// A running node.
+pub struct Node {
+    store: Option<Store>,
+    http_addr: SocketAddr,
+    resp_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    config: Config,
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|reason| {
+        let hint = match reason.kind() {
+            std::io::ErrorKind::AddrInUse => " (another process is using it; pick another address with a flag or squall.toml)",
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; pick a higher one)",
+            _ => "",
+        };
+        Error::Listen { what, addr, reason, hint }
+    })
+}
+
+impl Node {
+    /// Opens the store, binds the listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Node, Error> {
+        // Bind first: a port that is taken should fail fast, before recovery.
+        let http_listener = bind(config.http, "HTTP").await?;
+        let resp_listener = bind(config.resp, "the Redis protocol").await?;
+        let mut opts = Options::new(&config.data_dir);
+        opts.shards = config.shards;
+        opts.durability = config.durability;
+        opts.node_id = config.node_id;
+        let store = tokio::task::spawn_blocking(move || Store::open(opts))
+            .await
+            .map_err(|e| Error::Config(format!("store startup panicked: {e}")))??;
+        let handle = store.handle();
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let http_addr = http_listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
+        let resp_addr = resp_listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
+        let app = http::router(handle.clone(), metrics.clone(), config.max_body_bytes);
+        let http_stop = wait(stopped.clone());
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(http_stop).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
+        Ok(Node { store: Some(store), http_addr, resp_addr, stop, tasks: vec![http_task, resp_task], config })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn resp_addr(&self) -> SocketAddr {
+        self.resp_addr
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> Option<squall_store::Handle> {
+        self.store.as_ref().map(Store::handle)
+    }
+
+    /// Stops accepting, lets in-flight HTTP requests finish, closes the Redis
+    /// connections, writes what is pending and syncs the disk.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            // An idle keep-alive client must not hold shutdown up for long.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+        if let Some(store) = self.store.take() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_layers_override_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("squall.toml");
+        std::fs::write(&file, "data-dir = \"/var/lib/squall\"\nshards = 3\ndurability = \"async\"\n").unwrap();
+        let c = Config::resolve(Some(&file), Overrides { shards: Some(5), ..Default::default() }).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/squall"));
+        assert_eq!(c.shards, 5);
+        assert_eq!(c.durability, Durability::Async);
+        assert_eq!(c.http, Config::default().http);
+    }
+
+    #[test]
+    fn a_bad_config_file_names_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("squall.toml");
+        std::fs::write(&file, "shard = 3\n").unwrap();
+        let e = Config::resolve(Some(&file), Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("unknown field `shard`"), "{e}");
+        std::fs::write(&file, "durability = \"eventually\"\n").unwrap();
+        let e = Config::resolve(Some(&file), Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("durability") || e.contains("unknown variant"), "{e}");
+        let e = Config::resolve(Some(&dir.path().join("missing.toml")), Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+        let e = Config::resolve(None, Overrides { shards: Some(0), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("shards must be"), "{e}");
+    }
+}

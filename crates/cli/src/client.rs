@@ -1,0 +1,67 @@
+//! A small HTTP/1.1 client for talking to a node (hyper, one connection per call).
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    /// Turns an API error (`{"error": {"code", "message"}}`) into an error.
+    pub fn ok(self) -> Result<Response> {
+        if self.status.is_success() {
+            return Ok(self);
+        }
+        let parsed: Option<(String, String)> = serde_json::from_slice::<serde_json::Value>(&self.body).ok().and_then(|v| {
+            let e = v.get("error")?;
+            Some((e.get("code")?.as_str()?.to_string(), e.get("message")?.as_str()?.to_string()))
+        });
+        match parsed {
+            Some((code, message)) => bail!("{message} ({code})"),
+            None => bail!("the node answered {}: {}", self.status, String::from_utf8_lossy(&self.body)),
+        }
+    }
+}
+
+/// Percent-encodes a key for a URL path (slashes stay: keys may contain them).
+pub fn encode_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn call(node: &str, method: Method, path_and_query: &str, body: Bytes) -> Result<Response> {
+    let base: hyper::Uri = node.parse().with_context(|| format!("'{node}' is not a URL like http://127.0.0.1:7700"))?;
+    if base.scheme_str().is_some_and(|s| s != "http") {
+        bail!("only http:// node URLs are supported, not '{node}'");
+    }
+    let authority = base.authority().ok_or_else(|| anyhow!("'{node}' has no host: use a URL like http://127.0.0.1:7700"))?;
+    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .with_context(|| format!("cannot reach the node at {node} (is `squall up` running there?)"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(hyper::header::HOST, authority.as_str())
+        .body(Full::new(body))?;
+    let resp = sender.send_request(req).await.with_context(|| format!("request to {node} failed"))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(Response { status, headers, body })
+}
