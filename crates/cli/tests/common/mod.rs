@@ -1,0 +1,105 @@
+//! Starts real `squall` processes on ephemeral loopback ports, the way a user would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct TestNode {
+    pub child: Child,
+    pub http: String,
+    pub resp_port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn squall() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_squall"))
+}
+
+impl TestNode {
+    /// A node with a fresh data dir.
+    pub fn start(extra: &[&str]) -> TestNode {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut node = TestNode::start_in(&dir, extra);
+        node._tmp = Some(tmp);
+        node
+    }
+
+    /// A node on `dir` (kept by the caller, for restarts).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> TestNode {
+        let mut child = squall()
+            .args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("SQUALL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("squall starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut http, mut resp_port) = (String::new(), 0);
+        for line in lines.by_ref() {
+            let line = line.expect("squall prints where it listens");
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("http") {
+                http = rest.trim().to_string();
+            } else if let Some(rest) = line.strip_prefix("redis") {
+                let url = rest.split_whitespace().next().unwrap();
+                resp_port = url.rsplit(':').next().unwrap().parse().unwrap();
+            } else if line.starts_with("stop with") {
+                break;
+            }
+        }
+        assert!(!http.is_empty() && resp_port != 0, "squall did not say where it listens");
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        TestNode { child, http, resp_port, data_dir: dir.to_path_buf(), _tmp: None }
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.resp_port)).unwrap();
+        client.get_connection_with_timeout(Duration::from_secs(5)).expect("redis client connects")
+    }
+
+    pub fn resp_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.resp_port)
+    }
+
+    /// SIGKILL: no shutdown, no final sync.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe_free_sigterm(self.child.id());
+        self.child.wait().unwrap()
+    }
+}
+
+fn unsafe_free_sigterm(pid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command-line tool the test needs; in CI its absence is a failure, not a skip.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "{name} is not installed; .ci/run installs it");
+        eprintln!("skipping: {name} is not installed (apt-get install redis-tools)");
+    }
+    found
+}
