@@ -18,10 +18,11 @@ impl Response {
         if self.status.is_success() {
             return Ok(self);
         }
-        let parsed: Option<(String, String)> = serde_json::from_slice::<serde_json::Value>(&self.body).ok().and_then(|v| {
-            let e = v.get("error")?;
-            Some((e.get("code")?.as_str()?.to_string(), e.get("message")?.as_str()?.to_string()))
-        });
+        let parsed: Option<(String, String)> =
+            serde_json::from_slice::<serde_json::Value>(&self.body).ok().and_then(|v| {
+                let e = v.get("error")?;
+                Some((e.get("code")?.as_str()?.to_string(), e.get("message")?.as_str()?.to_string()))
+            });
         match parsed {
             Some((code, message)) => bail!("{message} ({code})"),
             None => bail!("the node answered {}: {}", self.status, String::from_utf8_lossy(&self.body)),
@@ -47,7 +48,8 @@ pub async fn call(node: &str, method: Method, path_and_query: &str, body: Bytes)
     if base.scheme_str().is_some_and(|s| s != "http") {
         bail!("only http:// node URLs are supported, not '{node}'");
     }
-    let authority = base.authority().ok_or_else(|| anyhow!("'{node}' has no host: use a URL like http://127.0.0.1:7700"))?;
+    let authority =
+        base.authority().ok_or_else(|| anyhow!("'{node}' has no host: use a URL like http://127.0.0.1:7700"))?;
     let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
     let stream = tokio::net::TcpStream::connect(&addr)
         .await

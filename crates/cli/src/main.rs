@@ -13,7 +13,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "squall", version, about = "Squall: a stateful serverless platform with a lattice key-value store", propagate_version = true)]
+#[command(
+    name = "squall",
+    version,
+    about = "Squall: a stateful serverless platform with a lattice key-value store",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -122,7 +127,8 @@ fn main() {
 async fn up(args: UpArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -183,7 +189,10 @@ async fn kv(cmd: KvCommand) -> Result<()> {
     let mut out = std::io::stdout();
     match cmd {
         KvCommand::Get { key, node } => {
-            let r = client::call(&node.node, Method::GET, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new()).await?.ok()?;
+            let r =
+                client::call(&node.node, Method::GET, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new())
+                    .await?
+                    .ok()?;
             let kind = r.headers.get("x-squall-type").and_then(|v| v.to_str().ok()).unwrap_or("register").to_string();
             if node.json {
                 let value = if kind == "register" {
@@ -208,7 +217,9 @@ async fn kv(cmd: KvCommand) -> Result<()> {
                 Bytes::from(value)
             };
             let query = ttl.map(|t| format!("?ttl={t}")).unwrap_or_default();
-            client::call(&node.node, Method::PUT, &format!("/v1/kv/{}{query}", client::encode_path(&key)), body).await?.ok()?;
+            client::call(&node.node, Method::PUT, &format!("/v1/kv/{}{query}", client::encode_path(&key)), body)
+                .await?
+                .ok()?;
             if node.json {
                 writeln!(out, "{}", serde_json::json!({ "ok": true, "key": key }))?;
             } else {
@@ -216,7 +227,9 @@ async fn kv(cmd: KvCommand) -> Result<()> {
             }
         }
         KvCommand::Del { key, node } => {
-            client::call(&node.node, Method::DELETE, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new()).await?.ok()?;
+            client::call(&node.node, Method::DELETE, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new())
+                .await?
+                .ok()?;
             if node.json {
                 writeln!(out, "{}", serde_json::json!({ "deleted": key }))?;
             } else {

@@ -118,11 +118,8 @@ fn keys_expire() {
 }
 
 fn cli(node: &TestNode, args: &[&str]) -> String {
-    let out = Command::new(tool("redis-cli").unwrap())
-        .args(["-p", &node.resp_port.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(tool("redis-cli").unwrap()).args(["-p", &node.resp_port.to_string()]).args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -139,7 +136,10 @@ fn redis_cli_works() {
     assert_eq!(cli(&node, &["HSET", "h", "f", "v"]), "1");
     assert_eq!(cli(&node, &["HGET", "h", "f"]), "v");
     assert_eq!(cli(&node, &["GET", "s"]), "WRONGTYPE Operation against a key holding the wrong kind of value");
-    assert_eq!(cli(&node, &["HSET", "k", "f", "v"]), "WRONGTYPE Operation against a key holding the wrong kind of value");
+    assert_eq!(
+        cli(&node, &["HSET", "k", "f", "v"]),
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    );
     assert_eq!(cli(&node, &["PING"]), "PONG");
     assert!(cli(&node, &["INFO"]).contains("redis_version"));
     let mut keys: Vec<String> = cli(&node, &["--scan"]).lines().map(String::from).collect();
@@ -153,7 +153,21 @@ fn redis_benchmark_runs_without_errors() {
     let node = TestNode::start(&["--durability", "async"]);
     for pipeline in ["1", "16"] {
         let out = Command::new(&bench)
-            .args(["-p", &node.resp_port.to_string(), "-t", "set,get,incr,sadd", "-n", "5000", "-r", "1000", "-c", "10", "-q", "-P", pipeline])
+            .args([
+                "-p",
+                &node.resp_port.to_string(),
+                "-t",
+                "set,get,incr,sadd",
+                "-n",
+                "5000",
+                "-r",
+                "1000",
+                "-c",
+                "10",
+                "-q",
+                "-P",
+                pipeline,
+            ])
             .output()
             .unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

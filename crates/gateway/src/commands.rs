@@ -63,15 +63,55 @@ pub enum Server {
 /// The commands this server answers (for COMMAND, and for arity checks).
 /// (name, arity as Redis states it: negative = at least that many.)
 pub const COMMANDS: &[(&str, i64)] = &[
-    ("get", 2), ("set", -3), ("setex", 4), ("psetex", 4), ("del", -2), ("unlink", -2), ("exists", -2),
-    ("mget", -2), ("mset", -3), ("incr", 2), ("incrby", 3), ("decr", 2), ("decrby", 3),
-    ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("scard", 2),
-    ("hset", -4), ("hmset", -4), ("hget", 3), ("hdel", -3), ("hgetall", 2), ("hlen", 2),
-    ("type", 2), ("expire", -3), ("pexpire", -3), ("expireat", -3), ("pexpireat", -3),
-    ("ttl", 2), ("pttl", 2), ("persist", 2), ("scan", -2), ("keys", 2), ("dbsize", 1),
-    ("ping", -1), ("echo", 2), ("info", -1), ("command", -1), ("client", -2), ("config", -2),
-    ("select", 2), ("hello", -1), ("quit", -1), ("multi", 1), ("exec", 1), ("discard", 1),
-    ("watch", -2), ("unwatch", 1),
+    ("get", 2),
+    ("set", -3),
+    ("setex", 4),
+    ("psetex", 4),
+    ("del", -2),
+    ("unlink", -2),
+    ("exists", -2),
+    ("mget", -2),
+    ("mset", -3),
+    ("incr", 2),
+    ("incrby", 3),
+    ("decr", 2),
+    ("decrby", 3),
+    ("sadd", -3),
+    ("srem", -3),
+    ("smembers", 2),
+    ("sismember", 3),
+    ("scard", 2),
+    ("hset", -4),
+    ("hmset", -4),
+    ("hget", 3),
+    ("hdel", -3),
+    ("hgetall", 2),
+    ("hlen", 2),
+    ("type", 2),
+    ("expire", -3),
+    ("pexpire", -3),
+    ("expireat", -3),
+    ("pexpireat", -3),
+    ("ttl", 2),
+    ("pttl", 2),
+    ("persist", 2),
+    ("scan", -2),
+    ("keys", 2),
+    ("dbsize", 1),
+    ("ping", -1),
+    ("echo", 2),
+    ("info", -1),
+    ("command", -1),
+    ("client", -2),
+    ("config", -2),
+    ("select", 2),
+    ("hello", -1),
+    ("quit", -1),
+    ("multi", 1),
+    ("exec", 1),
+    ("discard", 1),
+    ("watch", -2),
+    ("unwatch", 1),
 ];
 
 /// Conditional writes need coordination between replicas, which a
@@ -139,7 +179,11 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
                 return Err(Frame::err(format!("invalid expire time in '{lower}' command")));
             }
             let ms = if name == b"SETEX" { t.saturating_mul(1000) } else { t };
-            one(Op::Set { value: args[3].clone(), expiry: SetExpiry::At(now_ms().saturating_add(ms as u64)), get: false })
+            one(Op::Set {
+                value: args[3].clone(),
+                expiry: SetExpiry::At(now_ms().saturating_add(ms as u64)),
+                get: false,
+            })
         }
         b"DEL" | b"UNLINK" | b"EXISTS" => {
             let op = || if name == b"EXISTS" { Op::Exists } else { Op::Del };
@@ -149,9 +193,11 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
                 Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), op())).collect(), combine: Combine::Count })
             }
         }
-        b"MGET" => Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), Op::Get)).collect(), combine: Combine::Values }),
+        b"MGET" => {
+            Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), Op::Get)).collect(), combine: Combine::Values })
+        }
         b"MSET" => {
-            if args.len() % 2 == 0 {
+            if args.len().is_multiple_of(2) {
                 return Err(arity_error(&lower));
             }
             let ops = args[1..]
@@ -163,14 +209,16 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
         b"INCR" => one(Op::IncrBy(1)),
         b"DECR" => one(Op::IncrBy(-1)),
         b"INCRBY" => one(Op::IncrBy(int(&args[2])?)),
-        b"DECRBY" => one(Op::IncrBy(int(&args[2])?.checked_neg().ok_or_else(|| Frame::err("decrement would overflow"))?)),
+        b"DECRBY" => {
+            one(Op::IncrBy(int(&args[2])?.checked_neg().ok_or_else(|| Frame::err("decrement would overflow"))?))
+        }
         b"SADD" => one(Op::SAdd(args[2..].to_vec())),
         b"SREM" => one(Op::SRem(args[2..].to_vec())),
         b"SMEMBERS" => one(Op::SMembers),
         b"SISMEMBER" => one(Op::SIsMember(args[2].clone())),
         b"SCARD" => one(Op::SCard),
         b"HSET" | b"HMSET" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return Err(arity_error(&lower));
             }
             let pairs = args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
@@ -302,7 +350,10 @@ fn parse_server(name: &[u8], lower: &str, args: &[Bytes]) -> Result<Server, Fram
 }
 
 fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {
-    let cursor = std::str::from_utf8(&args[1]).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| Frame::err("invalid cursor"))?;
+    let cursor = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Frame::err("invalid cursor"))?;
     let (mut pattern, mut count, mut kind) = (None, 10usize, None);
     let mut i = 2;
     while i < args.len() {
@@ -392,7 +443,9 @@ mod tests {
         assert_eq!(err("GET a b"), "ERR wrong number of arguments for 'get' command");
         assert_eq!(err("MSET a"), "ERR wrong number of arguments for 'mset' command");
         assert_eq!(err("MSET a 1 b"), "ERR wrong number of arguments for 'mset' command");
-        assert!(err("FLY me to the moon").starts_with("ERR unknown command 'FLY', with args beginning with: 'me' 'to'"));
+        assert!(
+            err("FLY me to the moon").starts_with("ERR unknown command 'FLY', with args beginning with: 'me' 'to'")
+        );
     }
 
     #[test]
@@ -403,7 +456,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse(&args("SET k v KEEPTTL")), Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::Keep, .. }, .. })));
+        assert!(matches!(
+            parse(&args("SET k v KEEPTTL")),
+            Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::Keep, .. }, .. })
+        ));
         assert_eq!(err("SET k v EX 0"), "ERR invalid expire time in 'set' command");
         assert_eq!(err("SET k v EX 1 PX 5"), "ERR syntax error");
         assert_eq!(err("SET k v EX"), "ERR syntax error");

@@ -72,7 +72,11 @@ impl From<squall_store::Error> for ApiError {
 
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
-        ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string().trim_start_matches("ERR ").trim_start_matches("WRONGTYPE ").to_string())
+        ApiError::new(
+            StatusCode::CONFLICT,
+            e.code(),
+            e.to_string().trim_start_matches("ERR ").trim_start_matches("WRONGTYPE ").to_string(),
+        )
     }
 }
 
@@ -88,11 +92,19 @@ async fn measure(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {}; see /v1/kv/KEY, /healthz, /readyz, /metrics", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}; see /v1/kv/KEY, /healthz, /readyz, /metrics", uri.path()),
+    )
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 #[derive(Deserialize)]
@@ -120,7 +132,11 @@ fn no_time_travel(q: &KeyQuery) -> Result<(), ApiError> {
     }
 }
 
-async fn get_key(State(app): State<App>, Path(key): Path<String>, Query(q): Query<KeyQuery>) -> Result<Response, ApiError> {
+async fn get_key(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Response, ApiError> {
     no_time_travel(&q)?;
     let key = key_bytes(key)?;
     let shown = String::from_utf8_lossy(&key).into_owned();
@@ -210,7 +226,9 @@ fn prefix_pattern(prefix: &str) -> bytes::Bytes {
 async fn scan(State(app): State<App>, Query(q): Query<ScanQuery>) -> Result<axum::Json<Json>, ApiError> {
     let cursor = match q.cursor.as_deref() {
         None | Some("") => 0,
-        Some(c) => c.parse().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "cursor must be a number from an earlier answer"))?,
+        Some(c) => c.parse().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "cursor must be a number from an earlier answer")
+        })?,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let pattern = q.prefix.as_deref().map(prefix_pattern);

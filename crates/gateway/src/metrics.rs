@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+const BUCKETS: [f64; 14] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 #[derive(Debug, Default)]
 pub struct Histogram {
@@ -87,21 +88,72 @@ impl Metrics {
         let mut single = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
-        single("squall_uptime_seconds", "gauge", "Seconds since the node started.", format!("{:.3}", self.started.elapsed().as_secs_f64()));
-        single("squall_resp_connections", "gauge", "Open Redis-protocol connections.", self.resp_connections.load(Ordering::Relaxed).to_string());
-        single("squall_resp_connections_total", "counter", "Redis-protocol connections accepted.", self.resp_connections_total.load(Ordering::Relaxed).to_string());
-        single("squall_resp_commands_total", "counter", "Redis commands run.", self.resp_commands.load(Ordering::Relaxed).to_string());
-        single("squall_resp_errors_total", "counter", "Redis commands answered with an error.", self.resp_errors.load(Ordering::Relaxed).to_string());
-        single("squall_resp_protocol_errors_total", "counter", "Connections closed for malformed input.", self.resp_protocol_errors.load(Ordering::Relaxed).to_string());
-        single("squall_http_requests_total", "counter", "HTTP requests served.", self.http_requests.load(Ordering::Relaxed).to_string());
-        single("squall_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.", self.http_errors.load(Ordering::Relaxed).to_string());
-        self.resp_latency.render(&mut out, "squall_resp_command_duration_seconds", "Time from reading a command to writing its answer.");
+        single(
+            "squall_uptime_seconds",
+            "gauge",
+            "Seconds since the node started.",
+            format!("{:.3}", self.started.elapsed().as_secs_f64()),
+        );
+        single(
+            "squall_resp_connections",
+            "gauge",
+            "Open Redis-protocol connections.",
+            self.resp_connections.load(Ordering::Relaxed).to_string(),
+        );
+        single(
+            "squall_resp_connections_total",
+            "counter",
+            "Redis-protocol connections accepted.",
+            self.resp_connections_total.load(Ordering::Relaxed).to_string(),
+        );
+        single(
+            "squall_resp_commands_total",
+            "counter",
+            "Redis commands run.",
+            self.resp_commands.load(Ordering::Relaxed).to_string(),
+        );
+        single(
+            "squall_resp_errors_total",
+            "counter",
+            "Redis commands answered with an error.",
+            self.resp_errors.load(Ordering::Relaxed).to_string(),
+        );
+        single(
+            "squall_resp_protocol_errors_total",
+            "counter",
+            "Connections closed for malformed input.",
+            self.resp_protocol_errors.load(Ordering::Relaxed).to_string(),
+        );
+        single(
+            "squall_http_requests_total",
+            "counter",
+            "HTTP requests served.",
+            self.http_requests.load(Ordering::Relaxed).to_string(),
+        );
+        single(
+            "squall_http_errors_total",
+            "counter",
+            "HTTP requests answered with a 4xx or 5xx status.",
+            self.http_errors.load(Ordering::Relaxed).to_string(),
+        );
+        self.resp_latency.render(
+            &mut out,
+            "squall_resp_command_duration_seconds",
+            "Time from reading a command to writing its answer.",
+        );
         self.http_latency.render(&mut out, "squall_http_request_duration_seconds", "Time to serve an HTTP request.");
-        let per_shard: [(&str, &str, &str, fn(&squall_store::ShardStats) -> u64); 4] = [
+        type Read = fn(&squall_store::ShardStats) -> u64;
+        let per_shard: [(&str, &str, &str, Read); 4] = [
             ("squall_shard_reads_total", "counter", "Read operations per shard.", |s| s.reads.load(Ordering::Relaxed)),
-            ("squall_shard_writes_total", "counter", "Write operations per shard.", |s| s.writes.load(Ordering::Relaxed)),
-            ("squall_shard_keys", "gauge", "Keys held per shard (expired keys count until reclaimed).", |s| s.keys.load(Ordering::Relaxed)),
-            ("squall_shard_expired_total", "counter", "Keys reclaimed after expiring, per shard.", |s| s.expired.load(Ordering::Relaxed)),
+            ("squall_shard_writes_total", "counter", "Write operations per shard.", |s| {
+                s.writes.load(Ordering::Relaxed)
+            }),
+            ("squall_shard_keys", "gauge", "Keys held per shard (expired keys count until reclaimed).", |s| {
+                s.keys.load(Ordering::Relaxed)
+            }),
+            ("squall_shard_expired_total", "counter", "Keys reclaimed after expiring, per shard.", |s| {
+                s.expired.load(Ordering::Relaxed)
+            }),
         ];
         for (name, kind, help, get) in per_shard {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -115,7 +167,10 @@ impl Metrics {
     /// Adds the store's per-shard memory use, which the shards compute on request.
     pub fn render_bytes(out: &mut String, bytes: &[u64]) {
         let name = "squall_shard_bytes";
-        let _ = writeln!(out, "# HELP {name} Approximate bytes of keys and values held in memory, per shard.\n# TYPE {name} gauge");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Approximate bytes of keys and values held in memory, per shard.\n# TYPE {name} gauge"
+        );
         for (shard, b) in bytes.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {b}");
         }

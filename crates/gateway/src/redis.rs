@@ -33,7 +33,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), max_request_bytes: 64 * 1024 * 1024 }
+        // Fewer arguments than Redis's million: a command still arriving is
+        // re-parsed from its start on each read, so its cost grows with the
+        // square of its argument count.
+        Options { limits: Limits { max_args: 128 * 1024, ..Limits::default() }, max_request_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -41,7 +44,13 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `shutdown` resolves; each connection runs on a
 /// shard thread, round-robin.
-pub async fn serve(listener: TcpListener, store: Handle, metrics: Arc<Metrics>, opts: Options, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    store: Handle,
+    metrics: Arc<Metrics>,
+    opts: Options,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut next = 0usize;
     loop {
@@ -279,7 +288,9 @@ impl Conn {
         for cmd in tx.queued {
             let frame = match cmd {
                 Cmd::Key { render, .. } => commands::render(next(&mut results), render),
-                Cmd::Keys { ops, combine } => commands::combine(ops.iter().map(|_| next(&mut results)).collect(), combine),
+                Cmd::Keys { ops, combine } => {
+                    commands::combine(ops.iter().map(|_| next(&mut results)).collect(), combine)
+                }
                 Cmd::Server(s) => self.server(s).await,
             };
             frames.push(frame);
@@ -325,7 +336,9 @@ impl Conn {
                     })
                     .collect(),
             ),
-            Server::Command(Some(sub)) if sub.eq_ignore_ascii_case(b"COUNT") => Frame::Integer(commands::COMMANDS.len() as i64),
+            Server::Command(Some(sub)) if sub.eq_ignore_ascii_case(b"COUNT") => {
+                Frame::Integer(commands::COMMANDS.len() as i64)
+            }
             // DOCS and the rest: nothing to add beyond the names.
             Server::Command(Some(_)) => Frame::Array(Vec::new()),
             Server::ConfigGet(params) => {
@@ -353,13 +366,15 @@ impl Conn {
                 Ok((_, keys)) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
                 Err(e) => Frame::err(e.to_string()),
             },
-            Server::Scan { cursor, pattern, count, kind } => match self.store.scan(&ns, cursor, count, pattern, kind).await {
-                Ok((next, keys)) => Frame::Array(vec![
-                    Frame::Bulk(Bytes::from(next.to_string())),
-                    Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
-                ]),
-                Err(e) => Frame::err(e.to_string()),
-            },
+            Server::Scan { cursor, pattern, count, kind } => {
+                match self.store.scan(&ns, cursor, count, pattern, kind).await {
+                    Ok((next, keys)) => Frame::Array(vec![
+                        Frame::Bulk(Bytes::from(next.to_string())),
+                        Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+                    ]),
+                    Err(e) => Frame::err(e.to_string()),
+                }
+            }
             Server::Multi => {
                 self.multi = Some(Transaction { queued: Vec::new(), failed: false });
                 Frame::ok()

@@ -126,10 +126,7 @@ impl fmt::Display for DisplayByte {
 ///
 /// The outcome depends only on the bytes in `buf`, never on how they were
 /// split into reads.
-pub fn parse_command(
-    buf: &mut BytesMut,
-    limits: &Limits,
-) -> Result<Option<Vec<Bytes>>, ParseError> {
+pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
     // Like Redis, the first byte of each request picks the format.
     match buf.first() {
         None => Ok(None),
@@ -180,9 +177,7 @@ fn walk_multibulk(
         _ => return Err(ParseError::InvalidMultibulkLength),
     };
     if count > limits.max_args {
-        return Err(ParseError::TooManyArgs {
-            limit: limits.max_args,
-        });
+        return Err(ParseError::TooManyArgs { limit: limits.max_args });
     }
 
     for _ in 0..count {
@@ -197,15 +192,11 @@ fn walk_multibulk(
         };
         let len = usize::try_from(len).map_err(|_| ParseError::InvalidBulkLength)?;
         if len > limits.max_bulk_len {
-            return Err(ParseError::BulkTooLong {
-                limit: limits.max_bulk_len,
-            });
+            return Err(ParseError::BulkTooLong { limit: limits.max_bulk_len });
         }
         // Only overflows if max_bulk_len is set near usize::MAX on a 32-bit
         // target; such a length can never be satisfied anyway.
-        let end = start
-            .checked_add(len)
-            .ok_or(ParseError::InvalidBulkLength)?;
+        let end = start.checked_add(len).ok_or(ParseError::InvalidBulkLength)?;
         // Jump over the payload without looking at it, then check the CRLF
         // byte by byte so a wrong first byte fails before the second arrives.
         for (offset, expected) in [b'\r', b'\n'].into_iter().enumerate() {
@@ -228,11 +219,7 @@ fn walk_multibulk(
 /// the line is rejected (with `invalid`) at the first byte that rules it out.
 /// That keeps the scan O(1) on every re-parse and means we never buffer a
 /// long garbage line waiting for its `\r`.
-fn read_header(
-    buf: &[u8],
-    pos: usize,
-    invalid: ParseError,
-) -> Result<Option<(i64, usize)>, ParseError> {
+fn read_header(buf: &[u8], pos: usize, invalid: ParseError) -> Result<Option<(i64, usize)>, ParseError> {
     let digits_start = pos + 1;
     let mut i = digits_start;
     loop {
@@ -276,15 +263,9 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
         if !d.is_ascii_digit() {
             return None;
         }
-        magnitude = magnitude
-            .checked_mul(10)?
-            .checked_add(u64::from(d - b'0'))?;
+        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    if negative {
-        0i64.checked_sub_unsigned(magnitude)
-    } else {
-        i64::try_from(magnitude).ok()
-    }
+    if negative { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() }
 }
 
 /// Parses an inline command: one line up to `\n` (an optional `\r` before it
@@ -295,17 +276,9 @@ fn parse_inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>
     // the search also bounds the cost of re-scanning a partial line.
     let window = limits.max_inline_len.saturating_add(2);
     let Some(newline) = buf.iter().take(window).position(|&b| b == b'\n') else {
-        return if buf.len() >= window {
-            Err(ParseError::TooBigInline)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() >= window { Err(ParseError::TooBigInline) } else { Ok(None) };
     };
-    let line_len = if newline > 0 && buf[newline - 1] == b'\r' {
-        newline - 1
-    } else {
-        newline
-    };
+    let line_len = if newline > 0 && buf[newline - 1] == b'\r' { newline - 1 } else { newline };
     if line_len > limits.max_inline_len {
         return Err(ParseError::TooBigInline);
     }
@@ -383,11 +356,7 @@ fn split_args(line: &[u8], max_args: usize) -> Result<Vec<Token>, ParseError> {
                     None | Some(b' ' | b'\t' | b'\n' | b'\r') => done = true,
                     Some(q @ (b'"' | b'\'')) => {
                         unescaped.get_or_insert_with(|| line[start..p].to_vec());
-                        quote = if q == b'"' {
-                            Quote::Double
-                        } else {
-                            Quote::Single
-                        };
+                        quote = if q == b'"' { Quote::Double } else { Quote::Single };
                     }
                     Some(b) => {
                         if let Some(out) = unescaped.as_mut() {
@@ -748,9 +717,7 @@ mod tests {
         let input = b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n";
         let mut buf = BytesMut::from(&input[..]);
         let base = buf.as_ptr() as usize;
-        let cmd = parse_command(&mut buf, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let cmd = parse_command(&mut buf, &Limits::default()).unwrap().unwrap();
         // Pointers into the original allocation at the payload offsets.
         assert_eq!(cmd[0].as_ptr() as usize, base + 8);
         assert_eq!(cmd[1].as_ptr() as usize, base + 18);
@@ -769,17 +736,9 @@ mod tests {
         let whole = parse_all(PIPELINE, &limits);
         for split in 1..PIPELINE.len() {
             let mut chunks = [split, PIPELINE.len()].into_iter();
-            assert_eq!(
-                parse_chunked(PIPELINE, &mut chunks, &limits),
-                whole,
-                "split at {split}"
-            );
+            assert_eq!(parse_chunked(PIPELINE, &mut chunks, &limits), whole, "split at {split}");
         }
-        assert_eq!(
-            parse_chunked(PIPELINE, &mut std::iter::repeat(1), &limits),
-            whole,
-            "byte by byte"
-        );
+        assert_eq!(parse_chunked(PIPELINE, &mut std::iter::repeat(1), &limits), whole, "byte by byte");
     }
 
     #[test]
@@ -808,11 +767,7 @@ mod tests {
     fn empty_commands_are_consumed_and_empty() {
         for input in [&b"\r\n"[..], b"\n", b"*0\r\n", b"*-1\r\n", b"   \t \r\n"] {
             let mut buf = BytesMut::from(input);
-            assert_eq!(
-                parse_command(&mut buf, &Limits::default()),
-                Ok(Some(vec![])),
-                "{input:?}"
-            );
+            assert_eq!(parse_command(&mut buf, &Limits::default()), Ok(Some(vec![])), "{input:?}");
             assert!(buf.is_empty(), "{input:?}");
         }
     }
@@ -825,10 +780,7 @@ mod tests {
             (b"  set  k\tv  \r\n", &[b"set", b"k", b"v"]),
             (b"set k \"hello world\"\n", &[b"set", b"k", b"hello world"]),
             (b"set k 'hello world'\n", &[b"set", b"k", b"hello world"]),
-            (
-                b"echo \"\\n\\r\\t\\b\\a\\\\\\\"\\q\"\n",
-                &[b"echo", b"\n\r\t\x08\x07\\\"q"],
-            ),
+            (b"echo \"\\n\\r\\t\\b\\a\\\\\\\"\\q\"\n", &[b"echo", b"\n\r\t\x08\x07\\\"q"]),
             // `\x` without two hex digits is the generic escape: just `x`.
             (b"echo \"\\x41\\x7a\\xzz\"\n", &[b"echo", b"Azxzz"]),
             (b"echo \"\\xff\\x00\"\n", &[b"echo", b"\xff\x00"]),
@@ -848,11 +800,7 @@ mod tests {
         ];
         for (input, expected) in cases {
             let mut buf = BytesMut::from(*input);
-            assert_eq!(
-                parse_command(&mut buf, &Limits::default()),
-                Ok(Some(args(expected))),
-                "{input:?}"
-            );
+            assert_eq!(parse_command(&mut buf, &Limits::default()), Ok(Some(args(expected))), "{input:?}");
             assert!(buf.is_empty(), "{input:?}");
         }
     }
@@ -861,9 +809,7 @@ mod tests {
     fn unquoted_inline_args_are_zero_copy() {
         let mut buf = BytesMut::from(&b"GET somekey\r\n"[..]);
         let base = buf.as_ptr() as usize;
-        let cmd = parse_command(&mut buf, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let cmd = parse_command(&mut buf, &Limits::default()).unwrap().unwrap();
         assert_eq!(cmd[1].as_ptr() as usize, base + 4);
     }
 
@@ -878,11 +824,7 @@ mod tests {
             b"set k \"abc\\\n",
         ] {
             let mut buf = BytesMut::from(input);
-            assert_eq!(
-                parse_command(&mut buf, &Limits::default()),
-                Err(ParseError::UnbalancedQuotes),
-                "{input:?}"
-            );
+            assert_eq!(parse_command(&mut buf, &Limits::default()), Err(ParseError::UnbalancedQuotes), "{input:?}");
             assert_eq!(&buf[..], input, "an error leaves the buffer as it was");
         }
     }
@@ -912,15 +854,9 @@ mod tests {
             (b"*1\n", Some(InvalidMultibulkLength)),
             (b"*2\r\n$-3\r\n", Some(InvalidBulkLength)),
             (b"*1\r\n$-1\r\n", Some(InvalidBulkLength)),
-            (
-                b"*1\r\n$9999999999\r\n",
-                Some(BulkTooLong { limit: 8 << 20 }),
-            ),
+            (b"*1\r\n$9999999999\r\n", Some(BulkTooLong { limit: 8 << 20 })),
             (b"*1\r\n$8388609\r\n", Some(BulkTooLong { limit: 8 << 20 })),
-            (
-                b"*1\r\n$99999999999999999999999\r\n",
-                Some(InvalidBulkLength),
-            ),
+            (b"*1\r\n$99999999999999999999999\r\n", Some(InvalidBulkLength)),
             (b"*1\r\n$3\r\nabcX\r\n", Some(UnterminatedBulk)),
             (b"*1\r\n$3\r\nabc\rX", Some(UnterminatedBulk)),
             (b"*1\r\nfoo\r\n", Some(ExpectedBulk(b'f'))),
@@ -939,12 +875,7 @@ mod tests {
                 Some(e) => Err(*e),
                 None => Ok(None),
             };
-            assert_eq!(
-                result,
-                Some(expected),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(result, Some(expected), "{:?}", String::from_utf8_lossy(input));
             assert!(peak <= 4096, "{input:?} allocated {peak} bytes at once");
             assert_eq!(&buf[..], *input, "buffer must be untouched");
         }
@@ -955,57 +886,30 @@ mod tests {
         // A garbage header is refused long before Redis's 64 KiB, and with
         // no `\r` in sight.
         let mut buf = BytesMut::from(&b"*12345678901234567890123"[..]);
-        assert_eq!(
-            parse_command(&mut buf, &Limits::default()),
-            Err(ParseError::InvalidMultibulkLength)
-        );
+        assert_eq!(parse_command(&mut buf, &Limits::default()), Err(ParseError::InvalidMultibulkLength));
         let mut buf = BytesMut::from(&b"*1\r\n$1x"[..]);
-        assert_eq!(
-            parse_command(&mut buf, &Limits::default()),
-            Err(ParseError::InvalidBulkLength)
-        );
+        assert_eq!(parse_command(&mut buf, &Limits::default()), Err(ParseError::InvalidBulkLength));
         let mut buf = BytesMut::from(&b"*1\r\n:"[..]);
-        assert_eq!(
-            parse_command(&mut buf, &Limits::default()),
-            Err(ParseError::ExpectedBulk(b':'))
-        );
+        assert_eq!(parse_command(&mut buf, &Limits::default()), Err(ParseError::ExpectedBulk(b':')));
         let mut header = b"*".to_vec();
         header.extend(std::iter::repeat_n(b'1', 70 * 1024));
         let mut buf = BytesMut::from(&header[..]);
-        assert_eq!(
-            parse_command(&mut buf, &Limits::default()),
-            Err(ParseError::InvalidMultibulkLength)
-        );
+        assert_eq!(parse_command(&mut buf, &Limits::default()), Err(ParseError::InvalidMultibulkLength));
     }
 
     #[test]
     fn inline_line_limit() {
-        let limits = Limits {
-            max_inline_len: 8,
-            ..Limits::default()
-        };
+        let limits = Limits { max_inline_len: 8, ..Limits::default() };
         let ok: &[&[u8]] = &[b"12345678\r\n", b"12345678\n", b"1234567\r\r\n"];
         for input in ok {
             let mut buf = BytesMut::from(*input);
-            assert!(
-                matches!(parse_command(&mut buf, &limits), Ok(Some(_))),
-                "{input:?}"
-            );
+            assert!(matches!(parse_command(&mut buf, &limits), Ok(Some(_))), "{input:?}");
         }
         // Over the limit whether or not the newline has arrived.
-        let too_big: &[&[u8]] = &[
-            b"123456789\n",
-            b"123456789\r\n",
-            b"1234567890",
-            b"12345678\r\r",
-        ];
+        let too_big: &[&[u8]] = &[b"123456789\n", b"123456789\r\n", b"1234567890", b"12345678\r\r"];
         for input in too_big {
             let mut buf = BytesMut::from(*input);
-            assert_eq!(
-                parse_command(&mut buf, &limits),
-                Err(ParseError::TooBigInline),
-                "{input:?}"
-            );
+            assert_eq!(parse_command(&mut buf, &limits), Err(ParseError::TooBigInline), "{input:?}");
         }
         // Still possibly fine: wait.
         let mut buf = BytesMut::from(&b"12345678\r"[..]);
@@ -1014,24 +918,14 @@ mod tests {
         // The default limit, with a realistic oversized line.
         let long = vec![b'a'; 64 * 1024 + 2];
         let mut buf = BytesMut::from(&long[..]);
-        assert_eq!(
-            parse_command(&mut buf, &Limits::default()),
-            Err(ParseError::TooBigInline)
-        );
+        assert_eq!(parse_command(&mut buf, &Limits::default()), Err(ParseError::TooBigInline));
     }
 
     #[test]
     fn argument_and_bulk_limits() {
-        let limits = Limits {
-            max_args: 2,
-            max_bulk_len: 3,
-            max_inline_len: 64,
-        };
+        let limits = Limits { max_args: 2, max_bulk_len: 3, max_inline_len: 64 };
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nabc\r\n$0\r\n\r\n"[..]);
-        assert_eq!(
-            parse_command(&mut buf, &limits),
-            Ok(Some(args(&[b"abc", b""])))
-        );
+        assert_eq!(parse_command(&mut buf, &limits), Ok(Some(args(&[b"abc", b""]))));
         for (input, err) in [
             (&b"*3\r\n"[..], ParseError::TooManyArgs { limit: 2 }),
             (b"a b c\n", ParseError::TooManyArgs { limit: 2 }),
@@ -1041,43 +935,22 @@ mod tests {
             assert_eq!(parse_command(&mut buf, &limits), Err(err), "{input:?}");
         }
         let mut buf = BytesMut::from(&b"a b\n"[..]);
-        assert_eq!(
-            parse_command(&mut buf, &limits),
-            Ok(Some(args(&[b"a", b"b"])))
-        );
+        assert_eq!(parse_command(&mut buf, &limits), Ok(Some(args(&[b"a", b"b"]))));
     }
 
     #[test]
     fn error_texts_match_redis() {
         use ParseError::*;
         let cases = [
-            (
-                InvalidMultibulkLength,
-                "Protocol error: invalid multibulk length",
-            ),
+            (InvalidMultibulkLength, "Protocol error: invalid multibulk length"),
             (InvalidBulkLength, "Protocol error: invalid bulk length"),
             (ExpectedBulk(b'x'), "Protocol error: expected '$', got 'x'"),
-            (
-                ExpectedBulk(b'\r'),
-                "Protocol error: expected '$', got '\\x0d'",
-            ),
+            (ExpectedBulk(b'\r'), "Protocol error: expected '$', got '\\x0d'"),
             (TooBigInline, "Protocol error: too big inline request"),
-            (
-                UnbalancedQuotes,
-                "Protocol error: unbalanced quotes in request",
-            ),
-            (
-                TooManyArgs { limit: 7 },
-                "Protocol error: too many arguments (limit 7)",
-            ),
-            (
-                BulkTooLong { limit: 9 },
-                "Protocol error: bulk string too long (limit 9 bytes)",
-            ),
-            (
-                UnterminatedBulk,
-                "Protocol error: bulk string not terminated by CRLF",
-            ),
+            (UnbalancedQuotes, "Protocol error: unbalanced quotes in request"),
+            (TooManyArgs { limit: 7 }, "Protocol error: too many arguments (limit 7)"),
+            (BulkTooLong { limit: 9 }, "Protocol error: bulk string too long (limit 9 bytes)"),
+            (UnterminatedBulk, "Protocol error: bulk string not terminated by CRLF"),
         ];
         for (err, text) in cases {
             assert_eq!(err.to_string(), text);
@@ -1127,11 +1000,7 @@ mod tests {
     #[test]
     fn random_input_never_panics_and_is_chunking_independent() {
         // Small limits so random input actually reaches them.
-        let limits = Limits {
-            max_args: 8,
-            max_bulk_len: 16,
-            max_inline_len: 32,
-        };
+        let limits = Limits { max_args: 8, max_bulk_len: 16, max_inline_len: 32 };
         // Bytes that matter to the grammar, so random buffers get deep into it.
         const ALPHABET: &[u8] = b"*$\r\n\r\n0123456789-\"'\\x aZ\t\x00";
         let mut rng = Rng(0x5eed);
@@ -1143,9 +1012,7 @@ mod tests {
                 // Fully random bytes.
                 0 => (0..len).map(|_| rng.next_u64() as u8).collect(),
                 // Grammar-heavy bytes.
-                1 => (0..len)
-                    .map(|_| ALPHABET[rng.below(ALPHABET.len())])
-                    .collect(),
+                1 => (0..len).map(|_| ALPHABET[rng.below(ALPHABET.len())]).collect(),
                 // A valid pipeline with a few bytes flipped.
                 _ => {
                     let mut v = PIPELINE.to_vec();
@@ -1167,10 +1034,7 @@ mod tests {
             // Limits hold for everything accepted.
             for cmd in &whole.0 {
                 assert!(cmd.len() <= limits.max_args);
-                assert!(
-                    cmd.iter()
-                        .all(|a| a.len() <= limits.max_inline_len.max(limits.max_bulk_len))
-                );
+                assert!(cmd.iter().all(|a| a.len() <= limits.max_inline_len.max(limits.max_bulk_len)));
             }
         }
         // Guard against the generator drifting into testing nothing: it
@@ -1192,10 +1056,7 @@ mod tests {
             (Frame::Simple("PONG"), b"+PONG\r\n"),
             (Frame::SimpleOwned("QUEUED".into()), b"+QUEUED\r\n"),
             (Frame::err("unknown command"), b"-ERR unknown command\r\n"),
-            (
-                Frame::Error("WRONGTYPE Operation against a key".into()),
-                b"-WRONGTYPE Operation against a key\r\n",
-            ),
+            (Frame::Error("WRONGTYPE Operation against a key".into()), b"-WRONGTYPE Operation against a key\r\n"),
             (Frame::Integer(0), b":0\r\n"),
             (Frame::Integer(42), b":42\r\n"),
             (Frame::Integer(-7), b":-7\r\n"),
@@ -1203,10 +1064,7 @@ mod tests {
             (Frame::Integer(i64::MIN), b":-9223372036854775808\r\n"),
             (Frame::Bulk(Bytes::from_static(b"hi")), b"$2\r\nhi\r\n"),
             (Frame::Bulk(Bytes::new()), b"$0\r\n\r\n"),
-            (
-                Frame::Bulk(Bytes::from_static(b"a\r\nb")),
-                b"$4\r\na\r\nb\r\n",
-            ),
+            (Frame::Bulk(Bytes::from_static(b"a\r\nb")), b"$4\r\na\r\nb\r\n"),
             (Frame::Nil, b"$-1\r\n"),
             (Frame::NilArray, b"*-1\r\n"),
             (Frame::Array(vec![]), b"*0\r\n"),
@@ -1220,21 +1078,13 @@ mod tests {
             ),
         ];
         for (frame, wire) in cases {
-            assert_eq!(
-                encoded(&frame),
-                wire,
-                "{frame:?} -> {:?}",
-                String::from_utf8_lossy(&encoded(&frame))
-            );
+            assert_eq!(encoded(&frame), wire, "{frame:?} -> {:?}", String::from_utf8_lossy(&encoded(&frame)));
         }
     }
 
     #[test]
     fn line_frames_cannot_break_the_line() {
-        assert_eq!(
-            encoded(&Frame::err("bad\r\n-injected")),
-            b"-ERR bad  -injected\r\n"
-        );
+        assert_eq!(encoded(&Frame::err("bad\r\n-injected")), b"-ERR bad  -injected\r\n");
         assert_eq!(encoded(&Frame::SimpleOwned("a\nb".into())), b"+a b\r\n");
         assert_eq!(encoded(&Frame::Simple("x\ry")), b"+x y\r\n");
     }
@@ -1250,10 +1100,7 @@ mod tests {
         request.encode(&mut out);
         assert!(out.starts_with(b"prefix*3\r\n"));
         let mut wire = out.split_off(6);
-        assert_eq!(
-            parse_command(&mut wire, &Limits::default()),
-            Ok(Some(args(&[b"SET", b"k", b"\r\n\x00binary"])))
-        );
+        assert_eq!(parse_command(&mut wire, &Limits::default()), Ok(Some(args(&[b"SET", b"k", b"\r\n\x00binary"]))));
         assert!(wire.is_empty());
     }
 }

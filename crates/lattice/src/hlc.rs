@@ -58,10 +58,7 @@ pub struct SystemClock;
 impl PhysicalClock for SystemClock {
     fn now_ms(&self) -> u64 {
         // A clock before 1970 is a broken machine; reading it as 0 keeps the HLC monotonic anyway.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 }
 
@@ -123,11 +120,7 @@ impl Default for Hlc {
 
 impl Hlc {
     pub fn new(clock: Box<dyn PhysicalClock>, max_drift_ms: u64) -> Self {
-        Hlc {
-            last: AtomicU64::new(0),
-            clock,
-            max_drift_ms,
-        }
+        Hlc { last: AtomicU64::new(0), clock, max_drift_ms }
     }
 
     /// The last timestamp this clock issued or accepted.
@@ -141,10 +134,7 @@ impl Hlc {
         let mut prev = self.last.load(Ordering::Acquire);
         loop {
             let next = local_rule(Timestamp(prev), pt);
-            match self
-                .last
-                .compare_exchange_weak(prev, next.0, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.last.compare_exchange_weak(prev, next.0, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return next,
                 Err(actual) => prev = actual,
             }
@@ -163,19 +153,12 @@ impl Hlc {
     pub fn update(&self, remote: Timestamp) -> Result<Timestamp, DriftError> {
         let pt = self.clock.now_ms();
         if remote.wall_ms() > pt.saturating_add(self.max_drift_ms) {
-            return Err(DriftError {
-                remote,
-                ahead_ms: remote.wall_ms() - pt,
-                max_drift_ms: self.max_drift_ms,
-            });
+            return Err(DriftError { remote, ahead_ms: remote.wall_ms() - pt, max_drift_ms: self.max_drift_ms });
         }
         let mut prev = self.last.load(Ordering::Acquire);
         loop {
             let next = receive_rule(Timestamp(prev), remote, pt);
-            match self
-                .last
-                .compare_exchange_weak(prev, next.0, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.last.compare_exchange_weak(prev, next.0, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(next),
                 Err(actual) => prev = actual,
             }
@@ -186,11 +169,7 @@ impl Hlc {
 /// Send/local rule: l' = max(l, pt); c' = c + 1 if l did not move, else 0.
 fn local_rule(last: Timestamp, pt: u64) -> Timestamp {
     let l = last.wall_ms();
-    if pt > l {
-        Timestamp::new(pt, 0)
-    } else {
-        bump(l, u64::from(last.counter()) + 1)
-    }
+    if pt > l { Timestamp::new(pt, 0) } else { bump(l, u64::from(last.counter()) + 1) }
 }
 
 /// Receive rule: l' = max(l, m.l, pt); the counter follows whichever inputs share l'.
@@ -213,11 +192,7 @@ fn receive_rule(last: Timestamp, remote: Timestamp, pt: u64) -> Timestamp {
 /// Builds (l, c), carrying a counter overflow into the wall part: the clock
 /// runs at most a millisecond ahead instead of wrapping and going backwards.
 fn bump(l: u64, c: u64) -> Timestamp {
-    if c > COUNTER_MASK {
-        Timestamp::new(l + 1, 0)
-    } else {
-        Timestamp::new(l, c as u16)
-    }
+    if c > COUNTER_MASK { Timestamp::new(l + 1, 0) } else { Timestamp::new(l, c as u16) }
 }
 
 #[cfg(test)]
@@ -226,10 +201,7 @@ mod tests {
 
     fn manual(ms: u64) -> (Arc<ManualClock>, Hlc) {
         let clock = Arc::new(ManualClock::new(ms));
-        (
-            clock.clone(),
-            Hlc::new(Box::new(clock), DEFAULT_MAX_DRIFT_MS),
-        )
+        (clock.clone(), Hlc::new(Box::new(clock), DEFAULT_MAX_DRIFT_MS))
     }
 
     #[test]
@@ -267,14 +239,8 @@ mod tests {
         let (_clock, hlc) = manual(1_000);
         hlc.now();
         hlc.now(); // (1000, 1)
-        assert_eq!(
-            hlc.update(Timestamp::new(1_000, 5)).unwrap(),
-            Timestamp::new(1_000, 6)
-        );
-        assert_eq!(
-            hlc.update(Timestamp::new(1_000, 2)).unwrap(),
-            Timestamp::new(1_000, 7)
-        );
+        assert_eq!(hlc.update(Timestamp::new(1_000, 5)).unwrap(), Timestamp::new(1_000, 6));
+        assert_eq!(hlc.update(Timestamp::new(1_000, 2)).unwrap(), Timestamp::new(1_000, 7));
     }
 
     #[test]
@@ -282,10 +248,7 @@ mod tests {
         let (clock, hlc) = manual(1_000);
         hlc.now();
         clock.set(3_000);
-        assert_eq!(
-            hlc.update(Timestamp::new(1_500, 3)).unwrap(),
-            Timestamp::new(3_000, 0)
-        );
+        assert_eq!(hlc.update(Timestamp::new(1_500, 3)).unwrap(), Timestamp::new(3_000, 0));
     }
 
     #[test]
@@ -296,10 +259,7 @@ mod tests {
         assert_eq!(err.ahead_ms, 501);
         assert_eq!(hlc.last(), before);
         // Exactly at the bound is accepted.
-        assert_eq!(
-            hlc.update(Timestamp::new(10_500, 0)).unwrap(),
-            Timestamp::new(10_500, 1)
-        );
+        assert_eq!(hlc.update(Timestamp::new(10_500, 0)).unwrap(), Timestamp::new(10_500, 1));
     }
 
     #[test]
@@ -319,10 +279,7 @@ mod tests {
                 std::thread::spawn(move || (0..5_000).map(|_| hlc.now()).collect::<Vec<_>>())
             })
             .collect();
-        let mut all: Vec<_> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let mut all: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
         let n = all.len();
         all.sort();
         all.dedup();

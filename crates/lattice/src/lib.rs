@@ -14,9 +14,7 @@ mod hlc;
 mod types;
 mod value;
 
-pub use hlc::{
-    DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp,
-};
+pub use hlc::{DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp};
 pub use types::{AwSet, Dot, LMap, Lww, Max, PnCounter};
 pub use value::{Entry, Kind, Value};
 
@@ -27,9 +25,7 @@ use serde::{Deserialize, Serialize};
 pub type NodeId = u64;
 
 /// When and where a write happened: HLC time, with the node id as tie-break.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize)]
 pub struct Stamp {
     pub time: Timestamp,
     pub node: NodeId,

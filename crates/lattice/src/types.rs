@@ -57,12 +57,8 @@ pub struct PnCounter {
 impl PnCounter {
     /// The counter's value. Totals beyond `i64` saturate.
     pub fn value(&self) -> i64 {
-        let (p, n) = self
-            .slots
-            .values()
-            .fold((0i128, 0i128), |(p, n), (sp, sn)| {
-                (p + i128::from(*sp), n + i128::from(*sn))
-            });
+        let (p, n) =
+            self.slots.values().fold((0i128, 0i128), |(p, n), (sp, sn)| (p + i128::from(*sp), n + i128::from(*sn)));
         (p - n).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
@@ -116,10 +112,7 @@ pub struct AwSet<T: Ord> {
 
 impl<T: Ord> Default for AwSet<T> {
     fn default() -> Self {
-        AwSet {
-            entries: BTreeMap::new(),
-            context: BTreeMap::new(),
-        }
+        AwSet { entries: BTreeMap::new(), context: BTreeMap::new() }
     }
 }
 
@@ -178,26 +171,16 @@ impl<T: Ord + Clone> Lattice for AwSet<T> {
         let mut theirs = other.entries;
         for (item, ours) in std::mem::take(&mut self.entries) {
             let their_dots = theirs.remove(&item).unwrap_or_default();
-            let mut dots: Vec<Dot> = ours
-                .iter()
-                .filter(|d| their_dots.contains(d) || !Self::seen(&other.context, d))
-                .copied()
-                .collect();
-            dots.extend(
-                their_dots
-                    .iter()
-                    .filter(|d| !ours.contains(d) && !Self::seen(&self.context, d)),
-            );
+            let mut dots: Vec<Dot> =
+                ours.iter().filter(|d| their_dots.contains(d) || !Self::seen(&other.context, d)).copied().collect();
+            dots.extend(their_dots.iter().filter(|d| !ours.contains(d) && !Self::seen(&self.context, d)));
             if !dots.is_empty() {
                 dots.sort_unstable();
                 entries.insert(item, dots);
             }
         }
         for (item, their_dots) in theirs {
-            let mut dots: Vec<Dot> = their_dots
-                .into_iter()
-                .filter(|d| !Self::seen(&self.context, d))
-                .collect();
+            let mut dots: Vec<Dot> = their_dots.into_iter().filter(|d| !Self::seen(&self.context, d)).collect();
             if !dots.is_empty() {
                 dots.sort_unstable();
                 entries.insert(item, dots);
@@ -219,9 +202,7 @@ pub struct LMap<K: Ord, V> {
 
 impl<K: Ord, V> Default for LMap<K, V> {
     fn default() -> Self {
-        LMap {
-            entries: BTreeMap::new(),
-        }
+        LMap { entries: BTreeMap::new() }
     }
 }
 

@@ -112,11 +112,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(epoch: Stamp, value: Value) -> Self {
-        Entry {
-            epoch,
-            value,
-            expiry: None,
-        }
+        Entry { epoch, value, expiry: None }
     }
 
     /// When the entry expires, if it does.

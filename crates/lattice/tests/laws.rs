@@ -8,9 +8,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use squall_lattice::{
-    AwSet, Entry, LMap, Lattice, Lww, Max, PnCounter, Stamp, Timestamp, Value, laws,
-};
+use squall_lattice::{AwSet, Entry, LMap, Lattice, Lww, Max, PnCounter, Stamp, Timestamp, Value, laws};
 
 const NODES: u64 = 3;
 
@@ -91,12 +89,8 @@ fn maps() -> impl Strategy<Value = LMap<Bytes, Lww<Option<Bytes>>>> {
 
 /// Values of every type, with the reachable counter and set states mixed in.
 fn values() -> impl Strategy<Value = Vec<Value>> {
-    (
-        counters(),
-        sets(),
-        prop::collection::vec((0u8..6, small_bytes(), maps(), max()), 3),
-    )
-        .prop_map(|(counters, sets, picks)| {
+    (counters(), sets(), prop::collection::vec((0u8..6, small_bytes(), maps(), max()), 3)).prop_map(
+        |(counters, sets, picks)| {
             picks
                 .into_iter()
                 .enumerate()
@@ -109,16 +103,14 @@ fn values() -> impl Strategy<Value = Vec<Value>> {
                     _ => Value::Max(max),
                 })
                 .collect()
-        })
+        },
+    )
 }
 
 fn entries() -> impl Strategy<Value = Vec<Entry>> {
     let epochs = prop::collection::vec(
         (
-            prop::sample::select(vec![
-                Stamp::new(Timestamp::new(1, 0), 0),
-                Stamp::new(Timestamp::new(2, 0), 1),
-            ]),
+            prop::sample::select(vec![Stamp::new(Timestamp::new(1, 0), 0), Stamp::new(Timestamp::new(2, 0), 1)]),
             prop::option::of((stamp(), prop::option::of(0u64..100))),
         ),
         3,
@@ -127,11 +119,7 @@ fn entries() -> impl Strategy<Value = Vec<Entry>> {
         values
             .into_iter()
             .zip(epochs)
-            .map(|(value, (epoch, expiry))| Entry {
-                epoch,
-                value,
-                expiry: expiry.map(|(s, at)| Lww::new(s, at)),
-            })
+            .map(|(value, (epoch, expiry))| Entry { epoch, value, expiry: expiry.map(|(s, at)| Lww::new(s, at)) })
             .collect()
     })
 }
@@ -154,10 +142,7 @@ lattice_laws!(max_is_a_lattice, prop::collection::vec(max(), 3));
 lattice_laws!(lww_is_a_lattice, prop::collection::vec(lww(), 3));
 lattice_laws!(counter_is_a_lattice, counters());
 lattice_laws!(set_is_a_lattice, sets());
-lattice_laws!(
-    map_of_registers_is_a_lattice,
-    prop::collection::vec(maps(), 3)
-);
+lattice_laws!(map_of_registers_is_a_lattice, prop::collection::vec(maps(), 3));
 lattice_laws!(
     map_of_sets_is_a_lattice,
     (sets(), sets(), sets()).prop_map(|(a, b, c)| {
@@ -165,11 +150,11 @@ lattice_laws!(
         [a, b, c]
             .into_iter()
             .map(|replicas| {
-                replicas
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, s)| (Bytes::from(format!("k{}", i % 2)), s))
-                    .collect::<LMap<Bytes, AwSet<Bytes>>>()
+                replicas.into_iter().enumerate().map(|(i, s)| (Bytes::from(format!("k{}", i % 2)), s)).collect::<LMap<
+                    Bytes,
+                    AwSet<Bytes>,
+                >>(
+                )
             })
             .collect::<Vec<_>>()
     })

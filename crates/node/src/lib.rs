@@ -95,7 +95,8 @@ impl Config {
             None => None,
         };
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
             let from_file: Overrides =
                 toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
             config.apply(from_file);
@@ -131,7 +132,9 @@ pub struct Node {
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Error> {
     TcpListener::bind(addr).await.map_err(|reason| {
         let hint = match reason.kind() {
-            std::io::ErrorKind::AddrInUse => " (another process is using it; pick another address with a flag or squall.toml)",
+            std::io::ErrorKind::AddrInUse => {
+                " (another process is using it; pick another address with a flag or squall.toml)"
+            }
             std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; pick a higher one)",
             _ => "",
         };
@@ -167,7 +170,8 @@ impl Node {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
-        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
+        let resp_task =
+            tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
         Ok(Node { store: Some(store), http_addr, resp_addr, stop, tasks: vec![http_task, resp_task], config })
     }
 

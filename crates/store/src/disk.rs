@@ -92,48 +92,24 @@ pub fn header_record(ns: &[u8], key: &[u8], entry: &Entry) -> Record {
         Value::Map(_) => Body::Map,
         Value::Max(m) => Body::Max(*m),
         Value::Tombstone => {
-            return Record {
-                key: header_key(ns, key),
-                value: None,
-            };
+            return Record { key: header_key(ns, key), value: None };
         }
     };
-    let header = Header {
-        epoch: entry.epoch,
-        expiry: entry.expiry.clone(),
-        body,
-    };
-    Record {
-        key: header_key(ns, key),
-        value: Some(encode(&header)),
-    }
+    let header = Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body };
+    Record { key: header_key(ns, key), value: Some(encode(&header)) }
 }
 
 pub fn set_member_record(ns: &[u8], key: &[u8], member: &[u8], dots: Option<&[Dot]>) -> Record {
-    Record {
-        key: element_key(ns, key, member),
-        value: dots.map(|d| encode(&d)),
-    }
+    Record { key: element_key(ns, key, member), value: dots.map(|d| encode(&d)) }
 }
 
-pub fn map_field_record(
-    ns: &[u8],
-    key: &[u8],
-    field: &[u8],
-    reg: Option<&Lww<Option<Bytes>>>,
-) -> Record {
-    Record {
-        key: element_key(ns, key, field),
-        value: reg.map(encode),
-    }
+pub fn map_field_record(ns: &[u8], key: &[u8], field: &[u8], reg: Option<&Lww<Option<Bytes>>>) -> Record {
+    Record { key: element_key(ns, key, field), value: reg.map(encode) }
 }
 
 /// Records that delete every record of `entry`.
 pub fn delete_records(ns: &[u8], key: &[u8], entry: &Entry, out: &mut Vec<Record>) {
-    out.push(Record {
-        key: header_key(ns, key),
-        value: None,
-    });
+    out.push(Record { key: header_key(ns, key), value: None });
     match &entry.value {
         Value::Set(s) => out.extend(s.iter().map(|m| set_member_record(ns, key, m, None))),
         Value::Map(m) => out.extend(m.iter().map(|(f, _)| map_field_record(ns, key, f, None))),
@@ -141,15 +117,23 @@ pub fn delete_records(ns: &[u8], key: &[u8], entry: &Entry, out: &mut Vec<Record
     }
 }
 
-/// Splits a disk key into (ns, key, tag, element).
-fn split_key(k: &[u8]) -> Option<(&[u8], &[u8], u8, &[u8])> {
+/// A disk key's parts.
+#[derive(Debug, PartialEq, Eq)]
+struct DiskKey<'a> {
+    ns: &'a [u8],
+    key: &'a [u8],
+    tag: u8,
+    element: &'a [u8],
+}
+
+fn split_key(k: &[u8]) -> Option<DiskKey<'_>> {
     let ns_len = *k.first()? as usize;
     let ns = k.get(1..1 + ns_len)?;
     let rest = &k[1 + ns_len..];
     let key_len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let key = rest.get(4..4 + key_len)?;
     let tag = *rest.get(4 + key_len)?;
-    Some((ns, key, tag, &rest[5 + key_len..]))
+    Some(DiskKey { ns, key, tag, element: &rest[5 + key_len..] })
 }
 
 /// An entry recovered from disk, ready for its shard.
@@ -178,25 +162,10 @@ impl Building {
     fn finish(self) -> Entry {
         match self {
             Building::Done(e) => e,
-            Building::Set {
-                epoch,
-                expiry,
-                context,
-                members,
-            } => Entry {
-                epoch,
-                value: Value::Set(AwSet::from_parts(members, context)),
-                expiry,
-            },
-            Building::Map {
-                epoch,
-                expiry,
-                fields,
-            } => Entry {
-                epoch,
-                value: Value::Map(fields),
-                expiry,
-            },
+            Building::Set { epoch, expiry, context, members } => {
+                Entry { epoch, value: Value::Set(AwSet::from_parts(members, context)), expiry }
+            }
+            Building::Map { epoch, expiry, fields } => Entry { epoch, value: Value::Map(fields), expiry },
         }
     }
 }
@@ -207,9 +176,7 @@ pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Vec<Record>), 
     let mut out = Vec::new();
     let mut expired = Vec::new();
     let mut current: Option<(Bytes, Bytes, Building)> = None;
-    let finish = |cur: Option<(Bytes, Bytes, Building)>,
-                  out: &mut Vec<Loaded>,
-                  expired: &mut Vec<Record>| {
+    let finish = |cur: Option<(Bytes, Bytes, Building)>, out: &mut Vec<Loaded>, expired: &mut Vec<Record>| {
         if let Some((ns, key, b)) = cur {
             let entry = b.finish();
             if entry.is_expired(now_ms) {
@@ -221,44 +188,18 @@ pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Vec<Record>), 
     };
     for item in data.iter() {
         let (k, v) = item.into_inner()?;
-        let corrupt = || {
-            Error::Corrupt(format!(
-                "undecodable record {:?}",
-                String::from_utf8_lossy(&k)
-            ))
-        };
-        let (ns, key, tag, element) = split_key(&k).ok_or_else(corrupt)?;
+        let corrupt = || Error::Corrupt(format!("undecodable record {:?}", String::from_utf8_lossy(&k)));
+        let DiskKey { ns, key, tag, element } = split_key(&k).ok_or_else(corrupt)?;
         if tag == HEADER {
             finish(current.take(), &mut out, &mut expired);
             let h: Header = postcard::from_bytes(&v).map_err(|_| corrupt())?;
             let (epoch, expiry) = (h.epoch, h.expiry);
             let b = match h.body {
-                Body::Register(b) => Building::Done(Entry {
-                    epoch,
-                    value: Value::Register(b),
-                    expiry,
-                }),
-                Body::Counter(c) => Building::Done(Entry {
-                    epoch,
-                    value: Value::Counter(c),
-                    expiry,
-                }),
-                Body::Max(m) => Building::Done(Entry {
-                    epoch,
-                    value: Value::Max(m),
-                    expiry,
-                }),
-                Body::Set(context) => Building::Set {
-                    epoch,
-                    expiry,
-                    context,
-                    members: BTreeMap::new(),
-                },
-                Body::Map => Building::Map {
-                    epoch,
-                    expiry,
-                    fields: LMap::default(),
-                },
+                Body::Register(b) => Building::Done(Entry { epoch, value: Value::Register(b), expiry }),
+                Body::Counter(c) => Building::Done(Entry { epoch, value: Value::Counter(c), expiry }),
+                Body::Max(m) => Building::Done(Entry { epoch, value: Value::Max(m), expiry }),
+                Body::Set(context) => Building::Set { epoch, expiry, context, members: BTreeMap::new() },
+                Body::Map => Building::Map { epoch, expiry, fields: LMap::default() },
             };
             current = Some((Bytes::copy_from_slice(ns), Bytes::copy_from_slice(key), b));
         } else {
@@ -270,8 +211,7 @@ pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Vec<Record>), 
                         members.insert(Bytes::copy_from_slice(element), dots);
                     }
                     Building::Map { fields, .. } => {
-                        let reg: Lww<Option<Bytes>> =
-                            postcard::from_bytes(&v).map_err(|_| corrupt())?;
+                        let reg: Lww<Option<Bytes>> = postcard::from_bytes(&v).map_err(|_| corrupt())?;
                         fields.merge_entry(Bytes::copy_from_slice(element), reg);
                     }
                     Building::Done(_) => return Err(corrupt()),
@@ -287,15 +227,11 @@ pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Vec<Record>), 
 }
 
 pub fn open(dir: &Path) -> Result<(Database, Keyspace), Error> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::DataDir(dir.display().to_string(), e.to_string()))?;
-    let db = Database::builder(dir)
-        .manual_journal_persist(true)
-        .open()
-        .map_err(|e| match e {
-            fjall::Error::Locked => Error::Locked(dir.display().to_string()),
-            e => Error::Disk(e),
-        })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::DataDir(dir.display().to_string(), e.to_string()))?;
+    let db = Database::builder(dir).manual_journal_persist(true).open().map_err(|e| match e {
+        fjall::Error::Locked => Error::Locked(dir.display().to_string()),
+        e => Error::Disk(e),
+    })?;
     let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
     Ok((db, data))
 }
@@ -328,8 +264,7 @@ impl Writer {
     /// Runs until every sender is gone, then syncs and returns.
     pub fn run(self, rx: Receiver<WriterMsg>) {
         let shards = self.durable.len();
-        let mut queues: Vec<std::collections::VecDeque<Chunk>> =
-            (0..shards).map(|_| Default::default()).collect();
+        let mut queues: Vec<std::collections::VecDeque<Chunk>> = (0..shards).map(|_| Default::default()).collect();
         let mut assembling: HashMap<u64, Vec<Chunk>> = HashMap::new();
         let mut blocked = vec![false; shards];
         let mut flushes = Vec::new();
@@ -417,11 +352,7 @@ impl Writer {
                 }
             }
         }
-        let mode = if self.sync {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        };
+        let mode = if self.sync { PersistMode::SyncData } else { PersistMode::Buffer };
         if let Err(e) = batch.durability(Some(mode)).commit() {
             // fjall poisons itself after a failed journal write; the node cannot
             // promise durability any more, so it stops rather than lie.
@@ -444,21 +375,15 @@ mod tests {
     #[test]
     fn disk_keys_split_back_into_their_parts() {
         let k = element_key(b"default", b"users", b"alice");
-        assert_eq!(
-            split_key(&k),
-            Some((&b"default"[..], &b"users"[..], ELEMENT, &b"alice"[..]))
-        );
+        assert_eq!(split_key(&k), Some(DiskKey { ns: b"default", key: b"users", tag: ELEMENT, element: b"alice" }));
         let h = header_key(b"ns", b"");
-        assert_eq!(
-            split_key(&h),
-            Some((&b"ns"[..], &b""[..], HEADER, &b""[..]))
-        );
+        assert_eq!(split_key(&h), Some(DiskKey { ns: b"ns", key: b"", tag: HEADER, element: b"" }));
         assert_eq!(split_key(&[200, 1, 2]), None);
     }
 
     #[test]
     fn a_header_sorts_before_its_elements_and_keys_do_not_interleave() {
-        let mut keys = vec![
+        let mut keys = [
             element_key(b"n", b"ab", b"z"),
             header_key(b"n", b"abc"),
             header_key(b"n", b"ab"),

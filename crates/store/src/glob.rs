@@ -79,9 +79,7 @@ fn class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
                 }
                 p += 1;
             }
-            &lo if pattern.get(p + 1) == Some(&b'-')
-                && pattern.get(p + 2).is_some_and(|&h| h != b']') =>
-            {
+            &lo if pattern.get(p + 1) == Some(&b'-') && pattern.get(p + 2).is_some_and(|&h| h != b']') => {
                 let hi = pattern[p + 2];
                 let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
                 if (lo..=hi).contains(&c) {
@@ -131,10 +129,7 @@ mod tests {
             assert!(matches(p.as_bytes(), s.as_bytes()), "{p} should match {s}");
         }
         for (p, s) in no {
-            assert!(
-                !matches(p.as_bytes(), s.as_bytes()),
-                "{p} should not match {s}"
-            );
+            assert!(!matches(p.as_bytes(), s.as_bytes()), "{p} should not match {s}");
         }
     }
 

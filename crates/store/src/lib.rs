@@ -143,10 +143,7 @@ pub struct Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle")
-            .field("node", &self.inner.node)
-            .field("shards", &self.inner.shards.len())
-            .finish()
+        f.debug_struct("Handle").field("node", &self.inner.node).field("shards", &self.inner.shards.len()).finish()
     }
 }
 
@@ -190,9 +187,7 @@ impl Store {
         let hlc = Arc::new(Hlc::default());
         let now = SystemClock.now_ms();
         let (loaded, expired) = disk::load(&data, now)?;
-        let mut states: Vec<Shard> = (0..shards)
-            .map(|i| Shard::new(i, node, hlc.clone()))
-            .collect();
+        let mut states: Vec<Shard> = (0..shards).map(|i| Shard::new(i, node, hlc.clone())).collect();
         let mut latest = Stamp::default();
         for l in loaded {
             latest = latest.max(l.entry.epoch);
@@ -207,25 +202,13 @@ impl Store {
             "store recovered"
         );
 
-        let spawn_error =
-            |e: std::io::Error| Error::DataDir(opts.data_dir.display().to_string(), e.to_string());
+        let spawn_error = |e: std::io::Error| Error::DataDir(opts.data_dir.display().to_string(), e.to_string());
         let (writer_tx, writer_rx) = std::sync::mpsc::sync_channel::<WriterMsg>(1024);
-        let (durable_tx, durable_rx): (Vec<_>, Vec<_>) =
-            (0..shards).map(|_| watch::channel(0u64)).unzip();
+        let (durable_tx, durable_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| watch::channel(0u64)).unzip();
         if !expired.is_empty() {
-            let _ = writer_tx.send(WriterMsg::Chunk(Chunk {
-                shard: 0,
-                records: expired,
-                upto: 0,
-                batch: None,
-            }));
+            let _ = writer_tx.send(WriterMsg::Chunk(Chunk { shard: 0, records: expired, upto: 0, batch: None }));
         }
-        let writer = disk::Writer {
-            db,
-            data,
-            sync: opts.durability == Durability::Sync,
-            durable: durable_tx,
-        };
+        let writer = disk::Writer { db, data, sync: opts.durability == Durability::Sync, durable: durable_tx };
         let writer = std::thread::Builder::new()
             .name("squall-writer".into())
             .spawn(move || writer.run(writer_rx))
@@ -246,13 +229,7 @@ impl Store {
                 .spawn(move || run_shard(id, state, rx, stop2, rt_tx))
                 .map_err(spawn_error)?;
             let rt = rt_rx.recv().map_err(|_| Error::Closed)?;
-            refs.push(ShardRef {
-                tx,
-                rt,
-                durable,
-                stats,
-                stop,
-            });
+            refs.push(ShardRef { tx, rt, durable, stats, stop });
             threads.push(thread);
         }
         drop(writer_tx);
@@ -264,13 +241,7 @@ impl Store {
             gate: tokio::sync::RwLock::new(()),
             next_batch: AtomicU64::new(1),
         };
-        Ok(Store {
-            handle: Handle {
-                inner: Arc::new(inner),
-            },
-            threads,
-            writer: Some(writer),
-        })
+        Ok(Store { handle: Handle { inner: Arc::new(inner) }, threads, writer: Some(writer) })
     }
 
     pub fn handle(&self) -> Handle {
@@ -312,10 +283,7 @@ fn node_id(dir: &std::path::Path) -> Result<NodeId, Error> {
     let path = dir.join("node-id");
     let fail = |e: std::io::Error| Error::DataDir(dir.display().to_string(), e.to_string());
     match std::fs::read_to_string(&path) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| Error::Corrupt(format!("{} does not hold a number", path.display()))),
+        Ok(s) => s.trim().parse().map_err(|_| Error::Corrupt(format!("{} does not hold a number", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = SystemClock.now_ms() ^ (u64::from(std::process::id()) << 32);
             let id = xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()) >> 1;
@@ -333,10 +301,7 @@ fn run_shard(
     stop: Arc<Notify>,
     rt_tx: std::sync::mpsc::Sender<tokio::runtime::Handle>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start a shard runtime");
@@ -347,14 +312,7 @@ fn run_shard(
     let shard = state.id;
     let state = Rc::new(RefCell::new(state));
     let flush = Rc::new(Notify::new());
-    LOCAL.with(|l| {
-        *l.borrow_mut() = Some(Local {
-            store,
-            shard,
-            state: state.clone(),
-            flush: flush.clone(),
-        })
-    });
+    LOCAL.with(|l| *l.borrow_mut() = Some(Local { store, shard, state: state.clone(), flush: flush.clone() }));
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         tokio::task::spawn_local(flusher(state.clone(), flush.clone()));
@@ -466,9 +424,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.shards[shard % self.inner.shards.len()]
-            .rt
-            .spawn(fut)
+        self.inner.shards[shard % self.inner.shards.len()].rt.spawn(fut)
     }
 
     /// Calls `f` on the shard now if this thread is that shard's.
@@ -502,11 +458,7 @@ impl Handle {
         let work: Work = Box::new(move |s| {
             let _ = tx.send(f(s));
         });
-        self.inner.shards[shard]
-            .tx
-            .send(work)
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.inner.shards[shard].tx.send(work).await.map_err(|_| Error::Closed)?;
         Ok(Dispatched::Waiting(rx))
     }
 
@@ -525,10 +477,7 @@ impl Handle {
             return Ok(());
         }
         let mut rx = self.inner.shards[w.shard].durable.clone();
-        rx.wait_for(|d| *d >= w.seq)
-            .await
-            .map(|_| ())
-            .map_err(|_| Error::Closed)
+        rx.wait_for(|d| *d >= w.seq).await.map(|_| ()).map_err(|_| Error::Closed)
     }
 
     /// Applies `op` to `key` and answers once it is as durable as the store promises.
@@ -539,16 +488,10 @@ impl Handle {
     }
 
     /// Starts `op` on its shard; the answer says what to wait for before acknowledging.
-    pub async fn dispatch_op(
-        &self,
-        ns: &Bytes,
-        key: Bytes,
-        op: Op,
-    ) -> Result<Dispatched<(OpResult, Written)>, Error> {
+    pub async fn dispatch_op(&self, ns: &Bytes, key: Bytes, op: Op) -> Result<Dispatched<(OpResult, Written)>, Error> {
         let shard = self.shard_of(&key);
         let ns = ns.clone();
-        self.dispatch(shard, move |s| apply_one(s, &ns, &key, op))
-            .await
+        self.dispatch(shard, move |s| apply_one(s, &ns, &key, op)).await
     }
 
     /// Applies `ops` as one atomic unit: no reader that uses this method sees
@@ -572,12 +515,8 @@ impl Handle {
                 (true, true) => Some(Gate::Write(self.inner.gate.write().await)),
                 (true, false) => Some(Gate::Read(self.inner.gate.read().await)),
             };
-            let batch = (involved.len() > 1 && writes).then(|| {
-                (
-                    self.inner.next_batch.fetch_add(1, Ordering::Relaxed),
-                    involved.len(),
-                )
-            });
+            let batch = (involved.len() > 1 && writes)
+                .then(|| (self.inner.next_batch.fetch_add(1, Ordering::Relaxed), involved.len()));
             let mut pending = Vec::with_capacity(involved.len());
             for &shard in &involved {
                 let group = std::mem::take(&mut groups[shard]);
@@ -585,10 +524,8 @@ impl Handle {
                 pending.push(
                     self.dispatch(shard, move |s| {
                         let before = s.seq();
-                        let out: Vec<(usize, OpResult)> = group
-                            .into_iter()
-                            .map(|(i, key, op)| (i, s.apply(&ns, &key, op)))
-                            .collect();
+                        let out: Vec<(usize, OpResult)> =
+                            group.into_iter().map(|(i, key, op)| (i, s.apply(&ns, &key, op))).collect();
                         let seq = if s.seq() > before { s.seq() } else { 0 };
                         if let Some(b) = batch {
                             s.send_batch_part(b);
@@ -609,10 +546,7 @@ impl Handle {
         for w in written {
             self.durable(w).await?;
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Ok(Reply::Nil)))
-            .collect())
+        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect())
     }
 
     /// One page of keys in `ns`. `cursor` 0 starts; a returned cursor of 0 means done.
@@ -630,11 +564,7 @@ impl Handle {
         while shard < self.shards() {
             let (ns, pattern, kind) = (ns.clone(), pattern.clone(), kind.clone());
             let want = count.saturating_sub(keys.len()).max(1);
-            let page = self
-                .run(shard, move |s| {
-                    s.scan(&ns, from, want, pattern.as_deref(), kind.as_deref())
-                })
-                .await?;
+            let page = self.run(shard, move |s| s.scan(&ns, from, want, pattern.as_deref(), kind.as_deref())).await?;
             keys.extend(page.keys);
             match page.next {
                 Some(next) => return Ok((((shard as u64) << SCAN_POSITION_BITS) | next, keys)),
@@ -647,11 +577,7 @@ impl Handle {
                 break;
             }
         }
-        let cursor = if shard >= self.shards() {
-            0
-        } else {
-            (shard as u64) << SCAN_POSITION_BITS
-        };
+        let cursor = if shard >= self.shards() { 0 } else { (shard as u64) << SCAN_POSITION_BITS };
         Ok((cursor, keys))
     }
 

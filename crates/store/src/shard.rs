@@ -6,9 +6,7 @@ use crate::disk::{self, Chunk, Record, WriterMsg};
 use crate::glob;
 use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
-use squall_lattice::{
-    Entry, Hlc, Lww, NodeId, PhysicalClock, PnCounter, Stamp, SystemClock, Value,
-};
+use squall_lattice::{Entry, Hlc, Lww, NodeId, PhysicalClock, PnCounter, Stamp, SystemClock, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,12 +132,7 @@ impl Shard {
         let records = std::mem::take(&mut self.pending);
         if let Some(w) = &self.writer {
             // Blocks when the writer is behind: backpressure from the disk.
-            let _ = w.send(WriterMsg::Chunk(Chunk {
-                shard: self.id,
-                records,
-                upto: self.seq,
-                batch,
-            }));
+            let _ = w.send(WriterMsg::Chunk(Chunk { shard: self.id, records, upto: self.seq, batch }));
         }
     }
 
@@ -211,11 +204,7 @@ impl Shard {
             Op::Exists => Reply::Int(1),
             Op::Type => Reply::Str(value.kind().map_or("none", |k| k.redis_name())),
             Op::Snapshot => Reply::Entry(Box::new(entry.clone())),
-            Op::Pttl => Reply::Int(
-                entry
-                    .expires_at()
-                    .map_or(-1, |at| at.saturating_sub(now) as i64),
-            ),
+            Op::Pttl => Reply::Int(entry.expires_at().map_or(-1, |at| at.saturating_sub(now) as i64)),
             Op::SMembers => Reply::List(as_set(value)?.iter().cloned().collect()),
             Op::SIsMember(m) => Reply::Int(as_set(value)?.contains(&m) as i64),
             Op::SCard => Reply::Int(as_set(value)?.len() as i64),
@@ -234,12 +223,7 @@ impl Shard {
                 }
                 Reply::List(out)
             }
-            Op::HLen => Reply::Int(
-                as_map(value)?
-                    .iter()
-                    .filter(|(_, r)| r.value.is_some())
-                    .count() as i64,
-            ),
+            Op::HLen => Reply::Int(as_map(value)?.iter().filter(|(_, r)| r.value.is_some()).count() as i64),
             _ => Reply::Nil,
         })
     }
@@ -247,14 +231,10 @@ impl Shard {
     fn write(&mut self, ns: &Bytes, key: &Bytes, op: Op, now: u64) -> OpResult {
         match op {
             Op::Set { value, expiry, get } => {
-                let old = self
-                    .live(ns, key, now)
-                    .map(|e| (e.value.clone(), e.expiry.clone()));
+                let old = self.live(ns, key, now).map(|e| (e.value.clone(), e.expiry.clone()));
                 let previous = match (&old, get) {
                     (Some((Value::Register(b), _)), true) => Reply::Bytes(b.clone()),
-                    (Some((Value::Counter(c), _)), true) => {
-                        Reply::Bytes(Bytes::from(c.value().to_string()))
-                    }
+                    (Some((Value::Counter(c), _)), true) => Reply::Bytes(Bytes::from(c.value().to_string())),
                     (Some(_), true) => return Err(OpError::WrongType),
                     (None, true) => Reply::Nil,
                     (_, false) => Reply::Ok,
@@ -394,10 +374,7 @@ impl Shard {
         // new epoch, as Redis lets a client INCR what it SET.
         let from_register = match self.live(ns, key, now).map(|e| &e.value) {
             Some(Value::Register(b)) => {
-                let base: i64 = std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(OpError::NotInteger)?;
+                let base: i64 = std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).ok_or(OpError::NotInteger)?;
                 Some(base)
             }
             _ => None,
@@ -435,18 +412,11 @@ impl Shard {
         let created = self.live(ns, key, now).is_none();
         if created {
             let stamp = self.stamp();
-            self.spaces
-                .entry(ns.clone())
-                .or_default()
-                .insert(own(key), Entry::new(stamp, fresh.clone()));
+            self.spaces.entry(ns.clone()).or_default().insert(own(key), Entry::new(stamp, fresh.clone()));
             self.keys += 1;
             self.stats.keys.store(self.keys, Ordering::Relaxed);
         }
-        let entry = self
-            .spaces
-            .get_mut(ns)
-            .and_then(|s| s.get_mut(key))
-            .ok_or(OpError::WrongType)?;
+        let entry = self.spaces.get_mut(ns).and_then(|s| s.get_mut(key)).ok_or(OpError::WrongType)?;
         if std::mem::discriminant(&entry.value) != std::mem::discriminant(&fresh) {
             return Err(OpError::WrongType);
         }
@@ -462,10 +432,7 @@ impl Shard {
             self.expiring.insert((at, ns.clone(), own(key)));
         }
         self.pending.push(disk::header_record(ns, key, &entry));
-        self.spaces
-            .entry(ns.clone())
-            .or_default()
-            .insert(own(key), entry);
+        self.spaces.entry(ns.clone()).or_default().insert(own(key), entry);
         self.keys += 1;
         self.stats.keys.store(self.keys, Ordering::Relaxed);
     }
@@ -519,14 +486,7 @@ impl Shard {
     /// order (a 56-bit hash of the key, so the order survives inserts and
     /// deletes), filtered by `pattern` (a glob) and `kind` (a Redis type
     /// name). Costs a pass over the shard's keys.
-    pub fn scan(
-        &self,
-        ns: &Bytes,
-        from: u64,
-        count: usize,
-        pattern: Option<&[u8]>,
-        kind: Option<&str>,
-    ) -> ScanPage {
+    pub fn scan(&self, ns: &Bytes, from: u64, count: usize, pattern: Option<&[u8]>, kind: Option<&str>) -> ScanPage {
         let Some(space) = self.spaces.get(ns) else {
             return ScanPage::default();
         };
@@ -550,9 +510,7 @@ impl Shard {
         let keys = found
             .into_iter()
             .filter(|(_, k, _)| pattern.is_none_or(|p| glob::matches(p, k)))
-            .filter(|(_, _, e)| {
-                kind.is_none_or(|t| e.value.kind().is_some_and(|x| x.redis_name() == t))
-            })
+            .filter(|(_, _, e)| kind.is_none_or(|t| e.value.kind().is_some_and(|x| x.redis_name() == t)))
             .map(|(_, k, _)| k.clone())
             .collect();
         ScanPage { keys, next }
@@ -561,9 +519,7 @@ impl Shard {
     /// Number of live keys in `ns`.
     pub fn len(&self, ns: &Bytes) -> usize {
         let now = Self::now_ms();
-        self.spaces
-            .get(ns)
-            .map_or(0, |s| s.values().filter(|e| !e.is_expired(now)).count())
+        self.spaces.get(ns).map_or(0, |s| s.values().filter(|e| !e.is_expired(now)).count())
     }
 
     /// Approximate bytes of keys and values held (a pass over the shard).
@@ -577,7 +533,9 @@ impl Shard {
                     Value::Register(b) => b.len(),
                     Value::Counter(c) => c.slots().count() * 24,
                     Value::Set(s) => s.iter().map(|m| m.len() + 40).sum(),
-                    Value::Map(m) => m.iter().map(|(f, r)| f.len() + r.value.as_ref().map_or(0, |v| v.len()) + 48).sum(),
+                    Value::Map(m) => {
+                        m.iter().map(|(f, r)| f.len() + r.value.as_ref().map_or(0, |v| v.len()) + 48).sum()
+                    }
                     Value::Max(_) => 8,
                 };
             }

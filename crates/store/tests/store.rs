@@ -25,18 +25,11 @@ async fn exec(h: &Handle, key: &str, op: Op) -> Result<Reply, OpError> {
 }
 
 fn set(v: &str) -> Op {
-    Op::Set {
-        value: b(v),
-        expiry: SetExpiry::None,
-        get: false,
-    }
+    Op::Set { value: b(v), expiry: SetExpiry::None, get: false }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,33 +41,17 @@ async fn every_type_survives_a_restart() {
         exec(&h, "reg", set("hello")).await.unwrap();
         exec(&h, "n", Op::IncrBy(5)).await.unwrap();
         exec(&h, "n", Op::IncrBy(-2)).await.unwrap();
-        exec(&h, "s", Op::SAdd(vec![b("a"), b("b"), b("c")]))
-            .await
-            .unwrap();
+        exec(&h, "s", Op::SAdd(vec![b("a"), b("b"), b("c")])).await.unwrap();
         exec(&h, "s", Op::SRem(vec![b("b")])).await.unwrap();
-        exec(
-            &h,
-            "h",
-            Op::HSet(vec![(b("f1"), b("v1")), (b("f2"), b("v2"))]),
-        )
-        .await
-        .unwrap();
+        exec(&h, "h", Op::HSet(vec![(b("f1"), b("v1")), (b("f2"), b("v2"))])).await.unwrap();
         exec(&h, "h", Op::HDel(vec![b("f1")])).await.unwrap();
         exec(&h, "gone", set("x")).await.unwrap();
         exec(&h, "gone", Op::Del).await.unwrap();
         exec(&h, "replaced", Op::SAdd(vec![b("m")])).await.unwrap();
         exec(&h, "replaced", set("now a string")).await.unwrap();
-        exec(
-            &h,
-            "ttl",
-            Op::Set {
-                value: b("t"),
-                expiry: SetExpiry::At(now_ms() + 600_000),
-                get: false,
-            },
-        )
-        .await
-        .unwrap();
+        exec(&h, "ttl", Op::Set { value: b("t"), expiry: SetExpiry::At(now_ms() + 600_000), get: false })
+            .await
+            .unwrap();
         store.close();
     }
     // Reopen with a different shard count: keys are placed again by hash.
@@ -82,26 +59,12 @@ async fn every_type_survives_a_restart() {
     let h = store.handle();
     assert_eq!(exec(&h, "reg", Op::Get).await, Ok(Reply::Bytes(b("hello"))));
     assert_eq!(exec(&h, "n", Op::Get).await, Ok(Reply::Bytes(b("3"))));
-    assert_eq!(
-        exec(&h, "s", Op::SMembers).await,
-        Ok(Reply::List(vec![b("a"), b("c")]))
-    );
-    assert_eq!(
-        exec(&h, "h", Op::HGetAll).await,
-        Ok(Reply::List(vec![b("f2"), b("v2")]))
-    );
+    assert_eq!(exec(&h, "s", Op::SMembers).await, Ok(Reply::List(vec![b("a"), b("c")])));
+    assert_eq!(exec(&h, "h", Op::HGetAll).await, Ok(Reply::List(vec![b("f2"), b("v2")])));
     assert_eq!(exec(&h, "gone", Op::Exists).await, Ok(Reply::Int(0)));
-    assert_eq!(
-        exec(&h, "replaced", Op::Get).await,
-        Ok(Reply::Bytes(b("now a string")))
-    );
-    assert_eq!(
-        exec(&h, "replaced", Op::SMembers).await,
-        Err(OpError::WrongType)
-    );
-    let Ok(Reply::Int(ttl)) = exec(&h, "ttl", Op::Pttl).await else {
-        panic!("ttl")
-    };
+    assert_eq!(exec(&h, "replaced", Op::Get).await, Ok(Reply::Bytes(b("now a string"))));
+    assert_eq!(exec(&h, "replaced", Op::SMembers).await, Err(OpError::WrongType));
+    let Ok(Reply::Int(ttl)) = exec(&h, "ttl", Op::Pttl).await else { panic!("ttl") };
     assert!(ttl > 500_000 && ttl <= 600_000, "{ttl}");
     assert_eq!(h.len(&ns()).await.unwrap(), 6);
     // New writes order after recovered ones: a counter keeps counting.
@@ -116,25 +79,13 @@ async fn operations_on_the_wrong_type_fail_and_change_nothing() {
     exec(&h, "s", Op::SAdd(vec![b("a")])).await.unwrap();
     assert_eq!(exec(&h, "s", Op::Get).await, Err(OpError::WrongType));
     assert_eq!(exec(&h, "s", Op::IncrBy(1)).await, Err(OpError::WrongType));
-    assert_eq!(
-        exec(&h, "s", Op::HSet(vec![(b("f"), b("v"))])).await,
-        Err(OpError::WrongType)
-    );
-    assert_eq!(
-        exec(&h, "s", Op::SMembers).await,
-        Ok(Reply::List(vec![b("a")]))
-    );
+    assert_eq!(exec(&h, "s", Op::HSet(vec![(b("f"), b("v"))])).await, Err(OpError::WrongType));
+    assert_eq!(exec(&h, "s", Op::SMembers).await, Ok(Reply::List(vec![b("a")])));
     exec(&h, "str", set("abc")).await.unwrap();
-    assert_eq!(
-        exec(&h, "str", Op::IncrBy(1)).await,
-        Err(OpError::NotInteger)
-    );
+    assert_eq!(exec(&h, "str", Op::IncrBy(1)).await, Err(OpError::NotInteger));
     exec(&h, "num", set("41")).await.unwrap();
     assert_eq!(exec(&h, "num", Op::IncrBy(1)).await, Ok(Reply::Int(42)));
-    assert_eq!(
-        exec(&h, "num", Op::IncrBy(i64::MAX)).await,
-        Err(OpError::Overflow)
-    );
+    assert_eq!(exec(&h, "num", Op::IncrBy(i64::MAX)).await, Err(OpError::Overflow));
     assert_eq!(exec(&h, "num", Op::Get).await, Ok(Reply::Bytes(b("42"))));
 }
 
@@ -144,35 +95,19 @@ async fn expired_keys_vanish_at_once_and_are_reclaimed() {
     let store = open(dir.path(), 2, Durability::Async);
     let h = store.handle();
     for i in 0..50 {
-        exec(
-            &h,
-            &format!("k{i}"),
-            Op::Set {
-                value: b("v"),
-                expiry: SetExpiry::At(now_ms() + 150),
-                get: false,
-            },
-        )
-        .await
-        .unwrap();
+        exec(&h, &format!("k{i}"), Op::Set { value: b("v"), expiry: SetExpiry::At(now_ms() + 150), get: false })
+            .await
+            .unwrap();
     }
     exec(&h, "kept", set("v")).await.unwrap();
-    exec(&h, "kept", Op::ExpireAt(now_ms() + 100))
-        .await
-        .unwrap();
+    exec(&h, "kept", Op::ExpireAt(now_ms() + 100)).await.unwrap();
     exec(&h, "kept", Op::Persist).await.unwrap();
     assert_eq!(exec(&h, "k1", Op::Get).await, Ok(Reply::Bytes(b("v"))));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(exec(&h, "k1", Op::Get).await, Ok(Reply::Nil));
     // The reaper removes the rest without anyone reading them.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reclaimed: u64 = (0..h.shards())
-        .map(|s| {
-            h.stats(s)
-                .expired
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .sum();
+    let reclaimed: u64 = (0..h.shards()).map(|s| h.stats(s).expired.load(std::sync::atomic::Ordering::Relaxed)).sum();
     assert_eq!(reclaimed, 50);
     assert_eq!(h.len(&ns()).await.unwrap(), 1);
     assert_eq!(exec(&h, "kept", Op::Pttl).await, Ok(Reply::Int(-1)));
@@ -188,13 +123,7 @@ async fn readers_never_see_part_of_a_batch() {
     let h = store.handle();
     let keys: Vec<String> = (0..8).map(|i| format!("group:{i}")).collect();
     let counters: Vec<String> = (0..8).map(|i| format!("count:{i}")).collect();
-    assert!(
-        keys.iter()
-            .map(|k| h.shard_of(k.as_bytes()))
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-            > 1
-    );
+    assert!(keys.iter().map(|k| h.shard_of(k.as_bytes())).collect::<std::collections::HashSet<_>>().len() > 1);
     let mut tasks = Vec::new();
     for w in 0..4 {
         let (h, keys, counters) = (h.clone(), keys.clone(), counters.clone());
@@ -203,16 +132,7 @@ async fn readers_never_see_part_of_a_batch() {
                 let v = b(&format!("{w}-{i}"));
                 let mut ops: Vec<(Bytes, Op)> = keys
                     .iter()
-                    .map(|k| {
-                        (
-                            b(k),
-                            Op::Set {
-                                value: v.clone(),
-                                expiry: SetExpiry::None,
-                                get: false,
-                            },
-                        )
-                    })
+                    .map(|k| (b(k), Op::Set { value: v.clone(), expiry: SetExpiry::None, get: false }))
                     .collect();
                 ops.extend(counters.iter().map(|k| (b(k), Op::IncrBy(1))));
                 h.atomic(&ns(), ops).await.unwrap();
@@ -229,14 +149,8 @@ async fn readers_never_see_part_of_a_batch() {
                 ops.extend(counters.iter().map(|k| (b(k), Op::Get)));
                 let got = h.atomic(&ns(), ops).await.unwrap();
                 let (values, counts) = got.split_at(keys.len());
-                assert!(
-                    values.iter().all(|v| v == &values[0]),
-                    "partial batch seen: {values:?}"
-                );
-                assert!(
-                    counts.iter().all(|v| v == &counts[0]),
-                    "partial batch seen: {counts:?}"
-                );
+                assert!(values.iter().all(|v| v == &values[0]), "partial batch seen: {values:?}");
+                assert!(counts.iter().all(|v| v == &counts[0]), "partial batch seen: {counts:?}");
                 if values[0] != Ok(Reply::Nil) {
                     seen += 1;
                 }
@@ -268,10 +182,7 @@ async fn scan_visits_every_key_once() {
     let mut cursor = 0;
     let mut all = Vec::new();
     loop {
-        let (next, keys) = h
-            .scan(&ns(), cursor, 37, Some(b("key:*")), None)
-            .await
-            .unwrap();
+        let (next, keys) = h.scan(&ns(), cursor, 37, Some(b("key:*")), None).await.unwrap();
         all.extend(keys);
         if next == 0 {
             break;
@@ -283,9 +194,6 @@ async fn scan_visits_every_key_once() {
     all.dedup();
     assert_eq!(n, 500);
     assert_eq!(all.len(), 500);
-    let (_, sets) = h
-        .scan(&ns(), 0, 10_000, None, Some("set".into()))
-        .await
-        .unwrap();
+    let (_, sets) = h.scan(&ns(), 0, 10_000, None, Some("set".into())).await.unwrap();
     assert_eq!(sets, vec![b("other")]);
 }

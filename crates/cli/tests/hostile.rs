@@ -1,0 +1,127 @@
+//! Malformed and hostile Redis-protocol input gets an error reply (and at
+//! worst a closed connection); the node keeps serving everyone else.
+
+mod common;
+
+use common::TestNode;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Sends `bytes`, then reads until the server closes or goes quiet.
+fn send(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    send_waiting(addr, bytes, 300)
+}
+
+fn send_waiting(addr: &str, bytes: &[u8], wait_ms: u64) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(wait_ms))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+fn ping(addr: &str) {
+    let reply = send(addr, b"*1\r\n$4\r\nPING\r\n");
+    assert_eq!(reply, b"+PONG\r\n", "the node stopped serving");
+}
+
+#[test]
+fn hostile_frames_get_errors_and_the_node_keeps_serving() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let addr = node.resp_addr();
+    let corpus: &[&[u8]] = &[
+        b"*-5\r\n",
+        b"*99999999999999999999\r\n",
+        b"*2\r\n$-3\r\n",
+        b"*1\r\n$9999999999\r\n",
+        b"*1\r\n$3\r\nabcX\r\n",
+        b"*1\r\nfoo\r\n",
+        b"*3000000\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk",
+        b"\"unbalanced\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*x\r\n",
+        b"$3\r\nfoo\r\n",
+        b"\x00\x01\x02\xff\xfe\r\n",
+        b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n",
+        b"*1\r\n$4\r\nEXEC\r\n",
+        b"*3\r\n$6\r\nEXPIRE\r\n$1\r\nk\r\n$21\r\n999999999999999999999\r\n",
+    ];
+    for frame in corpus {
+        let reply = send(&addr, frame);
+        // Either an error reply, or nothing for a frame that is still incomplete.
+        assert!(
+            reply.is_empty() || reply.starts_with(b"-"),
+            "{:?} got {:?}",
+            String::from_utf8_lossy(frame),
+            String::from_utf8_lossy(&reply)
+        );
+        ping(&addr);
+    }
+    // A line longer than the inline limit, and random bytes in many shapes.
+    let reply = send(&addr, &vec![b'a'; 100_000]);
+    assert!(reply.starts_with(b"-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&reply[..reply.len().min(80)]));
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for _ in 0..200 {
+        let len = (seed % 200) as usize;
+        let junk: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                // Lean towards protocol characters so the junk gets past the first byte.
+                b"*$\r\n-:+0123456789abc"[(seed % 20) as usize]
+            })
+            .collect();
+        send_waiting(&addr, &junk, 10);
+    }
+    ping(&addr);
+    // Data written before all this is intact.
+    let mut c = node.redis();
+    redis::cmd("SET").arg("k").arg("v").query::<()>(&mut c).unwrap();
+    for frame in corpus {
+        send(&addr, frame);
+    }
+    assert_eq!(redis::cmd("GET").arg("k").query::<String>(&mut c).unwrap(), "v");
+}
+
+#[test]
+fn a_request_over_the_size_limit_is_refused_without_taking_the_memory() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let addr = node.resp_addr();
+    // A bulk string longer than the 8 MiB argument limit: refused from its header.
+    let reply = send(&addr, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$104857600\r\n");
+    assert!(reply.starts_with(b"-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&reply));
+    // Too many arguments.
+    let reply = send(&addr, b"*2000000\r\n");
+    assert!(reply.starts_with(b"-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&reply));
+    ping(&addr);
+}
+
+#[test]
+fn slow_and_broken_clients_do_not_block_others() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let addr = node.resp_addr();
+    // Half-sent frames held open.
+    let mut idle: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nab").unwrap();
+            s
+        })
+        .collect();
+    let mut c = node.redis();
+    for i in 0..100 {
+        redis::cmd("SET").arg(format!("x{i}")).arg(i).query::<()>(&mut c).unwrap();
+    }
+    idle.clear();
+    ping(&addr);
+}
