@@ -107,6 +107,12 @@ impl Shard {
         self.seq
     }
 
+    /// Drops the disk records not yet handed to the writer; returns how many.
+    /// For driving a shard without a writer (benchmarks, tests).
+    pub fn discard_records(&mut self) -> usize {
+        std::mem::take(&mut self.pending).len()
+    }
+
     /// Hands the records written so far to the writer.
     pub(crate) fn send_pending(&mut self) {
         if !self.pending.is_empty() {
