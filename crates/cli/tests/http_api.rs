@@ -14,7 +14,10 @@ fn http(node: &TestNode, method: &str, path: &str, body: &[u8]) -> (u16, String,
     let addr = node.http.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).unwrap();
     let _ = s.write_all(body);
     let mut out = Vec::new();
@@ -167,7 +170,11 @@ fn bad_flags_and_taken_ports_give_one_clear_line() {
     assert!(err.contains("cannot listen on") && err.contains("another process is using it"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // The same data dir twice.
-    let o = squall().args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data-dir"]).arg(&node.data_dir).output().unwrap();
+    let o = squall()
+        .args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data-dir"])
+        .arg(&node.data_dir)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is in use by another process"));
     let help = squall().args(["up", "--help"]).output().unwrap();

@@ -70,11 +70,17 @@ fn round_trip(c: &mut Criterion) {
     let key = Bytes::from_static(b"k");
     c.bench_function("handle_exec_set_via_message", |b| {
         b.iter(|| {
-            rt.block_on(h.exec(&ns, key.clone(), Op::Set { value: Bytes::from_static(b"v"), expiry: SetExpiry::None, get: false }))
-                .unwrap()
+            rt.block_on(h.exec(
+                &ns,
+                key.clone(),
+                Op::Set { value: Bytes::from_static(b"v"), expiry: SetExpiry::None, get: false },
+            ))
+            .unwrap()
         })
     });
-    c.bench_function("handle_exec_get_via_message", |b| b.iter(|| rt.block_on(h.exec(&ns, key.clone(), Op::Get)).unwrap()));
+    c.bench_function("handle_exec_get_via_message", |b| {
+        b.iter(|| rt.block_on(h.exec(&ns, key.clone(), Op::Get)).unwrap())
+    });
     drop(rt);
     store.close();
 }

@@ -1,7 +1,7 @@
 //! The disk tier: how entries are laid out in fjall, how they come back on
-//! start, and the writer thread that commits them.
+//! start, and the threads that write them.
 //!
-//! Layout (one fjall keyspace, `data`): a key's header record holds its epoch,
+//! Layout of the `data` keyspace: a key's header record holds its epoch,
 //! expiry and, for small types, the whole value; sets and hashes also have one
 //! record per element, so adding a member to a large set writes a few bytes,
 //! not the set.
@@ -11,17 +11,22 @@
 //! [ns len: u8][ns][key len: u32 BE][key][1][element] -> set: Vec<Dot>, hash: Lww<Option<Bytes>>
 //! ```
 //!
-//! All shards send their records to one writer thread, in order. It turns
-//! whatever has arrived into one fjall write batch (atomic on disk), so
-//! writers that arrive during an fsync share the next one (group commit), and
-//! the parts of a cross-shard batch always land in the same fjall batch.
+//! Shards encode their records into a byte buffer and hand it to one writer
+//! thread, in order. The writer appends everything that has arrived as ONE
+//! entry of the `log` keyspace and commits it (one fjall batch: atomic, one
+//! fsync in sync mode: group commit), so a write costs an append, not an
+//! index insert, and the parts of a cross-shard batch always share an entry.
+//! A checkpointer thread folds the log into `data` in the background (each
+//! key once, however often it was written) and deletes what it folded; on
+//! start the rest of the log is folded the same way before loading. Records
+//! hold whole states, so folding is "last record wins" and safe to repeat.
 
 use crate::Error;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
 use squall_lattice::{AwSet, Dot, Entry, LMap, Lww, Max, NodeId, PnCounter, Stamp, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -29,13 +34,6 @@ use tokio::sync::{oneshot, watch};
 
 const HEADER: u8 = 0;
 const ELEMENT: u8 = 1;
-
-/// One change to the disk tier: a put, or a delete when `value` is `None`.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub key: Vec<u8>,
-    pub value: Option<Vec<u8>>,
-}
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -55,66 +53,120 @@ enum Body {
     Max(Max<i64>),
 }
 
-pub fn key_prefix(ns: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(ns.len() + key.len() + 6);
-    k.push(ns.len() as u8);
-    k.extend_from_slice(ns);
-    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    k.extend_from_slice(key);
-    k
+/// Disk records (puts and deletes), encoded back to back:
+/// `[key len: u32 LE][key][1][value len: u32 LE][value]` or `[key len][key][0]`.
+#[derive(Debug, Default)]
+pub struct Records {
+    buf: Vec<u8>,
+    count: usize,
 }
 
-pub fn header_key(ns: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut k = key_prefix(ns, key);
-    k.push(HEADER);
-    k
-}
-
-pub fn element_key(ns: &[u8], key: &[u8], element: &[u8]) -> Vec<u8> {
-    let mut k = key_prefix(ns, key);
-    k.reserve(element.len() + 1);
-    k.push(ELEMENT);
-    k.extend_from_slice(element);
-    k
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serializing plain data into a Vec cannot fail.
-    postcard::to_allocvec(v).unwrap_or_default()
-}
-
-/// The header record of `entry` (a tombstone has none: its records are deleted).
-pub fn header_record(ns: &[u8], key: &[u8], entry: &Entry) -> Record {
-    let body = match &entry.value {
-        Value::Register(b) => Body::Register(b.clone()),
-        Value::Counter(c) => Body::Counter(c.clone()),
-        Value::Set(s) => Body::Set(s.context().clone()),
-        Value::Map(_) => Body::Map,
-        Value::Max(m) => Body::Max(*m),
-        Value::Tombstone => {
-            return Record { key: header_key(ns, key), value: None };
-        }
-    };
-    let header = Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body };
-    Record { key: header_key(ns, key), value: Some(encode(&header)) }
-}
-
-pub fn set_member_record(ns: &[u8], key: &[u8], member: &[u8], dots: Option<&[Dot]>) -> Record {
-    Record { key: element_key(ns, key, member), value: dots.map(|d| encode(&d)) }
-}
-
-pub fn map_field_record(ns: &[u8], key: &[u8], field: &[u8], reg: Option<&Lww<Option<Bytes>>>) -> Record {
-    Record { key: element_key(ns, key, field), value: reg.map(encode) }
-}
-
-/// Records that delete every record of `entry`.
-pub fn delete_records(ns: &[u8], key: &[u8], entry: &Entry, out: &mut Vec<Record>) {
-    out.push(Record { key: header_key(ns, key), value: None });
-    match &entry.value {
-        Value::Set(s) => out.extend(s.iter().map(|m| set_member_record(ns, key, m, None))),
-        Value::Map(m) => out.extend(m.iter().map(|(f, _)| map_field_record(ns, key, f, None))),
-        _ => {}
+impl Records {
+    pub fn len(&self) -> usize {
+        self.count
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn key(&mut self, ns: &[u8], key: &[u8], tag: u8, element: &[u8]) {
+        let len = 1 + ns.len() + 4 + key.len() + 1 + element.len();
+        self.buf.reserve(len + 16);
+        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        self.buf.push(ns.len() as u8);
+        self.buf.extend_from_slice(ns);
+        self.buf.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(key);
+        self.buf.push(tag);
+        self.buf.extend_from_slice(element);
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, v: Option<&T>) {
+        self.count += 1;
+        let Some(v) = v else {
+            self.buf.push(0);
+            return;
+        };
+        self.buf.push(1);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        // Serializing plain data into a Vec cannot fail.
+        self.buf = postcard::to_extend(v, std::mem::take(&mut self.buf)).unwrap_or_default();
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// The header record of `entry` (a tombstone's is a delete).
+    pub fn header(&mut self, ns: &[u8], key: &[u8], entry: &Entry) {
+        let body = match &entry.value {
+            Value::Register(b) => Body::Register(b.clone()),
+            Value::Counter(c) => Body::Counter(c.clone()),
+            Value::Set(s) => Body::Set(s.context().clone()),
+            Value::Map(_) => Body::Map,
+            Value::Max(m) => Body::Max(*m),
+            Value::Tombstone => {
+                self.key(ns, key, HEADER, b"");
+                return self.value::<Header>(None);
+            }
+        };
+        self.key(ns, key, HEADER, b"");
+        self.value(Some(&Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body }));
+    }
+
+    pub fn set_member(&mut self, ns: &[u8], key: &[u8], member: &[u8], dots: Option<&[Dot]>) {
+        self.key(ns, key, ELEMENT, member);
+        self.value(dots);
+    }
+
+    pub fn map_field(&mut self, ns: &[u8], key: &[u8], field: &[u8], reg: Option<&Lww<Option<Bytes>>>) {
+        self.key(ns, key, ELEMENT, field);
+        self.value(reg);
+    }
+
+    /// Deletes every record of `entry`.
+    pub fn delete_all(&mut self, ns: &[u8], key: &[u8], entry: &Entry) {
+        self.key(ns, key, HEADER, b"");
+        self.value::<Header>(None);
+        match &entry.value {
+            Value::Set(s) => s.iter().for_each(|m| self.set_member(ns, key, m, None)),
+            Value::Map(m) => m.iter().for_each(|(f, _)| self.map_field(ns, key, f, None)),
+            _ => {}
+        }
+    }
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
+    if buf.len() < n {
+        return Err(Error::Corrupt("a log entry is cut short".into()));
+    }
+    let (a, b) = buf.split_at(n);
+    *buf = b;
+    Ok(a)
+}
+
+/// Decodes a buffer of [`Records`]: (disk key, value or `None` for a delete).
+fn decode(mut buf: &[u8]) -> Result<Vec<(&[u8], Option<&[u8]>)>, Error> {
+    let corrupt = || Error::Corrupt("a log entry does not decode".into());
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let len = u32::from_le_bytes(take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?) as usize;
+        let key = take(&mut buf, len)?;
+        let value = match take(&mut buf, 1)?[0] {
+            0 => None,
+            1 => {
+                let len = u32::from_le_bytes(take(&mut buf, 4)?.try_into().map_err(|_| corrupt())?) as usize;
+                Some(take(&mut buf, len)?)
+            }
+            _ => return Err(corrupt()),
+        };
+        out.push((key, value));
+    }
+    Ok(out)
 }
 
 /// A disk key's parts.
@@ -172,15 +224,15 @@ impl Building {
 
 /// Reads every entry back. Expired entries are skipped and their records
 /// returned for deletion.
-pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Vec<Record>), Error> {
+pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Records), Error> {
     let mut out = Vec::new();
-    let mut expired = Vec::new();
+    let mut expired = Records::default();
     let mut current: Option<(Bytes, Bytes, Building)> = None;
-    let finish = |cur: Option<(Bytes, Bytes, Building)>, out: &mut Vec<Loaded>, expired: &mut Vec<Record>| {
+    let finish = |cur: Option<(Bytes, Bytes, Building)>, out: &mut Vec<Loaded>, expired: &mut Records| {
         if let Some((ns, key, b)) = cur {
             let entry = b.finish();
             if entry.is_expired(now_ms) {
-                delete_records(&ns, &key, &entry, expired);
+                expired.delete_all(&ns, &key, &entry);
             } else {
                 out.push(Loaded { ns, key, entry });
             }
@@ -226,20 +278,67 @@ pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Vec<Record>), 
     Ok((out, expired))
 }
 
-pub fn open(dir: &Path) -> Result<(Database, Keyspace), Error> {
+pub fn open(dir: &Path) -> Result<(Database, Keyspace, Keyspace), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::DataDir(dir.display().to_string(), e.to_string()))?;
     let db = Database::builder(dir).manual_journal_persist(true).open().map_err(|e| match e {
         fjall::Error::Locked => Error::Locked(dir.display().to_string()),
         e => Error::Disk(e),
     })?;
     let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
-    Ok((db, data))
+    let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+    Ok((db, data, log))
+}
+
+/// Folds log entries up to `upto` (all of them if `None`) into `data`, each
+/// disk key once with its last record, and deletes them from the log.
+/// Returns the number of the last entry folded.
+pub fn checkpoint(db: &Database, data: &Keyspace, log: &Keyspace, upto: Option<u64>) -> Result<u64, Error> {
+    let mut latest: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState> = HashMap::default();
+    let mut folded = Vec::new();
+    let mut last = 0;
+    let range = log.range(..=upto.unwrap_or(u64::MAX).to_be_bytes());
+    for item in range {
+        let (k, v) = item.into_inner()?;
+        for (key, value) in decode(&v)? {
+            latest.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        }
+        last =
+            u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("a log key is not a number".into()))?);
+        folded.push(k);
+    }
+    if folded.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = db.batch();
+    for (k, v) in latest {
+        match v {
+            Some(v) => batch.insert(data, k, v),
+            None => batch.remove(data, k),
+        }
+    }
+    for k in folded {
+        batch.remove(log, k);
+    }
+    batch.durability(Some(PersistMode::Buffer)).commit()?;
+    Ok(last)
+}
+
+/// The number the next log entry gets.
+pub fn next_log_entry(log: &Keyspace) -> Result<u64, Error> {
+    Ok(match log.last_key_value() {
+        Some(kv) => {
+            let k = kv.key()?;
+            u64::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt("a log key is not a number".into()))?)
+                + 1
+        }
+        None => 1,
+    })
 }
 
 /// Records a shard hands to the writer, in the shard's order.
 pub struct Chunk {
     pub shard: usize,
-    pub records: Vec<Record>,
+    pub records: Records,
     /// The shard's write sequence number after these records.
     pub upto: u64,
     /// Set on the parts of a cross-shard batch: (batch id, number of parts).
@@ -255,20 +354,34 @@ pub enum WriterMsg {
 pub struct Writer {
     pub db: Database,
     pub data: Keyspace,
+    pub log: Keyspace,
     pub sync: bool,
     /// Per shard: the highest write sequence number that is durable.
     pub durable: Vec<watch::Sender<u64>>,
+    pub next_entry: u64,
+    /// How much log to let pile up before asking for a checkpoint.
+    pub checkpoint_bytes: u64,
 }
 
 impl Writer {
     /// Runs until every sender is gone, then syncs and returns.
-    pub fn run(self, rx: Receiver<WriterMsg>) {
+    pub fn run(mut self, rx: Receiver<WriterMsg>) {
+        let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<u64>(1);
+        let (db, data, log) = (self.db.clone(), self.data.clone(), self.log.clone());
+        let checkpointer = std::thread::Builder::new().name("squall-checkpoint".into()).spawn(move || {
+            for upto in checkpoint_rx {
+                if let Err(e) = checkpoint(&db, &data, &log, Some(upto)) {
+                    tracing::error!(error = %e, "checkpoint failed; the log keeps everything until the next one");
+                }
+            }
+        });
         let shards = self.durable.len();
         let mut queues: Vec<std::collections::VecDeque<Chunk>> = (0..shards).map(|_| Default::default()).collect();
         let mut assembling: HashMap<u64, Vec<Chunk>> = HashMap::new();
         let mut blocked = vec![false; shards];
         let mut flushes = Vec::new();
         let mut unsynced = false;
+        let mut log_bytes = 0u64;
         loop {
             // In async mode an idle second syncs what is buffered.
             let first = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -296,9 +409,7 @@ impl Writer {
                 progress = false;
                 for s in 0..shards {
                     while !blocked[s] {
-                        let Some(chunk) = queues[s].pop_front() else {
-                            break;
-                        };
+                        let Some(chunk) = queues[s].pop_front() else { break };
                         progress = true;
                         match chunk.batch {
                             None => ready.push(chunk),
@@ -320,7 +431,7 @@ impl Writer {
                 }
             }
             if !ready.is_empty() {
-                self.commit(&ready);
+                log_bytes += self.commit(&ready);
                 unsynced = !self.sync;
                 for c in &ready {
                     self.durable[c.shard].send_if_modified(|d| {
@@ -329,6 +440,9 @@ impl Writer {
                         moved
                     });
                 }
+                if log_bytes >= self.checkpoint_bytes && checkpoint_tx.try_send(self.next_entry - 1).is_ok() {
+                    log_bytes = 0;
+                }
             }
             if assembling.is_empty() {
                 for tx in flushes.drain(..) {
@@ -336,22 +450,26 @@ impl Writer {
                 }
             }
         }
+        drop(checkpoint_tx);
+        if let Ok(t) = checkpointer {
+            let _ = t.join();
+        }
         self.persist(PersistMode::SyncAll);
     }
 
-    fn commit(&self, chunks: &[Chunk]) {
-        // One key may be written twice in a group; fjall gives a batch one
-        // sequence number, so only the last write of each key goes in.
-        let mut seen = HashSet::new();
-        let mut batch = self.db.batch();
-        for r in chunks.iter().rev().flat_map(|c| c.records.iter().rev()) {
-            if seen.insert(r.key.as_slice()) {
-                match &r.value {
-                    Some(v) => batch.insert(&self.data, r.key.clone(), v.clone()),
-                    None => batch.remove(&self.data, r.key.clone()),
-                }
-            }
+    /// Appends the chunks as one log entry; returns its size.
+    fn commit(&mut self, chunks: &[Chunk]) -> u64 {
+        let size: usize = chunks.iter().map(|c| c.records.bytes().len()).sum();
+        if size == 0 {
+            return 0;
         }
+        let mut entry = Vec::with_capacity(size);
+        for c in chunks {
+            entry.extend_from_slice(c.records.bytes());
+        }
+        let mut batch = self.db.batch();
+        batch.insert(&self.log, self.next_entry.to_be_bytes(), entry);
+        self.next_entry += 1;
         let mode = if self.sync { PersistMode::SyncData } else { PersistMode::Buffer };
         if let Err(e) = batch.durability(Some(mode)).commit() {
             // fjall poisons itself after a failed journal write; the node cannot
@@ -359,6 +477,7 @@ impl Writer {
             tracing::error!(error = %e, "disk write failed; stopping the node to keep acknowledged writes honest");
             std::process::exit(70);
         }
+        size as u64
     }
 
     fn persist(&self, mode: PersistMode) {
@@ -371,6 +490,39 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_prefix(ns: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut r = Records::default();
+        r.key(ns, key, HEADER, b"");
+        r.buf[4..r.buf.len() - 1].to_vec()
+    }
+
+    fn header_key(ns: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut k = key_prefix(ns, key);
+        k.push(HEADER);
+        k
+    }
+
+    fn element_key(ns: &[u8], key: &[u8], element: &[u8]) -> Vec<u8> {
+        let mut k = key_prefix(ns, key);
+        k.push(ELEMENT);
+        k.extend_from_slice(element);
+        k
+    }
+
+    #[test]
+    fn records_decode_back() {
+        let mut r = Records::default();
+        r.set_member(b"ns", b"k", b"m", Some(&[Dot { node: 1, seq: 2 }][..]));
+        r.set_member(b"ns", b"k", b"gone", None);
+        let got = decode(r.bytes()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, element_key(b"ns", b"k", b"m").as_slice());
+        let dots: Vec<Dot> = postcard::from_bytes(got[0].1.unwrap()).unwrap();
+        assert_eq!(dots, [Dot { node: 1, seq: 2 }]);
+        assert_eq!(got[1].1, None);
+        assert!(decode(&r.bytes()[..r.bytes().len() - 1]).is_err());
+    }
 
     #[test]
     fn disk_keys_split_back_into_their_parts() {

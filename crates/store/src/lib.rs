@@ -85,6 +85,8 @@ pub struct Options {
     pub node_id: Option<NodeId>,
     /// Messages a shard's mailbox holds before senders wait.
     pub mailbox: usize,
+    /// Bytes of write log that trigger a checkpoint into the data keyspace.
+    pub checkpoint_bytes: u64,
 }
 
 impl Options {
@@ -95,6 +97,7 @@ impl Options {
             durability: Durability::Sync,
             node_id: None,
             mailbox: 4096,
+            checkpoint_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -179,7 +182,10 @@ impl Store {
     /// Opens (or creates) the store in `opts.data_dir`, recovering what is on disk.
     pub fn open(opts: Options) -> Result<Store, Error> {
         let shards = opts.shards.max(1);
-        let (db, data) = disk::open(&opts.data_dir)?;
+        let (db, data, log) = disk::open(&opts.data_dir)?;
+        // Whatever the log holds beyond the last checkpoint goes into `data` first.
+        disk::checkpoint(&db, &data, &log, None)?;
+        let next_entry = disk::next_log_entry(&log)?;
         let node = match opts.node_id {
             Some(n) => n,
             None => node_id(&opts.data_dir)?,
@@ -208,7 +214,15 @@ impl Store {
         if !expired.is_empty() {
             let _ = writer_tx.send(WriterMsg::Chunk(Chunk { shard: 0, records: expired, upto: 0, batch: None }));
         }
-        let writer = disk::Writer { db, data, sync: opts.durability == Durability::Sync, durable: durable_tx };
+        let writer = disk::Writer {
+            db,
+            data,
+            log,
+            sync: opts.durability == Durability::Sync,
+            durable: durable_tx,
+            next_entry,
+            checkpoint_bytes: opts.checkpoint_bytes,
+        };
         let writer = std::thread::Builder::new()
             .name("squall-writer".into())
             .spawn(move || writer.run(writer_rx))

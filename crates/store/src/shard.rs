@@ -2,7 +2,7 @@
 //! applies operations to its in-memory entries (the memory tier) and emits the
 //! records that make each change durable.
 
-use crate::disk::{self, Chunk, Record, WriterMsg};
+use crate::disk::{Chunk, Records, WriterMsg};
 use crate::glob;
 use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
@@ -32,7 +32,7 @@ pub struct Shard {
     spaces: HashMap<Bytes, Space>,
     /// (expiry ms, namespace, key) of every key with an expiry.
     expiring: BTreeSet<(u64, Bytes, Bytes)>,
-    pending: Vec<Record>,
+    pending: Records,
     /// Counts the shard's writes; the writer reports which are durable.
     seq: u64,
     pub(crate) stats: Arc<ShardStats>,
@@ -77,7 +77,7 @@ impl Shard {
             hlc,
             spaces: HashMap::new(),
             expiring: BTreeSet::new(),
-            pending: Vec::new(),
+            pending: Records::default(),
             seq: 0,
             stats: Arc::default(),
             keys: 0,
@@ -182,7 +182,7 @@ impl Shard {
         if let Some(at) = entry.expires_at() {
             self.expiring.remove(&(at, ns.clone(), key.clone()));
         }
-        disk::delete_records(ns, key, &entry, &mut self.pending);
+        self.pending.delete_all(ns, key, &entry);
         self.keys -= 1;
         self.stats.keys.store(self.keys, Ordering::Relaxed);
         Some(entry)
@@ -266,86 +266,53 @@ impl Shard {
             Op::SAdd(members) => {
                 let node = self.node;
                 let (entry, _) = self.entry_of(ns, key, now, || Value::Set(Default::default()))?;
-                let Value::Set(set) = &mut entry.value else {
-                    return Err(OpError::WrongType);
-                };
-                let mut added = 0;
-                let mut records = Vec::with_capacity(members.len() + 1);
-                for m in &members {
-                    let m = own(m);
-                    added += set.insert(node, m.clone()) as i64;
-                    records.push(disk::set_member_record(ns, key, &m, set.dots(&m)));
-                }
-                records.push(disk::header_record(ns, key, entry));
-                self.pending.append(&mut records);
-                Ok(Reply::Int(added))
+                let Value::Set(set) = &mut entry.value else { return Err(OpError::WrongType) };
+                let members: Vec<Bytes> = members.iter().map(own).collect();
+                let added = members.iter().filter(|m| set.insert(node, (*m).clone())).count();
+                self.record_elements(ns, key, &members);
+                Ok(Reply::Int(added as i64))
             }
             Op::SRem(members) => {
-                let Some(entry) = self.live(ns, key, now) else {
-                    return Ok(Reply::Int(0));
-                };
-                let set = match &mut entry.value {
-                    Value::Set(s) => s,
-                    _ => return Err(OpError::WrongType),
-                };
-                let mut removed = 0;
-                let mut records = Vec::new();
-                for m in &members {
-                    if set.remove(m) {
-                        removed += 1;
-                        records.push(disk::set_member_record(ns, key, m, None));
-                    }
-                }
+                let Some(entry) = self.live(ns, key, now) else { return Ok(Reply::Int(0)) };
+                let Value::Set(set) = &mut entry.value else { return Err(OpError::WrongType) };
+                let removed: Vec<Bytes> = members.into_iter().filter(|m| set.remove(m)).collect();
                 let empty = set.is_empty();
-                self.pending.append(&mut records);
                 if empty {
                     // Redis deletes a set when its last member goes.
                     self.remove(ns, key);
+                } else {
+                    self.record_elements(ns, key, &removed);
                 }
-                Ok(Reply::Int(removed))
+                Ok(Reply::Int(removed.len() as i64))
             }
             Op::HSet(pairs) => {
                 let stamp = self.stamp();
                 let (entry, _) = self.entry_of(ns, key, now, || Value::Map(Default::default()))?;
-                let Value::Map(map) = &mut entry.value else {
-                    return Err(OpError::WrongType);
-                };
+                let Value::Map(map) = &mut entry.value else { return Err(OpError::WrongType) };
                 let mut added = 0;
-                let mut records = Vec::with_capacity(pairs.len() + 1);
+                let mut fields = Vec::with_capacity(pairs.len());
                 for (f, v) in &pairs {
                     let f = own(f);
                     added += map.get(&f).is_none_or(|r| r.value.is_none()) as i64;
                     map.merge_entry(f.clone(), Lww::new(stamp, Some(own(v))));
-                    records.push(disk::map_field_record(ns, key, &f, map.get(&f)));
+                    fields.push(f);
                 }
-                records.push(disk::header_record(ns, key, entry));
-                self.pending.append(&mut records);
+                self.record_elements(ns, key, &fields);
                 Ok(Reply::Int(added))
             }
             Op::HDel(fields) => {
-                let Some(entry) = self.live(ns, key, now) else {
-                    return Ok(Reply::Int(0));
-                };
-                let map = match &mut entry.value {
-                    Value::Map(m) => m,
-                    _ => return Err(OpError::WrongType),
-                };
-                let mut removed = 0;
-                let mut records = Vec::new();
-                for f in &fields {
-                    // A deleted field is a tombstone in the lattice; alone on this
-                    // node, it is pruned at once.
-                    if map.prune(f).is_some_and(|r| r.value.is_some()) {
-                        removed += 1;
-                        records.push(disk::map_field_record(ns, key, f, None));
-                    }
-                }
-                let empty = map.is_empty();
-                self.pending.append(&mut records);
-                if empty {
+                let Some(entry) = self.live(ns, key, now) else { return Ok(Reply::Int(0)) };
+                let Value::Map(map) = &mut entry.value else { return Err(OpError::WrongType) };
+                // A deleted field is a tombstone in the lattice; alone on this
+                // node, it is pruned at once.
+                let removed: Vec<Bytes> =
+                    fields.into_iter().filter(|f| map.prune(f).is_some_and(|r| r.value.is_some())).collect();
+                if map.is_empty() {
                     self.remove(ns, key);
+                } else {
+                    self.record_elements(ns, key, &removed);
                 }
-                Ok(Reply::Int(removed))
+                Ok(Reply::Int(removed.len() as i64))
             }
             Op::ExpireAt(at) => {
                 if self.live(ns, key, now).is_none() {
@@ -360,9 +327,7 @@ impl Shard {
                 Ok(Reply::Int(1))
             }
             Op::Persist => {
-                let Some(entry) = self.live(ns, key, now) else {
-                    return Ok(Reply::Int(0));
-                };
+                let Some(entry) = self.live(ns, key, now) else { return Ok(Reply::Int(0)) };
                 if entry.expires_at().is_none() {
                     return Ok(Reply::Int(0));
                 }
@@ -372,6 +337,20 @@ impl Shard {
             }
             _ => self.read(ns, key, op, now),
         }
+    }
+
+    /// Records the current state of `elements` of the set or hash at `key`
+    /// (a delete for those no longer there), and its header.
+    fn record_elements(&mut self, ns: &Bytes, key: &Bytes, elements: &[Bytes]) {
+        let Some(entry) = self.spaces.get(ns).and_then(|s| s.get(key)) else { return };
+        for e in elements {
+            match &entry.value {
+                Value::Set(set) => self.pending.set_member(ns, key, e, set.dots(e)),
+                Value::Map(map) => self.pending.map_field(ns, key, e, map.get(e)),
+                _ => {}
+            }
+        }
+        self.pending.header(ns, key, entry);
     }
 
     fn incr(&mut self, ns: &Bytes, key: &Bytes, delta: i64, now: u64) -> OpResult {
@@ -396,12 +375,9 @@ impl Shard {
             return Ok(Reply::Int(result));
         }
         let (entry, _) = self.entry_of(ns, key, now, || Value::Counter(PnCounter::default()))?;
-        let Value::Counter(counter) = &mut entry.value else {
-            return Err(OpError::WrongType);
-        };
+        let Value::Counter(counter) = &mut entry.value else { return Err(OpError::WrongType) };
         let result = counter.add(node, delta).ok_or(OpError::Overflow)?;
-        let record = disk::header_record(ns, key, entry);
-        self.pending.push(record);
+        self.record_elements(ns, key, &[]);
         Ok(Reply::Int(result))
     }
 
@@ -431,36 +407,33 @@ impl Shard {
 
     /// Puts `entry` at `key`, replacing whatever was there (its records too).
     fn replace(&mut self, ns: &Bytes, key: &Bytes, entry: Entry) {
-        // The old value's deletes go first; the writer keeps the last write
-        // of each disk key, so the new header overrides the old one's delete.
+        // The old value's deletes go first; records apply in order, so the
+        // new header overrides the old one's delete.
         self.remove(ns, key);
         if let Some(at) = entry.expires_at() {
             self.expiring.insert((at, ns.clone(), own(key)));
         }
-        self.pending.push(disk::header_record(ns, key, &entry));
+        self.pending.header(ns, key, &entry);
         self.spaces.entry(ns.clone()).or_default().insert(own(key), entry);
         self.keys += 1;
         self.stats.keys.store(self.keys, Ordering::Relaxed);
     }
 
     fn set_expiry(&mut self, ns: &Bytes, key: &Bytes, expiry: Option<Lww<Option<u64>>>) {
-        let Some(entry) = self.spaces.get_mut(ns).and_then(|s| s.get_mut(key)) else {
-            return;
-        };
+        let Some(entry) = self.spaces.get_mut(ns).and_then(|s| s.get_mut(key)) else { return };
         let old = entry.expires_at();
         match (&mut entry.expiry, expiry) {
             (Some(cur), Some(new)) => squall_lattice::Lattice::merge(cur, new),
             (cur, new) => *cur = new,
         }
         let new = entry.expires_at();
-        let record = disk::header_record(ns, key, entry);
         if let Some(at) = old {
             self.expiring.remove(&(at, ns.clone(), key.clone()));
         }
         if let Some(at) = new {
             self.expiring.insert((at, ns.clone(), key.clone()));
         }
-        self.pending.push(record);
+        self.record_elements(ns, key, &[]);
     }
 
     /// Drops up to `limit` expired keys; returns how many went.

@@ -197,3 +197,38 @@ async fn scan_visits_every_key_once() {
     let (_, sets) = h.scan(&ns(), 0, 10_000, None, Some("set".into())).await.unwrap();
     assert_eq!(sets, vec![b("other")]);
 }
+
+/// With a tiny checkpoint threshold the log is folded into the data keyspace
+/// many times while writes go on; what comes back after a restart is the
+/// last state of every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_fold_the_log_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut o = Options::new(dir.path());
+        o.shards = 2;
+        o.durability = Durability::Async;
+        o.checkpoint_bytes = 2048;
+        let store = Store::open(o).unwrap();
+        let h = store.handle();
+        for round in 0..20 {
+            for i in 0..50 {
+                exec(&h, &format!("k{i}"), set(&format!("{round}"))).await.unwrap();
+                exec(&h, "members", Op::SAdd(vec![b(&format!("m{round}-{i}"))])).await.unwrap();
+            }
+            exec(&h, "members", Op::SRem(vec![b(&format!("m{round}-0"))])).await.unwrap();
+            exec(&h, &format!("gone{round}"), set("x")).await.unwrap();
+            exec(&h, &format!("gone{round}"), Op::Del).await.unwrap();
+            h.flush().await.unwrap();
+        }
+        store.close();
+    }
+    let store = open(dir.path(), 3, Durability::Async);
+    let h = store.handle();
+    for i in 0..50 {
+        assert_eq!(exec(&h, &format!("k{i}"), Op::Get).await, Ok(Reply::Bytes(b("19"))));
+    }
+    assert_eq!(exec(&h, "members", Op::SCard).await, Ok(Reply::Int(20 * 49)));
+    assert_eq!(exec(&h, "gone7", Op::Exists).await, Ok(Reply::Int(0)));
+    assert_eq!(h.len(&ns()).await.unwrap(), 51);
+}
