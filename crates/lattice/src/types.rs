@@ -3,7 +3,10 @@
 
 use crate::{Lattice, NodeId, Stamp};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The larger value wins.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
@@ -104,19 +107,23 @@ pub struct Dot {
 /// a replica that still has them does not bring the element back; an add the
 /// remover never saw carries a new dot and survives: adds win over concurrent
 /// removes, and removals of observed adds are honoured.
+///
+/// Elements live in a hash map: a set has no order (as in Redis), and
+/// inserting into a large set must not cost a string comparison per level.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct AwSet<T: Ord> {
-    entries: BTreeMap<T, Vec<Dot>>,
+#[serde(bound(serialize = "T: Serialize + Hash + Eq", deserialize = "T: Deserialize<'de> + Hash + Eq"))]
+pub struct AwSet<T: Hash + Eq> {
+    entries: Hashed<T, Vec<Dot>>,
     context: BTreeMap<NodeId, u64>,
 }
 
-impl<T: Ord> Default for AwSet<T> {
+impl<T: Hash + Eq> Default for AwSet<T> {
     fn default() -> Self {
-        AwSet { entries: BTreeMap::new(), context: BTreeMap::new() }
+        AwSet { entries: Hashed::default(), context: BTreeMap::new() }
     }
 }
 
-impl<T: Ord + Clone> AwSet<T> {
+impl<T: Hash + Eq + Clone> AwSet<T> {
     pub fn contains(&self, item: &T) -> bool {
         self.entries.contains_key(item)
     }
@@ -156,8 +163,8 @@ impl<T: Ord + Clone> AwSet<T> {
 
     /// Rebuilds a set from stored parts; the caller vouches that every dot is
     /// covered by `context` (it came from a set that upheld that).
-    pub fn from_parts(entries: BTreeMap<T, Vec<Dot>>, context: BTreeMap<NodeId, u64>) -> Self {
-        AwSet { entries, context }
+    pub fn from_parts(entries: impl IntoIterator<Item = (T, Vec<Dot>)>, context: BTreeMap<NodeId, u64>) -> Self {
+        AwSet { entries: entries.into_iter().collect(), context }
     }
 
     fn seen(context: &BTreeMap<NodeId, u64>, dot: &Dot) -> bool {
@@ -165,9 +172,9 @@ impl<T: Ord + Clone> AwSet<T> {
     }
 }
 
-impl<T: Ord + Clone> Lattice for AwSet<T> {
+impl<T: Hash + Eq + Clone> Lattice for AwSet<T> {
     fn merge(&mut self, other: Self) {
-        let mut entries = BTreeMap::new();
+        let mut entries = Hashed::default();
         let mut theirs = other.entries;
         for (item, ours) in std::mem::take(&mut self.entries) {
             let their_dots = theirs.remove(&item).unwrap_or_default();
