@@ -42,6 +42,23 @@ struct Header {
     body: Body,
 }
 
+/// The same encoding as [`Header`], borrowing instead of cloning.
+#[derive(Serialize)]
+struct HeaderRef<'a> {
+    epoch: Stamp,
+    expiry: &'a Option<Lww<Option<u64>>>,
+    body: BodyRef<'a>,
+}
+
+#[derive(Serialize)]
+enum BodyRef<'a> {
+    Register(&'a Bytes),
+    Counter(&'a PnCounter),
+    Set(&'a BTreeMap<NodeId, u64>),
+    Map,
+    Max(&'a Max<i64>),
+}
+
 #[derive(Serialize, Deserialize)]
 enum Body {
     Register(Bytes),
@@ -104,18 +121,18 @@ impl Records {
     /// The header record of `entry` (a tombstone's is a delete).
     pub fn header(&mut self, ns: &[u8], key: &[u8], entry: &Entry) {
         let body = match &entry.value {
-            Value::Register(b) => Body::Register(b.clone()),
-            Value::Counter(c) => Body::Counter(c.clone()),
-            Value::Set(s) => Body::Set(s.context().clone()),
-            Value::Map(_) => Body::Map,
-            Value::Max(m) => Body::Max(*m),
+            Value::Register(b) => BodyRef::Register(b),
+            Value::Counter(c) => BodyRef::Counter(c),
+            Value::Set(s) => BodyRef::Set(s.context()),
+            Value::Map(_) => BodyRef::Map,
+            Value::Max(m) => BodyRef::Max(m),
             Value::Tombstone => {
                 self.key(ns, key, HEADER, b"");
                 return self.value::<Header>(None);
             }
         };
         self.key(ns, key, HEADER, b"");
-        self.value(Some(&Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body }));
+        self.value(Some(&HeaderRef { epoch: entry.epoch, expiry: &entry.expiry, body }));
     }
 
     pub fn set_member(&mut self, ns: &[u8], key: &[u8], member: &[u8], dots: Option<&[Dot]>) {
@@ -132,6 +149,11 @@ impl Records {
     pub fn delete_all(&mut self, ns: &[u8], key: &[u8], entry: &Entry) {
         self.key(ns, key, HEADER, b"");
         self.value::<Header>(None);
+        self.delete_elements(ns, key, entry);
+    }
+
+    /// Deletes the element records of a set or hash (not its header).
+    pub fn delete_elements(&mut self, ns: &[u8], key: &[u8], entry: &Entry) {
         match &entry.value {
             Value::Set(s) => s.iter().for_each(|m| self.set_member(ns, key, m, None)),
             Value::Map(m) => m.iter().for_each(|(f, _)| self.map_field(ns, key, f, None)),
@@ -285,7 +307,12 @@ pub fn open(dir: &Path) -> Result<(Database, Keyspace, Keyspace), Error> {
         e => Error::Disk(e),
     })?;
     let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
-    let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+    // Log entries live until the next checkpoint: compressing them costs CPU for nothing.
+    let log = db.keyspace("log", || {
+        KeyspaceCreateOptions::default()
+            .data_block_compression_policy(fjall::config::CompressionPolicy::disabled())
+            .index_block_compression_policy(fjall::config::CompressionPolicy::disabled())
+    })?;
     Ok((db, data, log))
 }
 

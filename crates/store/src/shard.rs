@@ -14,6 +14,7 @@ use std::sync::mpsc::SyncSender;
 use tokio::sync::oneshot;
 
 type Space = HashMap<Bytes, Entry, foldhash::fast::RandomState>;
+type Spaces = HashMap<Bytes, Space, foldhash::fast::RandomState>;
 
 /// Counters a shard publishes for `/metrics`; written by the shard only.
 #[derive(Debug, Default)]
@@ -29,7 +30,7 @@ pub struct Shard {
     pub(crate) id: usize,
     node: NodeId,
     hlc: Arc<Hlc>,
-    spaces: HashMap<Bytes, Space>,
+    spaces: Spaces,
     /// (expiry ms, namespace, key) of every key with an expiry.
     expiring: BTreeSet<(u64, Bytes, Bytes)>,
     pending: Records,
@@ -75,7 +76,7 @@ impl Shard {
             id,
             node,
             hlc,
-            spaces: HashMap::new(),
+            spaces: Spaces::default(),
             expiring: BTreeSet::new(),
             pending: Records::default(),
             seq: 0,
@@ -188,8 +189,10 @@ impl Shard {
         Some(entry)
     }
 
-    fn read(&mut self, ns: &Bytes, key: &Bytes, op: Op, now: u64) -> OpResult {
-        let Some(entry) = self.live(ns, key, now) else {
+    fn read(&self, ns: &Bytes, key: &Bytes, op: Op, now: u64) -> OpResult {
+        // An expired key reads as missing at once; the reaper reclaims it.
+        let found = self.spaces.get(ns).and_then(|s| s.get(key)).filter(|e| !e.is_expired(now));
+        let Some(entry) = found else {
             return Ok(match op {
                 Op::Get | Op::HGet(_) | Op::Snapshot => Reply::Nil,
                 Op::SMembers | Op::HGetAll => Reply::List(Vec::new()),
@@ -237,22 +240,23 @@ impl Shard {
     fn write(&mut self, ns: &Bytes, key: &Bytes, op: Op, now: u64) -> OpResult {
         match op {
             Op::Set { value, expiry, get } => {
-                let old = self.live(ns, key, now).map(|e| (e.value.clone(), e.expiry.clone()));
-                let previous = match (&old, get) {
-                    (Some((Value::Register(b), _)), true) => Reply::Bytes(b.clone()),
-                    (Some((Value::Counter(c), _)), true) => Reply::Bytes(Bytes::from(c.value().to_string())),
-                    (Some(_), true) => return Err(OpError::WrongType),
-                    (None, true) => Reply::Nil,
-                    (_, false) => Reply::Ok,
-                };
                 let stamp = self.stamp();
                 let mut entry = Entry::new(stamp, Value::Register(own(&value)));
-                entry.expiry = match expiry {
-                    SetExpiry::None => None,
-                    SetExpiry::At(at) => Some(Lww::new(stamp, Some(at))),
-                    SetExpiry::Keep => old.and_then(|(_, e)| e),
+                if let SetExpiry::At(at) = expiry {
+                    entry.expiry = Some(Lww::new(stamp, Some(at)));
+                }
+                let old = self.live(ns, key, now);
+                let previous = match (old.as_ref().map(|e| &e.value), get) {
+                    (_, false) => Reply::Ok,
+                    (None, true) => Reply::Nil,
+                    (Some(Value::Register(b)), true) => Reply::Bytes(b.clone()),
+                    (Some(Value::Counter(c)), true) => Reply::Bytes(Bytes::from(c.value().to_string())),
+                    (Some(_), true) => return Err(OpError::WrongType),
                 };
-                self.replace(ns, key, entry);
+                if expiry == SetExpiry::Keep {
+                    entry.expiry = old.and_then(|e| e.expiry.clone());
+                }
+                self.put(ns, key, entry);
                 Ok(previous)
             }
             Op::Del => {
@@ -371,7 +375,7 @@ impl Shard {
             let expiry = self.live(ns, key, now).and_then(|e| e.expiry.clone());
             let mut entry = Entry::new(self.stamp(), Value::Counter(counter));
             entry.expiry = expiry;
-            self.replace(ns, key, entry);
+            self.put(ns, key, entry);
             return Ok(Reply::Int(result));
         }
         let (entry, _) = self.entry_of(ns, key, now, || Value::Counter(PnCounter::default()))?;
@@ -405,18 +409,37 @@ impl Shard {
         Ok((entry, created))
     }
 
-    /// Puts `entry` at `key`, replacing whatever was there (its records too).
-    fn replace(&mut self, ns: &Bytes, key: &Bytes, entry: Entry) {
-        // The old value's deletes go first; records apply in order, so the
-        // new header overrides the old one's delete.
-        self.remove(ns, key);
-        if let Some(at) = entry.expires_at() {
-            self.expiring.insert((at, ns.clone(), own(key)));
-        }
+    /// Puts `entry` at `key` in place of whatever was there (records and
+    /// expiry index included), with one lookup when the key exists.
+    fn put(&mut self, ns: &Bytes, key: &Bytes, entry: Entry) {
         self.pending.header(ns, key, &entry);
-        self.spaces.entry(ns.clone()).or_default().insert(own(key), entry);
-        self.keys += 1;
-        self.stats.keys.store(self.keys, Ordering::Relaxed);
+        let new_at = entry.expires_at();
+        let space = match self.spaces.get_mut(ns) {
+            Some(space) => space,
+            None => self.spaces.entry(ns.clone()).or_default(),
+        };
+        let old_at = match space.get_mut(key) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, entry);
+                // The new header overwrites the old one; a set's or hash's element records go.
+                self.pending.delete_elements(ns, key, &old);
+                old.expires_at()
+            }
+            None => {
+                space.insert(own(key), entry);
+                self.keys += 1;
+                self.stats.keys.store(self.keys, Ordering::Relaxed);
+                None
+            }
+        };
+        if old_at != new_at {
+            if let Some(at) = old_at {
+                self.expiring.remove(&(at, ns.clone(), key.clone()));
+            }
+            if let Some(at) = new_at {
+                self.expiring.insert((at, ns.clone(), own(key)));
+            }
+        }
     }
 
     fn set_expiry(&mut self, ns: &Bytes, key: &Bytes, expiry: Option<Lww<Option<u64>>>) {
