@@ -92,7 +92,7 @@ enum KvCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// List keys, optionally only those starting with PREFIX
+    /// List keys (sorted), optionally only those starting with PREFIX
     Scan {
         prefix: Option<String>,
         /// At most this many keys
@@ -258,6 +258,8 @@ async fn kv(cmd: KvCommand) -> Result<()> {
                 }
             }
             keys.truncate(limit);
+            // The node pages in hash order; people read lists sorted.
+            keys.sort();
             if node.json {
                 writeln!(out, "{}", serde_json::json!({ "keys": keys }))?;
             } else {

@@ -14,11 +14,13 @@ use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
 use squall_store::{Dispatched, Handle, OpResult, Written};
 use std::future::Future;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpListener;
 
 /// The Redis database 0 is Squall's `default` namespace.
 pub const DEFAULT_NS: &[u8] = b"default";
@@ -74,8 +76,13 @@ pub async fn serve(
         let conn = Conn::new(store.clone(), metrics.clone(), opts);
         store.spawn_on(shard, async move {
             // Registering the socket here puts it on this shard's event loop.
-            if let Ok(stream) = TcpStream::from_std(std) {
-                conn.run(stream).await;
+            // (Deprecated because a generic `T` might hand out a descriptor it
+            // does not own; a `std::net::TcpStream` owns its own for as long
+            // as the `AsyncFd` holds it, which is all the safe call needs.)
+            #[allow(deprecated)]
+            let fd = AsyncFd::with_interest(std, Interest::READABLE | Interest::WRITABLE);
+            if let Ok(fd) = fd {
+                conn.run(fd).await;
             }
         });
     }
@@ -118,14 +125,15 @@ impl Conn {
         }
     }
 
-    async fn run(mut self, mut stream: TcpStream) {
+    async fn run(mut self, mut stream: AsyncFd<std::net::TcpStream>) {
         self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
         self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
         let mut wbuf = BytesMut::with_capacity(16 * 1024);
+        let mut chunk = vec![0u8; 16 * 1024];
         let mut pending = Vec::new();
         'conn: loop {
-            match stream.read_buf(&mut rbuf).await {
+            match read(&stream, &mut chunk, &mut rbuf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -171,12 +179,17 @@ impl Conn {
                 break;
             }
         }
-        let _ = stream.shutdown().await;
+        let _ = stream.get_mut().shutdown(std::net::Shutdown::Both);
         self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Collects the answers of everything started, waits for durability, writes.
-    async fn answer(&mut self, pending: &mut Vec<Pending>, wbuf: &mut BytesMut, stream: &mut TcpStream) -> bool {
+    async fn answer(
+        &mut self,
+        pending: &mut Vec<Pending>,
+        wbuf: &mut BytesMut,
+        stream: &mut AsyncFd<std::net::TcpStream>,
+    ) -> bool {
         for p in pending.drain(..) {
             let frame = match p {
                 Pending::Ready(f) => f,
@@ -202,7 +215,7 @@ impl Conn {
         if wbuf.is_empty() {
             return true;
         }
-        let ok = stream.write_all(wbuf).await.is_ok();
+        let ok = write_all(stream, wbuf).await.is_ok();
         wbuf.clear();
         ok
     }
@@ -415,6 +428,46 @@ impl Conn {
             self.metrics.resp_commands.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Reads what has arrived into `rbuf` (through `chunk`). A read that leaves
+/// room in `chunk` drained the socket, so readiness is cleared at once:
+/// the next read waits for the event loop instead of costing a `recv` that
+/// would only say "nothing yet".
+async fn read(fd: &AsyncFd<std::net::TcpStream>, chunk: &mut [u8], rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        match guard.try_io(|s| s.get_ref().read(chunk)) {
+            Ok(Ok(n)) => {
+                if n > 0 && n < chunk.len() {
+                    guard.clear_ready();
+                }
+                rbuf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => return Err(e),
+            // Spurious readiness: wait again.
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+async fn write_all(fd: &AsyncFd<std::net::TcpStream>, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        // Try first: a socket with room in its send buffer needs no wait.
+        match fd.get_ref().write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut guard = fd.writable().await?;
+                guard.clear_ready();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The Redis version Squall speaks like, for clients that check.
