@@ -66,6 +66,13 @@ fn keys_over_http() {
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _, body) = http(&node, "POST", "/v1/kv/x", b"");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+    // Malformed query strings get JSON errors too.
+    let (status, _, body) = http(&node, "GET", "/v1/kv?limit=-1", b"");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));
+    let (status, _, body) = http(&node, "PUT", "/v1/kv/x?ttl=abc", b"v");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));
+    let (status, _, body) = http(&node, "PUT", "/v1/kv/x?ttl=99999999999999999", b"v");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));
     let big = vec![b'x'; 9 * 1024 * 1024];
     let (status, _, body) = http(&node, "PUT", "/v1/kv/big", &big);
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (413, Some("payload_too_large")));

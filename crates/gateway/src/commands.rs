@@ -175,15 +175,10 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
         b"SET" => parse_set(args),
         b"SETEX" | b"PSETEX" => {
             let t = int(&args[2])?;
-            if t <= 0 {
-                return Err(Frame::err(format!("invalid expire time in '{lower}' command")));
-            }
-            let ms = if name == b"SETEX" { t.saturating_mul(1000) } else { t };
-            one(Op::Set {
-                value: args[3].clone(),
-                expiry: SetExpiry::At(now_ms().saturating_add(ms as u64)),
-                get: false,
-            })
+            let ms = if name == b"SETEX" { t.checked_mul(1000) } else { Some(t) };
+            let at = ms.filter(|ms| *ms > 0).and_then(|ms| (now_ms() as i64).checked_add(ms));
+            let Some(at) = at else { return Err(Frame::err(format!("invalid expire time in '{lower}' command"))) };
+            one(Op::Set { value: args[3].clone(), expiry: SetExpiry::At(at as u64), get: false })
         }
         b"DEL" | b"UNLINK" | b"EXISTS" => {
             let op = || if name == b"EXISTS" { Op::Exists } else { Op::Del };
@@ -236,12 +231,14 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
                 return Err(Frame::err(format!("the NX/XX/GT/LT options of '{lower}' {NOT_SUPPORTED}")));
             }
             let t = int(&args[2])?;
+            let now = now_ms() as i64;
             let at = match name {
-                b"EXPIRE" => now_ms() as i64 + t.saturating_mul(1000),
-                b"PEXPIRE" => now_ms() as i64 + t,
-                b"EXPIREAT" => t.saturating_mul(1000),
-                _ => t,
+                b"EXPIRE" => t.checked_mul(1000).and_then(|ms| now.checked_add(ms)),
+                b"PEXPIRE" => now.checked_add(t),
+                b"EXPIREAT" => t.checked_mul(1000),
+                _ => Some(t),
             };
+            let at = at.ok_or_else(|| Frame::err(format!("invalid expire time in '{lower}' command")))?;
             one(Op::ExpireAt(at.max(0) as u64))
         }
         b"TTL" => Ok(Cmd::Key { key: key(), op: Op::Pttl, render: Render::Seconds }),
@@ -271,11 +268,12 @@ fn parse_set(args: &[Bytes]) -> Result<Cmd, Frame> {
                 return Err(syntax());
             }
             let v = int(args.get(i + 1).ok_or_else(syntax)?)?;
-            if v <= 0 {
-                return Err(Frame::err("invalid expire time in 'set' command"));
-            }
-            let ms = v.saturating_mul(scale);
-            expiry = SetExpiry::At(if absolute { ms as u64 } else { now_ms().saturating_add(ms as u64) });
+            let at = v
+                .checked_mul(scale)
+                .filter(|ms| *ms > 0)
+                .and_then(|ms| if absolute { Some(ms) } else { (now_ms() as i64).checked_add(ms) });
+            let Some(at) = at else { return Err(Frame::err("invalid expire time in 'set' command")) };
+            expiry = SetExpiry::At(at as u64);
             i += 1;
             Ok(())
         };
@@ -379,7 +377,9 @@ fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {
 pub fn render(result: OpResult, how: Render) -> Frame {
     match result {
         Err(e) => op_error(e),
-        Ok(Reply::Int(ms)) if how == Render::Seconds => Frame::Integer(if ms < 0 { ms } else { (ms + 500) / 1000 }),
+        Ok(Reply::Int(ms)) if how == Render::Seconds => {
+            Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 })
+        }
         Ok(reply) => reply_frame(reply),
     }
 }
@@ -466,6 +466,10 @@ mod tests {
         assert!(err("SET k v NX").contains("not supported"));
         assert!(err("WATCH k").contains("not supported"));
         assert_eq!(err("INCRBY k abc"), "ERR value is not an integer or out of range");
+        assert_eq!(err("EXPIRE k 9223372036854775"), "ERR invalid expire time in 'expire' command");
+        assert_eq!(err("PEXPIRE k 9223372036854775807"), "ERR invalid expire time in 'pexpire' command");
+        assert_eq!(err("SET k v PX 9223372036854775807"), "ERR invalid expire time in 'set' command");
+        assert_eq!(err("SETEX k 9223372036854775807 v"), "ERR invalid expire time in 'setex' command");
     }
 
     #[test]
@@ -496,6 +500,7 @@ mod tests {
         assert_eq!(render(Ok(Reply::Int(1_499)), Render::Seconds), Frame::Integer(1));
         assert_eq!(render(Ok(Reply::Int(1_500)), Render::Seconds), Frame::Integer(2));
         assert_eq!(render(Ok(Reply::Int(-2)), Render::Seconds), Frame::Integer(-2));
+        assert_eq!(render(Ok(Reply::Int(i64::MAX)), Render::Seconds), Frame::Integer(i64::MAX / 1000));
         assert_eq!(
             render(Err(OpError::WrongType), Render::Plain),
             Frame::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())

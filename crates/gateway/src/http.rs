@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::redis::DEFAULT_NS;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -107,6 +107,9 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     )
 }
 
+/// A hundred years: longer is a mistake, and would overflow the clock.
+const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
 #[derive(Deserialize)]
 struct KeyQuery {
     at: Option<String>,
@@ -132,13 +135,27 @@ fn no_time_travel(q: &KeyQuery) -> Result<(), ApiError> {
     }
 }
 
+/// Axum's own rejections (bad query strings, bad percent-encoding) as JSON errors.
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn path_key(key: Result<Path<String>, PathRejection>) -> Result<bytes::Bytes, ApiError> {
+    let Path(key) = key.map_err(|e| bad_request(e.body_text()))?;
+    key_bytes(key)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
+}
+
 async fn get_key(
     State(app): State<App>,
-    Path(key): Path<String>,
-    Query(q): Query<KeyQuery>,
+    key: Result<Path<String>, PathRejection>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    no_time_travel(&q)?;
-    let key = key_bytes(key)?;
+    no_time_travel(&query(q)?)?;
+    let key = path_key(key)?;
     let shown = String::from_utf8_lossy(&key).into_owned();
     match app.store.exec(&app.ns, key, Op::Snapshot).await?? {
         Reply::Entry(entry) => Ok(render_entry(&entry)),
@@ -175,10 +192,11 @@ fn render_entry(entry: &Entry) -> Response {
 
 async fn put_key(
     State(app): State<App>,
-    Path(key): Path<String>,
-    Query(q): Query<KeyQuery>,
+    key: Result<Path<String>, PathRejection>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let q = query(q)?;
     no_time_travel(&q)?;
     let body = body.map_err(|e| {
         let status = e.status();
@@ -186,16 +204,16 @@ async fn put_key(
         ApiError::new(status, code, e.body_text())
     })?;
     let expiry = match q.ttl {
-        Some(0) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "ttl must be at least 1 second")),
-        Some(s) => SetExpiry::At(crate::commands::now_ms().saturating_add(s.saturating_mul(1000))),
+        Some(s @ 1..=MAX_TTL_SECONDS) => SetExpiry::At(crate::commands::now_ms() + s * 1000),
+        Some(_) => return Err(bad_request(format!("ttl must be between 1 and {MAX_TTL_SECONDS} seconds"))),
         None => SetExpiry::None,
     };
-    app.store.exec(&app.ns, key_bytes(key)?, Op::Set { value: body, expiry, get: false }).await??;
+    app.store.exec(&app.ns, path_key(key)?, Op::Set { value: body, expiry, get: false }).await??;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_key(State(app): State<App>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
-    let key = key_bytes(key)?;
+async fn delete_key(State(app): State<App>, key: Result<Path<String>, PathRejection>) -> Result<StatusCode, ApiError> {
+    let key = path_key(key)?;
     let shown = String::from_utf8_lossy(&key).into_owned();
     match app.store.exec(&app.ns, key, Op::Del).await?? {
         Reply::Int(1) => Ok(StatusCode::NO_CONTENT),
@@ -223,7 +241,11 @@ fn prefix_pattern(prefix: &str) -> bytes::Bytes {
     p.into()
 }
 
-async fn scan(State(app): State<App>, Query(q): Query<ScanQuery>) -> Result<axum::Json<Json>, ApiError> {
+async fn scan(
+    State(app): State<App>,
+    q: Result<Query<ScanQuery>, QueryRejection>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let q = query(q)?;
     let cursor = match q.cursor.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse().map_err(|_| {

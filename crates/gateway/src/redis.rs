@@ -44,6 +44,9 @@ impl Default for Options {
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
+/// Buffer capacity a connection keeps between requests; more is given back.
+const BUFFER_KEEP: usize = 1024 * 1024;
+
 /// Accepts connections until `shutdown` resolves; each connection runs on a
 /// shard thread, round-robin.
 pub async fn serve(
@@ -173,6 +176,9 @@ impl Conn {
                 }
             }
             let ok = self.answer(&mut pending, &mut wbuf, &mut stream).await;
+            if rbuf.is_empty() && rbuf.capacity() > BUFFER_KEEP {
+                rbuf = BytesMut::with_capacity(16 * 1024);
+            }
             self.metrics.resp_commands.fetch_add(commands, Ordering::Relaxed);
             self.metrics.resp_latency.observe_n(started.elapsed(), commands);
             if close || !ok {
@@ -217,6 +223,11 @@ impl Conn {
         }
         let ok = write_all(stream, wbuf).await.is_ok();
         wbuf.clear();
+        // One huge answer (KEYS *, a big SMEMBERS) must not pin its memory for
+        // the life of an idle connection.
+        if wbuf.capacity() > BUFFER_KEEP {
+            *wbuf = BytesMut::with_capacity(16 * 1024);
+        }
         ok
     }
 

@@ -120,6 +120,20 @@ impl Entry {
         self.expiry.as_ref().and_then(|e| e.value)
     }
 
+    /// The newest stamp anywhere in the entry (epoch, expiry, hash fields).
+    pub fn latest_stamp(&self) -> Stamp {
+        let mut latest = self.epoch;
+        if let Some(e) = &self.expiry {
+            latest = latest.max(e.stamp);
+        }
+        if let Value::Map(m) = &self.value {
+            for (_, reg) in m.iter() {
+                latest = latest.max(reg.stamp);
+            }
+        }
+        latest
+    }
+
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at().is_some_and(|at| at <= now_ms)
     }

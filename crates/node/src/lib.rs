@@ -195,9 +195,11 @@ impl Node {
     /// connections, writes what is pending and syncs the disk.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for t in self.tasks.drain(..) {
+        for mut t in self.tasks.drain(..) {
             // An idle keep-alive client must not hold shutdown up for long.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut t).await.is_err() {
+                t.abort();
+            }
         }
         if let Some(store) = self.store.take() {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;

@@ -22,7 +22,7 @@ fn apply(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % keys.len();
             let r = shard.apply(&ns, &keys[i], Op::Set { value: value.clone(), expiry: SetExpiry::None, get: false });
-            if i % 1024 == 0 {
+            if i.is_multiple_of(1024) {
                 shard.discard_records();
             }
             black_box(r)
@@ -39,7 +39,7 @@ fn apply(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % 1000;
             let r = shard.apply(&ns, &keys[i], Op::IncrBy(1));
-            if i % 1024 == 0 {
+            if i.is_multiple_of(1024) {
                 shard.discard_records();
             }
             black_box(r)
@@ -50,7 +50,7 @@ fn apply(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % keys.len();
             let r = shard.apply(&ns, &set, Op::SAdd(vec![keys[i].clone()]));
-            if i % 1024 == 0 {
+            if i.is_multiple_of(1024) {
                 shard.discard_records();
             }
             black_box(r)

@@ -29,7 +29,10 @@ use squall_lattice::{AwSet, Dot, Entry, LMap, Lww, Max, NodeId, PnCounter, Stamp
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// In async mode, how often what the OS buffers is fsynced.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 use tokio::sync::{oneshot, watch};
 
 const HEADER: u8 = 0;
@@ -145,6 +148,13 @@ impl Records {
         self.value(reg);
     }
 
+    /// Deletes the record at a raw disk key.
+    fn raw_delete(&mut self, disk_key: &[u8]) {
+        self.buf.extend_from_slice(&(disk_key.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(disk_key);
+        self.value::<Header>(None);
+    }
+
     /// Deletes every record of `entry`.
     pub fn delete_all(&mut self, ns: &[u8], key: &[u8], entry: &Entry) {
         self.key(ns, key, HEADER, b"");
@@ -172,7 +182,10 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
 }
 
 /// Decodes a buffer of [`Records`]: (disk key, value or `None` for a delete).
-fn decode(mut buf: &[u8]) -> Result<Vec<(&[u8], Option<&[u8]>)>, Error> {
+/// One decoded record: a disk key and its value (`None`: a delete).
+type Decoded<'a> = (&'a [u8], Option<&'a [u8]>);
+
+fn decode(mut buf: &[u8]) -> Result<Vec<Decoded<'_>>, Error> {
     let corrupt = || Error::Corrupt("a log entry does not decode".into());
     let mut out = Vec::new();
     while !buf.is_empty() {
@@ -244,8 +257,8 @@ impl Building {
     }
 }
 
-/// Reads every entry back. Expired entries are skipped and their records
-/// returned for deletion.
+/// Reads every entry back. Expired entries and orphan element records are
+/// skipped, and the deletes that clean them up returned.
 pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Records), Error> {
     let mut out = Vec::new();
     let mut expired = Records::default();
@@ -288,16 +301,21 @@ pub fn load(data: &Keyspace, now_ms: u64) -> Result<(Vec<Loaded>, Records), Erro
                         let reg: Lww<Option<Bytes>> = postcard::from_bytes(&v).map_err(|_| corrupt())?;
                         fields.merge_entry(Bytes::copy_from_slice(element), reg);
                     }
-                    Building::Done(_) => return Err(corrupt()),
+                    Building::Done(_) => orphan(&mut expired, &k),
                 },
-                // An element without its header is left over from a crash between
-                // records of one key, which the atomic batches rule out.
-                _ => return Err(corrupt()),
+                _ => orphan(&mut expired, &k),
             }
         }
     }
     finish(current.take(), &mut out, &mut expired);
     Ok((out, expired))
+}
+
+/// An element record without a set or hash header before it: left by an
+/// older version's bug, it is deleted rather than allowed to stop the node.
+fn orphan(cleanup: &mut Records, disk_key: &[u8]) {
+    tracing::warn!(key = %String::from_utf8_lossy(disk_key), "deleting an element record whose key is gone");
+    cleanup.raw_delete(disk_key);
 }
 
 pub fn open(dir: &Path) -> Result<(Database, Keyspace, Keyspace), Error> {
@@ -391,7 +409,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Runs until every sender is gone, then syncs and returns.
+    /// Runs until every sender is gone, then commits what is left, syncs and returns.
     pub fn run(mut self, rx: Receiver<WriterMsg>) {
         let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<u64>(1);
         let (db, data, log) = (self.db.clone(), self.data.clone(), self.log.clone());
@@ -403,32 +421,36 @@ impl Writer {
             }
         });
         let shards = self.durable.len();
-        let mut queues: Vec<std::collections::VecDeque<Chunk>> = (0..shards).map(|_| Default::default()).collect();
-        let mut assembling: HashMap<u64, Vec<Chunk>> = HashMap::new();
+        let mut queues: Vec<std::collections::VecDeque<(u64, Chunk)>> =
+            (0..shards).map(|_| Default::default()).collect();
+        let mut assembling: HashMap<u64, Vec<(u64, Chunk)>> = HashMap::new();
         let mut blocked = vec![false; shards];
-        let mut flushes = Vec::new();
+        // Flush requests with the arrival number they were received at.
+        let mut flushes: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
+        let mut arrivals = 0u64;
+        let mut last_sync = Instant::now();
         let mut unsynced = false;
         let mut log_bytes = 0u64;
-        loop {
-            // In async mode an idle second syncs what is buffered.
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    if unsynced {
-                        self.persist(PersistMode::SyncData);
-                        unsynced = false;
-                    }
-                    continue;
+        let mut open = true;
+        while open {
+            // In async mode, what is buffered is fsynced within about a second, busy or idle.
+            let wait = SYNC_INTERVAL.saturating_sub(last_sync.elapsed()).max(Duration::from_millis(1));
+            let mut take = |m: WriterMsg| {
+                arrivals += 1;
+                match m {
+                    WriterMsg::Chunk(c) => queues[c.shard].push_back((arrivals, c)),
+                    WriterMsg::Flush(tx) => flushes.push((arrivals, tx)),
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut take = |m: WriterMsg| match m {
-                WriterMsg::Chunk(c) => queues[c.shard].push_back(c),
-                WriterMsg::Flush(tx) => flushes.push(tx),
-            };
-            take(first);
-            while let Ok(m) = rx.try_recv() {
-                take(m);
+            match rx.recv_timeout(if unsynced { wait } else { Duration::from_secs(3600) }) {
+                Ok(m) => {
+                    take(m);
+                    while let Ok(m) = rx.try_recv() {
+                        take(m);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
             let mut ready: Vec<Chunk> = Vec::new();
             let mut progress = true;
@@ -436,15 +458,15 @@ impl Writer {
                 progress = false;
                 for s in 0..shards {
                     while !blocked[s] {
-                        let Some(chunk) = queues[s].pop_front() else { break };
+                        let Some((arrived, chunk)) = queues[s].pop_front() else { break };
                         progress = true;
                         match chunk.batch {
                             None => ready.push(chunk),
                             Some((id, parts)) => {
                                 let group = assembling.entry(id).or_default();
-                                group.push(chunk);
+                                group.push((arrived, chunk));
                                 if group.len() == parts {
-                                    for c in assembling.remove(&id).unwrap_or_default() {
+                                    for (_, c) in assembling.remove(&id).unwrap_or_default() {
                                         blocked[c.shard] = false;
                                         ready.push(c);
                                     }
@@ -456,6 +478,20 @@ impl Writer {
                         }
                     }
                 }
+            }
+            if !open {
+                // The shards are gone. A batch still incomplete was never
+                // acknowledged (`atomic` reserves every mailbox before applying
+                // any part, and shards drain their mailboxes when they stop),
+                // so its parts are dropped; what queued behind them is kept.
+                for (id, parts) in assembling.drain() {
+                    tracing::error!(
+                        batch = id,
+                        parts = parts.len(),
+                        "dropping an incomplete cross-shard batch at shutdown"
+                    );
+                }
+                ready.extend(queues.iter_mut().flat_map(|q| q.drain(..)).map(|(_, c)| c));
             }
             if !ready.is_empty() {
                 log_bytes += self.commit(&ready);
@@ -471,8 +507,21 @@ impl Writer {
                     log_bytes = 0;
                 }
             }
-            if assembling.is_empty() {
-                for tx in flushes.drain(..) {
+            // A flush is answered once everything that arrived before it is committed, and fsynced.
+            let oldest_waiting = queues
+                .iter()
+                .filter_map(|q| q.front().map(|(a, _)| *a))
+                .chain(assembling.values().flatten().map(|(a, _)| *a))
+                .min()
+                .unwrap_or(u64::MAX);
+            let answerable = flushes.iter().any(|(a, _)| *a < oldest_waiting);
+            if (unsynced && (last_sync.elapsed() >= SYNC_INTERVAL || answerable)) || !open {
+                self.persist(PersistMode::SyncAll);
+                unsynced = false;
+                last_sync = Instant::now();
+            }
+            if answerable {
+                for (_, tx) in flushes.extract_if(.., |(a, _)| *a < oldest_waiting) {
                     let _ = tx.send(());
                 }
             }
@@ -481,7 +530,6 @@ impl Writer {
         if let Ok(t) = checkpointer {
             let _ = t.join();
         }
-        self.persist(PersistMode::SyncAll);
     }
 
     /// Appends the chunks as one log entry; returns its size.
@@ -509,7 +557,10 @@ impl Writer {
 
     fn persist(&self, mode: PersistMode) {
         if let Err(e) = self.db.persist(mode) {
-            tracing::error!(error = %e, "fsync failed");
+            // After a failed fsync the kernel may have dropped the dirty pages:
+            // the data it held cannot be promised, so the node stops.
+            tracing::error!(error = %e, "fsync failed; stopping the node to keep acknowledged writes honest");
+            std::process::exit(70);
         }
     }
 }

@@ -196,7 +196,7 @@ impl Store {
         let mut states: Vec<Shard> = (0..shards).map(|i| Shard::new(i, node, hlc.clone())).collect();
         let mut latest = Stamp::default();
         for l in loaded {
-            latest = latest.max(l.entry.epoch);
+            latest = latest.max(l.entry.latest_stamp());
             states[shard_index(&l.key, shards)].load(l.ns, l.key, l.entry);
         }
         // New writes must order after everything recovered, even if this
@@ -301,7 +301,12 @@ fn node_id(dir: &std::path::Path) -> Result<NodeId, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = SystemClock.now_ms() ^ (u64::from(std::process::id()) << 32);
             let id = xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()) >> 1;
-            std::fs::write(&path, id.to_string()).map_err(fail)?;
+            // Written whole or not at all: a crash must not leave an empty file.
+            let tmp = dir.join("node-id.tmp");
+            let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+            std::io::Write::write_all(&mut f, id.to_string().as_bytes()).map_err(fail)?;
+            f.sync_all().map_err(fail)?;
+            std::fs::rename(&tmp, &path).map_err(fail)?;
             Ok(id)
         }
         Err(e) => Err(fail(e)),
@@ -349,7 +354,16 @@ fn run_shard(
                 _ = stop.notified() => break,
             }
         }
-        state.borrow_mut().send_pending();
+        // Work already accepted runs before the shard stops (a cross-shard
+        // batch's part among it), then nothing more is accepted.
+        rx.close();
+        {
+            let mut s = state.borrow_mut();
+            while let Ok(w) = rx.try_recv() {
+                w(&mut s);
+            }
+            s.send_pending();
+        }
     });
     LOCAL.with(|l| l.borrow_mut().take());
     // Dropping the runtime cancels the connections this shard hosted.
@@ -398,16 +412,29 @@ impl<R> Dispatched<R> {
     }
 }
 
+fn boxed<R, F>(f: F) -> (Work, oneshot::Receiver<R>)
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Shard) -> R + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let work: Work = Box::new(move |s| {
+        let _ = tx.send(f(s));
+    });
+    (work, rx)
+}
+
 enum Gate<'a> {
     Read(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
     Write(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
 }
 
+/// Applies `op`; the answer must wait for everything the shard holds so far,
+/// not only this op's own writes: a read (or a write that changed nothing)
+/// may have seen another client's write that is not yet durable.
 fn apply_one(s: &mut Shard, ns: &Bytes, key: &Bytes, op: Op) -> (OpResult, Written) {
-    let before = s.seq();
     let r = s.apply(ns, key, op);
-    let seq = if s.seq() > before { s.seq() } else { 0 };
-    (r, Written { shard: s.id, seq })
+    (r, Written { shard: s.id, seq: s.seq() })
 }
 
 impl Handle {
@@ -468,12 +495,33 @@ impl Handle {
             Ok(r) => return Ok(Dispatched::Ready(r)),
             Err(f) => f,
         };
-        let (tx, rx) = oneshot::channel();
-        let work: Work = Box::new(move |s| {
-            let _ = tx.send(f(s));
-        });
+        let (work, rx) = boxed(f);
         self.inner.shards[shard].tx.send(work).await.map_err(|_| Error::Closed)?;
         Ok(Dispatched::Waiting(rx))
+    }
+
+    fn is_local(&self, shard: usize) -> bool {
+        LOCAL.with(|l| l.borrow().as_ref().is_some_and(|l| l.store == self.inner.id && l.shard == shard))
+    }
+
+    /// Like [`Handle::dispatch`] with mailbox room already reserved (or none needed: local).
+    fn dispatch_with<R, F>(&self, shard: usize, permit: Option<mpsc::Permit<'_, Work>>, f: F) -> Dispatched<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        let f = match self.try_local(shard, f) {
+            Ok(r) => return Dispatched::Ready(r),
+            Err(f) => f,
+        };
+        let (work, rx) = boxed(f);
+        match permit {
+            Some(p) => p.send(work),
+            // Not local and no permit cannot happen (`atomic` reserves for every remote shard);
+            // the receiver then reports the store as closed.
+            None => drop(work),
+        }
+        Dispatched::Waiting(rx)
     }
 
     /// Runs `f` on shard `shard` and returns its result.
@@ -531,23 +579,31 @@ impl Handle {
             };
             let batch = (involved.len() > 1 && writes)
                 .then(|| (self.inner.next_batch.fetch_add(1, Ordering::Relaxed), involved.len()));
-            let mut pending = Vec::with_capacity(involved.len());
+            // Room in every remote mailbox first: once one part is applied,
+            // the others must not fail to be sent (the writer would wait for
+            // them forever). Remote parts go before the local one.
+            let mut involved = involved;
+            involved.sort_by_key(|s| self.is_local(*s));
+            let mut permits = Vec::with_capacity(involved.len());
             for &shard in &involved {
+                permits.push(if self.is_local(shard) {
+                    None
+                } else {
+                    Some(self.inner.shards[shard].tx.reserve().await.map_err(|_| Error::Closed)?)
+                });
+            }
+            let mut pending = Vec::with_capacity(involved.len());
+            for (&shard, permit) in involved.iter().zip(permits) {
                 let group = std::mem::take(&mut groups[shard]);
                 let ns = ns.clone();
-                pending.push(
-                    self.dispatch(shard, move |s| {
-                        let before = s.seq();
-                        let out: Vec<(usize, OpResult)> =
-                            group.into_iter().map(|(i, key, op)| (i, s.apply(&ns, &key, op))).collect();
-                        let seq = if s.seq() > before { s.seq() } else { 0 };
-                        if let Some(b) = batch {
-                            s.send_batch_part(b);
-                        }
-                        (out, Written { shard: s.id, seq })
-                    })
-                    .await?,
-                );
+                pending.push(self.dispatch_with(shard, permit, move |s| {
+                    let out: Vec<(usize, OpResult)> =
+                        group.into_iter().map(|(i, key, op)| (i, s.apply(&ns, &key, op))).collect();
+                    if let Some(b) = batch {
+                        s.send_batch_part(b);
+                    }
+                    (out, Written { shard: s.id, seq: s.seq() })
+                }));
             }
             for p in pending {
                 let (out, w) = p.result().await?;
@@ -605,7 +661,7 @@ impl Handle {
         Ok(total)
     }
 
-    /// Waits until everything written so far is on disk (whatever the durability mode).
+    /// Waits until everything written so far is on disk and fsynced (whatever the durability mode).
     pub async fn flush(&self) -> Result<(), Error> {
         // Each shard first hands over what it holds; the writer answers once
         // everything it received before is committed.

@@ -213,7 +213,9 @@ impl Shard {
             Op::Exists => Reply::Int(1),
             Op::Type => Reply::Str(value.kind().map_or("none", |k| k.redis_name())),
             Op::Snapshot => Reply::Entry(Box::new(entry.clone())),
-            Op::Pttl => Reply::Int(entry.expires_at().map_or(-1, |at| at.saturating_sub(now) as i64)),
+            Op::Pttl => {
+                Reply::Int(entry.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
+            }
             Op::SMembers => Reply::List(as_set(value)?.iter().cloned().collect()),
             Op::SIsMember(m) => Reply::Int(as_set(value)?.contains(&m) as i64),
             Op::SCard => Reply::Int(as_set(value)?.len() as i64),
@@ -281,11 +283,12 @@ impl Shard {
                 let Value::Set(set) = &mut entry.value else { return Err(OpError::WrongType) };
                 let removed: Vec<Bytes> = members.into_iter().filter(|m| set.remove(m)).collect();
                 let empty = set.is_empty();
+                // The removed members' records go first: once the set is gone
+                // from memory nothing remembers them.
+                self.record_elements(ns, key, &removed);
                 if empty {
                     // Redis deletes a set when its last member goes.
                     self.remove(ns, key);
-                } else {
-                    self.record_elements(ns, key, &removed);
                 }
                 Ok(Reply::Int(removed.len() as i64))
             }
@@ -294,8 +297,13 @@ impl Shard {
                 let (entry, _) = self.entry_of(ns, key, now, || Value::Map(Default::default()))?;
                 let Value::Map(map) = &mut entry.value else { return Err(OpError::WrongType) };
                 let mut added = 0;
-                let mut fields = Vec::with_capacity(pairs.len());
-                for (f, v) in &pairs {
+                let mut fields: Vec<Bytes> = Vec::with_capacity(pairs.len());
+                // All pairs share one stamp, so a field named twice keeps its
+                // last value (as in Redis) only if the earlier ones are skipped.
+                for (i, (f, v)) in pairs.iter().enumerate() {
+                    if pairs[i + 1..].iter().any(|(later, _)| later == f) {
+                        continue;
+                    }
                     let f = own(f);
                     added += map.get(&f).is_none_or(|r| r.value.is_none()) as i64;
                     map.merge_entry(f.clone(), Lww::new(stamp, Some(own(v))));
@@ -311,10 +319,10 @@ impl Shard {
                 // node, it is pruned at once.
                 let removed: Vec<Bytes> =
                     fields.into_iter().filter(|f| map.prune(f).is_some_and(|r| r.value.is_some())).collect();
-                if map.is_empty() {
+                let empty = map.is_empty();
+                self.record_elements(ns, key, &removed);
+                if empty {
                     self.remove(ns, key);
-                } else {
-                    self.record_elements(ns, key, &removed);
                 }
                 Ok(Reply::Int(removed.len() as i64))
             }
