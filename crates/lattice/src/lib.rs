@@ -9,6 +9,16 @@
 //! Local operations (`Lww::set`, `PnCounter::add`, `AwSet::insert`...) are
 //! inflations: the state after an operation is greater than or equal to the
 //! state before it in the lattice order, so they compose with merge.
+//!
+//! Why not the `lattices` crate (Hydro) or `uhlc`: `lattices` 0.7 has the
+//! composition tools (max, set union, map union, dominating pair) but no PN
+//! counter, no add-wins set that honours removals and no HLC-stamped
+//! register, which are most of what the store needs, and its newer releases
+//! are alpha only; the few generic pieces are short enough to own. `uhlc`
+//! takes its physical clock as a global function pointer (one fake clock per
+//! process, so tests could not run side by side), guards its state with a
+//! mutex on every stamp, and carries a 16-byte id; [`Hlc`] is lock-free (one
+//! atomic), takes a clock per instance and stamps with a `u64` node id.
 
 mod hlc;
 mod types;
