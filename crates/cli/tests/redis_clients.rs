@@ -178,3 +178,33 @@ fn redis_benchmark_runs_without_errors() {
         assert!(!text.contains("ERR") && !text.contains("rror"), "{text}");
     }
 }
+
+/// A pipeline's commands for other shards travel in groups; every reply must
+/// still see the writes sent before it on the same connection, also across
+/// multi-key commands and transactions in the middle of the pipeline.
+#[test]
+fn pipelines_keep_read_your_writes_across_shards() {
+    let node = TestNode::start(&["--durability", "async", "--shards", "3"]);
+    let mut c = node.redis();
+    let mut p = redis::pipe();
+    for i in 0..300 {
+        p.set(format!("key:{i}"), i).ignore();
+        p.get(format!("key:{i}"));
+        if i % 50 == 49 {
+            p.mget((i - 2..=i).map(|j| format!("key:{j}")).collect::<Vec<_>>());
+            p.cmd("MULTI").ignore().incr(format!("key:{i}"), 1).ignore().cmd("EXEC").ignore();
+            p.get(format!("key:{i}"));
+        }
+    }
+    let replies: Vec<Value> = p.query(&mut c).unwrap();
+    let mut it = replies.into_iter();
+    for i in 0..300i64 {
+        assert_eq!(redis::from_redis_value::<i64>(&it.next().unwrap()).unwrap(), i, "GET key:{i}");
+        if i % 50 == 49 {
+            let m: Vec<i64> = redis::from_redis_value(&it.next().unwrap()).unwrap();
+            assert_eq!(m, [i - 2, i - 1, i]);
+            assert_eq!(redis::from_redis_value::<i64>(&it.next().unwrap()).unwrap(), i + 1, "after MULTI INCR");
+        }
+    }
+    assert!(it.next().is_none());
+}
