@@ -94,16 +94,6 @@ pub async fn serve(
 enum Pending {
     Ready(Frame),
     Op(Dispatched<(OpResult, Written)>, Render),
-    /// One op of a group sent to another shard in one message.
-    Member(usize, Render),
-}
-
-/// Ops of one pipeline bound for one other shard: gathered while parsing,
-/// sent as one message, answered in order.
-enum Group {
-    Open(usize, Vec<(Bytes, squall_store::Op)>),
-    Sent(Dispatched<(Vec<OpResult>, Written)>),
-    Done(std::vec::IntoIter<OpResult>),
 }
 
 struct Transaction {
@@ -121,9 +111,6 @@ struct Conn {
     opts: Options,
     /// Per shard: the highest write sequence this round must see durable.
     written: Vec<u64>,
-    groups: Vec<Group>,
-    /// Per shard: the group still gathering ops for it, if any.
-    open: Vec<Option<usize>>,
 }
 
 impl Conn {
@@ -138,8 +125,6 @@ impl Conn {
             metrics,
             opts,
             written: vec![0; shards],
-            groups: Vec::new(),
-            open: vec![None; shards],
         }
     }
 
@@ -211,7 +196,6 @@ impl Conn {
         wbuf: &mut BytesMut,
         stream: &mut AsyncFd<std::net::TcpStream>,
     ) -> bool {
-        self.send_groups().await;
         for p in pending.drain(..) {
             let frame = match p {
                 Pending::Ready(f) => f,
@@ -222,17 +206,12 @@ impl Conn {
                     }
                     Err(e) => Frame::err(e.to_string()),
                 },
-                Pending::Member(g, how) => match self.member(g).await {
-                    Ok(r) => commands::render(r, how),
-                    Err(e) => Frame::err(e.to_string()),
-                },
             };
             if matches!(frame, Frame::Error(_)) {
                 self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
             }
             frame.encode(wbuf);
         }
-        self.groups.clear();
         for shard in 0..self.written.len() {
             let seq = std::mem::take(&mut self.written[shard]);
             if self.store.durable(Written { shard, seq }).await.is_err() {
@@ -252,62 +231,6 @@ impl Conn {
         ok
     }
 
-    /// Sends every group still gathering ops.
-    async fn send_groups(&mut self) {
-        for g in 0..self.groups.len() {
-            if let Group::Open(shard, ops) = &mut self.groups[g] {
-                let (shard, ops) = (*shard, std::mem::take(ops));
-                self.open[shard] = None;
-                self.groups[g] = match self.store.dispatch_ops(shard, &self.ns, ops).await {
-                    Ok(d) => Group::Sent(d),
-                    // Every member of the group answers the error.
-                    Err(_) => Group::Done(Vec::new().into_iter()),
-                };
-            }
-        }
-    }
-
-    /// The next answer of group `g`.
-    async fn member(&mut self, g: usize) -> Result<OpResult, squall_store::Error> {
-        if let Group::Sent(_) = &self.groups[g] {
-            let Group::Sent(d) = std::mem::replace(&mut self.groups[g], Group::Done(Vec::new().into_iter())) else {
-                return Err(squall_store::Error::Closed);
-            };
-            let (results, w) = d.result().await?;
-            self.written[w.shard] = self.written[w.shard].max(w.seq);
-            self.groups[g] = Group::Done(results.into_iter());
-        }
-        match &mut self.groups[g] {
-            Group::Done(results) => results.next().ok_or(squall_store::Error::Closed),
-            _ => Err(squall_store::Error::Closed),
-        }
-    }
-
-    /// Starts a single-key op: in place on this shard, or gathered into the
-    /// group for its shard (sent as one message before answering).
-    async fn start(&mut self, key: Bytes, op: squall_store::Op, render: Render, pending: &mut Vec<Pending>) {
-        let shard = self.store.shard_of(&key);
-        if self.store.is_local(shard) {
-            match self.store.dispatch_op(&self.ns, key, op).await {
-                Ok(d) => pending.push(Pending::Op(d, render)),
-                Err(e) => pending.push(Pending::Ready(Frame::err(e.to_string()))),
-            }
-            return;
-        }
-        let g = match self.open[shard] {
-            Some(g) => g,
-            None => {
-                self.groups.push(Group::Open(shard, Vec::new()));
-                self.open[shard] = Some(self.groups.len() - 1);
-                self.groups.len() - 1
-            }
-        };
-        if let Group::Open(_, ops) = &mut self.groups[g] {
-            ops.push((key, op));
-        }
-        pending.push(Pending::Member(g, render));
-    }
-
     /// Starts one command. Returns false when the connection should close.
     async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>) -> bool {
         let cmd = match commands::parse(args) {
@@ -323,7 +246,6 @@ impl Conn {
         if let Some(tx) = &mut self.multi {
             match cmd {
                 Cmd::Server(Server::Exec) => {
-                    self.send_groups().await;
                     let frame = self.exec().await;
                     pending.push(Pending::Ready(frame));
                 }
@@ -346,27 +268,22 @@ impl Conn {
             return true;
         }
         let frame = match cmd {
-            Cmd::Key { key, op, render } => {
-                self.start(key, op, render, pending).await;
-                return true;
-            }
-            Cmd::Keys { ops, combine } => {
-                // What was gathered for other shards goes first, so every shard
-                // sees this connection's work in order.
-                self.send_groups().await;
-                match self.store.atomic(&self.ns, ops).await {
-                    Ok(results) => commands::combine(results, combine),
-                    Err(e) => Frame::err(e.to_string()),
+            Cmd::Key { key, op, render } => match self.store.dispatch_op(&self.ns, key, op).await {
+                Ok(d) => {
+                    pending.push(Pending::Op(d, render));
+                    return true;
                 }
-            }
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops).await {
+                Ok(results) => commands::combine(results, combine),
+                Err(e) => Frame::err(e.to_string()),
+            },
             Cmd::Server(Server::Quit) => {
                 pending.push(Pending::Ready(Frame::ok()));
                 return false;
             }
-            Cmd::Server(s) => {
-                self.send_groups().await;
-                self.server(s).await
-            }
+            Cmd::Server(s) => self.server(s).await,
         };
         pending.push(Pending::Ready(frame));
         true

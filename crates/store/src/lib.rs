@@ -500,8 +500,7 @@ impl Handle {
         Ok(Dispatched::Waiting(rx))
     }
 
-    /// Whether this thread is shard `shard`'s (work for it runs in place).
-    pub fn is_local(&self, shard: usize) -> bool {
+    fn is_local(&self, shard: usize) -> bool {
         LOCAL.with(|l| l.borrow().as_ref().is_some_and(|l| l.store == self.inner.id && l.shard == shard))
     }
 
@@ -555,22 +554,6 @@ impl Handle {
         let shard = self.shard_of(&key);
         let ns = ns.clone();
         self.dispatch(shard, move |s| apply_one(s, &ns, &key, op)).await
-    }
-
-    /// Starts several ops on one shard with one message; they run in order,
-    /// each on its own (not as a batch: see [`Handle::atomic`] for that).
-    pub async fn dispatch_ops(
-        &self,
-        shard: usize,
-        ns: &Bytes,
-        ops: Vec<(Bytes, Op)>,
-    ) -> Result<Dispatched<(Vec<OpResult>, Written)>, Error> {
-        let ns = ns.clone();
-        self.dispatch(shard, move |s| {
-            let results = ops.into_iter().map(|(key, op)| s.apply(&ns, &key, op)).collect();
-            (results, Written { shard: s.id, seq: s.seq() })
-        })
-        .await
     }
 
     /// Applies `ops` as one atomic unit: no reader that uses this method sees
