@@ -651,7 +651,7 @@ impl Handle {
         Ok((cursor, keys))
     }
 
-    /// Number of live keys in `ns`.
+    /// Number of keys in `ns` (keys expired but not yet reclaimed included, as in Redis).
     pub async fn len(&self, ns: &Bytes) -> Result<u64, Error> {
         let mut total = 0;
         for shard in 0..self.shards() {
