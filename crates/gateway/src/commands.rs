@@ -216,10 +216,12 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
             if !args.len().is_multiple_of(2) {
                 return Err(arity_error(&lower));
             }
-            let pairs = args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
-            let cmd = one(Op::HSet(pairs))?;
-            // HMSET is HSET that answers OK.
-            Ok(if name == b"HMSET" { Cmd::Keys { ops: vec![into_op(cmd)], combine: Combine::Ok } } else { cmd })
+            let op = Op::HSet(args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect());
+            if name == b"HMSET" {
+                // HMSET is HSET that answers OK.
+                return Ok(Cmd::Keys { ops: vec![(key(), op)], combine: Combine::Ok });
+            }
+            one(op)
         }
         b"HGET" => one(Op::HGet(args[2].clone())),
         b"HDEL" => one(Op::HDel(args[2..].to_vec())),
@@ -246,14 +248,6 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
         b"PERSIST" => one(Op::Persist),
         b"WATCH" => Err(Frame::err(format!("WATCH {NOT_SUPPORTED}; MULTI/EXEC alone is atomic"))),
         _ => parse_server(name, &lower, args).map(Cmd::Server),
-    }
-}
-
-fn into_op(cmd: Cmd) -> (Bytes, Op) {
-    match cmd {
-        Cmd::Key { key, op, .. } => (key, op),
-        // Only called on what `one` built.
-        _ => (Bytes::new(), Op::Get),
     }
 }
 

@@ -85,57 +85,45 @@ impl Metrics {
     /// The whole exposition.
     pub fn render(&self, store: &Handle) -> String {
         let mut out = String::with_capacity(4096);
-        let mut single = |name: &str, kind: &str, help: &str, value: String| {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        let singles: [(&str, &str, &str, String); 8] = [
+            (
+                "squall_uptime_seconds",
+                "gauge",
+                "Seconds since the node started.",
+                format!("{:.3}", self.started.elapsed().as_secs_f64()),
+            ),
+            (
+                "squall_resp_connections",
+                "gauge",
+                "Open Redis-protocol connections.",
+                self.resp_connections.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "squall_resp_connections_total",
+                "counter",
+                "Redis-protocol connections accepted.",
+                load(&self.resp_connections_total),
+            ),
+            ("squall_resp_commands_total", "counter", "Redis commands run.", load(&self.resp_commands)),
+            ("squall_resp_errors_total", "counter", "Redis commands answered with an error.", load(&self.resp_errors)),
+            (
+                "squall_resp_protocol_errors_total",
+                "counter",
+                "Connections closed for malformed input.",
+                load(&self.resp_protocol_errors),
+            ),
+            ("squall_http_requests_total", "counter", "HTTP requests served.", load(&self.http_requests)),
+            (
+                "squall_http_errors_total",
+                "counter",
+                "HTTP requests answered with a 4xx or 5xx status.",
+                load(&self.http_errors),
+            ),
+        ];
+        for (name, kind, help, value) in singles {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        single(
-            "squall_uptime_seconds",
-            "gauge",
-            "Seconds since the node started.",
-            format!("{:.3}", self.started.elapsed().as_secs_f64()),
-        );
-        single(
-            "squall_resp_connections",
-            "gauge",
-            "Open Redis-protocol connections.",
-            self.resp_connections.load(Ordering::Relaxed).to_string(),
-        );
-        single(
-            "squall_resp_connections_total",
-            "counter",
-            "Redis-protocol connections accepted.",
-            self.resp_connections_total.load(Ordering::Relaxed).to_string(),
-        );
-        single(
-            "squall_resp_commands_total",
-            "counter",
-            "Redis commands run.",
-            self.resp_commands.load(Ordering::Relaxed).to_string(),
-        );
-        single(
-            "squall_resp_errors_total",
-            "counter",
-            "Redis commands answered with an error.",
-            self.resp_errors.load(Ordering::Relaxed).to_string(),
-        );
-        single(
-            "squall_resp_protocol_errors_total",
-            "counter",
-            "Connections closed for malformed input.",
-            self.resp_protocol_errors.load(Ordering::Relaxed).to_string(),
-        );
-        single(
-            "squall_http_requests_total",
-            "counter",
-            "HTTP requests served.",
-            self.http_requests.load(Ordering::Relaxed).to_string(),
-        );
-        single(
-            "squall_http_errors_total",
-            "counter",
-            "HTTP requests answered with a 4xx or 5xx status.",
-            self.http_errors.load(Ordering::Relaxed).to_string(),
-        );
+        }
         self.resp_latency.render(
             &mut out,
             "squall_resp_command_duration_seconds",

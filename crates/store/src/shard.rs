@@ -271,7 +271,7 @@ impl Shard {
             Op::IncrBy(delta) => self.incr(ns, key, delta, now),
             Op::SAdd(members) => {
                 let node = self.node;
-                let (entry, _) = self.entry_of(ns, key, now, || Value::Set(Default::default()))?;
+                let entry = self.entry_of(ns, key, now, || Value::Set(Default::default()))?;
                 let Value::Set(set) = &mut entry.value else { return Err(OpError::WrongType) };
                 let members: Vec<Bytes> = members.iter().map(own).collect();
                 let added = members.iter().filter(|m| set.insert(node, (*m).clone())).count();
@@ -294,7 +294,7 @@ impl Shard {
             }
             Op::HSet(pairs) => {
                 let stamp = self.stamp();
-                let (entry, _) = self.entry_of(ns, key, now, || Value::Map(Default::default()))?;
+                let entry = self.entry_of(ns, key, now, || Value::Map(Default::default()))?;
                 let Value::Map(map) = &mut entry.value else { return Err(OpError::WrongType) };
                 let mut added = 0;
                 let mut fields: Vec<Bytes> = Vec::with_capacity(pairs.len());
@@ -386,7 +386,7 @@ impl Shard {
             self.put(ns, key, entry);
             return Ok(Reply::Int(result));
         }
-        let (entry, _) = self.entry_of(ns, key, now, || Value::Counter(PnCounter::default()))?;
+        let entry = self.entry_of(ns, key, now, || Value::Counter(PnCounter::default()))?;
         let Value::Counter(counter) = &mut entry.value else { return Err(OpError::WrongType) };
         let result = counter.add(node, delta).ok_or(OpError::Overflow)?;
         self.record_elements(ns, key, &[]);
@@ -401,10 +401,9 @@ impl Shard {
         key: &Bytes,
         now: u64,
         empty: impl FnOnce() -> Value,
-    ) -> Result<(&mut Entry, bool), OpError> {
+    ) -> Result<&mut Entry, OpError> {
         let fresh = empty();
-        let created = self.live(ns, key, now).is_none();
-        if created {
+        if self.live(ns, key, now).is_none() {
             let stamp = self.stamp();
             self.spaces.entry(ns.clone()).or_default().insert(own(key), Entry::new(stamp, fresh.clone()));
             self.keys += 1;
@@ -414,7 +413,7 @@ impl Shard {
         if std::mem::discriminant(&entry.value) != std::mem::discriminant(&fresh) {
             return Err(OpError::WrongType);
         }
-        Ok((entry, created))
+        Ok(entry)
     }
 
     /// Puts `entry` at `key` in place of whatever was there (records and

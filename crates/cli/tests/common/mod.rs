@@ -77,12 +77,12 @@ impl TestNode {
 
     /// SIGTERM, and waits for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        unsafe_free_sigterm(self.child.id());
+        sigterm(self.child.id());
         self.child.wait().unwrap()
     }
 }
 
-fn unsafe_free_sigterm(pid: u32) {
+fn sigterm(pid: u32) {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
 }
 
