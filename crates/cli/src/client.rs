@@ -44,6 +44,17 @@ pub fn encode_path(key: &str) -> String {
 }
 
 pub async fn call(node: &str, method: Method, path_and_query: &str, body: Bytes) -> Result<Response> {
+    call_with(node, method, path_and_query, &[], body).await
+}
+
+/// Like [`call`], with extra request headers.
+pub async fn call_with(
+    node: &str,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<Response> {
     let base: hyper::Uri = node.parse().with_context(|| format!("'{node}' is not a URL like http://127.0.0.1:7700"))?;
     if base.scheme_str().is_some_and(|s| s != "http") {
         bail!("only http:// node URLs are supported, not '{node}'");
@@ -56,11 +67,11 @@ pub async fn call(node: &str, method: Method, path_and_query: &str, body: Bytes)
         .with_context(|| format!("cannot reach the node at {node} (is `squall up` running there?)"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .header(hyper::header::HOST, authority.as_str())
-        .body(Full::new(body))?;
+    let mut req = Request::builder().method(method).uri(path_and_query).header(hyper::header::HOST, authority.as_str());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(Full::new(body))?;
     let resp = sender.send_request(req).await.with_context(|| format!("request to {node} failed"))?;
     let status = resp.status();
     let headers = resp.headers().clone();

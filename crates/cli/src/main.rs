@@ -2,6 +2,7 @@
 //! printing; the work is in the library crates.
 
 mod client;
+mod functions;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -31,6 +32,15 @@ enum Command {
     /// Read and write keys on a running node (over its HTTP API)
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Deploy a function: a component (FILE.wasm), or a Rust crate (DIR) built for wasm32-wasip2 first
+    Deploy(functions::DeployArgs),
+    /// Invoke a function and print its output
+    Invoke(functions::InvokeArgs),
+    /// List, show and remove deployed functions
+    #[command(subcommand, name = "fn")]
+    Fn(functions::FnCommand),
+    /// Print a function's recent invocations and their logs
+    Logs(functions::LogsArgs),
 }
 
 #[derive(Args)]
@@ -56,16 +66,22 @@ struct UpArgs {
     /// This node's id [default: made up on first start and kept in the data dir]
     #[arg(long, env = "SQUALL_NODE_ID")]
     node_id: Option<u64>,
+    /// Function instances that may run at once [default: 256]
+    #[arg(long, env = "SQUALL_INSTANCES")]
+    instances: Option<u32>,
+    /// Deploy the example functions `hello` and `counter` on start
+    #[arg(long)]
+    examples: bool,
 }
 
 #[derive(Args)]
-struct NodeArgs {
+pub(crate) struct NodeArgs {
     /// The node's HTTP address
     #[arg(long, env = "SQUALL_NODE", default_value = "http://127.0.0.1:7700", global = true)]
-    node: String,
+    pub(crate) node: String,
     /// Print JSON instead of text
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +132,10 @@ fn main() {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Kv(cmd) => kv(cmd).await,
+            Command::Deploy(args) => functions::deploy(args).await,
+            Command::Invoke(args) => functions::invoke(args).await,
+            Command::Fn(cmd) => functions::fn_command(cmd).await,
+            Command::Logs(args) => functions::logs(args).await,
         }
     });
     if let Err(e) = result {
@@ -141,6 +161,7 @@ async fn up(args: UpArgs) -> Result<()> {
         durability: args.durability,
         node_id: args.node_id,
         max_body_bytes: None,
+        instances: args.instances,
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;
@@ -156,6 +177,29 @@ async fn up(args: UpArgs) -> Result<()> {
     );
     println!("  http   http://{}", node.http_addr());
     println!("  redis  redis://{}   try: redis-cli -p {}", node.resp_addr(), node.resp_addr().port());
+    if args.examples {
+        for (name, bytes) in squall_guests::DEFAULT_EXAMPLES {
+            let digest = squall_node::scheduler::digest(bytes);
+            if let Ok(m) = node
+                .functions()
+                .show(name)
+                .map_err(|_| ())
+                .and_then(|m| if m.digest == digest { Ok(m) } else { Err(()) })
+            {
+                println!("  function {name} (version {}, already deployed)", m.version);
+                continue;
+            }
+            let meta = node
+                .functions()
+                .deploy(name, Bytes::from_static(bytes), Default::default())
+                .await
+                .with_context(|| format!("deploying the example {name}"))?;
+            println!("  function {name} (version {})", meta.version);
+        }
+        let base = format!("http://{}", node.http_addr());
+        println!("  try: curl -d world {base}/v1/functions/hello/invoke");
+        println!("       curl -d visits {base}/v1/functions/counter/invoke");
+    }
     println!("stop with Ctrl-C");
     let _ = std::io::stdout().flush();
     shutdown_signal().await;

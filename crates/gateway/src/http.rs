@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use squall_scheduler::Functions;
 use squall_store::lattice::{Entry, Value};
 use squall_store::{Handle, Op, OpError, Reply, SetExpiry};
 use std::sync::Arc;
@@ -21,15 +22,17 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Clone)]
-struct App {
-    store: Handle,
-    metrics: Arc<Metrics>,
-    ns: bytes::Bytes,
+pub(crate) struct App {
+    pub store: Handle,
+    pub metrics: Arc<Metrics>,
+    pub ns: bytes::Bytes,
+    pub functions: Functions,
 }
 
-/// The router, with `max_body` as the limit on request bodies.
-pub fn router(store: Handle, metrics: Arc<Metrics>, max_body: usize) -> Router {
-    let app = App { store, metrics: metrics.clone(), ns: bytes::Bytes::from_static(DEFAULT_NS) };
+/// The router, with `max_body` as the limit on key bodies (function
+/// components and inputs have their own limits).
+pub fn router(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_body: usize) -> Router {
+    let app = App { store, metrics: metrics.clone(), ns: bytes::Bytes::from_static(DEFAULT_NS), functions };
     Router::new()
         .route("/v1/kv", get(scan))
         .route("/v1/kv/", get(scan))
@@ -39,7 +42,8 @@ pub fn router(store: Handle, metrics: Arc<Metrics>, max_body: usize) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(DefaultBodyLimit::max(max_body))
+        .merge(crate::functions::routes(&app))
         .layer(middleware::from_fn_with_state(metrics, measure))
         .with_state(app)
 }
@@ -95,7 +99,7 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no route for {method} {}; see /v1/kv/KEY, /healthz, /readyz, /metrics", uri.path()),
+        format!("no route for {method} {}; see /v1/kv/KEY, /v1/functions, /healthz, /readyz, /metrics", uri.path()),
     )
 }
 
@@ -135,8 +139,15 @@ fn no_time_travel(q: &KeyQuery) -> Result<(), ApiError> {
     }
 }
 
+/// A body that could not be read (too large, cut off) as a JSON error.
+pub(crate) fn body_error(e: BytesRejection) -> ApiError {
+    let status = e.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+    ApiError::new(status, code, e.body_text())
+}
+
 /// Axum's own rejections (bad query strings, bad percent-encoding) as JSON errors.
-fn bad_request(message: String) -> ApiError {
+pub(crate) fn bad_request(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
@@ -145,7 +156,7 @@ fn path_key(key: Result<Path<String>, PathRejection>) -> Result<bytes::Bytes, Ap
     key_bytes(key)
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
 }
 
@@ -198,11 +209,7 @@ async fn put_key(
 ) -> Result<StatusCode, ApiError> {
     let q = query(q)?;
     no_time_travel(&q)?;
-    let body = body.map_err(|e| {
-        let status = e.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
-        ApiError::new(status, code, e.body_text())
-    })?;
+    let body = body.map_err(body_error)?;
     let expiry = match q.ttl {
         Some(s @ 1..=MAX_TTL_SECONDS) => SetExpiry::At(crate::commands::now_ms() + s * 1000),
         Some(_) => return Err(bad_request(format!("ttl must be between 1 and {MAX_TTL_SECONDS} seconds"))),
@@ -229,18 +236,6 @@ struct ScanQuery {
 }
 
 /// Escapes glob characters so a prefix matches literally.
-fn prefix_pattern(prefix: &str) -> bytes::Bytes {
-    let mut p = Vec::with_capacity(prefix.len() + 1);
-    for b in prefix.bytes() {
-        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
-            p.push(b'\\');
-        }
-        p.push(b);
-    }
-    p.push(b'*');
-    p.into()
-}
-
 async fn scan(
     State(app): State<App>,
     q: Result<Query<ScanQuery>, QueryRejection>,
@@ -253,7 +248,7 @@ async fn scan(
         })?,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let pattern = q.prefix.as_deref().map(prefix_pattern);
+    let pattern = q.prefix.as_deref().map(|p| squall_store::prefix_pattern(p.as_bytes()));
     let (next, keys) = app.store.scan(&app.ns, cursor, limit, pattern, None).await?;
     let keys: Vec<Json> = keys.iter().map(|k| Json::String(String::from_utf8_lossy(k).into_owned())).collect();
     Ok(axum::Json(json!({ "keys": keys, "cursor": next.to_string(), "done": next == 0 })))
@@ -261,6 +256,7 @@ async fn scan(
 
 async fn render_metrics(State(app): State<App>) -> Response {
     let mut text = app.metrics.render(&app.store);
+    crate::functions::render_metrics(&app, &mut text);
     let mut bytes = Vec::with_capacity(app.store.shards());
     for shard in 0..app.store.shards() {
         bytes.push(app.store.run(shard, |s| s.approx_bytes()).await.unwrap_or(0));

@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 use squall_gateway::{Metrics, http, redis};
+use squall_scheduler::{Functions, Settings};
 use squall_store::{Durability, Options, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use squall_scheduler as scheduler;
 pub use squall_store::Durability as StoreDurability;
 
 /// Everything a node needs to start.
@@ -27,8 +29,10 @@ pub struct Config {
     pub shards: usize,
     pub durability: Durability,
     pub node_id: Option<u64>,
-    /// Largest HTTP request body, in bytes.
+    /// Largest HTTP request body for keys, in bytes.
     pub max_body_bytes: usize,
+    /// Function instances that may run at once (pooled slots).
+    pub instances: u32,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             durability: Durability::Sync,
             node_id: None,
             max_body_bytes: 8 * 1024 * 1024,
+            instances: 256,
         }
     }
 }
@@ -56,11 +61,15 @@ pub struct Overrides {
     pub durability: Option<Durability>,
     pub node_id: Option<u64>,
     pub max_body_bytes: Option<usize>,
+    pub instances: Option<u32>,
 }
 
 impl Config {
     fn apply(&mut self, o: Overrides) {
-        let Overrides { data_dir, http, resp, shards, durability, node_id, max_body_bytes } = o;
+        let Overrides { data_dir, http, resp, shards, durability, node_id, max_body_bytes, instances } = o;
+        if let Some(v) = instances {
+            self.instances = v;
+        }
         if let Some(v) = data_dir {
             self.data_dir = v;
         }
@@ -105,6 +114,9 @@ impl Config {
         if config.shards == 0 || config.shards > 256 {
             return Err(Error::Config(format!("shards must be between 1 and 256, not {}", config.shards)));
         }
+        if config.instances == 0 || config.instances > 10_000 {
+            return Err(Error::Config(format!("instances must be between 1 and 10000, not {}", config.instances)));
+        }
         Ok(config)
     }
 }
@@ -117,11 +129,14 @@ pub enum Error {
     Listen { what: &'static str, addr: SocketAddr, reason: std::io::Error, hint: &'static str },
     #[error(transparent)]
     Store(#[from] squall_store::Error),
+    #[error("functions: {0}")]
+    Functions(String),
 }
 
 /// A running node.
 pub struct Node {
     store: Option<Store>,
+    functions: Functions,
     http_addr: SocketAddr,
     resp_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -163,7 +178,16 @@ impl Node {
         };
         let http_addr = http_listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
         let resp_addr = resp_listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
-        let app = http::router(handle.clone(), metrics.clone(), config.max_body_bytes);
+        let runtime = squall_runtime::Runtime::new(squall_runtime::Options {
+            instances: config.instances,
+            cache_dir: Some(config.data_dir.join("compiled")),
+            ..Default::default()
+        })
+        .map_err(|e| Error::Functions(e.to_string()))?;
+        let functions = Functions::start(handle.clone(), Arc::new(runtime), Settings::default())
+            .await
+            .map_err(|e| Error::Functions(e.to_string()))?;
+        let app = http::router(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes);
         let http_stop = wait(stopped.clone());
         let http_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(http_stop).await {
@@ -172,7 +196,15 @@ impl Node {
         });
         let resp_task =
             tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
-        Ok(Node { store: Some(store), http_addr, resp_addr, stop, tasks: vec![http_task, resp_task], config })
+        Ok(Node {
+            store: Some(store),
+            functions,
+            http_addr,
+            resp_addr,
+            stop,
+            tasks: vec![http_task, resp_task],
+            config,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -185,6 +217,11 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The function service (deploy, invoke, ...).
+    pub fn functions(&self) -> &Functions {
+        &self.functions
     }
 
     pub fn store(&self) -> Option<squall_store::Handle> {

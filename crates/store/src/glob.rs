@@ -147,3 +147,16 @@ mod tests {
         assert!(!matches(b"[\\", b"a"));
     }
 }
+
+/// A pattern matching exactly the keys that start with `prefix` (its special characters escaped).
+pub fn prefix_pattern(prefix: &[u8]) -> bytes::Bytes {
+    let mut p = Vec::with_capacity(prefix.len() + 1);
+    for &b in prefix {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            p.push(b'\\');
+        }
+        p.push(b);
+    }
+    p.push(b'*');
+    p.into()
+}

@@ -23,7 +23,7 @@ mod glob;
 mod op;
 mod shard;
 
-pub use glob::matches as glob_matches;
+pub use glob::{matches as glob_matches, prefix_pattern};
 pub use op::{Op, OpError, OpResult, Reply, SetExpiry};
 pub use shard::{SCAN_POSITION_BITS, ScanPage, Shard, ShardStats, key_hash, scan_position};
 pub use squall_lattice as lattice;
@@ -136,6 +136,7 @@ struct Inner {
     /// cross-shard atomic reads take it shared. Single-shard work never does.
     gate: tokio::sync::RwLock<()>,
     next_batch: AtomicU64,
+    hlc: Arc<Hlc>,
 }
 
 /// A cheap, cloneable way to reach the store from any thread or task.
@@ -254,6 +255,7 @@ impl Store {
             shards: refs,
             gate: tokio::sync::RwLock::new(()),
             next_batch: AtomicU64::new(1),
+            hlc,
         };
         Ok(Store { handle: Handle { inner: Arc::new(inner) }, threads, writer: Some(writer) })
     }
@@ -393,6 +395,76 @@ async fn reaper(state: Rc<RefCell<Shard>>, flush: Rc<Notify>) {
         let mut s = state.borrow_mut();
         if s.reap_expired(10_000) > 0 {
             flush.notify_one();
+        }
+    }
+}
+
+/// A read a transaction made, to check at commit: `op` must still answer `saw`.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub ns: Bytes,
+    pub key: Bytes,
+    pub op: Op,
+    pub saw: OpResult,
+}
+
+/// A write of a transaction.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub ns: Bytes,
+    pub key: Bytes,
+    pub op: Op,
+}
+
+/// The shards of a cross-shard commit vote; all apply only if all agree.
+struct Vote {
+    n: usize,
+    state: std::sync::Mutex<VoteState>,
+    all_in: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct VoteState {
+    arrived: usize,
+    against: bool,
+    /// A part was dropped without running (the store is closing).
+    abandoned: bool,
+}
+
+impl Vote {
+    fn new(n: usize) -> Vote {
+        Vote { n, state: std::sync::Mutex::new(VoteState::default()), all_in: std::sync::Condvar::new() }
+    }
+}
+
+/// One shard's say in a [`Vote`]; dropping it uncast abandons the vote.
+struct Ballot {
+    vote: Arc<Vote>,
+    cast: bool,
+}
+
+impl Ballot {
+    /// Casts this shard's vote and waits for every other; true if all were for it.
+    fn cast(mut self, holds: bool) -> bool {
+        self.cast = true;
+        let v = &self.vote;
+        let mut st = v.state.lock().expect("vote");
+        st.arrived += 1;
+        st.against |= !holds;
+        v.all_in.notify_all();
+        while st.arrived < v.n && !st.abandoned {
+            st = v.all_in.wait(st).expect("vote");
+        }
+        !st.against && !st.abandoned
+    }
+}
+
+impl Drop for Ballot {
+    fn drop(&mut self) {
+        if !self.cast {
+            let mut st = self.vote.state.lock().expect("vote");
+            st.abandoned = true;
+            self.vote.all_in.notify_all();
         }
     }
 }
@@ -617,6 +689,84 @@ impl Handle {
             self.durable(w).await?;
         }
         Ok(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect())
+    }
+
+    /// Commits a transaction: if every check still holds (its read answers
+    /// as it did), applies every write, all stamped with one HLC time, as one
+    /// atomic unit; otherwise applies nothing and answers `None` (a conflict).
+    ///
+    /// Checks and writes on one shard run in one step. Across shards, every
+    /// involved shard checks its part, then all wait for each other's votes
+    /// (holding their threads, so nothing can change in between), then all
+    /// apply or none does; the gate keeps such commits one at a time.
+    pub async fn commit(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<Option<Vec<OpResult>>, Error> {
+        let n = self.shards();
+        let mut parts: Vec<(Vec<Check>, Vec<(usize, Write)>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        let total = writes.len();
+        for c in checks {
+            parts[self.shard_of(&c.key)].0.push(c);
+        }
+        for (i, w) in writes.into_iter().enumerate() {
+            parts[self.shard_of(&w.key)].1.push((i, w));
+        }
+        let mut involved: Vec<usize> = (0..n).filter(|s| !parts[*s].0.is_empty() || !parts[*s].1.is_empty()).collect();
+        if involved.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let stamp = Stamp::new(self.inner.hlc.now(), self.inner.node);
+        let many = involved.len() > 1;
+        let _gate = if many { Some(self.inner.gate.write().await) } else { None };
+        let batch =
+            (many && total > 0).then(|| (self.inner.next_batch.fetch_add(1, Ordering::Relaxed), involved.len()));
+        let vote = Arc::new(Vote::new(involved.len()));
+        involved.sort_by_key(|s| self.is_local(*s));
+        let mut permits = Vec::with_capacity(involved.len());
+        for &shard in &involved {
+            permits.push(if self.is_local(shard) {
+                None
+            } else {
+                Some(self.inner.shards[shard].tx.reserve().await.map_err(|_| Error::Closed)?)
+            });
+        }
+        let mut pending = Vec::with_capacity(involved.len());
+        for (&shard, permit) in involved.iter().zip(permits) {
+            let (checks, writes) = std::mem::take(&mut parts[shard]);
+            let ballot = Ballot { vote: vote.clone(), cast: false };
+            pending.push(self.dispatch_with(shard, permit, move |s| {
+                let holds = checks.into_iter().all(|c| s.apply(&c.ns, &c.key, c.op) == c.saw);
+                if !ballot.cast(holds) {
+                    return None;
+                }
+                let out: Vec<(usize, OpResult)> =
+                    writes.into_iter().map(|(i, w)| (i, s.apply_stamped(&w.ns, &w.key, w.op, stamp))).collect();
+                if let Some(b) = batch {
+                    s.send_batch_part(b);
+                }
+                Some((out, Written { shard: s.id, seq: s.seq() }))
+            }));
+        }
+        let mut results: Vec<Option<OpResult>> = (0..total).map(|_| None).collect();
+        let mut written = Vec::with_capacity(pending.len());
+        let mut committed = true;
+        for p in pending {
+            match p.result().await? {
+                Some((out, w)) => {
+                    for (i, r) in out {
+                        results[i] = Some(r);
+                    }
+                    written.push(w);
+                }
+                None => committed = false,
+            }
+        }
+        drop(_gate);
+        if !committed {
+            return Ok(None);
+        }
+        for w in written {
+            self.durable(w).await?;
+        }
+        Ok(Some(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect()))
     }
 
     /// One page of keys in `ns`. `cursor` 0 starts; a returned cursor of 0 means done.

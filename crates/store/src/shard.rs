@@ -30,6 +30,8 @@ pub struct Shard {
     pub(crate) id: usize,
     node: NodeId,
     hlc: Arc<Hlc>,
+    /// Set while a commit applies: every write gets this stamp.
+    fixed_stamp: Option<Stamp>,
     spaces: Spaces,
     /// (expiry ms, namespace, key) of every key with an expiry.
     expiring: BTreeSet<(u64, Bytes, Bytes)>,
@@ -76,6 +78,7 @@ impl Shard {
             id,
             node,
             hlc,
+            fixed_stamp: None,
             spaces: Spaces::default(),
             expiring: BTreeSet::new(),
             pending: Records::default(),
@@ -100,7 +103,22 @@ impl Shard {
     }
 
     fn stamp(&self) -> Stamp {
-        Stamp::new(self.hlc.now(), self.node)
+        self.fixed_stamp.unwrap_or_else(|| Stamp::new(self.hlc.now(), self.node))
+    }
+
+    /// Applies `op` with every write stamped `stamp` (one time for a whole commit).
+    pub fn apply_stamped(&mut self, ns: &Bytes, key: &Bytes, op: Op, stamp: Stamp) -> OpResult {
+        self.fixed_stamp = Some(stamp);
+        let r = self.apply(ns, key, op);
+        self.fixed_stamp = None;
+        r
+    }
+
+    /// Puts `entry` at `key` as it is, with no record for the disk (for a
+    /// private overlay shard that is never written out).
+    pub fn seed(&mut self, ns: &Bytes, key: &Bytes, entry: Entry) {
+        self.put(ns, key, entry);
+        self.discard_records();
     }
 
     /// The shard's write sequence number: every write so far is numbered at or below it.

@@ -1,0 +1,330 @@
+//! `squall deploy`, `squall invoke`, `squall fn ls|show|rm`, `squall logs`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::Value as Json;
+
+use crate::NodeArgs;
+use crate::client::{self, encode_path};
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// The function's name (letters, digits, '-', '_')
+    name: String,
+    /// A component (.wasm), or the directory of a Rust crate to build for wasm32-wasip2
+    path: PathBuf,
+    /// Time limit per invocation, e.g. 500ms, 30s, 2m [default: 30s]
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Memory limit, e.g. 64MiB, 1GiB [default: 128MiB]
+    #[arg(long)]
+    memory: Option<String>,
+    /// Invocations that may run at once [default: 64]
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Invocations that may wait for a turn; more are refused with 429 [default: 1024]
+    #[arg(long)]
+    queue: Option<u32>,
+    /// An environment value the function sees (repeat for more)
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Args)]
+pub struct InvokeArgs {
+    /// The function's name
+    name: String,
+    /// The input (`-` reads standard input) [default: empty]
+    input: Option<String>,
+    /// Run at most once for this key: a retry gets the first call's answer
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Print where the time went (to standard error)
+    #[arg(long)]
+    timing: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Subcommand)]
+pub enum FnCommand {
+    /// List deployed functions
+    Ls {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Show a function's settings
+    Show {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Remove a function
+    Rm {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The function's name
+    name: String,
+    /// Only this invocation
+    #[arg(long)]
+    invocation: Option<String>,
+    /// How many recent invocations to print
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Keep printing new invocations as they finish
+    #[arg(long, short)]
+    follow: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Builds the Rust crate in `dir` for wasm32-wasip2 and returns the component's path.
+fn build_crate(dir: &Path) -> Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!("{} is a directory without a Cargo.toml: give a .wasm file or a Rust crate", dir.display());
+    }
+    eprintln!("building {} for wasm32-wasip2 ...", dir.display());
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo (is Rust installed?)")?;
+    if !out.status.success() {
+        bail!("the build failed (see above); is the target installed? `rustup target add wasm32-wasip2`");
+    }
+    let mut found = None;
+    for line in out.stdout.split(|b| *b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<Json>(line) else { continue };
+        if msg["reason"] != "compiler-artifact"
+            || !msg["manifest_path"]
+                .as_str()
+                .is_some_and(|m| Path::new(m) == manifest.canonicalize().unwrap_or_default())
+        {
+            continue;
+        }
+        for f in msg["filenames"].as_array().into_iter().flatten() {
+            if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {
+                found = Some(PathBuf::from(f));
+            }
+        }
+    }
+    found.context("the crate built no .wasm: is it a library with crate-type = [\"cdylib\"]?")
+}
+
+fn print_json_or(node: &NodeArgs, v: &Json, text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let mut out = std::io::stdout();
+    if node.json {
+        writeln!(out, "{v}")?;
+    } else {
+        text(&mut out)?;
+    }
+    Ok(())
+}
+
+fn mib(n: u64) -> String {
+    format!("{} MiB", n >> 20)
+}
+
+pub async fn deploy(a: DeployArgs) -> Result<()> {
+    let file = if a.path.is_dir() { build_crate(&a.path)? } else { a.path.clone() };
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut q = Vec::new();
+    if let Some(t) = &a.timeout {
+        q.push(format!("timeout={}", encode_path(t)));
+    }
+    if let Some(m) = &a.memory {
+        q.push(format!("memory={}", encode_path(m)));
+    }
+    if let Some(c) = a.concurrency {
+        q.push(format!("concurrency={c}"));
+    }
+    if let Some(n) = a.queue {
+        q.push(format!("queue={n}"));
+    }
+    for e in &a.env {
+        if !e.contains('=') {
+            bail!("--env takes KEY=VALUE, not {e:?}");
+        }
+        q.push(format!("env={}", encode_path(e).replace('/', "%2F")));
+    }
+    let query = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
+    let path = format!("/v1/functions/{}{query}", encode_path(&a.name));
+    let r = client::call(&a.node.node, Method::PUT, &path, Bytes::from(bytes)).await?.ok()?;
+    let m: Json = serde_json::from_slice(&r.body)?;
+    print_json_or(&a.node, &m, |out| {
+        writeln!(
+            out,
+            "deployed {} version {} ({} bytes, digest {})",
+            a.name,
+            m["version"],
+            m["size"],
+            m["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default()
+        )
+    })
+}
+
+pub async fn invoke(a: InvokeArgs) -> Result<()> {
+    let input = match a.input.as_deref() {
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading the input from standard input")?;
+            buf
+        }
+        Some(s) => s.as_bytes().to_vec(),
+        None => Vec::new(),
+    };
+    let mut headers = Vec::new();
+    if let Some(k) = &a.idempotency_key {
+        headers.push(("idempotency-key", k.clone()));
+    }
+    let path = format!("/v1/functions/{}/invoke", encode_path(&a.name));
+    let r = client::call_with(&a.node.node, Method::POST, &path, &headers, Bytes::from(input)).await?;
+    let header = |h: &str| r.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (id, timing) = (header("x-squall-invocation-id"), header("server-timing"));
+    let replayed = header("x-squall-idempotent-replay") == "true";
+    if a.timing {
+        eprintln!("invocation {id}: {timing}");
+    }
+    let r = r.ok().with_context(|| format!("invocation {id} failed"))?;
+    let mut out = std::io::stdout();
+    if a.node.json {
+        let v = serde_json::json!({
+            "invocation_id": id,
+            "output": String::from_utf8_lossy(&r.body),
+            "server_timing": timing,
+            "replayed": replayed,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        out.write_all(&r.body)?;
+        if !r.body.ends_with(b"\n") && std::io::IsTerminal::is_terminal(&out) {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn fn_command(cmd: FnCommand) -> Result<()> {
+    match cmd {
+        FnCommand::Ls { node } => {
+            let r = client::call(&node.node, Method::GET, "/v1/functions", Bytes::new()).await?.ok()?;
+            let v: Json = serde_json::from_slice(&r.body)?;
+            print_json_or(&node, &v, |out| {
+                let fns = v["functions"].as_array().cloned().unwrap_or_default();
+                if fns.is_empty() {
+                    return writeln!(out, "no functions deployed (squall deploy NAME FILE.wasm)");
+                }
+                writeln!(
+                    out,
+                    "{:<24} {:>7} {:>9} {:>10} {:>11}",
+                    "NAME", "VERSION", "TIMEOUT", "MEMORY", "CONCURRENCY"
+                )?;
+                for f in fns {
+                    writeln!(
+                        out,
+                        "{:<24} {:>7} {:>8}s {:>10} {:>11}",
+                        f["name"].as_str().unwrap_or_default(),
+                        f["version"],
+                        f["timeout_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                        mib(f["memory_bytes"].as_u64().unwrap_or(0)),
+                        f["concurrency"]
+                    )?;
+                }
+                Ok(())
+            })
+        }
+        FnCommand::Show { name, node } => {
+            let path = format!("/v1/functions/{}", encode_path(&name));
+            let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
+            let f: Json = serde_json::from_slice(&r.body)?;
+            print_json_or(&node, &f, |out| {
+                writeln!(out, "name         {}", f["name"].as_str().unwrap_or_default())?;
+                writeln!(out, "version      {}", f["version"])?;
+                writeln!(out, "digest       {}", f["digest"].as_str().unwrap_or_default())?;
+                writeln!(out, "size         {} bytes", f["size"])?;
+                writeln!(out, "timeout      {} ms", f["timeout_ms"])?;
+                writeln!(out, "memory       {}", mib(f["memory_bytes"].as_u64().unwrap_or(0)))?;
+                writeln!(out, "concurrency  {} (queue {})", f["concurrency"], f["queue"])?;
+                for (k, v) in f["env"].as_object().into_iter().flatten() {
+                    writeln!(out, "env          {k}={}", v.as_str().unwrap_or_default())?;
+                }
+                writeln!(out, "created      {} ms since the Unix epoch", f["created_ms"])
+            })
+        }
+        FnCommand::Rm { name, node } => {
+            let path = format!("/v1/functions/{}", encode_path(&name));
+            let r = client::call(&node.node, Method::DELETE, &path, Bytes::new()).await?.ok()?;
+            let f: Json = serde_json::from_slice(&r.body)?;
+            print_json_or(&node, &f, |out| writeln!(out, "removed {name}"))
+        }
+    }
+}
+
+fn print_log(out: &mut dyn Write, l: &Json) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "== {} {} v{} {} in {:.3} ms{}",
+        l["invocation_id"].as_str().unwrap_or_default(),
+        l["function"].as_str().unwrap_or_default(),
+        l["version"],
+        l["status"].as_str().unwrap_or_default(),
+        l["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
+        l["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()
+    )?;
+    for line in l["lines"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "   {:<6} {}",
+            line["level"].as_str().unwrap_or_default(),
+            line["message"].as_str().unwrap_or_default().replace('\n', "\n          ")
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn logs(a: LogsArgs) -> Result<()> {
+    let mut after: Option<u64> = None;
+    let mut out = std::io::stdout();
+    loop {
+        let mut q = format!("/v1/functions/{}/logs?limit={}", encode_path(&a.name), a.limit.max(1));
+        if let Some(id) = &a.invocation {
+            q.push_str(&format!("&invocation={}", encode_path(id)));
+        }
+        if let Some(n) = after {
+            q.push_str(&format!("&after={n}"));
+        }
+        let r = client::call(&a.node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
+        let v: Json = serde_json::from_slice(&r.body)?;
+        for l in v["logs"].as_array().into_iter().flatten() {
+            if a.node.json {
+                writeln!(out, "{l}")?;
+            } else {
+                print_log(&mut out, l)?;
+            }
+        }
+        out.flush()?;
+        after = v["after"].as_u64().or(after);
+        if !a.follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,386 @@
+//! The host side of the `handler` world: the state each instance's store holds.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::txn::{Answer, Call, StoreError, Txn};
+use crate::{FailureCode, Invocation};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "handler",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::squall::function::{context, log, store};
+
+/// Largest key a guest may use.
+const MAX_KEY: usize = 64 * 1024;
+/// Largest value (or set member, map field) a guest may write.
+const MAX_VALUE: usize = 8 * 1024 * 1024;
+/// Lines and bytes of log one invocation keeps; the rest is counted, not kept.
+const MAX_LOG_LINES: usize = 1000;
+const MAX_LOG_BYTES: usize = 256 * 1024;
+/// Longest single log line kept.
+const MAX_LINE: usize = 4096;
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Stdout,
+    Stderr,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Stdout => "stdout",
+            Level::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of an invocation's log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub level: Level,
+    pub message: String,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Denies memory growth past the function's limit, and remembers that it did.
+pub(crate) struct Limiter {
+    pub max: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+pub(crate) struct Host {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub txn: Box<dyn Txn>,
+    pub log: Vec<LogLine>,
+    log_bytes: usize,
+    dropped: usize,
+    id: String,
+    function: String,
+    version: u64,
+    deadline_ms: u64,
+    pub timeout: Duration,
+    pub store_time: Duration,
+    pub timed_out: bool,
+    /// A store failure that should end the invocation (the store is closing).
+    pub fatal: Option<String>,
+    /// The trap's full report (with the wasm backtrace), for the log.
+    pub trap_detail: Option<String>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    output_cap: usize,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl Host {
+    pub fn new(inv: &Invocation, txn: Box<dyn Txn>, deadline: Instant, output_cap: usize) -> Host {
+        let stdout = MemoryOutputPipe::new(output_cap);
+        let stderr = MemoryOutputPipe::new(output_cap);
+        // No preopened directories, no network, no host environment or
+        // arguments: only the function's own environment values.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&inv.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        Host {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter { max: inv.memory, hit: false },
+            txn,
+            log: Vec::new(),
+            log_bytes: 0,
+            dropped: 0,
+            id: inv.id.clone(),
+            function: inv.function.clone(),
+            version: inv.version,
+            deadline_ms: now_ms() + remaining.as_millis() as u64,
+            timeout: inv.timeout,
+            store_time: Duration::ZERO,
+            timed_out: false,
+            fatal: None,
+            trap_detail: None,
+            stdout,
+            stderr,
+            output_cap,
+        }
+    }
+
+    /// Appends a line, within the invocation's log budget.
+    pub fn push(&mut self, level: Level, mut message: String) {
+        if self.log.len() >= MAX_LOG_LINES || self.log_bytes + message.len() > MAX_LOG_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        if message.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [truncated]");
+        }
+        self.log_bytes += message.len();
+        self.log.push(LogLine { at_ms: now_ms(), level, message });
+    }
+
+    /// Moves what the guest printed into the log, and notes dropped lines.
+    pub fn capture_output(&mut self) {
+        for (level, pipe) in [(Level::Stdout, self.stdout.contents()), (Level::Stderr, self.stderr.contents())] {
+            for line in String::from_utf8_lossy(&pipe).lines() {
+                self.push(level, line.to_string());
+            }
+        }
+        if self.dropped > 0 {
+            let n = std::mem::take(&mut self.dropped);
+            self.log.push(LogLine {
+                at_ms: now_ms(),
+                level: Level::Warn,
+                message: format!(
+                    "{n} more log lines were dropped (limit: {MAX_LOG_LINES} lines, {MAX_LOG_BYTES} bytes)"
+                ),
+            });
+        }
+    }
+
+    /// Why the guest's output was cut off, if it was.
+    pub fn output_overflow(&self) -> Option<String> {
+        let full = |p: &MemoryOutputPipe| p.contents().len() + 64 * 1024 > self.output_cap;
+        (full(&self.stdout) || full(&self.stderr))
+            .then(|| format!("output limit of {} KiB per stream exceeded", self.output_cap >> 10))
+    }
+
+    /// A Rust guest's panic message, from what it printed to stderr.
+    pub fn panic_message(&self) -> Option<String> {
+        let err = self.stderr.contents();
+        let text = String::from_utf8_lossy(&err);
+        let start = text.find("panicked at ")?;
+        let rest = &text[start..];
+        let msg: Vec<&str> = rest.lines().take_while(|l| !l.starts_with("note: ")).collect();
+        Some(msg.join(" "))
+    }
+
+    async fn call(&mut self, call: Call) -> Result<Answer, StoreError> {
+        check_sizes(&call)?;
+        let started = Instant::now();
+        let r = self.txn.call(call).await;
+        self.store_time += started.elapsed();
+        if let Err(StoreError::Unavailable(why)) = &r
+            && self.fatal.is_none()
+        {
+            self.fatal = Some(format!("store unavailable: {why}"));
+        }
+        r
+    }
+}
+
+fn too_large(what: &str, len: usize, max: usize) -> StoreError {
+    StoreError::TooLarge(format!("{what} of {len} bytes is over the limit of {max}"))
+}
+
+fn check_sizes(call: &Call) -> Result<(), StoreError> {
+    let key = match call {
+        Call::Get(k)
+        | Call::Put(k, _)
+        | Call::Delete(k)
+        | Call::Increment(k, _)
+        | Call::Counter(k)
+        | Call::SetAdd(k, _)
+        | Call::SetRemove(k, _)
+        | Call::SetMembers(k)
+        | Call::MapGet(k, _)
+        | Call::MapPut(k, _, _)
+        | Call::MapRemove(k, _)
+        | Call::MapEntries(k)
+        | Call::Scan(k, _) => k,
+    };
+    if key.len() > MAX_KEY {
+        return Err(too_large("key", key.len(), MAX_KEY));
+    }
+    let values: Vec<&Vec<u8>> = match call {
+        Call::Put(_, v) | Call::MapGet(_, v) | Call::MapRemove(_, v) => vec![v],
+        Call::MapPut(_, f, v) => vec![f, v],
+        Call::SetAdd(_, ms) | Call::SetRemove(_, ms) => ms.iter().collect(),
+        _ => Vec::new(),
+    };
+    match values.into_iter().find(|v| v.len() > MAX_VALUE) {
+        Some(v) => Err(too_large("value", v.len(), MAX_VALUE)),
+        None => Ok(()),
+    }
+}
+
+fn wit_error(e: StoreError) -> store::StoreError {
+    match e {
+        StoreError::WrongType => store::StoreError::WrongType,
+        StoreError::NotInteger => store::StoreError::NotInteger,
+        StoreError::Unavailable(m) => store::StoreError::Unavailable(m),
+        StoreError::TooLarge(m) => store::StoreError::TooLarge(m),
+    }
+}
+
+/// A store answer of the wrong shape means the transaction is broken: end the invocation.
+fn shape(call: &str, a: &Answer) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("store returned {a:?} for {call}"))
+}
+
+type R<T> = wasmtime::Result<Result<T, store::StoreError>>;
+
+macro_rules! answer {
+    ($self:ident, $call:expr, $name:literal, $pat:pat => $out:expr) => {
+        match $self.call($call).await {
+            Ok($pat) => Ok(Ok($out)),
+            Ok(other) => Err(shape($name, &other)),
+            Err(e) => Ok(Err(wit_error(e))),
+        }
+    };
+}
+
+impl store::Host for Host {
+    async fn get(&mut self, key: Vec<u8>) -> R<Option<Vec<u8>>> {
+        answer!(self, Call::Get(key), "get", Answer::Value(v) => v)
+    }
+
+    async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> R<()> {
+        answer!(self, Call::Put(key, value), "put", Answer::Unit => ())
+    }
+
+    async fn delete(&mut self, key: Vec<u8>) -> R<bool> {
+        answer!(self, Call::Delete(key), "delete", Answer::Bool(b) => b)
+    }
+
+    async fn increment(&mut self, key: Vec<u8>, by: i64) -> R<i64> {
+        answer!(self, Call::Increment(key, by), "increment", Answer::Int(n) => n)
+    }
+
+    async fn counter(&mut self, key: Vec<u8>) -> R<i64> {
+        answer!(self, Call::Counter(key), "counter", Answer::Int(n) => n)
+    }
+
+    async fn set_add(&mut self, key: Vec<u8>, members: Vec<Vec<u8>>) -> R<u32> {
+        answer!(self, Call::SetAdd(key, members), "set-add", Answer::Count(n) => n)
+    }
+
+    async fn set_remove(&mut self, key: Vec<u8>, members: Vec<Vec<u8>>) -> R<u32> {
+        answer!(self, Call::SetRemove(key, members), "set-remove", Answer::Count(n) => n)
+    }
+
+    async fn set_members(&mut self, key: Vec<u8>) -> R<Vec<Vec<u8>>> {
+        answer!(self, Call::SetMembers(key), "set-members", Answer::List(l) => l)
+    }
+
+    async fn map_get(&mut self, key: Vec<u8>, field: Vec<u8>) -> R<Option<Vec<u8>>> {
+        answer!(self, Call::MapGet(key, field), "map-get", Answer::Value(v) => v)
+    }
+
+    async fn map_put(&mut self, key: Vec<u8>, field: Vec<u8>, value: Vec<u8>) -> R<()> {
+        answer!(self, Call::MapPut(key, field, value), "map-put", Answer::Unit => ())
+    }
+
+    async fn map_remove(&mut self, key: Vec<u8>, field: Vec<u8>) -> R<bool> {
+        answer!(self, Call::MapRemove(key, field), "map-remove", Answer::Bool(b) => b)
+    }
+
+    async fn map_entries(&mut self, key: Vec<u8>) -> R<Vec<(Vec<u8>, Vec<u8>)>> {
+        answer!(self, Call::MapEntries(key), "map-entries", Answer::Pairs(p) => p)
+    }
+
+    async fn scan(&mut self, prefix: Vec<u8>, limit: u32) -> R<Vec<Vec<u8>>> {
+        answer!(self, Call::Scan(prefix, limit), "scan", Answer::List(l) => l)
+    }
+}
+
+impl log::Host for Host {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        self.push(level, message);
+        Ok(())
+    }
+}
+
+impl context::Host for Host {
+    async fn invocation_id(&mut self) -> wasmtime::Result<String> {
+        Ok(self.id.clone())
+    }
+
+    async fn function_name(&mut self) -> wasmtime::Result<String> {
+        Ok(self.function.clone())
+    }
+
+    async fn function_version(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.version)
+    }
+
+    async fn deadline_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.deadline_ms)
+    }
+}
+
+impl FailureCode {
+    /// The HTTP status this failure answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            FailureCode::Trap | FailureCode::Internal => 500,
+            FailureCode::Timeout => 504,
+            FailureCode::LimitExceeded => 507,
+            FailureCode::FunctionError => 422,
+            FailureCode::Conflict => 409,
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The function runtime: wasmtime with the component model, pooled instances,
+//! epoch-based time limits and per-invocation memory limits.
+//!
+//! A function is compiled once per content digest (kept in memory, and on
+//! disk when the runtime has a cache directory, so a restart does not
+//! recompile). Each invocation gets a fresh instance from a pooled slot, a
+//! [`Txn`] to reach the store through, captured stdout/stderr, clocks and
+//! random, and nothing else of the host: no files, sockets or environment
+//! other than the function's own values.
+//!
+//! The runtime never commits: it hands the transaction back with the outcome,
+//! and the caller commits it when the invocation succeeded.
+
+mod host;
+mod txn;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+pub use host::{Level, LogLine};
+pub use txn::{Answer, BoxFuture, Call, StoreError, Txn};
+
+use host::{Host, bindings};
+
+/// How often the epoch ticks; time limits are checked at this granularity,
+/// and a running guest yields to other tasks on its thread once per tick.
+const TICK: Duration = Duration::from_millis(1);
+/// Cap on what one invocation may print to stdout and to stderr (each).
+const OUTPUT_CAP: usize = 1024 * 1024;
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pooled instance slots: at most this many invocations run at once.
+    pub instances: u32,
+    /// The largest memory limit any function may ask for.
+    pub max_memory: usize,
+    /// Where compiled artifacts are kept (none: compile on every start).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { instances: 256, max_memory: 1 << 30, cache_dir: None }
+    }
+}
+
+/// Why a component cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Not a component of the `handler` world; the message says what is wrong.
+    #[error("{0}")]
+    BadComponent(String),
+    #[error("runtime: {0}")]
+    Internal(String),
+}
+
+/// A sha256 content digest, in hex.
+pub fn digest(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A compiled function, ready to instantiate.
+pub struct Function {
+    digest: String,
+    pre: bindings::HandlerPre<Host>,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function").field("digest", &self.digest).finish()
+    }
+}
+
+impl Function {
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// One invocation's parameters.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub id: String,
+    pub function: String,
+    pub version: u64,
+    pub input: Vec<u8>,
+    pub timeout: Duration,
+    /// Memory limit in bytes.
+    pub memory: usize,
+    /// Environment values the guest sees (and nothing of the host's).
+    pub env: Vec<(String, String)>,
+}
+
+/// Stable codes for how an invocation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCode {
+    /// The guest trapped (a panic, an abort, an out-of-bounds access...).
+    Trap,
+    /// The guest ran past its time limit.
+    Timeout,
+    /// The guest asked for more memory than its limit (or printed too much).
+    LimitExceeded,
+    /// The guest returned an error.
+    FunctionError,
+    /// The data it read kept changing before it could commit.
+    Conflict,
+    /// The runtime could not run it (pool exhausted, store unavailable).
+    Internal,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::Trap => "trap",
+            FailureCode::Timeout => "timeout",
+            FailureCode::LimitExceeded => "limit_exceeded",
+            FailureCode::FunctionError => "function_error",
+            FailureCode::Conflict => "conflict",
+            FailureCode::Internal => "internal",
+        }
+    }
+}
+
+/// Why an invocation did not succeed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+/// Where an invocation's time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub instantiate: Duration,
+    /// Guest time: the call to `handle`, less the time spent in store calls.
+    pub run: Duration,
+    pub store: Duration,
+}
+
+/// What an invocation did: its outcome, its log, and its transaction (to
+/// commit if the outcome is a success).
+pub struct Invoked {
+    pub outcome: Result<Vec<u8>, Failure>,
+    pub txn: Box<dyn Txn>,
+    pub log: Vec<LogLine>,
+    pub timing: Timing,
+}
+
+/// The engine, its linker and the compiled functions.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Host>,
+    compiled: Mutex<HashMap<String, Arc<Function>>>,
+    cache_dir: Option<PathBuf>,
+    options: Options,
+    stop: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("options", &self.options).finish()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> CompileError {
+    CompileError::Internal(e.to_string())
+}
+
+impl Runtime {
+    pub fn new(options: Options) -> Result<Runtime, CompileError> {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = options.instances.max(1);
+        // A Rust component has one main module plus a few small shims.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memory_size(options.max_memory);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(internal)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
+        bindings::Handler::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h).map_err(internal)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("squall-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(internal)?
+        };
+        let cache_dir = match &options.cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| internal(format!("{}: {e}", dir.display())))?;
+                Some(dir.clone())
+            }
+            None => None,
+        };
+        Ok(Runtime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            cache_dir,
+            options,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The compiled function for these component bytes: from memory, from
+    /// the disk cache, or compiled now (slow: run it off async threads).
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<Function>, CompileError> {
+        self.compile_digest(&digest(bytes), bytes)
+    }
+
+    /// Like [`Runtime::compile`] when the digest is already known.
+    pub fn compile_digest(&self, digest: &str, bytes: &[u8]) -> Result<Arc<Function>, CompileError> {
+        if let Some(f) = self.compiled.lock().expect("compiled cache").get(digest) {
+            return Ok(f.clone());
+        }
+        let component = match self.load_cached(digest) {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes).map_err(|e| bad_component(&e))?;
+                self.store_cached(digest, &c);
+                c
+            }
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| bad_component(&e))?;
+        let pre = bindings::HandlerPre::new(pre).map_err(|e| bad_component(&e))?;
+        let f = Arc::new(Function { digest: digest.to_string(), pre });
+        self.compiled.lock().expect("compiled cache").insert(digest.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Forgets a compiled function (its artifact on disk stays until the
+    /// digest is removed with [`Runtime::remove_cached`]).
+    pub fn forget(&self, digest: &str) {
+        self.compiled.lock().expect("compiled cache").remove(digest);
+    }
+
+    /// Removes a digest's compiled artifact from memory and disk.
+    pub fn remove_cached(&self, digest: &str) {
+        self.forget(digest);
+        if let Some(path) = self.cache_path(digest) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        // Artifacts are only valid for an engine with the same settings and version.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        Some(dir.join(format!("{digest}-{:016x}.cwasm", h.finish())))
+    }
+
+    #[allow(unsafe_code)]
+    fn load_cached(&self, digest: &str) -> Option<Component> {
+        let path = self.cache_path(digest)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `store_cached` (atomically, by
+        // rename) from `Component::serialize` of this engine's configuration,
+        // in a directory only this node uses; wasmtime checks its header and
+        // engine compatibility and errors out on a mismatch.
+        match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    fn store_cached(&self, digest: &str, component: &Component) {
+        let Some(path) = self.cache_path(digest) else { return };
+        let write = || -> std::io::Result<()> {
+            let bytes = component.serialize().map_err(std::io::Error::other)?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled artifact");
+        }
+    }
+
+    /// Runs one invocation of `f` in a fresh instance.
+    pub async fn invoke(&self, f: &Function, inv: Invocation, txn: Box<dyn Txn>) -> Invoked {
+        let started = Instant::now();
+        let deadline = started + inv.timeout;
+        let host = Host::new(&inv, txn, deadline, OUTPUT_CAP);
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let instance = f.pre.instantiate_async(&mut store).await;
+        let instantiated = Instant::now();
+        let instantiate = instantiated - started;
+        let outcome = match instance {
+            Err(e) => Err(Failure {
+                code: if store.data().limiter.hit { FailureCode::LimitExceeded } else { FailureCode::Internal },
+                message: format!("cannot instantiate: {e}"),
+            }),
+            Ok(handler) => match handler.call_handle(&mut store, &inv.input).await {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(message)) => Err(Failure { code: FailureCode::FunctionError, message }),
+                Err(e) => {
+                    let failure = classify(&e, store.data());
+                    store.data_mut().trap_detail = Some(format!("{e:?}"));
+                    Err(failure)
+                }
+            },
+        };
+        let elapsed = instantiated.elapsed();
+        let mut host = store.into_data();
+        let timing = Timing { instantiate, run: elapsed.saturating_sub(host.store_time), store: host.store_time };
+        host.capture_output();
+        let outcome = outcome.map_err(|mut failure| {
+            if failure.code == FailureCode::Trap
+                && let Some(panic) = host.panic_message()
+            {
+                failure.message = format!("{}: {panic}", failure.message);
+            }
+            if matches!(failure.code, FailureCode::Trap | FailureCode::Internal) {
+                let detail = host.trap_detail.take().unwrap_or_default();
+                host.push(Level::Error, format!("{}\n{detail}", failure.message));
+            }
+            failure
+        });
+        Invoked { outcome, txn: host.txn, log: host.log, timing }
+    }
+}
+
+fn bad_component(e: &wasmtime::Error) -> CompileError {
+    // The chain names what is missing (an export, an import) or why the bytes do not parse.
+    let mut msg = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        if i > 0 {
+            msg.push_str(": ");
+        }
+        msg.push_str(&cause.to_string());
+    }
+    CompileError::BadComponent(msg)
+}
+
+fn classify(e: &wasmtime::Error, host: &Host) -> Failure {
+    if host.timed_out {
+        return Failure {
+            code: FailureCode::Timeout,
+            message: format!("ran past its time limit of {:?}", host.timeout),
+        };
+    }
+    if host.limiter.hit {
+        return Failure {
+            code: FailureCode::LimitExceeded,
+            message: format!("memory limit of {} MiB exceeded", host.limiter.max >> 20),
+        };
+    }
+    if let Some(why) = host.output_overflow() {
+        return Failure { code: FailureCode::LimitExceeded, message: why };
+    }
+    if let Some(why) = &host.fatal {
+        return Failure { code: FailureCode::Internal, message: why.clone() };
+    }
+    let trap = e.downcast_ref::<wasmtime::Trap>().map(|t| t.to_string());
+    Failure { code: FailureCode::Trap, message: trap.unwrap_or_else(|| e.root_cause().to_string()) }
+}

@@ -1,0 +1,68 @@
+//! Recent invocations' logs, kept in memory per function (a bounded ring).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use squall_runtime::LogLine;
+
+/// One invocation's record in the log.
+#[derive(Debug, Clone)]
+pub struct InvocationLog {
+    /// Position in this node's log (increasing): ask for `after` it to follow.
+    pub seq: u64,
+    pub invocation_id: String,
+    pub function: String,
+    pub version: u64,
+    pub started_ms: u64,
+    pub duration_us: u64,
+    /// `ok`, or the failure's code.
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub lines: Vec<LogLine>,
+}
+
+/// Which records to return.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub invocation_id: Option<String>,
+    /// Only records with a larger `seq`.
+    pub after: Option<u64>,
+    /// At most this many (the newest).
+    pub limit: Option<usize>,
+}
+
+pub(crate) struct Logs {
+    keep: usize,
+    inner: Mutex<(u64, HashMap<String, VecDeque<InvocationLog>>)>,
+}
+
+impl Logs {
+    pub fn new(keep: usize) -> Logs {
+        Logs { keep: keep.max(1), inner: Mutex::new((0, HashMap::new())) }
+    }
+
+    pub fn record(&self, mut log: InvocationLog) {
+        let mut g = self.inner.lock().expect("logs");
+        g.0 += 1;
+        log.seq = g.0;
+        let ring = g.1.entry(log.function.clone()).or_default();
+        if ring.len() >= self.keep {
+            ring.pop_front();
+        }
+        ring.push_back(log);
+    }
+
+    /// Oldest first.
+    pub fn query(&self, function: &str, q: &LogQuery) -> Vec<InvocationLog> {
+        let g = self.inner.lock().expect("logs");
+        let Some(ring) = g.1.get(function) else { return Vec::new() };
+        let found: Vec<InvocationLog> = ring
+            .iter()
+            .filter(|l| q.invocation_id.as_ref().is_none_or(|id| &l.invocation_id == id))
+            .filter(|l| q.after.is_none_or(|a| l.seq > a))
+            .cloned()
+            .collect();
+        let skip = q.limit.map_or(0, |n| found.len().saturating_sub(n));
+        found.into_iter().skip(skip).collect()
+    }
+}

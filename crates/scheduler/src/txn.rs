@@ -1,0 +1,302 @@
+//! An invocation's transaction over the store.
+//!
+//! The first time an invocation touches a key, the key's whole entry is read
+//! from the store and copied into a private overlay shard; every operation
+//! then runs on the overlay, with the store's own semantics, so the guest
+//! sees its own writes. Writes are also recorded, coalesced per key (per
+//! field, per member), and replayed by the commit. Keys whose state the guest
+//! read (`get`, `counter`, `set-members`, `map-get`, `map-entries`) are
+//! checked at commit: if one changed, the commit is refused and the
+//! invocation runs again, so the answers it gave came from one consistent
+//! snapshot. Writes never conflict: the values they return (`increment`'s
+//! count, `delete`'s "existed") are this invocation's view.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use squall_runtime::{Answer, BoxFuture, Call, StoreError, Txn};
+use squall_store::lattice::{Entry, Hlc};
+use squall_store::{Check, Handle, Op, OpError, OpResult, Reply, SetExpiry, Shard, Write};
+
+/// Most bytes one invocation may write.
+const MAX_WRITE_BYTES: usize = 64 * 1024 * 1024;
+/// Most keys one `scan` call returns.
+const MAX_SCAN: u32 = 10_000;
+
+static OVERLAY_CLOCK: LazyLock<Arc<Hlc>> = LazyLock::new(|| Arc::new(Hlc::default()));
+
+/// The writes to one key, coalesced: one write per key, field and member, so
+/// that a commit can stamp them all with one time.
+#[derive(Default)]
+struct KeyWrites {
+    /// `Some(Some(v))`: put; `Some(None)`: delete. Applied first.
+    replace: Option<Option<Bytes>>,
+    incr: i64,
+    members: BTreeMap<Bytes, bool>,
+    fields: BTreeMap<Bytes, Option<Bytes>>,
+}
+
+pub struct StoreTxn {
+    store: Handle,
+    ns: Bytes,
+    overlay: Shard,
+    /// Keys the overlay holds the truth for, with what the store answered when first read.
+    seen: HashMap<Bytes, Option<OpResult>>,
+    validate: HashSet<Bytes>,
+    writes: HashMap<Bytes, KeyWrites>,
+    order: Vec<Bytes>,
+    write_bytes: usize,
+    /// The shard of the first key touched: where the next invocation should run.
+    pub first_shard: Option<usize>,
+}
+
+fn store_error(e: OpError) -> StoreError {
+    match e {
+        OpError::WrongType => StoreError::WrongType,
+        OpError::NotInteger | OpError::Overflow => StoreError::NotInteger,
+    }
+}
+
+fn unavailable(e: squall_store::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn bytes_list(r: Reply) -> Vec<Vec<u8>> {
+    match r {
+        Reply::List(l) => l.into_iter().map(|b| b.to_vec()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl StoreTxn {
+    pub fn new(store: Handle, ns: Bytes) -> StoreTxn {
+        let overlay = Shard::new(0, store.node_id(), OVERLAY_CLOCK.clone());
+        StoreTxn {
+            store,
+            ns,
+            overlay,
+            seen: HashMap::new(),
+            validate: HashSet::new(),
+            writes: HashMap::new(),
+            order: Vec::new(),
+            write_bytes: 0,
+            first_shard: None,
+        }
+    }
+
+    /// Makes the overlay authoritative for `key`, reading it from the store
+    /// unless `blind` (the next operation replaces whatever is there).
+    async fn touch(&mut self, key: &Bytes, blind: bool) -> Result<(), StoreError> {
+        if self.seen.contains_key(key) {
+            return Ok(());
+        }
+        if self.first_shard.is_none() {
+            self.first_shard = Some(self.store.shard_of(key));
+        }
+        if blind {
+            self.seen.insert(key.clone(), None);
+            return Ok(());
+        }
+        let r = self.store.exec(&self.ns, key.clone(), Op::Snapshot).await.map_err(unavailable)?;
+        if let Ok(Reply::Entry(e)) = &r {
+            self.overlay.seed(&self.ns, key, Entry::clone(e));
+        }
+        self.seen.insert(key.clone(), Some(r));
+        Ok(())
+    }
+
+    fn local(&mut self, key: &Bytes, op: Op) -> OpResult {
+        let r = self.overlay.apply(&self.ns, key, op);
+        self.overlay.discard_records();
+        r
+    }
+
+    fn record(&mut self, key: &Bytes, size: usize) -> Result<&mut KeyWrites, StoreError> {
+        self.write_bytes += size + key.len();
+        if self.write_bytes > MAX_WRITE_BYTES {
+            return Err(StoreError::TooLarge(format!("an invocation may write at most {} MiB", MAX_WRITE_BYTES >> 20)));
+        }
+        if !self.writes.contains_key(key) {
+            self.order.push(key.clone());
+        }
+        Ok(self.writes.entry(key.clone()).or_default())
+    }
+
+    /// A read: validated at commit.
+    async fn read(&mut self, key: Vec<u8>, op: Op) -> Result<Reply, StoreError> {
+        let key = Bytes::from(key);
+        self.touch(&key, false).await?;
+        self.validate.insert(key.clone());
+        self.local(&key, op).map_err(store_error)
+    }
+
+    async fn run(&mut self, call: Call) -> Result<Answer, StoreError> {
+        Ok(match call {
+            Call::Get(k) => match self.read(k, Op::Get).await? {
+                Reply::Bytes(b) => Answer::Value(Some(b.to_vec())),
+                _ => Answer::Value(None),
+            },
+            Call::Counter(k) => match self.read(k, Op::Get).await? {
+                Reply::Bytes(b) => {
+                    Answer::Int(std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).ok_or(StoreError::WrongType)?)
+                }
+                _ => Answer::Int(0),
+            },
+            Call::SetMembers(k) => Answer::List(bytes_list(self.read(k, Op::SMembers).await?)),
+            Call::MapGet(k, f) => match self.read(k, Op::HGet(f.into())).await? {
+                Reply::Bytes(b) => Answer::Value(Some(b.to_vec())),
+                _ => Answer::Value(None),
+            },
+            Call::MapEntries(k) => {
+                let flat = bytes_list(self.read(k, Op::HGetAll).await?);
+                Answer::Pairs(flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect())
+            }
+            Call::Put(k, v) => {
+                let (key, value) = (Bytes::from(k), Bytes::from(v));
+                self.touch(&key, true).await?;
+                let w = self.record(&key, value.len())?;
+                *w = KeyWrites { replace: Some(Some(value.clone())), ..KeyWrites::default() };
+                self.local(&key, Op::Set { value, expiry: SetExpiry::None, get: false }).map_err(store_error)?;
+                Answer::Unit
+            }
+            Call::Delete(k) => {
+                let key = Bytes::from(k);
+                self.touch(&key, false).await?;
+                let existed = matches!(self.local(&key, Op::Del).map_err(store_error)?, Reply::Int(n) if n > 0);
+                *self.record(&key, 0)? = KeyWrites { replace: Some(None), ..KeyWrites::default() };
+                Answer::Bool(existed)
+            }
+            Call::Increment(k, by) => {
+                let key = Bytes::from(k);
+                self.touch(&key, false).await?;
+                let n = match self.local(&key, Op::IncrBy(by)).map_err(store_error)? {
+                    Reply::Int(n) => n,
+                    _ => return Err(StoreError::NotInteger),
+                };
+                let w = self.record(&key, 8)?;
+                w.incr = w.incr.checked_add(by).ok_or(StoreError::NotInteger)?;
+                Answer::Int(n)
+            }
+            Call::SetAdd(k, ms) => Answer::Count(self.members(k, ms, true).await?),
+            Call::SetRemove(k, ms) => Answer::Count(self.members(k, ms, false).await?),
+            Call::MapPut(k, f, v) => {
+                let key = Bytes::from(k);
+                self.touch(&key, false).await?;
+                let (f, v) = (Bytes::from(f), Bytes::from(v));
+                self.local(&key, Op::HSet(vec![(f.clone(), v.clone())])).map_err(store_error)?;
+                let size = f.len() + v.len();
+                self.record(&key, size)?.fields.insert(f, Some(v));
+                Answer::Unit
+            }
+            Call::MapRemove(k, f) => {
+                let key = Bytes::from(k);
+                self.touch(&key, false).await?;
+                let f = Bytes::from(f);
+                let existed =
+                    matches!(self.local(&key, Op::HDel(vec![f.clone()])).map_err(store_error)?, Reply::Int(n) if n > 0);
+                let size = f.len();
+                self.record(&key, size)?.fields.insert(f, None);
+                Answer::Bool(existed)
+            }
+            Call::Scan(prefix, limit) => Answer::List(self.scan(prefix, limit.min(MAX_SCAN)).await?),
+        })
+    }
+
+    /// Adds (or removes) set members; the count of those that changed.
+    async fn members(&mut self, k: Vec<u8>, ms: Vec<Vec<u8>>, add: bool) -> Result<u32, StoreError> {
+        let key = Bytes::from(k);
+        self.touch(&key, false).await?;
+        let ms: Vec<Bytes> = ms.into_iter().map(Bytes::from).collect();
+        let op = if add { Op::SAdd(ms.clone()) } else { Op::SRem(ms.clone()) };
+        let changed = match self.local(&key, op).map_err(store_error)? {
+            Reply::Int(n) => n as u32,
+            _ => 0,
+        };
+        let size = ms.iter().map(Bytes::len).sum();
+        let w = self.record(&key, size)?;
+        for m in ms {
+            w.members.insert(m, add);
+        }
+        Ok(changed)
+    }
+
+    /// Keys with `prefix`: the store's, as this invocation changed them.
+    async fn scan(&mut self, prefix: Vec<u8>, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        let limit = limit as usize;
+        let pattern = squall_store::prefix_pattern(&prefix);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        // Keys this invocation touched: the overlay knows whether they exist.
+        let mut touched: Vec<&Bytes> = self.seen.keys().filter(|k| k.starts_with(&prefix)).collect();
+        touched.sort();
+        for k in touched {
+            if out.len() < limit && matches!(self.overlay.apply(&self.ns, k, Op::Exists), Ok(Reply::Int(1))) {
+                out.push(k.to_vec());
+            }
+        }
+        self.overlay.discard_records();
+        let mut cursor = 0;
+        while out.len() < limit {
+            let (next, keys) =
+                self.store.scan(&self.ns, cursor, 512, Some(pattern.clone()), None).await.map_err(unavailable)?;
+            for k in keys {
+                if out.len() < limit && !self.seen.contains_key(&k) {
+                    out.push(k.to_vec());
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(out)
+    }
+
+    /// What to check and what to write when the invocation succeeded.
+    pub fn into_commit(mut self) -> (Vec<Check>, Vec<Write>) {
+        let mut checks = Vec::with_capacity(self.validate.len());
+        for key in self.validate {
+            if let Some(Some(saw)) = self.seen.remove(&key) {
+                checks.push(Check { ns: self.ns.clone(), key, op: Op::Snapshot, saw });
+            }
+        }
+        let mut writes = Vec::new();
+        for key in self.order {
+            let Some(w) = self.writes.remove(&key) else { continue };
+            let mut push = |op: Op| writes.push(Write { ns: self.ns.clone(), key: key.clone(), op });
+            match w.replace {
+                Some(Some(value)) => push(Op::Set { value, expiry: SetExpiry::None, get: false }),
+                Some(None) => push(Op::Del),
+                None => {}
+            }
+            if w.incr != 0 {
+                push(Op::IncrBy(w.incr));
+            }
+            let (adds, removes): (Vec<_>, Vec<_>) = w.members.into_iter().partition(|(_, add)| *add);
+            if !adds.is_empty() {
+                push(Op::SAdd(adds.into_iter().map(|(m, _)| m).collect()));
+            }
+            if !removes.is_empty() {
+                push(Op::SRem(removes.into_iter().map(|(m, _)| m).collect()));
+            }
+            let (puts, dels): (Vec<_>, Vec<_>) = w.fields.into_iter().partition(|(_, v)| v.is_some());
+            if !puts.is_empty() {
+                push(Op::HSet(puts.into_iter().filter_map(|(f, v)| v.map(|v| (f, v))).collect()));
+            }
+            if !dels.is_empty() {
+                push(Op::HDel(dels.into_iter().map(|(f, _)| f).collect()));
+            }
+        }
+        (checks, writes)
+    }
+}
+
+impl Txn for StoreTxn {
+    fn call(&mut self, call: Call) -> BoxFuture<'_, Result<Answer, StoreError>> {
+        Box::pin(self.run(call))
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}

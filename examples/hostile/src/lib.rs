@@ -1,0 +1,48 @@
+//! Misbehaves on purpose, as its input says; for the tests of limits.
+//!
+//! - `loop`: never returns.
+//! - `oom`: allocates until the memory limit stops it.
+//! - `panic KEY`: writes `KEY`, then panics (the write must not commit).
+//! - `fail KEY`: writes `KEY`, then returns an error (likewise).
+//! - `print N`: prints N lines to stdout, then answers `ok`.
+
+use squall_sdk::store;
+
+fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
+    let input = String::from_utf8(input)?;
+    let (mode, arg) = input.split_once(' ').unwrap_or((input.as_str(), ""));
+    match mode {
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "panic" => {
+            store::put(arg, "written before the panic")?;
+            store::increment(format!("{arg}:count"), 1)?;
+            panic!("hostile function panics after writing {arg}");
+        }
+        "fail" => {
+            store::put(arg, "written before the error")?;
+            Err(squall_sdk::Error::msg(format!("hostile function fails after writing {arg}")))
+        }
+        "print" => {
+            let n: u64 = arg.parse()?;
+            for i in 0..n {
+                println!("line {i}");
+            }
+            Ok("ok".into())
+        }
+        other => Err(squall_sdk::Error::msg(format!("unknown mode {other:?}"))),
+    }
+}
+
+squall_sdk::function!(handle);
