@@ -2,35 +2,10 @@
 
 mod common;
 
-use common::{TestNode, squall};
+use common::{TestNode, http, json, squall};
 use redis::Commands;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Output;
 use std::time::Duration;
-
-/// A raw HTTP/1.1 request; returns (status, headers, body).
-fn http(node: &TestNode, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let addr = node.http.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), out[split + 4..].to_vec())
-}
-
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
-}
 
 #[test]
 fn keys_over_http() {

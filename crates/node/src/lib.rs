@@ -145,7 +145,15 @@ pub struct Node {
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|reason| {
+    // A deep accept queue: a burst of new connections (a thousand clients at
+    // once) must wait for their turn, not be reset by a full queue.
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(4096)
+    };
+    listen().map_err(|reason| {
         let hint = match reason.kind() {
             std::io::ErrorKind::AddrInUse => {
                 " (another process is using it; pick another address with a flag or squall.toml)"

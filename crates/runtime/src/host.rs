@@ -378,7 +378,7 @@ impl FailureCode {
         match self {
             FailureCode::Trap | FailureCode::Internal => 500,
             FailureCode::Timeout => 504,
-            FailureCode::LimitExceeded => 507,
+            FailureCode::LimitExceeded => 500,
             FailureCode::FunctionError => 422,
             FailureCode::Conflict => 409,
         }

@@ -2,7 +2,7 @@
 //! directory, restarts.
 
 use bytes::Bytes;
-use squall_store::{Durability, Handle, Op, OpError, Options, Reply, SetExpiry, Store};
+use squall_store::{Check, Durability, Handle, Op, OpError, Options, Reply, SetExpiry, Store, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn ns() -> Bytes {
@@ -262,4 +262,98 @@ async fn emptied_collections_stay_empty_across_a_restart() {
     assert_eq!(exec(&h, "h", Op::HGetAll).await, Ok(Reply::List(vec![b("g"), b("w")])));
     assert_eq!(exec(&h, "t", Op::Get).await, Ok(Reply::Bytes(b("now a string"))));
     assert_eq!(exec(&h, "dup", Op::HGet(b("f"))).await, Ok(Reply::Bytes(b("1"))));
+}
+
+/// Keys that land on different shards of a store with `shards` shards.
+fn keys_on_distinct_shards(h: &Handle, n: usize) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for i in 0.. {
+        let k = format!("k{i}");
+        if !found.iter().any(|f| h.shard_of(f.as_bytes()) == h.shard_of(k.as_bytes())) {
+            found.push(k);
+        }
+        if found.len() == n {
+            break;
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_applies_all_or_nothing_depending_on_its_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 4, Durability::Sync);
+    let h = store.handle();
+    let keys = keys_on_distinct_shards(&h, 3);
+    let (ka, kb, kc) = (b(&keys[0]), b(&keys[1]), b(&keys[2]));
+    exec(&h, &keys[0], set("1")).await.unwrap();
+    let saw = h.exec(&ns(), ka.clone(), Op::Snapshot).await.unwrap();
+    let check = || Check { ns: ns(), key: ka.clone(), op: Op::Snapshot, saw: saw.clone() };
+    let writes = || {
+        vec![Write { ns: ns(), key: kb.clone(), op: set("2") }, Write { ns: ns(), key: kc.clone(), op: Op::IncrBy(5) }]
+    };
+
+    // The read still holds: every write lands, across three shards.
+    let done = h.commit(vec![check()], writes()).await.unwrap();
+    assert!(done.is_some());
+    assert_eq!(exec(&h, &keys[1], Op::Get).await.unwrap(), Reply::Bytes(b("2")));
+    assert_eq!(exec(&h, &keys[2], Op::Get).await.unwrap(), Reply::Bytes(b("5")));
+    // All writes of one commit carry one stamp.
+    let stamp = |r: Reply| match r {
+        Reply::Entry(e) => e.latest_stamp(),
+        other => panic!("{other:?}"),
+    };
+    let sb = stamp(exec(&h, &keys[1], Op::Snapshot).await.unwrap());
+    let sc = stamp(exec(&h, &keys[2], Op::Snapshot).await.unwrap());
+    assert_eq!(sb, sc);
+
+    // The key read changed since: nothing lands.
+    exec(&h, &keys[0], set("changed")).await.unwrap();
+    let done = h
+        .commit(
+            vec![check()],
+            vec![
+                Write { ns: ns(), key: kb.clone(), op: set("3") },
+                Write { ns: ns(), key: kc.clone(), op: Op::IncrBy(1) },
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(done.is_none());
+    assert_eq!(exec(&h, &keys[1], Op::Get).await.unwrap(), Reply::Bytes(b("2")));
+    assert_eq!(exec(&h, &keys[2], Op::Get).await.unwrap(), Reply::Bytes(b("5")));
+    drop(h);
+    store.close();
+
+    // What committed is on disk.
+    let store = open(dir.path(), 2, Durability::Sync);
+    let h = store.handle();
+    assert_eq!(exec(&h, &keys[1], Op::Get).await.unwrap(), Reply::Bytes(b("2")));
+    assert_eq!(exec(&h, &keys[2], Op::Get).await.unwrap(), Reply::Bytes(b("5")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cross_shard_commits_neither_deadlock_nor_lose_increments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 3, Durability::Async);
+    let h = store.handle();
+    let keys = keys_on_distinct_shards(&h, 3);
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (h2, keys) = (h.clone(), keys.clone());
+        // Half the tasks run on shard threads, as invocations do.
+        let work = async move {
+            for _ in 0..50 {
+                let writes = keys.iter().map(|k| Write { ns: ns(), key: b(k), op: Op::IncrBy(1) }).collect();
+                assert!(h2.commit(Vec::new(), writes).await.unwrap().is_some());
+            }
+        };
+        tasks.push(if t % 2 == 0 { h.spawn_on(t % 3, work) } else { tokio::spawn(work) });
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t).await.expect("no deadlock").unwrap();
+    }
+    for k in &keys {
+        assert_eq!(exec(&h, k, Op::Get).await.unwrap(), Reply::Bytes(b("300")));
+    }
 }

@@ -1,7 +1,8 @@
 //! Starts real `squall` processes on ephemeral loopback ports, the way a user would.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -102,4 +103,54 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         eprintln!("skipping: {name} is not installed (apt-get install redis-tools)");
     }
     found
+}
+
+/// A raw HTTP/1.1 request; returns (status, lowercased head, body).
+pub fn http(node: &TestNode, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    http_with(node, method, path, &[], body)
+}
+
+/// Like [`http`], with extra headers.
+pub fn http_with(
+    node: &TestNode,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    http_at(&node.http, method, path, headers, body)
+}
+
+/// A request to the node at `base` (`http://host:port`).
+pub fn http_at(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The node may answer (and close) before reading a body it refuses.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    if let Err(e) = s.read_to_end(&mut out)
+        && out.is_empty()
+    {
+        panic!("no answer to {method} {path}: {e}");
+    }
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), out[split + 4..].to_vec())
+}
+
+/// A response header's value (from a lowercased head).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+}
+
+pub fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
 }

@@ -1,0 +1,249 @@
+//! Functions end to end: real components built from `examples/`, deployed to
+//! and invoked on a real node over HTTP (and the CLI).
+
+mod common;
+
+use common::{TestNode, header, http, http_at, http_with, json, squall};
+use redis::Commands;
+use std::sync::{Arc, Barrier};
+
+fn deploy(node: &TestNode, name: &str, wasm: &[u8], query: &str) -> serde_json::Value {
+    let (status, _, body) = http(node, "PUT", &format!("/v1/functions/{name}{query}"), wasm);
+    assert!(status == 200 || status == 201, "deploy {name}: {status} {}", String::from_utf8_lossy(&body));
+    json(&body)
+}
+
+fn invoke(node: &TestNode, name: &str, input: &[u8]) -> (u16, String, Vec<u8>) {
+    http(node, "POST", &format!("/v1/functions/{name}/invoke"), input)
+}
+
+fn error_code(body: &[u8]) -> String {
+    json(body)["error"]["code"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn deploy_invoke_redeploy_delete() {
+    let node = TestNode::start(&[]);
+    let m = deploy(&node, "hello", squall_guests::HELLO, "");
+    assert_eq!(m["version"], 1);
+    let (status, head, body) = invoke(&node, "hello", b"Squall");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("Squall"));
+    assert!(header(&head, "x-squall-invocation-id").is_some_and(|id| !id.is_empty()));
+    let timing = header(&head, "server-timing").unwrap();
+    for part in ["queue;dur=", "instantiate;dur=", "run;dur=", "store;dur=", "commit;dur="] {
+        assert!(timing.contains(part), "{timing}");
+    }
+
+    // Redeploying bumps the version, and the new code answers.
+    let m = deploy(&node, "hello", squall_guests::KV_ECHO, "?timeout=5s&memory=64MiB&env=GREETING=hi");
+    assert_eq!(m["version"], 2);
+    assert_eq!(m["timeout_ms"], 5000);
+    assert_eq!(m["memory_bytes"], 64 << 20);
+    assert_eq!(m["env"]["GREETING"], "hi");
+    let (status, _, body) = invoke(&node, "hello", b"echo me");
+    assert_eq!((status, body.as_slice()), (200, &b"echo me"[..]));
+
+    let (_, _, body) = http(&node, "GET", "/v1/functions", b"");
+    let names: Vec<String> =
+        json(&body)["functions"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["hello"]);
+    assert_eq!(json(&http(&node, "GET", "/v1/functions/hello", b"").2)["version"], 2);
+
+    assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 200);
+    let (status, _, body) = invoke(&node, "hello", b"x");
+    assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
+    assert_eq!(http(&node, "GET", "/v1/functions/hello", b"").0, 404);
+    assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 404);
+
+    // Logs and metrics saw the invocations.
+    let (status, _, body) = http(&node, "GET", "/v1/functions/hello/logs", b"");
+    assert_eq!(status, 200);
+    let logs = json(&body)["logs"].as_array().unwrap().clone();
+    assert_eq!(logs.len(), 2);
+    assert!(
+        logs[1]["lines"].as_array().unwrap().iter().any(|l| l["message"].as_str().unwrap().contains("echoed 7 bytes"))
+    );
+    let (_, _, body) = http(&node, "GET", "/metrics", b"");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("squall_function_invocations_total{function=\"hello\",code=\"ok\"} 2"), "{text}");
+    assert!(text.contains("squall_function_duration_seconds_count{function=\"hello\"} 2"), "{text}");
+}
+
+#[test]
+fn counter_increments_the_store_and_a_thousand_concurrent_calls_add_up() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "counter", squall_guests::COUNTER, "");
+    let (status, _, body) = invoke(&node, "counter", b"visits");
+    assert_eq!((status, body.as_slice()), (200, &b"1"[..]));
+    let (_, _, body) = invoke(&node, "counter", b"visits");
+    assert_eq!(body, b"2");
+    let mut redis = node.redis();
+    assert_eq!(redis.get::<_, i64>("visits").unwrap(), 2);
+
+    let n = 1000;
+    let start = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (base, start) = (node.http.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let (status, _, body) = http_at(&base, "POST", "/v1/functions/counter/invoke", &[], b"crowd");
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                String::from_utf8(body).unwrap().parse::<i64>().unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<i64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(answers.iter().all(|n| (1..=1000).contains(n)));
+    assert_eq!(redis.get::<_, i64>("crowd").unwrap(), 1000);
+}
+
+#[test]
+fn failed_invocations_leave_no_trace_and_the_node_keeps_serving() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "hostile", squall_guests::HOSTILE, "?timeout=1s&memory=32MiB");
+    let mut redis = node.redis();
+
+    let (status, head, body) = invoke(&node, "hostile", b"panic wp");
+    assert_eq!((status, error_code(&body).as_str()), (500, "trap"));
+    let message = json(&body)["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("hostile function panics after writing wp"), "{message}");
+    let id = header(&head, "x-squall-invocation-id").unwrap().to_string();
+    let (_, _, body) = http(&node, "GET", &format!("/v1/functions/hostile/logs?invocation={id}"), b"");
+    let logs = json(&body)["logs"].as_array().unwrap().clone();
+    assert_eq!(logs.len(), 1);
+    let log = serde_json::to_string(&logs[0]).unwrap();
+    assert!(log.contains("wasm backtrace"), "{log}");
+
+    let (status, _, body) = invoke(&node, "hostile", b"fail wf");
+    assert_eq!((status, error_code(&body).as_str()), (422, "function_error"));
+
+    let (status, _, body) = invoke(&node, "hostile", b"loop");
+    assert_eq!((status, error_code(&body).as_str()), (504, "timeout"));
+
+    let (status, _, body) = invoke(&node, "hostile", b"oom");
+    assert_eq!(error_code(&body), "limit_exceeded", "{status}");
+
+    let big = vec![b'x'; 6 * 1024 * 1024 + 1];
+    let (status, _, body) = invoke(&node, "hostile", &big);
+    assert_eq!((status, error_code(&body).as_str()), (413, "payload_too_large"));
+
+    // Nothing any failed invocation wrote is visible.
+    let n: i64 = redis.exists(&["wp", "wp:count", "wf"]).unwrap();
+    assert_eq!(n, 0);
+    // And the node serves on: the same function, and the store.
+    let (status, _, body) = invoke(&node, "hostile", b"print 3");
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    let _: () = redis.set("still", "here").unwrap();
+    assert_eq!(redis.get::<_, String>("still").unwrap(), "here");
+}
+
+#[test]
+fn bad_components_and_requests_get_clear_errors() {
+    let node = TestNode::start(&[]);
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("random", &[0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3], "magic"),
+        ("core", b"\0asm\x01\0\0\0", "component"),
+        ("other", squall_guests::WRONG_WORLD, "handle"),
+    ];
+    for (name, bytes, says) in cases {
+        let (status, _, body) = http(&node, "PUT", &format!("/v1/functions/{name}"), bytes);
+        assert_eq!((status, error_code(&body).as_str()), (400, "bad_component"), "{name}");
+        let message = json(&body)["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    assert_eq!(json(&http(&node, "GET", "/v1/functions", b"").2)["functions"].as_array().unwrap().len(), 0);
+    let (status, _, body) = http(&node, "PUT", "/v1/functions/bad%20name", squall_guests::HELLO);
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    let (status, _, body) = http(&node, "PUT", "/v1/functions/h?memory=lots", squall_guests::HELLO);
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    let (status, _, body) = http(&node, "PUT", "/v1/functions/h?colour=blue", squall_guests::HELLO);
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    let (status, _, body) = invoke(&node, "nothing", b"");
+    assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
+}
+
+#[test]
+fn an_idempotency_key_runs_a_call_once() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "counter", squall_guests::COUNTER, "");
+    let key = [("Idempotency-Key", "order-42")];
+    let (status, head, first) = http_with(&node, "POST", "/v1/functions/counter/invoke", &key, b"paid");
+    assert_eq!((status, first.as_slice()), (200, &b"1"[..]));
+    let id = header(&head, "x-squall-invocation-id").unwrap().to_string();
+    // Retries, one after another and several at once, get the first answer.
+    let (status, head, again) = http_with(&node, "POST", "/v1/functions/counter/invoke", &key, b"paid");
+    assert_eq!((status, again.as_slice()), (200, &b"1"[..]));
+    assert_eq!(header(&head, "x-squall-invocation-id"), Some(id.as_str()));
+    assert_eq!(header(&head, "x-squall-idempotent-replay"), Some("true"));
+    let key2 = [("Idempotency-Key", "order-43")];
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let base = node.http.clone();
+            std::thread::spawn(move || http_at(&base, "POST", "/v1/functions/counter/invoke", &key2, b"paid").2)
+        })
+        .collect();
+    let answers: Vec<Vec<u8>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(answers.iter().all(|a| a == b"2"), "{answers:?}");
+    let mut redis = node.redis();
+    assert_eq!(redis.get::<_, i64>("paid").unwrap(), 2);
+    // A failed call is not remembered: its retry runs.
+    deploy(&node, "hostile", squall_guests::HOSTILE, "");
+    let k = [("Idempotency-Key", "try")];
+    assert_eq!(http_with(&node, "POST", "/v1/functions/hostile/invoke", &k, b"fail x").0, 422);
+    assert_eq!(http_with(&node, "POST", "/v1/functions/hostile/invoke", &k, b"print 1").0, 200);
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "slow", squall_guests::HOSTILE, "?timeout=1500ms&concurrency=1&queue=1");
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let base = node.http.clone();
+            std::thread::spawn(move || http_at(&base, "POST", "/v1/functions/slow/invoke", &[], b"loop").0)
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (status, head, body) = invoke(&node, "slow", b"loop");
+    assert_eq!((status, error_code(&body).as_str()), (429, "busy"));
+    assert!(header(&head, "retry-after").is_some(), "{head}");
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [504, 504]);
+}
+
+#[test]
+fn functions_survive_a_restart_and_the_cli_drives_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let wasm = tmp.path().join("counter.wasm");
+    std::fs::write(&wasm, squall_guests::COUNTER).unwrap();
+    let mut node = TestNode::start_in(&dir, &[]);
+    let run = |args: &[&str], node: &TestNode| {
+        let out = squall().args(args).args(["--node", &node.http]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = run(&["deploy", "tally", wasm.to_str().unwrap(), "--timeout", "10s", "--env", "A=B"], &node);
+    assert!(said.contains("deployed tally version 1"), "{said}");
+    assert_eq!(run(&["invoke", "tally", "t"], &node), "1");
+    assert!(run(&["fn", "ls"], &node).contains("tally"));
+    assert!(run(&["fn", "show", "tally"], &node).contains("env          A=B"));
+    let compiled: Vec<_> = std::fs::read_dir(dir.join("compiled")).unwrap().collect();
+    assert_eq!(compiled.len(), 1, "one compiled artifact on disk");
+    assert!(node.stop().success());
+
+    let node = TestNode::start_in(&dir, &[]);
+    let out = squall().args(["invoke", "tally", "t", "--timing", "--node", &node.http]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instantiate;dur="));
+    let logs = run(&["logs", "tally"], &node);
+    assert!(logs.contains("tally v1 ok"), "{logs}");
+    let err = squall().args(["invoke", "missing", "--node", &node.http]).output().unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("function_not_found"));
+    assert!(run(&["fn", "rm", "tally"], &node).contains("removed tally"));
+    assert!(run(&["fn", "ls"], &node).contains("no functions deployed"));
+}
