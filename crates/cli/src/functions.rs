@@ -110,14 +110,12 @@ fn build_crate(dir: &Path) -> Result<PathBuf> {
     if !out.status.success() {
         bail!("the build failed (see above); is the target installed? `rustup target add wasm32-wasip2`");
     }
+    let canonical = manifest.canonicalize().unwrap_or_else(|_| manifest.clone());
     let mut found = None;
     for line in out.stdout.split(|b| *b == b'\n') {
         let Ok(msg) = serde_json::from_slice::<Json>(line) else { continue };
-        if msg["reason"] != "compiler-artifact"
-            || !msg["manifest_path"]
-                .as_str()
-                .is_some_and(|m| Path::new(m) == manifest.canonicalize().unwrap_or_default())
-        {
+        let ours = msg["manifest_path"].as_str().is_some_and(|m| Path::new(m) == canonical);
+        if msg["reason"] != "compiler-artifact" || !ours {
             continue;
         }
         for f in msg["filenames"].as_array().into_iter().flatten() {

@@ -5,7 +5,6 @@ mod common;
 use common::{TestNode, http, json, squall};
 use redis::Commands;
 use std::process::Output;
-use std::time::Duration;
 
 #[test]
 fn keys_over_http() {

@@ -98,6 +98,19 @@ fn class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
     Some((matched != negate, p + 1))
 }
 
+/// A pattern matching exactly the keys that start with `prefix` (its special characters escaped).
+pub fn prefix_pattern(prefix: &[u8]) -> bytes::Bytes {
+    let mut p = Vec::with_capacity(prefix.len() + 1);
+    for &b in prefix {
+        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+            p.push(b'\\');
+        }
+        p.push(b);
+    }
+    p.push(b'*');
+    p.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::matches;
@@ -146,17 +159,4 @@ mod tests {
         assert!(!matches(b"[", b"a"));
         assert!(!matches(b"[\\", b"a"));
     }
-}
-
-/// A pattern matching exactly the keys that start with `prefix` (its special characters escaped).
-pub fn prefix_pattern(prefix: &[u8]) -> bytes::Bytes {
-    let mut p = Vec::with_capacity(prefix.len() + 1);
-    for &b in prefix {
-        if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
-            p.push(b'\\');
-        }
-        p.push(b);
-    }
-    p.push(b'*');
-    p.into()
 }

@@ -701,7 +701,9 @@ impl Handle {
     /// apply or none does; the gate keeps such commits one at a time.
     pub async fn commit(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<Option<Vec<OpResult>>, Error> {
         let n = self.shards();
-        let mut parts: Vec<(Vec<Check>, Vec<(usize, Write)>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        // Per shard: its checks, and its writes with their place in the answer.
+        type Part = (Vec<Check>, Vec<(usize, Write)>);
+        let mut parts: Vec<Part> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
         let total = writes.len();
         for c in checks {
             parts[self.shard_of(&c.key)].0.push(c);
