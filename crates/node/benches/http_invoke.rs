@@ -1,0 +1,183 @@
+//! Warm invocation over HTTP keep-alive, side by side with a bare hyper echo
+//! server built here (the floor); and the first invocation after a deploy.
+//!
+//! `cargo bench -p squall-node --bench http_invoke` (REQUESTS, ROUNDS, CONNECTIONS to change the load)
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use squall_node::{Config, Node, StoreDurability};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let body = req.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>(Response::new(Full::new(body)))
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn call(sender: &mut Sender, addr: SocketAddr, path: &str, body: &'static [u8]) -> Bytes {
+    sender.ready().await.unwrap();
+    let req = Request::post(path).header("host", addr.to_string()).body(Full::new(Bytes::from_static(body))).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
+
+struct Run {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+/// `requests` calls spread over `connections` keep-alive connections; latencies of each call.
+async fn load(addr: SocketAddr, path: &'static str, requests: usize, connections: usize) -> Run {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut sender = connect(addr).await;
+                let mut lat = Vec::with_capacity(requests / connections);
+                for _ in 0..requests / connections {
+                    let t = Instant::now();
+                    call(&mut sender, addr, path, b"bench").await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(requests);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Run { p50: pick(0.5), p99: pick(0.99), per_sec: all.len() as f64 / elapsed.as_secs_f64() }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The component with a custom section appended: same code, a new digest (so a cold compile).
+fn variant(n: usize) -> Bytes {
+    let mut v = squall_guests::HELLO.to_vec();
+    let name = b"bench";
+    let payload = n.to_le_bytes();
+    v.push(0);
+    v.push((1 + name.len() + payload.len()) as u8);
+    v.push(name.len() as u8);
+    v.extend_from_slice(name);
+    v.extend_from_slice(&payload);
+    Bytes::from(v)
+}
+
+fn main() {
+    let requests = env("REQUESTS", 20_000);
+    let rounds = env("ROUNDS", 3);
+    let connections = env("CONNECTIONS", 8);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            http: "127.0.0.1:0".parse().unwrap(),
+            resp: "127.0.0.1:0".parse().unwrap(),
+            durability: StoreDurability::Async,
+            ..Config::default()
+        };
+        let node = Node::start(config).await.unwrap();
+        node.functions().deploy("hello", Bytes::from_static(squall_guests::HELLO), Default::default()).await.unwrap();
+        let squall = node.http_addr();
+        let echo = echo_server().await;
+        let targets: [(&str, SocketAddr, &'static str); 2] =
+            [("hyper echo", echo, "/echo"), ("squall hello", squall, "/v1/functions/hello/invoke")];
+        // Warm both up.
+        for (_, addr, path) in targets {
+            load(addr, path, 2000, 1).await;
+        }
+        println!("warm invocation over HTTP keep-alive: {requests} requests per run, {rounds} rounds, alternating");
+        let mut p50s = [Vec::new(), Vec::new()];
+        let mut tputs = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            for (i, (name, addr, path)) in targets.iter().enumerate() {
+                let one = load(*addr, path, requests / 4, 1).await;
+                let many = load(*addr, path, requests, connections).await;
+                println!(
+                    "  round {round} {name:<13} 1 conn: p50 {:>7.1} us  p99 {:>7.1} us  {:>8.0}/s | {connections} conns: p50 {:>7.1} us  p99 {:>7.1} us  {:>8.0}/s",
+                    us(one.p50),
+                    us(one.p99),
+                    one.per_sec,
+                    us(many.p50),
+                    us(many.p99),
+                    many.per_sec
+                );
+                p50s[i].push(us(one.p50));
+                tputs[i].push(many.per_sec);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let (e50, s50) = (median(&mut p50s[0]), median(&mut p50s[1]));
+        let (et, st) = (median(&mut tputs[0]), median(&mut tputs[1]));
+        println!("median 1-connection p50: echo {e50:.1} us, squall {s50:.1} us: ratio {:.2} (target <= 2.0)", s50 / e50);
+        println!("median {connections}-connection throughput: echo {et:.0}/s, squall {st:.0}/s: ratio {:.2}", st / et);
+
+        println!("first invocation after deploy (a new digest each time: compile included in deploy):");
+        let mut sender = connect(squall).await;
+        for n in 0..3 {
+            let name = format!("fresh{n}");
+            let t = Instant::now();
+            node.functions().deploy(&name, variant(n), Default::default()).await.unwrap();
+            let deploy = t.elapsed();
+            let path: &'static str = Box::leak(format!("/v1/functions/{name}/invoke").into_boxed_str());
+            let t = Instant::now();
+            call(&mut sender, squall, path, b"x").await;
+            let first = t.elapsed();
+            let t = Instant::now();
+            call(&mut sender, squall, path, b"x").await;
+            let second = t.elapsed();
+            println!(
+                "  deploy {:.1} ms, first invocation {:.1} us, second {:.1} us",
+                deploy.as_secs_f64() * 1e3,
+                us(first),
+                us(second)
+            );
+        }
+        node.shutdown().await;
+    });
+}

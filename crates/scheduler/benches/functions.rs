@@ -1,0 +1,97 @@
+//! Function runtime benchmarks: instantiation, and an in-process invocation
+//! of `counter` (admission, placement on a shard thread, a store transaction,
+//! the atomic commit).
+//!
+//! `cargo bench -p squall-scheduler --bench functions`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use squall_runtime::{Answer, BoxFuture, Call, Invocation, Runtime, StoreError, Txn};
+use squall_scheduler::{Functions, Request, Settings};
+use squall_store::{Durability, Options, Store};
+
+/// A transaction for guests that never touch the store.
+struct NoStore;
+
+impl Txn for NoStore {
+    fn call(&mut self, _call: Call) -> BoxFuture<'_, Result<Answer, StoreError>> {
+        Box::pin(async { Err(StoreError::Unavailable("no store in this benchmark".into())) })
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+fn runtime_benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = Runtime::new(Default::default()).unwrap();
+    let hello = runtime.compile(squall_guests::HELLO).unwrap();
+    let inv = Invocation {
+        id: "bench".into(),
+        function: "hello".into(),
+        version: 1,
+        input: b"bench".to_vec(),
+        timeout: Duration::from_secs(30),
+        memory: 128 << 20,
+        env: Vec::new(),
+    };
+    let mut g = c.benchmark_group("runtime");
+    // The runtime's own clock around instantiation only (a new Store, a pooled slot, the instance).
+    g.bench_function("instantiate_hello", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let done = runtime.invoke(&hello, inv.clone(), Box::new(NoStore)).await;
+                    assert!(done.outcome.is_ok());
+                    total += done.timing.instantiate;
+                }
+                total
+            })
+        })
+    });
+    // Instantiate, call `handle`, tear down.
+    g.bench_function("invoke_hello", |b| {
+        b.iter(|| rt.block_on(async { runtime.invoke(&hello, inv.clone(), Box::new(NoStore)).await.outcome.unwrap() }))
+    });
+    g.finish();
+}
+
+fn service_benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.shards = 2;
+    opts.durability = Durability::Async;
+    let store = Store::open(opts).unwrap();
+    let functions = rt.block_on(async {
+        let runtime = Arc::new(Runtime::new(Default::default()).unwrap());
+        let f = Functions::start(store.handle(), runtime, Settings::default()).await.unwrap();
+        f.deploy("counter", Bytes::from_static(squall_guests::COUNTER), Default::default()).await.unwrap();
+        f
+    });
+    let mut g = c.benchmark_group("service");
+    // The whole in-process path: admission, a shard thread, read, commit.
+    g.bench_function("invoke_counter", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let r = functions.invoke("counter", Request { input: b"hits".to_vec(), ..Default::default() }).await;
+                r.unwrap().outcome.unwrap()
+            })
+        })
+    });
+    g.finish();
+    drop(functions);
+    store.close();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    targets = runtime_benches, service_benches
+}
+criterion_main!(benches);
