@@ -596,6 +596,22 @@ impl Handle {
         Dispatched::Waiting(rx)
     }
 
+    /// Orders `involved` remote shards first, the local one (if any) last, and
+    /// reserves room in every remote mailbox, so that once one part of a
+    /// batch is under way the others cannot fail to be sent.
+    async fn reserve_mailboxes(&self, involved: &mut [usize]) -> Result<Vec<Option<mpsc::Permit<'_, Work>>>, Error> {
+        involved.sort_by_key(|s| self.is_local(*s));
+        let mut permits = Vec::with_capacity(involved.len());
+        for &shard in involved.iter() {
+            permits.push(if self.is_local(shard) {
+                None
+            } else {
+                Some(self.inner.shards[shard].tx.reserve().await.map_err(|_| Error::Closed)?)
+            });
+        }
+        Ok(permits)
+    }
+
     /// Runs `f` on shard `shard` and returns its result.
     pub async fn run<R, F>(&self, shard: usize, f: F) -> Result<R, Error>
     where
@@ -655,15 +671,7 @@ impl Handle {
             // the others must not fail to be sent (the writer would wait for
             // them forever). Remote parts go before the local one.
             let mut involved = involved;
-            involved.sort_by_key(|s| self.is_local(*s));
-            let mut permits = Vec::with_capacity(involved.len());
-            for &shard in &involved {
-                permits.push(if self.is_local(shard) {
-                    None
-                } else {
-                    Some(self.inner.shards[shard].tx.reserve().await.map_err(|_| Error::Closed)?)
-                });
-            }
+            let permits = self.reserve_mailboxes(&mut involved).await?;
             let mut pending = Vec::with_capacity(involved.len());
             for (&shard, permit) in involved.iter().zip(permits) {
                 let group = std::mem::take(&mut groups[shard]);
@@ -721,15 +729,7 @@ impl Handle {
         let batch =
             (many && total > 0).then(|| (self.inner.next_batch.fetch_add(1, Ordering::Relaxed), involved.len()));
         let vote = Arc::new(Vote::new(involved.len()));
-        involved.sort_by_key(|s| self.is_local(*s));
-        let mut permits = Vec::with_capacity(involved.len());
-        for &shard in &involved {
-            permits.push(if self.is_local(shard) {
-                None
-            } else {
-                Some(self.inner.shards[shard].tx.reserve().await.map_err(|_| Error::Closed)?)
-            });
-        }
+        let permits = self.reserve_mailboxes(&mut involved).await?;
         let mut pending = Vec::with_capacity(involved.len());
         for (&shard, permit) in involved.iter().zip(permits) {
             let (checks, writes) = std::mem::take(&mut parts[shard]);
