@@ -12,6 +12,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use squall_scheduler::Functions;
@@ -20,6 +22,7 @@ use squall_store::{Handle, Op, OpError, Reply, SetExpiry};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use tokio::sync::watch;
 
 #[derive(Clone)]
 pub(crate) struct App {
@@ -46,6 +49,44 @@ pub fn router(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_bo
         .merge(crate::functions::routes(&app))
         .layer(middleware::from_fn_with_state(metrics, measure))
         .with_state(app)
+}
+
+/// Serves the HTTP API until `stop` turns true, then lets in-flight requests
+/// finish (each connection closes after its current response) and returns
+/// once every connection has closed.
+///
+/// Connections are accepted here and each is served on a shard thread, round
+/// robin, like Redis connections: its key operations run in place when the
+/// key is that shard's, and an invocation it starts runs on that thread when
+/// the function has no data elsewhere, so a warm call crosses no thread.
+pub async fn serve(listener: tokio::net::TcpListener, store: Handle, app: Router, mut stop: watch::Receiver<bool>) {
+    let (closed_tx, closed_rx) = watch::channel(());
+    let mut next = 0usize;
+    loop {
+        let std = tokio::select! {
+            s = crate::redis::accept(&listener) => s,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let shard = next % store.shards();
+        next = next.wrapping_add(1);
+        let (app, mut stop, closed) = (app.clone(), stop.clone(), closed_rx.clone());
+        store.spawn_on(shard, async move {
+            let _open = closed;
+            // Registering the socket here puts it on this shard's event loop.
+            let Ok(stream) = tokio::net::TcpStream::from_std(std) else { return };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(closed_rx);
+    closed_tx.closed().await;
 }
 
 /// An API error: a status and a stable code.

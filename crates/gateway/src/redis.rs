@@ -59,21 +59,10 @@ pub async fn serve(
     tokio::pin!(shutdown);
     let mut next = 0usize;
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
+        let std = tokio::select! {
+            s = accept(&listener) => s,
             _ = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(std) = stream.into_std() else { continue };
         let shard = next % store.shards();
         next = next.wrapping_add(1);
         let conn = Conn::new(store.clone(), metrics.clone(), opts);
@@ -88,6 +77,26 @@ pub async fn serve(
                 conn.run(fd).await;
             }
         });
+    }
+}
+
+/// The next accepted connection, with Nagle off, detached from this
+/// thread's event loop so a shard thread can take it. Failed accepts (out
+/// of file descriptors and the like) are logged and retried after a pause.
+pub(crate) async fn accept(listener: &TcpListener) -> std::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                if let Ok(std) = stream.into_std() {
+                    return std;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
     }
 }
 

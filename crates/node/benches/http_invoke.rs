@@ -1,5 +1,6 @@
 //! Warm invocation over HTTP keep-alive, side by side with a bare hyper echo
-//! server built here (the floor); and the first invocation after a deploy.
+//! server built here (the floor: on its own thread, and on the client's
+//! runtime); and the first invocation after a deploy.
 //!
 //! `cargo bench -p squall-node --bench http_invoke` (REQUESTS, ROUNDS, CONNECTIONS to change the load)
 
@@ -18,12 +19,21 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn echo_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A bare hyper HTTP/1 server answering with the request's body. On the
+/// client's runtime (`own_thread` false) a request and its answer can be
+/// handled by one thread with no wake-up between threads, which no server in
+/// another process gets; on a thread of its own, with a current-thread
+/// runtime like each of Squall's shard threads, it pays what a real server
+/// pays.
+async fn echo_server(own_thread: bool) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let serve = async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
+            stream.set_nodelay(true).unwrap();
             tokio::spawn(async move {
                 let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let body = req.into_body().collect().await?.to_bytes();
@@ -32,7 +42,15 @@ async fn echo_server() -> SocketAddr {
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
-    });
+    };
+    if own_thread {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(serve);
+        });
+    } else {
+        tokio::spawn(serve);
+    }
     addr
 }
 
@@ -121,22 +139,27 @@ fn main() {
         let node = Node::start(config).await.unwrap();
         node.functions().deploy("hello", Bytes::from_static(squall_guests::HELLO), Default::default()).await.unwrap();
         let squall = node.http_addr();
-        let echo = echo_server().await;
-        let targets: [(&str, SocketAddr, &'static str); 2] =
-            [("hyper echo", echo, "/echo"), ("squall hello", squall, "/v1/functions/hello/invoke")];
-        // Warm both up.
+        let shared = echo_server(false).await;
+        let echo = echo_server(true).await;
+        let targets: [(&str, SocketAddr, &'static str); 3] = [
+            ("echo, client's runtime", shared, "/echo"),
+            ("echo, own thread", echo, "/echo"),
+            ("squall hello", squall, "/v1/functions/hello/invoke"),
+        ];
+        // Warm them up.
         for (_, addr, path) in targets {
             load(addr, path, 2000, 1).await;
         }
         println!("warm invocation over HTTP keep-alive: {requests} requests per run, {rounds} rounds, alternating");
-        let mut p50s = [Vec::new(), Vec::new()];
-        let mut tputs = [Vec::new(), Vec::new()];
+        let mut p50s = [Vec::new(), Vec::new(), Vec::new()];
+        let mut p99s = [Vec::new(), Vec::new(), Vec::new()];
+        let mut tputs = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..rounds {
             for (i, (name, addr, path)) in targets.iter().enumerate() {
                 let one = load(*addr, path, requests / 4, 1).await;
                 let many = load(*addr, path, requests, connections).await;
                 println!(
-                    "  round {round} {name:<13} 1 conn: p50 {:>7.1} us  p99 {:>7.1} us  {:>8.0}/s | {connections} conns: p50 {:>7.1} us  p99 {:>7.1} us  {:>8.0}/s",
+                    "  round {round} {name:<22} 1 conn: p50 {:>6.1} us  p99 {:>7.1} us  {:>6.0}/s | {connections} conns: p50 {:>7.1} us  p99 {:>7.1} us  {:>6.0}/s",
                     us(one.p50),
                     us(one.p99),
                     one.per_sec,
@@ -145,6 +168,7 @@ fn main() {
                     many.per_sec
                 );
                 p50s[i].push(us(one.p50));
+                p99s[i].push(us(one.p99));
                 tputs[i].push(many.per_sec);
             }
         }
@@ -152,10 +176,24 @@ fn main() {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[v.len() / 2]
         };
-        let (e50, s50) = (median(&mut p50s[0]), median(&mut p50s[1]));
-        let (et, st) = (median(&mut tputs[0]), median(&mut tputs[1]));
-        println!("median 1-connection p50: echo {e50:.1} us, squall {s50:.1} us: ratio {:.2} (target <= 2.0)", s50 / e50);
-        println!("median {connections}-connection throughput: echo {et:.0}/s, squall {st:.0}/s: ratio {:.2}", st / et);
+        let p50: Vec<f64> = p50s.iter_mut().map(median).collect();
+        let p99: Vec<f64> = p99s.iter_mut().map(median).collect();
+        let tput: Vec<f64> = tputs.iter_mut().map(median).collect();
+        println!("medians over the rounds, 1 connection: p50 / p99; {connections} connections: throughput");
+        for (i, (name, _, _)) in targets.iter().enumerate() {
+            println!("  {name:<22} {:>6.1} us / {:>7.1} us  {:>6.0}/s", p50[i], p99[i], tput[i]);
+        }
+        println!(
+            "squall / echo on its own thread: p50 ratio {:.2} (target <= 2.0), p99 ratio {:.2}, throughput ratio {:.2}",
+            p50[2] / p50[1],
+            p99[2] / p99[1],
+            tput[2] / tput[1]
+        );
+        println!(
+            "squall / echo on the client's runtime: p50 ratio {:.2}, throughput ratio {:.2}",
+            p50[2] / p50[0],
+            tput[2] / tput[0]
+        );
 
         println!("first invocation after deploy (a new digest each time: compile included in deploy):");
         let mut sender = connect(squall).await;

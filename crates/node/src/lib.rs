@@ -196,12 +196,7 @@ impl Node {
             .await
             .map_err(|e| Error::Functions(e.to_string()))?;
         let app = http::router(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes);
-        let http_stop = wait(stopped.clone());
-        let http_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(http_stop).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), app, stopped.clone()));
         let resp_task =
             tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
         Ok(Node {

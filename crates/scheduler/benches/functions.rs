@@ -1,11 +1,11 @@
 //! Function runtime benchmarks: instantiation, and an in-process invocation
-//! of `counter` (admission, placement on a shard thread, a store transaction,
-//! the atomic commit).
+//! of `counter` (admission, its task on the key's shard thread, a store
+//! transaction, the atomic commit), from a shard thread and from another.
 //!
 //! `cargo bench -p squall-scheduler --bench functions`
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -40,23 +40,26 @@ fn runtime_benches(c: &mut Criterion) {
         env: Vec::new(),
     };
     let mut g = c.benchmark_group("runtime");
-    // The runtime's own clock around instantiation only (a new Store, a pooled slot, the instance).
+    // The runtime's own clock around instantiation only (a new Store with its
+    // WASI context, a pooled slot, the instance).
     g.bench_function("instantiate_hello", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let done = runtime.invoke(&hello, inv.clone(), Box::new(NoStore)).await;
-                    assert!(done.outcome.is_ok());
+                    let done = runtime.invoke(&hello, &inv, Box::new(NoStore)).await;
+                    if let Err(e) = &done.outcome {
+                        panic!("{e:?}");
+                    }
                     total += done.timing.instantiate;
                 }
                 total
             })
         })
     });
-    // Instantiate, call `handle`, tear down.
+    // Instantiate, call `handle`, tear down (reset the pooled slot).
     g.bench_function("invoke_hello", |b| {
-        b.iter(|| rt.block_on(async { runtime.invoke(&hello, inv.clone(), Box::new(NoStore)).await.outcome.unwrap() }))
+        b.iter(|| rt.block_on(async { runtime.invoke(&hello, &inv, Box::new(NoStore)).await.outcome.unwrap() }))
     });
     g.finish();
 }
@@ -72,11 +75,34 @@ fn service_benches(c: &mut Criterion) {
         let runtime = Arc::new(Runtime::new(Default::default()).unwrap());
         let f = Functions::start(store.handle(), runtime, Settings::default()).await.unwrap();
         f.deploy("counter", Bytes::from_static(squall_guests::COUNTER), Default::default()).await.unwrap();
+        f.deploy("hello", Bytes::from_static(squall_guests::HELLO), Default::default()).await.unwrap();
         f
     });
     let mut g = c.benchmark_group("service");
-    // The whole in-process path: admission, a shard thread, read, commit.
-    g.bench_function("invoke_counter", |b| {
+    let handle = store.handle();
+    let home = handle.shard_of(b"hits");
+    // `calls` invocations of `name`, one after another, from a task on `home`'s thread.
+    let on_shard = |name: &'static str, input: &'static [u8], calls: u64| {
+        let f = functions.clone();
+        let task = handle.spawn_on(home, async move {
+            let started = Instant::now();
+            for _ in 0..calls {
+                let r = f.invoke(name, Request { input: input.to_vec(), ..Default::default() }).await;
+                r.unwrap().outcome.unwrap();
+            }
+            started.elapsed()
+        });
+        rt.block_on(task).unwrap()
+    };
+    // The in-process path from a caller on the key's shard thread, where HTTP
+    // and Redis connections live and invocations call each other: admission,
+    // the invocation's task, the guest, its read, the commit.
+    g.bench_function("invoke_counter", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters)));
+    // `hello` (no store access) the same way.
+    g.bench_function("invoke_hello", |b| b.iter_custom(|iters| on_shard("hello", b"bench", iters)));
+    // The same from a thread that is not a shard's: a hop onto the key's
+    // shard thread and one back (two thread wake-ups) on top of the above.
+    g.bench_function("invoke_counter_cross_thread", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let r = functions.invoke("counter", Request { input: b"hits".to_vec(), ..Default::default() }).await;

@@ -185,6 +185,42 @@ pub struct FunctionStats {
     pub queued: AtomicUsize,
 }
 
+/// An admitted invocation: counted in its function's queue bound, and once
+/// it holds a concurrency permit, in its running count. Dropping it gives
+/// back all of that.
+struct Slot {
+    adm: Arc<Admission>,
+    stats: Arc<FunctionStats>,
+    /// It holds a permit (taken with `forget`, given back here).
+    running: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.running {
+            self.adm.running.add_permits(1);
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.adm.inside.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A gauge held up for as long as this lives.
+struct Gauge<'a>(&'a AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicUsize) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Deployed {
     meta: FunctionMeta,
     compiled: Arc<Function>,
@@ -346,7 +382,11 @@ impl Functions {
 
     /// A function's statistics (kept across redeploys).
     pub fn stats(&self, name: &str) -> Arc<FunctionStats> {
-        self.inner.stats.lock().expect("stats").entry(name.to_string()).or_default().clone()
+        let mut all = self.inner.stats.lock().expect("stats");
+        match all.get(name) {
+            Some(s) => s.clone(),
+            None => all.entry(name.to_string()).or_default().clone(),
+        }
     }
 
     /// Every function's statistics, by name.
@@ -530,30 +570,38 @@ impl Functions {
                 retry_after: Duration::from_secs(1),
             });
         }
-        struct Leave<'a>(&'a Admission);
-        impl Drop for Leave<'_> {
-            fn drop(&mut self) {
-                self.0.inside.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let _leave = Leave(&adm);
+        // Each count below is given back by a guard, so a caller that goes
+        // away (a closed connection drops this future) leaks none of them.
+        let mut slot = Slot { adm: adm.clone(), stats: stats.clone(), running: false };
         let queued_at = Instant::now();
-        stats.queued.fetch_add(1, Ordering::Relaxed);
-        let permit = adm.running.acquire().await;
-        stats.queued.fetch_sub(1, Ordering::Relaxed);
-        let _permit = permit.map_err(|_| Error::Unavailable("function removed".into()))?;
-        let queue = queued_at.elapsed();
+        let permit = {
+            let _queued = Gauge::up(&stats.queued);
+            adm.running.acquire().await
+        };
+        permit.map_err(|_| Error::Unavailable("function removed".into()))?.forget();
+        slot.running = true;
         stats.running.fetch_add(1, Ordering::Relaxed);
         stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let queue = queued_at.elapsed();
+        // Run where the function's data is (the shard its last invocation
+        // touched first); a function with no data yet runs on the caller's
+        // shard thread if it is on one (an HTTP or RESP connection, another
+        // invocation), where starting the task takes no hop between threads.
+        // It is a task of its own either way, so a caller that goes away does
+        // not cancel an invocation halfway; the slot is held until it ends.
         let shard = match d.affinity.load(Ordering::Relaxed) {
-            usize::MAX => self.inner.next_shard.fetch_add(1, Ordering::Relaxed),
+            usize::MAX => match self.inner.store.current_shard() {
+                Some(here) => here,
+                None => self.inner.next_shard.fetch_add(1, Ordering::Relaxed),
+            },
             s => s,
         };
         let this = self.clone();
-        let task = self.inner.store.spawn_on(shard, async move { this.run(d, req).await });
-        let r = task.await;
-        stats.running.fetch_sub(1, Ordering::Relaxed);
-        let mut r = r.map_err(|e| Error::Unavailable(format!("invocation task failed: {e}")))??;
+        let task = self.inner.store.spawn_on(shard, async move {
+            let _slot = slot;
+            this.run(d, req).await
+        });
+        let mut r = task.await.map_err(|e| Error::Unavailable(format!("invocation task failed: {e}")))??;
         r.timing.queue = queue;
         Ok(r)
     }
@@ -584,7 +632,15 @@ impl Functions {
         let (outcome, log) = loop {
             attempts += 1;
             let txn = Box::new(StoreTxn::new(self.inner.store.clone(), self.inner.settings.ns.clone()));
-            let done = self.inner.runtime.invoke(&d.compiled, inv.clone(), txn).await;
+            let done = self.inner.runtime.invoke(&d.compiled, &inv, txn).await;
+            // Tear the instance down after the answer has gone out: the
+            // waiting caller is woken when this task ends and runs first (a
+            // yield puts the teardown behind it).
+            let used = done.instance;
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                drop(used);
+            });
             timing.instantiate += done.timing.instantiate;
             timing.run += done.timing.run;
             timing.store += done.timing.store;

@@ -45,7 +45,10 @@ impl Logs {
         let mut g = self.inner.lock().expect("logs");
         g.0 += 1;
         log.seq = g.0;
-        let ring = g.1.entry(log.function.clone()).or_default();
+        let ring = match g.1.get_mut(&log.function) {
+            Some(ring) => ring,
+            None => g.1.entry(log.function.clone()).or_default(),
+        };
         if ring.len() >= self.keep {
             ring.pop_front();
         }

@@ -572,6 +572,11 @@ impl Handle {
         Ok(Dispatched::Waiting(rx))
     }
 
+    /// The shard whose thread this is, if it is one of this store's shard threads.
+    pub fn current_shard(&self) -> Option<usize> {
+        LOCAL.with(|l| l.borrow().as_ref().filter(|l| l.store == self.inner.id).map(|l| l.shard))
+    }
+
     fn is_local(&self, shard: usize) -> bool {
         LOCAL.with(|l| l.borrow().as_ref().is_some_and(|l| l.store == self.inner.id && l.shard == shard))
     }
