@@ -44,10 +44,13 @@ async fn echo_server(own_thread: bool) -> SocketAddr {
         }
     };
     if own_thread {
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(serve);
-        });
+        std::thread::Builder::new()
+            .name("echo-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(serve);
+            })
+            .unwrap();
     } else {
         tokio::spawn(serve);
     }
