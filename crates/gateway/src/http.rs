@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -75,7 +75,6 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Handle, app: Router
             // Registering the socket here puts it on this shard's event loop.
             let Ok(stream) = tokio::net::TcpStream::from_std(std) else { return };
             let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
             tokio::pin!(conn);
             tokio::select! {

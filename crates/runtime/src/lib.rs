@@ -33,9 +33,11 @@ use host::{Host, bindings};
 /// How often the epoch ticks; time limits are checked at this granularity,
 /// and a running guest yields to other tasks on its thread once per tick.
 const TICK: Duration = Duration::from_millis(1);
-/// Memory (and table) bytes of a used pooled slot reset in place rather
-/// than by `madvise`; a slot keeps at most this much resident while unused.
+/// Memory bytes of a used pooled slot reset in place rather than by
+/// `madvise` (with PAGEMAP_SCAN); at most this much stays resident.
 const KEEP_RESIDENT: usize = 1 << 20;
+/// The same for each table (a Rust guest's tables are a few KiB).
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 /// Cap on what one invocation may print to stdout and to stderr (each).
 const OUTPUT_CAP: usize = 1024 * 1024;
 
@@ -206,15 +208,19 @@ impl Runtime {
             .total_memories(n * 2)
             .total_tables(n * 8)
             .total_stacks(n)
-            .max_memory_size(options.max_memory)
+            .max_memory_size(options.max_memory);
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
             // Reset a used slot by rewriting only the pages the guest dirtied
-            // (found with the PAGEMAP_SCAN ioctl, Linux 6.7+) instead of
-            // `madvise`: no TLB shootdown across cores at teardown and no
-            // page faults on the next invocation. Past this size (or on
-            // older kernels) wasmtime falls back to `madvise`.
-            .pagemap_scan(Enabled::Auto)
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            // (found with the PAGEMAP_SCAN ioctl, Linux 6.7+), up to these
+            // sizes, instead of `madvise`: no TLB shootdown across cores at
+            // teardown and no page faults on the next invocation. An unused
+            // slot keeps at most that much resident. Without the ioctl,
+            // wasmtime would memset these sizes from the start of every
+            // slot, so they stay 0 there (plain `madvise`).
+            pool.pagemap_scan(Enabled::Auto)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT_TABLE);
+        }
         let mut config = Config::new();
         config
             .wasm_component_model(true)

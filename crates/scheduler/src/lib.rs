@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use squall_runtime::{Function, Invocation, Runtime};
+use squall_runtime::{Function, Invocation, Runtime, Used};
 use squall_store::{Handle, Op, Reply, SetExpiry, Write};
 use tokio::sync::{Notify, Semaphore};
 
@@ -202,6 +202,21 @@ impl Drop for Slot {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
         }
         self.adm.inside.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An idempotency key's call in progress: dropping it lets the duplicates
+/// waiting for it look for its answer.
+struct InFlight {
+    inner: Arc<Inner>,
+    slot: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.inner.in_flight.lock().expect("in flight").remove(&self.slot) {
+            n.notify_waiters();
+        }
     }
 }
 
@@ -498,7 +513,7 @@ impl Functions {
             return Err(Error::InputTooLarge(req.input.len(), max));
         }
         let Some(key) = req.idempotency_key.clone() else {
-            return self.admit_and_run(d, req).await;
+            return self.admit_and_run(d, req, None).await;
         };
         if key.is_empty() || key.len() > 256 {
             return Err(Error::BadRequest("Idempotency-Key must be 1 to 256 bytes".into()));
@@ -532,11 +547,10 @@ impl Functions {
                     }
                 }
                 None => {
-                    let r = self.admit_and_run(d.clone(), req.clone()).await;
-                    if let Some(n) = self.inner.in_flight.lock().expect("in flight").remove(&slot) {
-                        n.notify_waiters();
-                    }
-                    return r;
+                    // Held until the invocation has ended (committed or
+                    // not), even if this caller goes away before that.
+                    let running = InFlight { inner: self.inner.clone(), slot };
+                    return self.admit_and_run(d.clone(), req.clone(), Some(running)).await;
                 }
             }
         }
@@ -556,7 +570,12 @@ impl Functions {
         }))
     }
 
-    async fn admit_and_run(&self, d: Arc<Deployed>, req: Request) -> Result<Response, Error> {
+    async fn admit_and_run(
+        &self,
+        d: Arc<Deployed>,
+        req: Request,
+        running: Option<InFlight>,
+    ) -> Result<Response, Error> {
         let adm = d.admission.clone();
         let stats = self.stats(&d.meta.name);
         let inside = adm.inside.fetch_add(1, Ordering::AcqRel);
@@ -598,8 +617,20 @@ impl Functions {
         };
         let this = self.clone();
         let task = self.inner.store.spawn_on(shard, async move {
-            let _slot = slot;
-            this.run(d, req).await
+            let mut used = None;
+            let r = this.run(d, req, &mut used).await;
+            drop(running);
+            // Tear the instance down after the answer has gone out: the
+            // waiting caller is woken when this task ends and runs first (a
+            // yield puts the teardown behind it). The slot, and with it the
+            // concurrency permit, is given back only after the teardown, so
+            // live instances never outnumber the permits.
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                drop(used);
+                drop(slot);
+            });
+            r
         });
         let mut r = task.await.map_err(|e| Error::Unavailable(format!("invocation task failed: {e}")))??;
         r.timing.queue = queue;
@@ -612,7 +643,9 @@ impl Functions {
     }
 
     /// Runs the invocation (again after a conflict) on this shard thread and commits it.
-    async fn run(&self, d: Arc<Deployed>, req: Request) -> Result<Response, Error> {
+    /// `used` is left holding the last attempt's instance, for the caller
+    /// to tear down once the answer is on its way.
+    async fn run(&self, d: Arc<Deployed>, req: Request, used: &mut Option<Used>) -> Result<Response, Error> {
         let id = self.invocation_id();
         let timeout = Duration::from_millis(d.meta.limits.timeout_ms);
         let inv = Invocation {
@@ -632,15 +665,10 @@ impl Functions {
         let (outcome, log) = loop {
             attempts += 1;
             let txn = Box::new(StoreTxn::new(self.inner.store.clone(), self.inner.settings.ns.clone()));
+            // A conflicting attempt's instance is torn down before the next one.
+            drop(used.take());
             let done = self.inner.runtime.invoke(&d.compiled, &inv, txn).await;
-            // Tear the instance down after the answer has gone out: the
-            // waiting caller is woken when this task ends and runs first (a
-            // yield puts the teardown behind it).
-            let used = done.instance;
-            tokio::spawn(async move {
-                tokio::task::yield_now().await;
-                drop(used);
-            });
+            *used = Some(done.instance);
             timing.instantiate += done.timing.instantiate;
             timing.run += done.timing.run;
             timing.store += done.timing.store;
