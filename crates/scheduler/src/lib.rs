@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use squall_runtime::{Function, Invocation, Runtime, Used};
 use squall_store::{Handle, Op, Reply, SetExpiry, Write};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use logs::{InvocationLog, LogQuery};
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
@@ -170,7 +170,7 @@ pub struct Response {
 /// Per-function admission: a concurrency limit with a bounded queue in front.
 #[derive(Debug)]
 struct Admission {
-    running: Semaphore,
+    running: Arc<Semaphore>,
     /// Invocations admitted and not finished (queued + running).
     inside: AtomicUsize,
     limit: usize,
@@ -191,14 +191,13 @@ pub struct FunctionStats {
 struct Slot {
     adm: Arc<Admission>,
     stats: Arc<FunctionStats>,
-    /// It holds a permit (taken with `forget`, given back here).
-    running: bool,
+    /// The concurrency permit, once it has one.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.running {
-            self.adm.running.add_permits(1);
+        if self.permit.take().is_some() {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
         }
         self.adm.inside.fetch_sub(1, Ordering::AcqRel);
@@ -381,7 +380,7 @@ impl Functions {
     fn install(&self, meta: FunctionMeta, compiled: Arc<Function>) {
         let l = meta.limits;
         let admission = Arc::new(Admission {
-            running: Semaphore::new(l.concurrency as usize),
+            running: Arc::new(Semaphore::new(l.concurrency as usize)),
             inside: AtomicUsize::new(0),
             limit: l.concurrency as usize + l.queue as usize,
             concurrency: l.concurrency as usize,
@@ -591,14 +590,13 @@ impl Functions {
         }
         // Each count below is given back by a guard, so a caller that goes
         // away (a closed connection drops this future) leaks none of them.
-        let mut slot = Slot { adm: adm.clone(), stats: stats.clone(), running: false };
+        let mut slot = Slot { adm: adm.clone(), stats: stats.clone(), permit: None };
         let queued_at = Instant::now();
         let permit = {
             let _queued = Gauge::up(&stats.queued);
-            adm.running.acquire().await
+            adm.running.clone().acquire_owned().await
         };
-        permit.map_err(|_| Error::Unavailable("function removed".into()))?.forget();
-        slot.running = true;
+        slot.permit = Some(permit.map_err(|_| Error::Unavailable("function removed".into()))?);
         stats.running.fetch_add(1, Ordering::Relaxed);
         stats.invocations.fetch_add(1, Ordering::Relaxed);
         let queue = queued_at.elapsed();
