@@ -195,6 +195,98 @@ fn an_idempotency_key_runs_a_call_once() {
     assert_eq!(http_with(&node, "POST", "/v1/functions/hostile/invoke", &k, b"print 1").0, 200);
 }
 
+/// Whether a call ran in an instance made ready before it came.
+fn prepared(head: &str) -> bool {
+    header(head, "server-timing").unwrap_or_default().contains("made ready before the call")
+}
+
+#[test]
+fn warm_calls_run_in_instances_made_ready_ahead_and_behave_as_fresh_ones() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "kv", squall_guests::KV_ECHO, "");
+    let mut redis = node.redis();
+    // The first call instantiates; once a call has ended, an instance is made
+    // ready for the next one on that thread. Each call still sees its own id
+    // and writes only under it.
+    let (status, head, _) = invoke(&node, "kv", b"call 0");
+    assert_eq!(status, 200);
+    assert!(!prepared(&head), "{head}");
+    let mut warm = 0;
+    for i in 1..=30 {
+        let input = format!("call {i}");
+        let (status, head, body) = invoke(&node, "kv", input.as_bytes());
+        assert_eq!((status, body.as_slice()), (200, input.as_bytes()));
+        let id = header(&head, "x-squall-invocation-id").unwrap();
+        assert_eq!(redis.get::<_, String>(format!("echo:{id}")).unwrap(), input);
+        if prepared(&head) {
+            warm += 1;
+            assert!(header(&head, "server-timing").unwrap().contains("instantiate;dur=0.000"), "{head}");
+        }
+    }
+    assert!(warm > 0, "no call ran in an instance made ready ahead");
+    let (_, _, body) = http(&node, "GET", "/metrics", b"");
+    let text = String::from_utf8_lossy(&body);
+    // One per shard thread that served a call at most (the test's requests
+    // come on new connections, handed to the shard threads in turn).
+    assert!(!text.contains("squall_function_instances_ready 0\n"), "{text}");
+
+    // A ready instance keeps the call's own time limit, and a trap in one
+    // leaves nothing behind for the next.
+    deploy(&node, "hostile", squall_guests::HOSTILE, "?timeout=5s");
+    for _ in 0..3 {
+        invoke(&node, "hostile", b"print 1");
+    }
+    let timeout = [("x-squall-timeout-ms", "200")];
+    let (status, head, body) = http_with(&node, "POST", "/v1/functions/hostile/invoke", &timeout, b"loop");
+    assert_eq!((status, error_code(&body).as_str()), (504, "timeout"), "{head}");
+    let (status, _, body) = invoke(&node, "hostile", b"panic ready");
+    assert_eq!((status, error_code(&body).as_str()), (500, "trap"));
+    let (status, _, body) = invoke(&node, "hostile", b"print 2");
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(redis.exists::<_, i64>(&["ready", "ready:count"]).unwrap(), 0);
+
+    // After a redeploy the new version answers, not a ready instance of the old.
+    deploy(&node, "kv", squall_guests::HELLO, "");
+    let (status, _, body) = invoke(&node, "kv", b"there");
+    assert_eq!((status, body.as_slice()), (200, &b"Hello, there!"[..]));
+}
+
+#[test]
+fn a_pool_full_of_ready_instances_gives_them_up_for_calls() {
+    // Four pooled slots: at most one instance is kept ready.
+    let node = TestNode::start(&["--instances", "4"]);
+    deploy(&node, "hello", squall_guests::HELLO, "");
+    deploy(&node, "slow", squall_guests::HOSTILE, "");
+    assert_eq!(invoke(&node, "hello", b"x").0, 200);
+    let ready = || {
+        let text = String::from_utf8_lossy(&http(&node, "GET", "/metrics", b"").2).into_owned();
+        text.contains("squall_function_instances_ready 1\n")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "no instance was made ready");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Four calls at once need all four slots, one of which holds a ready `hello`.
+    let start = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, start) = (node.http.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let timeout = [("x-squall-timeout-ms", "300")];
+                let (status, _, body) = http_at(&base, "POST", "/v1/functions/slow/invoke", &timeout, b"loop");
+                (status, error_code(&body), String::from_utf8_lossy(&body).into_owned())
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, code, body) = t.join().unwrap();
+        assert_eq!((status, code.as_str()), (504, "timeout"), "{body}");
+    }
+    assert_eq!(invoke(&node, "hello", b"again").0, 200);
+}
+
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
     let node = TestNode::start(&[]);

@@ -194,19 +194,26 @@ async fn remove(
     Ok(axum::Json(meta_json(&app.functions.remove(&path_name(name)?).await?)))
 }
 
+/// `Server-Timing`: milliseconds with three decimals (integer arithmetic:
+/// float formatting is a visible cost on this path).
 fn server_timing(i: &Invoked) -> String {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let t = &i.timing;
-    format!(
-        "queue;dur={:.3}, instantiate;dur={:.3}, run;dur={:.3}, store;dur={:.3}, commit;dur={:.3}",
-        ms(t.queue),
-        ms(t.instantiate),
-        ms(t.run),
-        ms(t.store),
-        ms(t.commit)
-    )
+    let mut s = String::with_capacity(128);
+    let parts =
+        [("queue", t.queue), ("instantiate", t.instantiate), ("run", t.run), ("store", t.store), ("commit", t.commit)];
+    for (n, (name, d)) in parts.into_iter().enumerate() {
+        let us = d.as_micros();
+        let sep = if n == 0 { "" } else { ", " };
+        let _ = write!(s, "{sep}{name};dur={}.{:03}", us / 1000, us % 1000);
+        if name == "instantiate" && t.prepared {
+            s.push_str(";desc=\"made ready before the call\"");
+        }
+    }
+    s
 }
 
+/// `POST /v1/functions/NAME/invoke` through the router (a NAME with
+/// percent-encoding; [`invoke_request`] takes the others).
 async fn invoke(
     State(app): State<App>,
     name: Result<Path<String>, PathRejection>,
@@ -226,6 +233,30 @@ async fn invoke(
         }
         Err(e) => return body_error(e).into_response(),
     };
+    invoke_with(&app, started, name, &headers, input).await
+}
+
+/// `POST /v1/functions/NAME/invoke`, straight from the connection.
+pub(crate) async fn invoke_request(
+    app: &App,
+    name: String,
+    req: axum::http::Request<hyper::body::Incoming>,
+) -> Response {
+    let started = Instant::now();
+    let max = app.functions.settings().max_input;
+    let (parts, body) = req.into_parts();
+    // One byte over the limit is enough to tell "too large" apart.
+    let input = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max + 1)).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return error_response(Error::InputTooLarge(max + 1, max));
+        }
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")).into_response(),
+    };
+    invoke_with(app, started, name, &parts.headers, input).await
+}
+
+async fn invoke_with(app: &App, started: Instant, name: String, headers: &HeaderMap, input: Bytes) -> Response {
     let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
     let timeout = match text("x-squall-timeout-ms").map(|v| v.parse::<u64>()) {
         None => None,
@@ -245,9 +276,10 @@ async fn invoke(
         Ok(r) => r,
         Err(e) => return error_response(e),
     };
-    let mut resp = match &r.outcome {
+    let timing = server_timing(&r);
+    let mut resp = match r.outcome {
         Ok(output) => {
-            let mut resp = output.clone().into_response();
+            let mut resp = output.into_response();
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             resp
         }
@@ -260,7 +292,7 @@ async fn invoke(
     if let Ok(v) = HeaderValue::from_str(&r.invocation_id) {
         h.insert("x-squall-invocation-id", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&server_timing(&r)) {
+    if let Ok(v) = HeaderValue::from_str(&timing) {
         h.insert("server-timing", v);
     }
     h.insert("x-squall-attempts", HeaderValue::from(r.attempts));
@@ -368,6 +400,12 @@ pub(crate) fn render_metrics(app: &App, out: &mut String) {
     for (f, m) in &by_name {
         m.latency.render_series(out, name, &format!("function=\"{f}\","));
     }
+    let name = "squall_function_instances_ready";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Instances made ready ahead of their calls, all functions.\n# TYPE {name} gauge\n{name} {}",
+        app.functions.ready_instances()
+    );
     for (name, help, pick) in [
         ("squall_function_instances", "Instances running now, by function.", 2usize),
         ("squall_function_queue_depth", "Invocations waiting for a turn, by function.", 1),

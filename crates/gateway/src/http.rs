@@ -7,13 +7,13 @@ use crate::redis::DEFAULT_NS;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use squall_scheduler::Functions;
@@ -32,10 +32,58 @@ pub(crate) struct App {
     pub functions: Functions,
 }
 
-/// The router, with `max_body` as the limit on key bodies (function
-/// components and inputs have their own limits).
-pub fn router(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_body: usize) -> Router {
-    let app = App { store, metrics: metrics.clone(), ns: bytes::Bytes::from_static(DEFAULT_NS), functions };
+/// The HTTP API: the router, except for its hot route, invoking a function,
+/// which is answered without it (no routing table, no extractors, no copy
+/// of the headers); every request is counted and timed.
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+    app: App,
+}
+
+impl Api {
+    /// `max_body` is the limit on key bodies (function components and inputs
+    /// have their own limits).
+    pub fn new(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_body: usize) -> Api {
+        let app = App { store, metrics, ns: bytes::Bytes::from_static(DEFAULT_NS), functions };
+        Api { router: router(&app, max_body), app }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response {
+        let started = Instant::now();
+        let resp = match invoke_target(&req) {
+            Some(name) => crate::functions::invoke_request(&self.app, name, req).await,
+            None => {
+                let mut router = self.router.clone();
+                match tower_service::Service::call(&mut router, req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        };
+        let metrics = &self.app.metrics;
+        metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+        if resp.status().is_client_error() || resp.status().is_server_error() {
+            metrics.http_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics.http_latency.observe(started.elapsed());
+        resp
+    }
+}
+
+/// NAME, if this is `POST /v1/functions/NAME/invoke` with a NAME that needs
+/// no decoding (any other request goes through the router, which has the
+/// same route).
+fn invoke_target<B>(req: &Request<B>) -> Option<String> {
+    if req.method() != Method::POST {
+        return None;
+    }
+    let name = req.uri().path().strip_prefix("/v1/functions/")?.strip_suffix("/invoke")?;
+    (!name.is_empty() && !name.contains(['/', '%'])).then(|| name.to_string())
+}
+
+fn router(app: &App, max_body: usize) -> Router {
     Router::new()
         .route("/v1/kv", get(scan))
         .route("/v1/kv/", get(scan))
@@ -46,9 +94,8 @@ pub fn router(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_bo
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(DefaultBodyLimit::max(max_body))
-        .merge(crate::functions::routes(&app))
-        .layer(middleware::from_fn_with_state(metrics, measure))
-        .with_state(app)
+        .merge(crate::functions::routes(app))
+        .with_state(app.clone())
 }
 
 /// Serves the HTTP API until `stop` turns true, then lets in-flight requests
@@ -59,7 +106,8 @@ pub fn router(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_bo
 /// robin, like Redis connections: its key operations run in place when the
 /// key is that shard's, and an invocation it starts runs on that thread when
 /// the function has no data elsewhere, so a warm call crosses no thread.
-pub async fn serve(listener: tokio::net::TcpListener, store: Handle, app: Router, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, mut stop: watch::Receiver<bool>) {
+    let api = Arc::new(api);
     let (closed_tx, closed_rx) = watch::channel(());
     let mut next = 0usize;
     loop {
@@ -69,13 +117,16 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Handle, app: Router
         };
         let shard = next % store.shards();
         next = next.wrapping_add(1);
-        let (app, mut stop, closed) = (app.clone(), stop.clone(), closed_rx.clone());
+        let (api, mut stop, closed) = (api.clone(), stop.clone(), closed_rx.clone());
         store.spawn_on(shard, async move {
             let _open = closed;
             // Registering the socket here puts it on this shard's event loop.
             let Ok(stream) = tokio::net::TcpStream::from_std(std) else { return };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            let service = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -122,17 +173,6 @@ impl From<OpError> for ApiError {
             e.to_string().trim_start_matches("ERR ").trim_start_matches("WRONGTYPE ").to_string(),
         )
     }
-}
-
-async fn measure(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    if resp.status().is_client_error() || resp.status().is_server_error() {
-        metrics.http_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    metrics.http_latency.observe(started.elapsed());
-    resp
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -1,6 +1,7 @@
 //! Warm invocation over HTTP keep-alive, side by side with a bare hyper echo
 //! server built here (the floor: on its own thread, and on the client's
-//! runtime); and the first invocation after a deploy.
+//! runtime) and with the node's `/healthz` (its HTTP layer without an
+//! invocation); and the first invocation after a deploy.
 //!
 //! `cargo bench -p squall-node --bench http_invoke` (REQUESTS, ROUNDS, CONNECTIONS to change the load)
 
@@ -14,6 +15,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use squall_node::{Config, Node, StoreDurability};
+
+/// The squall binary's allocator (the echo servers in this process use it too).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -67,9 +72,12 @@ async fn connect(addr: SocketAddr) -> Sender {
     sender
 }
 
+/// A request for `path`: a GET if it is `/healthz`, else a POST of `body`.
 async fn call(sender: &mut Sender, addr: SocketAddr, path: &str, body: &'static [u8]) -> Bytes {
     sender.ready().await.unwrap();
-    let req = Request::post(path).header("host", addr.to_string()).body(Full::new(Bytes::from_static(body))).unwrap();
+    let req = if path == "/healthz" { Request::get(path) } else { Request::post(path) };
+    let body = if path == "/healthz" { Bytes::new() } else { Bytes::from_static(body) };
+    let req = req.header("host", addr.to_string()).body(Full::new(body)).unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     resp.into_body().collect().await.unwrap().to_bytes()
@@ -144,19 +152,20 @@ fn main() {
         let squall = node.http_addr();
         let shared = echo_server(false).await;
         let echo = echo_server(true).await;
-        let targets: [(&str, SocketAddr, &'static str); 3] = [
+        let targets: [(&str, SocketAddr, &'static str); 4] = [
             ("echo, client's runtime", shared, "/echo"),
             ("echo, own thread", echo, "/echo"),
             ("squall hello", squall, "/v1/functions/hello/invoke"),
+            ("squall /healthz", squall, "/healthz"),
         ];
         // Warm them up.
         for (_, addr, path) in targets {
             load(addr, path, 2000, 1).await;
         }
         println!("warm invocation over HTTP keep-alive: {requests} requests per run, {rounds} rounds, alternating");
-        let mut p50s = [Vec::new(), Vec::new(), Vec::new()];
-        let mut p99s = [Vec::new(), Vec::new(), Vec::new()];
-        let mut tputs = [Vec::new(), Vec::new(), Vec::new()];
+        let mut p50s = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        let mut p99s = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        let mut tputs = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for round in 0..rounds {
             for (i, (name, addr, path)) in targets.iter().enumerate() {
                 let one = load(*addr, path, requests / 4, 1).await;

@@ -31,7 +31,8 @@ pub struct Config {
     pub node_id: Option<u64>,
     /// Largest HTTP request body for keys, in bytes.
     pub max_body_bytes: usize,
-    /// Function instances that may run at once (pooled slots).
+    /// Pooled function instance slots: invocations running at once, and up
+    /// to a quarter of them kept ready for the next call.
     pub instances: u32,
 }
 
@@ -195,8 +196,8 @@ impl Node {
         let functions = Functions::start(handle.clone(), Arc::new(runtime), Settings::default())
             .await
             .map_err(|e| Error::Functions(e.to_string()))?;
-        let app = http::router(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes);
-        let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), app, stopped.clone()));
+        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes);
+        let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, stopped.clone()));
         let resp_task =
             tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
         Ok(Node {

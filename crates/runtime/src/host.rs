@@ -6,7 +6,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::txn::{Answer, Call, StoreError, Txn};
+use crate::txn::{Answer, Call, Spent, StoreError, Txn};
 use crate::{FailureCode, Invocation};
 
 pub(crate) mod bindings {
@@ -100,6 +100,8 @@ pub(crate) struct Host {
     id: String,
     function: String,
     version: u64,
+    /// When the running call must end (while instantiating: a bound on that).
+    pub deadline: Instant,
     deadline_ms: u64,
     pub timeout: Duration,
     pub store_time: Duration,
@@ -120,7 +122,11 @@ impl WasiView for Host {
 }
 
 impl Host {
-    pub fn new(inv: &Invocation, txn: Box<dyn Txn>, deadline: Instant, output_cap: usize) -> Host {
+    /// The state of an instance of `inv`'s function, before any call: its
+    /// environment values and memory limit come from `inv`, the call's own
+    /// parts arrive with [`Host::begin`]. Until then `deadline` bounds the
+    /// instantiation and the store is out of reach.
+    pub fn new(inv: &Invocation, deadline: Instant, output_cap: usize) -> Host {
         let stdout = MemoryOutputPipe::new(output_cap);
         let stderr = MemoryOutputPipe::new(output_cap);
         // No preopened directories, no network, no host environment or
@@ -138,13 +144,14 @@ impl Host {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter { max: inv.memory, hit: false },
-            txn,
+            txn: Box::new(Spent),
             log: Vec::new(),
             log_bytes: 0,
             dropped: 0,
             id: inv.id.clone(),
             function: inv.function.clone(),
             version: inv.version,
+            deadline,
             deadline_ms: now_ms() + remaining.as_millis() as u64,
             timeout: inv.timeout,
             store_time: Duration::ZERO,
@@ -155,6 +162,17 @@ impl Host {
             stderr,
             output_cap,
         }
+    }
+
+    /// Starts the call `inv` (of the function this instance was made for),
+    /// reaching the store through `txn`, to end by `deadline`.
+    pub fn begin(&mut self, inv: &Invocation, txn: Box<dyn Txn>, deadline: Instant) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.txn = txn;
+        self.id.clone_from(&inv.id);
+        self.deadline = deadline;
+        self.deadline_ms = now_ms() + remaining.as_millis() as u64;
+        self.timeout = inv.timeout;
     }
 
     /// Appends a line, within the invocation's log budget.

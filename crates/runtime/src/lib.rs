@@ -346,30 +346,47 @@ impl Runtime {
         }
     }
 
-    /// Runs one invocation of `f` in a fresh instance.
+    /// Runs one invocation of `f` in a fresh instance: [`Runtime::prepare`]
+    /// then [`Runtime::run`].
     pub async fn invoke(&self, f: &Function, inv: &Invocation, txn: Box<dyn Txn>) -> Invoked {
+        let prepared = self.prepare(f, inv).await;
+        self.run(prepared, inv, txn).await
+    }
+
+    /// A fresh instance of `f` for one call of `inv`'s function (its memory
+    /// limit and environment values are taken from `inv`; its id, input and
+    /// time limit are not: they come with [`Runtime::run`]). No guest code
+    /// runs yet, so an instance can be made ready before its call arrives.
+    pub async fn prepare(&self, f: &Function, inv: &Invocation) -> Prepared {
         let started = Instant::now();
-        let deadline = started + inv.timeout;
-        let host = Host::new(inv, txn, deadline, OUTPUT_CAP);
+        let host = Host::new(inv, started + inv.timeout, OUTPUT_CAP);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            if Instant::now() >= deadline {
-                ctx.data_mut().timed_out = true;
+        store.epoch_deadline_callback(|mut ctx| {
+            let host = ctx.data_mut();
+            if Instant::now() >= host.deadline {
+                host.timed_out = true;
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let instance = f.pre.instantiate_async(&mut store).await;
+        let instance = f.pre.instantiate_async(&mut store).await.map_err(|e| Failure {
+            code: if store.data().limiter.hit { FailureCode::LimitExceeded } else { FailureCode::Internal },
+            message: format!("cannot instantiate: {e}"),
+        });
+        Prepared { store, instance, instantiate: started.elapsed(), digest: f.digest.clone() }
+    }
+
+    /// Runs the call `inv` in `prepared` (an instance of `inv`'s function).
+    pub async fn run(&self, prepared: Prepared, inv: &Invocation, txn: Box<dyn Txn>) -> Invoked {
+        let Prepared { mut store, instance, instantiate, .. } = prepared;
         let instantiated = Instant::now();
-        let instantiate = instantiated - started;
+        store.data_mut().begin(inv, txn, instantiated + inv.timeout);
+        store.set_epoch_deadline(1);
         let outcome = match instance {
-            Err(e) => Err(Failure {
-                code: if store.data().limiter.hit { FailureCode::LimitExceeded } else { FailureCode::Internal },
-                message: format!("cannot instantiate: {e}"),
-            }),
+            Err(failure) => Err(failure),
             Ok(handler) => match handler.call_handle(&mut store, &inv.input).await {
                 Ok(Ok(output)) => Ok(output),
                 Ok(Err(message)) => Err(Failure { code: FailureCode::FunctionError, message }),
@@ -396,22 +413,40 @@ impl Runtime {
             }
             failure
         });
-        let txn = std::mem::replace(&mut host.txn, Box::new(Spent));
+        let txn = std::mem::replace(&mut host.txn, Box::new(txn::Spent));
         let log = std::mem::take(&mut host.log);
         Invoked { outcome, txn, log, timing, instance: Used { _store: store } }
     }
 }
 
-/// The transaction left in a used instance's host.
-struct Spent;
+/// A fresh instance, not yet called (or why it could not be made).
+pub struct Prepared {
+    store: Store<Host>,
+    instance: Result<bindings::Handler, Failure>,
+    instantiate: Duration,
+    digest: String,
+}
 
-impl Txn for Spent {
-    fn call(&mut self, _call: Call) -> BoxFuture<'_, Result<Answer, StoreError>> {
-        Box::pin(async { Err(StoreError::Unavailable("the invocation has ended".into())) })
+impl Prepared {
+    /// True if the instance was made (false: calling it reports why not).
+    pub fn is_ready(&self) -> bool {
+        self.instance.is_ok()
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
+    /// The digest of the function it is an instance of.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// How long instantiating it took.
+    pub fn instantiate_time(&self) -> Duration {
+        self.instantiate
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("digest", &self.digest).field("ready", &self.is_ready()).finish()
     }
 }
 

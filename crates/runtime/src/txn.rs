@@ -56,3 +56,17 @@ pub trait Txn: Send + 'static {
     /// Lets the caller recover its concrete transaction after the invocation.
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
+
+/// The transaction of an instance that is not running a call: before its
+/// call begins, and after the call's transaction went back to the caller.
+pub(crate) struct Spent;
+
+impl Txn for Spent {
+    fn call(&mut self, _call: Call) -> BoxFuture<'_, Result<Answer, StoreError>> {
+        Box::pin(async { Err(StoreError::Unavailable("no invocation is running".into())) })
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}

@@ -5,6 +5,7 @@
 //! `cargo bench -p squall-scheduler --bench functions`
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +13,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use squall_runtime::{Answer, BoxFuture, Call, Invocation, Runtime, StoreError, Txn};
 use squall_scheduler::{Functions, Request, Settings};
 use squall_store::{Durability, Options, Store};
+
+/// The squall binary's allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A transaction for guests that never touch the store.
 struct NoStore;
@@ -81,25 +86,42 @@ fn service_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("service");
     let handle = store.handle();
     let home = handle.shard_of(b"hits");
-    // `calls` invocations of `name`, one after another, from a task on `home`'s thread.
-    let on_shard = |name: &'static str, input: &'static [u8], calls: u64| {
+    // `calls` invocations of `name`, one after another, from a task on
+    // `home`'s thread. With `settle`, only the time from each call to its
+    // answer counts, and the work an invocation leaves for after its answer
+    // (tearing its instance down, making the next one ready) is done before
+    // the next call, as it is between the calls of a client that waits for
+    // each answer. Without, calls follow each other at once and all of that
+    // work is counted: the cost of an invocation at full load.
+    let on_shard = |name: &'static str, input: &'static [u8], calls: u64, settle: bool| {
         let f = functions.clone();
         let task = handle.spawn_on(home, async move {
+            let stats = f.stats(name);
+            let mut answered = Duration::ZERO;
             let started = Instant::now();
             for _ in 0..calls {
+                let t = Instant::now();
                 let r = f.invoke(name, Request { input: input.to_vec(), ..Default::default() }).await;
+                answered += t.elapsed();
                 r.unwrap().outcome.unwrap();
+                while settle && stats.running.load(Ordering::Relaxed) > 0 {
+                    tokio::task::yield_now().await;
+                }
             }
-            started.elapsed()
+            if settle { answered } else { started.elapsed() }
         });
         rt.block_on(task).unwrap()
     };
     // The in-process path from a caller on the key's shard thread, where HTTP
     // and Redis connections live and invocations call each other: admission,
-    // the invocation's task, the guest, its read, the commit.
-    g.bench_function("invoke_counter", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters)));
-    // `hello` (no store access) the same way.
-    g.bench_function("invoke_hello", |b| b.iter_custom(|iters| on_shard("hello", b"bench", iters)));
+    // the invocation's task, the guest, its read, the commit. Latency: from
+    // the call to its answer.
+    g.bench_function("invoke_counter", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, true)));
+    // Back to back: what one invocation costs in all (instantiation and
+    // teardown included), i.e. the inverse of one thread's throughput.
+    g.bench_function("invoke_counter_loop", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, false)));
+    // `hello` (no store access), latency.
+    g.bench_function("invoke_hello", |b| b.iter_custom(|iters| on_shard("hello", b"bench", iters, true)));
     // The same from a thread that is not a shard's: a hop onto the key's
     // shard thread and one back (two thread wake-ups) on top of the above.
     g.bench_function("invoke_counter_cross_thread", |b| {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use squall_runtime::{Function, Invocation, Runtime, Used};
+use squall_runtime::{Function, Invocation, Prepared, Runtime, Used};
 use squall_store::{Handle, Op, Reply, SetExpiry, Write};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -149,7 +149,11 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
     pub queue: Duration,
+    /// Time spent instantiating on the invocation's path (none when its
+    /// instance was made ready ahead: see `prepared`).
     pub instantiate: Duration,
+    /// The first attempt ran in an instance made ready before the call came.
+    pub prepared: bool,
     pub run: Duration,
     pub store: Duration,
     pub commit: Duration,
@@ -241,6 +245,55 @@ struct Deployed {
     admission: Arc<Admission>,
     /// The shard whose thread ran the last invocation's first store access.
     affinity: AtomicUsize,
+    /// The function's part of every invocation (name, version, limits,
+    /// environment); a call fills in its id, input and time limit.
+    template: Invocation,
+    ready: Ready,
+}
+
+/// Instances made ready ahead of their calls: at most one per function and
+/// shard thread, made on that thread once a call there has ended and its
+/// instance is torn down, so the next call there starts without
+/// instantiating. They hold pooled slots, so all functions together keep at
+/// most a quarter of the pool ready, and a call that finds the pool full
+/// lets them go.
+struct Ready {
+    slots: Box<[Mutex<Option<Prepared>>]>,
+    /// Ready instances of all functions.
+    count: Arc<AtomicUsize>,
+}
+
+impl Ready {
+    fn take(&self, shard: usize) -> Option<Prepared> {
+        let p = self.slots.get(shard)?.lock().expect("ready").take();
+        if p.is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        p
+    }
+
+    fn has(&self, shard: usize) -> bool {
+        self.slots.get(shard).is_none_or(|s| s.lock().expect("ready").is_some())
+    }
+
+    /// Keeps `p` for `shard`'s next call, already counted in `count`; gives
+    /// it back if that shard has one already.
+    fn put(&self, shard: usize, p: Prepared) -> Result<(), Prepared> {
+        let Some(slot) = self.slots.get(shard) else { return Err(p) };
+        let mut slot = slot.lock().expect("ready");
+        if slot.is_some() {
+            return Err(p);
+        }
+        *slot = Some(p);
+        Ok(())
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        let held = self.slots.iter_mut().filter_map(|s| s.get_mut().ok()).filter(|s| s.is_some()).count();
+        self.count.fetch_sub(held, Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -254,6 +307,9 @@ struct Inner {
     logs: logs::Logs,
     next_invocation: AtomicU64,
     next_shard: AtomicUsize,
+    /// Instances made ready ahead, of all functions, and the most there may be.
+    ready: Arc<AtomicUsize>,
+    ready_cap: usize,
 }
 
 /// The function service; cheap to clone.
@@ -315,7 +371,6 @@ impl Functions {
         let f = Functions {
             inner: Arc::new(Inner {
                 store,
-                runtime,
                 settings,
                 registry: RwLock::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
@@ -324,6 +379,9 @@ impl Functions {
                 logs: logs::Logs::new(keep),
                 next_invocation: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
+                ready: Arc::new(AtomicUsize::new(0)),
+                ready_cap: runtime.options().instances as usize / 4,
+                runtime,
             }),
         };
         f.load().await?;
@@ -386,7 +444,21 @@ impl Functions {
             concurrency: l.concurrency as usize,
         });
         let name = meta.name.clone();
-        let deployed = Arc::new(Deployed { meta, compiled, admission, affinity: AtomicUsize::new(usize::MAX) });
+        let template = Invocation {
+            id: String::new(),
+            function: meta.name.clone(),
+            version: meta.version,
+            input: Vec::new(),
+            timeout: Duration::from_millis(l.timeout_ms),
+            memory: l.memory_bytes as usize,
+            env: meta.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        let ready = Ready {
+            slots: (0..self.inner.store.shards()).map(|_| Mutex::new(None)).collect(),
+            count: self.inner.ready.clone(),
+        };
+        let deployed =
+            Arc::new(Deployed { meta, compiled, admission, affinity: AtomicUsize::new(usize::MAX), template, ready });
         self.inner.registry.write().expect("registry").insert(name, deployed);
     }
 
@@ -612,20 +684,23 @@ impl Functions {
                 None => self.inner.next_shard.fetch_add(1, Ordering::Relaxed),
             },
             s => s,
-        };
+        } % self.inner.store.shards();
         let this = self.clone();
         let task = self.inner.store.spawn_on(shard, async move {
             let mut used = None;
-            let r = this.run(d, req, &mut used).await;
+            let r = this.run(&d, req, shard, &mut used).await;
             drop(running);
             // Tear the instance down after the answer has gone out: the
             // waiting caller is woken when this task ends and runs first (a
-            // yield puts the teardown behind it). The slot, and with it the
-            // concurrency permit, is given back only after the teardown, so
-            // live instances never outnumber the permits.
+            // yield puts the teardown behind it). Then make an instance ready
+            // for the function's next call here, in the slot just freed (its
+            // pages are warm). The slot, and with it the concurrency permit,
+            // is given back only after that, so live instances never
+            // outnumber the permits (plus the few kept ready).
             tokio::spawn(async move {
                 tokio::task::yield_now().await;
                 drop(used);
+                this.prepare_ahead(&d, shard).await;
                 drop(slot);
             });
             r
@@ -640,21 +715,68 @@ impl Functions {
         format!("{:012x}-{:x}-{n:06x}", now_ms(), self.inner.store.node_id() & 0xffff)
     }
 
-    /// Runs the invocation (again after a conflict) on this shard thread and commits it.
-    /// `used` is left holding the last attempt's instance, for the caller
-    /// to tear down once the answer is on its way.
-    async fn run(&self, d: Arc<Deployed>, req: Request, used: &mut Option<Used>) -> Result<Response, Error> {
+    /// Makes an instance of `d` ready for its next call on `shard` (this
+    /// thread), unless one is ready there already or enough are ready.
+    async fn prepare_ahead(&self, d: &Deployed, shard: usize) {
+        if d.ready.has(shard) {
+            return;
+        }
+        if self.inner.ready.fetch_add(1, Ordering::Relaxed) >= self.inner.ready_cap {
+            self.inner.ready.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let p = self.inner.runtime.prepare(&d.compiled, &d.template).await;
+        // One that could not be made (a full pool) is not kept: the call
+        // makes its own and reports what goes wrong.
+        if !p.is_ready() || d.ready.put(shard, p).is_err() {
+            self.inner.ready.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lets every ready instance go, giving their pooled slots back.
+    fn release_ready(&self) {
+        let all: Vec<Arc<Deployed>> = self.inner.registry.read().expect("registry").values().cloned().collect();
+        for d in all {
+            for shard in 0..d.ready.slots.len() {
+                drop(d.ready.take(shard));
+            }
+        }
+    }
+
+    /// A fresh instance for `inv`'s call: the one made ready on `shard` if
+    /// there is one (then no instantiation time is counted), else a new one.
+    async fn instance(&self, d: &Deployed, inv: &Invocation, shard: usize, timing: &mut Timing) -> Prepared {
+        if let Some(p) = d.ready.take(shard) {
+            timing.prepared = true;
+            return p;
+        }
+        let mut p = self.inner.runtime.prepare(&d.compiled, inv).await;
+        // Perhaps the pool is full of ready instances: let them go and try
+        // again (a little later too, for one that was still being made).
+        for retry in 0..3 {
+            if p.is_ready() || self.inner.ready.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            drop(p);
+            if retry > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            self.release_ready();
+            p = self.inner.runtime.prepare(&d.compiled, inv).await;
+        }
+        timing.instantiate += p.instantiate_time();
+        p
+    }
+
+    /// Runs the invocation (again after a conflict) on `shard`, this thread,
+    /// and commits it. `used` is left holding the last attempt's instance,
+    /// for the caller to tear down once the answer is on its way.
+    async fn run(&self, d: &Deployed, req: Request, shard: usize, used: &mut Option<Used>) -> Result<Response, Error> {
         let id = self.invocation_id();
-        let timeout = Duration::from_millis(d.meta.limits.timeout_ms);
-        let inv = Invocation {
-            id: id.clone(),
-            function: d.meta.name.clone(),
-            version: d.meta.version,
-            input: req.input,
-            timeout: req.timeout.map_or(timeout, |t| t.min(timeout)),
-            memory: d.meta.limits.memory_bytes as usize,
-            env: d.meta.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        };
+        let mut inv = d.template.clone();
+        inv.id.clone_from(&id);
+        inv.input = req.input;
+        inv.timeout = req.timeout.map_or(inv.timeout, |t| t.min(inv.timeout));
         let started_ms = now_ms();
         let started = Instant::now();
         let mut timing = Timing::default();
@@ -665,9 +787,9 @@ impl Functions {
             let txn = Box::new(StoreTxn::new(self.inner.store.clone(), self.inner.settings.ns.clone()));
             // A conflicting attempt's instance is torn down before the next one.
             drop(used.take());
-            let done = self.inner.runtime.invoke(&d.compiled, &inv, txn).await;
+            let instance = self.instance(d, &inv, shard, &mut timing).await;
+            let done = self.inner.runtime.run(instance, &inv, txn).await;
             *used = Some(done.instance);
-            timing.instantiate += done.timing.instantiate;
             timing.run += done.timing.run;
             timing.store += done.timing.store;
             let txn = done.txn.into_any().downcast::<StoreTxn>().expect("the scheduler's own transaction");
@@ -730,6 +852,11 @@ impl Functions {
             lines: notes,
         });
         Ok(Response { invocation_id: id, outcome, timing, replayed: false, attempts })
+    }
+
+    /// Instances made ready ahead of their calls, of all functions.
+    pub fn ready_instances(&self) -> usize {
+        self.inner.ready.load(Ordering::Relaxed)
     }
 
     /// Queue depth and running instances of every deployed function.
