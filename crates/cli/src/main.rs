@@ -72,8 +72,8 @@ struct UpArgs {
     /// This node's id [default: made up on first start and kept in the data dir]
     #[arg(long, env = "SQUALL_NODE_ID")]
     node_id: Option<u64>,
-    /// Pooled function instance slots: invocations running at once, and up
-    /// to a quarter of them kept ready for warm calls [default: 256]
+    /// Pooled function instance slots, shared by running invocations and
+    /// instances kept ready for warm calls (at most a quarter) [default: 256]
     #[arg(long, env = "SQUALL_INSTANCES")]
     instances: Option<u32>,
     /// Deploy the example functions `hello` and `counter` on start

@@ -31,8 +31,8 @@ pub struct Config {
     pub node_id: Option<u64>,
     /// Largest HTTP request body for keys, in bytes.
     pub max_body_bytes: usize,
-    /// Pooled function instance slots: invocations running at once, and up
-    /// to a quarter of them kept ready for the next call.
+    /// Pooled function instance slots, shared by running invocations and
+    /// instances kept ready for warm calls (at most a quarter).
     pub instances: u32,
 }
 

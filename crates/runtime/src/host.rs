@@ -175,6 +175,16 @@ impl Host {
         self.timeout = inv.timeout;
     }
 
+    /// Nothing logged or printed, no store call made, no failure noted.
+    pub fn is_clean(&self) -> bool {
+        self.log.is_empty()
+            && self.dropped == 0
+            && self.fatal.is_none()
+            && self.store_time.is_zero()
+            && self.stdout.contents().is_empty()
+            && self.stderr.contents().is_empty()
+    }
+
     /// Appends a line, within the invocation's log budget.
     pub fn push(&mut self, level: Level, mut message: String) {
         if self.log.len() >= MAX_LOG_LINES || self.log_bytes + message.len() > MAX_LOG_BYTES {

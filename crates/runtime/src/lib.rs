@@ -44,7 +44,8 @@ const OUTPUT_CAP: usize = 1024 * 1024;
 /// Runtime settings.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Pooled instance slots: at most this many invocations run at once.
+    /// Pooled instance slots: at most this many instances (running or made
+    /// ready ahead) exist at once.
     pub instances: u32,
     /// The largest memory limit any function may ask for.
     pub max_memory: usize,
@@ -347,19 +348,22 @@ impl Runtime {
     }
 
     /// Runs one invocation of `f` in a fresh instance: [`Runtime::prepare`]
-    /// then [`Runtime::run`].
+    /// then [`Runtime::run`], both within the invocation's time limit.
     pub async fn invoke(&self, f: &Function, inv: &Invocation, txn: Box<dyn Txn>) -> Invoked {
-        let prepared = self.prepare(f, inv).await;
-        self.run(prepared, inv, txn).await
+        let started = Instant::now();
+        let prepared = self.prepare(f, inv, inv.timeout).await;
+        self.run(prepared, inv, txn, started).await
     }
 
     /// A fresh instance of `f` for one call of `inv`'s function (its memory
     /// limit and environment values are taken from `inv`; its id, input and
-    /// time limit are not: they come with [`Runtime::run`]). No guest code
-    /// runs yet, so an instance can be made ready before its call arrives.
-    pub async fn prepare(&self, f: &Function, inv: &Invocation) -> Prepared {
+    /// time limit are not: they come with [`Runtime::run`]), instantiated
+    /// within `limit`. The function's handler does not run yet (a
+    /// component's own start functions, if it has any, do), so an instance
+    /// can be made ready before its call arrives.
+    pub async fn prepare(&self, f: &Function, inv: &Invocation, limit: Duration) -> Prepared {
         let started = Instant::now();
-        let host = Host::new(inv, started + inv.timeout, OUTPUT_CAP);
+        let host = Host::new(inv, started + limit, OUTPUT_CAP);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         store.set_epoch_deadline(1);
@@ -372,18 +376,23 @@ impl Runtime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let instance = f.pre.instantiate_async(&mut store).await.map_err(|e| Failure {
-            code: if store.data().limiter.hit { FailureCode::LimitExceeded } else { FailureCode::Internal },
-            message: format!("cannot instantiate: {e}"),
+        let mut pool_full = false;
+        let instance = f.pre.instantiate_async(&mut store).await.map_err(|e| {
+            pool_full = e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>());
+            Failure {
+                code: if store.data().limiter.hit { FailureCode::LimitExceeded } else { FailureCode::Internal },
+                message: format!("cannot instantiate: {e}"),
+            }
         });
-        Prepared { store, instance, instantiate: started.elapsed(), digest: f.digest.clone() }
+        Prepared { store, instance, instantiate: started.elapsed(), pool_full }
     }
 
-    /// Runs the call `inv` in `prepared` (an instance of `inv`'s function).
-    pub async fn run(&self, prepared: Prepared, inv: &Invocation, txn: Box<dyn Txn>) -> Invoked {
+    /// Runs the call `inv` in `prepared` (an instance of `inv`'s function);
+    /// the call's time limit counts from `started`.
+    pub async fn run(&self, prepared: Prepared, inv: &Invocation, txn: Box<dyn Txn>, started: Instant) -> Invoked {
         let Prepared { mut store, instance, instantiate, .. } = prepared;
         let instantiated = Instant::now();
-        store.data_mut().begin(inv, txn, instantiated + inv.timeout);
+        store.data_mut().begin(inv, txn, started + inv.timeout);
         store.set_epoch_deadline(1);
         let outcome = match instance {
             Err(failure) => Err(failure),
@@ -424,7 +433,7 @@ pub struct Prepared {
     store: Store<Host>,
     instance: Result<bindings::Handler, Failure>,
     instantiate: Duration,
-    digest: String,
+    pool_full: bool,
 }
 
 impl Prepared {
@@ -433,9 +442,16 @@ impl Prepared {
         self.instance.is_ok()
     }
 
-    /// The digest of the function it is an instance of.
-    pub fn digest(&self) -> &str {
-        &self.digest
+    /// True if it could not be made because every pooled slot is taken.
+    pub fn pool_full(&self) -> bool {
+        self.pool_full
+    }
+
+    /// True if instantiating it left nothing behind that its call would
+    /// inherit (a component's start functions ran without logging, printing
+    /// or reaching for the store).
+    pub fn is_clean(&self) -> bool {
+        self.store.data().is_clean()
     }
 
     /// How long instantiating it took.
@@ -446,7 +462,7 @@ impl Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("digest", &self.digest).field("ready", &self.is_ready()).finish()
+        f.debug_struct("Prepared").field("ready", &self.is_ready()).finish()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Function runtime benchmarks: instantiation, and an in-process invocation
 //! of `counter` (admission, its task on the key's shard thread, a store
-//! transaction, the atomic commit), from a shard thread and from another.
+//! transaction, the atomic commit), from a shard thread and from another;
+//! both its cost (back to back) and its latency (call to answer).
 //!
 //! `cargo bench -p squall-scheduler --bench functions`
 
@@ -114,16 +115,19 @@ fn service_benches(c: &mut Criterion) {
     };
     // The in-process path from a caller on the key's shard thread, where HTTP
     // and Redis connections live and invocations call each other: admission,
-    // the invocation's task, the guest, its read, the commit. Latency: from
-    // the call to its answer.
-    g.bench_function("invoke_counter", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, true)));
-    // Back to back: what one invocation costs in all (instantiation and
-    // teardown included), i.e. the inverse of one thread's throughput.
-    g.bench_function("invoke_counter_loop", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, false)));
+    // the invocation's task, the guest, its read, the commit. Back to back:
+    // what one invocation costs in all (the instantiation and teardown done
+    // between calls included), i.e. the inverse of one thread's throughput.
+    g.bench_function("invoke_counter", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, false)));
+    // Latency, from the call to its answer, with the work left for after
+    // each answer done between calls: a warm call's instance was made ready
+    // before it came.
+    g.bench_function("invoke_counter_latency", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, true)));
     // `hello` (no store access), latency.
-    g.bench_function("invoke_hello", |b| b.iter_custom(|iters| on_shard("hello", b"bench", iters, true)));
-    // The same from a thread that is not a shard's: a hop onto the key's
-    // shard thread and one back (two thread wake-ups) on top of the above.
+    g.bench_function("invoke_hello_latency", |b| b.iter_custom(|iters| on_shard("hello", b"bench", iters, true)));
+    // `counter` back to back from a thread that is not a shard's: a hop onto
+    // the key's shard thread and one back (two thread wake-ups) per call on
+    // top of `invoke_counter`.
     g.bench_function("invoke_counter_cross_thread", |b| {
         b.iter(|| {
             rt.block_on(async {

@@ -13,7 +13,7 @@ mod logs;
 mod txn;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +26,11 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub use logs::{InvocationLog, LogQuery};
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
 pub use txn::StoreTxn;
+
+/// The longest an instance made ahead may take to instantiate.
+const AHEAD_LIMIT: Duration = Duration::from_secs(1);
+/// How long no instance is made ahead after a call found the pool full.
+const POOL_FULL_PAUSE_MS: u64 = 1000;
 
 /// The namespace of the registry and idempotency records.
 pub const SYS_NS: &[u8] = b"sys";
@@ -150,7 +155,7 @@ pub struct Request {
 pub struct Timing {
     pub queue: Duration,
     /// Time spent instantiating on the invocation's path (none when its
-    /// instance was made ready ahead: see `prepared`).
+    /// instance was made ready ahead, unless a conflict made it run again).
     pub instantiate: Duration,
     /// The first attempt ran in an instance made ready before the call came.
     pub prepared: bool,
@@ -249,23 +254,32 @@ struct Deployed {
     /// environment); a call fills in its id, input and time limit.
     template: Invocation,
     ready: Ready,
+    /// Set when making an instance ahead failed or left something behind (a
+    /// component whose start functions log or reach for the store, a memory
+    /// limit below what it needs): its calls make their own.
+    no_ahead: AtomicBool,
 }
 
 /// Instances made ready ahead of their calls: at most one per function and
 /// shard thread, made on that thread once a call there has ended and its
 /// instance is torn down, so the next call there starts without
-/// instantiating. They hold pooled slots, so all functions together keep at
-/// most a quarter of the pool ready, and a call that finds the pool full
-/// lets them go.
+/// instantiating. They come out of the same pool as running instances, so
+/// all functions together keep at most a quarter of the pool ready, none is
+/// made for a while after a call found the pool full, and such a call lets
+/// one go.
 struct Ready {
     slots: Box<[Mutex<Option<Prepared>>]>,
-    /// Ready instances of all functions.
+    /// Ready instances of all functions (and those being made).
     count: Arc<AtomicUsize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Ready {
     fn take(&self, shard: usize) -> Option<Prepared> {
-        let p = self.slots.get(shard)?.lock().expect("ready").take();
+        let p = lock(self.slots.get(shard)?).take();
         if p.is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
@@ -273,26 +287,52 @@ impl Ready {
     }
 
     fn has(&self, shard: usize) -> bool {
-        self.slots.get(shard).is_none_or(|s| s.lock().expect("ready").is_some())
+        self.slots.get(shard).is_none_or(|s| lock(s).is_some())
     }
 
-    /// Keeps `p` for `shard`'s next call, already counted in `count`; gives
-    /// it back if that shard has one already.
-    fn put(&self, shard: usize, p: Prepared) -> Result<(), Prepared> {
+    /// Keeps `p` for `shard`'s next call, counted by `place`; gives it back
+    /// if that shard has one already.
+    fn put(&self, shard: usize, p: Prepared, place: Place) -> Result<(), Prepared> {
         let Some(slot) = self.slots.get(shard) else { return Err(p) };
-        let mut slot = slot.lock().expect("ready");
+        let mut slot = lock(slot);
         if slot.is_some() {
             return Err(p);
         }
         *slot = Some(p);
+        std::mem::forget(place);
         Ok(())
     }
 }
 
 impl Drop for Ready {
     fn drop(&mut self) {
-        let held = self.slots.iter_mut().filter_map(|s| s.get_mut().ok()).filter(|s| s.is_some()).count();
+        let held = self
+            .slots
+            .iter_mut()
+            .map(|s| s.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).is_some())
+            .filter(|held| *held)
+            .count();
         self.count.fetch_sub(held, Ordering::Relaxed);
+    }
+}
+
+/// A place among the ready instances, taken before one is made: given back
+/// when dropped, unless the instance is kept (then it counts as ready).
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(count: &Arc<AtomicUsize>, cap: usize) -> Option<Place> {
+        if count.fetch_add(1, Ordering::Relaxed) >= cap {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Place(count.clone()))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -310,6 +350,9 @@ struct Inner {
     /// Instances made ready ahead, of all functions, and the most there may be.
     ready: Arc<AtomicUsize>,
     ready_cap: usize,
+    /// No instance is made ahead before this time (ms since the Unix epoch):
+    /// a call found the pool full.
+    pool_full_until: AtomicU64,
 }
 
 /// The function service; cheap to clone.
@@ -381,6 +424,7 @@ impl Functions {
                 next_shard: AtomicUsize::new(0),
                 ready: Arc::new(AtomicUsize::new(0)),
                 ready_cap: runtime.options().instances as usize / 4,
+                pool_full_until: AtomicU64::new(0),
                 runtime,
             }),
         };
@@ -457,8 +501,15 @@ impl Functions {
             slots: (0..self.inner.store.shards()).map(|_| Mutex::new(None)).collect(),
             count: self.inner.ready.clone(),
         };
-        let deployed =
-            Arc::new(Deployed { meta, compiled, admission, affinity: AtomicUsize::new(usize::MAX), template, ready });
+        let deployed = Arc::new(Deployed {
+            meta,
+            compiled,
+            admission,
+            affinity: AtomicUsize::new(usize::MAX),
+            template,
+            ready,
+            no_ahead: AtomicBool::new(false),
+        });
         self.inner.registry.write().expect("registry").insert(name, deployed);
     }
 
@@ -700,6 +751,7 @@ impl Functions {
             tokio::spawn(async move {
                 tokio::task::yield_now().await;
                 drop(used);
+                tokio::task::yield_now().await;
                 this.prepare_ahead(&d, shard).await;
                 drop(slot);
             });
@@ -716,53 +768,95 @@ impl Functions {
     }
 
     /// Makes an instance of `d` ready for its next call on `shard` (this
-    /// thread), unless one is ready there already or enough are ready.
-    async fn prepare_ahead(&self, d: &Deployed, shard: usize) {
-        if d.ready.has(shard) {
+    /// thread), unless one is ready there already, enough are ready, the
+    /// pool was found full a moment ago, the function's calls run on
+    /// another shard (where its data is) or `d` is no longer the deployed
+    /// version.
+    async fn prepare_ahead(&self, d: &Arc<Deployed>, shard: usize) {
+        if d.no_ahead.load(Ordering::Relaxed) || d.ready.has(shard) || now_ms() < self.pool_full_until() {
             return;
         }
-        if self.inner.ready.fetch_add(1, Ordering::Relaxed) >= self.inner.ready_cap {
-            self.inner.ready.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        let p = self.inner.runtime.prepare(&d.compiled, &d.template).await;
-        // One that could not be made (a full pool) is not kept: the call
-        // makes its own and reports what goes wrong.
-        if !p.is_ready() || d.ready.put(shard, p).is_err() {
-            self.inner.ready.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Lets every ready instance go, giving their pooled slots back.
-    fn release_ready(&self) {
-        let all: Vec<Arc<Deployed>> = self.inner.registry.read().expect("registry").values().cloned().collect();
-        for d in all {
-            for shard in 0..d.ready.slots.len() {
-                drop(d.ready.take(shard));
+        match d.affinity.load(Ordering::Relaxed) {
+            usize::MAX => {}
+            home if home == shard => {
+                // Its data lives here now: an instance left ready elsewhere would wait in vain.
+                (0..d.ready.slots.len()).filter(|s| *s != shard).for_each(|s| drop(d.ready.take(s)));
             }
+            _ => return,
         }
+        let current = {
+            let registry = self.inner.registry.read().expect("registry");
+            registry.get(&d.meta.name).is_some_and(|current| Arc::ptr_eq(current, d))
+        };
+        if !current {
+            return;
+        }
+        let Some(place) = Place::take(&self.inner.ready, self.inner.ready_cap) else { return };
+        let p = self.inner.runtime.prepare(&d.compiled, &d.template, AHEAD_LIMIT).await;
+        if p.pool_full() {
+            self.note_pool_full();
+            return;
+        }
+        // One that could not be made, or whose making left anything behind
+        // for its call, is not kept, and none is made ahead again: the calls
+        // make their own and report what goes wrong.
+        if !p.is_ready() || !p.is_clean() {
+            d.no_ahead.store(true, Ordering::Relaxed);
+            return;
+        }
+        let _ = d.ready.put(shard, p, place);
     }
 
-    /// A fresh instance for `inv`'s call: the one made ready on `shard` if
-    /// there is one (then no instantiation time is counted), else a new one.
-    async fn instance(&self, d: &Deployed, inv: &Invocation, shard: usize, timing: &mut Timing) -> Prepared {
-        if let Some(p) = d.ready.take(shard) {
+    fn pool_full_until(&self) -> u64 {
+        self.inner.pool_full_until.load(Ordering::Relaxed)
+    }
+
+    fn note_pool_full(&self) {
+        self.inner.pool_full_until.store(now_ms() + POOL_FULL_PAUSE_MS, Ordering::Relaxed);
+    }
+
+    /// Lets one ready instance go (of any function), giving its pooled slot
+    /// back; false if there was none.
+    fn release_one(&self) -> bool {
+        let all: Vec<Arc<Deployed>> = self.inner.registry.read().expect("registry").values().cloned().collect();
+        all.iter().any(|d| (0..d.ready.slots.len()).any(|shard| d.ready.take(shard).is_some()))
+    }
+
+    /// A fresh instance for `inv`'s call: on the first attempt, the one made
+    /// ready on `shard` if there is one (then no instantiation time is
+    /// counted), else a new one, made within what is left of the call's
+    /// time limit since `started`.
+    async fn instance(
+        &self,
+        d: &Deployed,
+        inv: &Invocation,
+        shard: usize,
+        first: bool,
+        started: Instant,
+        timing: &mut Timing,
+    ) -> Prepared {
+        if first && let Some(p) = d.ready.take(shard) {
             timing.prepared = true;
             return p;
         }
-        let mut p = self.inner.runtime.prepare(&d.compiled, inv).await;
-        // Perhaps the pool is full of ready instances: let them go and try
-        // again (a little later too, for one that was still being made).
-        for retry in 0..3 {
-            if p.is_ready() || self.inner.ready.load(Ordering::Relaxed) == 0 {
+        let mut p = self.inner.runtime.prepare(&d.compiled, inv, inv.timeout).await;
+        // The pool is full: if ready instances hold part of it, let one go
+        // and try again (a moment later, for one still being made).
+        for _ in 0..3 {
+            if !p.pool_full() {
                 break;
             }
-            drop(p);
-            if retry > 0 {
+            self.note_pool_full();
+            if !self.release_one() {
+                if self.inner.ready.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            self.release_ready();
-            p = self.inner.runtime.prepare(&d.compiled, inv).await;
+            timing.instantiate += p.instantiate_time();
+            drop(p);
+            let limit = inv.timeout.saturating_sub(started.elapsed());
+            p = self.inner.runtime.prepare(&d.compiled, inv, limit).await;
         }
         timing.instantiate += p.instantiate_time();
         p
@@ -787,8 +881,9 @@ impl Functions {
             let txn = Box::new(StoreTxn::new(self.inner.store.clone(), self.inner.settings.ns.clone()));
             // A conflicting attempt's instance is torn down before the next one.
             drop(used.take());
-            let instance = self.instance(d, &inv, shard, &mut timing).await;
-            let done = self.inner.runtime.run(instance, &inv, txn).await;
+            let attempt_started = Instant::now();
+            let instance = self.instance(d, &inv, shard, attempts == 1, attempt_started, &mut timing).await;
+            let done = self.inner.runtime.run(instance, &inv, txn, attempt_started).await;
             *used = Some(done.instance);
             timing.run += done.timing.run;
             timing.store += done.timing.store;
