@@ -162,6 +162,11 @@ fn bad_components_and_requests_get_clear_errors() {
     assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
     let (status, _, body) = invoke(&node, "nothing", b"");
     assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
+    // A wrong method, and a name the direct invoke route leaves to the router.
+    let (status, _, body) = http(&node, "GET", "/v1/functions/hello/invoke", b"");
+    assert_eq!((status, error_code(&body).as_str()), (405, "method_not_allowed"));
+    let (status, _, body) = http(&node, "POST", "/v1/functions/no%2Dsuch/invoke", b"");
+    assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
 }
 
 #[test]

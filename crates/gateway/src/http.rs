@@ -91,10 +91,12 @@ fn router(app: &App, max_body: usize) -> Router {
         .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(|| async { axum::Json(json!({ "status": "ready" })) }))
         .route("/metrics", get(render_metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(DefaultBodyLimit::max(max_body))
         .merge(crate::functions::routes(app))
+        // After the merge, so the functions' routes answer a wrong method
+        // with the same JSON error as the others.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app.clone())
 }
 
