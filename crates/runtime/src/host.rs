@@ -69,6 +69,11 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// `deadline` as milliseconds since the Unix epoch (what the guest sees).
+fn wall_ms(deadline: Instant) -> u64 {
+    now_ms() + deadline.saturating_duration_since(Instant::now()).as_millis() as u64
+}
+
 /// Denies memory growth past the function's limit, and remembers that it did.
 pub(crate) struct Limiter {
     pub max: usize,
@@ -139,7 +144,6 @@ impl Host {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let remaining = deadline.saturating_duration_since(Instant::now());
         Host {
             wasi,
             table: ResourceTable::new(),
@@ -152,7 +156,7 @@ impl Host {
             function: inv.function.clone(),
             version: inv.version,
             deadline,
-            deadline_ms: now_ms() + remaining.as_millis() as u64,
+            deadline_ms: wall_ms(deadline),
             timeout: inv.timeout,
             store_time: Duration::ZERO,
             timed_out: false,
@@ -167,11 +171,10 @@ impl Host {
     /// Starts the call `inv` (of the function this instance was made for),
     /// reaching the store through `txn`, to end by `deadline`.
     pub fn begin(&mut self, inv: &Invocation, txn: Box<dyn Txn>, deadline: Instant) {
-        let remaining = deadline.saturating_duration_since(Instant::now());
         self.txn = txn;
         self.id.clone_from(&inv.id);
         self.deadline = deadline;
-        self.deadline_ms = now_ms() + remaining.as_millis() as u64;
+        self.deadline_ms = wall_ms(deadline);
         self.timeout = inv.timeout;
     }
 

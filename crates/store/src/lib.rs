@@ -578,7 +578,7 @@ impl Handle {
     }
 
     fn is_local(&self, shard: usize) -> bool {
-        LOCAL.with(|l| l.borrow().as_ref().is_some_and(|l| l.store == self.inner.id && l.shard == shard))
+        self.current_shard() == Some(shard)
     }
 
     /// Like [`Handle::dispatch`] with mailbox room already reserved (or none needed: local).
