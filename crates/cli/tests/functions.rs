@@ -241,14 +241,46 @@ fn warm_calls_run_in_instances_made_ready_ahead_and_behave_as_fresh_ones() {
     assert_eq!((status, error_code(&body).as_str()), (504, "timeout"), "{head}");
     let (status, _, body) = invoke(&node, "hostile", b"panic ready");
     assert_eq!((status, error_code(&body).as_str()), (500, "trap"));
-    let (status, _, body) = invoke(&node, "hostile", b"print 2");
+    let (status, head, body) = invoke(&node, "hostile", b"print 2");
     assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
     assert_eq!(redis.exists::<_, i64>(&["ready", "ready:count"]).unwrap(), 0);
+    // Its log holds what it printed, and nothing the calls before it printed
+    // (an instance reuses a torn-down one's output buffers).
+    let id = header(&head, "x-squall-invocation-id").unwrap();
+    let (_, _, body) = http(&node, "GET", &format!("/v1/functions/hostile/logs?invocation={id}"), b"");
+    let logs = json(&body)["logs"].as_array().unwrap().clone();
+    let lines: Vec<String> =
+        logs[0]["lines"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
+    assert_eq!(lines, ["line 0", "line 1"]);
 
     // After a redeploy the new version answers, not a ready instance of the old.
     deploy(&node, "kv", squall_guests::HELLO, "");
     let (status, _, body) = invoke(&node, "kv", b"there");
     assert_eq!((status, body.as_slice()), (200, &b"Hello, there!"[..]));
+}
+
+#[test]
+fn functions_see_their_own_environment_values() {
+    // Four pooled slots, so at most one instance is kept ready: most calls
+    // here make their instance when they come, from host states that
+    // instances of the other functions left on the thread (their WASI
+    // contexts are reused only for the same function version).
+    let node = TestNode::start(&["--instances", "4"]);
+    deploy(&node, "env-a", squall_guests::HOSTILE, "?env=WHO=a");
+    deploy(&node, "env-b", squall_guests::HOSTILE, "?env=WHO=b");
+    deploy(&node, "env-none", squall_guests::HOSTILE, "");
+    for _ in 0..4 {
+        for (name, who) in [("env-a", "a"), ("env-b", "b"), ("env-none", "unset")] {
+            let (status, _, body) = invoke(&node, name, b"env WHO");
+            assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, who), "{name}");
+        }
+    }
+    // A redeployed function sees its new values.
+    deploy(&node, "env-a", squall_guests::HOSTILE, "?env=WHO=a2");
+    for _ in 0..3 {
+        let (status, _, body) = invoke(&node, "env-a", b"env WHO");
+        assert_eq!((status, body.as_slice()), (200, &b"a2"[..]));
+    }
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! The host side of the `handler` world: the state each instance's store holds.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::capture::Capture;
 use crate::txn::{Answer, Call, Spent, StoreError, Txn};
 use crate::{FailureCode, Invocation};
 
@@ -29,6 +30,12 @@ const MAX_LOG_LINES: usize = 1000;
 const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Longest single log line kept.
 const MAX_LINE: usize = 4096;
+/// Host states of torn-down instances each thread keeps for its next ones.
+const SPARE_HOSTS: usize = 8;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Host>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +103,8 @@ impl wasmtime::ResourceLimiter for Limiter {
 
 pub(crate) struct Host {
     wasi: WasiCtx,
+    /// The environment values `wasi` was built with.
+    env: Vec<(String, String)>,
     table: ResourceTable,
     pub limiter: Limiter,
     pub txn: Box<dyn Txn>,
@@ -107,7 +116,6 @@ pub(crate) struct Host {
     version: u64,
     /// When the running call must end (while instantiating: a bound on that).
     pub deadline: Instant,
-    deadline_ms: u64,
     pub timeout: Duration,
     pub store_time: Duration,
     pub timed_out: bool,
@@ -115,9 +123,8 @@ pub(crate) struct Host {
     pub fatal: Option<String>,
     /// The trap's full report (with the wasm backtrace), for the log.
     pub trap_detail: Option<String>,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-    output_cap: usize,
+    stdout: Capture,
+    stderr: Capture,
 }
 
 impl WasiView for Host {
@@ -131,32 +138,103 @@ impl Host {
     /// environment values and memory limit come from `inv`, the call's own
     /// parts arrive with [`Host::begin`]. Until then `deadline` bounds the
     /// instantiation and the store is out of reach.
+    ///
+    /// A spare state left on this thread by a torn-down instance is reused
+    /// when there is one: its buffers, and its WASI context if it was made
+    /// for this very function version (building one seeds three random
+    /// generators, about a tenth of an instantiation).
     pub fn new(inv: &Invocation, deadline: Instant, output_cap: usize) -> Host {
-        let stdout = MemoryOutputPipe::new(output_cap);
-        let stderr = MemoryOutputPipe::new(output_cap);
-        // No preopened directories, no network, no host environment or
-        // arguments: only the function's own environment values.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .envs(&inv.env)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let spare = SPARE
+            .try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                let i = spare.iter().rposition(|h| h.made_for(inv)).or(spare.len().checked_sub(1))?;
+                Some(spare.swap_remove(i))
+            })
+            .ok()
+            .flatten();
+        match spare {
+            Some(host) if host.stdout.cap() == output_cap => host.renew(inv, deadline),
+            _ => Host::assemble(
+                inv,
+                deadline,
+                None,
+                (Capture::new(output_cap), Capture::new(output_cap)),
+                (String::new(), String::new()),
+            ),
+        }
+    }
+
+    fn made_for(&self, inv: &Invocation) -> bool {
+        self.function == inv.function && self.version == inv.version && self.env == inv.env
+    }
+
+    /// This state, reused for an instance of `inv`'s function.
+    fn renew(self, inv: &Invocation, deadline: Instant) -> Host {
+        let reuse_wasi = self.made_for(inv);
+        // Every field is named, so that a new one gets a decision here.
+        let Host {
+            wasi,
+            env,
+            table: _,
+            limiter: _,
+            txn: _,
+            log: _,
+            log_bytes: _,
+            dropped: _,
+            id,
+            function,
+            version: _,
+            deadline: _,
+            timeout: _,
+            store_time: _,
+            timed_out: _,
+            fatal: _,
+            trap_detail: _,
+            stdout,
+            stderr,
+        } = self;
+        Host::assemble(inv, deadline, reuse_wasi.then_some((wasi, env)), (stdout, stderr), (id, function))
+    }
+
+    /// A state for `inv`'s function from parts: a WASI context already made
+    /// for it (with its environment), output buffers, strings to reuse.
+    fn assemble(
+        inv: &Invocation,
+        deadline: Instant,
+        wasi: Option<(WasiCtx, Vec<(String, String)>)>,
+        (stdout, stderr): (Capture, Capture),
+        (mut id, mut function): (String, String),
+    ) -> Host {
+        stdout.clear();
+        stderr.clear();
+        let (wasi, env) = wasi.unwrap_or_else(|| {
+            // No preopened directories, no network, no host environment or
+            // arguments: only the function's own environment values.
+            let wasi = WasiCtx::builder()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .envs(&inv.env)
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build();
+            (wasi, inv.env.clone())
+        });
+        id.clone_from(&inv.id);
+        function.clone_from(&inv.function);
         Host {
             wasi,
+            env,
             table: ResourceTable::new(),
             limiter: Limiter { max: inv.memory, hit: false },
             txn: Box::new(Spent),
             log: Vec::new(),
             log_bytes: 0,
             dropped: 0,
-            id: inv.id.clone(),
-            function: inv.function.clone(),
+            id,
+            function,
             version: inv.version,
             deadline,
-            deadline_ms: wall_ms(deadline),
             timeout: inv.timeout,
             store_time: Duration::ZERO,
             timed_out: false,
@@ -164,8 +242,23 @@ impl Host {
             trap_detail: None,
             stdout,
             stderr,
-            output_cap,
         }
+    }
+
+    /// Leaves this state (of a torn-down instance) for the next instance
+    /// made on this thread, emptied of what its calls left.
+    pub fn spare(mut self) {
+        self.table = ResourceTable::new();
+        self.txn = Box::new(Spent);
+        self.log = Vec::new();
+        self.stdout.clear();
+        self.stderr.clear();
+        let _ = SPARE.try_with(move |spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_HOSTS {
+                spare.push(self);
+            }
+        });
     }
 
     /// Starts the call `inv` (of the function this instance was made for),
@@ -174,7 +267,6 @@ impl Host {
         self.txn = txn;
         self.id.clone_from(&inv.id);
         self.deadline = deadline;
-        self.deadline_ms = wall_ms(deadline);
         self.timeout = inv.timeout;
     }
 
@@ -184,8 +276,8 @@ impl Host {
             && self.dropped == 0
             && self.fatal.is_none()
             && self.store_time.is_zero()
-            && self.stdout.contents().is_empty()
-            && self.stderr.contents().is_empty()
+            && self.stdout.is_empty()
+            && self.stderr.is_empty()
     }
 
     /// Appends a line, within the invocation's log budget.
@@ -227,9 +319,9 @@ impl Host {
 
     /// Why the guest's output was cut off, if it was.
     pub fn output_overflow(&self) -> Option<String> {
-        let full = |p: &MemoryOutputPipe| p.contents().len() + 64 * 1024 > self.output_cap;
+        let full = |p: &Capture| p.len() + 64 * 1024 > p.cap();
         (full(&self.stdout) || full(&self.stderr))
-            .then(|| format!("output limit of {} KiB per stream exceeded", self.output_cap >> 10))
+            .then(|| format!("output limit of {} KiB per stream exceeded", self.stdout.cap() >> 10))
     }
 
     /// A Rust guest's panic message, from what it printed to stderr.
@@ -399,7 +491,7 @@ impl context::Host for Host {
     }
 
     async fn deadline_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.deadline_ms)
+        Ok(wall_ms(self.deadline))
     }
 }
 

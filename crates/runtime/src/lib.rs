@@ -11,6 +11,7 @@
 //! The runtime never commits: it hands the transaction back with the outcome,
 //! and the caller commits it when the invocation succeeded.
 
+mod capture;
 mod host;
 mod txn;
 
@@ -424,7 +425,7 @@ impl Runtime {
         });
         let txn = std::mem::replace(&mut host.txn, Box::new(txn::Spent));
         let log = std::mem::take(&mut host.log);
-        Invoked { outcome, txn, log, timing, instance: Used { _store: store } }
+        Invoked { outcome, txn, log, timing, instance: Used { store: Some(store) } }
     }
 }
 
@@ -468,9 +469,18 @@ impl std::fmt::Debug for Prepared {
 
 /// A used instance. Dropping it tears it down: the pooled slot's dirty
 /// pages are reset (several microseconds), so a caller with an answer to
-/// send may drop it after sending.
+/// send may drop it after sending. Its host state is kept for the next
+/// instance made on the dropping thread.
 pub struct Used {
-    _store: Store<Host>,
+    store: Option<Store<Host>>,
+}
+
+impl Drop for Used {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            store.into_data().spare();
+        }
+    }
 }
 
 impl std::fmt::Debug for Used {

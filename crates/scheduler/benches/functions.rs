@@ -19,6 +19,24 @@ use squall_store::{Durability, Options, Store};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Every single call's duration, for the p50 and p99 the targets name
+/// (criterion reports the mean over its samples). The first calls, criterion's
+/// warm-up included, are in too; they are few next to the rest.
+#[derive(Default)]
+struct PerCall(Vec<Duration>);
+
+impl PerCall {
+    fn print(&mut self, name: &str) {
+        let v = &mut self.0;
+        if v.is_empty() {
+            return;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+        println!("{name}: per call p50 {:.1} us, p99 {:.1} us ({} calls)", at(0.5), at(0.99), v.len());
+    }
+}
+
 /// A transaction for guests that never touch the store.
 struct NoStore;
 
@@ -48,6 +66,7 @@ fn runtime_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("runtime");
     // The runtime's own clock around instantiation only (a new Store with its
     // WASI context, a pooled slot, the instance).
+    let mut calls = PerCall::default();
     g.bench_function("instantiate_hello", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -58,11 +77,13 @@ fn runtime_benches(c: &mut Criterion) {
                         panic!("{e:?}");
                     }
                     total += done.timing.instantiate;
+                    calls.0.push(done.timing.instantiate);
                 }
                 total
             })
         })
     });
+    calls.print("runtime/instantiate_hello");
     // Instantiate, call `handle`, tear down (reset the pooled slot).
     g.bench_function("invoke_hello", |b| {
         b.iter(|| rt.block_on(async { runtime.invoke(&hello, &inv, Box::new(NoStore)).await.outcome.unwrap() }))
@@ -94,37 +115,51 @@ fn service_benches(c: &mut Criterion) {
     // the next call, as it is between the calls of a client that waits for
     // each answer. Without, calls follow each other at once and all of that
     // work is counted: the cost of an invocation at full load.
-    let on_shard = |name: &'static str, input: &'static [u8], calls: u64, settle: bool| {
+    let on_shard = |name: &'static str, input: &'static [u8], calls: u64, settle: bool, per_call: &mut PerCall| {
         let f = functions.clone();
         let task = handle.spawn_on(home, async move {
             let stats = f.stats(name);
-            let mut answered = Duration::ZERO;
+            let mut each = Vec::with_capacity(calls as usize);
             let started = Instant::now();
             for _ in 0..calls {
                 let t = Instant::now();
                 let r = f.invoke(name, Request { input: input.to_vec(), ..Default::default() }).await;
-                answered += t.elapsed();
+                each.push(t.elapsed());
                 r.unwrap().outcome.unwrap();
                 while settle && stats.running.load(Ordering::Relaxed) > 0 {
                     tokio::task::yield_now().await;
                 }
             }
-            if settle { answered } else { started.elapsed() }
+            (if settle { each.iter().sum() } else { started.elapsed() }, each)
         });
-        rt.block_on(task).unwrap()
+        let (time, each) = rt.block_on(task).unwrap();
+        per_call.0.extend(each);
+        time
     };
     // The in-process path from a caller on the key's shard thread, where HTTP
     // and Redis connections live and invocations call each other: admission,
     // the invocation's task, the guest, its read, the commit. Back to back:
     // what one invocation costs in all (the instantiation and teardown done
     // between calls included), i.e. the inverse of one thread's throughput.
-    g.bench_function("invoke_counter", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, false)));
+    let mut calls = PerCall::default();
+    g.bench_function("invoke_counter", |b| {
+        b.iter_custom(|iters| on_shard("counter", b"hits", iters, false, &mut calls))
+    });
+    calls.print("service/invoke_counter (each call to its answer, back to back)");
     // Latency, from the call to its answer, with the work left for after
     // each answer done between calls: a warm call's instance was made ready
     // before it came.
-    g.bench_function("invoke_counter_latency", |b| b.iter_custom(|iters| on_shard("counter", b"hits", iters, true)));
+    let mut calls = PerCall::default();
+    g.bench_function("invoke_counter_latency", |b| {
+        b.iter_custom(|iters| on_shard("counter", b"hits", iters, true, &mut calls))
+    });
+    calls.print("service/invoke_counter_latency");
     // `hello` (no store access), latency.
-    g.bench_function("invoke_hello_latency", |b| b.iter_custom(|iters| on_shard("hello", b"bench", iters, true)));
+    let mut calls = PerCall::default();
+    g.bench_function("invoke_hello_latency", |b| {
+        b.iter_custom(|iters| on_shard("hello", b"bench", iters, true, &mut calls))
+    });
+    calls.print("service/invoke_hello_latency");
     // `counter` back to back from a thread that is not a shard's: a hop onto
     // the key's shard thread and one back (two thread wake-ups) per call on
     // top of `invoke_counter`.

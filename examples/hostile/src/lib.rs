@@ -5,6 +5,7 @@
 //! - `panic KEY`: writes `KEY`, then panics (the write must not commit).
 //! - `fail KEY`: writes `KEY`, then returns an error (likewise).
 //! - `print N`: prints N lines to stdout, then answers `ok`.
+//! - `env NAME`: answers the environment value `NAME` (or `unset`).
 
 use squall_sdk::store;
 
@@ -41,6 +42,7 @@ fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
             }
             Ok("ok".into())
         }
+        "env" => Ok(std::env::var(arg).unwrap_or_else(|_| "unset".into())),
         other => Err(squall_sdk::Error::msg(format!("unknown mode {other:?}"))),
     }
 }
