@@ -97,6 +97,11 @@ impl Function {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// The compiled component (for benchmarks that instantiate it bare).
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.pre.instance_pre().component()
+    }
 }
 
 /// One invocation's parameters.
@@ -265,6 +270,11 @@ impl Runtime {
 
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// The engine (pooling allocator, epochs) every function runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The compiled function for these component bytes: from memory, from
