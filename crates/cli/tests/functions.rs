@@ -261,11 +261,12 @@ fn warm_calls_run_in_instances_made_ready_ahead_and_behave_as_fresh_ones() {
 
 #[test]
 fn functions_see_their_own_environment_values() {
-    // Four pooled slots, so at most one instance is kept ready: most calls
-    // here make their instance when they come, from host states that
-    // instances of the other functions left on the thread (their WASI
-    // contexts are reused only for the same function version).
-    let node = TestNode::start(&["--instances", "4"]);
+    // One shard thread, so all calls share it, and four pooled slots, so at
+    // most one instance is kept ready: most calls here make their instance
+    // when they come, from host states that instances of the other
+    // functions left on the thread (their WASI contexts are reused only for
+    // the same function version).
+    let node = TestNode::start(&["--instances", "4", "--shards", "1"]);
     deploy(&node, "env-a", squall_guests::HOSTILE, "?env=WHO=a");
     deploy(&node, "env-b", squall_guests::HOSTILE, "?env=WHO=b");
     deploy(&node, "env-none", squall_guests::HOSTILE, "");

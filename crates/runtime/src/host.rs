@@ -33,6 +33,9 @@ const MAX_LINE: usize = 4096;
 /// Host states of torn-down instances each thread keeps for its next ones.
 const SPARE_HOSTS: usize = 8;
 
+/// A function's environment values.
+type Env = Vec<(String, String)>;
+
 thread_local! {
     static SPARE: RefCell<Vec<Host>> = const { RefCell::new(Vec::new()) };
 }
@@ -103,8 +106,9 @@ impl wasmtime::ResourceLimiter for Limiter {
 
 pub(crate) struct Host {
     wasi: WasiCtx,
-    /// The environment values `wasi` was built with.
-    env: Vec<(String, String)>,
+    /// The component and environment values `wasi` was made for.
+    digest: String,
+    env: Env,
     table: ResourceTable,
     pub limiter: Limiter,
     pub txn: Box<dyn Txn>,
@@ -116,6 +120,8 @@ pub(crate) struct Host {
     version: u64,
     /// When the running call must end (while instantiating: a bound on that).
     pub deadline: Instant,
+    /// `deadline` as the guest sees it, once it asked during this call.
+    deadline_ms: Option<u64>,
     pub timeout: Duration,
     pub store_time: Duration,
     pub timed_out: bool,
@@ -141,20 +147,22 @@ impl Host {
     ///
     /// A spare state left on this thread by a torn-down instance is reused
     /// when there is one: its buffers, and its WASI context if it was made
-    /// for this very function version (building one seeds three random
-    /// generators, about a tenth of an instantiation).
-    pub fn new(inv: &Invocation, deadline: Instant, output_cap: usize) -> Host {
+    /// for this very function version (component `digest`) with the same
+    /// environment values (building one seeds six random generators, about
+    /// a tenth of an instantiation).
+    pub fn new(digest: &str, inv: &Invocation, deadline: Instant, output_cap: usize) -> Host {
         let spare = SPARE
             .try_with(|spare| {
                 let mut spare = spare.borrow_mut();
-                let i = spare.iter().rposition(|h| h.made_for(inv)).or(spare.len().checked_sub(1))?;
-                Some(spare.swap_remove(i))
+                let i = spare.iter().rposition(|h| h.made_for(digest, inv)).or(spare.len().checked_sub(1))?;
+                Some(spare.remove(i))
             })
             .ok()
             .flatten();
         match spare {
-            Some(host) if host.stdout.cap() == output_cap => host.renew(inv, deadline),
+            Some(host) if host.stdout.cap() == output_cap => host.renew(digest, inv, deadline),
             _ => Host::assemble(
+                digest,
                 inv,
                 deadline,
                 None,
@@ -164,16 +172,17 @@ impl Host {
         }
     }
 
-    fn made_for(&self, inv: &Invocation) -> bool {
-        self.function == inv.function && self.version == inv.version && self.env == inv.env
+    fn made_for(&self, digest: &str, inv: &Invocation) -> bool {
+        self.digest == digest && self.function == inv.function && self.version == inv.version && self.env == inv.env
     }
 
     /// This state, reused for an instance of `inv`'s function.
-    fn renew(self, inv: &Invocation, deadline: Instant) -> Host {
-        let reuse_wasi = self.made_for(inv);
+    fn renew(self, digest: &str, inv: &Invocation, deadline: Instant) -> Host {
+        let reuse_wasi = self.made_for(digest, inv);
         // Every field is named, so that a new one gets a decision here.
         let Host {
             wasi,
+            digest: made_for,
             env,
             table: _,
             limiter: _,
@@ -185,6 +194,7 @@ impl Host {
             function,
             version: _,
             deadline: _,
+            deadline_ms: _,
             timeout: _,
             store_time: _,
             timed_out: _,
@@ -193,21 +203,29 @@ impl Host {
             stdout,
             stderr,
         } = self;
-        Host::assemble(inv, deadline, reuse_wasi.then_some((wasi, env)), (stdout, stderr), (id, function))
+        Host::assemble(
+            digest,
+            inv,
+            deadline,
+            reuse_wasi.then_some((wasi, made_for, env)),
+            (stdout, stderr),
+            (id, function),
+        )
     }
 
     /// A state for `inv`'s function from parts: a WASI context already made
     /// for it (with its environment), output buffers, strings to reuse.
     fn assemble(
+        digest: &str,
         inv: &Invocation,
         deadline: Instant,
-        wasi: Option<(WasiCtx, Vec<(String, String)>)>,
+        wasi: Option<(WasiCtx, String, Env)>,
         (stdout, stderr): (Capture, Capture),
         (mut id, mut function): (String, String),
     ) -> Host {
         stdout.clear();
         stderr.clear();
-        let (wasi, env) = wasi.unwrap_or_else(|| {
+        let (wasi, digest, env) = wasi.unwrap_or_else(|| {
             // No preopened directories, no network, no host environment or
             // arguments: only the function's own environment values.
             let wasi = WasiCtx::builder()
@@ -218,12 +236,13 @@ impl Host {
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
                 .build();
-            (wasi, inv.env.clone())
+            (wasi, digest.to_string(), inv.env.clone())
         });
         id.clone_from(&inv.id);
         function.clone_from(&inv.function);
         Host {
             wasi,
+            digest,
             env,
             table: ResourceTable::new(),
             limiter: Limiter { max: inv.memory, hit: false },
@@ -235,6 +254,7 @@ impl Host {
             function,
             version: inv.version,
             deadline,
+            deadline_ms: None,
             timeout: inv.timeout,
             store_time: Duration::ZERO,
             timed_out: false,
@@ -254,10 +274,13 @@ impl Host {
         self.stdout.clear();
         self.stderr.clear();
         let _ = SPARE.try_with(move |spare| {
+            // The oldest goes: states of functions no longer called here
+            // (or deleted) do not linger.
             let mut spare = spare.borrow_mut();
-            if spare.len() < SPARE_HOSTS {
-                spare.push(self);
+            if spare.len() == SPARE_HOSTS {
+                spare.remove(0);
             }
+            spare.push(self);
         });
     }
 
@@ -267,6 +290,7 @@ impl Host {
         self.txn = txn;
         self.id.clone_from(&inv.id);
         self.deadline = deadline;
+        self.deadline_ms = None;
         self.timeout = inv.timeout;
     }
 
@@ -491,7 +515,7 @@ impl context::Host for Host {
     }
 
     async fn deadline_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(wall_ms(self.deadline))
+        Ok(*self.deadline_ms.get_or_insert_with(|| wall_ms(self.deadline)))
     }
 }
 

@@ -374,7 +374,7 @@ impl Runtime {
     /// can be made ready before its call arrives.
     pub async fn prepare(&self, f: &Function, inv: &Invocation, limit: Duration) -> Prepared {
         let started = Instant::now();
-        let host = Host::new(inv, started + limit, OUTPUT_CAP);
+        let host = Host::new(&f.digest, inv, started + limit, OUTPUT_CAP);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         store.set_epoch_deadline(1);
