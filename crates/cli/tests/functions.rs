@@ -17,6 +17,12 @@ fn invoke(node: &TestNode, name: &str, input: &[u8]) -> (u16, String, Vec<u8>) {
     http(node, "POST", &format!("/v1/functions/{name}/invoke"), input)
 }
 
+/// The logs `GET /v1/functions/NAME/logs` keeps for invocation `id`.
+fn invocation_logs(node: &TestNode, name: &str, id: &str) -> Vec<serde_json::Value> {
+    let (_, _, body) = http(node, "GET", &format!("/v1/functions/{name}/logs?invocation={id}"), b"");
+    json(&body)["logs"].as_array().unwrap().clone()
+}
+
 fn error_code(body: &[u8]) -> String {
     json(body)["error"]["code"].as_str().unwrap_or_default().to_string()
 }
@@ -110,8 +116,7 @@ fn failed_invocations_leave_no_trace_and_the_node_keeps_serving() {
     let message = json(&body)["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("hostile function panics after writing wp"), "{message}");
     let id = header(&head, "x-squall-invocation-id").unwrap().to_string();
-    let (_, _, body) = http(&node, "GET", &format!("/v1/functions/hostile/logs?invocation={id}"), b"");
-    let logs = json(&body)["logs"].as_array().unwrap().clone();
+    let logs = invocation_logs(&node, "hostile", &id);
     assert_eq!(logs.len(), 1);
     let log = serde_json::to_string(&logs[0]).unwrap();
     assert!(log.contains("wasm backtrace"), "{log}");
@@ -247,8 +252,7 @@ fn warm_calls_run_in_instances_made_ready_ahead_and_behave_as_fresh_ones() {
     // Its log holds what it printed, and nothing the calls before it printed
     // (an instance reuses a torn-down one's output buffers).
     let id = header(&head, "x-squall-invocation-id").unwrap();
-    let (_, _, body) = http(&node, "GET", &format!("/v1/functions/hostile/logs?invocation={id}"), b"");
-    let logs = json(&body)["logs"].as_array().unwrap().clone();
+    let logs = invocation_logs(&node, "hostile", id);
     let lines: Vec<String> =
         logs[0]["lines"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect();
     assert_eq!(lines, ["line 0", "line 1"]);

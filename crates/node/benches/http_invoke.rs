@@ -163,9 +163,9 @@ fn main() {
             load(addr, path, 2000, 1).await;
         }
         println!("warm invocation over HTTP keep-alive: {requests} requests per run, {rounds} rounds, alternating");
-        let mut p50s = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        let mut p99s = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        let mut tputs = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        let mut p50s: [Vec<f64>; 4] = Default::default();
+        let mut p99s: [Vec<f64>; 4] = Default::default();
+        let mut tputs: [Vec<f64>; 4] = Default::default();
         for round in 0..rounds {
             for (i, (name, addr, path)) in targets.iter().enumerate() {
                 let one = load(*addr, path, requests / 4, 1).await;
