@@ -389,7 +389,7 @@ fn reply_frame(reply: Reply) -> Frame {
         Reply::Int(i) => Frame::Integer(i),
         Reply::Bytes(b) => Frame::Bulk(b),
         Reply::List(items) => Frame::Array(items.into_iter().map(Frame::Bulk).collect()),
-        Reply::Str(s) => Frame::Simple(s),
+        Reply::Type(kind) => Frame::Simple(kind.map_or("none", |k| k.redis_name())),
         // Entries only go to HTTP; a RESP command never asks for one.
         Reply::Entry(_) => Frame::Nil,
     }

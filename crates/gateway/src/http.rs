@@ -163,17 +163,21 @@ impl IntoResponse for ApiError {
 
 impl From<squall_store::Error> for ApiError {
     fn from(e: squall_store::Error) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        match e {
+            squall_store::Error::Refused(e) => e.into(),
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        }
     }
 }
 
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            e.code(),
-            e.to_string().trim_start_matches("ERR ").trim_start_matches("WRONGTYPE ").to_string(),
-        )
+        let status = match e {
+            OpError::WrongType | OpError::NotInteger | OpError::Overflow => StatusCode::CONFLICT,
+            OpError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            OpError::DiskFailed => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.code(), e.message())
     }
 }
 
@@ -268,7 +272,9 @@ fn render_entry(entry: &Entry) -> Response {
         }
         Value::Counter(c) => ("counter", json!({ "type": "counter", "value": c.value() })),
         Value::Max(m) => ("max", json!({ "type": "max", "value": m.0 })),
-        Value::Set(s) => ("set", json!({ "type": "set", "members": s.iter().map(|m| text(m)).collect::<Vec<_>>() })),
+        Value::Set(s) => {
+            ("set", json!({ "type": "set", "members": s.iter().map(|(m, _)| text(m)).collect::<Vec<_>>() }))
+        }
         Value::Map(m) => {
             let fields: serde_json::Map<String, Json> = m
                 .iter()
@@ -339,10 +345,7 @@ async fn scan(
 async fn render_metrics(State(app): State<App>) -> Response {
     let mut text = app.metrics.render(&app.store);
     crate::functions::render_metrics(&app, &mut text);
-    let mut bytes = Vec::with_capacity(app.store.shards());
-    for shard in 0..app.store.shards() {
-        bytes.push(app.store.run(shard, |s| s.approx_bytes()).await.unwrap_or(0));
-    }
+    let bytes: Vec<u64> = (0..app.store.shards()).map(|s| app.store.stats(s).bytes.load(Ordering::Relaxed)).collect();
     Metrics::render_bytes(&mut text, &bytes);
     let mut r = text.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));

@@ -12,7 +12,8 @@ use crate::commands::{self, Cmd, Render, Server};
 use crate::metrics::Metrics;
 use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
-use squall_store::{Dispatched, Handle, OpResult, Written};
+use squall_store::lattice::Timestamp;
+use squall_store::{Handle, OpResult, Response, Session, Written};
 use std::future::Future;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -102,7 +103,7 @@ pub(crate) async fn accept(listener: &TcpListener) -> std::net::TcpStream {
 
 enum Pending {
     Ready(Frame),
-    Op(Dispatched<(OpResult, Written)>, Render),
+    Op(squall_store::Pending, Render, bool),
 }
 
 struct Transaction {
@@ -120,6 +121,11 @@ struct Conn {
     opts: Options,
     /// Per shard: the highest write sequence this round must see durable.
     written: Vec<u64>,
+    /// What this connection has seen: its commands order after it.
+    session: Session,
+    /// The newest stamp this round wrote: once acknowledged, every later
+    /// request on the node goes after it.
+    wrote: Timestamp,
 }
 
 impl Conn {
@@ -134,6 +140,8 @@ impl Conn {
             metrics,
             opts,
             written: vec![0; shards],
+            session: Session::default(),
+            wrote: Timestamp::ZERO,
         }
     }
 
@@ -208,10 +216,17 @@ impl Conn {
         for p in pending.drain(..) {
             let frame = match p {
                 Pending::Ready(f) => f,
-                Pending::Op(d, how) => match d.result().await {
-                    Ok((r, w)) => {
-                        self.written[w.shard] = self.written[w.shard].max(w.seq);
-                        commands::render(r, how)
+                Pending::Op(d, how, write) => match d.answer().await {
+                    Ok(a) => {
+                        self.written[a.shard] = self.written[a.shard].max(a.seq);
+                        self.session.observe(a.stamp);
+                        if write {
+                            self.wrote = self.wrote.max(a.stamp);
+                        }
+                        match a.response {
+                            Response::Op(r) => commands::render(r, how),
+                            other => Frame::err(format!("unexpected answer {other:?}")),
+                        }
                     }
                     Err(e) => Frame::err(e.to_string()),
                 },
@@ -227,6 +242,7 @@ impl Conn {
                 return false;
             }
         }
+        self.store.publish(std::mem::take(&mut self.wrote));
         if wbuf.is_empty() {
             return true;
         }
@@ -277,16 +293,15 @@ impl Conn {
             return true;
         }
         let frame = match cmd {
-            Cmd::Key { key, op, render } => match self.store.dispatch_op(&self.ns, key, op).await {
-                Ok(d) => {
-                    pending.push(Pending::Op(d, render));
-                    return true;
-                }
-                Err(e) => Frame::err(e.to_string()),
-            },
-            Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops).await {
+            Cmd::Key { key, op, render } => {
+                let write = op.is_write();
+                let d = self.store.dispatch(&self.ns, key, op, self.session.seen());
+                pending.push(Pending::Op(d, render, write));
+                return true;
+            }
+            Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops, &mut self.session).await {
                 Ok(results) => commands::combine(results, combine),
-                Err(e) => Frame::err(e.to_string()),
+                Err(e) => store_error(e),
             },
             Cmd::Server(Server::Quit) => {
                 pending.push(Pending::Ready(Frame::ok()));
@@ -313,9 +328,9 @@ impl Conn {
                 Cmd::Server(_) => {}
             }
         }
-        let mut results = match self.store.atomic(&self.ns, ops).await {
+        let mut results = match self.store.atomic(&self.ns, ops, &mut self.session).await {
             Ok(r) => r.into_iter(),
-            Err(e) => return Frame::err(e.to_string()),
+            Err(e) => return store_error(e),
         };
         let mut frames = Vec::with_capacity(tx.queued.len());
         for cmd in tx.queued {
@@ -492,6 +507,14 @@ async fn write_all(fd: &AsyncFd<std::net::TcpStream>, mut buf: &[u8]) -> std::io
 
 /// The Redis version Squall speaks like, for clients that check.
 const REDIS_VERSION: &str = "7.2.0";
+
+/// A store error as a reply: a refused write says why in Redis's words.
+fn store_error(e: squall_store::Error) -> Frame {
+    match e {
+        squall_store::Error::Refused(e) => commands::op_error(e),
+        e => Frame::err(e.to_string()),
+    }
+}
 
 fn next(results: &mut impl Iterator<Item = OpResult>) -> OpResult {
     results.next().unwrap_or(Ok(squall_store::Reply::Nil))

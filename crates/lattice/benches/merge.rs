@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use squall_lattice::{AwSet, Lattice, Lww, PnCounter, Stamp, Timestamp};
+use squall_lattice::{Lattice, Lww, Members, PnCounter, Stamp, Timestamp};
 use std::hint::black_box;
 
 fn merge(c: &mut Criterion) {
@@ -23,24 +23,24 @@ fn merge(c: &mut Criterion) {
     });
     for size in [10usize, 1_000] {
         c.bench_function(&format!("set_merge_{size}"), |b| {
-            let mut x = AwSet::default();
-            let mut y = AwSet::default();
+            let mut x = Members::default();
+            let mut y = Members::default();
             for i in 0..size {
-                x.insert(1, Bytes::from(format!("m{i}")));
-                y.insert(2, Bytes::from(format!("m{}", i + size / 2)));
+                x.merge_entry(Bytes::from(format!("m{i}")), Lww::new(s(1), true));
+                y.merge_entry(Bytes::from(format!("m{}", i + size / 2)), Lww::new(s(2), true));
             }
             b.iter(|| black_box(x.clone()).join(black_box(y.clone())))
         });
     }
     c.bench_function("set_insert_into_10k", |b| {
-        let mut x = AwSet::default();
+        let mut x = Members::default();
         for i in 0..10_000 {
-            x.insert(1, Bytes::from(format!("m{i}")));
+            x.merge_entry(Bytes::from(format!("m{i}")), Lww::new(s(1), true));
         }
         let mut i = 0u64;
         b.iter(|| {
             i += 1;
-            x.insert(1, Bytes::from(format!("n{}", i % 20_000)))
+            x.merge_entry(Bytes::from(format!("n{}", i % 20_000)), Lww::new(s(i + 2), true))
         })
     });
 }

@@ -10,23 +10,32 @@
 //! inflations: the state after an operation is greater than or equal to the
 //! state before it in the lattice order, so they compose with merge.
 //!
+//! Every write carries one stamp (HLC time and node id), and every part of a
+//! value it changes merges by that stamp: a register's epoch, each set
+//! member and hash field, an expiry. A set is therefore a map of
+//! last-writer-wins members (an add wins a tie), not an observed-remove set
+//! with dots: members stamped with the time of their last add or remove are
+//! what a window log replayed in stamp order, a replica, or a read "as of T"
+//! needs, and an atomic commit stamps them all with one time.
+//!
 //! Why not the `lattices` crate (Hydro) or `uhlc`: `lattices` 0.7 has the
 //! composition tools (max, set union, map union, dominating pair) but no PN
-//! counter, no add-wins set that honours removals and no HLC-stamped
-//! register, which are most of what the store needs, and its newer releases
-//! are alpha only; the few generic pieces are short enough to own. `uhlc`
-//! takes its physical clock as a global function pointer (one fake clock per
-//! process, so tests could not run side by side), guards its state with a
-//! mutex on every stamp, and carries a 16-byte id; [`Hlc`] is lock-free (one
-//! atomic), takes a clock per instance and stamps with a `u64` node id.
+//! counter and no HLC-stamped register, which are most of what the store
+//! needs, and its newer releases are alpha only; the few generic pieces are
+//! short enough to own. `uhlc` takes its physical clock as a global function
+//! pointer (one fake clock per process, so tests could not run side by
+//! side), guards its state with a mutex on every stamp, and carries a
+//! 16-byte id; [`Hlc`] is a plain value owned by one thread (each shard has
+//! its own, no shared atomic to contend on), takes an injected clock and
+//! stamps with a `u64` node id.
 
 mod hlc;
 mod types;
 mod value;
 
-pub use hlc::{DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp};
-pub use types::{AwSet, Dot, LMap, Lww, Max, PnCounter};
-pub use value::{Entry, Kind, Value};
+pub use hlc::{Clock, DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp};
+pub use types::{LMap, Lww, Max, PnCounter, Slot};
+pub use value::{Entry, Fields, Kind, Members, Value};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +51,16 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    pub const ZERO: Stamp = Stamp { time: Timestamp::ZERO, node: 0 };
+
     pub fn new(time: Timestamp, node: NodeId) -> Self {
         Stamp { time, node }
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{:x}", self.time, self.node)
     }
 }
 

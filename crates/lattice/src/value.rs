@@ -7,7 +7,7 @@
 //! epoch holding a tombstone) stay lattices: both start a new epoch, and
 //! writes that a replica made in an older epoch lose to them.
 
-use crate::{AwSet, LMap, Lattice, Lww, Max, PnCounter, Stamp};
+use crate::{LMap, Lattice, Lww, Max, PnCounter, Stamp};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -41,17 +41,28 @@ impl Kind {
     }
 }
 
+/// A set's members: each one a register saying whether it is in, written at
+/// the stamp of the add or remove that last touched it (an add wins a tie).
+pub type Members = LMap<Bytes, Lww<bool>>;
+
+/// A hash's fields: each one a register; a deleted field holds `None`.
+pub type Fields = LMap<Bytes, Lww<Option<Bytes>>>;
+
 /// A value. Within one epoch, different types order by their rank (a
 /// deterministic choice for the rare concurrent type change), and a tombstone
 /// is the bottom.
+///
+/// Every part of a value that a write changes carries that write's stamp
+/// (the epoch for a register, each member and field its own, a counter's
+/// slot grows with its node's stamps), so applying the same writes in any
+/// order gives the same value.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Value {
     Tombstone,
     Register(Bytes),
     Counter(PnCounter),
-    Set(AwSet<Bytes>),
-    /// A hash: fields are registers; a deleted field is a register holding `None`.
-    Map(LMap<Bytes, Lww<Option<Bytes>>>),
+    Set(Members),
+    Map(Fields),
     Max(Max<i64>),
 }
 
@@ -120,16 +131,16 @@ impl Entry {
         self.expiry.as_ref().and_then(|e| e.value)
     }
 
-    /// The newest stamp anywhere in the entry (epoch, expiry, hash fields).
+    /// The newest stamp anywhere in the entry (epoch, expiry, members, fields).
     pub fn latest_stamp(&self) -> Stamp {
         let mut latest = self.epoch;
         if let Some(e) = &self.expiry {
             latest = latest.max(e.stamp);
         }
-        if let Value::Map(m) = &self.value {
-            for (_, reg) in m.iter() {
-                latest = latest.max(reg.stamp);
-            }
+        match &self.value {
+            Value::Map(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
+            Value::Set(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
+            _ => {}
         }
         latest
     }

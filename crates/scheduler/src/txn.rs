@@ -12,19 +12,16 @@
 //! count, `delete`'s "existed") are this invocation's view.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use squall_runtime::{Answer, BoxFuture, Call, StoreError, Txn};
-use squall_store::lattice::{Entry, Hlc};
-use squall_store::{Check, Handle, Op, OpError, OpResult, Reply, SetExpiry, Shard, Write};
+use squall_store::lattice::{Entry, Stamp, Timestamp};
+use squall_store::{Check, Handle, Keyspace, Op, OpError, OpResult, Reply, SetExpiry, Write};
 
 /// Most bytes one invocation may write.
 const MAX_WRITE_BYTES: usize = 64 * 1024 * 1024;
 /// Most keys one `scan` call returns.
 const MAX_SCAN: u32 = 10_000;
-
-static OVERLAY_CLOCK: LazyLock<Arc<Hlc>> = LazyLock::new(|| Arc::new(Hlc::default()));
 
 /// The writes to one key, coalesced: one write per key, field and member, so
 /// that a commit can stamp them all with one time.
@@ -40,7 +37,9 @@ struct KeyWrites {
 pub struct StoreTxn {
     store: Handle,
     ns: Bytes,
-    overlay: Shard,
+    /// The keys this invocation touched, with its writes applied: the
+    /// store's own semantics, kept to itself.
+    overlay: Keyspace,
     /// Keys the overlay holds the truth for, with what the store answered when first read.
     seen: HashMap<Bytes, Option<OpResult>>,
     validate: HashSet<Bytes>,
@@ -55,6 +54,7 @@ fn store_error(e: OpError) -> StoreError {
     match e {
         OpError::WrongType => StoreError::WrongType,
         OpError::NotInteger | OpError::Overflow => StoreError::NotInteger,
+        OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),
     }
 }
 
@@ -71,7 +71,7 @@ fn bytes_list(r: Reply) -> Vec<Vec<u8>> {
 
 impl StoreTxn {
     pub fn new(store: Handle, ns: Bytes) -> StoreTxn {
-        let overlay = Shard::new(0, store.node_id(), OVERLAY_CLOCK.clone());
+        let overlay = Keyspace::new(store.node_id());
         StoreTxn {
             store,
             ns,
@@ -100,16 +100,18 @@ impl StoreTxn {
         }
         let r = self.store.exec(&self.ns, key.clone(), Op::Snapshot).await.map_err(unavailable)?;
         if let Ok(Reply::Entry(e)) = &r {
-            self.overlay.seed(&self.ns, key, Entry::clone(e));
+            self.overlay.put(&self.ns, key, Entry::clone(e));
         }
         self.seen.insert(key.clone(), Some(r));
         Ok(())
     }
 
     fn local(&mut self, key: &Bytes, op: Op) -> OpResult {
-        let r = self.overlay.apply(&self.ns, key, op);
-        self.overlay.discard_records();
-        r
+        // The overlay's stamps are placeholders (the commit stamps the
+        // writes for real); the largest one keeps each write on top of what
+        // was read.
+        let stamp = Stamp::new(Timestamp::MAX, self.store.node_id());
+        self.overlay.apply(&self.ns, key, op, stamp, self.store.now_ms())
     }
 
     fn record(&mut self, key: &Bytes, size: usize) -> Result<&mut KeyWrites, StoreError> {
@@ -229,12 +231,12 @@ impl StoreTxn {
         // Keys this invocation touched: the overlay knows whether they exist.
         let mut touched: Vec<&Bytes> = self.seen.keys().filter(|k| k.starts_with(&prefix)).collect();
         touched.sort();
+        let now = self.store.now_ms();
         for k in touched {
-            if out.len() < limit && matches!(self.overlay.apply(&self.ns, k, Op::Exists), Ok(Reply::Int(1))) {
+            if out.len() < limit && matches!(self.overlay.read(&self.ns, k, &Op::Exists, now), Ok(Reply::Int(1))) {
                 out.push(k.to_vec());
             }
         }
-        self.overlay.discard_records();
         let mut cursor = 0;
         while out.len() < limit {
             let (next, keys) =

@@ -1,12 +1,12 @@
-//! Shard get/put: the in-memory apply path alone, and a round trip through
-//! the store handle (a message to the shard thread and back).
+//! Keyspace get/put: the in-memory apply path alone (the pure keyspace,
+//! no disk records), and a round trip through the store handle (a message
+//! to the shard thread and back).
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use squall_store::lattice::Hlc;
-use squall_store::{Durability, Op, Options, SetExpiry, Shard, Store};
+use squall_store::lattice::{Stamp, Timestamp};
+use squall_store::{Durability, Keyspace, Op, Options, SetExpiry, Store};
 use std::hint::black_box;
-use std::sync::Arc;
 
 fn keys(n: usize) -> Vec<Bytes> {
     (0..n).map(|i| Bytes::from(format!("key:{i:08}"))).collect()
@@ -15,45 +15,38 @@ fn keys(n: usize) -> Vec<Bytes> {
 fn apply(c: &mut Criterion) {
     let ns = Bytes::from_static(b"default");
     let keys = keys(100_000);
-    let mut shard = Shard::new(0, 1, Arc::new(Hlc::default()));
+    let mut shard = Keyspace::new(1);
     let value = Bytes::from_static(b"xxx");
     let mut i = 0usize;
+    let mut t = 0u64;
+    let mut stamp = || {
+        t += 1;
+        Stamp::new(Timestamp(t), 1)
+    };
     c.bench_function("shard_apply_set", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            let r = shard.apply(&ns, &keys[i], Op::Set { value: value.clone(), expiry: SetExpiry::None, get: false });
-            if i.is_multiple_of(1024) {
-                shard.discard_records();
-            }
-            black_box(r)
+            let op = Op::Set { value: value.clone(), expiry: SetExpiry::None, get: false };
+            black_box(shard.apply(&ns, &keys[i], op, stamp(), 0))
         })
     });
-    shard.discard_records();
     c.bench_function("shard_apply_get", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            black_box(shard.apply(&ns, &keys[i], Op::Get))
+            black_box(shard.read(&ns, &keys[i], &Op::Get, 0))
         })
     });
     c.bench_function("shard_apply_incr", |b| {
         b.iter(|| {
             i = (i + 7919) % 1000;
-            let r = shard.apply(&ns, &keys[i], Op::IncrBy(1));
-            if i.is_multiple_of(1024) {
-                shard.discard_records();
-            }
-            black_box(r)
+            black_box(shard.apply(&ns, &keys[i], Op::IncrBy(1), stamp(), 0))
         })
     });
     c.bench_function("shard_apply_sadd_100k_set", |b| {
         let set = Bytes::from_static(b"myset");
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            let r = shard.apply(&ns, &set, Op::SAdd(vec![keys[i].clone()]));
-            if i.is_multiple_of(1024) {
-                shard.discard_records();
-            }
-            black_box(r)
+            black_box(shard.apply(&ns, &set, Op::SAdd(vec![keys[i].clone()]), stamp(), 0))
         })
     });
 }

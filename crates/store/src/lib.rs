@@ -1,37 +1,53 @@
-//! The store: a shared-nothing, sharded lattice key-value store with a
-//! memory tier and a durable disk tier (fjall).
+//! The store: a shared-nothing, sharded lattice key-value store with every
+//! key in memory and a durable log on disk.
 //!
 //! Each shard is one OS thread that owns the keys hashing to it and runs a
-//! single-threaded tokio runtime. Nobody else touches a shard's state: work
-//! reaches it as a closure, sent by message ([`Handle::run`]) or, when the
-//! caller is already on that shard's thread, called in place. The network
-//! front ends place each connection on a shard thread ([`Handle::spawn_on`]),
-//! so a request for a key the shard owns costs no thread hop, and one for
-//! another shard is one message each way. Messages are drained in batches
-//! per wake-up.
+//! single-threaded tokio runtime. Nobody else touches a shard's state: it is
+//! reached only by the typed messages of [`protocol`] ([`Handle`] sends
+//! them), answered in place when the sender is already on that shard's
+//! thread and through its mailbox otherwise. Network front ends place each
+//! connection on a shard thread ([`Handle::spawn_on`]), so a request for a
+//! key the shard owns costs no thread hop.
 //!
-//! Writes are applied in memory, turned into disk records, and handed to one
-//! writer thread that commits whatever has arrived as one fjall batch (group
-//! commit). With [`Durability::Sync`] a write is acknowledged once its batch
-//! is fsynced. Multi-key writes that span shards commit atomically
-//! ([`Handle::atomic`]).
+//! **Time and order.** Each shard stamps writes with its own hybrid logical
+//! clock; messages carry their sender's time, so a write stamps after
+//! everything its sender saw, and a node-wide floor (raised when a write is
+//! acknowledged) makes a write that starts after another was acknowledged
+//! stamp after it. One atomic unit (a MULTI/EXEC, an MSET, an invocation's
+//! writes) carries one stamp; on every key, stamp order is apply order.
 //!
-//! The store knows nothing of functions, HTTP or RESP.
+//! **Atomic units.** On one shard: one [`Request::Batch`], applied in one
+//! step. Across shards: the coordinator (the caller's task, through
+//! [`Handle`]) prepares each part in shard order, each shard checking the
+//! unit's reads, holding its keys and proposing a stamp; then it commits
+//! every part at the largest proposal, or aborts. No shard thread ever waits
+//! for another; requests for held keys wait in line. Readers never see part
+//! of a unit.
+//!
+//! Durability: see [`disk`](crate::disk). The store knows nothing of
+//! functions, HTTP or RESP, and never exits the process.
 
 mod disk;
 mod glob;
+mod keyspace;
 mod op;
+pub mod protocol;
 mod shard;
 
+pub use disk::Health;
 pub use glob::{matches as glob_matches, prefix_pattern};
+pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash};
 pub use op::{Op, OpError, OpResult, Reply, SetExpiry};
-pub use shard::{SCAN_POSITION_BITS, ScanPage, Shard, ShardStats, key_hash, scan_position};
+pub use protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
+pub use shard::ShardStats;
 pub use squall_lattice as lattice;
 
 use bytes::Bytes;
-use disk::{Chunk, WriterMsg};
-use squall_lattice::{Hlc, NodeId, PhysicalClock, Stamp, SystemClock};
+use disk::{DiskState, WriterMsg};
+use shard::Shard;
+use squall_lattice::{Clock, Hlc, NodeId, PhysicalClock as _, SystemClock, Timestamp};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -40,6 +56,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+/// A message on its way to a shard, with where its answer goes.
+pub(crate) type Envelope = (Message, oneshot::Sender<Answer>);
+
+/// The longest a commit across shards waits for the keys it needs.
+const PREPARE_LIMIT: Duration = Duration::from_secs(10);
 
 /// When a write is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -83,10 +105,11 @@ pub struct Options {
     pub durability: Durability,
     /// This node's id; `None` reads it from the data dir, making one up on first start.
     pub node_id: Option<NodeId>,
-    /// Messages a shard's mailbox holds before senders wait.
-    pub mailbox: usize,
-    /// Bytes of write log that trigger a checkpoint into the data keyspace.
-    pub checkpoint_bytes: u64,
+    /// The physical clock for stamps and expiry (a test sets its own).
+    pub clock: Clock,
+    /// The log may grow to this before a snapshot is taken (or to the size
+    /// of the last snapshot, if that is larger).
+    pub snapshot_bytes: u64,
 }
 
 impl Options {
@@ -96,8 +119,8 @@ impl Options {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             durability: Durability::Sync,
             node_id: None,
-            mailbox: 4096,
-            checkpoint_bytes: 64 * 1024 * 1024,
+            clock: SystemClock::shared(),
+            snapshot_bytes: 64 << 20,
         }
     }
 }
@@ -110,17 +133,19 @@ pub enum Error {
     #[error("cannot use data dir {0}: {1}")]
     DataDir(String, String),
     #[error("disk: {0}")]
-    Disk(#[from] fjall::Error),
+    Io(String),
     #[error("data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Refused(OpError),
+    #[error("{0}")]
+    Timeout(String),
     #[error("the store is shutting down")]
     Closed,
 }
 
-type Work = Box<dyn FnOnce(&mut Shard) + Send>;
-
 struct ShardRef {
-    tx: mpsc::Sender<Work>,
+    tx: mpsc::UnboundedSender<Envelope>,
     rt: tokio::runtime::Handle,
     durable: watch::Receiver<u64>,
     stats: Arc<ShardStats>,
@@ -132,11 +157,11 @@ struct Inner {
     node: NodeId,
     durability: Durability,
     shards: Vec<ShardRef>,
-    /// Cross-shard atomic batches take it exclusively while their parts apply;
-    /// cross-shard atomic reads take it shared. Single-shard work never does.
-    gate: tokio::sync::RwLock<()>,
-    next_batch: AtomicU64,
-    hlc: Arc<Hlc>,
+    next_txn: AtomicU64,
+    /// The largest stamp acknowledged so far: every request goes after it.
+    floor: AtomicU64,
+    clock: Clock,
+    health: watch::Receiver<Health>,
 }
 
 /// A cheap, cloneable way to reach the store from any thread or task.
@@ -156,6 +181,10 @@ pub struct Store {
     handle: Handle,
     threads: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
+    snapshotter: Option<JoinHandle<()>>,
+    writer_tx: std::sync::mpsc::SyncSender<WriterMsg>,
+    /// Held for the store's life: the data dir's lock.
+    _lock: std::fs::File,
 }
 
 struct Local {
@@ -179,50 +208,87 @@ pub struct Written {
     pub seq: u64,
 }
 
+impl From<&Answer> for Written {
+    fn from(a: &Answer) -> Self {
+        Written { shard: a.shard, seq: a.seq }
+    }
+}
+
+/// A client's place in time: the latest stamp it has seen, which its next
+/// requests go after (so what one connection does orders by its program).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Session {
+    seen: Timestamp,
+}
+
+impl Session {
+    pub fn seen(&self) -> Timestamp {
+        self.seen
+    }
+    pub fn observe(&mut self, t: Timestamp) {
+        self.seen = self.seen.max(t);
+    }
+}
+
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, Error> {
+    let fail = |e: std::io::Error| Error::DataDir(dir.display().to_string(), e.to_string());
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(fail)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(Error::Locked(dir.display().to_string())),
+        Err(e) => Err(fail(e.into())),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `opts.data_dir`, recovering what is on disk.
     pub fn open(opts: Options) -> Result<Store, Error> {
         let shards = opts.shards.max(1);
-        let (db, data, log) = disk::open(&opts.data_dir)?;
-        // Whatever the log holds beyond the last checkpoint goes into `data` first.
-        disk::checkpoint(&db, &data, &log, None)?;
-        let next_entry = disk::next_log_entry(&log)?;
+        let dir = opts.data_dir.clone();
+        let lock = lock_dir(&dir)?;
         let node = match opts.node_id {
             Some(n) => n,
-            None => node_id(&opts.data_dir)?,
+            None => node_id(&dir)?,
         };
-        let hlc = Arc::new(Hlc::default());
-        let now = SystemClock.now_ms();
-        let (loaded, expired) = disk::load(&data, now)?;
-        let mut states: Vec<Shard> = (0..shards).map(|i| Shard::new(i, node, hlc.clone())).collect();
-        let mut latest = Stamp::default();
-        for l in loaded {
-            latest = latest.max(l.entry.latest_stamp());
-            states[shard_index(&l.key, shards)].load(l.ns, l.key, l.entry);
-        }
-        // New writes must order after everything recovered, even if this
-        // machine's clock went backwards across the restart.
-        hlc.restore(latest.time);
+        let clock = opts.clock.clone();
+        let recovered = disk::recover::recover(&dir, shards, node, clock.now_ms())?;
         tracing::info!(
-            keys = states.iter().map(|s| s.stats.keys.load(Ordering::Relaxed)).sum::<u64>(),
-            dir = %opts.data_dir.display(),
+            keys = recovered.keyspaces.iter().map(Keyspace::keys).sum::<u64>(),
+            dir = %dir.display(),
             "store recovered"
         );
+        let (disk, health) = DiskState::new();
+        let disk = Arc::new(disk);
+        let mut segment = recovered.segment;
+        if let Err(e) = segment.reserve(disk::writer::RESERVE) {
+            // The log still takes what fits; new writes wait for space.
+            disk.set_full(format!("cannot reserve log space: {e}"));
+        }
 
-        let spawn_error = |e: std::io::Error| Error::DataDir(opts.data_dir.display().to_string(), e.to_string());
+        let spawn_error = |e: std::io::Error| Error::DataDir(dir.display().to_string(), e.to_string());
         let (writer_tx, writer_rx) = std::sync::mpsc::sync_channel::<WriterMsg>(1024);
         let (durable_tx, durable_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| watch::channel(0u64)).unzip();
-        if !expired.is_empty() {
-            let _ = writer_tx.send(WriterMsg::Chunk(Chunk { shard: 0, records: expired, upto: 0, batch: None }));
-        }
-        let writer = disk::Writer {
-            db,
-            data,
-            log,
+        let (mail_tx, mail_rx): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::unbounded_channel::<Envelope>()).unzip();
+        let (ask_tx, ask_rx) = std::sync::mpsc::sync_channel::<u64>(1);
+        let snapshotter = {
+            let (dir, shards, writer) = (dir.clone(), mail_tx.clone(), writer_tx.clone());
+            std::thread::Builder::new()
+                .name("squall-snapshot".into())
+                .spawn(move || disk::snapshot::run(dir, ask_rx, shards, writer))
+                .map_err(spawn_error)?
+        };
+        let writer = disk::writer::Writer {
+            dir: dir.clone(),
+            log: segment,
+            next_entry: recovered.next_entry,
             sync: opts.durability == Durability::Sync,
             durable: durable_tx,
-            next_entry,
-            checkpoint_bytes: opts.checkpoint_bytes,
+            disk: disk.clone(),
+            snapshot_at: recovered.snapshot_bytes.max(opts.snapshot_bytes),
+            snapshot_min: opts.snapshot_bytes,
+            snapshots: Some(ask_tx),
         };
         let writer = std::thread::Builder::new()
             .name("squall-writer".into())
@@ -232,32 +298,43 @@ impl Store {
         let id = NEXT_STORE.fetch_add(1, Ordering::Relaxed);
         let mut refs = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
-        for (mut state, durable) in states.into_iter().zip(durable_rx) {
-            let (tx, rx) = mpsc::channel::<Work>(opts.mailbox.max(1));
-            let stop = Arc::new(Notify::new());
+        let parts = recovered.keyspaces.into_iter().zip(durable_rx).zip(mail_tx).zip(mail_rx);
+        for (i, (((keys, durable), tx), rx)) in parts.enumerate() {
+            let mut hlc = Hlc::new(clock.clone());
+            // New writes order after everything recovered, even if this
+            // machine's clock went backwards across the restart.
+            hlc.observe(recovered.latest.time);
+            let state = Shard::new(i, keys, hlc, disk.clone(), writer_tx.clone());
             let stats = state.stats.clone();
+            let stop = Arc::new(Notify::new());
             let (rt_tx, rt_rx) = std::sync::mpsc::channel();
-            state.writer = Some(writer_tx.clone());
             let stop2 = stop.clone();
             let thread = std::thread::Builder::new()
-                .name(format!("squall-shard-{}", state.id))
+                .name(format!("squall-shard-{i}"))
                 .spawn(move || run_shard(id, state, rx, stop2, rt_tx))
                 .map_err(spawn_error)?;
             let rt = rt_rx.recv().map_err(|_| Error::Closed)?;
             refs.push(ShardRef { tx, rt, durable, stats, stop });
             threads.push(thread);
         }
-        drop(writer_tx);
         let inner = Inner {
             id,
             node,
             durability: opts.durability,
             shards: refs,
-            gate: tokio::sync::RwLock::new(()),
-            next_batch: AtomicU64::new(1),
-            hlc,
+            next_txn: AtomicU64::new(1),
+            floor: AtomicU64::new(recovered.latest.time.0),
+            clock,
+            health,
         };
-        Ok(Store { handle: Handle { inner: Arc::new(inner) }, threads, writer: Some(writer) })
+        Ok(Store {
+            handle: Handle { inner: Arc::new(inner) },
+            threads,
+            writer: Some(writer),
+            snapshotter: Some(snapshotter),
+            writer_tx,
+            _lock: lock,
+        })
     }
 
     pub fn handle(&self) -> Handle {
@@ -278,8 +355,12 @@ impl Store {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        let _ = self.writer_tx.send(WriterMsg::Close);
         if let Some(w) = self.writer.take() {
             let _ = w.join();
+        }
+        if let Some(s) = self.snapshotter.take() {
+            let _ = s.join();
         }
     }
 }
@@ -318,7 +399,7 @@ fn node_id(dir: &std::path::Path) -> Result<NodeId, Error> {
 fn run_shard(
     store: u64,
     state: Shard,
-    mut rx: mpsc::Receiver<Work>,
+    mut rx: mpsc::UnboundedReceiver<Envelope>,
     stop: Arc<Notify>,
     rt_tx: std::sync::mpsc::Sender<tokio::runtime::Handle>,
 ) {
@@ -346,9 +427,10 @@ fn run_shard(
                         break;
                     }
                     let mut s = state.borrow_mut();
-                    for w in work.drain(..) {
-                        w(&mut s);
+                    for (msg, reply) in work.drain(..) {
+                        s.handle(msg, reply);
                     }
+                    s.publish_stats();
                     if s.has_pending() {
                         flush.notify_one();
                     }
@@ -356,16 +438,14 @@ fn run_shard(
                 _ = stop.notified() => break,
             }
         }
-        // Work already accepted runs before the shard stops (a cross-shard
-        // batch's part among it), then nothing more is accepted.
+        // What was already sent runs before the shard stops (a commit's
+        // part among it), then nothing more is taken.
         rx.close();
-        {
-            let mut s = state.borrow_mut();
-            while let Ok(w) = rx.try_recv() {
-                w(&mut s);
-            }
-            s.send_pending();
+        let mut s = state.borrow_mut();
+        while let Ok((msg, reply)) = rx.try_recv() {
+            s.handle(msg, reply);
         }
+        s.send_pending(None);
     });
     LOCAL.with(|l| l.borrow_mut().take());
     // Dropping the runtime cancels the connections this shard hosted.
@@ -382,7 +462,9 @@ async fn flusher(state: Rc<RefCell<Shard>>, flush: Rc<Notify>) {
     loop {
         flush.notified().await;
         tokio::task::yield_now().await;
-        state.borrow_mut().send_pending();
+        let mut s = state.borrow_mut();
+        s.publish_stats();
+        s.send_pending(None);
     }
 }
 
@@ -393,120 +475,77 @@ async fn reaper(state: Rc<RefCell<Shard>>, flush: Rc<Notify>) {
     loop {
         tick.tick().await;
         let mut s = state.borrow_mut();
-        if s.reap_expired(10_000) > 0 {
+        if s.reap(10_000) > 0 {
+            s.publish_stats();
             flush.notify_one();
         }
     }
 }
 
-/// A read a transaction made, to check at commit: `op` must still answer `saw`.
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub ns: Bytes,
-    pub key: Bytes,
-    pub op: Op,
-    pub saw: OpResult,
+/// A message sent to a shard: answered at once (in place), or later.
+pub enum Pending {
+    Ready(Answer),
+    Waiting(oneshot::Receiver<Answer>),
+    Closed,
 }
 
-/// A write of a transaction.
-#[derive(Debug, Clone)]
-pub struct Write {
-    pub ns: Bytes,
-    pub key: Bytes,
-    pub op: Op,
-}
-
-/// The shards of a cross-shard commit vote; all apply only if all agree.
-struct Vote {
-    n: usize,
-    state: std::sync::Mutex<VoteState>,
-    all_in: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct VoteState {
-    arrived: usize,
-    against: bool,
-    /// A part was dropped without running (the store is closing).
-    abandoned: bool,
-}
-
-impl Vote {
-    fn new(n: usize) -> Vote {
-        Vote { n, state: std::sync::Mutex::new(VoteState::default()), all_in: std::sync::Condvar::new() }
-    }
-}
-
-/// One shard's say in a [`Vote`]; dropping it uncast abandons the vote.
-struct Ballot {
-    vote: Arc<Vote>,
-    cast: bool,
-}
-
-impl Ballot {
-    /// Casts this shard's vote and waits for every other; true if all were for it.
-    fn cast(mut self, holds: bool) -> bool {
-        self.cast = true;
-        let v = &self.vote;
-        let mut st = v.state.lock().expect("vote");
-        st.arrived += 1;
-        st.against |= !holds;
-        v.all_in.notify_all();
-        while st.arrived < v.n && !st.abandoned {
-            st = v.all_in.wait(st).expect("vote");
-        }
-        !st.against && !st.abandoned
-    }
-}
-
-impl Drop for Ballot {
-    fn drop(&mut self) {
-        if !self.cast {
-            let mut st = self.vote.state.lock().expect("vote");
-            st.abandoned = true;
-            self.vote.all_in.notify_all();
-        }
-    }
-}
-
-/// Work handed to a shard, answered at once or later.
-pub enum Dispatched<R> {
-    Ready(R),
-    Waiting(oneshot::Receiver<R>),
-}
-
-impl<R> Dispatched<R> {
-    pub async fn result(self) -> Result<R, Error> {
+impl Pending {
+    pub async fn answer(self) -> Result<Answer, Error> {
         match self {
-            Dispatched::Ready(r) => Ok(r),
-            Dispatched::Waiting(rx) => rx.await.map_err(|_| Error::Closed),
+            Pending::Ready(a) => Ok(a),
+            Pending::Waiting(rx) => rx.await.map_err(|_| Error::Closed),
+            Pending::Closed => Err(Error::Closed),
         }
     }
 }
 
-fn boxed<R, F>(f: F) -> (Work, oneshot::Receiver<R>)
-where
-    R: Send + 'static,
-    F: FnOnce(&mut Shard) -> R + Send + 'static,
-{
-    let (tx, rx) = oneshot::channel();
-    let work: Work = Box::new(move |s| {
-        let _ = tx.send(f(s));
-    });
-    (work, rx)
+/// An atomic unit's outcome.
+enum Outcome {
+    Done(Vec<OpResult>, Timestamp),
+    /// A check failed: nothing was applied.
+    Conflict,
 }
 
-enum Gate<'a> {
-    Read(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
-    Write(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
+/// A commit across shards not yet decided: dropping it (its coordinator
+/// went away, or gave up) lets every prepared part go.
+struct Undecided<'a> {
+    handle: &'a Handle,
+    txn: TxnId,
+    shards: Vec<usize>,
 }
 
-/// Applies `op`; the answer must wait for everything the shard holds so far,
-/// not only this op's own writes: a read (or a write that changed nothing)
-/// may have seen another client's write that is not yet durable.
-fn apply_one(s: &mut Shard, ns: &Bytes, key: &Bytes, op: Op) -> (OpResult, Written) {
-    let r = s.apply(ns, key, op);
-    (r, Written { shard: s.id, seq: s.seq() })
+impl Undecided<'_> {
+    /// Lets every part go (a read-only unit is done, or the unit failed).
+    fn release(mut self) {
+        self.abort_all();
+    }
+
+    /// Decided: the parts will all commit.
+    fn decide(mut self) {
+        self.shards.clear();
+    }
+
+    fn abort_all(&mut self) {
+        for shard in self.shards.drain(..) {
+            let msg = Message { after: Timestamp::ZERO, request: Request::Abort { txn: self.txn } };
+            // Through the mailbox even for this thread's shard: a drop may
+            // happen anywhere. The answer is not needed.
+            let (tx, _) = oneshot::channel();
+            let _ = self.handle.inner.shards[shard].tx.send((msg, tx));
+        }
+    }
+}
+
+impl Drop for Undecided<'_> {
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}
+
+type Parts = BTreeMap<usize, (Vec<Check>, Vec<(usize, Write)>)>;
+
+fn unexpected(what: &str, r: &Response) -> Error {
+    Error::Corrupt(format!("a shard answered {what} with {r:?}"))
 }
 
 impl Handle {
@@ -520,6 +559,26 @@ impl Handle {
 
     pub fn shards(&self) -> usize {
         self.inner.shards.len()
+    }
+
+    /// The node's physical clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Physical time now (ms since the Unix epoch), from the store's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Whether the store takes writes now.
+    pub fn health(&self) -> Health {
+        self.inner.health.borrow().clone()
+    }
+
+    /// Changes of [`Handle::health`].
+    pub fn health_changes(&self) -> watch::Receiver<Health> {
+        self.inner.health.clone()
     }
 
     /// The shard that owns `key`.
@@ -540,90 +599,68 @@ impl Handle {
         self.inner.shards[shard % self.inner.shards.len()].rt.spawn(fut)
     }
 
-    /// Calls `f` on the shard now if this thread is that shard's.
-    fn try_local<R, F: FnOnce(&mut Shard) -> R>(&self, shard: usize, f: F) -> Result<R, F> {
-        LOCAL.with(|l| match &*l.borrow() {
-            Some(local) if local.store == self.inner.id && local.shard == shard => {
-                let mut s = local.state.borrow_mut();
-                let r = f(&mut s);
-                if s.has_pending() {
-                    local.flush.notify_one();
-                }
-                Ok(r)
-            }
-            _ => Err(f),
-        })
-    }
-
-    /// Starts `f` on shard `shard`: in place if this is its thread, otherwise
-    /// by message (waiting only for room in its mailbox). Work dispatched to
-    /// one shard runs in dispatch order.
-    pub async fn dispatch<R, F>(&self, shard: usize, f: F) -> Result<Dispatched<R>, Error>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Shard) -> R + Send + 'static,
-    {
-        let f = match self.try_local(shard, f) {
-            Ok(r) => return Ok(Dispatched::Ready(r)),
-            Err(f) => f,
-        };
-        let (work, rx) = boxed(f);
-        self.inner.shards[shard].tx.send(work).await.map_err(|_| Error::Closed)?;
-        Ok(Dispatched::Waiting(rx))
-    }
-
     /// The shard whose thread this is, if it is one of this store's shard threads.
     pub fn current_shard(&self) -> Option<usize> {
         LOCAL.with(|l| l.borrow().as_ref().filter(|l| l.store == self.inner.id).map(|l| l.shard))
     }
 
-    fn is_local(&self, shard: usize) -> bool {
-        self.current_shard() == Some(shard)
+    /// The latest stamp acknowledged on this node.
+    pub fn floor(&self) -> Timestamp {
+        Timestamp(self.inner.floor.load(Ordering::Acquire))
     }
 
-    /// Like [`Handle::dispatch`] with mailbox room already reserved (or none needed: local).
-    fn dispatch_with<R, F>(&self, shard: usize, permit: Option<mpsc::Permit<'_, Work>>, f: F) -> Dispatched<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Shard) -> R + Send + 'static,
-    {
-        let f = match self.try_local(shard, f) {
-            Ok(r) => return Dispatched::Ready(r),
-            Err(f) => f,
+    /// Records that a write stamped `t` was acknowledged: every request
+    /// from now on goes after it.
+    pub fn publish(&self, t: Timestamp) {
+        if t.0 > self.inner.floor.load(Ordering::Relaxed) {
+            self.inner.floor.fetch_max(t.0, Ordering::Release);
+        }
+    }
+
+    /// Sends `msg` to shard `shard`: handled in place if this is its thread,
+    /// by mailbox otherwise. Messages to one shard are handled in the order
+    /// they were sent.
+    #[allow(clippy::result_large_err)]
+    pub fn send(&self, shard: usize, msg: Message) -> Pending {
+        let msg = LOCAL.with(|l| match &*l.borrow() {
+            Some(local) if local.store == self.inner.id && local.shard == shard => {
+                let Ok(mut s) = local.state.try_borrow_mut() else { return Err(msg) };
+                let pending = if matches!(msg.request, Request::Flush) {
+                    let (tx, rx) = oneshot::channel();
+                    s.handle(msg, tx);
+                    Pending::Waiting(rx)
+                } else {
+                    match s.try_handle(msg) {
+                        Ok(a) => Pending::Ready(a),
+                        Err(msg) => {
+                            let (tx, rx) = oneshot::channel();
+                            s.park(msg, tx);
+                            Pending::Waiting(rx)
+                        }
+                    }
+                };
+                if s.has_pending() {
+                    local.flush.notify_one();
+                }
+                Ok(pending)
+            }
+            _ => Err(msg),
+        });
+        let msg = match msg {
+            Ok(pending) => return pending,
+            Err(msg) => msg,
         };
-        let (work, rx) = boxed(f);
-        match permit {
-            Some(p) => p.send(work),
-            // Not local and no permit cannot happen (`atomic` reserves for every remote shard);
-            // the receiver then reports the store as closed.
-            None => drop(work),
+        let (tx, rx) = oneshot::channel();
+        match self.inner.shards[shard].tx.send((msg, tx)) {
+            Ok(()) => Pending::Waiting(rx),
+            Err(_) => Pending::Closed,
         }
-        Dispatched::Waiting(rx)
     }
 
-    /// Orders `involved` remote shards first, the local one (if any) last, and
-    /// reserves room in every remote mailbox, so that once one part of a
-    /// batch is under way the others cannot fail to be sent.
-    async fn reserve_mailboxes(&self, involved: &mut [usize]) -> Result<Vec<Option<mpsc::Permit<'_, Work>>>, Error> {
-        involved.sort_by_key(|s| self.is_local(*s));
-        let mut permits = Vec::with_capacity(involved.len());
-        for &shard in involved.iter() {
-            permits.push(if self.is_local(shard) {
-                None
-            } else {
-                Some(self.inner.shards[shard].tx.reserve().await.map_err(|_| Error::Closed)?)
-            });
-        }
-        Ok(permits)
-    }
-
-    /// Runs `f` on shard `shard` and returns its result.
-    pub async fn run<R, F>(&self, shard: usize, f: F) -> Result<R, Error>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Shard) -> R + Send + 'static,
-    {
-        self.dispatch(shard, f).await?.result().await
+    /// Sends `request` to shard `shard` (after everything acknowledged) and
+    /// waits for the answer.
+    pub async fn call(&self, shard: usize, request: Request) -> Result<Answer, Error> {
+        self.send(shard, Message { after: self.floor(), request }).answer().await
     }
 
     /// In sync mode, waits until shard `w.shard`'s writes up to `w.seq` are on disk.
@@ -635,145 +672,161 @@ impl Handle {
         rx.wait_for(|d| *d >= w.seq).await.map(|_| ()).map_err(|_| Error::Closed)
     }
 
+    /// Starts `op` on `key`'s shard, after `after`; the answer says what to
+    /// wait for before acknowledging it.
+    pub fn dispatch(&self, ns: &Bytes, key: Bytes, op: Op, after: Timestamp) -> Pending {
+        let shard = self.shard_of(&key);
+        let after = after.max(self.floor());
+        self.send(shard, Message { after, request: Request::Op { ns: ns.clone(), key, op } })
+    }
+
     /// Applies `op` to `key` and answers once it is as durable as the store promises.
     pub async fn exec(&self, ns: &Bytes, key: Bytes, op: Op) -> Result<OpResult, Error> {
-        let (r, w) = self.dispatch_op(ns, key, op).await?.result().await?;
-        self.durable(w).await?;
-        Ok(r)
+        let writes = op.is_write();
+        let a = self.dispatch(ns, key, op, Timestamp::ZERO).answer().await?;
+        self.durable(Written::from(&a)).await?;
+        if writes {
+            self.publish(a.stamp);
+        }
+        match a.response {
+            Response::Op(r) => Ok(r),
+            other => Err(unexpected("an operation", &other)),
+        }
     }
 
-    /// Starts `op` on its shard; the answer says what to wait for before acknowledging.
-    pub async fn dispatch_op(&self, ns: &Bytes, key: Bytes, op: Op) -> Result<Dispatched<(OpResult, Written)>, Error> {
-        let shard = self.shard_of(&key);
-        let ns = ns.clone();
-        self.dispatch(shard, move |s| apply_one(s, &ns, &key, op)).await
-    }
-
-    /// Applies `ops` as one atomic unit: no reader that uses this method sees
-    /// part of it, and on disk it is all there or none of it. Each op still
+    /// Applies `ops` as one atomic unit with one stamp: no reader sees part
+    /// of it, and on disk it is all there or none of it. Each op still
     /// answers on its own (a wrong-type op fails alone, as in Redis's EXEC).
-    pub async fn atomic(&self, ns: &Bytes, ops: Vec<(Bytes, Op)>) -> Result<Vec<OpResult>, Error> {
-        let n = self.shards();
-        let mut groups: Vec<Vec<(usize, Bytes, Op)>> = (0..n).map(|_| Vec::new()).collect();
-        let writes = ops.iter().any(|(_, op)| op.is_write());
-        let total = ops.len();
-        for (i, (key, op)) in ops.into_iter().enumerate() {
-            groups[self.shard_of(&key)].push((i, key, op));
-        }
-        let involved: Vec<usize> = (0..n).filter(|s| !groups[*s].is_empty()).collect();
-        let mut results: Vec<Option<OpResult>> = (0..total).map(|_| None).collect();
-        let mut written = Vec::new();
-        {
-            // One shard applies its part in one step: atomic without the gate.
-            let _guard = match (involved.len() > 1, writes) {
-                (false, _) => None,
-                (true, true) => Some(Gate::Write(self.inner.gate.write().await)),
-                (true, false) => Some(Gate::Read(self.inner.gate.read().await)),
-            };
-            let batch = (involved.len() > 1 && writes)
-                .then(|| (self.inner.next_batch.fetch_add(1, Ordering::Relaxed), involved.len()));
-            // Room in every remote mailbox first: once one part is applied,
-            // the others must not fail to be sent (the writer would wait for
-            // them forever). Remote parts go before the local one.
-            let mut involved = involved;
-            let permits = self.reserve_mailboxes(&mut involved).await?;
-            let mut pending = Vec::with_capacity(involved.len());
-            for (&shard, permit) in involved.iter().zip(permits) {
-                let group = std::mem::take(&mut groups[shard]);
-                let ns = ns.clone();
-                pending.push(self.dispatch_with(shard, permit, move |s| {
-                    let out: Vec<(usize, OpResult)> =
-                        group.into_iter().map(|(i, key, op)| (i, s.apply(&ns, &key, op))).collect();
-                    if let Some(b) = batch {
-                        s.send_batch_part(b);
-                    }
-                    (out, Written { shard: s.id, seq: s.seq() })
-                }));
+    pub async fn atomic(
+        &self,
+        ns: &Bytes,
+        ops: Vec<(Bytes, Op)>,
+        session: &mut Session,
+    ) -> Result<Vec<OpResult>, Error> {
+        let writes = ops.into_iter().map(|(key, op)| Write { ns: ns.clone(), key, op }).collect();
+        match self.transact(Vec::new(), writes, session.seen()).await? {
+            Outcome::Done(results, stamp) => {
+                session.observe(stamp);
+                Ok(results)
             }
-            for p in pending {
-                let (out, w) = p.result().await?;
-                for (i, r) in out {
-                    results[i] = Some(r);
-                }
-                written.push(w);
-            }
+            Outcome::Conflict => Err(Error::Corrupt("a unit with no checks had a conflict".into())),
         }
-        for w in written {
-            self.durable(w).await?;
-        }
-        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect())
     }
 
     /// Commits a transaction: if every check still holds (its read answers
-    /// as it did), applies every write, all stamped with one HLC time, as one
-    /// atomic unit; otherwise applies nothing and answers `None` (a conflict).
-    ///
-    /// Checks and writes on one shard run in one step. Across shards, every
-    /// involved shard checks its part, then all wait for each other's votes
-    /// (holding their threads, so nothing can change in between), then all
-    /// apply or none does; the gate keeps such commits one at a time.
+    /// as it did), applies every write, all with one stamp, as one atomic
+    /// unit; otherwise applies nothing and answers `None` (a conflict).
     pub async fn commit(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<Option<Vec<OpResult>>, Error> {
-        let n = self.shards();
-        // Per shard: its checks, and its writes with their place in the answer.
-        type Part = (Vec<Check>, Vec<(usize, Write)>);
-        let mut parts: Vec<Part> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        Ok(match self.transact(checks, writes, Timestamp::ZERO).await? {
+            Outcome::Done(results, _) => Some(results),
+            Outcome::Conflict => None,
+        })
+    }
+
+    async fn transact(&self, checks: Vec<Check>, writes: Vec<Write>, after: Timestamp) -> Result<Outcome, Error> {
         let total = writes.len();
+        let mut parts: Parts = BTreeMap::new();
         for c in checks {
-            parts[self.shard_of(&c.key)].0.push(c);
+            parts.entry(self.shard_of(&c.key)).or_default().0.push(c);
         }
         for (i, w) in writes.into_iter().enumerate() {
-            parts[self.shard_of(&w.key)].1.push((i, w));
+            parts.entry(self.shard_of(&w.key)).or_default().1.push((i, w));
         }
-        let mut involved: Vec<usize> = (0..n).filter(|s| !parts[*s].0.is_empty() || !parts[*s].1.is_empty()).collect();
-        if involved.is_empty() {
-            return Ok(Some(Vec::new()));
+        let after = after.max(self.floor());
+        if parts.len() > 1 {
+            return self.two_phase(parts, total, after).await;
         }
-        let stamp = Stamp::new(self.inner.hlc.now(), self.inner.node);
-        let many = involved.len() > 1;
-        let _gate = if many { Some(self.inner.gate.write().await) } else { None };
-        let batch =
-            (many && total > 0).then(|| (self.inner.next_batch.fetch_add(1, Ordering::Relaxed), involved.len()));
-        let vote = Arc::new(Vote::new(involved.len()));
-        let permits = self.reserve_mailboxes(&mut involved).await?;
-        let mut pending = Vec::with_capacity(involved.len());
-        for (&shard, permit) in involved.iter().zip(permits) {
-            let (checks, writes) = std::mem::take(&mut parts[shard]);
-            let ballot = Ballot { vote: vote.clone(), cast: false };
-            pending.push(self.dispatch_with(shard, permit, move |s| {
-                let holds = checks.into_iter().all(|c| s.apply(&c.ns, &c.key, c.op) == c.saw);
-                if !ballot.cast(holds) {
-                    return None;
+        let Some((shard, (checks, ops))) = parts.pop_first() else {
+            return Ok(Outcome::Done(Vec::new(), after));
+        };
+        let writes = ops.iter().any(|(_, w)| w.op.is_write());
+        let ops = ops.into_iter().map(|(_, w)| w).collect();
+        let a = self.send(shard, Message { after, request: Request::Batch { checks, ops } }).answer().await?;
+        let written = Written::from(&a);
+        match a.response {
+            Response::Batch(Some(results)) => {
+                self.durable(written).await?;
+                if writes {
+                    self.publish(a.stamp);
                 }
-                let out: Vec<(usize, OpResult)> =
-                    writes.into_iter().map(|(i, w)| (i, s.apply_stamped(&w.ns, &w.key, w.op, stamp))).collect();
-                if let Some(b) = batch {
-                    s.send_batch_part(b);
-                }
-                Some((out, Written { shard: s.id, seq: s.seq() }))
-            }));
+                Ok(Outcome::Done(results, a.stamp))
+            }
+            Response::Batch(None) => Ok(Outcome::Conflict),
+            Response::Refused(e) => Err(Error::Refused(e)),
+            other => Err(unexpected("a batch", &other)),
         }
+    }
+
+    /// The commit of a unit across shards (see the crate docs).
+    async fn two_phase(&self, parts: Parts, total: usize, after: Timestamp) -> Result<Outcome, Error> {
+        let txn = self.inner.next_txn.fetch_add(1, Ordering::Relaxed);
+        let mut undecided = Undecided { handle: self, txn, shards: Vec::with_capacity(parts.len()) };
         let mut results: Vec<Option<OpResult>> = (0..total).map(|_| None).collect();
-        let mut written = Vec::with_capacity(pending.len());
-        let mut committed = true;
-        for p in pending {
-            match p.result().await? {
-                Some((out, w)) => {
-                    for (i, r) in out {
-                        results[i] = Some(r);
+        let mut placing: Vec<(usize, Vec<usize>)> = Vec::with_capacity(parts.len());
+        let mut writes = false;
+        let mut stamp = after;
+        let deadline = tokio::time::Instant::now() + PREPARE_LIMIT;
+        // In shard order, one after another: holding keys of lower shards
+        // while waiting for a higher one can never close a circle.
+        for (shard, (checks, ops)) in parts {
+            let (places, ops): (Vec<usize>, Vec<Write>) = ops.into_iter().unzip();
+            writes |= ops.iter().any(|w| w.op.is_write());
+            undecided.shards.push(shard);
+            let prepare = Message { after: stamp, request: Request::Prepare { txn, checks, ops } };
+            let answer = tokio::time::timeout_at(deadline, self.send(shard, prepare).answer()).await;
+            let Ok(answer) = answer else {
+                return Err(Error::Timeout(format!(
+                    "a commit across shards waited {} s for keys other commits hold; it was not applied",
+                    PREPARE_LIMIT.as_secs()
+                )));
+            };
+            let a = answer?;
+            match a.response {
+                Response::Vote(Vote::Yes { proposal, reads }) => {
+                    stamp = stamp.max(proposal);
+                    match reads {
+                        Some(reads) => places.iter().zip(reads).for_each(|(i, r)| results[*i] = Some(r)),
+                        None => placing.push((shard, places)),
                     }
-                    written.push(w);
                 }
-                None => committed = false,
+                Response::Vote(Vote::Conflict) => return Ok(Outcome::Conflict),
+                Response::Refused(e) => return Err(Error::Refused(e)),
+                other => return Err(unexpected("a prepare", &other)),
             }
         }
-        drop(_gate);
-        if !committed {
-            return Ok(None);
+        if !writes {
+            undecided.release();
+            return Ok(Outcome::Done(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect(), stamp));
+        }
+        let involved = std::mem::take(&mut undecided.shards);
+        undecided.decide();
+        // Every part is sent before any answer is awaited: once decided, the
+        // commit happens even if this caller goes away.
+        let parts = involved.len();
+        let pending: Vec<(usize, Pending)> = involved
+            .iter()
+            .map(|&shard| {
+                (shard, self.send(shard, Message { after: stamp, request: Request::Commit { txn, stamp, parts } }))
+            })
+            .collect();
+        let mut written = Vec::with_capacity(pending.len());
+        for (shard, p) in pending {
+            let a = p.answer().await?;
+            written.push(Written::from(&a));
+            match a.response {
+                Response::Committed(r) => {
+                    if let Some((_, places)) = placing.iter().find(|(s, _)| *s == shard) {
+                        places.iter().zip(r).for_each(|(i, r)| results[*i] = Some(r));
+                    }
+                }
+                other => return Err(unexpected("a commit", &other)),
+            }
         }
         for w in written {
             self.durable(w).await?;
         }
-        Ok(Some(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect()))
+        self.publish(stamp);
+        Ok(Outcome::Done(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect(), stamp))
     }
 
     /// One page of keys in `ns`. `cursor` 0 starts; a returned cursor of 0 means done.
@@ -789,9 +842,11 @@ impl Handle {
         let mut from = cursor & ((1 << SCAN_POSITION_BITS) - 1);
         let mut keys = Vec::new();
         while shard < self.shards() {
-            let (ns, pattern, kind) = (ns.clone(), pattern.clone(), kind.clone());
             let want = count.saturating_sub(keys.len()).max(1);
-            let page = self.run(shard, move |s| s.scan(&ns, from, want, pattern.as_deref(), kind.as_deref())).await?;
+            let request =
+                Request::Scan { ns: ns.clone(), from, count: want, pattern: pattern.clone(), kind: kind.clone() };
+            let a = self.call(shard, request).await?;
+            let Response::Scan(page) = a.response else { return Err(unexpected("a scan", &a.response)) };
             keys.extend(page.keys);
             match page.next {
                 Some(next) => return Ok((((shard as u64) << SCAN_POSITION_BITS) | next, keys)),
@@ -812,24 +867,22 @@ impl Handle {
     pub async fn len(&self, ns: &Bytes) -> Result<u64, Error> {
         let mut total = 0;
         for shard in 0..self.shards() {
-            let ns = ns.clone();
-            total += self.run(shard, move |s| s.len(&ns) as u64).await?;
+            let a = self.call(shard, Request::Len { ns: ns.clone() }).await?;
+            match a.response {
+                Response::Len(n) => total += n,
+                other => return Err(unexpected("a count", &other)),
+            }
         }
         Ok(total)
     }
 
     /// Waits until everything written so far is on disk and fsynced (whatever the durability mode).
     pub async fn flush(&self) -> Result<(), Error> {
-        // Each shard first hands over what it holds; the writer answers once
-        // everything it received before is committed.
-        let mut waits = Vec::new();
-        for shard in 0..self.shards() {
-            let (tx, rx) = oneshot::channel();
-            self.run(shard, move |s| s.flush_to_writer(tx)).await?;
-            waits.push(rx);
-        }
-        for rx in waits {
-            rx.await.map_err(|_| Error::Closed)?;
+        let waits: Vec<Pending> = (0..self.shards())
+            .map(|s| self.send(s, Message { after: self.floor(), request: Request::Flush }))
+            .collect();
+        for w in waits {
+            w.answer().await?;
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! What can be asked of a key, and what comes back.
 
 use bytes::Bytes;
-use squall_lattice::Entry;
+use serde::{Deserialize, Serialize};
+use squall_lattice::{Entry, Kind};
 
 /// An operation on one key. Writes are lattice inflations stamped with the
-/// node's HLC; reads see the shard's current state.
-#[derive(Debug, Clone)]
+/// stamp of the atomic unit they belong to; reads see the shard's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// The register's bytes (a counter reads as its decimal value).
     Get,
@@ -18,7 +19,8 @@ pub enum Op {
     Del,
     Exists,
     Type,
-    /// The whole entry, for renderings that show any type (HTTP).
+    /// The whole entry, for renderings that show any type (HTTP) and for a
+    /// transaction's first read of a key.
     Snapshot,
     IncrBy(i64),
     SAdd(Vec<Bytes>),
@@ -39,7 +41,7 @@ pub enum Op {
 }
 
 /// What SET does to the key's time to live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SetExpiry {
     /// No expiry (the default).
     None,
@@ -65,10 +67,22 @@ impl Op {
                 | Op::Persist
         )
     }
+
+    /// Bytes of keys, members, fields and values the operation carries: what
+    /// it costs to hold it in a transaction's queue.
+    pub fn size(&self) -> usize {
+        match self {
+            Op::Set { value, .. } => value.len(),
+            Op::SAdd(ms) | Op::SRem(ms) | Op::HDel(ms) => ms.iter().map(Bytes::len).sum(),
+            Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
+            Op::SIsMember(m) | Op::HGet(m) => m.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// The answer to an [`Op`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     Nil,
     Ok,
@@ -76,13 +90,14 @@ pub enum Reply {
     Bytes(Bytes),
     /// Members, or field/value pairs flattened (HGETALL).
     List(Vec<Bytes>),
-    /// A type name (TYPE).
-    Str(&'static str),
+    /// A key's type (TYPE); `None` when there is no such key.
+    Type(Option<Kind>),
     Entry(Box<Entry>),
 }
 
-/// An operation that cannot apply to the key as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// An operation that cannot apply to the key as it is, or a write the
+/// store refuses at the moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum OpError {
     #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
     WrongType,
@@ -90,6 +105,10 @@ pub enum OpError {
     NotInteger,
     #[error("ERR increment or decrement would overflow")]
     Overflow,
+    #[error("ERR disk full: writes are refused until space is freed on the data dir's disk (reads still work)")]
+    DiskFull,
+    #[error("ERR disk failure: writes are refused (reads still work); the node must be restarted, see its log")]
+    DiskFailed,
 }
 
 impl OpError {
@@ -99,6 +118,17 @@ impl OpError {
             OpError::WrongType => "wrong_type",
             OpError::NotInteger => "not_integer",
             OpError::Overflow => "overflow",
+            OpError::DiskFull => "disk_full",
+            OpError::DiskFailed => "disk_failed",
+        }
+    }
+
+    /// The message without Redis's leading error code.
+    pub fn message(self) -> String {
+        let text = self.to_string();
+        match text.split_once(' ') {
+            Some((code, rest)) if code.chars().all(|c| c.is_ascii_uppercase()) => rest.to_string(),
+            _ => text,
         }
     }
 }

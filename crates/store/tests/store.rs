@@ -1,8 +1,10 @@
-//! The store through its public handle: real shard threads, a real fjall
+//! The store through its public handle: real shard threads, a real data
 //! directory, restarts.
 
 use bytes::Bytes;
-use squall_store::{Check, Durability, Handle, Op, OpError, Options, Reply, SetExpiry, Store, Write};
+use squall_store::lattice::{ManualClock, Stamp};
+use squall_store::{Check, Durability, Handle, Op, OpError, Options, Reply, Session, SetExpiry, Store, Write};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn ns() -> Bytes {
@@ -94,25 +96,49 @@ async fn operations_on_the_wrong_type_fail_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_keys_vanish_at_once_and_are_reclaimed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 2, Durability::Async);
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let mut o = Options::new(dir.path());
+    o.shards = 2;
+    o.durability = Durability::Async;
+    o.clock = clock.clone();
+    let store = Store::open(o).unwrap();
     let h = store.handle();
     for i in 0..50 {
-        exec(&h, &format!("k{i}"), Op::Set { value: b("v"), expiry: SetExpiry::At(now_ms() + 150), get: false })
+        exec(&h, &format!("k{i}"), Op::Set { value: b("v"), expiry: SetExpiry::At(1_000_150), get: false })
             .await
             .unwrap();
     }
     exec(&h, "kept", set("v")).await.unwrap();
-    exec(&h, "kept", Op::ExpireAt(now_ms() + 100)).await.unwrap();
+    exec(&h, "kept", Op::ExpireAt(1_000_100)).await.unwrap();
     exec(&h, "kept", Op::Persist).await.unwrap();
+    assert_eq!(exec(&h, "k1", Op::Pttl).await, Ok(Reply::Int(150)));
+    clock.advance(149);
     assert_eq!(exec(&h, "k1", Op::Get).await, Ok(Reply::Bytes(b("v"))));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance(1);
     assert_eq!(exec(&h, "k1", Op::Get).await, Ok(Reply::Nil));
-    // The reaper removes the rest without anyone reading them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let reclaimed: u64 = (0..h.shards()).map(|s| h.stats(s).expired.load(std::sync::atomic::Ordering::Relaxed)).sum();
-    assert_eq!(reclaimed, 50);
+    // The reaper (every 100 ms of real time) removes the rest without anyone reading them.
+    let reclaimed =
+        || (0..h.shards()).map(|s| h.stats(s).expired.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>();
+    for _ in 0..100 {
+        if reclaimed() == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reclaimed(), 50);
     assert_eq!(h.len(&ns()).await.unwrap(), 1);
     assert_eq!(exec(&h, "kept", Op::Pttl).await, Ok(Reply::Int(-1)));
+    // Expiry survives a restart, read against the same clock.
+    exec(&h, "later", Op::Set { value: b("v"), expiry: SetExpiry::At(1_010_000), get: false }).await.unwrap();
+    drop(h);
+    store.close();
+    let mut o = Options::new(dir.path());
+    o.clock = clock.clone();
+    let store = Store::open(o).unwrap();
+    let h = store.handle();
+    assert_eq!(exec(&h, "later", Op::Pttl).await, Ok(Reply::Int(9_850)));
+    clock.advance(10_000);
+    assert_eq!(exec(&h, "later", Op::Exists).await, Ok(Reply::Int(0)));
 }
 
 /// Writers commit batches that set every key of a group to the same value
@@ -137,7 +163,7 @@ async fn readers_never_see_part_of_a_batch() {
                     .map(|k| (b(k), Op::Set { value: v.clone(), expiry: SetExpiry::None, get: false }))
                     .collect();
                 ops.extend(counters.iter().map(|k| (b(k), Op::IncrBy(1))));
-                h.atomic(&ns(), ops).await.unwrap();
+                h.atomic(&ns(), ops, &mut Session::default()).await.unwrap();
             }
         }));
     }
@@ -149,7 +175,7 @@ async fn readers_never_see_part_of_a_batch() {
             for _ in 0..400 {
                 let mut ops: Vec<(Bytes, Op)> = keys.iter().map(|k| (b(k), Op::Get)).collect();
                 ops.extend(counters.iter().map(|k| (b(k), Op::Get)));
-                let got = h.atomic(&ns(), ops).await.unwrap();
+                let got = h.atomic(&ns(), ops, &mut Session::default()).await.unwrap();
                 let (values, counts) = got.split_at(keys.len());
                 assert!(values.iter().all(|v| v == &values[0]), "partial batch seen: {values:?}");
                 assert!(counts.iter().all(|v| v == &counts[0]), "partial batch seen: {counts:?}");
@@ -200,17 +226,17 @@ async fn scan_visits_every_key_once() {
     assert_eq!(sets, vec![b("other")]);
 }
 
-/// With a tiny checkpoint threshold the log is folded into the data keyspace
-/// many times while writes go on; what comes back after a restart is the
-/// last state of every key.
+/// With a tiny snapshot threshold, snapshots are taken many times while
+/// writes go on; what comes back after a restart (a snapshot and the log
+/// after it) is the last state of every key, and old files are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkpoints_fold_the_log_and_lose_nothing() {
+async fn snapshots_replace_the_log_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut o = Options::new(dir.path());
         o.shards = 2;
         o.durability = Durability::Async;
-        o.checkpoint_bytes = 2048;
+        o.snapshot_bytes = 2048;
         let store = Store::open(o).unwrap();
         let h = store.handle();
         for round in 0..20 {
@@ -225,6 +251,11 @@ async fn checkpoints_fold_the_log_and_lose_nothing() {
         }
         store.close();
     }
+    let files: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let snapshots = files.iter().filter(|f| f.starts_with("snapshot-")).count();
+    let segments = files.iter().filter(|f| f.starts_with("log-")).count();
+    assert!(snapshots == 1 && segments <= 2, "{files:?}");
     let store = open(dir.path(), 3, Durability::Async);
     let h = store.handle();
     for i in 0..50 {
@@ -235,8 +266,8 @@ async fn checkpoints_fold_the_log_and_lose_nothing() {
     assert_eq!(h.len(&ns()).await.unwrap(), 51);
 }
 
-/// Emptying a set or hash deletes its member records too: a restart neither
-/// fails on orphan records nor brings removed members back.
+/// Emptying a set or hash removes the key: a restart brings neither it nor
+/// its removed members back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emptied_collections_stay_empty_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,6 +293,14 @@ async fn emptied_collections_stay_empty_across_a_restart() {
     assert_eq!(exec(&h, "h", Op::HGetAll).await, Ok(Reply::List(vec![b("g"), b("w")])));
     assert_eq!(exec(&h, "t", Op::Get).await, Ok(Reply::Bytes(b("now a string"))));
     assert_eq!(exec(&h, "dup", Op::HGet(b("f"))).await, Ok(Reply::Bytes(b("1"))));
+}
+
+/// The newest stamp in a key's entry.
+async fn stamp_of(h: &Handle, key: &str) -> Stamp {
+    match exec(h, key, Op::Snapshot).await.unwrap() {
+        Reply::Entry(e) => e.latest_stamp(),
+        other => panic!("{key}: {other:?}"),
+    }
 }
 
 /// Keys that land on different shards of a store with `shards` shards.
@@ -299,12 +338,8 @@ async fn a_commit_applies_all_or_nothing_depending_on_its_checks() {
     assert_eq!(exec(&h, &keys[1], Op::Get).await.unwrap(), Reply::Bytes(b("2")));
     assert_eq!(exec(&h, &keys[2], Op::Get).await.unwrap(), Reply::Bytes(b("5")));
     // All writes of one commit carry one stamp.
-    let stamp = |r: Reply| match r {
-        Reply::Entry(e) => e.latest_stamp(),
-        other => panic!("{other:?}"),
-    };
-    let sb = stamp(exec(&h, &keys[1], Op::Snapshot).await.unwrap());
-    let sc = stamp(exec(&h, &keys[2], Op::Snapshot).await.unwrap());
+    let sb = stamp_of(&h, &keys[1]).await;
+    let sc = stamp_of(&h, &keys[2]).await;
     assert_eq!(sb, sc);
 
     // The key read changed since: nothing lands.
@@ -332,8 +367,11 @@ async fn a_commit_applies_all_or_nothing_depending_on_its_checks() {
     assert_eq!(exec(&h, &keys[2], Op::Get).await.unwrap(), Reply::Bytes(b("5")));
 }
 
+/// Commits across shards run while other clients read and write the same
+/// shards (and the same keys, one at a time): none deadlocks, no increment
+/// is lost, and no reader of the committed keys sees part of a commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_cross_shard_commits_neither_deadlock_nor_lose_increments() {
+async fn cross_shard_commits_and_other_clients_share_the_shards() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 3, Durability::Async);
     let h = store.handle();
@@ -350,10 +388,150 @@ async fn concurrent_cross_shard_commits_neither_deadlock_nor_lose_increments() {
         };
         tasks.push(if t % 2 == 0 { h.spawn_on(t % 3, work) } else { tokio::spawn(work) });
     }
+    // Other clients: their own keys on the same shards, and single-key
+    // writes to the committed keys that must interleave, not break in.
+    for t in 0..3 {
+        let (h2, keys) = (h.clone(), keys.clone());
+        tasks.push(h.spawn_on(t, async move {
+            for i in 0..300 {
+                exec(&h2, &format!("other:{t}:{i}"), set("x")).await.unwrap();
+                exec(&h2, &keys[t], Op::IncrBy(1)).await.unwrap();
+                exec(&h2, &keys[t], Op::IncrBy(-1)).await.unwrap();
+            }
+        }));
+    }
+    let reader = {
+        let (h2, keys) = (h.clone(), keys.clone());
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                let ops = keys.iter().map(|k| (b(k), Op::Get)).collect();
+                let got = h2.atomic(&ns(), ops, &mut Session::default()).await.unwrap();
+                // Each commit adds one to every key; the other clients' +1/-1
+                // pairs can show as one more on a single key, never less.
+                let n: Vec<i64> = got
+                    .iter()
+                    .map(|r| match r {
+                        Ok(Reply::Bytes(v)) => std::str::from_utf8(v).unwrap().parse().unwrap(),
+                        _ => 0,
+                    })
+                    .collect();
+                let low = *n.iter().min().unwrap();
+                assert!(n.iter().all(|x| *x - low <= 1), "part of a commit seen: {n:?}");
+            }
+        })
+    };
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(60), t).await.expect("no deadlock").unwrap();
     }
+    reader.await.unwrap();
     for k in &keys {
         assert_eq!(exec(&h, k, Op::Get).await.unwrap(), Reply::Bytes(b("300")));
+    }
+    assert_eq!(h.len(&ns()).await.unwrap(), 3 + 900);
+}
+
+/// MULTI/EXEC (an atomic unit of ops) across shards lands with one stamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_across_shards_lands_with_one_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 4, Durability::Sync);
+    let h = store.handle();
+    let keys = keys_on_distinct_shards(&h, 4);
+    exec(&h, &keys[3], Op::SAdd(vec![b("old")])).await.unwrap();
+    let ops = vec![
+        (b(&keys[0]), set("a")),
+        (b(&keys[1]), Op::IncrBy(3)),
+        (b(&keys[2]), Op::HSet(vec![(b("f"), b("v"))])),
+        (b(&keys[3]), Op::SAdd(vec![b("new")])),
+        (b(&keys[0]), Op::Get),
+    ];
+    let got = h.atomic(&ns(), ops, &mut Session::default()).await.unwrap();
+    assert_eq!(got[4], Ok(Reply::Bytes(b("a"))));
+    let mut stamps = Vec::new();
+    for k in &keys {
+        stamps.push(stamp_of(&h, k).await);
+    }
+    assert!(stamps.iter().all(|s| *s == stamps[0]), "{stamps:?}");
+}
+
+/// With a clock that never moves (every shard's stamps share one
+/// millisecond), a unit that starts after another was acknowledged still
+/// gets a larger stamp, whichever shards each lands on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_unit_gets_a_later_stamp_even_when_the_clock_stands_still() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(dir.path());
+    o.shards = 4;
+    o.durability = Durability::Async;
+    o.clock = Arc::new(ManualClock::new(5_000));
+    let store = Store::open(o).unwrap();
+    let h = store.handle();
+    // Shard 0 stamps many writes first, so its clock runs ahead of the others'.
+    let busy = keys_on_distinct_shards(&h, 4);
+    for _ in 0..500 {
+        exec(&h, &busy[0], Op::IncrBy(1)).await.unwrap();
+    }
+    let mut order = Vec::new();
+    for i in 0..60 {
+        let key = format!("step:{i}");
+        if i % 3 == 0 {
+            let other = format!("step:{i}:b");
+            h.atomic(&ns(), vec![(b(&key), set("x")), (b(&other), set("y"))], &mut Session::default()).await.unwrap();
+        } else if i % 3 == 1 {
+            exec(&h, &key, set("x")).await.unwrap();
+        } else {
+            h.commit(Vec::new(), vec![Write { ns: ns(), key: b(&key), op: Op::SAdd(vec![b("m")]) }]).await.unwrap();
+        }
+        order.push(stamp_of(&h, &key).await);
+    }
+    for w in order.windows(2) {
+        assert!(w[1] > w[0], "{:?} then {:?}", w[0], w[1]);
+    }
+}
+
+/// A crash can leave the end of the log half written: the node comes back
+/// with everything before it and goes on appending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_log_tail_is_ignored_and_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), 2, Durability::Sync);
+        let h = store.handle();
+        exec(&h, "a", set("1")).await.unwrap();
+        exec(&h, "b", set("2")).await.unwrap();
+        store.close();
+    }
+    let log = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("log-"))
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, &[7, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
+    drop(f);
+    {
+        let store = open(dir.path(), 2, Durability::Sync);
+        let h = store.handle();
+        assert_eq!(exec(&h, "b", Op::Get).await, Ok(Reply::Bytes(b("2"))));
+        exec(&h, "c", set("3")).await.unwrap();
+        store.close();
+    }
+    let store = open(dir.path(), 2, Durability::Sync);
+    let h = store.handle();
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        assert_eq!(exec(&h, k, Op::Get).await, Ok(Reply::Bytes(b(v))));
+    }
+}
+
+#[test]
+fn a_second_store_on_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path(), 1, Durability::Sync);
+    let mut o = Options::new(dir.path());
+    o.shards = 1;
+    match Store::open(o) {
+        Err(squall_store::Error::Locked(_)) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("two stores on one data dir"),
     }
 }

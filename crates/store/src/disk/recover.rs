@@ -1,0 +1,122 @@
+//! Recovery: the newest whole snapshot, then every log segment after it,
+//! replayed into the shards' keyspaces as they stream by. Writes nothing
+//! (a full disk cannot stop a restart) except to remove leftovers, which
+//! frees space.
+
+use super::decode;
+use super::log::{Segment, numbered, read_frames, segment_path};
+use super::snapshot;
+use crate::Error;
+use crate::keyspace::{Keyspace, Record, key_hash};
+use squall_lattice::{NodeId, Stamp};
+use std::path::Path;
+
+pub(crate) struct Recovered {
+    pub keyspaces: Vec<Keyspace>,
+    /// The newest stamp on disk: new writes order after it.
+    pub latest: Stamp,
+    /// The segment to append to, and the number its next frame carries.
+    pub segment: Segment,
+    pub next_entry: u64,
+    /// The snapshot's size, if there is one.
+    pub snapshot_bytes: u64,
+}
+
+fn shard_of(record: &Record, shards: usize) -> usize {
+    let key = match record {
+        Record::Header { key, .. } | Record::Element { key, .. } | Record::Removed { key, .. } => key,
+    };
+    (key_hash(key) % shards as u64) as usize
+}
+
+pub(crate) fn recover(dir: &Path, shards: usize, node: NodeId, now_ms: u64) -> Result<Recovered, Error> {
+    let io = |e: std::io::Error| Error::DataDir(dir.display().to_string(), e.to_string());
+    if dir.join("keyspaces").is_dir() || dir.join("journals").is_dir() {
+        return Err(Error::DataDir(
+            dir.display().to_string(),
+            "it holds data in the format of an older Squall (fjall); start with an empty data dir".into(),
+        ));
+    }
+    let mut segments = Vec::new();
+    let mut snapshots = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = numbered(&name, "log-") {
+            segments.push(n);
+        } else if let Some(n) = numbered(&name, "snapshot-") {
+            snapshots.push(n);
+        } else if name.starts_with("snapshot-") && name.ends_with(".tmp") {
+            // A snapshot that was never finished.
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    segments.sort_unstable();
+    snapshots.sort_unstable();
+
+    let mut keyspaces: Vec<Keyspace> = (0..shards).map(|_| Keyspace::new(node)).collect();
+    let mut latest = Stamp::ZERO;
+    let mut apply = |keyspaces: &mut Vec<Keyspace>, r: Record| {
+        let s = shard_of(&r, shards);
+        latest = latest.max(keyspaces[s].restore(r));
+    };
+    // The newest whole snapshot; an older one is only left if the newest
+    // was never finished, or went bad.
+    let mut from = segments.first().copied().unwrap_or(1);
+    let mut snapshot_bytes = 0;
+    let mut loaded = snapshots.is_empty();
+    for &s in snapshots.iter().rev() {
+        let mut fresh: Vec<Keyspace> = (0..shards).map(|_| Keyspace::new(node)).collect();
+        match snapshot::read(dir, s, |r| apply(&mut fresh, r)) {
+            Ok(()) => {
+                keyspaces = fresh;
+                from = s;
+                snapshot_bytes = std::fs::metadata(super::log::snapshot_path(dir, s)).map_or(0, |m| m.len());
+                loaded = true;
+                break;
+            }
+            Err(e) => tracing::error!(error = %e, "skipping a snapshot that does not read back"),
+        }
+    }
+    if !loaded {
+        return Err(Error::Corrupt(format!(
+            "no snapshot in {} reads back, and the log before them is gone; move the data dir aside and restore from a backup",
+            dir.display()
+        )));
+    }
+    let replay: Vec<u64> = segments.iter().copied().filter(|n| *n >= from).collect();
+    let mut next: Option<u64> = None;
+    let mut last_end = 0;
+    for (i, &n) in replay.iter().enumerate() {
+        let path = segment_path(dir, n);
+        let end = read_frames(&path, next, |_, payload| {
+            decode(&payload, |r| apply(&mut keyspaces, r))?;
+            Ok(())
+        })?;
+        let is_last = i + 1 == replay.len();
+        if !end.clean && !is_last {
+            return Err(Error::Corrupt(format!(
+                "{} is damaged at byte {} and later segments follow it; move the data dir aside and restore from a backup",
+                path.display(),
+                end.valid
+            )));
+        }
+        if !end.clean {
+            tracing::warn!(segment = %path.display(), at = end.valid, "the log ends in a write cut short by a crash; it was never acknowledged");
+        }
+        next = Some(end.next);
+        last_end = end.valid;
+    }
+    // Segments and snapshots the newest snapshot covers (left by a crash
+    // between writing it and cleaning up).
+    super::writer::remove_before(dir, from);
+    for ks in &mut keyspaces {
+        ks.settle(now_ms);
+    }
+    let segment = match replay.last() {
+        Some(&n) => Segment::open(dir, n, last_end).map_err(io)?,
+        None => Segment::create(dir, from)
+            .map_err(|e| Error::DataDir(dir.display().to_string(), format!("cannot create the log: {e}")))?,
+    };
+    Ok(Recovered { keyspaces, latest, segment, next_entry: next.unwrap_or(1), snapshot_bytes })
+}

@@ -1,0 +1,309 @@
+//! The writer thread: group commit into the log, durability reports, the
+//! full-disk state, and when to take a snapshot.
+
+use super::log::{Segment, frame_into, is_no_space, segment_path};
+use super::{Chunk, DiskState, WriterMsg};
+use crate::protocol::{Answer, Response};
+use squall_lattice::Timestamp;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// In async mode, how often what the OS buffers is fsynced.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// While the disk is full (or a write is stuck), how often to try again.
+const RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Log space kept reserved ahead of the write position. When reserving more
+/// fails, new writes are refused; what is under way still fits in this.
+pub(crate) const RESERVE: u64 = 4 << 20;
+
+pub(crate) struct Writer {
+    pub dir: PathBuf,
+    pub log: Segment,
+    pub next_entry: u64,
+    pub sync: bool,
+    /// Per shard: the highest write sequence number that is durable.
+    pub durable: Vec<watch::Sender<u64>>,
+    pub disk: Arc<DiskState>,
+    /// Log bytes (since the last snapshot) that start a snapshot.
+    pub snapshot_at: u64,
+    /// The log never waits for a snapshot while smaller than this.
+    pub snapshot_min: u64,
+    /// Where to ask for a snapshot (the snapshot thread).
+    pub snapshots: Option<SyncSender<u64>>,
+}
+
+/// Frames that could not be written yet (the disk is full), with the
+/// chunks they report durable once they are.
+struct Stuck {
+    frames: Vec<u8>,
+    next_entry: u64,
+    chunks: Vec<(usize, u64)>,
+}
+
+impl Writer {
+    /// Runs until told to close, then writes what is left, syncs and returns.
+    pub fn run(mut self, rx: Receiver<WriterMsg>) {
+        let shards = self.durable.len();
+        let mut queues: Vec<VecDeque<(u64, Chunk)>> = (0..shards).map(|_| VecDeque::new()).collect();
+        let mut assembling: HashMap<u64, Vec<(u64, Chunk)>> = HashMap::new();
+        let mut blocked = vec![false; shards];
+        // Flush requests with the arrival number they came at.
+        let mut flushes: Vec<(u64, oneshot::Sender<Answer>, usize)> = Vec::new();
+        let mut arrivals = 0u64;
+        let mut last_sync = Instant::now();
+        let mut last_retry = Instant::now();
+        let mut unsynced = false;
+        let mut stuck: Option<Stuck> = None;
+        let mut snapshotting = false;
+        let mut open = true;
+        while open {
+            let wait = if stuck.is_some() || !self.disk.is_ok() {
+                RETRY_INTERVAL
+            } else if unsynced {
+                SYNC_INTERVAL.saturating_sub(last_sync.elapsed()).max(Duration::from_millis(1))
+            } else {
+                Duration::from_secs(3600)
+            };
+            let mut take = |m: WriterMsg, open: &mut bool, snapshotting: &mut bool, w: &mut Writer| {
+                arrivals += 1;
+                match m {
+                    WriterMsg::Chunk(c) => queues[c.shard].push_back((arrivals, c)),
+                    WriterMsg::Flush(tx, shard) => flushes.push((arrivals, tx, shard)),
+                    WriterMsg::Snapshot(from, result) => {
+                        *snapshotting = false;
+                        w.snapshot_done(from, result);
+                    }
+                    WriterMsg::Close => *open = false,
+                }
+            };
+            match rx.recv_timeout(wait) {
+                Ok(m) => {
+                    take(m, &mut open, &mut snapshotting, &mut self);
+                    while let Ok(m) = rx.try_recv() {
+                        take(m, &mut open, &mut snapshotting, &mut self);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+            // Chunks in each shard's order; a commit's parts once all are in.
+            let mut ready: Vec<Chunk> = Vec::new();
+            let mut progress = true;
+            while progress {
+                progress = false;
+                for s in 0..shards {
+                    while !blocked[s] {
+                        let Some((arrived, chunk)) = queues[s].pop_front() else { break };
+                        progress = true;
+                        match chunk.batch {
+                            None => ready.push(chunk),
+                            Some((id, parts)) => {
+                                let group = assembling.entry(id).or_default();
+                                group.push((arrived, chunk));
+                                if group.len() == parts {
+                                    for (_, c) in assembling.remove(&id).unwrap_or_default() {
+                                        blocked[c.shard] = false;
+                                        ready.push(c);
+                                    }
+                                } else {
+                                    // Later records of this shard wait until the commit is whole.
+                                    blocked[s] = true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if !open {
+                // The shards are gone. A commit still incomplete was never
+                // acknowledged (a coordinator answers only once every part is
+                // durable), so its parts are dropped; what queued behind is kept.
+                for (id, parts) in assembling.drain() {
+                    tracing::warn!(commit = id, parts = parts.len(), "dropping an incomplete commit at shutdown");
+                }
+                ready.extend(queues.iter_mut().flat_map(|q| q.drain(..)).map(|(_, c)| c));
+            }
+            if stuck.is_some() && (last_retry.elapsed() >= RETRY_INTERVAL || !open) {
+                last_retry = Instant::now();
+                stuck = self.write_stuck(stuck.take());
+            }
+            if !ready.is_empty() {
+                let s = self.encode(&ready, stuck.take());
+                stuck = self.write_stuck(Some(s));
+                unsynced = !self.sync;
+            } else if !self.disk.is_ok() && stuck.is_none() && last_retry.elapsed() >= RETRY_INTERVAL {
+                last_retry = Instant::now();
+                self.try_recover_space();
+            }
+            // A flush is answered once everything that arrived before it is
+            // written (nothing older is queued, assembling or stuck), and fsynced.
+            let oldest_waiting = queues
+                .iter()
+                .filter_map(|q| q.front().map(|(a, _)| *a))
+                .chain(assembling.values().flatten().map(|(a, _)| *a))
+                .min()
+                .unwrap_or(u64::MAX);
+            let answerable = stuck.is_none() && flushes.iter().any(|(a, _, _)| *a < oldest_waiting);
+            if (unsynced && (last_sync.elapsed() >= SYNC_INTERVAL || answerable || !open)) || (!open && stuck.is_none())
+            {
+                if let Err(e) = self.log.sync() {
+                    self.disk.set_failed(format!("fsync of the log failed: {e}"));
+                }
+                unsynced = false;
+                last_sync = Instant::now();
+            }
+            if answerable {
+                for (_, tx, shard) in flushes.extract_if(.., |(a, _, _)| *a < oldest_waiting) {
+                    let answer = Answer { response: Response::Flushed, stamp: Timestamp::ZERO, seq: 0, shard };
+                    let _ = tx.send(answer);
+                }
+            }
+            if !snapshotting && open && stuck.is_none() && self.log.end >= self.snapshot_at && self.disk.is_ok() {
+                snapshotting = self.start_snapshot();
+            }
+        }
+        // The snapshot thread sees its channel close and gives up what it had begun.
+        drop(self.snapshots.take());
+    }
+
+    /// Frames the chunks (after whatever is stuck) as one log entry.
+    fn encode(&mut self, chunks: &[Chunk], stuck: Option<Stuck>) -> Stuck {
+        let mut s = stuck.unwrap_or(Stuck { frames: Vec::new(), next_entry: self.next_entry, chunks: Vec::new() });
+        let size: usize = chunks.iter().map(|c| c.records.bytes().len()).sum();
+        if size > 0 {
+            let mut payload = Vec::with_capacity(size);
+            for c in chunks {
+                payload.extend_from_slice(c.records.bytes());
+            }
+            frame_into(&mut s.frames, s.next_entry, &payload);
+            s.next_entry += 1;
+        }
+        s.chunks.extend(chunks.iter().map(|c| (c.shard, c.upto)));
+        s
+    }
+
+    /// Writes stuck frames if there is room; gives them back if not yet.
+    fn write_stuck(&mut self, stuck: Option<Stuck>) -> Option<Stuck> {
+        let s = stuck?;
+        if self.disk.refusal() == Some(crate::op::OpError::DiskFailed) {
+            // Nothing is acknowledged after a disk failure.
+            return Some(s);
+        }
+        if !s.frames.is_empty() {
+            let len = s.frames.len() as u64;
+            if let Err(e) = self.log.reserve(len + RESERVE) {
+                if !is_no_space(&e) {
+                    self.disk.set_failed(format!("cannot reserve log space: {e}"));
+                    return Some(s);
+                }
+                self.disk.set_full(format!("cannot reserve log space: {e}"));
+                if self.log.headroom() < len {
+                    // Not even what is under way fits: it waits for space.
+                    let _ = self.log.reserve(len);
+                    if self.log.headroom() < len {
+                        return Some(s);
+                    }
+                }
+            } else if self.disk.refusal() == Some(crate::op::OpError::DiskFull) {
+                self.disk.set_ok();
+            }
+            if let Err(e) = self.log.append(&s.frames) {
+                if is_no_space(&e) {
+                    self.disk.set_full(format!("cannot write the log: {e}"));
+                } else {
+                    self.disk.set_failed(format!("cannot write the log: {e}"));
+                }
+                return Some(s);
+            }
+            if self.sync
+                && let Err(e) = self.log.sync()
+            {
+                // After a failed fsync the kernel may have dropped the dirty
+                // pages: nothing written since the last good one can be
+                // promised, so these writes are never acknowledged.
+                self.disk.set_failed(format!("fsync of the log failed: {e}"));
+                return Some(s);
+            }
+        }
+        self.next_entry = s.next_entry;
+        for (shard, upto) in s.chunks {
+            self.durable[shard].send_if_modified(|d| {
+                let moved = upto > *d;
+                *d = (*d).max(upto);
+                moved
+            });
+        }
+        None
+    }
+
+    /// While writes are refused for a full disk: takes them again once
+    /// space for the reserve is back.
+    fn try_recover_space(&mut self) {
+        if self.disk.refusal() != Some(crate::op::OpError::DiskFull) {
+            return;
+        }
+        if self.log.reserve(2 * RESERVE).is_ok() {
+            self.disk.set_ok();
+        }
+    }
+
+    /// Starts a new segment and asks the snapshot thread for a snapshot
+    /// that replays from it. False if it could not be started.
+    fn start_snapshot(&mut self) -> bool {
+        let Some(tx) = &self.snapshots else { return false };
+        let next = self.log.no + 1;
+        if self.log.sync().is_err() {
+            return false;
+        }
+        let mut seg = match Segment::create(&self.dir, next) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a new log segment for a snapshot; trying again later");
+                self.snapshot_at = self.log.end + self.snapshot_min;
+                return false;
+            }
+        };
+        if let Err(e) = seg.reserve(RESERVE) {
+            tracing::warn!(error = %e, "cannot reserve space in a new log segment; trying a snapshot later");
+            drop(seg);
+            let _ = std::fs::remove_file(segment_path(&self.dir, next));
+            self.snapshot_at = self.log.end + self.snapshot_min;
+            return false;
+        }
+        self.log = seg;
+        // Snapshots once the log outgrows the data (as Redis rewrites its AOF).
+        self.snapshot_at = self.snapshot_min;
+        tx.try_send(next).is_ok()
+    }
+
+    fn snapshot_done(&mut self, from: u64, result: Result<u64, String>) {
+        match result {
+            Ok(bytes) => {
+                self.snapshot_at = bytes.max(self.snapshot_min);
+                remove_before(&self.dir, from);
+                tracing::info!(segment = from, bytes, "snapshot written; older log removed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot failed; the log keeps everything until the next one");
+                self.snapshot_at = self.log.end + self.snapshot_min;
+            }
+        }
+    }
+}
+
+/// Deletes log segments and snapshots older than segment `from` (a
+/// snapshot that replays from `from` covers them).
+pub(crate) fn remove_before(dir: &std::path::Path, from: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = super::log::numbered(&name, "log-").or_else(|| super::log::numbered(&name, "snapshot-"));
+        if old.is_some_and(|n| n < from) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}

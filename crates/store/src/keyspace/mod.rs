@@ -1,0 +1,811 @@
+//! The pure keyspace: what every operation means. It applies an [`Op`] at a
+//! stamp and answers, and tells a [`Changes`] sink what it changed (the
+//! delta the disk log, and later the window log and replication, consume).
+//! No I/O, no clock, no statistics, no threads: the shard owns those. An
+//! invocation's transaction runs the same keyspace as a private overlay,
+//! with a sink that keeps nothing.
+//!
+//! Every write of one atomic unit carries the unit's stamp; what a write
+//! changes (a register's epoch, a member, a field, a counter slot, an
+//! expiry) takes that stamp, so merging the units' deltas in any order gives
+//! the state the keyspace holds. Within one unit, a later write to the same
+//! part replaces the earlier one (they share a stamp).
+//!
+//! Work per operation is linear in its arguments (and, for reads, in what
+//! it answers): members and fields are hash lookups, a duplicate field costs
+//! a hash-set probe, scans walk partitions in hash order.
+
+mod slot;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use table::{POSITION_BITS, key_hash};
+
+use crate::glob;
+use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
+use bytes::Bytes;
+use slot::{Body, FIELD_OVERHEAD, MEMBER_OVERHEAD, Slot};
+use squall_lattice::{Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use table::Table;
+
+type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What a key's header record holds: everything but a set's members and a
+/// hash's fields, which have records of their own.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Header {
+    pub epoch: Stamp,
+    pub expiry: Option<Lww<Option<u64>>>,
+    pub body: HeaderBody,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum HeaderBody {
+    Register(Bytes),
+    Counter(Vec<CounterSlot>),
+    Set,
+    Map,
+    Max(i64),
+}
+
+impl Header {
+    fn of(slot: &Slot) -> Header {
+        let body = match slot.body() {
+            Body::Register(v) => HeaderBody::Register(Bytes::copy_from_slice(v)),
+            Body::Other(Value::Register(v)) => HeaderBody::Register(v.clone()),
+            Body::Counter(s) => HeaderBody::Counter(vec![s]),
+            Body::Other(Value::Counter(c)) => HeaderBody::Counter(c.slots().to_vec()),
+            Body::Other(Value::Set(_)) => HeaderBody::Set,
+            Body::Other(Value::Map(_)) => HeaderBody::Map,
+            Body::Other(Value::Max(m)) => HeaderBody::Max(m.0),
+            // A key whose entry is a tombstone is not kept.
+            Body::Other(Value::Tombstone) => HeaderBody::Map,
+        };
+        Header { epoch: slot.epoch(), expiry: slot.expiry(), body }
+    }
+
+    fn into_entry(self) -> Entry {
+        let value = match self.body {
+            HeaderBody::Register(b) => Value::Register(b),
+            HeaderBody::Counter(slots) => Value::Counter(PnCounter::from_slots(slots)),
+            HeaderBody::Set => Value::Set(Members::default()),
+            HeaderBody::Map => Value::Map(Fields::default()),
+            HeaderBody::Max(m) => Value::Max(Max(m)),
+        };
+        Entry { epoch: self.epoch, value, expiry: self.expiry }
+    }
+}
+
+/// A change to a set member or hash field: its register as it is now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Element {
+    Member(Lww<bool>),
+    Field(Lww<Option<Bytes>>),
+}
+
+/// Where the keyspace reports what it changed, in order. For one key a
+/// header comes before the elements it frames.
+pub(crate) trait Changes {
+    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header);
+    /// `epoch` is the epoch of the set or hash the element belongs to.
+    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element);
+    fn removed(&mut self, ns: &[u8], key: &[u8]);
+}
+
+/// Keeps nothing: for a transaction's overlay.
+impl Changes for () {
+    fn header(&mut self, _: &[u8], _: &[u8], _: &Header) {}
+    fn element(&mut self, _: &[u8], _: &[u8], _: Stamp, _: &[u8], _: &Element) {}
+    fn removed(&mut self, _: &[u8], _: &[u8]) {}
+}
+
+/// A change read back from disk.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Record {
+    Header { ns: Bytes, key: Bytes, header: Header },
+    Element { ns: Bytes, key: Bytes, element: Bytes, state: Element },
+    Removed { ns: Bytes, key: Bytes },
+}
+
+/// One page of a SCAN over a shard, in hash order.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScanPage {
+    pub keys: Vec<Bytes>,
+    /// The position to resume from, or `None` when the shard is done.
+    pub next: Option<u64>,
+}
+
+#[derive(Default)]
+struct Space {
+    table: Table,
+    /// (expiry ms, key hash) of every key with an expiry.
+    expiring: BTreeSet<(u64, u64)>,
+}
+
+/// Where a snapshot dump resumes: a namespace and a position in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DumpCursor {
+    pub ns: Bytes,
+    pub from: u64,
+}
+
+/// A shard's keys, by namespace.
+pub struct Keyspace {
+    node: NodeId,
+    spaces: Hashed<Bytes, Space>,
+    keys: u64,
+    bytes: i64,
+}
+
+impl std::fmt::Debug for Keyspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyspace").field("node", &self.node).field("keys", &self.keys).finish()
+    }
+}
+
+fn copy(b: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+fn members_of(e: &mut Entry) -> Result<&mut Members, OpError> {
+    match &mut e.value {
+        Value::Set(m) => Ok(m),
+        _ => Err(OpError::WrongType),
+    }
+}
+
+fn fields_of(e: &mut Entry) -> Result<&mut Fields, OpError> {
+    match &mut e.value {
+        Value::Map(m) => Ok(m),
+        _ => Err(OpError::WrongType),
+    }
+}
+
+fn empty_reply(op: &Op) -> Reply {
+    match op {
+        Op::SMembers | Op::HGetAll => Reply::List(Vec::new()),
+        Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) => Reply::Int(0),
+        Op::Type => Reply::Type(None),
+        Op::Pttl => Reply::Int(-2),
+        _ => Reply::Nil,
+    }
+}
+
+impl Keyspace {
+    pub fn new(node: NodeId) -> Self {
+        Keyspace { node, spaces: Hashed::default(), keys: 0, bytes: 0 }
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Keys held, all namespaces (expired ones count until reclaimed).
+    pub fn keys(&self) -> u64 {
+        self.keys
+    }
+
+    /// Approximate bytes of keys and values held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.max(0) as u64
+    }
+
+    /// Keys in `ns`, in O(1); like Redis's DBSIZE it counts keys that have
+    /// expired but are not reclaimed yet.
+    pub fn len(&self, ns: &[u8]) -> usize {
+        self.spaces.get(ns).map_or(0, |s| s.table.len())
+    }
+
+    pub fn is_empty(&self, ns: &[u8]) -> bool {
+        self.len(ns) == 0
+    }
+
+    /// The live slot of `key`.
+    fn live(&self, ns: &[u8], h: u64, key: &[u8], now: u64) -> Option<&Slot> {
+        self.spaces.get(ns)?.table.get(h, key).filter(|s| !s.is_expired(now))
+    }
+
+    /// Answers a read-only `op`; a write answers as if nothing were there.
+    pub fn read(&self, ns: &[u8], key: &[u8], op: &Op, now: u64) -> OpResult {
+        let h = key_hash(key);
+        let Some(slot) = self.live(ns, h, key, now) else { return Ok(empty_reply(op)) };
+        Ok(match op {
+            Op::Get => Reply::Bytes(slot.string().ok_or(OpError::WrongType)?),
+            Op::Exists => Reply::Int(1),
+            Op::Type => Reply::Type(slot.kind()),
+            Op::Snapshot => Reply::Entry(Box::new(slot.to_entry())),
+            Op::Pttl => {
+                Reply::Int(slot.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
+            }
+            Op::SMembers | Op::SIsMember(_) | Op::SCard => {
+                let Body::Other(Value::Set(m)) = slot.body() else { return Err(OpError::WrongType) };
+                match op {
+                    Op::SMembers => Reply::List(m.iter().map(|(k, _)| k.clone()).collect()),
+                    Op::SIsMember(x) => Reply::Int(m.get(x).is_some_and(|r| r.value) as i64),
+                    _ => Reply::Int(m.len() as i64),
+                }
+            }
+            Op::HGet(_) | Op::HGetAll | Op::HLen => {
+                let Body::Other(Value::Map(m)) = slot.body() else { return Err(OpError::WrongType) };
+                match op {
+                    Op::HGet(f) => m.get(f).and_then(|r| r.value.clone()).map_or(Reply::Nil, Reply::Bytes),
+                    Op::HGetAll => {
+                        let mut out = Vec::with_capacity(m.len() * 2);
+                        for (f, r) in m.iter() {
+                            if let Some(v) = &r.value {
+                                out.push(f.clone());
+                                out.push(v.clone());
+                            }
+                        }
+                        Reply::List(out)
+                    }
+                    _ => Reply::Int(m.len() as i64),
+                }
+            }
+            _ => Reply::Nil,
+        })
+    }
+
+    /// The whole live entry at `key`.
+    pub fn snapshot(&self, ns: &[u8], key: &[u8], now: u64) -> Option<Entry> {
+        self.live(ns, key_hash(key), key, now).map(Slot::to_entry)
+    }
+
+    /// Applies `op` with every write stamped `stamp`, changes going nowhere
+    /// (a transaction's overlay).
+    pub fn apply(&mut self, ns: &Bytes, key: &[u8], op: Op, stamp: Stamp, now: u64) -> OpResult {
+        self.apply_with(ns, key, op, stamp, now, &mut ())
+    }
+
+    /// Applies `op`, telling `changes` what changed.
+    pub(crate) fn apply_with(
+        &mut self,
+        ns: &Bytes,
+        key: &[u8],
+        op: Op,
+        stamp: Stamp,
+        now: u64,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        if !op.is_write() {
+            return self.read(ns, key, &op, now);
+        }
+        let h = key_hash(key);
+        // An expired key is gone before any write looks at it.
+        if self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key)).is_some_and(|s| s.is_expired(now)) {
+            self.remove(ns, h, key);
+            changes.removed(ns, key);
+        }
+        match op {
+            Op::Set { value, expiry, get } => self.set(ns, h, key, &value, expiry, get, stamp, changes),
+            Op::Del => Ok(Reply::Int(self.del(ns, h, key, changes) as i64)),
+            Op::IncrBy(delta) => self.incr(ns, h, key, delta, stamp, changes),
+            Op::SAdd(members) => self.sadd(ns, h, key, &members, stamp, changes),
+            Op::SRem(members) => self.srem(ns, h, key, &members, stamp, changes),
+            Op::HSet(pairs) => self.hset(ns, h, key, &pairs, stamp, changes),
+            Op::HDel(fields) => self.hdel(ns, h, key, &fields, stamp, changes),
+            Op::ExpireAt(at) => {
+                if self.live(ns, h, key, now).is_none() {
+                    return Ok(Reply::Int(0));
+                }
+                if at <= now {
+                    self.del(ns, h, key, changes);
+                } else {
+                    self.set_expiry(ns, h, key, Lww::new(stamp, Some(at)), changes);
+                }
+                Ok(Reply::Int(1))
+            }
+            Op::Persist => match self.live(ns, h, key, now).map(Slot::expires_at) {
+                Some(Some(_)) => {
+                    self.set_expiry(ns, h, key, Lww::new(stamp, None), changes);
+                    Ok(Reply::Int(1))
+                }
+                _ => Ok(Reply::Int(0)),
+            },
+            _ => self.read(ns, key, &op, now),
+        }
+    }
+
+    fn slot_mut(&mut self, ns: &[u8], h: u64, key: &[u8]) -> Option<&mut Slot> {
+        self.spaces.get_mut(ns)?.table.get_mut(h, key)
+    }
+
+    fn remove(&mut self, ns: &[u8], h: u64, key: &[u8]) -> Option<Slot> {
+        let space = self.spaces.get_mut(ns)?;
+        let slot = space.table.remove(h, key)?;
+        if let Some(at) = slot.expires_at() {
+            space.expiring.remove(&(at, h));
+        }
+        self.keys -= 1;
+        self.bytes -= slot.approx_bytes() as i64;
+        Some(slot)
+    }
+
+    /// Puts `slot` at `key` in place of whatever was there.
+    fn put_slot(&mut self, ns: &Bytes, h: u64, slot: Slot) -> &mut Slot {
+        let added = slot.approx_bytes() as i64;
+        let new_at = slot.expires_at();
+        if !self.spaces.contains_key(ns.as_ref()) {
+            self.spaces.insert(copy(ns), Space::default());
+        }
+        let Keyspace { spaces, keys, bytes, .. } = self;
+        let Space { table, expiring } = spaces.get_mut(ns.as_ref()).expect("inserted above");
+        let (placed, old) = table.put(h, slot);
+        let old_at = old.as_ref().and_then(Slot::expires_at);
+        if old_at != new_at {
+            if let Some(at) = old_at {
+                expiring.remove(&(at, h));
+            }
+            if let Some(at) = new_at {
+                expiring.insert((at, h));
+            }
+        }
+        match &old {
+            Some(o) => *bytes += added - o.approx_bytes() as i64,
+            None => {
+                *keys += 1;
+                *bytes += added;
+            }
+        }
+        placed
+    }
+
+    /// Puts `entry` at `key` as it is (a transaction seeding its overlay).
+    pub fn put(&mut self, ns: &Bytes, key: &[u8], entry: Entry) {
+        let h = key_hash(key);
+        if matches!(entry.value, Value::Tombstone) {
+            self.remove(ns, h, key);
+        } else {
+            self.put_slot(ns, h, Slot::new(key, entry));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        value: &[u8],
+        expiry: SetExpiry,
+        get: bool,
+        stamp: Stamp,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        let old = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key));
+        let previous = match (old, get) {
+            (_, false) => Reply::Ok,
+            (None, true) => Reply::Nil,
+            (Some(o), true) => Reply::Bytes(o.string().ok_or(OpError::WrongType)?),
+        };
+        let expiry = match expiry {
+            SetExpiry::None => None,
+            SetExpiry::At(at) => Some(Lww::new(stamp, Some(at))),
+            SetExpiry::Keep => old.and_then(Slot::expiry),
+        };
+        let slot = self.put_slot(ns, h, Slot::register(key, stamp, expiry, value));
+        changes.header(ns, key, &Header::of(slot));
+        Ok(previous)
+    }
+
+    fn del(&mut self, ns: &[u8], h: u64, key: &[u8], changes: &mut impl Changes) -> bool {
+        let gone = self.remove(ns, h, key).is_some();
+        if gone {
+            changes.removed(ns, key);
+        }
+        gone
+    }
+
+    fn incr(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        delta: i64,
+        stamp: Stamp,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        let node = self.node;
+        let (result, header) = match self.slot_mut(ns, h, key) {
+            None => {
+                let mut counter = PnCounter::default();
+                let n = counter.add(node, delta).ok_or(OpError::Overflow)?;
+                let slot = self.put_slot(ns, h, Slot::new(key, Entry::new(stamp, Value::Counter(counter))));
+                (n, Header::of(slot))
+            }
+            Some(slot) => match slot.body() {
+                // INCR on a register holding an integer turns it into a
+                // counter in a new epoch, as Redis lets a client INCR what it SET.
+                Body::Register(_) | Body::Other(Value::Register(_)) => {
+                    let b = slot.string().unwrap_or_default();
+                    let base: i64 =
+                        std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).ok_or(OpError::NotInteger)?;
+                    let mut counter = PnCounter::default();
+                    counter.add(node, base);
+                    let n = counter.add(node, delta).ok_or(OpError::Overflow)?;
+                    let mut entry = Entry::new(stamp, Value::Counter(counter));
+                    entry.expiry = slot.expiry();
+                    let slot = self.put_slot(ns, h, Slot::new(key, entry));
+                    (n, Header::of(slot))
+                }
+                Body::Counter(_) | Body::Other(Value::Counter(_)) => {
+                    let before = slot.approx_bytes() as i64;
+                    let n = slot.counter_add(node, delta).ok_or(OpError::Overflow)?;
+                    let header = Header::of(slot);
+                    self.bytes += slot.approx_bytes() as i64 - before;
+                    (n, header)
+                }
+                Body::Other(_) => return Err(OpError::WrongType),
+            },
+        };
+        changes.header(ns, key, &header);
+        Ok(Reply::Int(result))
+    }
+
+    /// The live set or hash at `key`, made (empty, in a new epoch) if there
+    /// is none; `created` says whether it was.
+    fn collection(&mut self, ns: &Bytes, h: u64, key: &[u8], stamp: Stamp, empty: fn() -> Value) -> (&mut Entry, bool) {
+        let created = self.slot_mut(ns, h, key).is_none();
+        if created {
+            self.put_slot(ns, h, Slot::new(key, Entry::new(stamp, empty())));
+        }
+        let slot = self.slot_mut(ns, h, key).expect("present or just made");
+        (slot.full_mut(), created)
+    }
+
+    fn sadd(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        members: &[Bytes],
+        stamp: Stamp,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        if let Some(slot) = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key))
+            && !matches!(slot.body(), Body::Other(Value::Set(_)))
+        {
+            return Err(OpError::WrongType);
+        }
+        let (entry, created) = self.collection(ns, h, key, stamp, || Value::Set(Members::default()));
+        let epoch = entry.epoch;
+        let header = created.then(|| Header { epoch, expiry: entry.expiry.clone(), body: HeaderBody::Set });
+        let set = members_of(entry)?;
+        set.reserve(members.len());
+        let mut added = 0i64;
+        let mut grew = 0i64;
+        for m in members {
+            if set.assign(copy(m), Lww::new(stamp, true)).is_none_or(|r| !r.value) {
+                added += 1;
+                grew += (m.len() + MEMBER_OVERHEAD) as i64;
+            }
+        }
+        self.bytes += grew;
+        if let Some(header) = header {
+            changes.header(ns, key, &header);
+        }
+        let state = Element::Member(Lww::new(stamp, true));
+        for_each_once(members, |m| changes.element(ns, key, epoch, m, &state));
+        Ok(Reply::Int(added))
+    }
+
+    fn srem(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        members: &[Bytes],
+        stamp: Stamp,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
+        let epoch = slot.epoch();
+        let set = members_of(slot.full_mut())?;
+        let mut removed: Vec<&Bytes> = Vec::new();
+        for m in members {
+            if set.prune(m).is_some() {
+                removed.push(m);
+            }
+        }
+        let empty = set.is_empty();
+        self.bytes -= removed.iter().map(|m| (m.len() + MEMBER_OVERHEAD) as i64).sum::<i64>();
+        if empty {
+            // Redis deletes a set when its last member goes.
+            self.del(ns, h, key, changes);
+        } else {
+            let state = Element::Member(Lww::new(stamp, false));
+            for m in &removed {
+                changes.element(ns, key, epoch, m, &state);
+            }
+        }
+        Ok(Reply::Int(removed.len() as i64))
+    }
+
+    fn hset(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        pairs: &[(Bytes, Bytes)],
+        stamp: Stamp,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        if let Some(slot) = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key))
+            && !matches!(slot.body(), Body::Other(Value::Map(_)))
+        {
+            return Err(OpError::WrongType);
+        }
+        let (entry, created) = self.collection(ns, h, key, stamp, || Value::Map(Fields::default()));
+        let epoch = entry.epoch;
+        let header = created.then(|| Header { epoch, expiry: entry.expiry.clone(), body: HeaderBody::Map });
+        let map = fields_of(entry)?;
+        map.reserve(pairs.len());
+        let mut added = 0i64;
+        let mut grew = 0i64;
+        for (f, v) in pairs {
+            // A field named twice keeps its last value, as in Redis.
+            match map.assign(copy(f), Lww::new(stamp, Some(copy(v)))) {
+                Some(Lww { value: Some(old), .. }) => grew += v.len() as i64 - old.len() as i64,
+                _ => {
+                    added += 1;
+                    grew += (f.len() + v.len() + FIELD_OVERHEAD) as i64;
+                }
+            }
+        }
+        if let Some(header) = header {
+            changes.header(ns, key, &header);
+        }
+        let fields: Vec<&Bytes> = pairs.iter().map(|(f, _)| f).collect();
+        for_each_once(&fields, |f| {
+            if let Some(state) = map.get(f).cloned().map(Element::Field) {
+                changes.element(ns, key, epoch, f, &state);
+            }
+        });
+        self.bytes += grew;
+        Ok(Reply::Int(added))
+    }
+
+    fn hdel(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        fields: &[Bytes],
+        stamp: Stamp,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
+        let epoch = slot.epoch();
+        let map = fields_of(slot.full_mut())?;
+        let mut removed: Vec<&Bytes> = Vec::new();
+        let mut shrunk = 0i64;
+        for f in fields {
+            // A deleted field is a tombstone in the lattice; alone on this
+            // node, it is pruned at once.
+            if let Some(Lww { value: Some(v), .. }) = map.prune(f) {
+                shrunk += (f.len() + v.len() + FIELD_OVERHEAD) as i64;
+                removed.push(f);
+            }
+        }
+        let empty = map.is_empty();
+        self.bytes -= shrunk;
+        if empty {
+            self.del(ns, h, key, changes);
+        } else {
+            let state = Element::Field(Lww::new(stamp, None));
+            for f in &removed {
+                changes.element(ns, key, epoch, f, &state);
+            }
+        }
+        Ok(Reply::Int(removed.len() as i64))
+    }
+
+    fn set_expiry(&mut self, ns: &[u8], h: u64, key: &[u8], expiry: Lww<Option<u64>>, changes: &mut impl Changes) {
+        let Some(space) = self.spaces.get_mut(ns) else { return };
+        let Some(slot) = space.table.get_mut(h, key) else { return };
+        let old = slot.expires_at();
+        let before = slot.approx_bytes() as i64;
+        slot.set_expiry(Some(expiry));
+        let new = slot.expires_at();
+        let header = Header::of(slot);
+        self.bytes += slot.approx_bytes() as i64 - before;
+        if let Some(at) = old {
+            space.expiring.remove(&(at, h));
+        }
+        if let Some(at) = new {
+            space.expiring.insert((at, h));
+        }
+        changes.header(ns, key, &header);
+    }
+
+    /// Drops up to `limit` keys whose time has come; returns how many went.
+    pub(crate) fn reap(&mut self, now: u64, limit: usize, changes: &mut impl Changes) -> usize {
+        let mut gone = 0;
+        let mut names: Vec<Bytes> = Vec::new();
+        for (ns, space) in &self.spaces {
+            if space.expiring.first().is_some_and(|(at, _)| *at <= now) {
+                names.push(ns.clone());
+            }
+        }
+        for ns in names {
+            while gone < limit {
+                let Some(space) = self.spaces.get_mut(ns.as_ref()) else { break };
+                let Some(&(at, h)) = space.expiring.first() else { break };
+                if at > now {
+                    break;
+                }
+                space.expiring.pop_first();
+                // Every key with this hash whose time has come (two keys
+                // sharing a 64-bit hash is all but impossible).
+                let due = space.table.keys_with_hash(h, |s| s.is_expired(now));
+                for key in due {
+                    if self.remove(&ns, h, &key).is_some() {
+                        changes.removed(&ns, &key);
+                        gone += 1;
+                    }
+                }
+            }
+        }
+        gone
+    }
+
+    /// Up to about `count` live keys of `ns` at or after position `from`,
+    /// filtered by `pattern` (a glob) and `kind` (a Redis type name). Costs
+    /// `count` keys plus at most one partition.
+    pub fn scan(
+        &self,
+        ns: &[u8],
+        from: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+        kind: Option<&str>,
+        now: u64,
+    ) -> ScanPage {
+        let Some(space) = self.spaces.get(ns) else { return ScanPage::default() };
+        let mut keys = Vec::new();
+        let next = space.table.walk(from, count, |s| {
+            let wanted = !s.is_expired(now)
+                && pattern.is_none_or(|p| glob::matches(p, s.key()))
+                && kind.is_none_or(|t| s.kind().is_some_and(|k| k.redis_name() == t));
+            if wanted {
+                keys.push(copy(s.key()));
+            }
+        });
+        ScanPage { keys, next }
+    }
+
+    /// The records of about `budget` keys from `cursor` on (all namespaces,
+    /// in name order), into `changes`; where to go on, or `None` when done.
+    pub(crate) fn dump(&self, cursor: &DumpCursor, budget: usize, changes: &mut impl Changes) -> Option<DumpCursor> {
+        let mut names: Vec<&Bytes> = self.spaces.keys().filter(|n| **n >= cursor.ns).collect();
+        names.sort();
+        for ns in names {
+            let from = if *ns == cursor.ns { cursor.from } else { 0 };
+            let next = self.spaces[ns].table.walk(from, budget, |s| {
+                let header = Header::of(s);
+                changes.header(ns, s.key(), &header);
+                match s.body() {
+                    Body::Other(Value::Set(m)) => {
+                        for (member, r) in m.iter() {
+                            changes.element(ns, s.key(), header.epoch, member, &Element::Member(r.clone()));
+                        }
+                    }
+                    Body::Other(Value::Map(m)) => {
+                        for (field, r) in m.iter() {
+                            changes.element(ns, s.key(), header.epoch, field, &Element::Field(r.clone()));
+                        }
+                    }
+                    _ => {}
+                }
+            });
+            if let Some(from) = next {
+                return Some(DumpCursor { ns: ns.clone(), from });
+            }
+        }
+        None
+    }
+
+    /// Applies a record read back from disk (recovery replays them in the
+    /// order they were written). Returns the newest stamp it carried.
+    pub(crate) fn restore(&mut self, record: Record) -> Stamp {
+        match record {
+            Record::Header { ns, key, header } => {
+                let h = key_hash(&key);
+                let stamp = header.epoch.max(header.expiry.as_ref().map_or(Stamp::ZERO, |e| e.stamp));
+                let same_epoch = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, &key)).map(Slot::epoch)
+                    == Some(header.epoch);
+                let keeps_elements = matches!(header.body, HeaderBody::Set | HeaderBody::Map);
+                if same_epoch && keeps_elements {
+                    self.set_expiry_quiet(&ns, h, &key, header.expiry);
+                } else {
+                    self.put_slot(&ns, h, Slot::new(&key, header.into_entry()));
+                }
+                stamp
+            }
+            Record::Element { ns, key, element, state } => {
+                let h = key_hash(&key);
+                let Some(slot) = self.slot_mut(&ns, h, &key) else { return Stamp::ZERO };
+                let entry = slot.full_mut();
+                let (stamp, grew) = match (&mut entry.value, state) {
+                    (Value::Set(m), Element::Member(r)) => {
+                        let stamp = r.stamp;
+                        let size = (element.len() + MEMBER_OVERHEAD) as i64;
+                        if r.value {
+                            (stamp, if m.assign(element, r).is_none() { size } else { 0 })
+                        } else {
+                            (stamp, if m.prune(&element).is_some() { -size } else { 0 })
+                        }
+                    }
+                    (Value::Map(m), Element::Field(r)) => {
+                        let stamp = r.stamp;
+                        let size = |v: &Option<Bytes>| {
+                            v.as_ref().map_or(0, |v| (element.len() + v.len() + FIELD_OVERHEAD) as i64)
+                        };
+                        let added = size(&r.value);
+                        let old = if r.value.is_some() { m.assign(element.clone(), r) } else { m.prune(&element) };
+                        (stamp, added - old.map_or(0, |o| size(&o.value)))
+                    }
+                    _ => return Stamp::ZERO,
+                };
+                self.bytes += grew;
+                stamp
+            }
+            Record::Removed { ns, key } => {
+                self.remove(&ns, key_hash(&key), &key);
+                Stamp::ZERO
+            }
+        }
+    }
+
+    fn set_expiry_quiet(&mut self, ns: &[u8], h: u64, key: &[u8], expiry: Option<Lww<Option<u64>>>) {
+        let Some(space) = self.spaces.get_mut(ns) else { return };
+        let Some(slot) = space.table.get_mut(h, key) else { return };
+        if let Some(at) = slot.expires_at() {
+            space.expiring.remove(&(at, h));
+        }
+        slot.set_expiry(expiry);
+        if let Some(at) = slot.expires_at() {
+            space.expiring.insert((at, h));
+        }
+    }
+
+    /// After recovery: drops keys that expired while the node was down, and
+    /// sets or hashes a replay left empty. No records: the disk forgets them
+    /// at the next snapshot.
+    pub(crate) fn settle(&mut self, now: u64) {
+        let mut doomed: Vec<(Bytes, u64, Vec<u8>)> = Vec::new();
+        for (ns, space) in &self.spaces {
+            space.table.walk(0, usize::MAX, |s| {
+                let empty = match s.body() {
+                    Body::Other(Value::Set(m)) => m.is_empty(),
+                    Body::Other(Value::Map(m)) => m.is_empty(),
+                    Body::Other(Value::Tombstone) => true,
+                    _ => false,
+                };
+                if empty || s.is_expired(now) {
+                    doomed.push((ns.clone(), key_hash(s.key()), s.key().to_vec()));
+                }
+            });
+        }
+        for (ns, h, key) in doomed {
+            self.remove(&ns, h, &key);
+        }
+    }
+}
+
+/// Calls `f` once for each distinct item (a command may name one twice).
+fn for_each_once(items: &[impl AsRef<[u8]>], mut f: impl FnMut(&[u8])) {
+    if items.len() <= 1 {
+        items.iter().for_each(|i| f(i.as_ref()));
+        return;
+    }
+    let mut seen: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
+    seen.reserve(items.len());
+    for i in items {
+        if seen.insert(i.as_ref()) {
+            f(i.as_ref());
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The keyspace's laws: the deltas of committed units, merged as lattices
+//! in any order, give the state the keyspace holds; and what its operations
+//! mean.
+
+use super::*;
+use proptest::prelude::*;
+use squall_lattice::{Lattice, Timestamp};
+use std::collections::BTreeMap;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn ns() -> Bytes {
+    b("default")
+}
+
+/// Collects one unit's changes as lattice deltas, one per key: the unit's
+/// last word on each part it touched.
+#[derive(Default)]
+struct Deltas {
+    stamp: Stamp,
+    keys: BTreeMap<Bytes, Entry>,
+}
+
+impl Changes for Deltas {
+    fn header(&mut self, _: &[u8], key: &[u8], header: &Header) {
+        let fresh = header.clone().into_entry();
+        match self.keys.get_mut(key) {
+            Some(e) if e.epoch == header.epoch && !matches!(e.value, Value::Tombstone) => {
+                e.expiry = fresh.expiry;
+                if !matches!(fresh.value, Value::Set(_) | Value::Map(_)) {
+                    e.value = fresh.value;
+                }
+            }
+            _ => {
+                self.keys.insert(copy(key), fresh);
+            }
+        }
+    }
+
+    fn element(&mut self, _: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element) {
+        let e = self.keys.entry(copy(key)).or_insert_with(|| {
+            let value = match state {
+                Element::Member(_) => Value::Set(Members::default()),
+                Element::Field(_) => Value::Map(Fields::default()),
+            };
+            Entry::new(epoch, value)
+        });
+        match (&mut e.value, state) {
+            (Value::Set(m), Element::Member(r)) => {
+                m.assign(copy(element), r.clone());
+            }
+            (Value::Map(m), Element::Field(r)) => {
+                m.assign(copy(element), r.clone());
+            }
+            _ => panic!("an element of another type"),
+        }
+    }
+
+    fn removed(&mut self, _: &[u8], key: &[u8]) {
+        self.keys.insert(copy(key), Entry::new(self.stamp, Value::Tombstone));
+    }
+}
+
+/// What a reader sees of a merged entry: tombstones (of the key, of a
+/// member, of a field) are absence.
+fn observed(e: &Entry) -> Option<Entry> {
+    let mut e = e.clone();
+    match &mut e.value {
+        Value::Tombstone => return None,
+        Value::Set(m) => {
+            let gone: Vec<Bytes> = m.iter().filter(|(_, r)| !r.value).map(|(k, _)| k.clone()).collect();
+            for k in &gone {
+                m.prune(k);
+            }
+            if m.is_empty() {
+                return None;
+            }
+        }
+        Value::Map(m) => {
+            let gone: Vec<Bytes> = m.iter().filter(|(_, r)| r.value.is_none()).map(|(k, _)| k.clone()).collect();
+            for k in &gone {
+                m.prune(k);
+            }
+            if m.is_empty() {
+                return None;
+            }
+        }
+        _ => {}
+    }
+    Some(e)
+}
+
+fn op() -> impl Strategy<Value = (u8, Op)> {
+    let key = 0u8..4;
+    let member = prop::sample::select(vec!["a", "b", "c"]).prop_map(b);
+    let members = prop::collection::vec(member.clone(), 1..3);
+    prop_oneof![
+        (key.clone(), prop::sample::select(vec!["x", "y", "7"]))
+            .prop_map(|(k, v)| (k, Op::Set { value: b(v), expiry: SetExpiry::None, get: false })),
+        (key.clone(), any::<bool>()).prop_map(|(k, keep)| (
+            k,
+            Op::Set { value: b("z"), expiry: if keep { SetExpiry::Keep } else { SetExpiry::At(1 << 40) }, get: false }
+        )),
+        key.clone().prop_map(|k| (k, Op::Del)),
+        (key.clone(), -3i64..3).prop_map(|(k, d)| (k, Op::IncrBy(d))),
+        (key.clone(), members.clone()).prop_map(|(k, m)| (k, Op::SAdd(m))),
+        (key.clone(), members.clone()).prop_map(|(k, m)| (k, Op::SRem(m))),
+        (key.clone(), members.clone())
+            .prop_map(|(k, m)| (k, Op::HSet(m.into_iter().map(|f| (f.clone(), f)).collect()))),
+        (key.clone(), members).prop_map(|(k, m)| (k, Op::HDel(m))),
+        (key.clone(), 1u64..5).prop_map(|(k, t)| (k, Op::ExpireAt((1 << 40) + t))),
+        key.prop_map(|k| (k, Op::Persist)),
+    ]
+}
+
+fn units() -> impl Strategy<Value = Vec<Vec<(u8, Op)>>> {
+    prop::collection::vec(prop::collection::vec(op(), 1..4), 1..12)
+}
+
+proptest! {
+    #[test]
+    fn committed_units_merged_in_any_order_give_the_live_state(
+        units in units(),
+        orders in prop::collection::vec(any::<u64>(), 3),
+    ) {
+        let node = 7;
+        let mut live = Keyspace::new(node);
+        let mut deltas = Vec::new();
+        for (i, unit) in units.iter().enumerate() {
+            // One stamp per unit, later units later.
+            let stamp = Stamp::new(Timestamp::new(1000 + i as u64, 0), node);
+            let mut d = Deltas { stamp, keys: BTreeMap::new() };
+            for (k, op) in unit {
+                let _ = live.apply_with(&ns(), format!("k{k}").as_bytes(), op.clone(), stamp, 0, &mut d);
+            }
+            deltas.push(d.keys);
+        }
+        let mut states = Vec::new();
+        for seed in orders {
+            // A shuffle from the seed.
+            let mut order: Vec<usize> = (0..deltas.len()).collect();
+            let mut x = seed | 1;
+            for i in (1..order.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                order.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let mut merged: BTreeMap<Bytes, Entry> = BTreeMap::new();
+            for i in order {
+                for (k, e) in &deltas[i] {
+                    match merged.get_mut(k) {
+                        Some(m) => m.merge(e.clone()),
+                        None => { merged.insert(k.clone(), e.clone()); }
+                    }
+                }
+            }
+            states.push(merged);
+        }
+        for s in &states[1..] {
+            prop_assert_eq!(s, &states[0]);
+        }
+        for k in 0u8..4 {
+            let key = format!("k{k}");
+            let seen = states[0].get(key.as_bytes()).and_then(observed);
+            prop_assert_eq!(live.snapshot(b"default", key.as_bytes(), 0), seen, "key {}", key);
+        }
+    }
+}
+
+#[test]
+fn a_field_named_twice_keeps_its_last_value_and_counts_once() {
+    let mut ks = Keyspace::new(1);
+    let s = Stamp::new(Timestamp(5), 1);
+    let pairs = vec![(b("f"), b("1")), (b("g"), b("x")), (b("f"), b("2"))];
+    assert_eq!(ks.apply(&ns(), b"h", Op::HSet(pairs), s, 0), Ok(Reply::Int(2)));
+    assert_eq!(ks.read(b"default", b"h", &Op::HGet(b("f")), 0), Ok(Reply::Bytes(b("2"))));
+    assert_eq!(ks.read(b"default", b"h", &Op::HLen, 0), Ok(Reply::Int(2)));
+}
+
+#[test]
+fn the_last_member_or_field_to_go_takes_the_key_with_it() {
+    let mut ks = Keyspace::new(1);
+    let s = Stamp::new(Timestamp(5), 1);
+    ks.apply(&ns(), b"s", Op::SAdd(vec![b("a"), b("b")]), s, 0).unwrap();
+    assert_eq!(ks.apply(&ns(), b"s", Op::SRem(vec![b("a"), b("a"), b("zz")]), s, 0), Ok(Reply::Int(1)));
+    assert_eq!(ks.apply(&ns(), b"s", Op::SRem(vec![b("b")]), s, 0), Ok(Reply::Int(1)));
+    assert_eq!(ks.read(b"default", b"s", &Op::Exists, 0), Ok(Reply::Int(0)));
+    assert_eq!(ks.keys(), 0);
+    ks.apply(&ns(), b"h", Op::HSet(vec![(b("f"), b("v"))]), s, 0).unwrap();
+    assert_eq!(ks.apply(&ns(), b"h", Op::HDel(vec![b("f")]), s, 0), Ok(Reply::Int(1)));
+    assert_eq!(ks.read(b"default", b"h", &Op::Type, 0), Ok(Reply::Type(None)));
+    assert_eq!(ks.bytes(), 0);
+}
+
+#[test]
+fn expired_keys_read_as_missing_and_go_when_written_or_reaped() {
+    let mut ks = Keyspace::new(1);
+    let s = Stamp::new(Timestamp(5), 1);
+    let set = |v: &str, at| Op::Set { value: b(v), expiry: SetExpiry::At(at), get: false };
+    ks.apply(&ns(), b"a", set("1", 100), s, 0).unwrap();
+    ks.apply(&ns(), b"b", set("2", 100), s, 0).unwrap();
+    assert_eq!(ks.read(b"default", b"a", &Op::Get, 99), Ok(Reply::Bytes(b("1"))));
+    assert_eq!(ks.read(b"default", b"a", &Op::Get, 100), Ok(Reply::Nil));
+    // A write sees no old value.
+    assert_eq!(ks.apply(&ns(), b"a", Op::IncrBy(1), s, 100), Ok(Reply::Int(1)));
+    let mut gone = Deltas::default();
+    assert_eq!(ks.reap(150, 10, &mut gone), 1);
+    assert_eq!(gone.keys.keys().collect::<Vec<_>>(), vec![&b("b")]);
+    assert_eq!(ks.keys(), 1);
+}
+
+#[test]
+fn a_scan_pages_through_every_key_and_filters_by_pattern_and_type() {
+    let mut ks = Keyspace::new(1);
+    let s = Stamp::new(Timestamp(5), 1);
+    for i in 0..3_000 {
+        let key = format!("user:{i}");
+        ks.apply(&ns(), key.as_bytes(), Op::Set { value: b("v"), expiry: SetExpiry::None, get: false }, s, 0).unwrap();
+    }
+    ks.apply(&ns(), b"tags", Op::SAdd(vec![b("x")]), s, 0).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut from = 0;
+    loop {
+        let page = ks.scan(b"default", from, 10, Some(b"user:*"), None, 0);
+        assert!(page.keys.len() <= super::table::PART_MAX);
+        seen.extend(page.keys);
+        match page.next {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3_000);
+    let sets = ks.scan(b"default", 0, 10_000, None, Some("set"), 0);
+    assert_eq!(sets.keys, vec![b("tags")]);
+}

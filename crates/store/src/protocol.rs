@@ -1,0 +1,133 @@
+//! The messages a shard understands: the only way into the store. Every
+//! request carries its sender's HLC time ([`Message::after`]), so whatever
+//! the shard stamps next is later than anything the sender has seen; every
+//! answer carries the shard's time back. All of it is plain serializable
+//! data, so the same messages can cross the network to a shard on another
+//! node.
+//!
+//! An atomic unit on one shard is one [`Request::Batch`]. Across shards it
+//! is a commit in two phases: [`Request::Prepare`] checks the unit's reads
+//! and holds its keys (writes exclusively, reads shared), proposing a stamp
+//! from the shard's clock; the coordinator takes the largest proposal and
+//! sends [`Request::Commit`] with it (or [`Request::Abort`]). A shard never
+//! waits for another: while a part is prepared it serves everything else,
+//! and only requests for the keys it holds wait (parked, not blocking).
+
+use crate::keyspace::{DumpCursor, ScanPage};
+use crate::op::{Op, OpError, OpResult};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use squall_lattice::Timestamp;
+
+/// Names one commit across shards.
+pub type TxnId = u64;
+
+/// A read a transaction made, to check at commit: `op` must still answer `saw`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub ns: Bytes,
+    pub key: Bytes,
+    pub op: Op,
+    pub saw: OpResult,
+}
+
+/// An operation of an atomic unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Write {
+    pub ns: Bytes,
+    pub key: Bytes,
+    pub op: Op,
+}
+
+/// A request to one shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// One operation on one key, applied on its own.
+    Op { ns: Bytes, key: Bytes, op: Op },
+    /// Checks, then operations, on keys of this shard, as one atomic unit
+    /// with one stamp: if a check fails nothing is applied.
+    Batch { checks: Vec<Check>, ops: Vec<Write> },
+    /// Phase one of a commit across shards: check, hold the keys, propose a
+    /// stamp. Keys another commit holds are waited for; coordinators prepare
+    /// their parts in shard order, one after another, so commits never wait
+    /// for each other in a circle.
+    Prepare { txn: TxnId, checks: Vec<Check>, ops: Vec<Write> },
+    /// Phase two: apply the prepared part at `stamp` and let its keys go.
+    /// `parts` is how many shards take part (the disk writes them together).
+    Commit { txn: TxnId, stamp: Timestamp, parts: usize },
+    /// Phase two the other way, or the release of a read-only part: drop
+    /// the part (prepared or still waiting) and let its keys go.
+    Abort { txn: TxnId },
+    /// Up to about `count` keys of `ns` from scan position `from`.
+    Scan { ns: Bytes, from: u64, count: usize, pattern: Option<Bytes>, kind: Option<String> },
+    /// Keys in `ns`.
+    Len { ns: Bytes },
+    /// A bounded step of a snapshot: the records of about `budget` keys.
+    Dump { cursor: DumpCursor, budget: usize },
+    /// Answer once everything the shard has written is on disk and fsynced.
+    Flush,
+}
+
+impl Request {
+    /// Whether the request may change state.
+    pub fn writes(&self) -> bool {
+        match self {
+            Request::Op { op, .. } => op.is_write(),
+            Request::Batch { ops, .. } | Request::Prepare { ops, .. } => ops.iter().any(|w| w.op.is_write()),
+            Request::Commit { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// A request with its sender's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The latest HLC time the sender has seen: the shard's clock moves past it first.
+    pub after: Timestamp,
+    pub request: Request,
+}
+
+/// A prepared part's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Vote {
+    /// The checks hold and the keys are held. A part with no writes answers
+    /// its reads now; its release is an [`Request::Abort`].
+    Yes { proposal: Timestamp, reads: Option<Vec<OpResult>> },
+    /// A check failed: what the transaction read has changed.
+    Conflict,
+}
+
+/// What a shard answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Op(OpResult),
+    /// The results of a batch's operations, or `None` when a check failed.
+    Batch(Option<Vec<OpResult>>),
+    Vote(Vote),
+    Committed(Vec<OpResult>),
+    Aborted,
+    Scan(ScanPage),
+    Len(u64),
+    /// Encoded records of a snapshot step, and where to go on.
+    Dump {
+        records: Bytes,
+        next: Option<DumpCursor>,
+    },
+    Flushed,
+    /// The writes were refused (the disk is full or failing); nothing changed.
+    Refused(OpError),
+}
+
+/// A shard's answer, with what the caller needs to wait for and to know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub response: Response,
+    /// The stamp of the writes, or the shard's time for a read: the caller's
+    /// later requests go after it.
+    pub stamp: Timestamp,
+    /// Everything the shard had done when it answered is durable once its
+    /// writes up to this number are (0: nothing to wait for).
+    pub seq: u64,
+    pub shard: usize,
+}
