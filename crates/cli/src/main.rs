@@ -127,6 +127,10 @@ enum KvCommand {
 }
 
 fn main() {
+    // Transparent huge pages make the allocator's sparsely used regions
+    // resident in 2 MiB steps; like Redis, which warns about them and turns
+    // them off for itself, a key-value store is better off without.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -68,7 +68,7 @@ impl Records {
 }
 
 impl Changes for Records {
-    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header) {
+    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>) {
         self.key(HEADER, ns, key);
         self.value(header);
     }
@@ -165,10 +165,13 @@ mod tests {
         r.header(b"ns", b"k", &header);
         r.element(b"ns", b"k", s, b"m", &Element::Member(Lww::new(s, true)));
         r.removed(b"other", b"gone");
-        assert_eq!(r.len(), 3);
+        // A header borrowed from a slot reads back as an owned one.
+        let reg = Header { epoch: s, expiry: None, body: HeaderBody::Register(std::borrow::Cow::Borrowed(b"value")) };
+        r.header(b"ns", b"r", &reg);
+        assert_eq!(r.len(), 4);
         let buf = Bytes::from(r.into_bytes());
         let mut got = Vec::new();
-        assert_eq!(decode(&buf, |rec| got.push(rec)).unwrap(), 3);
+        assert_eq!(decode(&buf, |rec| got.push(rec)).unwrap(), 4);
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
         assert_eq!(
             got,
@@ -181,6 +184,11 @@ mod tests {
                     state: Element::Member(Lww::new(s, true))
                 },
                 Record::Removed { ns: b("other"), key: b("gone") },
+                Record::Header {
+                    ns: b("ns"),
+                    key: b("r"),
+                    header: Header { body: HeaderBody::Register(b"value".to_vec().into()), ..reg.clone() },
+                },
             ]
         );
         assert!(decode(&buf.slice(..buf.len() - 1), |_| {}).is_err());

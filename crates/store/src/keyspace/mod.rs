@@ -27,49 +27,51 @@ use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, MEMBER_OVERHEAD, Slot};
 use squall_lattice::{Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use table::Table;
+use table::{Spot, Table};
 
 type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a key's header record holds: everything but a set's members and a
-/// hash's fields, which have records of their own.
+/// hash's fields, which have records of their own. Borrowed from the slot
+/// when a change is reported; owned when read back.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Header {
+pub(crate) struct Header<'a> {
     pub epoch: Stamp,
     pub expiry: Option<Lww<Option<u64>>>,
-    pub body: HeaderBody,
+    pub body: HeaderBody<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub(crate) enum HeaderBody {
-    Register(Bytes),
-    Counter(Vec<CounterSlot>),
+pub(crate) enum HeaderBody<'a> {
+    Register(Cow<'a, [u8]>),
+    Counter(Cow<'a, [CounterSlot]>),
     Set,
     Map,
     Max(i64),
 }
 
-impl Header {
-    fn of(slot: &Slot) -> Header {
-        let body = match slot.body() {
-            Body::Register(v) => HeaderBody::Register(Bytes::copy_from_slice(v)),
-            Body::Other(Value::Register(v)) => HeaderBody::Register(v.clone()),
-            Body::Counter(s) => HeaderBody::Counter(vec![s]),
-            Body::Other(Value::Counter(c)) => HeaderBody::Counter(c.slots().to_vec()),
+impl<'a> Header<'a> {
+    fn of(slot: &'a Slot, own: NodeId) -> Header<'a> {
+        let body = match slot.body(own) {
+            Body::Register(v) => HeaderBody::Register(Cow::Borrowed(v)),
+            Body::Other(Value::Register(v)) => HeaderBody::Register(Cow::Borrowed(v)),
+            Body::Counter(s) => HeaderBody::Counter(Cow::Owned(vec![s])),
+            Body::Other(Value::Counter(c)) => HeaderBody::Counter(Cow::Borrowed(c.slots())),
             Body::Other(Value::Set(_)) => HeaderBody::Set,
             Body::Other(Value::Map(_)) => HeaderBody::Map,
             Body::Other(Value::Max(m)) => HeaderBody::Max(m.0),
             // A key whose entry is a tombstone is not kept.
             Body::Other(Value::Tombstone) => HeaderBody::Map,
         };
-        Header { epoch: slot.epoch(), expiry: slot.expiry(), body }
+        Header { epoch: slot.epoch(own), expiry: slot.expiry(own), body }
     }
 
     fn into_entry(self) -> Entry {
         let value = match self.body {
-            HeaderBody::Register(b) => Value::Register(b),
-            HeaderBody::Counter(slots) => Value::Counter(PnCounter::from_slots(slots)),
+            HeaderBody::Register(b) => Value::Register(Bytes::from(b.into_owned())),
+            HeaderBody::Counter(slots) => Value::Counter(PnCounter::from_slots(slots.iter().copied())),
             HeaderBody::Set => Value::Set(Members::default()),
             HeaderBody::Map => Value::Map(Fields::default()),
             HeaderBody::Max(m) => Value::Max(Max(m)),
@@ -88,7 +90,7 @@ pub(crate) enum Element {
 /// Where the keyspace reports what it changed, in order. For one key a
 /// header comes before the elements it frames.
 pub(crate) trait Changes {
-    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header);
+    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>);
     /// `epoch` is the epoch of the set or hash the element belongs to.
     fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element);
     fn removed(&mut self, ns: &[u8], key: &[u8]);
@@ -96,7 +98,7 @@ pub(crate) trait Changes {
 
 /// Keeps nothing: for a transaction's overlay.
 impl Changes for () {
-    fn header(&mut self, _: &[u8], _: &[u8], _: &Header) {}
+    fn header(&mut self, _: &[u8], _: &[u8], _: &Header<'_>) {}
     fn element(&mut self, _: &[u8], _: &[u8], _: Stamp, _: &[u8], _: &Element) {}
     fn removed(&mut self, _: &[u8], _: &[u8]) {}
 }
@@ -104,7 +106,7 @@ impl Changes for () {
 /// A change read back from disk.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    Header { ns: Bytes, key: Bytes, header: Header },
+    Header { ns: Bytes, key: Bytes, header: Header<'static> },
     Element { ns: Bytes, key: Bytes, element: Bytes, state: Element },
     Removed { ns: Bytes, key: Bytes },
 }
@@ -209,18 +211,19 @@ impl Keyspace {
 
     /// Answers a read-only `op`; a write answers as if nothing were there.
     pub fn read(&self, ns: &[u8], key: &[u8], op: &Op, now: u64) -> OpResult {
+        let node = self.node;
         let h = key_hash(key);
         let Some(slot) = self.live(ns, h, key, now) else { return Ok(empty_reply(op)) };
         Ok(match op {
             Op::Get => Reply::Bytes(slot.string().ok_or(OpError::WrongType)?),
             Op::Exists => Reply::Int(1),
             Op::Type => Reply::Type(slot.kind()),
-            Op::Snapshot => Reply::Entry(Box::new(slot.to_entry())),
+            Op::Snapshot => Reply::Entry(Box::new(slot.to_entry(node))),
             Op::Pttl => {
                 Reply::Int(slot.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
             }
             Op::SMembers | Op::SIsMember(_) | Op::SCard => {
-                let Body::Other(Value::Set(m)) = slot.body() else { return Err(OpError::WrongType) };
+                let Body::Other(Value::Set(m)) = slot.body(node) else { return Err(OpError::WrongType) };
                 match op {
                     Op::SMembers => Reply::List(m.iter().map(|(k, _)| k.clone()).collect()),
                     Op::SIsMember(x) => Reply::Int(m.get(x).is_some_and(|r| r.value) as i64),
@@ -228,7 +231,7 @@ impl Keyspace {
                 }
             }
             Op::HGet(_) | Op::HGetAll | Op::HLen => {
-                let Body::Other(Value::Map(m)) = slot.body() else { return Err(OpError::WrongType) };
+                let Body::Other(Value::Map(m)) = slot.body(node) else { return Err(OpError::WrongType) };
                 match op {
                     Op::HGet(f) => m.get(f).and_then(|r| r.value.clone()).map_or(Reply::Nil, Reply::Bytes),
                     Op::HGetAll => {
@@ -250,7 +253,8 @@ impl Keyspace {
 
     /// The whole live entry at `key`.
     pub fn snapshot(&self, ns: &[u8], key: &[u8], now: u64) -> Option<Entry> {
-        self.live(ns, key_hash(key), key, now).map(Slot::to_entry)
+        let node = self.node;
+        self.live(ns, key_hash(key), key, now).map(|s| s.to_entry(node))
     }
 
     /// Applies `op` with every write stamped `stamp`, changes going nowhere
@@ -273,15 +277,19 @@ impl Keyspace {
             return self.read(ns, key, &op, now);
         }
         let h = key_hash(key);
-        // An expired key is gone before any write looks at it.
+        // The hottest writes look their key up once, expired or not.
+        let op = match op {
+            Op::Set { value, expiry, get } => return self.set(ns, h, key, &value, expiry, get, stamp, now, changes),
+            Op::IncrBy(delta) => return self.incr(ns, h, key, delta, stamp, now, changes),
+            op => op,
+        };
+        // An expired key is gone before any other write looks at it.
         if self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key)).is_some_and(|s| s.is_expired(now)) {
             self.remove(ns, h, key);
             changes.removed(ns, key);
         }
         match op {
-            Op::Set { value, expiry, get } => self.set(ns, h, key, &value, expiry, get, stamp, changes),
             Op::Del => Ok(Reply::Int(self.del(ns, h, key, changes) as i64)),
-            Op::IncrBy(delta) => self.incr(ns, h, key, delta, stamp, changes),
             Op::SAdd(members) => self.sadd(ns, h, key, &members, stamp, changes),
             Op::SRem(members) => self.srem(ns, h, key, &members, stamp, changes),
             Op::HSet(pairs) => self.hset(ns, h, key, &pairs, stamp, changes),
@@ -354,14 +362,27 @@ impl Keyspace {
 
     /// Puts `entry` at `key` as it is (a transaction seeding its overlay).
     pub fn put(&mut self, ns: &Bytes, key: &[u8], entry: Entry) {
+        let node = self.node;
         let h = key_hash(key);
         if matches!(entry.value, Value::Tombstone) {
             self.remove(ns, h, key);
         } else {
-            self.put_slot(ns, h, Slot::new(key, entry));
+            self.put_slot(ns, h, Slot::new(key, entry, node));
         }
     }
 
+    /// The namespace's table and expiry index, with the key and byte counts,
+    /// borrowed apart.
+    fn space_parts(&mut self, ns: &Bytes) -> (&mut Table, &mut BTreeSet<(u64, u64)>, &mut u64, &mut i64) {
+        if !self.spaces.contains_key(ns.as_ref()) {
+            self.spaces.insert(copy(ns), Space::default());
+        }
+        let Keyspace { spaces, keys, bytes, .. } = self;
+        let Space { table, expiring } = spaces.get_mut(ns.as_ref()).expect("inserted above");
+        (table, expiring, keys, bytes)
+    }
+
+    /// SET, with one probe of the table.
     #[allow(clippy::too_many_arguments)]
     fn set(
         &mut self,
@@ -372,21 +393,40 @@ impl Keyspace {
         expiry: SetExpiry,
         get: bool,
         stamp: Stamp,
+        now: u64,
         changes: &mut impl Changes,
     ) -> OpResult {
-        let old = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key));
-        let previous = match (old, get) {
-            (_, false) => Reply::Ok,
-            (None, true) => Reply::Nil,
-            (Some(o), true) => Reply::Bytes(o.string().ok_or(OpError::WrongType)?),
-        };
-        let expiry = match expiry {
+        let node = self.node;
+        let (table, expiring, keys, bytes) = self.space_parts(ns);
+        let expiry_of = |old: Option<&Slot>| match expiry {
             SetExpiry::None => None,
             SetExpiry::At(at) => Some(Lww::new(stamp, Some(at))),
-            SetExpiry::Keep => old.and_then(Slot::expiry),
+            SetExpiry::Keep => old.and_then(|o| o.expiry(node)),
         };
-        let slot = self.put_slot(ns, h, Slot::register(key, stamp, expiry, value));
-        changes.header(ns, key, &Header::of(slot));
+        let (slot, previous) = match table.entry(h, key) {
+            Spot::Taken(slot) => {
+                // An expired key is no longer there.
+                let old = (!slot.is_expired(now)).then_some(&*slot);
+                let previous = match (old, get) {
+                    (_, false) => Reply::Ok,
+                    (None, true) => Reply::Nil,
+                    (Some(o), true) => Reply::Bytes(o.string().ok_or(OpError::WrongType)?),
+                };
+                let fresh = Slot::register(key, stamp, expiry_of(old), value, node);
+                reindex(expiring, h, slot.expires_at(), fresh.expires_at());
+                *bytes += fresh.approx_bytes() as i64 - slot.approx_bytes() as i64;
+                *slot = fresh;
+                (slot, previous)
+            }
+            Spot::Free(free) => {
+                let fresh = Slot::register(key, stamp, expiry_of(None), value, node);
+                reindex(expiring, h, None, fresh.expires_at());
+                *keys += 1;
+                *bytes += fresh.approx_bytes() as i64;
+                (free.insert(fresh), if get { Reply::Nil } else { Reply::Ok })
+            }
+        };
+        changes.header(ns, key, &Header::of(slot, node));
         Ok(previous)
     }
 
@@ -398,6 +438,8 @@ impl Keyspace {
         gone
     }
 
+    /// INCRBY, with one probe of the table.
+    #[allow(clippy::too_many_arguments)]
     fn incr(
         &mut self,
         ns: &Bytes,
@@ -405,54 +447,68 @@ impl Keyspace {
         key: &[u8],
         delta: i64,
         stamp: Stamp,
+        now: u64,
         changes: &mut impl Changes,
     ) -> OpResult {
         let node = self.node;
-        let (result, header) = match self.slot_mut(ns, h, key) {
-            None => {
-                let mut counter = PnCounter::default();
-                let n = counter.add(node, delta).ok_or(OpError::Overflow)?;
-                let slot = self.put_slot(ns, h, Slot::new(key, Entry::new(stamp, Value::Counter(counter))));
-                (n, Header::of(slot))
-            }
-            Some(slot) => match slot.body() {
+        let (table, expiring, keys, bytes) = self.space_parts(ns);
+        let fresh_counter = |base: i64, expiry| -> Result<(Slot, i64), OpError> {
+            let mut counter = PnCounter::default();
+            counter.add(node, base);
+            let n = counter.add(node, delta).ok_or(OpError::Overflow)?;
+            let entry = Entry { epoch: stamp, value: Value::Counter(counter), expiry };
+            Ok((Slot::new(key, entry, node), n))
+        };
+        let (slot, n) = match table.entry(h, key) {
+            Spot::Taken(slot) if !slot.is_expired(now) => match slot.body(node) {
                 // INCR on a register holding an integer turns it into a
                 // counter in a new epoch, as Redis lets a client INCR what it SET.
                 Body::Register(_) | Body::Other(Value::Register(_)) => {
                     let b = slot.string().unwrap_or_default();
                     let base: i64 =
                         std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).ok_or(OpError::NotInteger)?;
-                    let mut counter = PnCounter::default();
-                    counter.add(node, base);
-                    let n = counter.add(node, delta).ok_or(OpError::Overflow)?;
-                    let mut entry = Entry::new(stamp, Value::Counter(counter));
-                    entry.expiry = slot.expiry();
-                    let slot = self.put_slot(ns, h, Slot::new(key, entry));
-                    (n, Header::of(slot))
+                    let (fresh, n) = fresh_counter(base, slot.expiry(node))?;
+                    *bytes += fresh.approx_bytes() as i64 - slot.approx_bytes() as i64;
+                    *slot = fresh;
+                    (slot, n)
                 }
                 Body::Counter(_) | Body::Other(Value::Counter(_)) => {
                     let before = slot.approx_bytes() as i64;
                     let n = slot.counter_add(node, delta).ok_or(OpError::Overflow)?;
-                    let header = Header::of(slot);
-                    self.bytes += slot.approx_bytes() as i64 - before;
-                    (n, header)
+                    *bytes += slot.approx_bytes() as i64 - before;
+                    (slot, n)
                 }
                 Body::Other(_) => return Err(OpError::WrongType),
             },
+            Spot::Taken(slot) => {
+                // Expired: a new counter in its place.
+                let (fresh, n) = fresh_counter(0, None)?;
+                reindex(expiring, h, slot.expires_at(), None);
+                *bytes += fresh.approx_bytes() as i64 - slot.approx_bytes() as i64;
+                *slot = fresh;
+                (slot, n)
+            }
+            Spot::Free(free) => {
+                let (fresh, n) = fresh_counter(0, None)?;
+                *keys += 1;
+                *bytes += fresh.approx_bytes() as i64;
+                (free.insert(fresh), n)
+            }
         };
-        changes.header(ns, key, &header);
-        Ok(Reply::Int(result))
+        changes.header(ns, key, &Header::of(slot, node));
+        Ok(Reply::Int(n))
     }
 
     /// The live set or hash at `key`, made (empty, in a new epoch) if there
     /// is none; `created` says whether it was.
     fn collection(&mut self, ns: &Bytes, h: u64, key: &[u8], stamp: Stamp, empty: fn() -> Value) -> (&mut Entry, bool) {
+        let node = self.node;
         let created = self.slot_mut(ns, h, key).is_none();
         if created {
-            self.put_slot(ns, h, Slot::new(key, Entry::new(stamp, empty())));
+            self.put_slot(ns, h, Slot::new(key, Entry::new(stamp, empty()), node));
         }
         let slot = self.slot_mut(ns, h, key).expect("present or just made");
-        (slot.full_mut(), created)
+        (slot.full_mut(node), created)
     }
 
     fn sadd(
@@ -464,8 +520,9 @@ impl Keyspace {
         stamp: Stamp,
         changes: &mut impl Changes,
     ) -> OpResult {
+        let node = self.node;
         if let Some(slot) = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key))
-            && !matches!(slot.body(), Body::Other(Value::Set(_)))
+            && !matches!(slot.body(node), Body::Other(Value::Set(_)))
         {
             return Err(OpError::WrongType);
         }
@@ -500,9 +557,10 @@ impl Keyspace {
         stamp: Stamp,
         changes: &mut impl Changes,
     ) -> OpResult {
+        let node = self.node;
         let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
-        let epoch = slot.epoch();
-        let set = members_of(slot.full_mut())?;
+        let epoch = slot.epoch(node);
+        let set = members_of(slot.full_mut(node))?;
         let mut removed: Vec<&Bytes> = Vec::new();
         for m in members {
             if set.prune(m).is_some() {
@@ -532,8 +590,9 @@ impl Keyspace {
         stamp: Stamp,
         changes: &mut impl Changes,
     ) -> OpResult {
+        let node = self.node;
         if let Some(slot) = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key))
-            && !matches!(slot.body(), Body::Other(Value::Map(_)))
+            && !matches!(slot.body(node), Body::Other(Value::Map(_)))
         {
             return Err(OpError::WrongType);
         }
@@ -576,9 +635,10 @@ impl Keyspace {
         stamp: Stamp,
         changes: &mut impl Changes,
     ) -> OpResult {
+        let node = self.node;
         let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
-        let epoch = slot.epoch();
-        let map = fields_of(slot.full_mut())?;
+        let epoch = slot.epoch(node);
+        let map = fields_of(slot.full_mut(node))?;
         let mut removed: Vec<&Bytes> = Vec::new();
         let mut shrunk = 0i64;
         for f in fields {
@@ -603,13 +663,14 @@ impl Keyspace {
     }
 
     fn set_expiry(&mut self, ns: &[u8], h: u64, key: &[u8], expiry: Lww<Option<u64>>, changes: &mut impl Changes) {
+        let node = self.node;
         let Some(space) = self.spaces.get_mut(ns) else { return };
         let Some(slot) = space.table.get_mut(h, key) else { return };
         let old = slot.expires_at();
         let before = slot.approx_bytes() as i64;
-        slot.set_expiry(Some(expiry));
+        slot.set_expiry(Some(expiry), node);
         let new = slot.expires_at();
-        let header = Header::of(slot);
+        let header = Header::of(slot, node);
         self.bytes += slot.approx_bytes() as i64 - before;
         if let Some(at) = old {
             space.expiring.remove(&(at, h));
@@ -679,14 +740,15 @@ impl Keyspace {
     /// The records of about `budget` keys from `cursor` on (all namespaces,
     /// in name order), into `changes`; where to go on, or `None` when done.
     pub(crate) fn dump(&self, cursor: &DumpCursor, budget: usize, changes: &mut impl Changes) -> Option<DumpCursor> {
+        let node = self.node;
         let mut names: Vec<&Bytes> = self.spaces.keys().filter(|n| **n >= cursor.ns).collect();
         names.sort();
         for ns in names {
             let from = if *ns == cursor.ns { cursor.from } else { 0 };
             let next = self.spaces[ns].table.walk(from, budget, |s| {
-                let header = Header::of(s);
+                let header = Header::of(s, node);
                 changes.header(ns, s.key(), &header);
-                match s.body() {
+                match s.body(node) {
                     Body::Other(Value::Set(m)) => {
                         for (member, r) in m.iter() {
                             changes.element(ns, s.key(), header.epoch, member, &Element::Member(r.clone()));
@@ -710,24 +772,25 @@ impl Keyspace {
     /// Applies a record read back from disk (recovery replays them in the
     /// order they were written). Returns the newest stamp it carried.
     pub(crate) fn restore(&mut self, record: Record) -> Stamp {
+        let node = self.node;
         match record {
             Record::Header { ns, key, header } => {
                 let h = key_hash(&key);
                 let stamp = header.epoch.max(header.expiry.as_ref().map_or(Stamp::ZERO, |e| e.stamp));
-                let same_epoch = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, &key)).map(Slot::epoch)
+                let same_epoch = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, &key)).map(|s| s.epoch(node))
                     == Some(header.epoch);
                 let keeps_elements = matches!(header.body, HeaderBody::Set | HeaderBody::Map);
                 if same_epoch && keeps_elements {
                     self.set_expiry_quiet(&ns, h, &key, header.expiry);
                 } else {
-                    self.put_slot(&ns, h, Slot::new(&key, header.into_entry()));
+                    self.put_slot(&ns, h, Slot::new(&key, header.into_entry(), node));
                 }
                 stamp
             }
             Record::Element { ns, key, element, state } => {
                 let h = key_hash(&key);
                 let Some(slot) = self.slot_mut(&ns, h, &key) else { return Stamp::ZERO };
-                let entry = slot.full_mut();
+                let entry = slot.full_mut(node);
                 let (stamp, grew) = match (&mut entry.value, state) {
                     (Value::Set(m), Element::Member(r)) => {
                         let stamp = r.stamp;
@@ -760,12 +823,13 @@ impl Keyspace {
     }
 
     fn set_expiry_quiet(&mut self, ns: &[u8], h: u64, key: &[u8], expiry: Option<Lww<Option<u64>>>) {
+        let node = self.node;
         let Some(space) = self.spaces.get_mut(ns) else { return };
         let Some(slot) = space.table.get_mut(h, key) else { return };
         if let Some(at) = slot.expires_at() {
             space.expiring.remove(&(at, h));
         }
-        slot.set_expiry(expiry);
+        slot.set_expiry(expiry, node);
         if let Some(at) = slot.expires_at() {
             space.expiring.insert((at, h));
         }
@@ -775,10 +839,11 @@ impl Keyspace {
     /// sets or hashes a replay left empty. No records: the disk forgets them
     /// at the next snapshot.
     pub(crate) fn settle(&mut self, now: u64) {
+        let node = self.node;
         let mut doomed: Vec<(Bytes, u64, Vec<u8>)> = Vec::new();
         for (ns, space) in &self.spaces {
             space.table.walk(0, usize::MAX, |s| {
-                let empty = match s.body() {
+                let empty = match s.body(node) {
                     Body::Other(Value::Set(m)) => m.is_empty(),
                     Body::Other(Value::Map(m)) => m.is_empty(),
                     Body::Other(Value::Tombstone) => true,
@@ -791,6 +856,18 @@ impl Keyspace {
         }
         for (ns, h, key) in doomed {
             self.remove(&ns, h, &key);
+        }
+    }
+}
+
+/// Moves a key's entry in the expiry index.
+fn reindex(expiring: &mut BTreeSet<(u64, u64)>, h: u64, old: Option<u64>, new: Option<u64>) {
+    if old != new {
+        if let Some(at) = old {
+            expiring.remove(&(at, h));
+        }
+        if let Some(at) = new {
+            expiring.insert((at, h));
         }
     }
 }

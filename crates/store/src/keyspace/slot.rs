@@ -1,17 +1,19 @@
 //! One key and its entry as the memory tier holds it.
 //!
 //! Most keys are strings: a register, or a counter only this node has
-//! counted. Those are packed with their key into one allocation of exactly
-//! their size (an 11-byte key with an 8-byte value takes 40 bytes), because
-//! a key-value store's memory is mostly its small keys. Everything else
-//! (sets, hashes, counters with several nodes' slots) is a boxed [`Entry`].
+//! counted. Those are packed with their key into one allocation of about
+//! their size (an 11-byte key with an 8-byte value takes 29 bytes, one
+//! 32-byte allocation), because a key-value store's memory is mostly its
+//! small keys. Node ids equal to the keyspace's own are left out. Everything
+//! else (sets, hashes, counters with several nodes' slots) is a boxed
+//! [`Entry`].
 //!
 //! Packed layout:
 //!
 //! ```text
-//! [key len: u32 LE][key][flags: u8][epoch: time u64, node u64]
-//!     [expiry, if flags say so: time u64, node u64, at u64 (u64::MAX: persist)]
-//!     register: [value bytes...]   counter: [node u64][plus u64][minus u64]
+//! [key len: LEB128][key][flags: u8][epoch time: u64 LE][epoch node: u64, if foreign]
+//!     [expiry, if flagged: time u64, node u64 if foreign, at u64 (u64::MAX: persist)]
+//!     register: [value bytes...]   counter: [plus u64][minus u64][node u64, if foreign]
 //! ```
 
 use bytes::Bytes;
@@ -20,7 +22,10 @@ use squall_lattice::{Entry, Kind, Lww, NodeId, PnCounter, Slot as CounterSlot, S
 const KIND_REGISTER: u8 = 0;
 const KIND_COUNTER: u8 = 1;
 const KIND_MASK: u8 = 0b11;
-const HAS_EXPIRY: u8 = 0b100;
+const HAS_EXPIRY: u8 = 1 << 2;
+const FOREIGN_EPOCH: u8 = 1 << 3;
+const FOREIGN_EXPIRY: u8 = 1 << 4;
+const FOREIGN_SLOT: u8 = 1 << 5;
 const PERSIST: u64 = u64::MAX;
 
 /// A key with its entry.
@@ -37,6 +42,128 @@ pub(crate) struct Full {
     pub entry: Entry,
 }
 
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The key's length and where the key starts.
+fn key_span(b: &[u8]) -> (usize, usize) {
+    let (mut len, mut shift, mut at) = (0usize, 0, 0);
+    loop {
+        let byte = b[at];
+        len |= usize::from(byte & 0x7f) << shift;
+        at += 1;
+        if byte & 0x80 == 0 {
+            return (at, at + len);
+        }
+        shift += 7;
+    }
+}
+
+/// Where each part of a packed slot is.
+struct Layout {
+    flags: u8,
+    at_flags: usize,
+    at_expiry: usize,
+    at_body: usize,
+}
+
+impl Layout {
+    fn of(b: &[u8]) -> Layout {
+        let (_, end) = key_span(b);
+        let flags = b[end];
+        let at_expiry = end + 1 + 8 + if flags & FOREIGN_EPOCH != 0 { 8 } else { 0 };
+        let expiry_len = if flags & HAS_EXPIRY != 0 { 16 + if flags & FOREIGN_EXPIRY != 0 { 8 } else { 0 } } else { 0 };
+        Layout { flags, at_flags: end, at_expiry, at_body: at_expiry + expiry_len }
+    }
+
+    fn epoch(&self, b: &[u8], own: NodeId) -> Stamp {
+        let at = self.at_flags + 1;
+        let node = if self.flags & FOREIGN_EPOCH != 0 { u64_at(b, at + 8) } else { own };
+        Stamp::new(Timestamp(u64_at(b, at)), node)
+    }
+
+    fn expiry(&self, b: &[u8], own: NodeId) -> Option<Lww<Option<u64>>> {
+        if self.flags & HAS_EXPIRY == 0 {
+            return None;
+        }
+        let at = self.at_expiry;
+        let (node, at_at) = if self.flags & FOREIGN_EXPIRY != 0 { (u64_at(b, at + 8), at + 16) } else { (own, at + 8) };
+        let when = u64_at(b, at_at);
+        Some(Lww::new(Stamp::new(Timestamp(u64_at(b, at)), node), (when != PERSIST).then_some(when)))
+    }
+
+    fn expires_at(&self, b: &[u8]) -> Option<u64> {
+        if self.flags & HAS_EXPIRY == 0 {
+            return None;
+        }
+        let at_at = self.at_expiry + if self.flags & FOREIGN_EXPIRY != 0 { 16 } else { 8 };
+        Some(u64_at(b, at_at)).filter(|at| *at != PERSIST)
+    }
+
+    fn counter(&self, b: &[u8], own: NodeId) -> CounterSlot {
+        let at = self.at_body;
+        let node = if self.flags & FOREIGN_SLOT != 0 { u64_at(b, at + 16) } else { own };
+        CounterSlot { node, plus: u64_at(b, at), minus: u64_at(b, at + 8) }
+    }
+}
+
+/// The value part of a packed slot.
+enum PackedBody<'a> {
+    Register(&'a [u8]),
+    Counter(CounterSlot),
+}
+
+fn pack(key: &[u8], epoch: Stamp, expiry: &Option<Lww<Option<u64>>>, body: PackedBody<'_>, own: NodeId) -> Box<[u8]> {
+    let mut flags = match body {
+        PackedBody::Register(_) => KIND_REGISTER,
+        PackedBody::Counter(_) => KIND_COUNTER,
+    };
+    let mut b = Vec::with_capacity(5 + key.len() + 1 + 16 + 24 + 24);
+    let mut len = key.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            b.push(byte);
+            break;
+        }
+        b.push(byte | 0x80);
+    }
+    b.extend_from_slice(key);
+    let at_flags = b.len();
+    b.push(0);
+    b.extend_from_slice(&epoch.time.0.to_le_bytes());
+    if epoch.node != own {
+        flags |= FOREIGN_EPOCH;
+        b.extend_from_slice(&epoch.node.to_le_bytes());
+    }
+    if let Some(e) = expiry {
+        flags |= HAS_EXPIRY;
+        b.extend_from_slice(&e.stamp.time.0.to_le_bytes());
+        if e.stamp.node != own {
+            flags |= FOREIGN_EXPIRY;
+            b.extend_from_slice(&e.stamp.node.to_le_bytes());
+        }
+        b.extend_from_slice(&e.value.unwrap_or(PERSIST).to_le_bytes());
+    }
+    match body {
+        PackedBody::Register(v) => b.extend_from_slice(v),
+        PackedBody::Counter(s) => {
+            b.extend_from_slice(&s.plus.to_le_bytes());
+            b.extend_from_slice(&s.minus.to_le_bytes());
+            if s.node != own {
+                flags |= FOREIGN_SLOT;
+                b.extend_from_slice(&s.node.to_le_bytes());
+            }
+        }
+    }
+    b[at_flags] = flags;
+    b.into_boxed_slice()
+}
+
 /// A borrowed look at a slot's value.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Body<'a> {
@@ -46,63 +173,19 @@ pub(crate) enum Body<'a> {
     Other(&'a Value),
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
-
-fn stamp_at(b: &[u8], at: usize) -> Stamp {
-    Stamp::new(Timestamp(u64_at(b, at)), u64_at(b, at + 8))
-}
-
-/// Where the part after the key starts.
-fn meta(b: &[u8]) -> usize {
-    4 + u32_at(b, 0) as usize
-}
-
-fn pack(key: &[u8], epoch: Stamp, expiry: &Option<Lww<Option<u64>>>, kind: u8, body: &[u8]) -> Box<[u8]> {
-    let len = 4 + key.len() + 1 + 16 + if expiry.is_some() { 24 } else { 0 } + body.len();
-    let mut b = Vec::with_capacity(len);
-    b.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    b.extend_from_slice(key);
-    b.push(kind | if expiry.is_some() { HAS_EXPIRY } else { 0 });
-    b.extend_from_slice(&epoch.time.0.to_le_bytes());
-    b.extend_from_slice(&epoch.node.to_le_bytes());
-    if let Some(e) = expiry {
-        b.extend_from_slice(&e.stamp.time.0.to_le_bytes());
-        b.extend_from_slice(&e.stamp.node.to_le_bytes());
-        b.extend_from_slice(&e.value.unwrap_or(PERSIST).to_le_bytes());
-    }
-    b.extend_from_slice(body);
-    b.into_boxed_slice()
-}
-
-fn counter_bytes(s: CounterSlot) -> [u8; 24] {
-    let mut out = [0u8; 24];
-    out[..8].copy_from_slice(&s.node.to_le_bytes());
-    out[8..16].copy_from_slice(&s.plus.to_le_bytes());
-    out[16..].copy_from_slice(&s.minus.to_le_bytes());
-    out
-}
-
 impl Slot {
     /// A register in its own epoch.
-    pub fn register(key: &[u8], epoch: Stamp, expiry: Option<Lww<Option<u64>>>, value: &[u8]) -> Slot {
-        Slot::Packed(pack(key, epoch, &expiry, KIND_REGISTER, value))
+    pub fn register(key: &[u8], epoch: Stamp, expiry: Option<Lww<Option<u64>>>, value: &[u8], own: NodeId) -> Slot {
+        Slot::Packed(pack(key, epoch, &expiry, PackedBody::Register(value), own))
     }
 
     /// A key holding `entry`, packed when its value allows.
-    pub fn new(key: &[u8], entry: Entry) -> Slot {
+    pub fn new(key: &[u8], entry: Entry, own: NodeId) -> Slot {
         match &entry.value {
-            Value::Register(v) => Slot::register(key, entry.epoch, entry.expiry, v),
+            Value::Register(v) => Slot::register(key, entry.epoch, entry.expiry, v, own),
             Value::Counter(c) if c.slots().len() <= 1 => {
-                let s = c.slots().first().copied().unwrap_or_default();
-                Slot::Packed(pack(key, entry.epoch, &entry.expiry, KIND_COUNTER, &counter_bytes(s)))
+                let s = c.slots().first().copied().unwrap_or(CounterSlot { node: own, plus: 0, minus: 0 });
+                Slot::Packed(pack(key, entry.epoch, &entry.expiry, PackedBody::Counter(s), own))
             }
             _ => Slot::Full(Box::new(Full { key: key.into(), entry })),
         }
@@ -110,37 +193,31 @@ impl Slot {
 
     pub fn key(&self) -> &[u8] {
         match self {
-            Slot::Packed(b) => &b[4..meta(b)],
+            Slot::Packed(b) => {
+                let (start, end) = key_span(b);
+                &b[start..end]
+            }
             Slot::Full(f) => &f.key,
         }
     }
 
-    pub fn epoch(&self) -> Stamp {
+    pub fn epoch(&self, own: NodeId) -> Stamp {
         match self {
-            Slot::Packed(b) => stamp_at(b, meta(b) + 1),
+            Slot::Packed(b) => Layout::of(b).epoch(b, own),
             Slot::Full(f) => f.entry.epoch,
         }
     }
 
-    pub fn expiry(&self) -> Option<Lww<Option<u64>>> {
+    pub fn expiry(&self, own: NodeId) -> Option<Lww<Option<u64>>> {
         match self {
-            Slot::Packed(b) => {
-                let m = meta(b);
-                (b[m] & HAS_EXPIRY != 0).then(|| {
-                    let at = u64_at(b, m + 33);
-                    Lww::new(stamp_at(b, m + 17), (at != PERSIST).then_some(at))
-                })
-            }
+            Slot::Packed(b) => Layout::of(b).expiry(b, own),
             Slot::Full(f) => f.entry.expiry.clone(),
         }
     }
 
     pub fn expires_at(&self) -> Option<u64> {
         match self {
-            Slot::Packed(b) => {
-                let m = meta(b);
-                (b[m] & HAS_EXPIRY != 0).then(|| u64_at(b, m + 33)).filter(|at| *at != PERSIST)
-            }
+            Slot::Packed(b) => Layout::of(b).expires_at(b),
             Slot::Full(f) => f.entry.expires_at(),
         }
     }
@@ -149,22 +226,13 @@ impl Slot {
         self.expires_at().is_some_and(|at| at <= now_ms)
     }
 
-    fn body_at(b: &[u8]) -> usize {
-        let m = meta(b);
-        m + 17 + if b[m] & HAS_EXPIRY != 0 { 24 } else { 0 }
-    }
-
-    pub fn body(&self) -> Body<'_> {
+    pub fn body(&self, own: NodeId) -> Body<'_> {
         match self {
             Slot::Packed(b) => {
-                let at = Slot::body_at(b);
-                match b[meta(b)] & KIND_MASK {
-                    KIND_COUNTER => Body::Counter(CounterSlot {
-                        node: u64_at(b, at),
-                        plus: u64_at(b, at + 8),
-                        minus: u64_at(b, at + 16),
-                    }),
-                    _ => Body::Register(&b[at..]),
+                let l = Layout::of(b);
+                match l.flags & KIND_MASK {
+                    KIND_COUNTER => Body::Counter(l.counter(b, own)),
+                    _ => Body::Register(&b[l.at_body..]),
                 }
             }
             Slot::Full(f) => Body::Other(&f.entry.value),
@@ -172,16 +240,18 @@ impl Slot {
     }
 
     pub fn kind(&self) -> Option<Kind> {
-        match self.body() {
-            Body::Register(_) => Some(Kind::Register),
-            Body::Counter(_) => Some(Kind::Counter),
-            Body::Other(v) => v.kind(),
+        match self {
+            Slot::Packed(b) => match Layout::of(b).flags & KIND_MASK {
+                KIND_COUNTER => Some(Kind::Counter),
+                _ => Some(Kind::Register),
+            },
+            Slot::Full(f) => f.entry.value.kind(),
         }
     }
 
     /// The bytes GET answers: a register's, or a counter's decimal value.
     pub fn string(&self) -> Option<Bytes> {
-        match self.body() {
+        match self.body(0) {
             Body::Register(v) => Some(Bytes::copy_from_slice(v)),
             Body::Other(Value::Register(v)) => Some(v.clone()),
             Body::Counter(s) => Some(Bytes::from(PnCounter::from_slots([s]).value().to_string())),
@@ -192,25 +262,24 @@ impl Slot {
     }
 
     /// The whole entry, materialised.
-    pub fn to_entry(&self) -> Entry {
+    pub fn to_entry(&self, own: NodeId) -> Entry {
         match self {
             Slot::Full(f) => f.entry.clone(),
             Slot::Packed(_) => {
-                let value = match self.body() {
+                let value = match self.body(own) {
                     Body::Register(v) => Value::Register(Bytes::copy_from_slice(v)),
-                    Body::Counter(s) if s.plus == 0 && s.minus == 0 => Value::Counter(PnCounter::default()),
                     Body::Counter(s) => Value::Counter(PnCounter::from_slots([s])),
                     Body::Other(v) => v.clone(),
                 };
-                Entry { epoch: self.epoch(), value, expiry: self.expiry() }
+                Entry { epoch: self.epoch(own), value, expiry: self.expiry(own) }
             }
         }
     }
 
     /// The boxed entry, unpacking a packed one first.
-    pub fn full_mut(&mut self) -> &mut Entry {
+    pub fn full_mut(&mut self, own: NodeId) -> &mut Entry {
         if let Slot::Packed(_) = self {
-            let full = Full { key: self.key().into(), entry: self.to_entry() };
+            let full = Full { key: self.key().into(), entry: self.to_entry(own) };
             *self = Slot::Full(Box::new(full));
         }
         match self {
@@ -220,34 +289,40 @@ impl Slot {
     }
 
     /// Replaces the expiry register.
-    pub fn set_expiry(&mut self, expiry: Option<Lww<Option<u64>>>) {
+    pub fn set_expiry(&mut self, expiry: Option<Lww<Option<u64>>>, own: NodeId) {
         match self {
             Slot::Full(f) => f.entry.expiry = expiry,
-            Slot::Packed(b) => {
-                let m = meta(b);
-                let kind = b[m] & KIND_MASK;
-                let body = &b[Slot::body_at(b)..];
-                *b = pack(&b[4..m], stamp_at(b, m + 1), &expiry, kind, body);
+            Slot::Packed(_) => {
+                let entry = Entry { expiry, ..self.to_entry(own) };
+                *self = Slot::new(self.key(), entry, own);
             }
         }
     }
 
-    /// Adds `delta` to a counter as node `node`; `None` if it would
+    /// Adds `delta` to a counter as node `own`; `None` if it would
     /// overflow (nothing changes) or this is not a counter.
-    pub fn counter_add(&mut self, node: NodeId, delta: i64) -> Option<i64> {
-        if let Body::Counter(s) = self.body()
-            && (s.node == node || (s.plus == 0 && s.minus == 0))
-            && let Slot::Packed(b) = self
-        {
-            let mut c = PnCounter::from_slots([CounterSlot { node, ..s }]);
-            let r = c.add(node, delta)?;
-            let at = Slot::body_at(b);
-            let s = c.slot(node).unwrap_or(CounterSlot { node, plus: 0, minus: 0 });
-            b[at..at + 24].copy_from_slice(&counter_bytes(s));
-            return Some(r);
+    pub fn counter_add(&mut self, own: NodeId, delta: i64) -> Option<i64> {
+        if let Slot::Packed(b) = self {
+            let l = Layout::of(b);
+            if l.flags & KIND_MASK == KIND_COUNTER {
+                let s = l.counter(b, own);
+                if s.node == own || (s.plus == 0 && s.minus == 0) {
+                    let mut c = PnCounter::from_slots([s]);
+                    let r = c.add(own, delta)?;
+                    let s = c.slot(own).unwrap_or(CounterSlot { node: own, plus: 0, minus: 0 });
+                    if l.flags & FOREIGN_SLOT == 0 {
+                        b[l.at_body..l.at_body + 8].copy_from_slice(&s.plus.to_le_bytes());
+                        b[l.at_body + 8..l.at_body + 16].copy_from_slice(&s.minus.to_le_bytes());
+                    } else {
+                        let entry = Entry { value: Value::Counter(c), ..self.to_entry(own) };
+                        *self = Slot::new(self.key(), entry, own);
+                    }
+                    return Some(r);
+                }
+            }
         }
-        match &mut self.full_mut().value {
-            Value::Counter(c) => c.add(node, delta),
+        match &mut self.full_mut(own).value {
+            Value::Counter(c) => c.add(own, delta),
             _ => None,
         }
     }
@@ -287,44 +362,55 @@ mod tests {
     }
 
     #[test]
-    fn a_small_string_key_takes_one_allocation_of_forty_bytes() {
-        let s = Slot::register(b"key:0000001", st(7, 1), None, b"value123");
+    fn a_small_string_key_fits_a_32_byte_allocation() {
+        let s = Slot::register(b"key:0000001", st(7, 1), None, b"value123", 1);
         let Slot::Packed(b) = &s else { panic!("not packed") };
-        assert_eq!(b.len(), 40);
+        assert_eq!(b.len(), 29);
         assert_eq!(s.key(), b"key:0000001");
-        assert_eq!(s.epoch(), st(7, 1));
-        assert_eq!(s.expiry(), None);
+        assert_eq!(s.epoch(1), st(7, 1));
+        assert_eq!(s.expiry(1), None);
         assert_eq!(s.string().unwrap(), Bytes::from_static(b"value123"));
         assert_eq!(s.kind(), Some(Kind::Register));
     }
 
     #[test]
     fn packed_entries_read_back_as_the_entries_they_came_from() {
-        let expiry = Some(Lww::new(st(9, 2), Some(12_345)));
-        let reg = Entry { epoch: st(5, 1), value: Value::Register(Bytes::from_static(b"v")), expiry: expiry.clone() };
-        assert_eq!(Slot::new(b"k", reg.clone()).to_entry(), reg);
-        let mut counter = PnCounter::default();
-        counter.add(1, -3);
-        let c = Entry { epoch: st(5, 1), value: Value::Counter(counter), expiry: Some(Lww::new(st(9, 2), None)) };
-        let slot = Slot::new(b"c", c.clone());
-        assert!(matches!(slot, Slot::Packed(_)));
-        assert_eq!(slot.to_entry(), c);
-        assert_eq!(slot.expires_at(), None);
-        assert_eq!(slot.string().unwrap(), Bytes::from_static(b"-3"));
+        for own in [1, 2] {
+            let expiry = Some(Lww::new(st(9, 2), Some(12_345)));
+            let reg =
+                Entry { epoch: st(5, 1), value: Value::Register(Bytes::from_static(b"v")), expiry: expiry.clone() };
+            assert_eq!(Slot::new(b"k", reg.clone(), own).to_entry(own), reg);
+            let mut counter = PnCounter::default();
+            counter.add(1, -3);
+            let c = Entry { epoch: st(5, 1), value: Value::Counter(counter), expiry: Some(Lww::new(st(9, 2), None)) };
+            let slot = Slot::new(b"c", c.clone(), own);
+            assert!(matches!(slot, Slot::Packed(_)));
+            assert_eq!(slot.to_entry(own), c);
+            assert_eq!(slot.expires_at(), None);
+            assert_eq!(slot.string().unwrap(), Bytes::from_static(b"-3"));
+        }
+        // A key longer than 127 bytes takes two bytes of length.
+        let long = vec![b'x'; 300];
+        let s = Slot::register(&long, st(1, 1), None, b"v", 1);
+        assert_eq!(s.key(), &long[..]);
+        assert_eq!(s.string().unwrap(), Bytes::from_static(b"v"));
     }
 
     #[test]
-    fn expiry_and_counting_change_a_packed_slot_in_place_of_a_new_one() {
-        let mut s = Slot::new(b"n", Entry::new(st(1, 1), Value::Counter(PnCounter::default())));
+    fn counting_changes_a_packed_slot_in_place() {
+        let mut s = Slot::new(b"n", Entry::new(st(1, 1), Value::Counter(PnCounter::default())), 1);
         assert_eq!(s.counter_add(1, 5), Some(5));
         assert_eq!(s.counter_add(1, -2), Some(3));
-        s.set_expiry(Some(Lww::new(st(2, 1), Some(99))));
+        s.set_expiry(Some(Lww::new(st(2, 1), Some(99))), 1);
         assert_eq!(s.expires_at(), Some(99));
         assert_eq!(s.counter_add(1, 1), Some(4));
         assert_eq!(s.counter_add(1, i64::MAX), None);
         assert_eq!(s.string().unwrap(), Bytes::from_static(b"4"));
         assert!(matches!(s, Slot::Packed(_)));
-        // Another node's slot makes it a full entry.
+        // Counted by another node (the data dir came back under a new
+        // node id): two slots make it a full entry.
+        let mut s = Slot::new(b"n", s.to_entry(1), 2);
+        assert!(matches!(s, Slot::Packed(_)));
         assert_eq!(s.counter_add(2, 10), Some(14));
         assert!(matches!(s, Slot::Full(_)));
         assert_eq!(s.expires_at(), Some(99));

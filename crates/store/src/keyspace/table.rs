@@ -12,13 +12,9 @@
 use super::slot::Slot;
 use hashbrown::HashTable;
 
-/// Most keys a partition holds (7/8 of 256 buckets): a partition whose
-/// table would grow past 256 buckets splits instead.
-pub(crate) const PART_MAX: usize = 224;
-/// A full table of at least this many keys splits rather than grows (a
-/// full table of 128 buckets, or one of 256 that removals left without
-/// free buckets).
-const SPLIT_AT: usize = PART_MAX / 2;
+/// Most keys a partition holds: 7/8 of its 128 buckets. A partition whose
+/// table would grow past that splits instead.
+pub(crate) const PART_MAX: usize = 112;
 
 /// Bits of a scan position: the hash's top 56 (the rest of a SCAN cursor
 /// names the shard).
@@ -56,6 +52,38 @@ struct Part {
     /// Those bits.
     prefix: u64,
     slots: HashTable<Slot>,
+    /// The table's capacity when it has no removed entries in it (7/8 of
+    /// its buckets); removals can leave `capacity()` below it.
+    full_cap: usize,
+}
+
+/// The capacity hashbrown gives a table whose capacity, less removed
+/// entries, is `cap`: 3, 7, then 7/8 of a power-of-two number of buckets.
+fn full_capacity(cap: usize) -> usize {
+    match cap {
+        0 => 0,
+        1..=3 => 3,
+        4..=7 => 7,
+        _ => (cap * 8).div_ceil(7).next_power_of_two() / 8 * 7,
+    }
+}
+
+/// An entry of the table: the key's slot, or the place to put one.
+pub(crate) enum Spot<'a> {
+    Taken(&'a mut Slot),
+    Free(Free<'a>),
+}
+
+pub(crate) struct Free<'a> {
+    entry: hashbrown::hash_table::VacantEntry<'a, Slot>,
+    len: &'a mut usize,
+}
+
+impl<'a> Free<'a> {
+    pub fn insert(self, slot: Slot) -> &'a mut Slot {
+        *self.len += 1;
+        self.entry.insert(slot).into_mut()
+    }
 }
 
 pub(crate) struct Table {
@@ -70,7 +98,8 @@ pub(crate) struct Table {
 
 impl Default for Table {
     fn default() -> Self {
-        Table { depth: 0, dir: vec![0], parts: vec![Part { depth: 0, prefix: 0, slots: HashTable::new() }], len: 0 }
+        let part = Part { depth: 0, prefix: 0, slots: HashTable::new(), full_cap: 0 };
+        Table { depth: 0, dir: vec![0], parts: vec![part], len: 0 }
     }
 }
 
@@ -93,26 +122,30 @@ impl Table {
         self.parts[p].slots.find_mut(inner(h), |s| s.key() == key)
     }
 
-    /// Puts `slot` in place of the one with its key, or inserts it; returns
-    /// the slot as placed and the one it replaced.
-    pub fn put(&mut self, h: u64, slot: Slot) -> (&mut Slot, Option<Slot>) {
+    /// The entry of `key`, with one probe (after splitting its partition if
+    /// a new key would make it grow too large).
+    pub fn entry(&mut self, h: u64, key: &[u8]) -> Spot<'_> {
         let mut p = self.part_of(h);
-        // A split can leave the key's half as full as before (a skewed
-        // split): split again rather than grow.
         while self.full(p) {
             self.split(p);
             p = self.part_of(h);
         }
+        let Table { parts, len, .. } = self;
+        match parts[p].slots.entry(inner(h), |s| s.key() == key, rehash) {
+            hashbrown::hash_table::Entry::Occupied(e) => Spot::Taken(e.into_mut()),
+            hashbrown::hash_table::Entry::Vacant(entry) => Spot::Free(Free { entry, len }),
+        }
+    }
 
-        match self.parts[p].slots.entry(inner(h), |s| s.key() == slot.key(), rehash) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => {
-                let old = std::mem::replace(e.get_mut(), slot);
-                (e.into_mut(), Some(old))
+    /// Puts `slot` in place of the one with its key, or inserts it; returns
+    /// the slot as placed and the one it replaced.
+    pub fn put(&mut self, h: u64, slot: Slot) -> (&mut Slot, Option<Slot>) {
+        match self.entry(h, slot.key()) {
+            Spot::Taken(old) => {
+                let old_slot = std::mem::replace(old, slot);
+                (old, Some(old_slot))
             }
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                self.len += 1;
-                (e.insert(slot).into_mut(), None)
-            }
+            Spot::Free(free) => (free.insert(slot), None),
         }
     }
 
@@ -134,11 +167,14 @@ impl Table {
     }
 
     /// Whether partition `p` should split before its next insert: its table
-    /// is full and would otherwise grow to 256 buckets or beyond.
-    fn full(&self, p: usize) -> bool {
-        let part = &self.parts[p];
-        let len = part.slots.len();
-        len >= SPLIT_AT && len == part.slots.capacity() && part.depth < POSITION_BITS
+    /// has no room left, and hashbrown would grow it (rather than clean it
+    /// in place, which it does when at most half of it is in use) past 128
+    /// buckets.
+    fn full(&mut self, p: usize) -> bool {
+        let part = &mut self.parts[p];
+        let (len, cap) = (part.slots.len(), part.slots.capacity());
+        part.full_cap = part.full_cap.max(full_capacity(cap));
+        len == cap && len > part.full_cap / 2 && part.full_cap >= PART_MAX && part.depth < POSITION_BITS
     }
 
     /// Splits partition `p` by its next hash bit, doubling the directory
@@ -151,16 +187,15 @@ impl Table {
         }
         let prefix = self.parts[p].prefix;
         let bit = 63 - d;
-        let moved: Vec<Slot> = self.parts[p].slots.extract_if(|s| (key_hash(s.key()) >> bit) & 1 == 1).collect();
-        // What stays gets a table of its size, without the holes.
-        self.parts[p].slots.shrink_to_fit(rehash);
-        let mut slots = HashTable::with_capacity(moved.len());
-        for s in moved {
-            let h = rehash(&s);
-            slots.insert_unique(h, s, rehash);
+        // Both halves keep tables of 128 buckets, so neither grows (and
+        // rehashes) before it splits again.
+        let mut slots = HashTable::with_capacity(PART_MAX);
+        for s in self.parts[p].slots.extract_if(|s| (key_hash(s.key()) >> bit) & 1 == 1) {
+            slots.insert_unique(rehash(&s), s, rehash);
         }
         let new = self.parts.len() as u32;
-        self.parts.push(Part { depth: d + 1, prefix: (prefix << 1) | 1, slots });
+        let full_cap = full_capacity(slots.capacity());
+        self.parts.push(Part { depth: d + 1, prefix: (prefix << 1) | 1, slots, full_cap });
         let old = &mut self.parts[p];
         old.depth = d + 1;
         old.prefix = prefix << 1;
@@ -223,7 +258,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn slot(k: &[u8]) -> Slot {
-        Slot::register(k, Stamp::new(Timestamp(1), 1), None, b"v")
+        Slot::register(k, Stamp::new(Timestamp(1), 1), None, b"v", 1)
     }
 
     fn fill(n: usize) -> Table {

@@ -24,7 +24,7 @@ struct Deltas {
 }
 
 impl Changes for Deltas {
-    fn header(&mut self, _: &[u8], key: &[u8], header: &Header) {
+    fn header(&mut self, _: &[u8], key: &[u8], header: &Header<'_>) {
         let fresh = header.clone().into_entry();
         match self.keys.get_mut(key) {
             Some(e) if e.epoch == header.epoch && !matches!(e.value, Value::Tombstone) => {
