@@ -36,10 +36,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        // Fewer arguments than Redis's million: a command still arriving is
-        // re-parsed from its start on each read, so its cost grows with the
-        // square of its argument count.
-        Options { limits: Limits { max_args: 128 * 1024, ..Limits::default() }, max_request_bytes: 64 * 1024 * 1024 }
+        Options { limits: Limits::default(), max_request_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -152,6 +149,7 @@ impl Conn {
         let mut wbuf = BytesMut::with_capacity(16 * 1024);
         let mut chunk = vec![0u8; 16 * 1024];
         let mut pending = Vec::new();
+        let mut parser = resp::Parser::default();
         'conn: loop {
             match read(&stream, &mut chunk, &mut rbuf).await {
                 Ok(0) | Err(_) => break,
@@ -161,7 +159,7 @@ impl Conn {
             let mut close = false;
             let mut commands = 0u64;
             loop {
-                match resp::parse_command(&mut rbuf, &self.opts.limits) {
+                match parser.next(&mut rbuf, &self.opts.limits) {
                     Ok(Some(args)) if args.is_empty() => {}
                     Ok(Some(args)) => {
                         commands += 1;

@@ -125,47 +125,137 @@ impl fmt::Display for DisplayByte {
 ///   `buf` is left untouched, but nothing after the error can be trusted.
 ///
 /// The outcome depends only on the bytes in `buf`, never on how they were
-/// split into reads.
+/// split into reads. Stateless: a command that arrives over many reads is
+/// walked again from its start each time; a connection uses a [`Parser`],
+/// which resumes where it stopped.
 pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
-    // Like Redis, the first byte of each request picks the format.
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+    Parser::default().next(buf, limits)
+}
+
+/// A connection's parser: [`parse_command`] that remembers how far it got
+/// into an incomplete multibulk command, so a command arriving over many
+/// reads (a 60,000-member SADD) costs one pass over its headers, not one
+/// per read.
+#[derive(Debug, Default, Clone)]
+pub struct Parser {
+    partial: Option<Partial>,
+}
+
+/// How much of an incomplete multibulk command has been checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Partial {
+    count: usize,
+    /// Where the next argument's header starts.
+    pos: usize,
+    /// Arguments checked so far.
+    seen: usize,
+}
+
+impl Parser {
+    /// Like [`parse_command`], resuming an incomplete command. `buf` must
+    /// be the same buffer, with more bytes appended, between calls.
+    pub fn next(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+        // Like Redis, the first byte of each request picks the format.
+        let r = match buf.first() {
+            None => Ok(None),
+            Some(b'*') => self.multibulk(buf, limits),
+            Some(_) => parse_inline(buf, limits),
+        };
+        if !matches!(r, Ok(None)) {
+            self.partial = None;
+        }
+        r
+    }
+
+    /// Parses a `*<n>\r\n` followed by n × `$<len>\r\n<bytes>\r\n`.
+    fn multibulk(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+        // First pass: validate and measure, without touching `buf`, so an
+        // incomplete command costs no allocation and no copy.
+        let (total, count) = match walk_multibulk(buf, limits, self.partial, |_, _| {})? {
+            Walk::Done { total, count } => (total, count),
+            Walk::Partial(p) => {
+                self.partial = p;
+                return Ok(None);
+            }
+        };
+        // Second pass over the now-complete frame: `count` is backed by bytes
+        // that have arrived, so sizing the Vec from it is safe.
+        let frame = buf.split_to(total).freeze();
+        let mut args = Vec::with_capacity(count);
+        walk_multibulk(&frame, limits, None, |start, len| {
+            args.push(frame.slice(start..start + len));
+        })?;
+        Ok(Some(args))
     }
 }
 
-/// Parses a `*<n>\r\n` followed by n × `$<len>\r\n<bytes>\r\n`.
-fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
-    // First pass: validate and measure, without touching `buf`, so an
-    // incomplete command costs no allocation and no copy.
-    let Some((total, count)) = walk_multibulk(buf, limits, |_, _| {})? else {
-        return Ok(None);
-    };
-    // Second pass over the now-complete frame: `count` is backed by bytes
-    // that have arrived, so sizing the Vec from it is safe.
-    let frame = buf.split_to(total).freeze();
-    let mut args = Vec::with_capacity(count);
-    walk_multibulk(&frame, limits, |start, len| {
-        args.push(frame.slice(start..start + len));
-    })?;
-    Ok(Some(args))
+/// Where a walk over a multibulk command ended.
+enum Walk {
+    Done {
+        total: usize,
+        count: usize,
+    },
+    /// Incomplete; how far it got (`None`: not even the count line).
+    Partial(Option<Partial>),
 }
 
-/// Walks the multibulk command at the start of `buf`, calling `on_arg(start,
-/// len)` for each argument's payload. Returns the command's total length and
-/// argument count, or `None` if it is incomplete.
+/// Walks the multibulk command at the start of `buf` (from where `resume`
+/// says an earlier walk stopped), calling `on_arg(start, len)` for each
+/// argument's payload it passes. Returns the command's total length and
+/// argument count, or how far it got if it is incomplete.
 ///
 /// Every check is made as soon as the bytes it needs are present, so an error
 /// is reported at the same point however the input was chunked.
 fn walk_multibulk(
     buf: &[u8],
     limits: &Limits,
+    resume: Option<Partial>,
     mut on_arg: impl FnMut(usize, usize),
-) -> Result<Option<(usize, usize)>, ParseError> {
-    let Some((count, mut pos)) = read_header(buf, 0, ParseError::InvalidMultibulkLength)? else {
-        return Ok(None);
+) -> Result<Walk, ParseError> {
+    let (count, mut pos, seen) = match resume {
+        Some(p) => (p.count, p.pos, p.seen),
+        None => {
+            let Some((count, pos)) = read_header(buf, 0, ParseError::InvalidMultibulkLength)? else {
+                return Ok(Walk::Partial(None));
+            };
+            (multibulk_count(count, limits)?, pos, 0)
+        }
     };
+    let partial = |pos, seen| Ok(Walk::Partial(Some(Partial { count, pos, seen })));
+    for seen in seen..count {
+        // Check the type byte before waiting for the rest of the line.
+        match buf.get(pos) {
+            None => return partial(pos, seen),
+            Some(b'$') => {}
+            Some(&other) => return Err(ParseError::ExpectedBulk(other)),
+        }
+        let Some((len, start)) = read_header(buf, pos, ParseError::InvalidBulkLength)? else {
+            return partial(pos, seen);
+        };
+        let len = usize::try_from(len).map_err(|_| ParseError::InvalidBulkLength)?;
+        if len > limits.max_bulk_len {
+            return Err(ParseError::BulkTooLong { limit: limits.max_bulk_len });
+        }
+        // Only overflows if max_bulk_len is set near usize::MAX on a 32-bit
+        // target; such a length can never be satisfied anyway.
+        let end = start.checked_add(len).ok_or(ParseError::InvalidBulkLength)?;
+        // Jump over the payload without looking at it, then check the CRLF
+        // byte by byte so a wrong first byte fails before the second arrives.
+        for (offset, expected) in [b'\r', b'\n'].into_iter().enumerate() {
+            match buf.get(end + offset) {
+                None => return partial(pos, seen),
+                Some(&b) if b == expected => {}
+                Some(_) => return Err(ParseError::UnterminatedBulk),
+            }
+        }
+        on_arg(start, len);
+        pos = end + 2;
+    }
+    Ok(Walk::Done { total: pos, count })
+}
+
+/// The argument count a `*<n>` line declares, checked.
+fn multibulk_count(count: i64, limits: &Limits) -> Result<usize, ParseError> {
     let count = match count {
         // The null array: an empty command, as in Redis.
         -1 => 0,
@@ -179,37 +269,7 @@ fn walk_multibulk(
     if count > limits.max_args {
         return Err(ParseError::TooManyArgs { limit: limits.max_args });
     }
-
-    for _ in 0..count {
-        // Check the type byte before waiting for the rest of the line.
-        match buf.get(pos) {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(&other) => return Err(ParseError::ExpectedBulk(other)),
-        }
-        let Some((len, start)) = read_header(buf, pos, ParseError::InvalidBulkLength)? else {
-            return Ok(None);
-        };
-        let len = usize::try_from(len).map_err(|_| ParseError::InvalidBulkLength)?;
-        if len > limits.max_bulk_len {
-            return Err(ParseError::BulkTooLong { limit: limits.max_bulk_len });
-        }
-        // Only overflows if max_bulk_len is set near usize::MAX on a 32-bit
-        // target; such a length can never be satisfied anyway.
-        let end = start.checked_add(len).ok_or(ParseError::InvalidBulkLength)?;
-        // Jump over the payload without looking at it, then check the CRLF
-        // byte by byte so a wrong first byte fails before the second arrives.
-        for (offset, expected) in [b'\r', b'\n'].into_iter().enumerate() {
-            match buf.get(end + offset) {
-                None => return Ok(None),
-                Some(&b) if b == expected => {}
-                Some(_) => return Err(ParseError::UnterminatedBulk),
-            }
-        }
-        on_arg(start, len);
-        pos = end + 2;
-    }
-    Ok(Some((pos, count)))
+    Ok(count)
 }
 
 /// Reads the `*<n>\r\n` or `$<n>\r\n` line whose type byte is at `pos`,
@@ -651,6 +711,10 @@ mod tests {
         chunks: &mut dyn Iterator<Item = usize>,
         limits: &Limits,
     ) -> (Vec<Vec<Bytes>>, Result<(), ParseError>) {
+        // A connection's parser, which resumes incomplete commands; what it
+        // finds must not depend on the chunking (the tests compare it with
+        // the stateless parse of the whole input).
+        let mut parser = Parser::default();
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         let mut fed = 0;
@@ -660,7 +724,7 @@ mod tests {
             fed += n;
             loop {
                 let before = buf.clone();
-                match parse_command(&mut buf, limits) {
+                match parser.next(&mut buf, limits) {
                     Ok(Some(cmd)) => {
                         assert!(buf.len() < before.len(), "Some without progress");
                         out.push(cmd);
