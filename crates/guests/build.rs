@@ -3,7 +3,7 @@
 //! lock) and copies the components into OUT_DIR for `include_bytes!`.
 //!
 //! The examples a node deploys (`hello`, `counter`) are always built; the
-//! test guests (`kv-echo`, `hostile`, `wrong-world`) only with the
+//! test guests (`kv-echo`, `hostile`, `wrong-world`, `multi-write`) only with the
 //! `test-guests` feature, which only dev-dependencies turn on, so the release
 //! binary does not carry them.
 //!
@@ -24,6 +24,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("kv-echo", "kv_echo", true),
     ("hostile", "hostile", true),
     ("wrong-world", "wrong_world", true),
+    ("multi-write", "multi_write", true),
 ];
 
 fn main() {

@@ -213,10 +213,20 @@ async fn up(args: UpArgs) -> Result<()> {
     }
     println!("stop with Ctrl-C");
     let _ = std::io::stdout().flush();
-    shutdown_signal().await;
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        why = node.disk_failed() => Some(why),
+    };
+    if let Some(why) = &failed {
+        eprintln!("the disk failed ({why}); writes are refused, so the node stops");
+    }
     eprintln!("stopping: finishing requests and syncing the disk");
     node.shutdown().await;
     eprintln!("stopped");
+    if failed.is_some() {
+        // EX_SOFTWARE: a supervisor restarts the node (on a healthy disk).
+        std::process::exit(70);
+    }
     Ok(())
 }
 

@@ -16,5 +16,9 @@ pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.was
 #[cfg(feature = "test-guests")]
 pub const WRONG_WORLD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wrong_world.wasm"));
 
+/// Writes every key its input names, one kind of value after another.
+#[cfg(feature = "test-guests")]
+pub const MULTI_WRITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/multi_write.wasm"));
+
 /// The examples `squall up --examples` deploys.
 pub const DEFAULT_EXAMPLES: &[(&str, &[u8])] = &[("hello", HELLO), ("counter", COUNTER)];

@@ -232,6 +232,22 @@ impl Node {
         self.store.as_ref().map(Store::handle)
     }
 
+    /// Resolves when the store's disk has failed (writes are refused for
+    /// good): the binary decides what to do, the store never exits.
+    pub async fn disk_failed(&self) -> String {
+        let Some(mut health) = self.store.as_ref().map(|s| s.handle().health_changes()) else {
+            return std::future::pending().await;
+        };
+        loop {
+            if let squall_store::Health::DiskFailed(why) = &*health.borrow_and_update() {
+                return why.clone();
+            }
+            if health.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Stops accepting, lets in-flight HTTP requests finish, closes the Redis
     /// connections, writes what is pending and syncs the disk.
     pub async fn shutdown(mut self) {

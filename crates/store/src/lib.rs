@@ -680,6 +680,13 @@ impl Handle {
         self.send(shard, Message { after, request: Request::Op { ns: ns.clone(), key, op } })
     }
 
+    /// Starts `ops` (all on keys of shard `shard`, each on its own) as one
+    /// message, after `after`: a pipeline's commands for another shard.
+    pub fn dispatch_many(&self, shard: usize, ns: &Bytes, ops: Vec<(Bytes, Op)>, after: Timestamp) -> Pending {
+        let after = after.max(self.floor());
+        self.send(shard, Message { after, request: Request::Ops { ns: ns.clone(), ops } })
+    }
+
     /// Applies `op` to `key` and answers once it is as durable as the store promises.
     pub async fn exec(&self, ns: &Bytes, key: Bytes, op: Op) -> Result<OpResult, Error> {
         let writes = op.is_write();

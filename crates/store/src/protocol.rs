@@ -44,6 +44,9 @@ pub struct Write {
 pub enum Request {
     /// One operation on one key, applied on its own.
     Op { ns: Bytes, key: Bytes, op: Op },
+    /// Several operations, each on its own (not one unit: each write its own
+    /// stamp), in order: a pipeline's commands for this shard in one message.
+    Ops { ns: Bytes, ops: Vec<(Bytes, Op)> },
     /// Checks, then operations, on keys of this shard, as one atomic unit
     /// with one stamp: if a check fails nothing is applied.
     Batch { checks: Vec<Check>, ops: Vec<Write> },
@@ -73,6 +76,7 @@ impl Request {
     pub fn writes(&self) -> bool {
         match self {
             Request::Op { op, .. } => op.is_write(),
+            Request::Ops { ops, .. } => ops.iter().any(|(_, op)| op.is_write()),
             Request::Batch { ops, .. } | Request::Prepare { ops, .. } => ops.iter().any(|w| w.op.is_write()),
             Request::Commit { .. } => true,
             _ => false,
@@ -102,6 +106,8 @@ pub enum Vote {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Op(OpResult),
+    /// Each operation's result, with the stamp of its write (or the shard's time).
+    Ops(Vec<(OpResult, Timestamp)>),
     /// The results of a batch's operations, or `None` when a check failed.
     Batch(Option<Vec<OpResult>>),
     Vote(Vote),

@@ -128,7 +128,15 @@ impl Shard {
             return Err(msg);
         }
         Ok(match msg.request {
-            Request::Op { ns, key, op } => self.op(&ns, &key, op),
+            Request::Op { ns, key, op } => {
+                let (r, stamp) = self.op(&ns, &key, op);
+                self.answer(Response::Op(r), stamp)
+            }
+            Request::Ops { ns, ops } => {
+                let out: Vec<(OpResult, Timestamp)> = ops.into_iter().map(|(key, op)| self.op(&ns, &key, op)).collect();
+                let stamp = out.iter().map(|(_, t)| *t).max().unwrap_or(self.hlc.last());
+                self.answer(Response::Ops(out), stamp)
+            }
             Request::Batch { checks, ops } => self.batch(checks, ops),
             Request::Prepare { txn, checks, ops } => self.prepare(txn, checks, ops),
             Request::Commit { txn, stamp, parts } => self.commit(txn, stamp, parts),
@@ -161,6 +169,7 @@ impl Shard {
         let how = |op: &Op| if op.is_write() { Use::Write } else { Use::Read };
         match request {
             Request::Op { ns, key, op } => held(ns, key, how(op)),
+            Request::Ops { ns, ops } => ops.iter().any(|(key, op)| held(ns, key, how(op))),
             Request::Batch { checks, ops } | Request::Prepare { checks, ops, .. } => {
                 checks.iter().any(|c| held(&c.ns, &c.key, Use::Read))
                     || ops.iter().any(|w| held(&w.ns, &w.key, how(&w.op)))
@@ -173,19 +182,19 @@ impl Shard {
         self.disk.refusal()
     }
 
-    fn op(&mut self, ns: &Bytes, key: &[u8], op: Op) -> Answer {
+    /// One operation on its own: its result and the stamp of its write (or
+    /// the shard's time, for a read).
+    fn op(&mut self, ns: &Bytes, key: &[u8], op: Op) -> (OpResult, Timestamp) {
         if !op.is_write() {
             self.stats.reads.fetch_add(1, Ordering::Relaxed);
-            let r = self.keys.read(ns, key, &op, self.now_ms());
-            return self.answer(Response::Op(r), self.hlc.last());
+            return (self.keys.read(ns, key, &op, self.now_ms()), self.hlc.last());
         }
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = self.refusal() {
-            return self.answer(Response::Op(Err(e)), self.hlc.last());
+            return (Err(e), self.hlc.last());
         }
         let stamp = self.hlc.now();
-        let r = self.apply(ns, key, op, stamp);
-        self.answer(Response::Op(r), stamp)
+        (self.apply(ns, key, op, stamp), stamp)
     }
 
     /// Applies one write at `stamp`, counting it if it changed anything.

@@ -14,6 +14,10 @@ use tokio::sync::{oneshot, watch};
 
 /// In async mode, how often what the OS buffers is fsynced.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// In async mode, how long the writer lets records gather between writes:
+/// shards hand over records without waking it, and one write() carries
+/// many shards' wake-ups (nobody waits for it).
+const ASYNC_GATHER: Duration = Duration::from_millis(2);
 /// While the disk is full (or a write is stuck), how often to try again.
 const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Log space kept reserved ahead of the write position. When reserving more
@@ -164,6 +168,9 @@ impl Writer {
             }
             if !snapshotting && open && stuck.is_none() && self.log.end >= self.snapshot_at && self.disk.is_ok() {
                 snapshotting = self.start_snapshot();
+            }
+            if !self.sync && open && !ready.is_empty() {
+                std::thread::sleep(ASYNC_GATHER);
             }
         }
         // The snapshot thread sees its channel close and gives up what it had begun.
