@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use squall_scheduler::{DeploySpec, Error, FunctionMeta, InvocationLog, LogQuery, Request, Response as Invoked};
+use squall_scheduler::{
+    DeploySpec, Error, FailureCode, FunctionMeta, InvocationLog, LogQuery, Request, Response as Invoked,
+};
 
 use crate::http::{ApiError, App, bad_request, body_error, query};
 use crate::metrics::Histogram;
@@ -47,6 +49,16 @@ impl From<Error> for ApiError {
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// The status a failed invocation answers with.
+fn status(code: FailureCode) -> StatusCode {
+    match code {
+        FailureCode::Trap | FailureCode::Internal | FailureCode::LimitExceeded => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureCode::FunctionError => StatusCode::UNPROCESSABLE_ENTITY,
+        FailureCode::Conflict => StatusCode::CONFLICT,
     }
 }
 
@@ -283,10 +295,8 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             resp
         }
-        Err(f) => {
-            let status = StatusCode::from_u16(f.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, axum::Json(json!({ "error": { "code": f.code.as_str(), "message": f.message } }))).into_response()
-        }
+        Err(f) => (status(f.code), axum::Json(json!({ "error": { "code": f.code.as_str(), "message": f.message } })))
+            .into_response(),
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&r.invocation_id) {

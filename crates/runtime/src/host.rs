@@ -6,9 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::Invocation;
 use crate::capture::Capture;
 use crate::txn::{Answer, Call, Spent, StoreError, Txn};
-use crate::{FailureCode, Invocation};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -516,18 +516,5 @@ impl context::Host for Host {
 
     async fn deadline_ms(&mut self) -> wasmtime::Result<u64> {
         Ok(*self.deadline_ms.get_or_insert_with(|| wall_ms(self.deadline)))
-    }
-}
-
-impl FailureCode {
-    /// The HTTP status this failure answers with.
-    pub fn status(self) -> u16 {
-        match self {
-            FailureCode::Trap | FailureCode::Internal => 500,
-            FailureCode::Timeout => 504,
-            FailureCode::LimitExceeded => 500,
-            FailureCode::FunctionError => 422,
-            FailureCode::Conflict => 409,
-        }
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Mutex;
 
 use squall_runtime::LogLine;
 
+use crate::{Error, Functions};
+
 /// One invocation's record in the log.
 #[derive(Debug, Clone)]
 pub struct InvocationLog {
@@ -67,5 +69,17 @@ impl Logs {
             .collect();
         let skip = q.limit.map_or(0, |n| found.len().saturating_sub(n));
         found.into_iter().skip(skip).collect()
+    }
+}
+
+impl Functions {
+    /// Recent invocations' logs.
+    pub fn logs(&self, name: &str, q: &LogQuery) -> Result<Vec<InvocationLog>, Error> {
+        let known = self.inner.registry.read().expect("registry").contains_key(name);
+        let logs = self.inner.logs.query(name, q);
+        if !known && logs.is_empty() {
+            return Err(Error::NotFound(name.into()));
+        }
+        Ok(logs)
     }
 }

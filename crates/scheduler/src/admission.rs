@@ -1,0 +1,153 @@
+//! Admission: per function, a concurrency limit with a bounded queue in
+//! front of it. A call that finds both full is refused at once
+//! ([`Error::Busy`], which the gateway answers with 429) rather than left
+//! to wait without bound. Also the per-function counters the metrics
+//! endpoint reads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{Error, FunctionStats, Functions, Limits};
+
+/// Per-function admission: a concurrency limit with a bounded queue in front.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    running: Arc<Semaphore>,
+    /// Invocations admitted and not finished (queued + running).
+    inside: AtomicUsize,
+    limit: usize,
+    concurrency: usize,
+}
+
+impl Admission {
+    pub fn new(l: &Limits) -> Arc<Admission> {
+        Arc::new(Admission {
+            running: Arc::new(Semaphore::new(l.concurrency as usize)),
+            inside: AtomicUsize::new(0),
+            limit: l.concurrency as usize + l.queue as usize,
+            concurrency: l.concurrency as usize,
+        })
+    }
+
+    /// Admits a call of `name` and waits for its turn to run: its slot, and
+    /// how long it queued. Refuses it if the queue is full.
+    pub async fn admit(self: &Arc<Self>, name: &str, stats: Arc<FunctionStats>) -> Result<(Slot, Duration), Error> {
+        let inside = self.inside.fetch_add(1, Ordering::AcqRel);
+        if inside >= self.limit {
+            self.inside.fetch_sub(1, Ordering::AcqRel);
+            let waiting = inside.saturating_sub(self.concurrency);
+            return Err(Error::Busy {
+                name: name.to_string(),
+                waiting,
+                limit: self.limit - self.concurrency,
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        // Each count below is given back by a guard, so a caller that goes
+        // away (a closed connection drops this future) leaks none of them.
+        let mut slot = Slot { adm: self.clone(), stats: stats.clone(), permit: None };
+        let queued_at = Instant::now();
+        let permit = {
+            let _queued = Gauge::up(&stats.queued);
+            self.running.clone().acquire_owned().await
+        };
+        slot.permit = Some(permit.map_err(|_| Error::Unavailable("function removed".into()))?);
+        stats.running.fetch_add(1, Ordering::Relaxed);
+        stats.invocations.fetch_add(1, Ordering::Relaxed);
+        Ok((slot, queued_at.elapsed()))
+    }
+}
+
+/// An admitted invocation: counted in its function's queue bound, and once
+/// it holds a concurrency permit, in its running count. Dropping it gives
+/// back all of that.
+pub(crate) struct Slot {
+    adm: Arc<Admission>,
+    stats: Arc<FunctionStats>,
+    /// The concurrency permit, once it has one.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.permit.take().is_some() {
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.adm.inside.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A gauge held up for as long as this lives.
+struct Gauge<'a>(&'a AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicUsize) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Functions {
+    /// A function's statistics (kept across redeploys).
+    pub fn stats(&self, name: &str) -> Arc<FunctionStats> {
+        let mut all = self.inner.stats.lock().expect("stats");
+        match all.get(name) {
+            Some(s) => s.clone(),
+            None => all.entry(name.to_string()).or_default().clone(),
+        }
+    }
+
+    /// Every function's statistics, by name.
+    pub fn all_stats(&self) -> Vec<(String, Arc<FunctionStats>)> {
+        let mut v: Vec<_> =
+            self.inner.stats.lock().expect("stats").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Queue depth and running instances of every deployed function.
+    pub fn load_by_function(&self) -> Vec<(String, usize, usize)> {
+        self.all_stats()
+            .into_iter()
+            .map(|(n, s)| (n, s.queued.load(Ordering::Relaxed), s.running.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_until_a_call_ends() {
+        let adm = Admission::new(&Limits { concurrency: 1, queue: 1, ..Limits::default() });
+        let stats = Arc::new(FunctionStats::default());
+        let (running, _) = adm.admit("f", stats.clone()).await.unwrap();
+        let queued = tokio::spawn({
+            let (adm, stats) = (adm.clone(), stats.clone());
+            async move { adm.admit("f", stats).await.map(drop) }
+        });
+        while stats.queued.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let refused = adm.admit("f", stats.clone()).await.map(drop);
+        assert!(matches!(refused, Err(Error::Busy { waiting: 1, limit: 1, .. })), "{refused:?}");
+        assert_eq!(stats.running.load(Ordering::Relaxed), 1);
+
+        // The running call ends: the queued one runs, and the refused caller's retry gets in.
+        drop(running);
+        queued.await.unwrap().unwrap();
+        let (_again, _) = adm.admit("f", stats.clone()).await.unwrap();
+        assert_eq!(stats.invocations.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 0);
+    }
+}

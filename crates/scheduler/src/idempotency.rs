@@ -1,0 +1,130 @@
+//! Idempotency keys. A call's first success with a key is recorded as
+//! `idem:NAME:KEY` in the store's `sys` namespace (its invocation id and
+//! output, with the service's time to live), committed in the same atomic
+//! batch as its effects; a later call with the key gets that answer back
+//! instead of running. One call per key runs at a time on this node: a
+//! duplicate waits for it, then replays its answer (or, if it failed, runs
+//! itself).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use squall_store::{Op, Reply, SetExpiry, Write};
+use tokio::sync::Notify;
+
+use crate::registry::Deployed;
+use crate::{Error, Functions, Inner, Request, Response, Timing, sys};
+
+fn record_key(name: &str, key: &str) -> Bytes {
+    Bytes::from(format!("idem:{name}:{key}"))
+}
+
+/// What an idempotency record keeps: the first call's answer.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    invocation_id: String,
+    output: Vec<u8>,
+}
+
+/// The record a call with an idempotency key leaves once it succeeds.
+#[derive(Debug, Clone)]
+pub(crate) struct Remember {
+    key: Bytes,
+    invocation_id: String,
+    ttl: Duration,
+}
+
+impl Remember {
+    pub fn new(function: &str, key: &str, invocation_id: &str, ttl: Duration) -> Remember {
+        Remember { key: record_key(function, key), invocation_id: invocation_id.to_string(), ttl }
+    }
+
+    /// The record's write, to commit with the call's effects: `output`,
+    /// kept until `now_ms` plus the time to live.
+    pub fn write(&self, output: &[u8], now_ms: u64) -> Result<Write, Error> {
+        let rec = Record { invocation_id: self.invocation_id.clone(), output: output.to_vec() };
+        let value = Bytes::from(postcard::to_allocvec(&rec).map_err(|e| Error::Unavailable(e.to_string()))?);
+        let at = now_ms + self.ttl.as_millis() as u64;
+        Ok(Write { ns: sys(), key: self.key.clone(), op: Op::Set { value, expiry: SetExpiry::At(at), get: false } })
+    }
+}
+
+/// An idempotency key's call in progress: dropping it lets the duplicates
+/// waiting for it look for its answer.
+pub(crate) struct InFlight {
+    inner: Arc<Inner>,
+    slot: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.inner.in_flight.lock().expect("in flight").remove(&self.slot) {
+            n.notify_waiters();
+        }
+    }
+}
+
+impl Functions {
+    /// Runs `req` (a call of `d` with idempotency key `key`) unless a call
+    /// with that key has succeeded already: then its answer.
+    pub(crate) async fn invoke_idempotent(
+        &self,
+        d: Arc<Deployed>,
+        req: Request,
+        key: String,
+    ) -> Result<Response, Error> {
+        if key.is_empty() || key.len() > 256 {
+            return Err(Error::BadRequest("Idempotency-Key must be 1 to 256 bytes".into()));
+        }
+        let name = d.meta.name.as_str();
+        loop {
+            if let Some(r) = self.replay(name, &key).await? {
+                return Ok(r);
+            }
+            // One call per key runs at a time; a duplicate waits for it, then
+            // finds its answer (or, if it failed, runs itself).
+            let slot = (name.to_string(), key.clone());
+            let waiting = {
+                let mut in_flight = self.inner.in_flight.lock().expect("in flight");
+                match in_flight.get(&slot) {
+                    Some(n) => Some(n.clone()),
+                    None => {
+                        in_flight.insert(slot.clone(), Arc::new(Notify::new()));
+                        None
+                    }
+                }
+            };
+            match waiting {
+                Some(n) => {
+                    let notified = n.notified();
+                    // The runner may have finished between the lookup and now.
+                    if self.inner.in_flight.lock().expect("in flight").contains_key(&slot) {
+                        notified.await;
+                    }
+                }
+                None => {
+                    // Held until the invocation has ended (committed or
+                    // not), even if this caller goes away before that.
+                    let running = InFlight { inner: self.inner.clone(), slot };
+                    return self.admit_and_run(d.clone(), req.clone(), Some(running)).await;
+                }
+            }
+        }
+    }
+
+    async fn replay(&self, name: &str, key: &str) -> Result<Option<Response>, Error> {
+        let Ok(Reply::Bytes(raw)) = self.inner.store.exec(&sys(), record_key(name, key), Op::Get).await? else {
+            return Ok(None);
+        };
+        let rec: Record = postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(Some(Response {
+            invocation_id: rec.invocation_id,
+            outcome: Ok(rec.output),
+            timing: Timing::default(),
+            replayed: true,
+            attempts: 0,
+        }))
+    }
+}
