@@ -16,8 +16,8 @@ fn merge(c: &mut Criterion) {
         let mut x = PnCounter::default();
         let mut y = PnCounter::default();
         for n in 0..3 {
-            x.add(n, 5);
-            y.add(n, 7);
+            x.add(s(1).with_node(n), 5);
+            y.add(s(2).with_node(n), 7);
         }
         b.iter(|| black_box(x.clone()).join(black_box(y.clone())))
     });

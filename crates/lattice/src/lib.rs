@@ -56,6 +56,11 @@ impl Stamp {
     pub fn new(time: Timestamp, node: NodeId) -> Self {
         Stamp { time, node }
     }
+
+    /// The same time, on another node.
+    pub fn with_node(self, node: NodeId) -> Self {
+        Stamp { node, ..self }
+    }
 }
 
 impl std::fmt::Display for Stamp {

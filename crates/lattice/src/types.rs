@@ -1,7 +1,7 @@
 //! The basic lattices: max, last-writer-wins register, PN counter, and map
 //! of lattices (which, holding registers, is also the store's set and hash).
 
-use crate::{Lattice, NodeId, Stamp};
+use crate::{Lattice, NodeId, Stamp, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -53,17 +53,25 @@ impl<T: Ord> Lattice for Lww<T> {
 }
 
 /// One node's part of a [`PnCounter`]: its grow-only totals of increments
-/// and decrements.
+/// and decrements, and the time of the write that last changed them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Slot {
     pub node: NodeId,
     pub plus: u64,
     pub minus: u64,
+    pub stamp: Timestamp,
+}
+
+impl Slot {
+    fn order(&self) -> (Timestamp, u64, u64) {
+        (self.stamp, self.plus, self.minus)
+    }
 }
 
 /// Counter of increments and decrements: each node owns one slot of two
-/// grow-only totals; merge takes the larger total per slot. A node only
-/// ever raises its own slot, so its slot's totals grow with its stamps.
+/// grow-only totals. A node only ever raises its own slot, at its own
+/// stamps, so the slot written last has the largest totals: slots merge by
+/// stamp (as every write does), which is also the larger-totals merge.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct PnCounter {
     /// Sorted by node; a handful at most, so a vector beats a tree.
@@ -82,21 +90,22 @@ impl PnCounter {
         let i = match self.slots.binary_search_by_key(&node, |s| s.node) {
             Ok(i) => i,
             Err(i) => {
-                self.slots.insert(i, Slot { node, plus: 0, minus: 0 });
+                self.slots.insert(i, Slot { node, ..Slot::default() });
                 i
             }
         };
         &mut self.slots[i]
     }
 
-    /// Adds `delta` as node `node`. Returns `None`, changing nothing, if the
-    /// counter's value or the slot's totals would overflow.
-    pub fn add(&mut self, node: NodeId, delta: i64) -> Option<i64> {
+    /// Adds `delta` in the slot of `at`'s node, at `at`'s time. Returns
+    /// `None`, changing nothing, if the counter's value or the slot's totals
+    /// would overflow.
+    pub fn add(&mut self, at: Stamp, delta: i64) -> Option<i64> {
         let result = self.value().checked_add(delta)?;
         if delta == 0 {
             return Some(result);
         }
-        let slot = self.slot_mut(node);
+        let slot = self.slot_mut(at.node);
         let (plus, minus) = if delta >= 0 {
             (slot.plus.checked_add(delta as u64)?, slot.minus)
         } else {
@@ -104,6 +113,7 @@ impl PnCounter {
         };
         slot.plus = plus;
         slot.minus = minus;
+        slot.stamp = slot.stamp.max(at.time);
         Some(result)
     }
 
@@ -116,14 +126,15 @@ impl PnCounter {
         self.slots.binary_search_by_key(&node, |s| s.node).ok().map(|i| self.slots[i])
     }
 
-    /// Merges one slot in (the larger totals win; an empty slot is nothing).
+    /// Merges one slot in (the later write wins; an empty slot is nothing).
     pub fn merge_slot(&mut self, s: Slot) {
         if s.plus == 0 && s.minus == 0 {
             return;
         }
         let mine = self.slot_mut(s.node);
-        mine.plus = mine.plus.max(s.plus);
-        mine.minus = mine.minus.max(s.minus);
+        if s.order() > mine.order() {
+            *mine = s;
+        }
     }
 
     pub fn from_slots(slots: impl IntoIterator<Item = Slot>) -> Self {

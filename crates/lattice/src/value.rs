@@ -131,7 +131,7 @@ impl Entry {
         self.expiry.as_ref().and_then(|e| e.value)
     }
 
-    /// The newest stamp anywhere in the entry (epoch, expiry, members, fields).
+    /// The newest stamp anywhere in the entry (epoch, expiry, members, fields, counter slots).
     pub fn latest_stamp(&self) -> Stamp {
         let mut latest = self.epoch;
         if let Some(e) = &self.expiry {
@@ -140,6 +140,9 @@ impl Entry {
         match &self.value {
             Value::Map(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
             Value::Set(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
+            Value::Counter(c) => {
+                latest = c.slots().iter().map(|s| Stamp::new(s.stamp, s.node)).fold(latest, Stamp::max)
+            }
             _ => {}
         }
         latest

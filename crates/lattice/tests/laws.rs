@@ -32,8 +32,9 @@ fn counters() -> impl Strategy<Value = Vec<PnCounter>> {
     let op = (0..NODES, -5i64..5, prop::option::of(0..NODES));
     prop::collection::vec(op, 0..30).prop_map(|ops| {
         let mut replicas = vec![PnCounter::default(); NODES as usize];
-        for (node, delta, sync_from) in ops {
-            replicas[node as usize].add(node, delta);
+        for (t, (node, delta, sync_from)) in ops.into_iter().enumerate() {
+            // Each node counts at its own, rising times.
+            replicas[node as usize].add(Stamp::new(Timestamp::new(t as u64, 0), node), delta);
             if let Some(from) = sync_from {
                 let other = replicas[from as usize].clone();
                 replicas[node as usize].merge(other);
@@ -130,9 +131,9 @@ proptest! {
     fn counter_operations_are_inflations_and_count(deltas in prop::collection::vec((0..NODES, -1000i64..1000), 0..50)) {
         let mut c = PnCounter::default();
         let mut sum = 0i64;
-        for (node, d) in deltas {
+        for (t, (node, d)) in deltas.into_iter().enumerate() {
             let before = c.clone();
-            prop_assert_eq!(c.add(node, d), Some(sum + d));
+            prop_assert_eq!(c.add(Stamp::new(Timestamp::new(t as u64, 0), node), d), Some(sum + d));
             sum += d;
             prop_assert!(laws::inflation(&before, &c));
         }

@@ -190,6 +190,7 @@ impl Node {
         let runtime = squall_runtime::Runtime::new(squall_runtime::Options {
             instances: config.instances,
             cache_dir: Some(config.data_dir.join("compiled")),
+            clock: handle.clock().clone(),
             ..Default::default()
         })
         .map_err(|e| Error::Functions(e.to_string()))?;

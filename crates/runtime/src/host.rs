@@ -1,7 +1,8 @@
 //! The host side of the `handler` world: the state each instance's store holds.
 
+use squall_lattice::Clock;
 use std::cell::RefCell;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -75,13 +76,9 @@ pub struct LogLine {
     pub message: String,
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// `deadline` as milliseconds since the Unix epoch (what the guest sees).
-fn wall_ms(deadline: Instant) -> u64 {
-    now_ms() + deadline.saturating_duration_since(Instant::now()).as_millis() as u64
+/// `deadline` as milliseconds since the Unix epoch on `clock` (what the guest sees).
+fn wall_ms(clock: &Clock, deadline: Instant) -> u64 {
+    clock.now_ms() + deadline.saturating_duration_since(Instant::now()).as_millis() as u64
 }
 
 /// Denies memory growth past the function's limit, and remembers that it did.
@@ -120,6 +117,8 @@ pub(crate) struct Host {
     version: u64,
     /// When the running call must end (while instantiating: a bound on that).
     pub deadline: Instant,
+    /// The node's clock: log times and the deadline the guest sees.
+    clock: Clock,
     /// `deadline` as the guest sees it, once it asked during this call.
     deadline_ms: Option<u64>,
     pub timeout: Duration,
@@ -150,7 +149,7 @@ impl Host {
     /// for this very function version (component `digest`) with the same
     /// environment values (building one seeds six random generators, about
     /// a tenth of an instantiation).
-    pub fn new(digest: &str, inv: &Invocation, deadline: Instant, output_cap: usize) -> Host {
+    pub fn new(digest: &str, inv: &Invocation, deadline: Instant, output_cap: usize, clock: &Clock) -> Host {
         let spare = SPARE
             .try_with(|spare| {
                 let mut spare = spare.borrow_mut();
@@ -160,11 +159,12 @@ impl Host {
             .ok()
             .flatten();
         match spare {
-            Some(host) if host.stdout.cap() == output_cap => host.renew(digest, inv, deadline),
+            Some(host) if host.stdout.cap() == output_cap => host.renew(digest, inv, deadline, clock),
             _ => Host::assemble(
                 digest,
                 inv,
                 deadline,
+                clock,
                 None,
                 (Capture::new(output_cap), Capture::new(output_cap)),
                 (String::new(), String::new()),
@@ -177,7 +177,7 @@ impl Host {
     }
 
     /// This state, reused for an instance of `inv`'s function.
-    fn renew(self, digest: &str, inv: &Invocation, deadline: Instant) -> Host {
+    fn renew(self, digest: &str, inv: &Invocation, deadline: Instant, clock: &Clock) -> Host {
         let reuse_wasi = self.made_for(digest, inv);
         // Every field is named, so that a new one gets a decision here.
         let Host {
@@ -194,6 +194,7 @@ impl Host {
             function,
             version: _,
             deadline: _,
+            clock: _,
             deadline_ms: _,
             timeout: _,
             store_time: _,
@@ -207,6 +208,7 @@ impl Host {
             digest,
             inv,
             deadline,
+            clock,
             reuse_wasi.then_some((wasi, made_for, env)),
             (stdout, stderr),
             (id, function),
@@ -219,6 +221,7 @@ impl Host {
         digest: &str,
         inv: &Invocation,
         deadline: Instant,
+        clock: &Clock,
         wasi: Option<(WasiCtx, String, Env)>,
         (stdout, stderr): (Capture, Capture),
         (mut id, mut function): (String, String),
@@ -254,6 +257,7 @@ impl Host {
             function,
             version: inv.version,
             deadline,
+            clock: clock.clone(),
             deadline_ms: None,
             timeout: inv.timeout,
             store_time: Duration::ZERO,
@@ -319,7 +323,7 @@ impl Host {
             message.push_str(" [truncated]");
         }
         self.log_bytes += message.len();
-        self.log.push(LogLine { at_ms: now_ms(), level, message });
+        self.log.push(LogLine { at_ms: self.clock.now_ms(), level, message });
     }
 
     /// Moves what the guest printed into the log, and notes dropped lines.
@@ -332,7 +336,7 @@ impl Host {
         if self.dropped > 0 {
             let n = std::mem::take(&mut self.dropped);
             self.log.push(LogLine {
-                at_ms: now_ms(),
+                at_ms: self.clock.now_ms(),
                 level: Level::Warn,
                 message: format!(
                     "{n} more log lines were dropped (limit: {MAX_LOG_LINES} lines, {MAX_LOG_BYTES} bytes)"
@@ -515,6 +519,6 @@ impl context::Host for Host {
     }
 
     async fn deadline_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(*self.deadline_ms.get_or_insert_with(|| wall_ms(self.deadline)))
+        Ok(*self.deadline_ms.get_or_insert_with(|| wall_ms(&self.clock, self.deadline)))
     }
 }

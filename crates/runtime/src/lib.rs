@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
+use squall_lattice::Clock;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
@@ -52,11 +53,14 @@ pub struct Options {
     pub max_memory: usize,
     /// Where compiled artifacts are kept (none: compile on every start).
     pub cache_dir: Option<PathBuf>,
+    /// The node's clock: the times of log lines and the deadline a guest
+    /// sees (limits are enforced on the monotonic clock).
+    pub clock: Clock,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { instances: 256, max_memory: 1 << 30, cache_dir: None }
+        Options { instances: 256, max_memory: 1 << 30, cache_dir: None, clock: squall_lattice::SystemClock::shared() }
     }
 }
 
@@ -374,7 +378,7 @@ impl Runtime {
     /// can be made ready before its call arrives.
     pub async fn prepare(&self, f: &Function, inv: &Invocation, limit: Duration) -> Prepared {
         let started = Instant::now();
-        let host = Host::new(&f.digest, inv, started + limit, OUTPUT_CAP);
+        let host = Host::new(&f.digest, inv, started + limit, OUTPUT_CAP, &self.options.clock);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
         store.set_epoch_deadline(1);

@@ -454,8 +454,9 @@ impl Keyspace {
         let (table, expiring, keys, bytes) = self.space_parts(ns);
         let fresh_counter = |base: i64, expiry| -> Result<(Slot, i64), OpError> {
             let mut counter = PnCounter::default();
-            counter.add(node, base);
-            let n = counter.add(node, delta).ok_or(OpError::Overflow)?;
+            let at = Stamp::new(stamp.time, node);
+            counter.add(at, base);
+            let n = counter.add(at, delta).ok_or(OpError::Overflow)?;
             let entry = Entry { epoch: stamp, value: Value::Counter(counter), expiry };
             Ok((Slot::new(key, entry, node), n))
         };
@@ -474,7 +475,7 @@ impl Keyspace {
                 }
                 Body::Counter(_) | Body::Other(Value::Counter(_)) => {
                     let before = slot.approx_bytes() as i64;
-                    let n = slot.counter_add(node, delta).ok_or(OpError::Overflow)?;
+                    let n = slot.counter_add(Stamp::new(stamp.time, node), delta).ok_or(OpError::Overflow)?;
                     *bytes += slot.approx_bytes() as i64 - before;
                     (slot, n)
                 }

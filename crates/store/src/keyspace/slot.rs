@@ -13,7 +13,8 @@
 //! ```text
 //! [key len: LEB128][key][flags: u8][epoch time: u64 LE][epoch node: u64, if foreign]
 //!     [expiry, if flagged: time u64, node u64 if foreign, at u64 (u64::MAX: persist)]
-//!     register: [value bytes...]   counter: [plus u64][minus u64][node u64, if foreign]
+//!     register: [value bytes...]
+//!     counter: [plus u64][minus u64][time of its last write u64][node u64, if foreign]
 //! ```
 
 use bytes::Bytes;
@@ -105,8 +106,8 @@ impl Layout {
 
     fn counter(&self, b: &[u8], own: NodeId) -> CounterSlot {
         let at = self.at_body;
-        let node = if self.flags & FOREIGN_SLOT != 0 { u64_at(b, at + 16) } else { own };
-        CounterSlot { node, plus: u64_at(b, at), minus: u64_at(b, at + 8) }
+        let node = if self.flags & FOREIGN_SLOT != 0 { u64_at(b, at + 24) } else { own };
+        CounterSlot { node, plus: u64_at(b, at), minus: u64_at(b, at + 8), stamp: Timestamp(u64_at(b, at + 16)) }
     }
 }
 
@@ -154,6 +155,7 @@ fn pack(key: &[u8], epoch: Stamp, expiry: &Option<Lww<Option<u64>>>, body: Packe
         PackedBody::Counter(s) => {
             b.extend_from_slice(&s.plus.to_le_bytes());
             b.extend_from_slice(&s.minus.to_le_bytes());
+            b.extend_from_slice(&s.stamp.0.to_le_bytes());
             if s.node != own {
                 flags |= FOREIGN_SLOT;
                 b.extend_from_slice(&s.node.to_le_bytes());
@@ -184,7 +186,7 @@ impl Slot {
         match &entry.value {
             Value::Register(v) => Slot::register(key, entry.epoch, entry.expiry, v, own),
             Value::Counter(c) if c.slots().len() <= 1 => {
-                let s = c.slots().first().copied().unwrap_or(CounterSlot { node: own, plus: 0, minus: 0 });
+                let s = c.slots().first().copied().unwrap_or(CounterSlot { node: own, ..CounterSlot::default() });
                 Slot::Packed(pack(key, entry.epoch, &entry.expiry, PackedBody::Counter(s), own))
             }
             _ => Slot::Full(Box::new(Full { key: key.into(), entry })),
@@ -299,20 +301,23 @@ impl Slot {
         }
     }
 
-    /// Adds `delta` to a counter as node `own`; `None` if it would
-    /// overflow (nothing changes) or this is not a counter.
-    pub fn counter_add(&mut self, own: NodeId, delta: i64) -> Option<i64> {
+    /// Adds `delta` to a counter in the slot of `at`'s node (the keyspace's
+    /// own), at `at`; `None` if it would overflow (nothing changes) or this
+    /// is not a counter.
+    pub fn counter_add(&mut self, at: Stamp, delta: i64) -> Option<i64> {
+        let own = at.node;
         if let Slot::Packed(b) = self {
             let l = Layout::of(b);
             if l.flags & KIND_MASK == KIND_COUNTER {
                 let s = l.counter(b, own);
                 if s.node == own || (s.plus == 0 && s.minus == 0) {
                     let mut c = PnCounter::from_slots([s]);
-                    let r = c.add(own, delta)?;
-                    let s = c.slot(own).unwrap_or(CounterSlot { node: own, plus: 0, minus: 0 });
+                    let r = c.add(at, delta)?;
+                    let s = c.slot(own).unwrap_or(CounterSlot { node: own, ..CounterSlot::default() });
                     if l.flags & FOREIGN_SLOT == 0 {
                         b[l.at_body..l.at_body + 8].copy_from_slice(&s.plus.to_le_bytes());
                         b[l.at_body + 8..l.at_body + 16].copy_from_slice(&s.minus.to_le_bytes());
+                        b[l.at_body + 16..l.at_body + 24].copy_from_slice(&s.stamp.0.to_le_bytes());
                     } else {
                         let entry = Entry { value: Value::Counter(c), ..self.to_entry(own) };
                         *self = Slot::new(self.key(), entry, own);
@@ -322,7 +327,7 @@ impl Slot {
             }
         }
         match &mut self.full_mut(own).value {
-            Value::Counter(c) => c.add(own, delta),
+            Value::Counter(c) => c.add(at, delta),
             _ => None,
         }
     }
@@ -381,7 +386,7 @@ mod tests {
                 Entry { epoch: st(5, 1), value: Value::Register(Bytes::from_static(b"v")), expiry: expiry.clone() };
             assert_eq!(Slot::new(b"k", reg.clone(), own).to_entry(own), reg);
             let mut counter = PnCounter::default();
-            counter.add(1, -3);
+            counter.add(st(4, 1), -3);
             let c = Entry { epoch: st(5, 1), value: Value::Counter(counter), expiry: Some(Lww::new(st(9, 2), None)) };
             let slot = Slot::new(b"c", c.clone(), own);
             assert!(matches!(slot, Slot::Packed(_)));
@@ -399,19 +404,21 @@ mod tests {
     #[test]
     fn counting_changes_a_packed_slot_in_place() {
         let mut s = Slot::new(b"n", Entry::new(st(1, 1), Value::Counter(PnCounter::default())), 1);
-        assert_eq!(s.counter_add(1, 5), Some(5));
-        assert_eq!(s.counter_add(1, -2), Some(3));
-        s.set_expiry(Some(Lww::new(st(2, 1), Some(99))), 1);
+        assert_eq!(s.counter_add(st(2, 1), 5), Some(5));
+        assert_eq!(s.counter_add(st(3, 1), -2), Some(3));
+        s.set_expiry(Some(Lww::new(st(4, 1), Some(99))), 1);
         assert_eq!(s.expires_at(), Some(99));
-        assert_eq!(s.counter_add(1, 1), Some(4));
-        assert_eq!(s.counter_add(1, i64::MAX), None);
+        assert_eq!(s.counter_add(st(5, 1), 1), Some(4));
+        assert_eq!(s.counter_add(st(6, 1), i64::MAX), None);
+        // The slot carries the time of its last write.
+        assert_eq!(s.to_entry(1).latest_stamp(), st(5, 1));
         assert_eq!(s.string().unwrap(), Bytes::from_static(b"4"));
         assert!(matches!(s, Slot::Packed(_)));
         // Counted by another node (the data dir came back under a new
         // node id): two slots make it a full entry.
         let mut s = Slot::new(b"n", s.to_entry(1), 2);
         assert!(matches!(s, Slot::Packed(_)));
-        assert_eq!(s.counter_add(2, 10), Some(14));
+        assert_eq!(s.counter_add(st(7, 2), 10), Some(14));
         assert!(matches!(s, Slot::Full(_)));
         assert_eq!(s.expires_at(), Some(99));
         assert_eq!(s.key(), b"n");
