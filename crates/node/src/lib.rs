@@ -141,6 +141,8 @@ pub struct Node {
     http_addr: SocketAddr,
     resp_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// What `/readyz` reports (with the store's health); held so it stays set.
+    _ready: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     config: Config,
 }
@@ -196,7 +198,10 @@ impl Node {
         let functions = Functions::start(handle.clone(), Arc::new(runtime), Settings::default())
             .await
             .map_err(|e| Error::Functions(e.to_string()))?;
-        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes);
+        // Ready from the start, for now: the node has nothing yet to wait for
+        // once its store is open and the functions are loaded.
+        let (ready, ready_rx) = watch::channel(true);
+        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx);
         let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, stopped.clone()));
         let resp_task =
             tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
@@ -206,6 +211,7 @@ impl Node {
             http_addr,
             resp_addr,
             stop,
+            _ready: ready,
             tasks: vec![http_task, resp_task],
             config,
         })
