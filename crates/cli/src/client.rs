@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
 
 pub struct Response {
     pub status: StatusCode,
@@ -13,20 +14,25 @@ pub struct Response {
 }
 
 impl Response {
-    /// Turns an API error (`{"error": {"code", "message"}}`) into an error.
+    /// Turns an API error ([`squall_api::ErrorBody`]) into an error.
     pub fn ok(self) -> Result<Response> {
         if self.status.is_success() {
             return Ok(self);
         }
-        let parsed: Option<(String, String)> =
-            serde_json::from_slice::<serde_json::Value>(&self.body).ok().and_then(|v| {
-                let e = v.get("error")?;
-                Some((e.get("code")?.as_str()?.to_string(), e.get("message")?.as_str()?.to_string()))
-            });
-        match parsed {
-            Some((code, message)) => bail!("{message} ({code})"),
-            None => bail!("the node answered {}: {}", self.status, String::from_utf8_lossy(&self.body)),
+        match serde_json::from_slice::<squall_api::ErrorBody>(&self.body) {
+            Ok(body) => Err(body.error.into()),
+            Err(_) => bail!("the node answered {}: {}", self.status, String::from_utf8_lossy(&self.body)),
         }
+    }
+
+    /// The body as one of the API's types.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "the node answered with JSON this squall does not understand (is it another version?): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 

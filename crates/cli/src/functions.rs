@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hyper::Method;
-use serde_json::Value as Json;
+use serde::{Deserialize, Serialize};
 
 use crate::NodeArgs;
 use crate::client::{self, encode_path};
@@ -113,24 +113,36 @@ fn build_crate(dir: &Path) -> Result<PathBuf> {
     let canonical = manifest.canonicalize().unwrap_or_else(|_| manifest.clone());
     let mut found = None;
     for line in out.stdout.split(|b| *b == b'\n') {
-        let Ok(msg) = serde_json::from_slice::<Json>(line) else { continue };
-        let ours = msg["manifest_path"].as_str().is_some_and(|m| Path::new(m) == canonical);
-        if msg["reason"] != "compiler-artifact" || !ours {
+        let Ok(msg) = serde_json::from_slice::<CargoMessage>(line) else { continue };
+        let ours = msg.manifest_path.as_deref().is_some_and(|m| Path::new(m) == canonical);
+        if msg.reason != "compiler-artifact" || !ours {
             continue;
         }
-        for f in msg["filenames"].as_array().into_iter().flatten() {
-            if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {
-                found = Some(PathBuf::from(f));
-            }
+        if let Some(f) = msg.filenames.into_iter().rfind(|f| f.ends_with(".wasm")) {
+            found = Some(PathBuf::from(f));
         }
     }
     found.context("the crate built no .wasm: is it a library with crate-type = [\"cdylib\"]?")
 }
 
-fn print_json_or(node: &NodeArgs, v: &Json, text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+/// What `build_crate` reads of one line of cargo's `--message-format=json`.
+#[derive(Deserialize)]
+struct CargoMessage {
+    reason: String,
+    #[serde(default)]
+    manifest_path: Option<String>,
+    #[serde(default)]
+    filenames: Vec<String>,
+}
+
+fn print_json_or(
+    node: &NodeArgs,
+    v: &impl Serialize,
+    text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let mut out = std::io::stdout();
     if node.json {
-        writeln!(out, "{v}")?;
+        writeln!(out, "{}", serde_json::to_string(v)?)?;
     } else {
         text(&mut out)?;
     }
@@ -166,15 +178,15 @@ pub async fn deploy(a: DeployArgs) -> Result<()> {
     let query = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
     let path = format!("/v1/functions/{}{query}", encode_path(&a.name));
     let r = client::call(&a.node.node, Method::PUT, &path, Bytes::from(bytes)).await?.ok()?;
-    let m: Json = serde_json::from_slice(&r.body)?;
+    let m: squall_api::Function = r.json()?;
     print_json_or(&a.node, &m, |out| {
         writeln!(
             out,
             "deployed {} version {} ({} bytes, digest {})",
             a.name,
-            m["version"],
-            m["size"],
-            m["digest"].as_str().unwrap_or_default().get(..12).unwrap_or_default()
+            m.version,
+            m.size,
+            m.digest.get(..12).unwrap_or_default()
         )
     })
 }
@@ -224,9 +236,9 @@ pub async fn fn_command(cmd: FnCommand) -> Result<()> {
     match cmd {
         FnCommand::Ls { node } => {
             let r = client::call(&node.node, Method::GET, "/v1/functions", Bytes::new()).await?.ok()?;
-            let v: Json = serde_json::from_slice(&r.body)?;
+            let v: squall_api::FunctionList = r.json()?;
             print_json_or(&node, &v, |out| {
-                let fns = v["functions"].as_array().cloned().unwrap_or_default();
+                let fns = &v.functions;
                 if fns.is_empty() {
                     return writeln!(out, "no functions deployed (squall deploy NAME FILE.wasm)");
                 }
@@ -239,11 +251,11 @@ pub async fn fn_command(cmd: FnCommand) -> Result<()> {
                     writeln!(
                         out,
                         "{:<24} {:>7} {:>8}s {:>10} {:>11}",
-                        f["name"].as_str().unwrap_or_default(),
-                        f["version"],
-                        f["timeout_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
-                        mib(f["memory_bytes"].as_u64().unwrap_or(0)),
-                        f["concurrency"]
+                        f.name,
+                        f.version,
+                        f.timeout_ms as f64 / 1000.0,
+                        mib(f.memory_bytes),
+                        f.concurrency
                     )?;
                 }
                 Ok(())
@@ -252,48 +264,43 @@ pub async fn fn_command(cmd: FnCommand) -> Result<()> {
         FnCommand::Show { name, node } => {
             let path = format!("/v1/functions/{}", encode_path(&name));
             let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
-            let f: Json = serde_json::from_slice(&r.body)?;
+            let f: squall_api::Function = r.json()?;
             print_json_or(&node, &f, |out| {
-                writeln!(out, "name         {}", f["name"].as_str().unwrap_or_default())?;
-                writeln!(out, "version      {}", f["version"])?;
-                writeln!(out, "digest       {}", f["digest"].as_str().unwrap_or_default())?;
-                writeln!(out, "size         {} bytes", f["size"])?;
-                writeln!(out, "timeout      {} ms", f["timeout_ms"])?;
-                writeln!(out, "memory       {}", mib(f["memory_bytes"].as_u64().unwrap_or(0)))?;
-                writeln!(out, "concurrency  {} (queue {})", f["concurrency"], f["queue"])?;
-                for (k, v) in f["env"].as_object().into_iter().flatten() {
-                    writeln!(out, "env          {k}={}", v.as_str().unwrap_or_default())?;
+                writeln!(out, "name         {}", f.name)?;
+                writeln!(out, "version      {}", f.version)?;
+                writeln!(out, "digest       {}", f.digest)?;
+                writeln!(out, "size         {} bytes", f.size)?;
+                writeln!(out, "timeout      {} ms", f.timeout_ms)?;
+                writeln!(out, "memory       {}", mib(f.memory_bytes))?;
+                writeln!(out, "concurrency  {} (queue {})", f.concurrency, f.queue)?;
+                for (k, v) in &f.env {
+                    writeln!(out, "env          {k}={v}")?;
                 }
-                writeln!(out, "created      {} ms since the Unix epoch", f["created_ms"])
+                writeln!(out, "created      {} ms since the Unix epoch", f.created_ms)
             })
         }
         FnCommand::Rm { name, node } => {
             let path = format!("/v1/functions/{}", encode_path(&name));
             let r = client::call(&node.node, Method::DELETE, &path, Bytes::new()).await?.ok()?;
-            let f: Json = serde_json::from_slice(&r.body)?;
+            let f: squall_api::Function = r.json()?;
             print_json_or(&node, &f, |out| writeln!(out, "removed {name}"))
         }
     }
 }
 
-fn print_log(out: &mut dyn Write, l: &Json) -> std::io::Result<()> {
+fn print_log(out: &mut dyn Write, l: &squall_api::InvocationLog) -> std::io::Result<()> {
     writeln!(
         out,
         "== {} {} v{} {} in {:.3} ms{}",
-        l["invocation_id"].as_str().unwrap_or_default(),
-        l["function"].as_str().unwrap_or_default(),
-        l["version"],
-        l["status"].as_str().unwrap_or_default(),
-        l["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
-        l["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()
+        l.invocation_id,
+        l.function,
+        l.version,
+        l.status,
+        l.duration_us as f64 / 1000.0,
+        l.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
     )?;
-    for line in l["lines"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "   {:<6} {}",
-            line["level"].as_str().unwrap_or_default(),
-            line["message"].as_str().unwrap_or_default().replace('\n', "\n          ")
-        )?;
+    for line in &l.lines {
+        writeln!(out, "   {:<6} {}", line.level, line.message.replace('\n', "\n          "))?;
     }
     Ok(())
 }
@@ -310,16 +317,16 @@ pub async fn logs(a: LogsArgs) -> Result<()> {
             q.push_str(&format!("&after={n}"));
         }
         let r = client::call(&a.node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
-        let v: Json = serde_json::from_slice(&r.body)?;
-        for l in v["logs"].as_array().into_iter().flatten() {
+        let v: squall_api::Logs = r.json()?;
+        for l in &v.logs {
             if a.node.json {
-                writeln!(out, "{l}")?;
+                writeln!(out, "{}", serde_json::to_string(l)?)?;
             } else {
                 print_log(&mut out, l)?;
             }
         }
         out.flush()?;
-        after = v["after"].as_u64().or(after);
+        after = Some(v.after);
         if !a.follow {
             return Ok(());
         }

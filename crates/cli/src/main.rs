@@ -211,6 +211,7 @@ async fn up(args: UpArgs) -> Result<()> {
         println!("  try: curl -d world {base}/v1/functions/hello/invoke");
         println!("       curl -d visits {base}/v1/functions/counter/invoke");
     }
+    node.ready();
     println!("stop with Ctrl-C");
     let _ = std::io::stdout().flush();
     let failed = tokio::select! {
@@ -260,12 +261,14 @@ async fn kv(cmd: KvCommand) -> Result<()> {
                     .ok()?;
             let kind = r.headers.get("x-squall-type").and_then(|v| v.to_str().ok()).unwrap_or("register").to_string();
             if node.json {
-                let value = if kind == "register" {
-                    serde_json::json!({ "type": "register", "value": String::from_utf8_lossy(&r.body) })
+                if kind == "register" {
+                    let value = serde_json::json!({ "type": "register", "value": String::from_utf8_lossy(&r.body) });
+                    writeln!(out, "{value}")?;
                 } else {
-                    serde_json::from_slice(&r.body)?
-                };
-                writeln!(out, "{value}")?;
+                    // The node answers `null` for a tombstone.
+                    let value: Option<squall_api::Value> = r.json()?;
+                    writeln!(out, "{}", serde_json::to_string(&value)?)?;
+                }
             } else {
                 out.write_all(&r.body)?;
                 if !r.body.ends_with(b"\n") {
@@ -313,12 +316,10 @@ async fn kv(cmd: KvCommand) -> Result<()> {
                     q.push_str(&format!("&prefix={}", client::encode_path(p).replace('/', "%2F")));
                 }
                 let r = client::call(&node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
-                let page: serde_json::Value = serde_json::from_slice(&r.body)?;
-                for k in page["keys"].as_array().into_iter().flatten() {
-                    keys.push(k.as_str().unwrap_or_default().to_string());
-                }
-                cursor = page["cursor"].as_str().unwrap_or("0").to_string();
-                if page["done"].as_bool().unwrap_or(true) || keys.len() >= limit {
+                let page: squall_api::ScanPage = r.json()?;
+                keys.extend(page.keys);
+                cursor = page.cursor;
+                if page.done || keys.len() >= limit {
                     break;
                 }
             }

@@ -96,7 +96,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_comes_back() {
     assert_eq!(status, 507, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("disk_full"));
     let (status, _, _) = http(&node, "GET", "/readyz", b"");
-    // READYZ assert_eq!(status, 503);
+    assert_eq!(status, 503);
     assert_eq!(http(&node, "GET", "/healthz", b"").0, 200);
 
     // Freeing space lets writes in again.
@@ -106,7 +106,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_comes_back() {
         "writes were not taken again after space was freed"
     );
     acked.push("after-free".into());
-    // READYZ assert_eq!(http(&node, "GET", "/readyz", b"").0, 200);
+    assert_eq!(http(&node, "GET", "/readyz", b"").0, 200);
 
     // Fill it up again, then crash while it is full.
     for i in 0..2_000 {

@@ -1,11 +1,13 @@
 //! Redis commands as Squall operations: a pure translation from a command's
 //! arguments to store operations and back to reply frames. No I/O here; the
-//! connection loop in [`crate::redis`] runs what this produces.
+//! connection loop (`redis`) runs what this produces. The time
+//! for relative expiries comes from the caller's clock (the store's), read
+//! only by the commands that need it.
 
 use crate::resp::Frame;
 use bytes::Bytes;
+use squall_store::lattice::PhysicalClock;
 use squall_store::{Op, OpError, OpResult, Reply, SetExpiry};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A parsed command.
 #[derive(Debug)]
@@ -119,12 +121,23 @@ pub const COMMANDS: &[(&str, i64)] = &[
 /// silently wrong result.
 const NOT_SUPPORTED: &str = "is not supported: it needs coordination that Squall's coordination-free store does not do";
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// The command's name as errors show it. Only error paths call this: an
+/// allocation per command is a visible cost on the hot path.
+fn lower(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).to_ascii_lowercase()
 }
 
-fn arity_error(name: &str) -> Frame {
-    Frame::err(format!("wrong number of arguments for '{name}' command"))
+fn arity_error(name: &[u8]) -> Frame {
+    Frame::err(format!("wrong number of arguments for '{}' command", lower(name)))
+}
+
+fn expire_error(name: &[u8]) -> Frame {
+    Frame::err(format!("invalid expire time in '{}' command", lower(name)))
+}
+
+/// `ms` from now, on `clock`; `None` when that overflows.
+fn from_now(clock: &dyn PhysicalClock, ms: i64) -> Option<i64> {
+    i64::try_from(clock.now_ms()).ok()?.checked_add(ms)
 }
 
 fn int(b: &Bytes) -> Result<i64, Frame> {
@@ -150,12 +163,12 @@ fn upper(name: &[u8], buf: &mut [u8; 24]) -> Option<usize> {
 }
 
 /// Parses a command (a non-empty argument list) into a [`Cmd`], or the error
-/// frame Redis would answer.
-pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
+/// frame Redis would answer. `clock` turns relative expiries (SET EX,
+/// SETEX, EXPIRE...) into absolute ones.
+pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
     let mut buf = [0u8; 24];
     let n = upper(&args[0], &mut buf).unwrap_or(0);
     let name = &buf[..n];
-    let lower = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let Some(&(_, arity)) = COMMANDS.iter().find(|(c, _)| c.as_bytes().eq_ignore_ascii_case(name)) else {
         let shown: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
         let mut rest = String::new();
@@ -166,18 +179,18 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
     };
     let argc = args.len() as i64;
     if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
-        return Err(arity_error(&lower));
+        return Err(arity_error(&args[0]));
     }
     let key = || args[1].clone();
     let one = |op: Op| Ok(Cmd::Key { key: key(), op, render: Render::Plain });
     match name {
         b"GET" => one(Op::Get),
-        b"SET" => parse_set(args),
+        b"SET" => parse_set(args, clock),
         b"SETEX" | b"PSETEX" => {
             let t = int(&args[2])?;
             let ms = if name == b"SETEX" { t.checked_mul(1000) } else { Some(t) };
-            let at = ms.filter(|ms| *ms > 0).and_then(|ms| (now_ms() as i64).checked_add(ms));
-            let Some(at) = at else { return Err(Frame::err(format!("invalid expire time in '{lower}' command"))) };
+            let at = ms.filter(|ms| *ms > 0).and_then(|ms| from_now(clock, ms));
+            let Some(at) = at else { return Err(expire_error(&args[0])) };
             one(Op::Set { value: args[3].clone(), expiry: SetExpiry::At(at as u64), get: false })
         }
         b"DEL" | b"UNLINK" | b"EXISTS" => {
@@ -193,7 +206,7 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
         }
         b"MSET" => {
             if args.len().is_multiple_of(2) {
-                return Err(arity_error(&lower));
+                return Err(arity_error(&args[0]));
             }
             let ops = args[1..]
                 .chunks(2)
@@ -214,7 +227,7 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
         b"SCARD" => one(Op::SCard),
         b"HSET" | b"HMSET" => {
             if !args.len().is_multiple_of(2) {
-                return Err(arity_error(&lower));
+                return Err(arity_error(&args[0]));
             }
             let op = Op::HSet(args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect());
             if name == b"HMSET" {
@@ -230,28 +243,28 @@ pub fn parse(args: &[Bytes]) -> Result<Cmd, Frame> {
         b"TYPE" => one(Op::Type),
         b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" => {
             if args.len() > 3 {
-                return Err(Frame::err(format!("the NX/XX/GT/LT options of '{lower}' {NOT_SUPPORTED}")));
+                let name = lower(&args[0]);
+                return Err(Frame::err(format!("the NX/XX/GT/LT options of '{name}' {NOT_SUPPORTED}")));
             }
             let t = int(&args[2])?;
-            let now = now_ms() as i64;
             let at = match name {
-                b"EXPIRE" => t.checked_mul(1000).and_then(|ms| now.checked_add(ms)),
-                b"PEXPIRE" => now.checked_add(t),
+                b"EXPIRE" => t.checked_mul(1000).and_then(|ms| from_now(clock, ms)),
+                b"PEXPIRE" => from_now(clock, t),
                 b"EXPIREAT" => t.checked_mul(1000),
                 _ => Some(t),
             };
-            let at = at.ok_or_else(|| Frame::err(format!("invalid expire time in '{lower}' command")))?;
+            let at = at.ok_or_else(|| expire_error(&args[0]))?;
             one(Op::ExpireAt(at.max(0) as u64))
         }
         b"TTL" => Ok(Cmd::Key { key: key(), op: Op::Pttl, render: Render::Seconds }),
         b"PTTL" => one(Op::Pttl),
         b"PERSIST" => one(Op::Persist),
         b"WATCH" => Err(Frame::err(format!("WATCH {NOT_SUPPORTED}; MULTI/EXEC alone is atomic"))),
-        _ => parse_server(name, &lower, args).map(Cmd::Server),
+        _ => parse_server(name, args).map(Cmd::Server),
     }
 }
 
-fn parse_set(args: &[Bytes]) -> Result<Cmd, Frame> {
+fn parse_set(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
     let mut expiry = SetExpiry::None;
     let mut get = false;
     let mut i = 3;
@@ -265,7 +278,7 @@ fn parse_set(args: &[Bytes]) -> Result<Cmd, Frame> {
             let at = v
                 .checked_mul(scale)
                 .filter(|ms| *ms > 0)
-                .and_then(|ms| if absolute { Some(ms) } else { (now_ms() as i64).checked_add(ms) });
+                .and_then(|ms| if absolute { Some(ms) } else { from_now(clock, ms) });
             let Some(at) = at else { return Err(Frame::err("invalid expire time in 'set' command")) };
             expiry = SetExpiry::At(at as u64);
             i += 1;
@@ -288,7 +301,7 @@ fn parse_set(args: &[Bytes]) -> Result<Cmd, Frame> {
     Ok(Cmd::Key { key: args[1].clone(), op: Op::Set { value: args[2].clone(), expiry, get }, render: Render::Plain })
 }
 
-fn parse_server(name: &[u8], lower: &str, args: &[Bytes]) -> Result<Server, Frame> {
+fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
     let arg = |i: usize| args.get(i).cloned();
     Ok(match name {
         b"PING" if args.len() <= 2 => Server::Ping(arg(1)),
@@ -337,7 +350,7 @@ fn parse_server(name: &[u8], lower: &str, args: &[Bytes]) -> Result<Server, Fram
             Server::ConfigGet(args[2..].to_vec())
         }
         b"SCAN" => parse_scan(args)?,
-        _ => return Err(arity_error(lower)),
+        _ => return Err(arity_error(&args[0])),
     })
 }
 
@@ -418,9 +431,17 @@ pub fn combine(results: Vec<OpResult>, how: Combine) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use squall_store::lattice::ManualClock;
+
+    /// Milliseconds since the epoch on the tests' clock.
+    const NOW: u64 = 1_700_000_000_000;
 
     fn args(s: &str) -> Vec<Bytes> {
         s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    fn parse(s: &[Bytes]) -> Result<Cmd, Frame> {
+        super::parse(s, &ManualClock::new(NOW))
     }
 
     fn err(s: &str) -> String {
@@ -446,7 +467,7 @@ mod tests {
     fn set_options_parse_and_conditional_writes_are_refused() {
         match parse(&args("SET k v EX 10 GET")) {
             Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::At(at), get: true, .. }, .. }) => {
-                assert!(at > now_ms() + 9_000 && at <= now_ms() + 10_000);
+                assert_eq!(at, NOW + 10_000);
             }
             other => panic!("{other:?}"),
         }
@@ -464,6 +485,29 @@ mod tests {
         assert_eq!(err("PEXPIRE k 9223372036854775807"), "ERR invalid expire time in 'pexpire' command");
         assert_eq!(err("SET k v PX 9223372036854775807"), "ERR invalid expire time in 'set' command");
         assert_eq!(err("SETEX k 9223372036854775807 v"), "ERR invalid expire time in 'setex' command");
+    }
+
+    /// Relative expiries count from the clock the caller passes; absolute
+    /// ones are taken as they are.
+    #[test]
+    fn expiries_are_read_on_the_given_clock() {
+        let at = |s: &str| match parse(&args(s)) {
+            Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::At(at), .. } | Op::ExpireAt(at), .. }) => at,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(at("SET k v PX 250"), NOW + 250);
+        assert_eq!(at("SET k v EXAT 1800000000"), 1_800_000_000_000);
+        assert_eq!(at("SET k v PXAT 1800000000123"), 1_800_000_000_123);
+        assert_eq!(at("SETEX k 5 v"), NOW + 5_000);
+        assert_eq!(at("PSETEX k 5 v"), NOW + 5);
+        assert_eq!(at("EXPIRE k 60"), NOW + 60_000);
+        assert_eq!(at("PEXPIRE k 60"), NOW + 60);
+        assert_eq!(at("EXPIREAT k 1800000000"), 1_800_000_000_000);
+        assert_eq!(at("PEXPIREAT k 1800000000123"), 1_800_000_000_123);
+        assert_eq!(at("EXPIRE k -5"), NOW - 5_000);
+        assert_eq!(err("SETEX k 0 v"), "ERR invalid expire time in 'setex' command");
+        assert_eq!(err("pSeTeX k -1 v"), "ERR invalid expire time in 'psetex' command");
+        assert_eq!(err("ExPiRe k 1 NX"), format!("ERR the NX/XX/GT/LT options of 'expire' {NOT_SUPPORTED}"));
     }
 
     #[test]

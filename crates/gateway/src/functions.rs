@@ -1,10 +1,6 @@
-//! `/v1/functions`: deploy, list, show, remove, invoke, logs; and the
-//! per-function metrics.
+//! `/v1/functions`: deploy, list, show, remove, invoke, logs.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -15,13 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
 use squall_scheduler::{
     DeploySpec, Error, FailureCode, FunctionMeta, InvocationLog, LogQuery, Request, Response as Invoked,
 };
 
-use crate::http::{ApiError, App, bad_request, body_error, query};
-use crate::metrics::Histogram;
+use crate::app::App;
+use crate::error::{ApiError, bad_request, body_error, path, query};
 
 /// Largest component a deploy accepts.
 pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -39,21 +34,10 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         .route("/v1/functions/{name}/logs", get(logs))
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::BadComponent(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::InputTooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
-
-/// The status a failed invocation answers with.
-fn status(code: FailureCode) -> StatusCode {
+/// The status of an invocation that ran and failed. Mapping outcomes onto
+/// HTTP is the gateway's business, not the runtime's; the numbers are the
+/// ones the API has always answered.
+fn failure_status(code: FailureCode) -> StatusCode {
     match code {
         FailureCode::Trap | FailureCode::Internal | FailureCode::LimitExceeded => StatusCode::INTERNAL_SERVER_ERROR,
         FailureCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -62,35 +46,19 @@ fn status(code: FailureCode) -> StatusCode {
     }
 }
 
-fn error_response(e: Error) -> Response {
-    let retry = match &e {
-        Error::Busy { retry_after, .. } => Some(retry_after.as_secs().max(1)),
-        _ => None,
-    };
-    let mut r = ApiError::from(e).into_response();
-    if let Some(secs) = retry {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+fn function(m: &FunctionMeta) -> squall_api::Function {
+    squall_api::Function {
+        concurrency: m.limits.concurrency,
+        created_ms: m.created_ms,
+        digest: m.digest.clone(),
+        env: m.env.clone(),
+        memory_bytes: m.limits.memory_bytes,
+        name: m.name.clone(),
+        queue: m.limits.queue,
+        size: m.size,
+        timeout_ms: m.limits.timeout_ms,
+        version: m.version,
     }
-    r
-}
-
-fn meta_json(m: &FunctionMeta) -> Json {
-    json!({
-        "name": m.name,
-        "version": m.version,
-        "digest": m.digest,
-        "size": m.size,
-        "timeout_ms": m.limits.timeout_ms,
-        "memory_bytes": m.limits.memory_bytes,
-        "concurrency": m.limits.concurrency,
-        "queue": m.limits.queue,
-        "env": m.env,
-        "created_ms": m.created_ms,
-    })
-}
-
-fn path_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    name.map(|Path(n)| n).map_err(|e| bad_request(e.body_text()))
 }
 
 /// `30s`, `500ms`, `2m`, `1h`, or plain milliseconds.
@@ -175,7 +143,7 @@ async fn deploy(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let name = path_name(name)?;
+    let name = path(name)?;
     let spec = deploy_spec(&query(params)?, &headers)?;
     let body = body.map_err(body_error)?;
     if body.is_empty() {
@@ -187,23 +155,25 @@ async fn deploy(
     }
     let meta = app.functions.deploy(&name, body, spec).await?;
     let status = if meta.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(meta_json(&meta))).into_response())
+    Ok((status, axum::Json(function(&meta))).into_response())
 }
 
-async fn list(State(app): State<App>) -> axum::Json<Json> {
-    let fns: Vec<Json> = app.functions.list().iter().map(meta_json).collect();
-    axum::Json(json!({ "functions": fns }))
+async fn list(State(app): State<App>) -> axum::Json<squall_api::FunctionList> {
+    axum::Json(squall_api::FunctionList { functions: app.functions.list().iter().map(function).collect() })
 }
 
-async fn show(State(app): State<App>, name: Result<Path<String>, PathRejection>) -> Result<axum::Json<Json>, ApiError> {
-    Ok(axum::Json(meta_json(&app.functions.show(&path_name(name)?)?)))
+async fn show(
+    State(app): State<App>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<squall_api::Function>, ApiError> {
+    Ok(axum::Json(function(&app.functions.show(&path(name)?)?)))
 }
 
 async fn remove(
     State(app): State<App>,
     name: Result<Path<String>, PathRejection>,
-) -> Result<axum::Json<Json>, ApiError> {
-    Ok(axum::Json(meta_json(&app.functions.remove(&path_name(name)?).await?)))
+) -> Result<axum::Json<squall_api::Function>, ApiError> {
+    Ok(axum::Json(function(&app.functions.remove(&path(name)?).await?)))
 }
 
 /// `Server-Timing`: milliseconds with three decimals (integer arithmetic:
@@ -233,7 +203,7 @@ async fn invoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let name = match path_name(name) {
+    let name = match path(name) {
         Ok(n) => n,
         Err(e) => return e.into_response(),
     };
@@ -241,7 +211,7 @@ async fn invoke(
     let input = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(Error::InputTooLarge(max + 1, max));
+            return ApiError::from(Error::InputTooLarge(max + 1, max)).into_response();
         }
         Err(e) => return body_error(e).into_response(),
     };
@@ -261,7 +231,7 @@ pub(crate) async fn invoke_request(
     let input = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max + 1)).await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error_response(Error::InputTooLarge(max + 1, max));
+            return ApiError::from(Error::InputTooLarge(max + 1, max)).into_response();
         }
         Err(e) => return bad_request(format!("cannot read the request body: {e}")).into_response(),
     };
@@ -286,7 +256,7 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
     }
     let r = match result {
         Ok(r) => r,
-        Err(e) => return error_response(e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let timing = server_timing(&r);
     let mut resp = match r.outcome {
@@ -295,8 +265,7 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             resp
         }
-        Err(f) => (status(f.code), axum::Json(json!({ "error": { "code": f.code.as_str(), "message": f.message } })))
-            .into_response(),
+        Err(f) => ApiError::new(failure_status(f.code), f.code.as_str(), f.message).into_response(),
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&r.invocation_id) {
@@ -319,111 +288,37 @@ struct LogsQuery {
     limit: Option<usize>,
 }
 
-fn log_json(l: &InvocationLog) -> Json {
-    let lines: Vec<Json> = l
-        .lines
-        .iter()
-        .map(|line| json!({ "at_ms": line.at_ms, "level": line.level.as_str(), "message": line.message }))
-        .collect();
-    json!({
-        "seq": l.seq,
-        "invocation_id": l.invocation_id,
-        "function": l.function,
-        "version": l.version,
-        "started_ms": l.started_ms,
-        "duration_us": l.duration_us,
-        "status": l.status,
-        "error": l.error,
-        "lines": lines,
-    })
+fn log(l: &InvocationLog) -> squall_api::InvocationLog {
+    squall_api::InvocationLog {
+        duration_us: l.duration_us,
+        error: l.error.clone(),
+        function: l.function.clone(),
+        invocation_id: l.invocation_id.clone(),
+        lines: l
+            .lines
+            .iter()
+            .map(|line| squall_api::LogLine {
+                at_ms: line.at_ms,
+                level: line.level.as_str().to_string(),
+                message: line.message.clone(),
+            })
+            .collect(),
+        seq: l.seq,
+        started_ms: l.started_ms,
+        status: l.status.to_string(),
+        version: l.version,
+    }
 }
 
 async fn logs(
     State(app): State<App>,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<LogsQuery>, QueryRejection>,
-) -> Result<axum::Json<Json>, ApiError> {
-    let name = path_name(name)?;
+) -> Result<axum::Json<squall_api::Logs>, ApiError> {
+    let name = path(name)?;
     let q = query(q)?;
     let q = LogQuery { invocation_id: q.invocation, after: q.after, limit: q.limit.or(Some(20)) };
     let found = app.functions.logs(&name, &q)?;
     let next = found.last().map(|l| l.seq).or(q.after).unwrap_or(0);
-    Ok(axum::Json(json!({ "logs": found.iter().map(log_json).collect::<Vec<_>>(), "after": next })))
-}
-
-/// Invocations of one function, by outcome code, and their latency.
-#[derive(Debug, Default)]
-pub struct FunctionMetrics {
-    by_code: Mutex<BTreeMap<&'static str, u64>>,
-    pub total: AtomicU64,
-    pub latency: Histogram,
-}
-
-impl FunctionMetrics {
-    fn record(&self, code: &'static str, d: Duration) {
-        self.total.fetch_add(1, Ordering::Relaxed);
-        *self.by_code.lock().expect("metrics").entry(code).or_default() += 1;
-        self.latency.observe(d);
-    }
-}
-
-/// Per-function metrics, by name.
-#[derive(Debug, Default)]
-pub struct FunctionsMetrics {
-    by_name: Mutex<HashMap<String, Arc<FunctionMetrics>>>,
-}
-
-impl crate::Metrics {
-    pub fn function(&self, name: &str) -> Arc<FunctionMetrics> {
-        let mut m = self.functions.by_name.lock().expect("metrics");
-        if let Some(f) = m.get(name) {
-            return f.clone();
-        }
-        m.entry(name.to_string()).or_default().clone()
-    }
-}
-
-pub(crate) fn render_metrics(app: &App, out: &mut String) {
-    let by_name: Vec<(String, Arc<FunctionMetrics>)> = {
-        let m = app.metrics.functions.by_name.lock().expect("metrics");
-        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
-    let name = "squall_function_invocations_total";
-    let _ = writeln!(out, "# HELP {name} Invocations over HTTP, by function and outcome code.\n# TYPE {name} counter");
-    for (f, m) in &by_name {
-        for (code, n) in m.by_code.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "{name}{{function=\"{f}\",code=\"{code}\"}} {n}");
-        }
-    }
-    let name = "squall_function_errors_total";
-    let _ =
-        writeln!(out, "# HELP {name} Invocations that did not succeed, by function and code.\n# TYPE {name} counter");
-    for (f, m) in &by_name {
-        for (code, n) in m.by_code.lock().expect("metrics").iter().filter(|(c, _)| **c != "ok") {
-            let _ = writeln!(out, "{name}{{function=\"{f}\",code=\"{code}\"}} {n}");
-        }
-    }
-    let name = "squall_function_duration_seconds";
-    let _ = writeln!(out, "# HELP {name} Time to answer an invocation, queue included.\n# TYPE {name} histogram");
-    for (f, m) in &by_name {
-        m.latency.render_series(out, name, &format!("function=\"{f}\","));
-    }
-    let name = "squall_function_instances_ready";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Instances made ready ahead of their calls, all functions.\n# TYPE {name} gauge\n{name} {}",
-        app.functions.ready_instances()
-    );
-    for (name, help, pick) in [
-        ("squall_function_instances", "Instances running now, by function.", 2usize),
-        ("squall_function_queue_depth", "Invocations waiting for a turn, by function.", 1),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (f, queued, running) in app.functions.load_by_function() {
-            let v = if pick == 1 { queued } else { running };
-            let _ = writeln!(out, "{name}{{function=\"{f}\"}} {v}");
-        }
-    }
+    Ok(axum::Json(squall_api::Logs { after: next, logs: found.iter().map(log).collect() }))
 }

@@ -1,36 +1,22 @@
-//! The HTTP API: keys (`/v1/kv`), health, readiness and metrics. Handlers
-//! translate requests into store operations and results into responses; the
-//! logic lives in the store.
+//! The HTTP API as a whole: [`Api`] (the router, with its hot route answered
+//! beside it), and [`serve`], which accepts connections and drains them on
+//! shutdown. The handlers live in `kv` and `functions`.
 
+use crate::app::App;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::redis::DEFAULT_NS;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::{Value as Json, json};
 use squall_scheduler::Functions;
-use squall_store::lattice::{Entry, Value};
-use squall_store::{Handle, Op, OpError, Reply, SetExpiry};
+use squall_store::Handle;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::sync::watch;
-
-#[derive(Clone)]
-pub(crate) struct App {
-    pub store: Handle,
-    pub metrics: Arc<Metrics>,
-    pub ns: bytes::Bytes,
-    pub functions: Functions,
-}
 
 /// The HTTP API: the router, except for its hot route, invoking a function,
 /// which is answered without it (no routing table, no extractors, no copy
@@ -43,9 +29,17 @@ pub struct Api {
 
 impl Api {
     /// `max_body` is the limit on key bodies (function components and inputs
-    /// have their own limits).
-    pub fn new(store: Handle, functions: Functions, metrics: Arc<Metrics>, max_body: usize) -> Api {
-        let app = App { store, metrics, ns: bytes::Bytes::from_static(DEFAULT_NS), functions };
+    /// have their own limits). `ready` is the node's say on readiness:
+    /// `/readyz` answers ready while it is true and the store takes writes,
+    /// and 503 with the reason otherwise (`/healthz` answers regardless).
+    pub fn new(
+        store: Handle,
+        functions: Functions,
+        metrics: Arc<Metrics>,
+        max_body: usize,
+        ready: watch::Receiver<bool>,
+    ) -> Api {
+        let app = App { store, metrics, ns: bytes::Bytes::from_static(crate::DEFAULT_NS), functions, ready };
         Api { router: router(&app, max_body), app }
     }
 
@@ -84,14 +78,7 @@ fn invoke_target<B>(req: &Request<B>) -> Option<String> {
 }
 
 fn router(app: &App, max_body: usize) -> Router {
-    Router::new()
-        .route("/v1/kv", get(scan))
-        .route("/v1/kv/", get(scan))
-        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
-        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
-        .route("/readyz", get(|| async { axum::Json(json!({ "status": "ready" })) }))
-        .route("/metrics", get(render_metrics))
-        .route_layer(DefaultBodyLimit::max(max_body))
+    crate::kv::routes(max_body)
         .merge(crate::functions::routes(app))
         // After the merge, so the functions' routes answer a wrong method
         // with the same JSON error as the others.
@@ -114,7 +101,7 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, m
     let mut next = 0usize;
     loop {
         let std = tokio::select! {
-            s = crate::redis::accept(&listener) => s,
+            s = crate::listen::accept(&listener) => s,
             _ = stop.wait_for(|s| *s) => break,
         };
         let shard = next % store.shards();
@@ -141,46 +128,6 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, m
     closed_tx.closed().await;
 }
 
-/// An API error: a status and a stable code.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response()
-    }
-}
-
-impl From<squall_store::Error> for ApiError {
-    fn from(e: squall_store::Error) -> Self {
-        match e {
-            squall_store::Error::Refused(e) => e.into(),
-            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
-        }
-    }
-}
-
-impl From<OpError> for ApiError {
-    fn from(e: OpError) -> Self {
-        let status = match e {
-            OpError::WrongType | OpError::NotInteger | OpError::Overflow => StatusCode::CONFLICT,
-            OpError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-            OpError::DiskFailed => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::new(status, e.code(), e.message())
-    }
-}
-
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -195,159 +142,4 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )
-}
-
-/// A hundred years: longer is a mistake, and would overflow the clock.
-const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600;
-
-#[derive(Deserialize)]
-struct KeyQuery {
-    at: Option<String>,
-    /// Seconds to live, for PUT.
-    ttl: Option<u64>,
-}
-
-fn key_bytes(key: String) -> Result<bytes::Bytes, ApiError> {
-    if key.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the key is empty: use /v1/kv/KEY"));
-    }
-    Ok(bytes::Bytes::from(key))
-}
-
-fn no_time_travel(q: &KeyQuery) -> Result<(), ApiError> {
-    match &q.at {
-        None => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "reading the past (?at=) needs the window log, which this version does not have yet",
-        )),
-    }
-}
-
-/// A body that could not be read (too large, cut off) as a JSON error.
-pub(crate) fn body_error(e: BytesRejection) -> ApiError {
-    let status = e.status();
-    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
-    ApiError::new(status, code, e.body_text())
-}
-
-/// Axum's own rejections (bad query strings, bad percent-encoding) as JSON errors.
-pub(crate) fn bad_request(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-}
-
-fn path_key(key: Result<Path<String>, PathRejection>) -> Result<bytes::Bytes, ApiError> {
-    let Path(key) = key.map_err(|e| bad_request(e.body_text()))?;
-    key_bytes(key)
-}
-
-pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
-}
-
-async fn get_key(
-    State(app): State<App>,
-    key: Result<Path<String>, PathRejection>,
-    q: Result<Query<KeyQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    no_time_travel(&query(q)?)?;
-    let key = path_key(key)?;
-    let shown = String::from_utf8_lossy(&key).into_owned();
-    match app.store.exec(&app.ns, key, Op::Snapshot).await?? {
-        Reply::Entry(entry) => Ok(render_entry(&entry)),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key '{shown}'"))),
-    }
-}
-
-/// A register's bytes as they are; other types as JSON.
-fn render_entry(entry: &Entry) -> Response {
-    let text = |b: &[u8]| Json::String(String::from_utf8_lossy(b).into_owned());
-    let (kind, body) = match &entry.value {
-        Value::Register(b) => {
-            let mut r = (StatusCode::OK, b.clone()).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            r.headers_mut().insert("x-squall-type", HeaderValue::from_static("register"));
-            return r;
-        }
-        Value::Counter(c) => ("counter", json!({ "type": "counter", "value": c.value() })),
-        Value::Max(m) => ("max", json!({ "type": "max", "value": m.0 })),
-        Value::Set(s) => {
-            ("set", json!({ "type": "set", "members": s.iter().map(|(m, _)| text(m)).collect::<Vec<_>>() }))
-        }
-        Value::Map(m) => {
-            let fields: serde_json::Map<String, Json> = m
-                .iter()
-                .filter_map(|(f, r)| r.value.as_ref().map(|v| (String::from_utf8_lossy(f).into_owned(), text(v))))
-                .collect();
-            ("map", json!({ "type": "map", "fields": fields }))
-        }
-        Value::Tombstone => ("none", Json::Null),
-    };
-    let mut r = axum::Json(body).into_response();
-    r.headers_mut().insert("x-squall-type", HeaderValue::from_static(kind));
-    r
-}
-
-async fn put_key(
-    State(app): State<App>,
-    key: Result<Path<String>, PathRejection>,
-    q: Result<Query<KeyQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    let q = query(q)?;
-    no_time_travel(&q)?;
-    let body = body.map_err(body_error)?;
-    let expiry = match q.ttl {
-        Some(s @ 1..=MAX_TTL_SECONDS) => SetExpiry::At(crate::commands::now_ms() + s * 1000),
-        Some(_) => return Err(bad_request(format!("ttl must be between 1 and {MAX_TTL_SECONDS} seconds"))),
-        None => SetExpiry::None,
-    };
-    app.store.exec(&app.ns, path_key(key)?, Op::Set { value: body, expiry, get: false }).await??;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn delete_key(State(app): State<App>, key: Result<Path<String>, PathRejection>) -> Result<StatusCode, ApiError> {
-    let key = path_key(key)?;
-    let shown = String::from_utf8_lossy(&key).into_owned();
-    match app.store.exec(&app.ns, key, Op::Del).await?? {
-        Reply::Int(1) => Ok(StatusCode::NO_CONTENT),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("no key '{shown}'"))),
-    }
-}
-
-#[derive(Deserialize)]
-struct ScanQuery {
-    prefix: Option<String>,
-    cursor: Option<String>,
-    limit: Option<usize>,
-}
-
-/// Escapes glob characters so a prefix matches literally.
-async fn scan(
-    State(app): State<App>,
-    q: Result<Query<ScanQuery>, QueryRejection>,
-) -> Result<axum::Json<Json>, ApiError> {
-    let q = query(q)?;
-    let cursor = match q.cursor.as_deref() {
-        None | Some("") => 0,
-        Some(c) => c.parse().map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "cursor must be a number from an earlier answer")
-        })?,
-    };
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let pattern = q.prefix.as_deref().map(|p| squall_store::prefix_pattern(p.as_bytes()));
-    let (next, keys) = app.store.scan(&app.ns, cursor, limit, pattern, None).await?;
-    let keys: Vec<Json> = keys.iter().map(|k| Json::String(String::from_utf8_lossy(k).into_owned())).collect();
-    Ok(axum::Json(json!({ "keys": keys, "cursor": next.to_string(), "done": next == 0 })))
-}
-
-async fn render_metrics(State(app): State<App>) -> Response {
-    let mut text = app.metrics.render(&app.store);
-    crate::functions::render_metrics(&app, &mut text);
-    let bytes: Vec<u64> = (0..app.store.shards()).map(|s| app.store.stats(s).bytes.load(Ordering::Relaxed)).collect();
-    Metrics::render_bytes(&mut text, &bytes);
-    let mut r = text.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    r
 }

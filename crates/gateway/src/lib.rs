@@ -1,16 +1,39 @@
 //! Squall's front doors: the Redis-protocol (RESP2) listener and the HTTP
-//! API, with the metrics they record.
+//! API, with the metrics they record. The gateway translates requests into
+//! store and scheduler calls and results into replies; it holds no business
+//! logic of its own.
 //!
-//! The gateway translates requests into store operations and results into
-//! replies; it holds no business logic of its own. `resp` is the wire format,
-//! `commands` maps Redis commands onto lattice operations, `redis` runs
-//! connections, `http` serves `/v1/kv`, `functions` serves `/v1/functions`, `/healthz`, `/readyz` and `/metrics`.
+//! Modules, each importing only those listed before it:
+//! - `resp`: the RESP2 wire format (parsing with limits, encoding frames).
+//! - `metrics`: counters and histograms, per-function metrics, and the
+//!   `/metrics` exposition.
+//! - `listen`: accepting sockets for both listeners.
+//! - `error`: the API's JSON error ([`error::ApiError`]), how store and
+//!   scheduler errors become one, and the request-extraction helpers.
+//! - `commands` (imports `resp`): Redis commands as store operations, pure.
+//! - `redis` (imports `resp`, `commands`, `metrics`, `listen`): Redis
+//!   connections.
+//! - `app` (imports `metrics`): the state the HTTP handlers share.
+//! - `kv` (imports `app`, `error`, `metrics`): `/v1/kv`, `/healthz`,
+//!   `/readyz`, `/metrics`.
+//! - `functions` (imports `app`, `error`): `/v1/functions`.
+//! - `http` (imports `app`, `error`, `metrics`, `listen`, `kv`,
+//!   `functions`): the [`http::Api`], its router, and `serve`.
+//!
+//! The JSON bodies are `squall_api`'s types, shared with the CLI.
 
+mod app;
 pub mod commands;
+pub mod error;
 pub mod functions;
 pub mod http;
+mod kv;
+mod listen;
 pub mod metrics;
 pub mod redis;
 pub mod resp;
 
 pub use metrics::Metrics;
+
+/// The namespace both front doors serve: Redis's database 0 and `/v1/kv`.
+pub const DEFAULT_NS: &[u8] = b"default";

@@ -1,9 +1,14 @@
-//! Counters and histograms for `/metrics`, in Prometheus text format.
-//! Plain atomics: recording costs a few relaxed adds on the hot path.
+//! Counters and histograms for `/metrics`, in Prometheus text format: the
+//! listeners', the per-function ones, and the rendering of all of them with
+//! the store's shard stats. Plain atomics: recording costs a few relaxed adds
+//! on the hot path.
 
+use squall_scheduler::Functions;
 use squall_store::Handle;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -71,7 +76,7 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_errors: AtomicU64,
     pub http_latency: Histogram,
-    pub functions: crate::functions::FunctionsMetrics,
+    pub functions: FunctionsMetrics,
 }
 
 impl Default for Metrics {
@@ -172,6 +177,87 @@ impl Metrics {
         );
         for (shard, b) in bytes.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {b}");
+        }
+    }
+}
+
+/// Invocations of one function, by outcome code, and their latency.
+#[derive(Debug, Default)]
+pub struct FunctionMetrics {
+    by_code: Mutex<BTreeMap<&'static str, u64>>,
+    pub total: AtomicU64,
+    pub latency: Histogram,
+}
+
+impl FunctionMetrics {
+    pub fn record(&self, code: &'static str, d: Duration) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        *self.by_code.lock().expect("metrics").entry(code).or_default() += 1;
+        self.latency.observe(d);
+    }
+}
+
+/// Per-function metrics, by name.
+#[derive(Debug, Default)]
+pub struct FunctionsMetrics {
+    by_name: Mutex<HashMap<String, Arc<FunctionMetrics>>>,
+}
+
+impl Metrics {
+    pub fn function(&self, name: &str) -> Arc<FunctionMetrics> {
+        let mut m = self.functions.by_name.lock().expect("metrics");
+        if let Some(f) = m.get(name) {
+            return f.clone();
+        }
+        m.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Adds the per-function series, and the scheduler's instances and queues.
+    pub fn render_functions(&self, out: &mut String, functions: &Functions) {
+        let by_name: Vec<(String, Arc<FunctionMetrics>)> = {
+            let m = self.functions.by_name.lock().expect("metrics");
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let name = "squall_function_invocations_total";
+        let _ =
+            writeln!(out, "# HELP {name} Invocations over HTTP, by function and outcome code.\n# TYPE {name} counter");
+        for (f, m) in &by_name {
+            for (code, n) in m.by_code.lock().expect("metrics").iter() {
+                let _ = writeln!(out, "{name}{{function=\"{f}\",code=\"{code}\"}} {n}");
+            }
+        }
+        let name = "squall_function_errors_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Invocations that did not succeed, by function and code.\n# TYPE {name} counter"
+        );
+        for (f, m) in &by_name {
+            for (code, n) in m.by_code.lock().expect("metrics").iter().filter(|(c, _)| **c != "ok") {
+                let _ = writeln!(out, "{name}{{function=\"{f}\",code=\"{code}\"}} {n}");
+            }
+        }
+        let name = "squall_function_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to answer an invocation, queue included.\n# TYPE {name} histogram");
+        for (f, m) in &by_name {
+            m.latency.render_series(out, name, &format!("function=\"{f}\","));
+        }
+        let name = "squall_function_instances_ready";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Instances made ready ahead of their calls, all functions.\n# TYPE {name} gauge\n{name} {}",
+            functions.ready_instances()
+        );
+        for (name, help, pick) in [
+            ("squall_function_instances", "Instances running now, by function.", 2usize),
+            ("squall_function_queue_depth", "Invocations waiting for a turn, by function.", 1),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (f, queued, running) in functions.load_by_function() {
+                let v = if pick == 1 { queued } else { running };
+                let _ = writeln!(out, "{name}{{function=\"{f}\"}} {v}");
+            }
         }
     }
 }

@@ -8,7 +8,9 @@
 //! Work for one shard runs in the order it was sent, so a connection's
 //! commands on one key apply in order.
 
+use crate::DEFAULT_NS;
 use crate::commands::{self, Cmd, Render, Server};
+use crate::listen::accept;
 use crate::metrics::Metrics;
 use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
@@ -22,9 +24,6 @@ use std::time::Instant;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
-
-/// The Redis database 0 is Squall's `default` namespace.
-pub const DEFAULT_NS: &[u8] = b"default";
 
 /// Listener settings.
 #[derive(Debug, Clone, Copy)]
@@ -75,26 +74,6 @@ pub async fn serve(
                 conn.run(fd).await;
             }
         });
-    }
-}
-
-/// The next accepted connection, with Nagle off, detached from this
-/// thread's event loop so a shard thread can take it. Failed accepts (out
-/// of file descriptors and the like) are logged and retried after a pause.
-pub(crate) async fn accept(listener: &TcpListener) -> std::net::TcpStream {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                if let Ok(std) = stream.into_std() {
-                    return std;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
     }
 }
 
@@ -256,7 +235,7 @@ impl Conn {
 
     /// Starts one command. Returns false when the connection should close.
     async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>) -> bool {
-        let cmd = match commands::parse(args) {
+        let cmd = match commands::parse(args, &**self.store.clock()) {
             Ok(cmd) => cmd,
             Err(frame) => {
                 if let Some(tx) = &mut self.multi {

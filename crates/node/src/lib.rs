@@ -141,6 +141,8 @@ pub struct Node {
     http_addr: SocketAddr,
     resp_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// What `/readyz` reports (with the store's health): set by [`Node::ready`].
+    ready: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     config: Config,
 }
@@ -197,7 +199,10 @@ impl Node {
         let functions = Functions::start(handle.clone(), Arc::new(runtime), Settings::default())
             .await
             .map_err(|e| Error::Functions(e.to_string()))?;
-        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes);
+        // Ready from the start, for now: the node has nothing yet to wait for
+        // once its store is open and the functions are loaded.
+        let (ready, ready_rx) = watch::channel(false);
+        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx);
         let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, stopped.clone()));
         let resp_task =
             tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
@@ -207,6 +212,7 @@ impl Node {
             http_addr,
             resp_addr,
             stop,
+            ready,
             tasks: vec![http_task, resp_task],
             config,
         })
@@ -222,6 +228,14 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Says the node is ready: `/readyz` answers ready from now on (while
+    /// the disk is healthy). Call it once the node has what it must serve:
+    /// `squall up --examples` deploys the examples first, so a client that
+    /// waits for readiness finds them.
+    pub fn ready(&self) {
+        self.ready.send_replace(true);
     }
 
     /// The function service (deploy, invoke, ...).
