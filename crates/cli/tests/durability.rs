@@ -108,3 +108,25 @@ fn a_clean_stop_keeps_async_writes() {
     assert_eq!(c.get::<_, i64>("k499").unwrap(), 499);
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 500);
 }
+
+/// SIGTERM drains: an invocation running when the node is told to stop
+/// finishes, commits and is answered, and the node exits cleanly.
+#[test]
+fn a_stop_lets_a_running_invocation_finish_and_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut node = TestNode::start_in(&dir, &["--durability", "sync"]);
+    let (status, _, body) = common::http(&node, "PUT", "/v1/functions/slow", squall_guests::HOSTILE);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let base = node.http.clone();
+    let call = std::thread::spawn(move || {
+        common::http_at(&base, "POST", "/v1/functions/slow/invoke", &[], b"sleep 1500 drained")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(node.stop().success(), "the node did not exit cleanly");
+    let (status, _, body) = call.join().unwrap();
+    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "ok"));
+    let node = TestNode::start_in(&dir, &[]);
+    let mut c = node.redis();
+    assert_eq!(c.get::<_, Option<String>>("drained").unwrap().as_deref(), Some("after the sleep"));
+}

@@ -16,7 +16,6 @@ use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
 use squall_store::lattice::Timestamp;
 use squall_store::{Handle, OpResult, Response, Session, Written};
-use std::future::Future;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,24 +45,29 @@ const BUFFER_KEEP: usize = 1024 * 1024;
 
 /// Accepts connections until `shutdown` resolves; each connection runs on a
 /// shard thread, round-robin.
+/// Accepts connections until `stop` turns true, then lets each connection
+/// finish the commands it has read (answering them) and close, and returns
+/// once every connection has closed.
 pub async fn serve(
     listener: TcpListener,
     store: Handle,
     metrics: Arc<Metrics>,
     opts: Options,
-    shutdown: impl Future<Output = ()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    tokio::pin!(shutdown);
+    let (closed_tx, closed_rx) = tokio::sync::watch::channel(());
     let mut next = 0usize;
     loop {
         let std = tokio::select! {
             s = accept(&listener) => s,
-            _ = &mut shutdown => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let shard = next % store.shards();
         next = next.wrapping_add(1);
-        let conn = Conn::new(store.clone(), metrics.clone(), opts);
+        let conn = Conn::new(store.clone(), metrics.clone(), opts, stop.clone());
+        let open = closed_rx.clone();
         store.spawn_on(shard, async move {
+            let _open = open;
             // Registering the socket here puts it on this shard's event loop.
             // (Deprecated because a generic `T` might hand out a descriptor it
             // does not own; a `std::net::TcpStream` owns its own for as long
@@ -75,6 +79,8 @@ pub async fn serve(
             }
         });
     }
+    drop(closed_rx);
+    closed_tx.closed().await;
 }
 
 enum Pending {
@@ -102,10 +108,12 @@ struct Conn {
     /// The newest stamp this round wrote: once acknowledged, every later
     /// request on the node goes after it.
     wrote: Timestamp,
+    /// Turns true when the node stops: the connection closes between rounds.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Conn {
-    fn new(store: Handle, metrics: Arc<Metrics>, opts: Options) -> Self {
+    fn new(store: Handle, metrics: Arc<Metrics>, opts: Options, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         let shards = store.shards();
         Conn {
             store,
@@ -118,6 +126,7 @@ impl Conn {
             written: vec![0; shards],
             session: Session::default(),
             wrote: Timestamp::ZERO,
+            stop,
         }
     }
 
@@ -130,7 +139,12 @@ impl Conn {
         let mut pending = Vec::new();
         let mut parser = resp::Parser::default();
         'conn: loop {
-            match read(&stream, &mut chunk, &mut rbuf).await {
+            // Between rounds: what was read has been answered.
+            let got = tokio::select! {
+                r = read(&stream, &mut chunk, &mut rbuf) => r,
+                _ = self.stop.wait_for(|s| *s) => break,
+            };
+            match got {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

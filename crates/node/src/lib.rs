@@ -184,9 +184,6 @@ impl Node {
         let handle = store.handle();
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = watch::channel(false);
-        let wait = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         let http_addr = http_listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
         let resp_addr = resp_listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
         let runtime = squall_runtime::Runtime::new(squall_runtime::Options {
@@ -204,8 +201,7 @@ impl Node {
         let (ready, ready_rx) = watch::channel(false);
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx);
         let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, stopped.clone()));
-        let resp_task =
-            tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), wait(stopped)));
+        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), stopped));
         Ok(Node {
             store: Some(store),
             functions,
@@ -263,16 +259,25 @@ impl Node {
         }
     }
 
-    /// Stops accepting, lets in-flight HTTP requests finish, closes the Redis
-    /// connections, writes what is pending and syncs the disk.
+    /// Stops accepting, lets in-flight HTTP requests and Redis commands
+    /// finish and their connections close, waits for running invocations,
+    /// then writes what is pending and syncs the disk.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        // The listeners stop accepting; each connection answers what it has
+        // read and closes.
         for mut t in self.tasks.drain(..) {
             // An idle keep-alive client must not hold shutdown up for long.
             if tokio::time::timeout(std::time::Duration::from_secs(5), &mut t).await.is_err() {
                 t.abort();
             }
         }
+        // Invocations already running finish and commit.
+        if !self.functions.drain(std::time::Duration::from_secs(10)).await {
+            tracing::warn!("invocations still running after 10 s are cut off by the shutdown");
+        }
+        // Then the store: shards handle what they were sent, the writer
+        // writes and syncs the rest.
         if let Some(store) = self.store.take() {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }

@@ -114,6 +114,23 @@ impl Functions {
         v
     }
 
+    /// Waits until no invocation is queued or running (their follow-up work
+    /// included), for at most `limit`; false if some were still going. For
+    /// a node that stops: its listeners take no new calls by then.
+    pub async fn drain(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let busy = self.load_by_function().iter().any(|(_, queued, running)| queued + running > 0);
+            if !busy {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Queue depth and running instances of every deployed function.
     pub fn load_by_function(&self) -> Vec<(String, usize, usize)> {
         self.all_stats()

@@ -6,6 +6,7 @@
 //! - `fail KEY`: writes `KEY`, then returns an error (likewise).
 //! - `print N`: prints N lines to stdout, then answers `ok`.
 //! - `env NAME`: answers the environment value `NAME` (or `unset`).
+//! - `sleep MS KEY`: sleeps MS milliseconds, then writes `KEY` and answers `ok`.
 
 use squall_sdk::store;
 
@@ -43,6 +44,12 @@ fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
             Ok("ok".into())
         }
         "env" => Ok(std::env::var(arg).unwrap_or_else(|_| "unset".into())),
+        "sleep" => {
+            let (ms, key) = arg.split_once(' ').unwrap_or((arg, "slept"));
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse()?));
+            store::put(key, "after the sleep")?;
+            Ok("ok".into())
+        }
         other => Err(squall_sdk::Error::msg(format!("unknown mode {other:?}"))),
     }
 }
