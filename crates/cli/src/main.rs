@@ -63,7 +63,7 @@ struct UpArgs {
     /// Redis-protocol address [default: 127.0.0.1:6380]
     #[arg(long, env = "SQUALL_RESP")]
     resp: Option<SocketAddr>,
-    /// Number of shard threads [default: number of cores]
+    /// Number of shard threads [default: one per core but one, at least one]
     #[arg(long, env = "SQUALL_SHARDS")]
     shards: Option<usize>,
     /// sync: acknowledge writes once fsynced; async: at once, fsync within a second [default: sync]

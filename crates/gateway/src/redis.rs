@@ -85,7 +85,15 @@ pub async fn serve(
 
 enum Pending {
     Ready(Frame),
-    Op(squall_store::Pending, Render, bool),
+    /// The next op of this round's message to shard `shard`.
+    Batched { shard: usize, render: Render, write: bool },
+}
+
+/// Single-key commands sent to another shard as one message, until their
+/// answers are taken, in order.
+enum Sent {
+    Waiting(squall_store::Pending),
+    Answered(std::vec::IntoIter<(squall_store::OpResult, Timestamp)>),
 }
 
 struct Transaction {
@@ -110,6 +118,11 @@ struct Conn {
     wrote: Timestamp,
     /// Turns true when the node stops: the connection closes between rounds.
     stop: tokio::sync::watch::Receiver<bool>,
+    /// Per other shard: the round's commands gathered for it, sent as one
+    /// message when the round ends (or before a command that must come
+    /// after them), and the messages sent whose answers are not taken yet.
+    gathering: Vec<Vec<(Bytes, squall_store::Op)>>,
+    sent: Vec<std::collections::VecDeque<Sent>>,
 }
 
 impl Conn {
@@ -127,6 +140,52 @@ impl Conn {
             session: Session::default(),
             wrote: Timestamp::ZERO,
             stop,
+            gathering: (0..shards).map(|_| Vec::new()).collect(),
+            sent: (0..shards).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Sends what this round gathered for other shards.
+    fn send_batches(&mut self) {
+        let after = self.session.seen();
+        for (shard, ops) in self.gathering.iter_mut().enumerate() {
+            if !ops.is_empty() {
+                let p = self.store.dispatch_many(shard, &self.ns, std::mem::take(ops), after);
+                self.sent[shard].push_back(Sent::Waiting(p));
+            }
+        }
+    }
+
+    /// The next answer from shard `shard` (answers come in the order the
+    /// ops were sent, which is the order of `pending`).
+    async fn batched(&mut self, shard: usize, write: bool) -> Result<squall_store::OpResult, squall_store::Error> {
+        loop {
+            let Some(front) = self.sent[shard].front_mut() else {
+                return Err(squall_store::Error::Corrupt("an op's answer went missing".into()));
+            };
+            match front {
+                Sent::Waiting(_) => {
+                    let Some(Sent::Waiting(p)) = self.sent[shard].pop_front() else { continue };
+                    let a = p.answer().await?;
+                    self.written[a.shard] = self.written[a.shard].max(a.seq);
+                    let Response::Ops(results) = a.response else {
+                        return Err(squall_store::Error::Corrupt(format!("a shard answered ops with {:?}", a.response)));
+                    };
+                    self.sent[shard].push_front(Sent::Answered(results.into_iter()));
+                }
+                Sent::Answered(results) => match results.next() {
+                    Some((r, stamp)) => {
+                        self.session.observe(stamp);
+                        if write {
+                            self.wrote = self.wrote.max(stamp);
+                        }
+                        return Ok(r);
+                    }
+                    None => {
+                        self.sent[shard].pop_front();
+                    }
+                },
+            }
         }
     }
 
@@ -204,23 +263,15 @@ impl Conn {
         wbuf: &mut BytesMut,
         stream: &mut AsyncFd<std::net::TcpStream>,
     ) -> bool {
+        self.send_batches();
         for p in pending.drain(..) {
             let frame = match p {
                 Pending::Ready(f) => f,
-                Pending::Op(d, how, write) => match d.answer().await {
-                    Ok(a) => {
-                        self.written[a.shard] = self.written[a.shard].max(a.seq);
-                        self.session.observe(a.stamp);
-                        if write {
-                            self.wrote = self.wrote.max(a.stamp);
-                        }
-                        match a.response {
-                            Response::Op(r) => commands::render(r, how),
-                            other => Frame::err(format!("unexpected answer {other:?}")),
-                        }
-                    }
+                Pending::Batched { shard, render, write } => match self.batched(shard, write).await {
+                    Ok(r) => commands::render(r, render),
                     Err(e) => Frame::err(e.to_string()),
                 },
+
             };
             if matches!(frame, Frame::Error(_)) {
                 self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +310,10 @@ impl Conn {
                 return true;
             }
         };
+        if !matches!(cmd, Cmd::Key { .. }) || self.multi.is_some() {
+            // Whatever this does comes after the commands gathered before it.
+            self.send_batches();
+        }
         if let Some(tx) = &mut self.multi {
             match cmd {
                 Cmd::Server(Server::Exec) => {
@@ -286,8 +341,11 @@ impl Conn {
         let frame = match cmd {
             Cmd::Key { key, op, render } => {
                 let write = op.is_write();
-                let d = self.store.dispatch(&self.ns, key, op, self.session.seen());
-                pending.push(Pending::Op(d, render, write));
+                // With the rest of the round's for its shard: one message
+                // (in place for this thread's shard), whose lookups overlap.
+                let shard = self.store.shard_of(&key);
+                self.gathering[shard].push((key, op));
+                pending.push(Pending::Batched { shard, render, write });
                 return true;
             }
             Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops, &mut self.session).await {

@@ -145,7 +145,13 @@ impl Hlc {
 
     /// A timestamp for a local or send event: greater than every earlier one.
     pub fn now(&mut self) -> Timestamp {
-        self.last = local_rule(self.last, self.clock.now_ms());
+        self.now_at(self.clock.now_ms())
+    }
+
+    /// [`Hlc::now`] for a physical time the caller has just read from this
+    /// clock's [`Clock`] (one read serving two purposes).
+    pub fn now_at(&mut self, physical_ms: u64) -> Timestamp {
+        self.last = local_rule(self.last, physical_ms);
         self.last
     }
 

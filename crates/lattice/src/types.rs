@@ -194,6 +194,20 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     pub fn assign(&mut self, key: K, value: V) -> Option<V> {
         self.entries.insert(key, value)
     }
+    /// [`LMap::assign`] for a key given borrowed: it is turned into a key
+    /// (copied, say) only if it is new.
+    pub fn assign_borrowed<Q: Hash + Eq + ?Sized>(&mut self, key: &Q, to_key: impl FnOnce(&Q) -> K, value: V) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        match self.entries.get_mut(key) {
+            Some(old) => Some(std::mem::replace(old, value)),
+            None => {
+                self.entries.insert(to_key(key), value);
+                None
+            }
+        }
+    }
     /// Drops an entry outright. Not an inflation: only for garbage that every
     /// replica has seen (on a single node, at once).
     pub fn prune<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<V>

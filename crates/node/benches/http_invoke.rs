@@ -145,6 +145,7 @@ fn main() {
             http: "127.0.0.1:0".parse().unwrap(),
             resp: "127.0.0.1:0".parse().unwrap(),
             durability: StoreDurability::Async,
+            shards: env("SHARDS", Config::default().shards),
             ..Config::default()
         };
         let node = Node::start(config).await.unwrap();

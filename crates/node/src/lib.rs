@@ -42,7 +42,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./squall-data"),
             http: SocketAddr::from(([127, 0, 0, 1], 7700)),
             resp: SocketAddr::from(([127, 0, 0, 1], 6380)),
-            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shards: squall_store::default_shards(),
             durability: Durability::Sync,
             node_id: None,
             max_body_bytes: 8 * 1024 * 1024,

@@ -96,6 +96,18 @@ impl std::str::FromStr for Durability {
     }
 }
 
+/// Shard threads when nobody says: one per core but one, at least one.
+///
+/// The core left over runs what is not a shard (the disk writer, the
+/// listeners' accept loops, the kernel's network work) and, on a small
+/// machine, the clients beside it. Measured on 2 cores with the client on
+/// the same machine, a second shard made every Redis benchmark row slower
+/// (commands for the other shard cost a wake-up of its thread) and
+/// function calls no faster (bench/RESULTS.md).
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -116,7 +128,7 @@ impl Options {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Options {
             data_dir: data_dir.into(),
-            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shards: default_shards(),
             durability: Durability::Sync,
             node_id: None,
             clock: SystemClock::shared(),
@@ -476,9 +488,9 @@ async fn reaper(state: Rc<RefCell<Shard>>, flush: Rc<Notify>) {
         tick.tick().await;
         let mut s = state.borrow_mut();
         if s.reap(10_000) > 0 {
-            s.publish_stats();
             flush.notify_one();
         }
+        s.publish_stats();
     }
 }
 

@@ -172,23 +172,29 @@ impl Segment {
         self.reserved.saturating_sub(self.end)
     }
 
-    /// Makes sure `want` bytes beyond the write position are reserved.
+    /// Makes sure `want` bytes beyond the write position are reserved. It
+    /// reserves twice that when it can, so most appends reserve nothing;
+    /// near a full disk, just what was asked.
     pub fn reserve(&mut self, want: u64) -> std::io::Result<()> {
         if self.no_reserve || self.headroom() >= want {
             return Ok(());
         }
-        let len = self.end + want - self.reserved;
-        match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, self.reserved, len) {
-            Ok(()) => {
-                self.reserved += len;
-                Ok(())
+        let mut last = None;
+        for ahead in [2 * want, want] {
+            let len = self.end + ahead - self.reserved;
+            match rustix::fs::fallocate(&self.file, rustix::fs::FallocateFlags::KEEP_SIZE, self.reserved, len) {
+                Ok(()) => {
+                    self.reserved += len;
+                    return Ok(());
+                }
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+                    self.no_reserve = true;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
             }
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
-                self.no_reserve = true;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
         }
+        Err(last.map_or_else(|| std::io::Error::other("cannot reserve log space"), Into::into))
     }
 
     /// Writes `frames` at the write position.

@@ -3,31 +3,83 @@
 //! wake-up, and what a snapshot dump step returns.
 //!
 //! ```text
-//! [tag: u8][ns len: u8][ns][key len: u32 LE][key] then
-//!   0 header:  [len: u32 LE][postcard Header]
-//!   1 element: [element len: u32 LE][element][len: u32 LE][postcard Element]
+//! record:  [tag: u8][ns len: u8][ns][key len: varint][key] then
+//!   0 header:  [len: varint][header]
+//!   1 element: [element len: varint][element][len: varint][state]
 //!   2 removed
+//! header:  [flags: u8][epoch time: u64][epoch node: u64]
+//!          [expiry, if flagged: time u64, node u64, at u64 unless it persists]
+//!          register: [bytes...]  counter: [slots: varint] × [node u64][plus u64][minus u64][time u64]
+//!          max: [i64]            set, hash: nothing (their elements have records)
+//! state:   member: [0][time u64][node u64][in: u8]   field: [1][time u64][node u64][has: u8][value...]
 //! ```
+//!
+//! Numbers are little-endian; a varint is LEB128. Written by hand: one
+//! record per write is the hot path of every write, and a general
+//! serializer cost more than the rest of the encoding together.
 //!
 //! Records hold whole states (a key's header, a member's register), so
 //! replaying them in the order they were written, from any point at or
 //! before a snapshot began, ends in the state that was live.
 
 use crate::Error;
-use crate::keyspace::{Changes, Element, Header, Record};
+use crate::keyspace::{Changes, Counts, Element, Header, HeaderBody, Record};
 use bytes::Bytes;
-use serde::Serialize;
-use squall_lattice::Stamp;
+use squall_lattice::{Lww, Slot as CounterSlot, Stamp, Timestamp};
+use std::borrow::Cow;
 
 const HEADER: u8 = 0;
 const ELEMENT: u8 = 1;
 const REMOVED: u8 = 2;
+
+const BODY_MASK: u8 = 0b111;
+const REGISTER: u8 = 0;
+const COUNTER: u8 = 1;
+const SET: u8 = 2;
+const MAP: u8 = 3;
+const MAX: u8 = 4;
+const HAS_EXPIRY: u8 = 1 << 3;
+const PERSISTS: u8 = 1 << 4;
+
+const MEMBER: u8 = 0;
+const FIELD: u8 = 1;
 
 /// Encoded records, back to back.
 #[derive(Debug, Default)]
 pub(crate) struct Records {
     buf: Vec<u8>,
     count: usize,
+}
+
+fn varint(buf: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf.push(byte);
+            return;
+        }
+        buf.push(byte | 0x80);
+    }
+}
+
+fn stamp(buf: &mut Vec<u8>, s: Stamp) {
+    buf.extend_from_slice(&s.time.0.to_le_bytes());
+    buf.extend_from_slice(&s.node.to_le_bytes());
+}
+
+fn header_len(h: &Header<'_>) -> usize {
+    let expiry = match &h.expiry {
+        None => 0,
+        Some(e) => 16 + if e.value.is_some() { 8 } else { 0 },
+    };
+    let body = match &h.body {
+        HeaderBody::Register(b) => b.len(),
+        HeaderBody::Counter(c) => 10 + 32 * c.slots().len(),
+        HeaderBody::Set | HeaderBody::Map => 0,
+        HeaderBody::Max(_) => 8,
+    };
+    1 + 16 + expiry + body
 }
 
 impl Records {
@@ -47,43 +99,104 @@ impl Records {
         self.buf
     }
 
-    fn key(&mut self, tag: u8, ns: &[u8], key: &[u8]) {
+    fn key(&mut self, tag: u8, ns: &[u8], key: &[u8], more: usize) {
         self.count += 1;
-        self.buf.reserve(1 + 1 + ns.len() + 4 + key.len() + 32);
+        self.buf.reserve(1 + 1 + ns.len() + 5 + key.len() + more);
         self.buf.push(tag);
         self.buf.push(ns.len() as u8);
         self.buf.extend_from_slice(ns);
-        self.buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        varint(&mut self.buf, key.len() as u64);
         self.buf.extend_from_slice(key);
-    }
-
-    fn value<T: Serialize>(&mut self, v: &T) {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        // Serializing plain data into a Vec cannot fail.
-        self.buf = postcard::to_extend(v, std::mem::take(&mut self.buf)).unwrap_or_default();
-        let len = (self.buf.len() - at - 4) as u32;
-        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
 
 impl Changes for Records {
-    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>) {
-        self.key(HEADER, ns, key);
-        self.value(header);
+    fn header(&mut self, ns: &[u8], key: &[u8], h: &Header<'_>) {
+        let len = header_len(h);
+        self.key(HEADER, ns, key, len + 5);
+        let b = &mut self.buf;
+        // The counter's slot count is a varint: the length is an upper bound, fixed up below.
+        let at = b.len();
+        varint(b, len as u64);
+        let start = b.len();
+        let (kind, body): (u8, &[u8]) = match &h.body {
+            HeaderBody::Register(v) => (REGISTER, v),
+            HeaderBody::Counter(_) => (COUNTER, &[]),
+            HeaderBody::Set => (SET, &[]),
+            HeaderBody::Map => (MAP, &[]),
+            HeaderBody::Max(_) => (MAX, &[]),
+        };
+        let mut flags = kind;
+        if let Some(e) = &h.expiry {
+            flags |= HAS_EXPIRY;
+            if e.value.is_none() {
+                flags |= PERSISTS;
+            }
+        }
+        b.push(flags);
+        stamp(b, h.epoch);
+        if let Some(e) = &h.expiry {
+            stamp(b, e.stamp);
+            if let Some(when) = e.value {
+                b.extend_from_slice(&when.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(body);
+        match &h.body {
+            HeaderBody::Counter(c) => {
+                varint(b, c.slots().len() as u64);
+                for s in c.slots() {
+                    b.extend_from_slice(&s.node.to_le_bytes());
+                    b.extend_from_slice(&s.plus.to_le_bytes());
+                    b.extend_from_slice(&s.minus.to_le_bytes());
+                    b.extend_from_slice(&s.stamp.0.to_le_bytes());
+                }
+            }
+            HeaderBody::Max(m) => b.extend_from_slice(&m.to_le_bytes()),
+            _ => {}
+        }
+        let written = b.len() - start;
+        if written != len {
+            // Only a counter's varint can make the guess long: rewrite the length.
+            let body: Vec<u8> = b.drain(start..).collect();
+            b.truncate(at);
+            varint(b, written as u64);
+            b.extend_from_slice(&body);
+        }
     }
 
     // The epoch is not written: replay follows the log's order, where the
     // element's header came first.
     fn element(&mut self, ns: &[u8], key: &[u8], _epoch: Stamp, element: &[u8], state: &Element) {
-        self.key(ELEMENT, ns, key);
-        self.buf.extend_from_slice(&(element.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(element);
-        self.value(state);
+        let value = match state {
+            Element::Member(_) => 0,
+            Element::Field(r) => r.value.as_ref().map_or(0, Bytes::len),
+        };
+        self.key(ELEMENT, ns, key, 5 + element.len() + 5 + 18 + value);
+        let b = &mut self.buf;
+        varint(b, element.len() as u64);
+        b.extend_from_slice(element);
+        match state {
+            Element::Member(r) => {
+                varint(b, 18);
+                b.push(MEMBER);
+                stamp(b, r.stamp);
+                b.push(r.value as u8);
+            }
+            Element::Field(r) => {
+                varint(b, (18 + value) as u64);
+                b.push(FIELD);
+                stamp(b, r.stamp);
+                b.push(r.value.is_some() as u8);
+                if let Some(v) = &r.value {
+                    b.extend_from_slice(v);
+                }
+            }
+        }
     }
 
     fn removed(&mut self, ns: &[u8], key: &[u8]) {
-        self.key(REMOVED, ns, key);
+        self.key(REMOVED, ns, key, 0);
     }
 }
 
@@ -105,9 +218,30 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn u32(&mut self) -> Result<usize, Error> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, Error> {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(w))
+    }
+
+    fn stamp(&mut self) -> Result<Stamp, Error> {
+        Ok(Stamp::new(Timestamp(self.u64()?), self.u64()?))
+    }
+
+    fn varint(&mut self) -> Result<usize, Error> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return usize::try_from(n).map_err(|_| corrupt());
+            }
+        }
+        Err(corrupt())
     }
 
     /// The next `n` bytes as a slice of the shared buffer (no copy).
@@ -117,9 +251,61 @@ impl<'a> Reader<'a> {
         Ok(self.base.slice(start..start + n))
     }
 
-    fn value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
-        let n = self.u32()?;
-        postcard::from_bytes(self.take(n)?).map_err(|_| corrupt())
+    /// A sub-reader over the next `n` bytes.
+    fn sub(&mut self, n: usize) -> Result<Reader<'a>, Error> {
+        let start = self.at;
+        self.take(n)?;
+        Ok(Reader { buf: &self.buf[..start + n], base: self.base, at: start })
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let out = &self.buf[self.at..];
+        self.at = self.buf.len();
+        out
+    }
+
+    fn header(&mut self) -> Result<Header<'static>, Error> {
+        let flags = self.u8()?;
+        let epoch = self.stamp()?;
+        let expiry = if flags & HAS_EXPIRY != 0 {
+            let at = self.stamp()?;
+            let when = if flags & PERSISTS != 0 { None } else { Some(self.u64()?) };
+            Some(Lww::new(at, when))
+        } else {
+            None
+        };
+        let body = match flags & BODY_MASK {
+            REGISTER => HeaderBody::Register(Cow::Owned(self.rest().to_vec())),
+            COUNTER => {
+                let n = self.varint()?;
+                let mut slots = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    let node = self.u64()?;
+                    let (plus, minus, time) = (self.u64()?, self.u64()?, self.u64()?);
+                    slots.push(CounterSlot { node, plus, minus, stamp: Timestamp(time) });
+                }
+                HeaderBody::Counter(Counts::Many(Cow::Owned(slots)))
+            }
+            SET => HeaderBody::Set,
+            MAP => HeaderBody::Map,
+            MAX => HeaderBody::Max(self.u64()? as i64),
+            _ => return Err(corrupt()),
+        };
+        Ok(Header { epoch, expiry, body })
+    }
+
+    fn element(&mut self) -> Result<Element, Error> {
+        let kind = self.u8()?;
+        let at = self.stamp()?;
+        let flag = self.u8()?;
+        match kind {
+            MEMBER => Ok(Element::Member(Lww::new(at, flag != 0))),
+            FIELD => {
+                let value = (flag != 0).then(|| Bytes::copy_from_slice(self.rest()));
+                Ok(Element::Field(Lww::new(at, value)))
+            }
+            _ => Err(corrupt()),
+        }
     }
 }
 
@@ -130,17 +316,21 @@ pub(crate) fn decode(buf: &Bytes, mut f: impl FnMut(Record)) -> Result<usize, Er
     let mut r = Reader { buf, base: buf, at: 0 };
     let mut n = 0;
     while r.at < buf.len() {
-        let tag = r.take(1)?[0];
-        let ns_len = r.take(1)?[0] as usize;
+        let tag = r.u8()?;
+        let ns_len = r.u8()? as usize;
         let ns = r.bytes(ns_len)?;
-        let key_len = r.u32()?;
+        let key_len = r.varint()?;
         let key = r.bytes(key_len)?;
         let record = match tag {
-            HEADER => Record::Header { ns, key, header: r.value()? },
+            HEADER => {
+                let len = r.varint()?;
+                Record::Header { ns, key, header: r.sub(len)?.header()? }
+            }
             ELEMENT => {
-                let len = r.u32()?;
+                let len = r.varint()?;
                 let element = Bytes::copy_from_slice(r.take(len)?);
-                Record::Element { ns, key, element, state: r.value()? }
+                let len = r.varint()?;
+                Record::Element { ns, key, element, state: r.sub(len)?.element()? }
             }
             REMOVED => Record::Removed { ns, key },
             _ => return Err(corrupt()),
@@ -154,8 +344,6 @@ pub(crate) fn decode(buf: &Bytes, mut f: impl FnMut(Record)) -> Result<usize, Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyspace::HeaderBody;
-    use squall_lattice::{Lww, Timestamp};
 
     #[test]
     fn records_decode_back_in_order() {
@@ -168,10 +356,20 @@ mod tests {
         // A header borrowed from a slot reads back as an owned one.
         let reg = Header { epoch: s, expiry: None, body: HeaderBody::Register(std::borrow::Cow::Borrowed(b"value")) };
         r.header(b"ns", b"r", &reg);
-        assert_eq!(r.len(), 4);
+        let slots = vec![
+            CounterSlot { node: 1, plus: 5, minus: 2, stamp: Timestamp(7) },
+            CounterSlot { node: 2, plus: 1, minus: 0, stamp: Timestamp(8) },
+        ];
+        let counter = Header { epoch: s, expiry: Some(Lww::new(s, None)), body: HeaderBody::Counter(Counts::One(slots[0])) };
+        r.header(b"ns", b"c1", &counter);
+        let many = Header { body: HeaderBody::Counter(Counts::Many(Cow::Borrowed(&slots))), ..counter.clone() };
+        r.header(b"ns", b"c2", &many);
+        r.element(b"ns", b"h", s, b"f", &Element::Field(Lww::new(s, Some(Bytes::from_static(b"v")))));
+        r.element(b"ns", b"h", s, b"g", &Element::Field(Lww::new(s, None)));
+        assert_eq!(r.len(), 8);
         let buf = Bytes::from(r.into_bytes());
         let mut got = Vec::new();
-        assert_eq!(decode(&buf, |rec| got.push(rec)).unwrap(), 4);
+        assert_eq!(decode(&buf, |rec| got.push(rec)).unwrap(), 8);
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
         assert_eq!(
             got,
@@ -189,6 +387,23 @@ mod tests {
                     key: b("r"),
                     header: Header { body: HeaderBody::Register(b"value".to_vec().into()), ..reg.clone() },
                 },
+                Record::Header {
+                    ns: b("ns"),
+                    key: b("c1"),
+                    header: Header { body: HeaderBody::Counter(Counts::Many(Cow::Owned(vec![slots[0]]))), ..counter },
+                },
+                Record::Header {
+                    ns: b("ns"),
+                    key: b("c2"),
+                    header: Header { body: HeaderBody::Counter(Counts::Many(Cow::Owned(slots.clone()))), ..many.clone() },
+                },
+                Record::Element {
+                    ns: b("ns"),
+                    key: b("h"),
+                    element: b("f"),
+                    state: Element::Field(Lww::new(s, Some(Bytes::from_static(b"v"))))
+                },
+                Record::Element { ns: b("ns"), key: b("h"), element: b("g"), state: Element::Field(Lww::new(s, None)) },
             ]
         );
         assert!(decode(&buf.slice(..buf.len() - 1), |_| {}).is_err());

@@ -36,20 +36,36 @@ type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// What a key's header record holds: everything but a set's members and a
 /// hash's fields, which have records of their own. Borrowed from the slot
 /// when a change is reported; owned when read back.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Header<'a> {
     pub epoch: Stamp,
     pub expiry: Option<Lww<Option<u64>>>,
     pub body: HeaderBody<'a>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum HeaderBody<'a> {
     Register(Cow<'a, [u8]>),
-    Counter(Cow<'a, [CounterSlot]>),
+    Counter(Counts<'a>),
     Set,
     Map,
     Max(i64),
+}
+
+/// A counter's slots: most counters have one (this node's), kept inline.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Counts<'a> {
+    One(CounterSlot),
+    Many(Cow<'a, [CounterSlot]>),
+}
+
+impl Counts<'_> {
+    pub fn slots(&self) -> &[CounterSlot] {
+        match self {
+            Counts::One(s) => std::slice::from_ref(s),
+            Counts::Many(all) => all,
+        }
+    }
 }
 
 impl<'a> Header<'a> {
@@ -57,8 +73,8 @@ impl<'a> Header<'a> {
         let body = match slot.body(own) {
             Body::Register(v) => HeaderBody::Register(Cow::Borrowed(v)),
             Body::Other(Value::Register(v)) => HeaderBody::Register(Cow::Borrowed(v)),
-            Body::Counter(s) => HeaderBody::Counter(Cow::Owned(vec![s])),
-            Body::Other(Value::Counter(c)) => HeaderBody::Counter(Cow::Borrowed(c.slots())),
+            Body::Counter(s) => HeaderBody::Counter(Counts::One(s)),
+            Body::Other(Value::Counter(c)) => HeaderBody::Counter(Counts::Many(Cow::Borrowed(c.slots()))),
             Body::Other(Value::Set(_)) => HeaderBody::Set,
             Body::Other(Value::Map(_)) => HeaderBody::Map,
             Body::Other(Value::Max(m)) => HeaderBody::Max(m.0),
@@ -71,7 +87,7 @@ impl<'a> Header<'a> {
     fn into_entry(self) -> Entry {
         let value = match self.body {
             HeaderBody::Register(b) => Value::Register(Bytes::from(b.into_owned())),
-            HeaderBody::Counter(slots) => Value::Counter(PnCounter::from_slots(slots.iter().copied())),
+            HeaderBody::Counter(counts) => Value::Counter(PnCounter::from_slots(counts.slots().iter().copied())),
             HeaderBody::Set => Value::Set(Members::default()),
             HeaderBody::Map => Value::Map(Fields::default()),
             HeaderBody::Max(m) => Value::Max(Max(m)),
@@ -81,7 +97,7 @@ impl<'a> Header<'a> {
 }
 
 /// A change to a set member or hash field: its register as it is now.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Element {
     Member(Lww<bool>),
     Field(Lww<Option<Bytes>>),
@@ -251,6 +267,14 @@ impl Keyspace {
         })
     }
 
+    /// Looks `keys` up and forgets the answers: run over a batch before
+    /// applying it, the lookups' cache misses overlap (nothing depends on
+    /// one to start the next), and the batch then finds its keys in cache.
+    pub fn touch<'a>(&self, ns: &[u8], keys: impl Iterator<Item = &'a [u8]>) -> usize {
+        let Some(space) = self.spaces.get(ns) else { return 0 };
+        keys.filter_map(|k| space.table.get(key_hash(k), k)).count()
+    }
+
     /// The whole live entry at `key`.
     pub fn snapshot(&self, ns: &[u8], key: &[u8], now: u64) -> Option<Entry> {
         let node = self.node;
@@ -281,6 +305,8 @@ impl Keyspace {
         let op = match op {
             Op::Set { value, expiry, get } => return self.set(ns, h, key, &value, expiry, get, stamp, now, changes),
             Op::IncrBy(delta) => return self.incr(ns, h, key, delta, stamp, now, changes),
+            Op::SAdd(members) => return self.sadd(ns, h, key, &members, stamp, now, changes),
+            Op::HSet(pairs) => return self.hset(ns, h, key, &pairs, stamp, now, changes),
             op => op,
         };
         // An expired key is gone before any other write looks at it.
@@ -290,9 +316,7 @@ impl Keyspace {
         }
         match op {
             Op::Del => Ok(Reply::Int(self.del(ns, h, key, changes) as i64)),
-            Op::SAdd(members) => self.sadd(ns, h, key, &members, stamp, changes),
             Op::SRem(members) => self.srem(ns, h, key, &members, stamp, changes),
-            Op::HSet(pairs) => self.hset(ns, h, key, &pairs, stamp, changes),
             Op::HDel(fields) => self.hdel(ns, h, key, &fields, stamp, changes),
             Op::ExpireAt(at) => {
                 if self.live(ns, h, key, now).is_none() {
@@ -500,18 +524,49 @@ impl Keyspace {
         Ok(Reply::Int(n))
     }
 
-    /// The live set or hash at `key`, made (empty, in a new epoch) if there
-    /// is none; `created` says whether it was.
-    fn collection(&mut self, ns: &Bytes, h: u64, key: &[u8], stamp: Stamp, empty: fn() -> Value) -> (&mut Entry, bool) {
+    /// The live set or hash at `key` with one probe, made (empty, in a new
+    /// epoch) if there is none or it expired; `created` says whether it was.
+    /// Fails if the key holds another type.
+    fn collection(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        stamp: Stamp,
+        now: u64,
+        empty: fn() -> Value,
+    ) -> Result<(&mut Entry, bool), OpError> {
         let node = self.node;
-        let created = self.slot_mut(ns, h, key).is_none();
-        if created {
-            self.put_slot(ns, h, Slot::new(key, Entry::new(stamp, empty()), node));
+        let (table, expiring, keys, bytes) = self.space_parts(ns);
+        let fresh = || Slot::new(key, Entry::new(stamp, empty()), node);
+        match table.entry(h, key) {
+            Spot::Taken(slot) if !slot.is_expired(now) => {
+                let same = matches!(
+                    (slot.body(node), empty()),
+                    (Body::Other(Value::Set(_)), Value::Set(_)) | (Body::Other(Value::Map(_)), Value::Map(_))
+                );
+                if !same {
+                    return Err(OpError::WrongType);
+                }
+                Ok((slot.full_mut(node), false))
+            }
+            Spot::Taken(slot) => {
+                let new = fresh();
+                reindex(expiring, h, slot.expires_at(), None);
+                *bytes += new.approx_bytes() as i64 - slot.approx_bytes() as i64;
+                *slot = new;
+                Ok((slot.full_mut(node), true))
+            }
+            Spot::Free(free) => {
+                let new = fresh();
+                *keys += 1;
+                *bytes += new.approx_bytes() as i64;
+                Ok((free.insert(new).full_mut(node), true))
+            }
         }
-        let slot = self.slot_mut(ns, h, key).expect("present or just made");
-        (slot.full_mut(node), created)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn sadd(
         &mut self,
         ns: &Bytes,
@@ -519,23 +574,17 @@ impl Keyspace {
         key: &[u8],
         members: &[Bytes],
         stamp: Stamp,
+        now: u64,
         changes: &mut impl Changes,
     ) -> OpResult {
-        let node = self.node;
-        if let Some(slot) = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key))
-            && !matches!(slot.body(node), Body::Other(Value::Set(_)))
-        {
-            return Err(OpError::WrongType);
-        }
-        let (entry, created) = self.collection(ns, h, key, stamp, || Value::Set(Members::default()));
+        let (entry, created) = self.collection(ns, h, key, stamp, now, || Value::Set(Members::default()))?;
         let epoch = entry.epoch;
         let header = created.then(|| Header { epoch, expiry: entry.expiry.clone(), body: HeaderBody::Set });
         let set = members_of(entry)?;
-        set.reserve(members.len());
         let mut added = 0i64;
         let mut grew = 0i64;
         for m in members {
-            if set.assign(copy(m), Lww::new(stamp, true)).is_none_or(|r| !r.value) {
+            if set.assign_borrowed(m.as_ref(), copy, Lww::new(stamp, true)).is_none_or(|r| !r.value) {
                 added += 1;
                 grew += (m.len() + MEMBER_OVERHEAD) as i64;
             }
@@ -582,6 +631,7 @@ impl Keyspace {
         Ok(Reply::Int(removed.len() as i64))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn hset(
         &mut self,
         ns: &Bytes,
@@ -589,24 +639,18 @@ impl Keyspace {
         key: &[u8],
         pairs: &[(Bytes, Bytes)],
         stamp: Stamp,
+        now: u64,
         changes: &mut impl Changes,
     ) -> OpResult {
-        let node = self.node;
-        if let Some(slot) = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key))
-            && !matches!(slot.body(node), Body::Other(Value::Map(_)))
-        {
-            return Err(OpError::WrongType);
-        }
-        let (entry, created) = self.collection(ns, h, key, stamp, || Value::Map(Fields::default()));
+        let (entry, created) = self.collection(ns, h, key, stamp, now, || Value::Map(Fields::default()))?;
         let epoch = entry.epoch;
         let header = created.then(|| Header { epoch, expiry: entry.expiry.clone(), body: HeaderBody::Map });
         let map = fields_of(entry)?;
-        map.reserve(pairs.len());
         let mut added = 0i64;
         let mut grew = 0i64;
         for (f, v) in pairs {
             // A field named twice keeps its last value, as in Redis.
-            match map.assign(copy(f), Lww::new(stamp, Some(copy(v)))) {
+            match map.assign_borrowed(f.as_ref(), copy, Lww::new(stamp, Some(copy(v)))) {
                 Some(Lww { value: Some(old), .. }) => grew += v.len() as i64 - old.len() as i64,
                 _ => {
                     added += 1;
