@@ -138,7 +138,7 @@ impl Shard {
                 self.answer(Response::Op(r), stamp)
             }
             Request::Ops { ns, ops } => {
-                std::hint::black_box(self.keys.touch(&ns, ops.iter().map(|(k, _)| k.as_ref())));
+                std::hint::black_box(self.keys.touch(&ns, ops.iter().map(|(k, op)| (k.as_ref(), op))));
                 let out: Vec<(OpResult, Timestamp)> = ops.into_iter().map(|(key, op)| self.op(&ns, &key, op)).collect();
                 let stamp = out.iter().map(|(_, t)| *t).max().unwrap_or(self.hlc.last());
                 self.answer(Response::Ops(out), stamp)

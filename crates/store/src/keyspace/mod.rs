@@ -267,12 +267,33 @@ impl Keyspace {
         })
     }
 
-    /// Looks `keys` up and forgets the answers: run over a batch before
+    /// Looks up what `ops` will touch (their keys, and the members and
+    /// fields they name) and forgets the answers: run over a batch before
     /// applying it, the lookups' cache misses overlap (nothing depends on
-    /// one to start the next), and the batch then finds its keys in cache.
-    pub fn touch<'a>(&self, ns: &[u8], keys: impl Iterator<Item = &'a [u8]>) -> usize {
+    /// one to start the next), and the batch then finds its data in cache.
+    pub fn touch<'a>(&self, ns: &[u8], ops: impl Iterator<Item = (&'a [u8], &'a Op)>) -> usize {
         let Some(space) = self.spaces.get(ns) else { return 0 };
-        keys.filter_map(|k| space.table.get(key_hash(k), k)).count()
+        let mut found = 0;
+        for (key, op) in ops {
+            let Some(slot) = space.table.get(key_hash(key), key) else { continue };
+            found += 1;
+            let names: &[Bytes] = match op {
+                Op::SAdd(m) | Op::SRem(m) | Op::HDel(m) => m,
+                Op::SIsMember(m) | Op::HGet(m) => std::slice::from_ref(m),
+                _ => &[],
+            };
+            match slot.body(self.node) {
+                Body::Other(Value::Set(set)) => found += names.iter().filter(|m| set.get(m.as_ref()).is_some()).count(),
+                Body::Other(Value::Map(map)) => {
+                    found += match op {
+                        Op::HSet(pairs) => pairs.iter().filter(|(f, _)| map.get(f.as_ref()).is_some()).count(),
+                        _ => names.iter().filter(|f| map.get(f.as_ref()).is_some()).count(),
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
     }
 
     /// The whole live entry at `key`.
