@@ -9,6 +9,8 @@
 # Rows (tests SET,GET,INCR,SADD; 50 clients):
 #   P1_r100000   -r 100000 -P 1    100k random keys, no pipelining
 #   P16_r100000  -r 100000 -P 16   same, 16 commands pipelined per connection
+#                                  (5 x REQUESTS: at REQUESTS a run lasts a
+#                                  fraction of a second and is mostly noise)
 #   P1_r1        -r 1      -P 1    one hot key
 # Redis runs with persistence off; Squall with DURABILITY (async by default:
 # writes still go to its disk tier, fsynced about once a second).
@@ -55,19 +57,19 @@ for port in "$REDIS_PORT" "$SQUALL_PORT"; do
   redis-cli -p "$port" PING >/dev/null || { echo "server on $port did not start" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
 
-RUNS=("P1_r100000:-r 100000 -P 1" "P16_r100000:-r 100000 -P 16" "P1_r1:-r 1 -P 1")
+RUNS=("P1_r100000:1:-r 100000 -P 1" "P16_r100000:5:-r 100000 -P 16" "P1_r1:1:-r 1 -P 1")
 OUT="$WORK/results.csv"
 echo "system,run,repeat,test,rps,p50_ms,p99_ms" >"$OUT"
 for rep in $(seq 1 "$REPEATS"); do
   for run in "${RUNS[@]}"; do
-    name="${run%%:*}"; flags="${run#*:}"
+    name="${run%%:*}"; rest="${run#*:}"; scale="${rest%%:*}"; flags="${rest#*:}"
     # Alternate who goes first, so drift in machine load hits both alike.
     if [ $((rep % 2)) -eq 1 ]; then order="redis:$REDIS_PORT squall:$SQUALL_PORT"; else order="squall:$SQUALL_PORT redis:$REDIS_PORT"; fi
     for target in $order; do
       sys="${target%%:*}"; port="${target#*:}"
       echo "[$rep/$REPEATS] $name $sys" >&2
       # shellcheck disable=SC2086
-      redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -t set,get,incr,sadd $flags --csv 2>/dev/null \
+      redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n $((REQUESTS * scale)) -t set,get,incr,sadd $flags --csv 2>/dev/null \
         | tail -n +2 | tr -d '"' | awk -F, -v s="$sys" -v r="$name" -v k="$rep" '{print s","r","k","$1","$2","$5","$7}' >>"$OUT"
     done
   done

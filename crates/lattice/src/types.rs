@@ -66,6 +66,27 @@ impl Slot {
     fn order(&self) -> (Timestamp, u64, u64) {
         (self.stamp, self.plus, self.minus)
     }
+
+    /// What this slot alone counts. Totals beyond `i64` saturate.
+    pub fn value(&self) -> i64 {
+        (i128::from(self.plus) - i128::from(self.minus)).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    /// This slot after adding `delta` at `time`, and the value it then
+    /// counts (for a counter that has only this slot: [`PnCounter::add`]
+    /// without building one). `None` if anything would overflow.
+    pub fn added(self, delta: i64, time: Timestamp) -> Option<(Slot, i64)> {
+        let result = self.value().checked_add(delta)?;
+        if delta == 0 {
+            return Some((self, result));
+        }
+        let (plus, minus) = if delta >= 0 {
+            (self.plus.checked_add(delta as u64)?, self.minus)
+        } else {
+            (self.plus, self.minus.checked_add(delta.unsigned_abs())?)
+        };
+        Some((Slot { plus, minus, stamp: self.stamp.max(time), ..self }, result))
+    }
 }
 
 /// Counter of increments and decrements: each node owns one slot of two
@@ -106,14 +127,9 @@ impl PnCounter {
             return Some(result);
         }
         let slot = self.slot_mut(at.node);
-        let (plus, minus) = if delta >= 0 {
-            (slot.plus.checked_add(delta as u64)?, slot.minus)
-        } else {
-            (slot.plus, slot.minus.checked_add(delta.unsigned_abs())?)
-        };
-        slot.plus = plus;
-        slot.minus = minus;
-        slot.stamp = slot.stamp.max(at.time);
+        // The slot's own value is not the counter's: only its totals are taken.
+        let (added, _) = slot.added(delta, at.time)?;
+        *slot = added;
         Some(result)
     }
 

@@ -311,15 +311,13 @@ impl Slot {
             if l.flags & KIND_MASK == KIND_COUNTER {
                 let s = l.counter(b, own);
                 if s.node == own || (s.plus == 0 && s.minus == 0) {
-                    let mut c = PnCounter::from_slots([s]);
-                    let r = c.add(at, delta)?;
-                    let s = c.slot(own).unwrap_or(CounterSlot { node: own, ..CounterSlot::default() });
+                    let (s, r) = CounterSlot { node: own, ..s }.added(delta, at.time)?;
                     if l.flags & FOREIGN_SLOT == 0 {
                         b[l.at_body..l.at_body + 8].copy_from_slice(&s.plus.to_le_bytes());
                         b[l.at_body + 8..l.at_body + 16].copy_from_slice(&s.minus.to_le_bytes());
                         b[l.at_body + 16..l.at_body + 24].copy_from_slice(&s.stamp.0.to_le_bytes());
                     } else {
-                        let entry = Entry { value: Value::Counter(c), ..self.to_entry(own) };
+                        let entry = Entry { value: Value::Counter(PnCounter::from_slots([s])), ..self.to_entry(own) };
                         *self = Slot::new(self.key(), entry, own);
                     }
                     return Some(r);
