@@ -15,27 +15,9 @@ cd "$(dirname "$0")/.."
 KEYS="${KEYS:-1000000}"
 REPEATS="${REPEATS:-3}"
 DURABILITY="${DURABILITY:-async}"
-SQUALL="${SQUALL:-target/release/squall}"
-REDIS_PORT="${REDIS_PORT:-7379}"
-SQUALL_PORT="${SQUALL_PORT:-7380}"
-SQUALL_HTTP="${SQUALL_HTTP:-127.0.0.1:7781}"
-
-for b in redis-server redis-cli python3; do
-  command -v "$b" >/dev/null || { echo "missing $b (apt-get install redis-server redis-tools)" >&2; exit 1; }
-done
-if [ ! -x "$SQUALL" ]; then
-  echo "building $SQUALL" >&2
-  cargo build --release -p squall-cli >&2
-fi
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+NEEDED="redis-server redis-cli python3"
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 # The load: SET key:NNNNNNN valNNNNN (11-byte keys, 8-byte values), in RESP.
 python3 - "$KEYS" >"$WORK/load.resp" <<'PY'

@@ -86,7 +86,11 @@ pub async fn serve(
 enum Pending {
     Ready(Frame),
     /// The next op of this round's message to shard `shard`.
-    Batched { shard: usize, render: Render, write: bool },
+    Batched {
+        shard: usize,
+        render: Render,
+        write: bool,
+    },
 }
 
 /// Single-key commands sent to another shard as one message, until their
@@ -169,7 +173,10 @@ impl Conn {
                     let a = p.answer().await?;
                     self.written[a.shard] = self.written[a.shard].max(a.seq);
                     let Response::Ops(results) = a.response else {
-                        return Err(squall_store::Error::Corrupt(format!("a shard answered ops with {:?}", a.response)));
+                        return Err(squall_store::Error::Corrupt(format!(
+                            "a shard answered ops with {:?}",
+                            a.response
+                        )));
                     };
                     self.sent[shard].push_front(Sent::Answered(results.into_iter()));
                 }
@@ -271,7 +278,6 @@ impl Conn {
                     Ok(r) => commands::render(r, render),
                     Err(e) => Frame::err(e.to_string()),
                 },
-
             };
             if matches!(frame, Frame::Error(_)) {
                 self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);

@@ -212,7 +212,12 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     }
     /// [`LMap::assign`] for a key given borrowed: it is turned into a key
     /// (copied, say) only if it is new.
-    pub fn assign_borrowed<Q: Hash + Eq + ?Sized>(&mut self, key: &Q, to_key: impl FnOnce(&Q) -> K, value: V) -> Option<V>
+    pub fn assign_borrowed<Q: Hash + Eq + ?Sized>(
+        &mut self,
+        key: &Q,
+        to_key: impl FnOnce(&Q) -> K,
+        value: V,
+    ) -> Option<V>
     where
         K: Borrow<Q>,
     {

@@ -149,7 +149,11 @@ mod tests {
     fn messages_cross_a_wire_format_unchanged() {
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
         let requests = vec![
-            Request::Op { ns: b("default"), key: b("k"), op: Op::Set { value: b("v"), expiry: SetExpiry::At(9), get: true } },
+            Request::Op {
+                ns: b("default"),
+                key: b("k"),
+                op: Op::Set { value: b("v"), expiry: SetExpiry::At(9), get: true },
+            },
             Request::Ops { ns: b("default"), ops: vec![(b("a"), Op::IncrBy(-3)), (b("b"), Op::SMembers)] },
             Request::Prepare {
                 txn: 7,
@@ -157,7 +161,13 @@ mod tests {
                 ops: vec![Write { ns: b("sys"), key: b("w"), op: Op::HSet(vec![(b("f"), b("v"))]) }],
             },
             Request::Commit { txn: 7, stamp: Timestamp::new(5, 1), parts: 2 },
-            Request::Scan { ns: b("default"), from: 3, count: 10, pattern: Some(b("user:*")), kind: Some("hash".into()) },
+            Request::Scan {
+                ns: b("default"),
+                from: 3,
+                count: 10,
+                pattern: Some(b("user:*")),
+                kind: Some("hash".into()),
+            },
         ];
         for request in requests {
             let msg = Message { after: Timestamp::new(4, 2), request };
@@ -165,7 +175,10 @@ mod tests {
             assert_eq!(postcard::from_bytes::<Message>(&wire).unwrap(), msg);
         }
         let answer = Answer {
-            response: Response::Vote(Vote::Yes { proposal: Timestamp::new(6, 0), reads: Some(vec![Err(OpError::WrongType)]) }),
+            response: Response::Vote(Vote::Yes {
+                proposal: Timestamp::new(6, 0),
+                reads: Some(vec![Err(OpError::WrongType)]),
+            }),
             stamp: Timestamp::new(6, 0),
             seq: 12,
             shard: 1,

@@ -360,7 +360,8 @@ mod tests {
             CounterSlot { node: 1, plus: 5, minus: 2, stamp: Timestamp(7) },
             CounterSlot { node: 2, plus: 1, minus: 0, stamp: Timestamp(8) },
         ];
-        let counter = Header { epoch: s, expiry: Some(Lww::new(s, None)), body: HeaderBody::Counter(Counts::One(slots[0])) };
+        let counter =
+            Header { epoch: s, expiry: Some(Lww::new(s, None)), body: HeaderBody::Counter(Counts::One(slots[0])) };
         r.header(b"ns", b"c1", &counter);
         let many = Header { body: HeaderBody::Counter(Counts::Many(Cow::Borrowed(&slots))), ..counter.clone() };
         r.header(b"ns", b"c2", &many);
@@ -395,7 +396,10 @@ mod tests {
                 Record::Header {
                     ns: b("ns"),
                     key: b("c2"),
-                    header: Header { body: HeaderBody::Counter(Counts::Many(Cow::Owned(slots.clone()))), ..many.clone() },
+                    header: Header {
+                        body: HeaderBody::Counter(Counts::Many(Cow::Owned(slots.clone()))),
+                        ..many.clone()
+                    },
                 },
                 Record::Element {
                     ns: b("ns"),

@@ -337,8 +337,12 @@ impl Keyspace {
         }
         match op {
             Op::Del => Ok(Reply::Int(self.del(ns, h, key, changes) as i64)),
-            Op::SRem(members) => self.srem(ns, h, key, &members, stamp, changes),
-            Op::HDel(fields) => self.hdel(ns, h, key, &fields, stamp, changes),
+            Op::SRem(members) => {
+                self.remove_elements(ns, h, key, &members, Element::Member(Lww::new(stamp, false)), changes)
+            }
+            Op::HDel(fields) => {
+                self.remove_elements(ns, h, key, &fields, Element::Field(Lww::new(stamp, None)), changes)
+            }
             Op::ExpireAt(at) => {
                 if self.live(ns, h, key, now).is_none() {
                     return Ok(Reply::Int(0));
@@ -619,34 +623,55 @@ impl Keyspace {
         Ok(Reply::Int(added))
     }
 
-    fn srem(
+    /// SREM and HDEL: drops the named members or fields that are there.
+    /// A removal is a tombstone in the lattice (`gone`, at the unit's
+    /// stamp); alone on this node it is pruned at once, and the last one to
+    /// go takes the key with it, as in Redis.
+    fn remove_elements(
         &mut self,
         ns: &Bytes,
         h: u64,
         key: &[u8],
-        members: &[Bytes],
-        stamp: Stamp,
+        names: &[Bytes],
+        gone: Element,
         changes: &mut impl Changes,
     ) -> OpResult {
         let node = self.node;
         let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
         let epoch = slot.epoch(node);
-        let set = members_of(slot.full_mut(node))?;
+        let entry = slot.full_mut(node);
         let mut removed: Vec<&Bytes> = Vec::new();
-        for m in members {
-            if set.prune(m).is_some() {
-                removed.push(m);
+        let mut shrunk = 0i64;
+        match (&mut entry.value, &gone) {
+            (Value::Set(set), Element::Member(_)) => {
+                for m in names {
+                    if set.prune(m).is_some() {
+                        shrunk += (m.len() + MEMBER_OVERHEAD) as i64;
+                        removed.push(m);
+                    }
+                }
             }
+            (Value::Map(map), Element::Field(_)) => {
+                for f in names {
+                    if let Some(Lww { value: Some(v), .. }) = map.prune(f) {
+                        shrunk += (f.len() + v.len() + FIELD_OVERHEAD) as i64;
+                        removed.push(f);
+                    }
+                }
+            }
+            _ => return Err(OpError::WrongType),
         }
-        let empty = set.is_empty();
-        self.bytes -= removed.iter().map(|m| (m.len() + MEMBER_OVERHEAD) as i64).sum::<i64>();
+        let empty = match &entry.value {
+            Value::Set(set) => set.is_empty(),
+            Value::Map(map) => map.is_empty(),
+            _ => false,
+        };
+        self.bytes -= shrunk;
         if empty {
-            // Redis deletes a set when its last member goes.
             self.del(ns, h, key, changes);
         } else {
-            let state = Element::Member(Lww::new(stamp, false));
-            for m in &removed {
-                changes.element(ns, key, epoch, m, &state);
+            for name in &removed {
+                changes.element(ns, key, epoch, name, &gone);
             }
         }
         Ok(Reply::Int(removed.len() as i64))
@@ -690,42 +715,6 @@ impl Keyspace {
         });
         self.bytes += grew;
         Ok(Reply::Int(added))
-    }
-
-    fn hdel(
-        &mut self,
-        ns: &Bytes,
-        h: u64,
-        key: &[u8],
-        fields: &[Bytes],
-        stamp: Stamp,
-        changes: &mut impl Changes,
-    ) -> OpResult {
-        let node = self.node;
-        let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
-        let epoch = slot.epoch(node);
-        let map = fields_of(slot.full_mut(node))?;
-        let mut removed: Vec<&Bytes> = Vec::new();
-        let mut shrunk = 0i64;
-        for f in fields {
-            // A deleted field is a tombstone in the lattice; alone on this
-            // node, it is pruned at once.
-            if let Some(Lww { value: Some(v), .. }) = map.prune(f) {
-                shrunk += (f.len() + v.len() + FIELD_OVERHEAD) as i64;
-                removed.push(f);
-            }
-        }
-        let empty = map.is_empty();
-        self.bytes -= shrunk;
-        if empty {
-            self.del(ns, h, key, changes);
-        } else {
-            let state = Element::Field(Lww::new(stamp, None));
-            for f in &removed {
-                changes.element(ns, key, epoch, f, &state);
-            }
-        }
-        Ok(Reply::Int(removed.len() as i64))
     }
 
     fn set_expiry(&mut self, ns: &[u8], h: u64, key: &[u8], expiry: Lww<Option<u64>>, changes: &mut impl Changes) {
