@@ -782,6 +782,8 @@ impl Handle {
         let mut undecided = Undecided { handle: self, txn, shards: Vec::with_capacity(parts.len()) };
         let mut results: Vec<Option<OpResult>> = (0..total).map(|_| None).collect();
         let mut placing: Vec<(usize, Vec<usize>)> = Vec::with_capacity(parts.len());
+        // What the shards had done when they answered the reads.
+        let mut seen: Vec<Written> = Vec::new();
         let mut writes = false;
         let mut stamp = after;
         let deadline = tokio::time::Instant::now() + PREPARE_LIMIT;
@@ -800,6 +802,7 @@ impl Handle {
                 )));
             };
             let a = answer?;
+            seen.push(Written::from(&a));
             match a.response {
                 Response::Vote(Vote::Yes { proposal, reads }) => {
                     stamp = stamp.max(proposal);
@@ -815,6 +818,10 @@ impl Handle {
         }
         if !writes {
             undecided.release();
+            // A reply must not show a write that could still be lost.
+            for w in seen {
+                self.durable(w).await?;
+            }
             return Ok(Outcome::Done(results.into_iter().map(|r| r.unwrap_or(Ok(Reply::Nil))).collect(), stamp));
         }
         let involved = std::mem::take(&mut undecided.shards);
@@ -865,6 +872,8 @@ impl Handle {
             let request =
                 Request::Scan { ns: ns.clone(), from, count: want, pattern: pattern.clone(), kind: kind.clone() };
             let a = self.call(shard, request).await?;
+            // The keys shown must not include a write that could still be lost.
+            self.durable(Written::from(&a)).await?;
             let Response::Scan(page) = a.response else { return Err(unexpected("a scan", &a.response)) };
             keys.extend(page.keys);
             match page.next {
@@ -887,6 +896,7 @@ impl Handle {
         let mut total = 0;
         for shard in 0..self.shards() {
             let a = self.call(shard, Request::Len { ns: ns.clone() }).await?;
+            self.durable(Written::from(&a)).await?;
             match a.response {
                 Response::Len(n) => total += n,
                 other => return Err(unexpected("a count", &other)),

@@ -535,3 +535,35 @@ fn a_second_store_on_the_same_dir_is_refused() {
         Ok(_) => panic!("two stores on one data dir"),
     }
 }
+
+/// Commits across shards on disjoint keys, coordinated from different shard
+/// threads, reach the disk writer in opposite orders on the two shards; in
+/// sync mode every one must still become durable (the writer once waited
+/// for both forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_commits_on_disjoint_keys_all_become_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 2, Durability::Sync);
+    let h = store.handle();
+    let on = |shard: usize, tag: &str| -> Vec<String> {
+        (0..).map(|i| format!("{tag}{i}")).filter(|k| h.shard_of(k.as_bytes()) == shard).take(1).collect()
+    };
+    let mut tasks = Vec::new();
+    for (home, tag) in [(0usize, "a"), (1, "b")] {
+        let keys: Vec<String> = [on(0, tag), on(1, tag)].concat();
+        let h2 = h.clone();
+        tasks.push(h.spawn_on(home, async move {
+            for i in 0..300 {
+                let ops = keys.iter().map(|k| (b(k), set(&i.to_string()))).collect();
+                h2.atomic(&ns(), ops, &mut Session::default()).await.unwrap();
+            }
+            keys
+        }));
+    }
+    for t in tasks {
+        let keys = tokio::time::timeout(Duration::from_secs(60), t).await.expect("commits got stuck").unwrap();
+        for k in keys {
+            assert_eq!(exec(&h, &k, Op::Get).await, Ok(Reply::Bytes(b("299"))));
+        }
+    }
+}

@@ -160,11 +160,17 @@ impl Segment {
     }
 
     /// Opens segment `no` to append after its first `end` bytes (what a
-    /// read found valid; anything after is overwritten).
+    /// read found valid). Anything after them (a write cut short by a crash)
+    /// is cut off first: left there, it would make this segment look
+    /// damaged once a later one follows it. Cutting frees space, so it works
+    /// on a full disk.
     pub fn open(dir: &Path, no: u64, end: u64) -> std::io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).open(segment_path(dir, no))?;
-        let size = file.metadata()?.len();
-        Ok(Segment { no, file, end, reserved: size.max(end), no_reserve: false })
+        if file.metadata()?.len() != end {
+            file.set_len(end)?;
+            file.sync_all()?;
+        }
+        Ok(Segment { no, file, end, reserved: end, no_reserve: false })
     }
 
     /// Space reserved and not yet written.
@@ -233,8 +239,10 @@ mod tests {
         .unwrap();
         assert_eq!(got, vec![(1, Bytes::from_static(b"one")), (2, Bytes::from_static(b"two"))]);
         assert_eq!(end, ReadEnd { valid: good, next: 3, clean: false });
-        // Appending again overwrites what did not check out.
+        // Opening it to append cuts off what did not check out.
         let mut seg = Segment::open(dir.path(), 1, end.valid).unwrap();
+        let after = read_frames(&segment_path(dir.path(), 1), Some(1), |_, _| Ok(())).unwrap();
+        assert_eq!(after, ReadEnd { valid: good, next: 3, clean: true });
         let mut torn = frame(3, b"three");
         torn.truncate(torn.len() - 2);
         seg.append(&torn).unwrap();

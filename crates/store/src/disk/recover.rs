@@ -85,6 +85,14 @@ pub(crate) fn recover(dir: &Path, shards: usize, node: NodeId, now_ms: u64) -> R
         )));
     }
     let replay: Vec<u64> = segments.iter().copied().filter(|n| *n >= from).collect();
+    // A snapshot replays from its own segment (made before it was asked
+    // for): if that is gone, so is what was written between it and the next.
+    if snapshot_bytes > 0 && replay.first().is_some_and(|first| *first != from) {
+        return Err(Error::Corrupt(format!(
+            "the snapshot in {} replays from log segment {from}, which is missing; move the data dir aside and restore from a backup",
+            dir.display()
+        )));
+    }
     let mut next: Option<u64> = None;
     let mut last_end = 0;
     for (i, &n) in replay.iter().enumerate() {

@@ -53,8 +53,6 @@ impl Writer {
     pub fn run(mut self, rx: Receiver<WriterMsg>) {
         let shards = self.durable.len();
         let mut queues: Vec<VecDeque<(u64, Chunk)>> = (0..shards).map(|_| VecDeque::new()).collect();
-        let mut assembling: HashMap<u64, Vec<(u64, Chunk)>> = HashMap::new();
-        let mut blocked = vec![false; shards];
         // Flush requests with the arrival number they came at.
         let mut flushes: Vec<(u64, oneshot::Sender<Answer>, usize)> = Vec::new();
         let mut arrivals = 0u64;
@@ -94,42 +92,23 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            // Chunks in each shard's order; a commit's parts once all are in.
+            // What can be written: the longest prefix of each shard's queue
+            // in which every commit across shards has all its parts.
+            let cut = whole_commits(&queues);
             let mut ready: Vec<Chunk> = Vec::new();
-            let mut progress = true;
-            while progress {
-                progress = false;
-                for s in 0..shards {
-                    while !blocked[s] {
-                        let Some((arrived, chunk)) = queues[s].pop_front() else { break };
-                        progress = true;
-                        match chunk.batch {
-                            None => ready.push(chunk),
-                            Some((id, parts)) => {
-                                let group = assembling.entry(id).or_default();
-                                group.push((arrived, chunk));
-                                if group.len() == parts {
-                                    for (_, c) in assembling.remove(&id).unwrap_or_default() {
-                                        blocked[c.shard] = false;
-                                        ready.push(c);
-                                    }
-                                } else {
-                                    // Later records of this shard wait until the commit is whole.
-                                    blocked[s] = true;
-                                }
-                            }
-                        }
-                    }
-                }
+            for (q, n) in queues.iter_mut().zip(&cut) {
+                ready.extend(q.drain(..*n).map(|(_, c)| c));
             }
             if !open {
-                // The shards are gone. A commit still incomplete was never
+                // The shards are gone. A commit still missing parts was never
                 // acknowledged (a coordinator answers only once every part is
-                // durable), so its parts are dropped; what queued behind is kept.
-                for (id, parts) in assembling.drain() {
-                    tracing::warn!(commit = id, parts = parts.len(), "dropping an incomplete commit at shutdown");
+                // durable), and what its shards wrote after their part was
+                // not either (sync mode answers in order): all dropped.
+                let left: usize = queues.iter().map(|q| q.len()).sum();
+                if left > 0 {
+                    tracing::warn!(chunks = left, "dropping what waits behind an incomplete commit at shutdown");
                 }
-                ready.extend(queues.iter_mut().flat_map(|q| q.drain(..)).map(|(_, c)| c));
+                queues.iter_mut().for_each(|q| q.clear());
             }
             if stuck.is_some() && (last_retry.elapsed() >= RETRY_INTERVAL || !open) {
                 last_retry = Instant::now();
@@ -145,12 +124,7 @@ impl Writer {
             }
             // A flush is answered once everything that arrived before it is
             // written (nothing older is queued, assembling or stuck), and fsynced.
-            let oldest_waiting = queues
-                .iter()
-                .filter_map(|q| q.front().map(|(a, _)| *a))
-                .chain(assembling.values().flatten().map(|(a, _)| *a))
-                .min()
-                .unwrap_or(u64::MAX);
+            let oldest_waiting = queues.iter().filter_map(|q| q.front().map(|(a, _)| *a)).min().unwrap_or(u64::MAX);
             let answerable = stuck.is_none() && flushes.iter().any(|(a, _, _)| *a < oldest_waiting);
             if (unsynced && (last_sync.elapsed() >= SYNC_INTERVAL || answerable || !open)) || (!open && stuck.is_none())
             {
@@ -302,6 +276,38 @@ impl Writer {
     }
 }
 
+/// How many chunks of each shard's queue can be written now: the longest
+/// prefixes in which every commit across shards that appears has all its
+/// parts. A shard's chunks after its part of an unfinished commit wait with
+/// it (they may build on it). Parts of commits that interleave across
+/// shards (T1 then T2 on one shard, T2 then T1 on another) land in one
+/// frame together, which is whole or absent on disk, so no two commits can
+/// wait for each other.
+fn whole_commits(queues: &[VecDeque<(u64, Chunk)>]) -> Vec<usize> {
+    let mut cut: Vec<usize> = queues.iter().map(VecDeque::len).collect();
+    loop {
+        let mut seen: HashMap<u64, (usize, usize)> = HashMap::new();
+        for (q, n) in queues.iter().zip(&cut) {
+            for (_, c) in q.iter().take(*n) {
+                if let Some((id, parts)) = c.batch {
+                    seen.entry(id).or_insert((parts, 0)).1 += 1;
+                }
+            }
+        }
+        let broken = |id: &u64| seen.get(id).is_some_and(|(parts, got)| got < parts);
+        let mut shrunk = false;
+        for (q, n) in queues.iter().zip(cut.iter_mut()) {
+            if let Some(i) = q.iter().take(*n).position(|(_, c)| c.batch.is_some_and(|(id, _)| broken(&id))) {
+                *n = i;
+                shrunk = true;
+            }
+        }
+        if !shrunk {
+            return cut;
+        }
+    }
+}
+
 /// Deletes log segments and snapshots older than segment `from` (a
 /// snapshot that replays from `from` covers them).
 pub(crate) fn remove_before(dir: &std::path::Path, from: u64) {
@@ -312,5 +318,34 @@ pub(crate) fn remove_before(dir: &std::path::Path, from: u64) {
         if old.is_some_and(|n| n < from) {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::Records;
+
+    fn queue(parts: &[Option<(u64, usize)>]) -> VecDeque<(u64, Chunk)> {
+        parts.iter().map(|b| (0, Chunk { shard: 0, records: Records::default(), upto: 0, batch: *b })).collect()
+    }
+
+    #[test]
+    fn commits_that_interleave_across_shards_are_written_together() {
+        // Shard A got T1 then T2, shard B got T2 then T1: both are whole once
+        // both queues are taken, and nothing waits for anything.
+        let queues = vec![queue(&[Some((1, 2)), Some((2, 2)), None]), queue(&[Some((2, 2)), Some((1, 2))])];
+        assert_eq!(whole_commits(&queues), vec![3, 2]);
+    }
+
+    #[test]
+    fn a_shard_waits_behind_its_part_of_an_unfinished_commit() {
+        // T2's part on B has not arrived: A keeps T2 and what follows; T1 goes.
+        let queues =
+            vec![queue(&[None, Some((1, 2)), Some((2, 2)), None]), queue(&[Some((1, 2)), None]), queue(&[None])];
+        assert_eq!(whole_commits(&queues), vec![2, 2, 1]);
+        // A commit whose other part waits behind an unfinished one waits too.
+        let queues = vec![queue(&[Some((3, 2)), Some((4, 2))]), queue(&[Some((5, 2)), Some((4, 2))])];
+        assert_eq!(whole_commits(&queues), vec![0, 0]);
     }
 }
