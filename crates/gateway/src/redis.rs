@@ -93,11 +93,14 @@ enum Pending {
     },
 }
 
-/// Single-key commands sent to another shard as one message, until their
-/// answers are taken, in order.
+/// Single-key commands sent to a shard as one message, until their answers
+/// are taken, in order.
 enum Sent {
-    Waiting(squall_store::Pending),
+    /// The answer to come, and how many ops the message carries.
+    Waiting(squall_store::Pending, usize),
     Answered(std::vec::IntoIter<(squall_store::OpResult, Timestamp)>),
+    /// The message got no answer: each of its ops answers this error.
+    Failed(String, usize),
 }
 
 struct Transaction {
@@ -154,31 +157,58 @@ impl Conn {
         let after = self.session.seen();
         for (shard, ops) in self.gathering.iter_mut().enumerate() {
             if !ops.is_empty() {
+                let n = ops.len();
                 let p = self.store.dispatch_many(shard, &self.ns, std::mem::take(ops), after);
-                self.sent[shard].push_back(Sent::Waiting(p));
+                self.sent[shard].push_back(Sent::Waiting(p, n));
+            }
+        }
+    }
+
+    /// Waits for a sent message's answer.
+    async fn receive(&mut self, p: squall_store::Pending, n: usize) -> Sent {
+        match p.answer().await {
+            Ok(a) => {
+                self.written[a.shard] = self.written[a.shard].max(a.seq);
+                match a.response {
+                    Response::Ops(results) if results.len() == n => Sent::Answered(results.into_iter()),
+                    other => Sent::Failed(format!("data is corrupt: a shard answered {n} ops with {other:?}"), n),
+                }
+            }
+            Err(e) => Sent::Failed(e.to_string(), n),
+        }
+    }
+
+    /// Waits for the answers of everything sent so far: a command that is
+    /// not a single-key one (a SCAN, an MSET, a DBSIZE) then sees what the
+    /// commands before it did, as it would on a server that runs one
+    /// command at a time.
+    async fn settle(&mut self) {
+        for shard in 0..self.sent.len() {
+            for i in 0..self.sent[shard].len() {
+                if let Sent::Waiting(..) = self.sent[shard][i] {
+                    let Sent::Waiting(p, n) =
+                        std::mem::replace(&mut self.sent[shard][i], Sent::Failed(String::new(), 0))
+                    else {
+                        unreachable!()
+                    };
+                    self.sent[shard][i] = self.receive(p, n).await;
+                }
             }
         }
     }
 
     /// The next answer from shard `shard` (answers come in the order the
     /// ops were sent, which is the order of `pending`).
-    async fn batched(&mut self, shard: usize, write: bool) -> Result<squall_store::OpResult, squall_store::Error> {
+    async fn batched(&mut self, shard: usize, write: bool) -> Result<squall_store::OpResult, String> {
         loop {
             let Some(front) = self.sent[shard].front_mut() else {
-                return Err(squall_store::Error::Corrupt("an op's answer went missing".into()));
+                return Err("data is corrupt: an op's answer went missing".into());
             };
             match front {
-                Sent::Waiting(_) => {
-                    let Some(Sent::Waiting(p)) = self.sent[shard].pop_front() else { continue };
-                    let a = p.answer().await?;
-                    self.written[a.shard] = self.written[a.shard].max(a.seq);
-                    let Response::Ops(results) = a.response else {
-                        return Err(squall_store::Error::Corrupt(format!(
-                            "a shard answered ops with {:?}",
-                            a.response
-                        )));
-                    };
-                    self.sent[shard].push_front(Sent::Answered(results.into_iter()));
+                Sent::Waiting(..) => {
+                    let Some(Sent::Waiting(p, n)) = self.sent[shard].pop_front() else { continue };
+                    let got = self.receive(p, n).await;
+                    self.sent[shard].push_front(got);
                 }
                 Sent::Answered(results) => match results.next() {
                     Some((r, stamp)) => {
@@ -192,6 +222,13 @@ impl Conn {
                         self.sent[shard].pop_front();
                     }
                 },
+                Sent::Failed(_, 0) => {
+                    self.sent[shard].pop_front();
+                }
+                Sent::Failed(e, left) => {
+                    *left -= 1;
+                    return Err(e.clone());
+                }
             }
         }
     }
@@ -276,7 +313,7 @@ impl Conn {
                 Pending::Ready(f) => f,
                 Pending::Batched { shard, render, write } => match self.batched(shard, write).await {
                     Ok(r) => commands::render(r, render),
-                    Err(e) => Frame::err(e.to_string()),
+                    Err(e) => Frame::err(e),
                 },
             };
             if matches!(frame, Frame::Error(_)) {
@@ -317,8 +354,11 @@ impl Conn {
             }
         };
         if !matches!(cmd, Cmd::Key { .. }) || self.multi.is_some() {
-            // Whatever this does comes after the commands gathered before it.
+            // Whatever this does comes after the commands before it.
             self.send_batches();
+            if self.multi.is_none() || matches!(cmd, Cmd::Server(Server::Exec)) {
+                self.settle().await;
+            }
         }
         if let Some(tx) = &mut self.multi {
             match cmd {

@@ -2,7 +2,10 @@
 //! answers [`Message`]s: it stamps writes with its own clock, applies them
 //! to its [`Keyspace`], hands the changes to the disk writer, holds the keys
 //! of commits in progress, and parks requests for held keys until they are
-//! let go. Private to the store: the protocol is the way in.
+//! let go: each key a parked request names has a line, first come first
+//! served, so a request never overtakes an earlier one on a key they share
+//! and a commit waiting for readers is not starved by later ones. Private
+//! to the store: the protocol is the way in.
 
 use crate::disk::{Chunk, DiskState, Records, WriterMsg};
 use crate::keyspace::Keyspace;
@@ -38,6 +41,13 @@ struct Lock {
     readers: u32,
 }
 
+/// A request waiting for held keys, in line on each key it names.
+struct Parked {
+    msg: Message,
+    reply: Reply,
+    keys: Vec<LockKey>,
+}
+
 /// A commit's part, prepared here and waiting for its second phase.
 struct Prepared {
     held: Vec<(LockKey, bool)>,
@@ -60,7 +70,10 @@ pub(crate) struct Shard {
     writer: SyncSender<WriterMsg>,
     locks: HashMap<LockKey, Lock, foldhash::fast::RandomState>,
     prepared: HashMap<TxnId, Prepared, foldhash::fast::RandomState>,
-    parked: VecDeque<(Message, Reply)>,
+    parked: HashMap<u64, Parked, foldhash::fast::RandomState>,
+    /// For each key parked requests name, their numbers in arrival order.
+    lines: HashMap<LockKey, VecDeque<u64>, foldhash::fast::RandomState>,
+    next_parked: u64,
 }
 
 /// How a request uses a key.
@@ -89,7 +102,9 @@ impl Shard {
             writer,
             locks: HashMap::default(),
             prepared: HashMap::default(),
-            parked: VecDeque::new(),
+            parked: HashMap::default(),
+            lines: HashMap::default(),
+            next_parked: 0,
         }
     }
 
@@ -117,22 +132,35 @@ impl Shard {
         }
     }
 
+    /// Puts a request that [`Shard::try_handle`] gave back in line on
+    /// every key it names.
     pub fn park(&mut self, msg: Message, reply: Reply) {
-        self.parked.push_back((msg, reply));
+        let id = self.next_parked;
+        self.next_parked += 1;
+        let keys = keys_of(&msg.request);
+        for key in &keys {
+            self.lines.entry(key.clone()).or_default().push_back(id);
+        }
+        self.parked.insert(id, Parked { msg, reply, keys });
         self.stats.parked.store(self.parked.len() as u64, Ordering::Relaxed);
     }
 
     /// Answers a message now, or gives it back when keys it needs are held
-    /// by a commit in progress (the caller parks it).
+    /// by a commit in progress or have earlier requests waiting for them
+    /// (the caller parks it).
     // The message comes back whole to wait in line; boxing it would cost an
     // allocation on every request.
     #[allow(clippy::result_large_err)]
     pub fn try_handle(&mut self, msg: Message) -> Result<Answer, Message> {
         self.hlc.observe(msg.after);
-        if !self.locks.is_empty() && self.blocked(&msg.request) {
+        if !(self.locks.is_empty() && self.lines.is_empty()) && self.blocked(&msg.request, true) {
             return Err(msg);
         }
-        Ok(match msg.request {
+        Ok(self.run_now(msg))
+    }
+
+    fn run_now(&mut self, msg: Message) -> Answer {
+        match msg.request {
             Request::Op { ns, key, op } => {
                 let (r, stamp) = self.op(&ns, &key, op);
                 self.answer(Response::Op(r), stamp)
@@ -160,17 +188,19 @@ impl Shard {
             }
             // Answered by the writer (see `handle`).
             Request::Flush => self.answer(Response::Flushed, self.hlc.last()),
-        })
+        }
     }
 
-    /// Whether the request needs a key a commit in progress holds against it.
-    fn blocked(&self, request: &Request) -> bool {
+    /// Whether the request needs a key a commit in progress holds against
+    /// it, or (with `lines`) a key earlier requests wait for.
+    fn blocked(&self, request: &Request, lines: bool) -> bool {
         let held = |ns: &Bytes, key: &Bytes, how: Use| {
+            let key = (ns.clone(), key.clone());
             // A commit's own second phase never waits for its own keys.
-            self.locks.get(&(ns.clone(), key.clone())).is_some_and(|l| match how {
+            self.locks.get(&key).is_some_and(|l| match how {
                 Use::Read => l.writer.is_some(),
                 Use::Write => l.writer.is_some() || l.readers > 0,
-            })
+            }) || (lines && self.lines.contains_key(&key))
         };
         let how = |op: &Op| if op.is_write() { Use::Write } else { Use::Read };
         match request {
@@ -285,6 +315,7 @@ impl Shard {
     }
 
     fn release(&mut self, held: Vec<(LockKey, bool)>) {
+        let mut freed = Vec::with_capacity(held.len());
         for (key, write) in held {
             if let Some(lock) = self.locks.get_mut(&key) {
                 if write {
@@ -296,21 +327,35 @@ impl Shard {
                     self.locks.remove(&key);
                 }
             }
+            freed.push(key);
         }
-        self.unpark();
+        self.wake(freed);
     }
 
-    /// Runs again, in arrival order, what waited for keys; what still
-    /// waits stays in line.
-    fn unpark(&mut self) {
-        let waiting = std::mem::take(&mut self.parked);
-        for (msg, reply) in waiting {
-            match self.try_handle(msg) {
-                Ok(a) => {
-                    let _ = reply.send(a);
-                }
-                Err(msg) => self.parked.push_back((msg, reply)),
+    /// Runs the parked requests that have become free to go: first in every
+    /// line they stand in and not held off by a lock. Each one that runs
+    /// moves its lines on, so those keys are looked at again. Line numbers
+    /// grow with arrival, so the earliest parked request is first in all
+    /// its lines: the lines never wait on one another.
+    fn wake(&mut self, mut keys: Vec<LockKey>) {
+        while let Some(key) = keys.pop() {
+            let Some(&id) = self.lines.get(&key).and_then(|l| l.front()) else { continue };
+            let p = &self.parked[&id];
+            let first = p.keys.iter().all(|k| self.lines.get(k).and_then(|l| l.front()) == Some(&id));
+            if !first || self.blocked(&p.msg.request, false) {
+                continue;
             }
+            let Parked { msg, reply, keys: named } = self.parked.remove(&id).expect("parked request in line");
+            for k in &named {
+                if let Some(line) = self.lines.get_mut(k) {
+                    line.pop_front();
+                    if line.is_empty() {
+                        self.lines.remove(k);
+                    }
+                }
+            }
+            keys.extend(named);
+            let _ = reply.send(self.run_now(msg));
         }
         self.stats.parked.store(self.parked.len() as u64, Ordering::Relaxed);
     }
@@ -334,8 +379,23 @@ impl Shard {
         if let Some(part) = self.prepared.remove(&txn) {
             self.release(part.held);
         } else {
-            // Still waiting for its keys: it leaves the line.
-            self.parked.retain(|(m, _)| !matches!(m.request, Request::Prepare { txn: t, .. } if t == txn));
+            // Still waiting for its keys: it leaves its lines.
+            let waiting = self.parked.iter().find_map(|(id, p)| match p.msg.request {
+                Request::Prepare { txn: t, .. } if t == txn => Some(*id),
+                _ => None,
+            });
+            if let Some(id) = waiting {
+                let p = self.parked.remove(&id).expect("parked request");
+                for k in &p.keys {
+                    if let Some(line) = self.lines.get_mut(k) {
+                        line.retain(|x| *x != id);
+                        if line.is_empty() {
+                            self.lines.remove(k);
+                        }
+                    }
+                }
+                self.wake(p.keys);
+            }
         }
         self.answer(Response::Aborted, self.hlc.last())
     }
@@ -374,4 +434,21 @@ impl Shard {
         // Blocks when the writer is behind: backpressure from the disk.
         let _ = self.writer.send(WriterMsg::Chunk(Chunk { shard: self.id, records, upto: self.seq, batch }));
     }
+}
+
+/// The keys a request reads or writes, each once: its places in line.
+fn keys_of(request: &Request) -> Vec<LockKey> {
+    let mut keys: Vec<LockKey> = match request {
+        Request::Op { ns, key, .. } => vec![(ns.clone(), key.clone())],
+        Request::Ops { ns, ops } => ops.iter().map(|(k, _)| (ns.clone(), k.clone())).collect(),
+        Request::Batch { checks, ops } | Request::Prepare { checks, ops, .. } => checks
+            .iter()
+            .map(|c| (c.ns.clone(), c.key.clone()))
+            .chain(ops.iter().map(|w| (w.ns.clone(), w.key.clone())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }

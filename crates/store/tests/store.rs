@@ -2,8 +2,11 @@
 //! directory, restarts.
 
 use bytes::Bytes;
-use squall_store::lattice::{ManualClock, Stamp};
-use squall_store::{Check, Durability, Handle, Op, OpError, Options, Reply, Session, SetExpiry, Store, Write};
+use squall_store::lattice::{ManualClock, Stamp, Timestamp};
+use squall_store::{
+    Answer, Check, Durability, Handle, Message, Op, OpError, Options, Reply, Request, Response, Session, SetExpiry,
+    Store, Vote, Write,
+};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -566,4 +569,51 @@ async fn crossing_commits_on_disjoint_keys_all_become_durable() {
             assert_eq!(exec(&h, &k, Op::Get).await, Ok(Reply::Bytes(b("299"))));
         }
     }
+}
+
+/// A request never overtakes an earlier parked one on a key they share: a
+/// write to `l` sent after a commit that waits for `k` (and also writes
+/// `l`) lands after that commit, and a read of `k` sent after it waits too,
+/// so a commit waiting for a key is not starved by later requests.
+#[tokio::test]
+async fn parked_requests_keep_their_order_on_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 1, Durability::Async);
+    let h = store.handle();
+    let msg = |request| Message { after: Timestamp::ZERO, request };
+    let write = |key: &str, v: &str| Write { ns: ns(), key: b(key), op: set(v) };
+    let vote = |a: Answer| match a.response {
+        Response::Vote(Vote::Yes { proposal, .. }) => proposal,
+        other => panic!("expected a yes vote, got {other:?}"),
+    };
+    // The first commit holds k.
+    let first = h.send(0, msg(Request::Prepare { txn: 1, checks: vec![], ops: vec![write("k", "one")] }));
+    let p1 = vote(first.answer().await.unwrap());
+    // The second waits for k; it would write k and l.
+    let second =
+        h.send(0, msg(Request::Prepare { txn: 2, checks: vec![], ops: vec![write("k", "two"), write("l", "two")] }));
+    // Later requests on l and k: they wait behind the second commit.
+    let later_l = h.send(0, msg(Request::Op { ns: ns(), key: b("l"), op: set("later") }));
+    let later_k = h.send(0, msg(Request::Op { ns: ns(), key: b("k"), op: Op::Get }));
+    h.send(0, msg(Request::Commit { txn: 1, stamp: p1, parts: 1 })).answer().await.unwrap();
+    let p2 = vote(second.answer().await.unwrap());
+    h.send(0, msg(Request::Commit { txn: 2, stamp: p2, parts: 1 })).answer().await.unwrap();
+    let Response::Op(read) = later_k.answer().await.unwrap().response else { panic!("not an op answer") };
+    assert_eq!(read, Ok(Reply::Bytes(b("two"))));
+    later_l.answer().await.unwrap();
+    assert_eq!(exec(&h, "l", Op::Get).await, Ok(Reply::Bytes(b("later"))));
+    // An aborted waiter leaves its lines: what stood behind it goes on.
+    let p3 = vote(
+        h.send(0, msg(Request::Prepare { txn: 3, checks: vec![], ops: vec![write("k", "three")] }))
+            .answer()
+            .await
+            .unwrap(),
+    );
+    let waiting = h.send(0, msg(Request::Prepare { txn: 4, checks: vec![], ops: vec![write("k", "four")] }));
+    let behind = h.send(0, msg(Request::Op { ns: ns(), key: b("k"), op: Op::Get }));
+    h.send(0, msg(Request::Abort { txn: 4 })).answer().await.unwrap();
+    drop(waiting);
+    h.send(0, msg(Request::Commit { txn: 3, stamp: p3, parts: 1 })).answer().await.unwrap();
+    let Response::Op(read) = behind.answer().await.unwrap().response else { panic!("not an op answer") };
+    assert_eq!(read, Ok(Reply::Bytes(b("three"))));
 }

@@ -189,8 +189,10 @@ impl Writer {
                         return Some(s);
                     }
                 }
-            } else if self.disk.refusal() == Some(crate::op::OpError::DiskFull) {
-                self.disk.set_ok();
+            } else {
+                // Writes come back only with room for the whole reserve
+                // twice over, so the state does not flap at the edge.
+                self.try_recover_space();
             }
             if let Err(e) = self.log.append(&s.frames) {
                 if is_no_space(&e) {

@@ -638,6 +638,10 @@ impl Keyspace {
     ) -> OpResult {
         let node = self.node;
         let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(Reply::Int(0)) };
+        if !holds(slot.body(node), &gone) {
+            // Checked first: unpacking a string to find out would cost memory.
+            return Err(OpError::WrongType);
+        }
         let epoch = slot.epoch(node);
         let entry = slot.full_mut(node);
         let mut removed: Vec<&Bytes> = Vec::new();
@@ -845,6 +849,9 @@ impl Keyspace {
             Record::Element { ns, key, element, state } => {
                 let h = key_hash(&key);
                 let Some(slot) = self.slot_mut(&ns, h, &key) else { return Stamp::ZERO };
+                if !holds(slot.body(node), &state) {
+                    return Stamp::ZERO;
+                }
                 let entry = slot.full_mut(node);
                 let (stamp, grew) = match (&mut entry.value, state) {
                     (Value::Set(m), Element::Member(r)) => {
@@ -940,4 +947,12 @@ fn for_each_once(items: &[impl AsRef<[u8]>], mut f: impl FnMut(&[u8])) {
             f(i.as_ref());
         }
     }
+}
+
+/// Whether a key's value is the collection an element belongs in.
+fn holds(body: Body<'_>, element: &Element) -> bool {
+    matches!(
+        (body, element),
+        (Body::Other(Value::Set(_)), Element::Member(_)) | (Body::Other(Value::Map(_)), Element::Field(_))
+    )
 }

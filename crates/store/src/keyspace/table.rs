@@ -169,12 +169,28 @@ impl Table {
     /// Whether partition `p` should split before its next insert: its table
     /// has no room left, and hashbrown would grow it (rather than clean it
     /// in place, which it does when at most half of it is in use) past 128
-    /// buckets.
+    /// buckets. Unless the directory would have to double past
+    /// [`Table::max_depth`]: keys whose hashes share that many top bits are
+    /// not spread by splitting (a crafted set of keys would double the
+    /// directory until memory runs out), so their partition grows instead.
     fn full(&mut self, p: usize) -> bool {
+        let max_depth = self.max_depth();
         let part = &mut self.parts[p];
         let (len, cap) = (part.slots.len(), part.slots.capacity());
         part.full_cap = part.full_cap.max(full_capacity(cap));
-        len == cap && len > part.full_cap / 2 && part.full_cap >= PART_MAX && part.depth < POSITION_BITS
+        len == cap
+            && len > part.full_cap / 2
+            && part.full_cap >= PART_MAX
+            && part.depth < POSITION_BITS
+            && (part.depth < self.depth || self.depth < max_depth)
+    }
+
+    /// The deepest directory the table's keys warrant: 64 times the
+    /// partitions they would fill if spread evenly (evenly spread keys
+    /// never come near it).
+    fn max_depth(&self) -> u32 {
+        let even = (self.len / PART_MAX).max(1);
+        (usize::BITS - even.leading_zeros() + 6).min(POSITION_BITS)
     }
 
     /// Splits partition `p` by its next hash bit, doubling the directory
@@ -259,6 +275,31 @@ mod tests {
 
     fn slot(k: &[u8]) -> Slot {
         Slot::register(k, Stamp::new(Timestamp(1), 1), None, b"v", 1)
+    }
+
+    #[test]
+    fn keys_sharing_their_top_hash_bits_do_not_blow_up_the_directory() {
+        // Keys whose hashes agree on their top 16 bits, found by search:
+        // splitting cannot spread them before depth 17.
+        let target = key_hash(b"0") >> 48;
+        let keys: Vec<String> = (0u64..)
+            .map(|n| n.to_string())
+            .filter(|k| key_hash(k.as_bytes()) >> 48 == target)
+            .take(3 * PART_MAX)
+            .collect();
+        let mut t = Table::default();
+        for k in &keys {
+            t.put(key_hash(k.as_bytes()), slot(k.as_bytes()));
+        }
+        assert_eq!(t.len(), keys.len());
+        assert!(t.depth <= t.max_depth(), "depth {} > {}", t.depth, t.max_depth());
+        assert!(t.dir.len() <= 1 << 8, "{} directory entries for {} keys", t.dir.len(), t.len());
+        for k in &keys {
+            assert!(t.get(key_hash(k.as_bytes()), k.as_bytes()).is_some(), "{k}");
+        }
+        let mut walked = 0;
+        assert_eq!(t.walk(0, usize::MAX, |_| walked += 1), None);
+        assert_eq!(walked, keys.len());
     }
 
     fn fill(n: usize) -> Table {

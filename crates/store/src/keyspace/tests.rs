@@ -194,6 +194,30 @@ fn the_last_member_or_field_to_go_takes_the_key_with_it() {
 }
 
 #[test]
+fn removing_elements_from_the_wrong_type_changes_nothing_and_counts_nothing() {
+    let mut ks = Keyspace::new(1);
+    let s = Stamp::new(Timestamp(5), 1);
+    let set = Op::Set { value: b("v"), expiry: SetExpiry::None, get: false };
+    ks.apply(&ns(), b"str", set, s, 0).unwrap();
+    ks.apply(&ns(), b"n", Op::IncrBy(3), s, 0).unwrap();
+    ks.apply(&ns(), b"s", Op::SAdd(vec![b("a")]), s, 0).unwrap();
+    let before = ks.bytes();
+    for key in [&b"str"[..], b"n", b"s"] {
+        assert_eq!(ks.apply(&ns(), key, Op::HDel(vec![b("a")]), s, 0), Err(OpError::WrongType));
+    }
+    for key in [&b"str"[..], b"n"] {
+        assert_eq!(ks.apply(&ns(), key, Op::SRem(vec![b("a")]), s, 0), Err(OpError::WrongType));
+    }
+    assert_eq!(ks.bytes(), before);
+    // Dropping the string and the counter gives back what they took.
+    let mut set_only = Keyspace::new(1);
+    set_only.apply(&ns(), b"s", Op::SAdd(vec![b("a")]), s, 0).unwrap();
+    ks.apply(&ns(), b"str", Op::Del, s, 0).unwrap();
+    ks.apply(&ns(), b"n", Op::Del, s, 0).unwrap();
+    assert_eq!(ks.bytes(), set_only.bytes());
+}
+
+#[test]
 fn expired_keys_read_as_missing_and_go_when_written_or_reaped() {
     let mut ks = Keyspace::new(1);
     let s = Stamp::new(Timestamp(5), 1);
