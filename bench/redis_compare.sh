@@ -64,7 +64,7 @@ rows = list(csv.DictReader(open(path)))
 def med(sys_, run, test, field):
     v = [float(r[field]) for r in rows if r["system"] == sys_ and r["run"] == run and r["test"] == test]
     return statistics.median(v) if v else float("nan")
-print(f"Squall (durability={durability}) vs Redis (persistence off); redis-benchmark -c {clients} -n {requests}; median of runs\n")
+print(f"Squall (durability={durability}) vs Redis (persistence off); redis-benchmark -c {clients} -n {requests} (P16 rows -n {int(requests) * 5}); median of runs\n")
 print("| run | test | Redis ops/s | Squall ops/s | ratio | Redis p50 ms | Squall p50 ms |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for run in ["P1_r100000", "P16_r100000", "P1_r1"]:

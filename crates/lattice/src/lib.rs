@@ -29,10 +29,12 @@
 //! its own, no shared atomic to contend on), takes an injected clock and
 //! stamps with a `u64` node id.
 
+mod hint;
 mod hlc;
 mod types;
 mod value;
 
+pub use hint::prefetch;
 pub use hlc::{Clock, DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp};
 pub use types::{LMap, Lww, Max, PnCounter, Slot};
 pub use value::{Entry, Fields, Kind, Members, Value};

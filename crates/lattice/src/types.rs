@@ -2,12 +2,10 @@
 //! of lattices (which, holding registers, is also the store's set and hash).
 
 use crate::{Lattice, NodeId, Stamp, Timestamp};
+use hashbrown::{HashTable, hash_table};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
-
-type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use std::hash::{BuildHasher, Hash};
 
 /// The larger value wins.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
@@ -173,30 +171,31 @@ impl Lattice for PnCounter {
 /// A map whose values are lattices, merged key by key. Entries live in a
 /// hash map: a Redis hash or set has no order, and writing into a large one
 /// must not cost a comparison per tree level.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Serialize + Hash + Eq, V: Serialize",
-    deserialize = "K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>"
-))]
+#[derive(Clone)]
 pub struct LMap<K: Hash + Eq, V> {
-    entries: Hashed<K, V>,
+    entries: HashTable<(K, V)>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl<K: Hash + Eq, V> Default for LMap<K, V> {
     fn default() -> Self {
-        LMap { entries: Hashed::default() }
+        LMap { entries: HashTable::new(), hasher: foldhash::fast::RandomState::default() }
     }
 }
 
 impl<K: Hash + Eq, V> LMap<K, V> {
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
     {
-        self.entries.get(key)
+        self.entries.find(self.hash(key), |(k, _)| k.borrow() == key).map(|(_, v)| v)
     }
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.entries.iter()
+        self.entries.iter().map(|(k, v)| (k, v))
     }
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -208,7 +207,15 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     /// unit, where a later write to the same entry under the same stamp
     /// replaces the earlier (a lattice merge would keep the larger).
     pub fn assign(&mut self, key: K, value: V) -> Option<V> {
-        self.entries.insert(key, value)
+        let h = self.hash(&key);
+        let hasher = &self.hasher;
+        match self.entries.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+            hash_table::Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
+            hash_table::Entry::Vacant(e) => {
+                e.insert((key, value));
+                None
+            }
+        }
     }
     /// [`LMap::assign`] for a key given borrowed: it is turned into a key
     /// (copied, say) only if it is new.
@@ -221,10 +228,12 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        match self.entries.get_mut(key) {
-            Some(old) => Some(std::mem::replace(old, value)),
-            None => {
-                self.entries.insert(to_key(key), value);
+        let h = self.hash(key);
+        let hasher = &self.hasher;
+        match self.entries.entry(h, |(k, _)| k.borrow() == key, |(k, _)| hasher.hash_one(k)) {
+            hash_table::Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
+            hash_table::Entry::Vacant(e) => {
+                e.insert((to_key(key), value));
                 None
             }
         }
@@ -235,20 +244,82 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        self.entries.remove(key)
+        let h = self.hash(key);
+        self.entries.find_entry(h, |(k, _)| k.borrow() == key).ok().map(|e| e.remove().0.1)
     }
     pub fn reserve(&mut self, n: usize) {
-        self.entries.reserve(n);
+        let hasher = &self.hasher;
+        self.entries.reserve(n, |(k, _)| hasher.hash_one(k));
+    }
+
+    /// Starts loading the entry looking up `key` will read, without
+    /// waiting for it, and says where that entry's key is: reading it waits
+    /// for the load, so a batch first asks for all its entries, then reads
+    /// them (and prefetches what they point to), and their cache misses
+    /// overlap instead of coming one after another. Almost always the key's
+    /// own entry; a mismatch only makes the hint useless.
+    pub fn prefetch<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+    {
+        let (k, v) = self.entries.iter_hash(self.hash(key)).next()?;
+        crate::prefetch(std::ptr::from_ref(k).cast());
+        // The value's end may lie on the next line.
+        crate::prefetch(std::ptr::from_ref(v).cast());
+        Some(k)
+    }
+}
+
+impl<K: Hash + Eq, V: PartialEq> PartialEq for LMap<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl<K: Hash + Eq, V: Eq> Eq for LMap<K, V> {}
+
+impl<K: Hash + Eq + std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for LMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Hash + Eq + Serialize, V: Serialize> Serialize for LMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de, K: Hash + Eq + Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for LMap<K, V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<K, V>(std::marker::PhantomData<(K, V)>);
+        impl<'de, K: Hash + Eq + Deserialize<'de>, V: Deserialize<'de>> serde::de::Visitor<'de> for Visit<K, V> {
+            type Value = LMap<K, V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut map = LMap::default();
+                map.reserve(a.size_hint().unwrap_or(0).min(4096));
+                while let Some((k, v)) = a.next_entry()? {
+                    map.assign(k, v);
+                }
+                Ok(map)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
     }
 }
 
 impl<K: Hash + Eq, V: Lattice> LMap<K, V> {
     /// Merges `value` into the entry at `key`.
     pub fn merge_entry(&mut self, key: K, value: V) {
-        match self.entries.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(value),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(value);
+        let h = self.hash(&key);
+        let hasher = &self.hasher;
+        match self.entries.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+            hash_table::Entry::Occupied(mut e) => e.get_mut().1.merge(value),
+            hash_table::Entry::Vacant(e) => {
+                e.insert((key, value));
             }
         }
     }

@@ -12,13 +12,13 @@
 //! and the caller commits it when the invocation succeeded.
 
 mod capture;
+mod epoch;
 mod host;
 mod txn;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,9 +32,6 @@ pub use txn::{Answer, BoxFuture, Call, StoreError, Txn};
 
 use host::{Host, bindings};
 
-/// How often the epoch ticks; time limits are checked at this granularity,
-/// and a running guest yields to other tasks on its thread once per tick.
-const TICK: Duration = Duration::from_millis(1);
 /// Memory bytes of a used pooled slot reset in place rather than by
 /// `madvise` (with PAGEMAP_SCAN); at most this much stays resident.
 const KEEP_RESIDENT: usize = 1 << 20;
@@ -186,22 +183,12 @@ pub struct Runtime {
     compiled: Mutex<HashMap<String, Arc<Function>>>,
     cache_dir: Option<PathBuf>,
     options: Options,
-    stop: Arc<AtomicBool>,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    ticker: epoch::Ticker,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime").field("options", &self.options).finish()
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -241,19 +228,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(internal)?;
         bindings::Handler::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |h| h).map_err(internal)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let (engine, stop) = (engine.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("squall-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(internal)?
-        };
+        let ticker = epoch::Ticker::spawn(engine.clone()).map_err(internal)?;
         let cache_dir = match &options.cache_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| internal(format!("{}: {e}", dir.display())))?;
@@ -261,15 +236,7 @@ impl Runtime {
             }
             None => None,
         };
-        Ok(Runtime {
-            engine,
-            linker,
-            compiled: Mutex::new(HashMap::new()),
-            cache_dir,
-            options,
-            stop,
-            ticker: Some(ticker),
-        })
+        Ok(Runtime { engine, linker, compiled: Mutex::new(HashMap::new()), cache_dir, options, ticker })
     }
 
     pub fn options(&self) -> &Options {
@@ -378,6 +345,7 @@ impl Runtime {
     /// can be made ready before its call arrives.
     pub async fn prepare(&self, f: &Function, inv: &Invocation, limit: Duration) -> Prepared {
         let started = Instant::now();
+        let _busy = self.ticker.busy();
         let host = Host::new(&f.digest, inv, started + limit, OUTPUT_CAP, &self.options.clock);
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limiter);
@@ -406,6 +374,7 @@ impl Runtime {
     /// the call's time limit counts from `started`.
     pub async fn run(&self, prepared: Prepared, inv: &Invocation, txn: Box<dyn Txn>, started: Instant) -> Invoked {
         let Prepared { mut store, instance, instantiate, .. } = prepared;
+        let _busy = self.ticker.busy();
         let instantiated = Instant::now();
         store.data_mut().begin(inv, txn, started + inv.timeout);
         store.set_epoch_deadline(1);

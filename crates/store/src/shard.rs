@@ -167,7 +167,10 @@ impl Shard {
             }
             Request::Ops { ns, ops } => {
                 std::hint::black_box(self.keys.touch(&ns, ops.iter().map(|(k, op)| (k.as_ref(), op))));
-                let out: Vec<(OpResult, Timestamp)> = ops.into_iter().map(|(key, op)| self.op(&ns, &key, op)).collect();
+                // One clock read for the batch: it is handled in microseconds.
+                let now = self.now_ms();
+                let out: Vec<(OpResult, Timestamp)> =
+                    ops.into_iter().map(|(key, op)| self.op_at(&ns, &key, op, now)).collect();
                 let stamp = out.iter().map(|(_, t)| *t).max().unwrap_or(self.hlc.last());
                 self.answer(Response::Ops(out), stamp)
             }
@@ -222,6 +225,11 @@ impl Shard {
     /// the shard's time, for a read). The clock is read once.
     fn op(&mut self, ns: &Bytes, key: &[u8], op: Op) -> (OpResult, Timestamp) {
         let now = self.now_ms();
+        self.op_at(ns, key, op, now)
+    }
+
+    /// [`Shard::op`] at physical time `now`.
+    fn op_at(&mut self, ns: &Bytes, key: &[u8], op: Op, now: u64) -> (OpResult, Timestamp) {
         if !op.is_write() {
             self.reads += 1;
             return (self.keys.read(ns, key, &op, now), self.hlc.last());

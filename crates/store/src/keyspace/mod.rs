@@ -267,33 +267,38 @@ impl Keyspace {
         })
     }
 
-    /// Looks up what `ops` will touch (their keys, and the members and
-    /// fields they name) and forgets the answers: run over a batch before
-    /// applying it, the lookups' cache misses overlap (nothing depends on
-    /// one to start the next), and the batch then finds its data in cache.
+    /// Starts loading into cache what `ops` will touch (their keys, and
+    /// the members and fields they name), in stages so that nothing waits
+    /// for one load to start the next: run over a batch before applying it,
+    /// the batch's cache misses overlap and its lookups find their data.
+    /// Returns how many of those it found (a hint: only the count is read).
     pub fn touch<'a>(&self, ns: &[u8], ops: impl Iterator<Item = (&'a [u8], &'a Op)>) -> usize {
         let Some(space) = self.spaces.get(ns) else { return 0 };
-        let mut found = 0;
-        for (key, op) in ops {
-            let Some(slot) = space.table.get(key_hash(key), key) else { continue };
-            found += 1;
-            let names: &[Bytes] = match op {
-                Op::SAdd(m) | Op::SRem(m) | Op::HDel(m) => m,
-                Op::SIsMember(m) | Op::HGet(m) => std::slice::from_ref(m),
-                _ => &[],
+        let ops: Vec<(&[u8], &Op, u64)> = ops.map(|(k, op)| (k, op, key_hash(k))).collect();
+        let hashes: Vec<u64> = ops.iter().map(|(_, _, h)| *h).collect();
+        space.table.prefetch(&hashes);
+        // Members and fields: first their entries, then the bytes those
+        // point to.
+        let mut names: Vec<&Bytes> = Vec::new();
+        for (key, op, h) in ops {
+            let (named, pairs): (&[Bytes], &[(Bytes, Bytes)]) = match op {
+                Op::SAdd(m) | Op::SRem(m) | Op::HDel(m) => (m, &[]),
+                Op::SIsMember(m) | Op::HGet(m) => (std::slice::from_ref(m), &[]),
+                Op::HSet(pairs) => (&[], pairs),
+                _ => continue,
             };
+            let Some(slot) = space.table.get(h, key) else { continue };
+            let wanted = named.iter().chain(pairs.iter().map(|(f, _)| f));
             match slot.body(self.node) {
-                Body::Other(Value::Set(set)) => found += names.iter().filter(|m| set.get(m.as_ref()).is_some()).count(),
-                Body::Other(Value::Map(map)) => {
-                    found += match op {
-                        Op::HSet(pairs) => pairs.iter().filter(|(f, _)| map.get(f.as_ref()).is_some()).count(),
-                        _ => names.iter().filter(|f| map.get(f.as_ref()).is_some()).count(),
-                    }
-                }
+                Body::Other(Value::Set(set)) => names.extend(wanted.filter_map(|m| set.prefetch(m.as_ref()))),
+                Body::Other(Value::Map(map)) => names.extend(wanted.filter_map(|f| map.prefetch(f.as_ref()))),
                 _ => {}
             }
         }
-        found
+        for name in &names {
+            squall_lattice::prefetch(name.as_ptr());
+        }
+        names.len()
     }
 
     /// The whole live entry at `key`.
@@ -461,10 +466,10 @@ impl Keyspace {
                     (None, true) => Reply::Nil,
                     (Some(o), true) => Reply::Bytes(o.string().ok_or(OpError::WrongType)?),
                 };
-                let fresh = Slot::register(key, stamp, expiry_of(old), value, node);
-                reindex(expiring, h, slot.expires_at(), fresh.expires_at());
-                *bytes += fresh.approx_bytes() as i64 - slot.approx_bytes() as i64;
-                *slot = fresh;
+                let (was_at, was_bytes) = (slot.expires_at(), slot.approx_bytes() as i64);
+                slot.set_register(stamp, expiry_of(old), value, node);
+                reindex(expiring, h, was_at, slot.expires_at());
+                *bytes += slot.approx_bytes() as i64 - was_bytes;
                 (slot, previous)
             }
             Spot::Free(free) => {

@@ -117,53 +117,102 @@ enum PackedBody<'a> {
     Counter(CounterSlot),
 }
 
-fn pack(key: &[u8], epoch: Stamp, expiry: &Option<Lww<Option<u64>>>, body: PackedBody<'_>, own: NodeId) -> Box<[u8]> {
-    let mut flags = match body {
-        PackedBody::Register(_) => KIND_REGISTER,
-        PackedBody::Counter(_) => KIND_COUNTER,
+/// The bytes `pack_into` writes.
+fn packed_len(
+    key: &[u8],
+    epoch: Stamp,
+    expiry: &Option<Lww<Option<u64>>>,
+    body: &PackedBody<'_>,
+    own: NodeId,
+) -> usize {
+    let varint = (usize::BITS - key.len().leading_zeros()).div_ceil(7).max(1) as usize;
+    let foreign = |n: NodeId| if n != own { 8 } else { 0 };
+    let expiry = expiry.as_ref().map_or(0, |e| 8 + foreign(e.stamp.node) + 8);
+    let body = match body {
+        PackedBody::Register(v) => v.len(),
+        PackedBody::Counter(s) => 24 + foreign(s.node),
     };
-    let mut b = Vec::with_capacity(5 + key.len() + 1 + 16 + 24 + 24);
+    varint + key.len() + 1 + 8 + foreign(epoch.node) + expiry + body
+}
+
+/// Writes a packed slot into `b`, which is [`packed_len`] bytes long.
+fn pack_into(
+    b: &mut [u8],
+    key: &[u8],
+    epoch: Stamp,
+    expiry: &Option<Lww<Option<u64>>>,
+    body: PackedBody<'_>,
+    own: NodeId,
+) {
+    let mut at = 0;
     let mut len = key.len();
     loop {
         let byte = (len & 0x7f) as u8;
         len >>= 7;
+        b[at] = if len == 0 { byte } else { byte | 0x80 };
+        at += 1;
         if len == 0 {
-            b.push(byte);
             break;
         }
-        b.push(byte | 0x80);
     }
-    b.extend_from_slice(key);
-    let at_flags = b.len();
-    b.push(0);
-    b.extend_from_slice(&epoch.time.0.to_le_bytes());
+    b[at..at + key.len()].copy_from_slice(key);
+    pack_after_key(b, at + key.len(), epoch, expiry, body, own);
+}
+
+/// Writes what follows the key (which ends at `at`) in a packed slot.
+fn pack_after_key(
+    b: &mut [u8],
+    mut at: usize,
+    epoch: Stamp,
+    expiry: &Option<Lww<Option<u64>>>,
+    body: PackedBody<'_>,
+    own: NodeId,
+) {
+    let at_flags = at;
+    let mut put = |bytes: &[u8]| {
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    let mut flags = match body {
+        PackedBody::Register(_) => KIND_REGISTER,
+        PackedBody::Counter(_) => KIND_COUNTER,
+    };
+    put(&[0]);
+    put(&epoch.time.0.to_le_bytes());
     if epoch.node != own {
         flags |= FOREIGN_EPOCH;
-        b.extend_from_slice(&epoch.node.to_le_bytes());
+        put(&epoch.node.to_le_bytes());
     }
     if let Some(e) = expiry {
         flags |= HAS_EXPIRY;
-        b.extend_from_slice(&e.stamp.time.0.to_le_bytes());
+        put(&e.stamp.time.0.to_le_bytes());
         if e.stamp.node != own {
             flags |= FOREIGN_EXPIRY;
-            b.extend_from_slice(&e.stamp.node.to_le_bytes());
+            put(&e.stamp.node.to_le_bytes());
         }
-        b.extend_from_slice(&e.value.unwrap_or(PERSIST).to_le_bytes());
+        put(&e.value.unwrap_or(PERSIST).to_le_bytes());
     }
     match body {
-        PackedBody::Register(v) => b.extend_from_slice(v),
+        PackedBody::Register(v) => put(v),
         PackedBody::Counter(s) => {
-            b.extend_from_slice(&s.plus.to_le_bytes());
-            b.extend_from_slice(&s.minus.to_le_bytes());
-            b.extend_from_slice(&s.stamp.0.to_le_bytes());
+            put(&s.plus.to_le_bytes());
+            put(&s.minus.to_le_bytes());
+            put(&s.stamp.0.to_le_bytes());
             if s.node != own {
                 flags |= FOREIGN_SLOT;
-                b.extend_from_slice(&s.node.to_le_bytes());
+                put(&s.node.to_le_bytes());
             }
         }
     }
+    debug_assert_eq!(at, b.len());
     b[at_flags] = flags;
-    b.into_boxed_slice()
+}
+
+/// A packed slot in an allocation of exactly its size.
+fn pack(key: &[u8], epoch: Stamp, expiry: &Option<Lww<Option<u64>>>, body: PackedBody<'_>, own: NodeId) -> Box<[u8]> {
+    let mut b = vec![0u8; packed_len(key, epoch, expiry, &body, own)].into_boxed_slice();
+    pack_into(&mut b, key, epoch, expiry, body, own);
+    b
 }
 
 /// A borrowed look at a slot's value.
@@ -181,6 +230,22 @@ impl Slot {
         Slot::Packed(pack(key, epoch, &expiry, PackedBody::Register(value), own))
     }
 
+    /// Makes this slot hold a register in its own epoch, as
+    /// [`Slot::register`] would, in its own memory when that is the right
+    /// size (an overwrite of a value with one as long allocates nothing).
+    pub fn set_register(&mut self, epoch: Stamp, expiry: Option<Lww<Option<u64>>>, value: &[u8], own: NodeId) {
+        if let Slot::Packed(b) = self {
+            let (start, end) = key_span(b);
+            let body = PackedBody::Register(value);
+            if packed_len(&b[start..end], epoch, &expiry, &body, own) == b.len() {
+                // The key stays where it is: the packing starts with it.
+                pack_after_key(b, end, epoch, &expiry, body, own);
+                return;
+            }
+        }
+        *self = Slot::register(self.key(), epoch, expiry, value, own);
+    }
+
     /// A key holding `entry`, packed when its value allows.
     pub fn new(key: &[u8], entry: Entry, own: NodeId) -> Slot {
         match &entry.value {
@@ -190,6 +255,14 @@ impl Slot {
                 Slot::Packed(pack(key, entry.epoch, &entry.expiry, PackedBody::Counter(s), own))
             }
             _ => Slot::Full(Box::new(Full { key: key.into(), entry })),
+        }
+    }
+
+    /// Where the slot's own memory starts (for a prefetch: not read).
+    pub fn heap(&self) -> *const u8 {
+        match self {
+            Slot::Packed(b) => b.as_ptr(),
+            Slot::Full(f) => std::ptr::from_ref::<Full>(f).cast(),
         }
     }
 
@@ -397,6 +470,32 @@ mod tests {
         let s = Slot::register(&long, st(1, 1), None, b"v", 1);
         assert_eq!(s.key(), &long[..]);
         assert_eq!(s.string().unwrap(), Bytes::from_static(b"v"));
+    }
+
+    #[test]
+    fn overwriting_a_string_gives_the_slot_a_fresh_one_would_have() {
+        let long = vec![b'k'; 200];
+        for key in [&b"key:1"[..], &long] {
+            let expiry = Some(Lww::new(st(9, 2), Some(77)));
+            let mut s = Slot::register(key, st(1, 1), None, b"abc", 1);
+            let before = s.heap();
+            // Same length: in place.
+            s.set_register(st(2, 1), None, b"xyz", 1);
+            assert_eq!(s.heap(), before);
+            assert!(
+                matches!((&s, &Slot::register(key, st(2, 1), None, b"xyz", 1)), (Slot::Packed(a), Slot::Packed(b)) if a == b)
+            );
+            // Longer, with an expiry and a foreign epoch; then back from a counter.
+            s.set_register(st(3, 2), expiry.clone(), b"longer value", 1);
+            assert!(
+                matches!((&s, &Slot::register(key, st(3, 2), expiry.clone(), b"longer value", 1)), (Slot::Packed(a), Slot::Packed(b)) if a == b)
+            );
+            let mut c = Slot::new(key, Entry::new(st(1, 1), Value::Counter(PnCounter::default())), 1);
+            c.set_register(st(4, 1), None, b"v", 1);
+            assert_eq!(c.key(), key);
+            assert_eq!(c.string().unwrap(), Bytes::from_static(b"v"));
+            assert_eq!(c.kind(), Some(Kind::Register));
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use super::slot::Slot;
 use hashbrown::HashTable;
+use squall_lattice::prefetch;
 
 /// Most keys a partition holds: 7/8 of its 128 buckets. A partition whose
 /// table would grow past that splits instead.
@@ -115,6 +116,28 @@ impl Table {
 
     pub fn get(&self, h: u64, key: &[u8]) -> Option<&Slot> {
         self.parts[self.part_of(h)].slots.find(inner(h), |s| s.key() == key)
+    }
+
+    /// Starts loading what looking up these hashes will read, without
+    /// waiting for any of it: first each key's bucket (finding it reads the
+    /// partition's control bytes, but nothing waits on those either), then
+    /// the slots the buckets point to. A batch that does this before its
+    /// lookups has their cache misses overlap instead of taking them one
+    /// after another.
+    pub fn prefetch(&self, hashes: &[u64]) {
+        const STAGE: usize = 32;
+        for chunk in hashes.chunks(STAGE) {
+            let mut buckets: [Option<&Slot>; STAGE] = [None; STAGE];
+            for (b, &h) in buckets.iter_mut().zip(chunk) {
+                *b = self.parts[self.part_of(h)].slots.iter_hash(inner(h)).next();
+                if let Some(s) = b {
+                    prefetch(std::ptr::from_ref::<Slot>(s).cast());
+                }
+            }
+            for s in buckets.iter().flatten() {
+                prefetch(s.heap());
+            }
+        }
     }
 
     pub fn get_mut(&mut self, h: u64, key: &[u8]) -> Option<&mut Slot> {
