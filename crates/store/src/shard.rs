@@ -438,7 +438,10 @@ impl Shard {
         if self.pending.is_empty() && batch.is_none() {
             return;
         }
-        let records = std::mem::take(&mut self.pending);
+        // The next batch likely needs as much room: it starts with it
+        // rather than growing to it.
+        let room = self.pending.bytes().len().next_power_of_two().clamp(256, 64 * 1024);
+        let records = std::mem::replace(&mut self.pending, Records::with_capacity(room));
         // Blocks when the writer is behind: backpressure from the disk.
         let _ = self.writer.send(WriterMsg::Chunk(Chunk { shard: self.id, records, upto: self.seq, batch }));
     }

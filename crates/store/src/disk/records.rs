@@ -83,6 +83,11 @@ fn header_len(h: &Header<'_>) -> usize {
 }
 
 impl Records {
+    /// No records yet, with room for `bytes` of them.
+    pub fn with_capacity(bytes: usize) -> Records {
+        Records { buf: Vec::with_capacity(bytes), count: 0 }
+    }
+
     pub fn len(&self) -> usize {
         self.count
     }
