@@ -167,6 +167,13 @@ fn copy(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
+/// A collection just made, with the header record that announces it.
+fn created(entry: &mut Entry) -> (&mut Entry, Option<Header<'static>>) {
+    let body = if matches!(entry.value, Value::Map(_)) { HeaderBody::Map } else { HeaderBody::Set };
+    let header = Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body };
+    (entry, Some(header))
+}
+
 fn members_of(e: &mut Entry) -> Result<&mut Members, OpError> {
     match &mut e.value {
         Value::Set(m) => Ok(m),
@@ -565,7 +572,7 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         empty: fn() -> Value,
-    ) -> Result<(&mut Entry, bool), OpError> {
+    ) -> Result<(&mut Entry, Option<Header<'static>>), OpError> {
         let node = self.node;
         let (table, expiring, keys, bytes) = self.space_parts(ns);
         let fresh = || Slot::new(key, Entry::new(stamp, empty()), node);
@@ -578,20 +585,20 @@ impl Keyspace {
                 if !same {
                     return Err(OpError::WrongType);
                 }
-                Ok((slot.full_mut(node), false))
+                Ok((slot.full_mut(node), None))
             }
             Spot::Taken(slot) => {
                 let new = fresh();
                 reindex(expiring, h, slot.expires_at(), None);
                 *bytes += new.approx_bytes() as i64 - slot.approx_bytes() as i64;
                 *slot = new;
-                Ok((slot.full_mut(node), true))
+                Ok(created(slot.full_mut(node)))
             }
             Spot::Free(free) => {
                 let new = fresh();
                 *keys += 1;
                 *bytes += new.approx_bytes() as i64;
-                Ok((free.insert(new).full_mut(node), true))
+                Ok(created(free.insert(new).full_mut(node)))
             }
         }
     }
@@ -607,9 +614,8 @@ impl Keyspace {
         now: u64,
         changes: &mut impl Changes,
     ) -> OpResult {
-        let (entry, created) = self.collection(ns, h, key, stamp, now, || Value::Set(Members::default()))?;
+        let (entry, header) = self.collection(ns, h, key, stamp, now, || Value::Set(Members::default()))?;
         let epoch = entry.epoch;
-        let header = created.then(|| Header { epoch, expiry: entry.expiry.clone(), body: HeaderBody::Set });
         let set = members_of(entry)?;
         let mut added = 0i64;
         let mut grew = 0i64;
@@ -697,9 +703,8 @@ impl Keyspace {
         now: u64,
         changes: &mut impl Changes,
     ) -> OpResult {
-        let (entry, created) = self.collection(ns, h, key, stamp, now, || Value::Map(Fields::default()))?;
+        let (entry, header) = self.collection(ns, h, key, stamp, now, || Value::Map(Fields::default()))?;
         let epoch = entry.epoch;
-        let header = created.then(|| Header { epoch, expiry: entry.expiry.clone(), body: HeaderBody::Map });
         let map = fields_of(entry)?;
         let mut added = 0i64;
         let mut grew = 0i64;
