@@ -562,8 +562,8 @@ impl Keyspace {
     }
 
     /// The live set or hash at `key` with one probe, made (empty, in a new
-    /// epoch) if there is none or it expired; `created` says whether it was.
-    /// Fails if the key holds another type.
+    /// epoch) if there is none or it expired, and then with the header
+    /// record that announces it. Fails if the key holds another type.
     fn collection(
         &mut self,
         ns: &Bytes,
