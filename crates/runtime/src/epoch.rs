@@ -43,8 +43,11 @@ impl Ticker {
             while !s.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(TICK);
                 engine.increment_epoch();
-                let idle_for = start.elapsed().saturating_sub(Duration::from_millis(s.last_ms.load(Ordering::Relaxed)));
-                if s.busy.load(Ordering::SeqCst) == 0 && idle_for >= LINGER {
+                // `busy` first: having seen the last guard's decrement, the
+                // time it stored before it is seen too.
+                let idle = s.busy.load(Ordering::SeqCst) == 0;
+                let since = Duration::from_millis(s.last_ms.load(Ordering::Relaxed));
+                if idle && start.elapsed().saturating_sub(since) >= LINGER {
                     s.parked.store(true, Ordering::SeqCst);
                     // A runner that came after the store sees `parked` and
                     // unparks; one that came before is seen here.
