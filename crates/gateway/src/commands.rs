@@ -330,10 +330,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
                 (b"ID", 2) => Server::ClientId,
                 (b"SETINFO", 4) => Server::ClientSetInfo,
                 (b"SETNAME" | b"GETNAME" | b"ID" | b"SETINFO", _) => {
-                    return Err(Frame::err(format!(
-                        "wrong number of arguments for 'client|{}' command",
-                        String::from_utf8_lossy(&sub).to_ascii_lowercase()
-                    )));
+                    return Err(Frame::err(format!("wrong number of arguments for 'client|{}' command", lower(&sub))));
                 }
                 _ => {
                     return Err(Frame::err(format!(

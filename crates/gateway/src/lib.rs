@@ -36,4 +36,4 @@ pub mod resp;
 pub use metrics::Metrics;
 
 /// The namespace both front doors serve: Redis's database 0 and `/v1/kv`.
-pub const DEFAULT_NS: &[u8] = b"default";
+pub use squall_store::DEFAULT_NS;

@@ -43,9 +43,8 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 /// Buffer capacity a connection keeps between requests; more is given back.
 const BUFFER_KEEP: usize = 1024 * 1024;
 
-/// Accepts connections until `shutdown` resolves; each connection runs on a
-/// shard thread, round-robin.
-/// Accepts connections until `stop` turns true, then lets each connection
+/// Accepts connections until `stop` turns true (each runs on a shard thread,
+/// round-robin), then lets each connection
 /// finish the commands it has read (answering them) and close, and returns
 /// once every connection has closed.
 pub async fn serve(
@@ -125,7 +124,7 @@ struct Conn {
     wrote: Timestamp,
     /// Turns true when the node stops: the connection closes between rounds.
     stop: tokio::sync::watch::Receiver<bool>,
-    /// Per other shard: the round's commands gathered for it, sent as one
+    /// Per shard: the round's commands gathered for it, sent as one
     /// message when the round ends (or before a command that must come
     /// after them), and the messages sent whose answers are not taken yet.
     gathering: Vec<Vec<(Bytes, squall_store::Op)>>,
@@ -185,15 +184,20 @@ impl Conn {
     async fn settle(&mut self) {
         for shard in 0..self.sent.len() {
             for i in 0..self.sent[shard].len() {
-                if let Sent::Waiting(..) = self.sent[shard][i] {
-                    let Sent::Waiting(p, n) =
-                        std::mem::replace(&mut self.sent[shard][i], Sent::Failed(String::new(), 0))
-                    else {
-                        unreachable!()
-                    };
-                    self.sent[shard][i] = self.receive(p, n).await;
-                }
+                self.resolve(shard, i).await;
             }
+        }
+    }
+
+    /// Puts the answer in place of the `i`th message sent to `shard`, if it
+    /// is still waiting for one.
+    async fn resolve(&mut self, shard: usize, i: usize) {
+        if let Sent::Waiting(..) = self.sent[shard][i] {
+            let Sent::Waiting(p, n) = std::mem::replace(&mut self.sent[shard][i], Sent::Failed(String::new(), 0))
+            else {
+                unreachable!()
+            };
+            self.sent[shard][i] = self.receive(p, n).await;
         }
     }
 
@@ -205,11 +209,7 @@ impl Conn {
                 return Err("data is corrupt: an op's answer went missing".into());
             };
             match front {
-                Sent::Waiting(..) => {
-                    let Some(Sent::Waiting(p, n)) = self.sent[shard].pop_front() else { continue };
-                    let got = self.receive(p, n).await;
-                    self.sent[shard].push_front(got);
-                }
+                Sent::Waiting(..) => self.resolve(shard, 0).await,
                 Sent::Answered(results) => match results.next() {
                     Some((r, stamp)) => {
                         self.session.observe(stamp);

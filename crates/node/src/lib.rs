@@ -196,8 +196,8 @@ impl Node {
         let functions = Functions::start(handle.clone(), Arc::new(runtime), Settings::default())
             .await
             .map_err(|e| Error::Functions(e.to_string()))?;
-        // Ready from the start, for now: the node has nothing yet to wait for
-        // once its store is open and the functions are loaded.
+        // Not ready until the owner says so (`Node::ready`: `squall up`, once
+        // the examples are deployed) and while the disk is healthy.
         let (ready, ready_rx) = watch::channel(false);
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx);
         let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, stopped.clone()));

@@ -62,7 +62,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ns: Bytes::from_static(b"default"),
+            ns: Bytes::from_static(squall_store::DEFAULT_NS),
             default_limits: Limits::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             max_input: 6 * 1024 * 1024,

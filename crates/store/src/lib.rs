@@ -42,6 +42,10 @@ pub use protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write
 pub use shard::ShardStats;
 pub use squall_lattice as lattice;
 
+/// The namespace a node serves by default: Redis's database 0, `/v1/kv`,
+/// and the keys functions read and write.
+pub const DEFAULT_NS: &[u8] = b"default";
+
 use bytes::Bytes;
 use disk::{DiskState, WriterMsg};
 use shard::Shard;
@@ -383,7 +387,8 @@ impl Drop for Store {
     }
 }
 
-fn shard_index(key: &[u8], shards: usize) -> usize {
+/// The shard that owns `key` (recovery places records by it too).
+pub(crate) fn shard_index(key: &[u8], shards: usize) -> usize {
     (key_hash(key) % shards as u64) as usize
 }
 

@@ -23,14 +23,14 @@
 //! **A full disk is not an outage.** Log space is reserved ahead of the
 //! write position; when reserving fails the store refuses new writes
 //! ([`OpError::DiskFull`]) while writes already under way still fit, reads
-//! go on, and the writer tries again every second until space is back. An
+//! go on, and the writer tries again every 250 ms until space is back. An
 //! I/O error other than a full disk (a failed fsync may have lost pages)
 //! makes the store refuse writes for good ([`OpError::DiskFailed`]); the
 //! binary decides what to do (see [`Health`]). The store never exits the
 //! process. Recovery needs no free space.
 
 pub(crate) mod log;
-mod records;
+pub(crate) mod records;
 pub(crate) mod recover;
 pub(crate) mod snapshot;
 pub(crate) mod writer;

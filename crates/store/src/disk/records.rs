@@ -51,6 +51,11 @@ pub(crate) struct Records {
     count: usize,
 }
 
+/// The bytes [`varint`] writes for `n`.
+pub(crate) fn varint_len(n: u64) -> usize {
+    (u64::BITS - n.leading_zeros()).div_ceil(7).max(1) as usize
+}
+
 fn varint(buf: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
@@ -75,7 +80,7 @@ fn header_len(h: &Header<'_>) -> usize {
     };
     let body = match &h.body {
         HeaderBody::Register(b) => b.len(),
-        HeaderBody::Counter(c) => 10 + 32 * c.slots().len(),
+        HeaderBody::Counter(c) => varint_len(c.slots().len() as u64) + 32 * c.slots().len(),
         HeaderBody::Set | HeaderBody::Map => 0,
         HeaderBody::Max(_) => 8,
     };
@@ -120,8 +125,6 @@ impl Changes for Records {
         let len = header_len(h);
         self.key(HEADER, ns, key, len + 5);
         let b = &mut self.buf;
-        // The counter's slot count is a varint: the length is an upper bound, fixed up below.
-        let at = b.len();
         varint(b, len as u64);
         let start = b.len();
         let (kind, body): (u8, &[u8]) = match &h.body {
@@ -160,14 +163,7 @@ impl Changes for Records {
             HeaderBody::Max(m) => b.extend_from_slice(&m.to_le_bytes()),
             _ => {}
         }
-        let written = b.len() - start;
-        if written != len {
-            // Only a counter's varint can make the guess long: rewrite the length.
-            let body: Vec<u8> = b.drain(start..).collect();
-            b.truncate(at);
-            varint(b, written as u64);
-            b.extend_from_slice(&body);
-        }
+        debug_assert_eq!(b.len() - start, len, "header_len is exact");
     }
 
     // The epoch is not written: replay follows the log's order, where the
@@ -314,9 +310,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a buffer of records, calling `f` with each in order. Keys,
-/// members and fields are copied out: what the keyspace keeps must not pin
-/// the buffer.
+/// Decodes a buffer of records, calling `f` with each in order. Namespaces
+/// and keys are slices of `buf` (the keyspace copies the ones it keeps);
+/// members, fields and values are copied out: what the keyspace keeps must
+/// not pin the buffer.
 pub(crate) fn decode(buf: &Bytes, mut f: impl FnMut(Record)) -> Result<usize, Error> {
     let mut r = Reader { buf, base: buf, at: 0 };
     let mut n = 0;

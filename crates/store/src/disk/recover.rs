@@ -7,7 +7,7 @@ use super::decode;
 use super::log::{Segment, numbered, read_frames, segment_path};
 use super::snapshot;
 use crate::Error;
-use crate::keyspace::{Keyspace, Record, key_hash};
+use crate::keyspace::{Keyspace, Record};
 use squall_lattice::{NodeId, Stamp};
 use std::path::Path;
 
@@ -26,7 +26,7 @@ fn shard_of(record: &Record, shards: usize) -> usize {
     let key = match record {
         Record::Header { key, .. } | Record::Element { key, .. } | Record::Removed { key, .. } => key,
     };
-    (key_hash(key) % shards as u64) as usize
+    crate::shard_index(key, shards)
 }
 
 pub(crate) fn recover(dir: &Path, shards: usize, node: NodeId, now_ms: u64) -> Result<Recovered, Error> {

@@ -396,21 +396,9 @@ impl Keyspace {
     fn put_slot(&mut self, ns: &Bytes, h: u64, slot: Slot) -> &mut Slot {
         let added = slot.approx_bytes() as i64;
         let new_at = slot.expires_at();
-        if !self.spaces.contains_key(ns.as_ref()) {
-            self.spaces.insert(copy(ns), Space::default());
-        }
-        let Keyspace { spaces, keys, bytes, .. } = self;
-        let Space { table, expiring } = spaces.get_mut(ns.as_ref()).expect("inserted above");
+        let (table, expiring, keys, bytes) = self.space_parts(ns);
         let (placed, old) = table.put(h, slot);
-        let old_at = old.as_ref().and_then(Slot::expires_at);
-        if old_at != new_at {
-            if let Some(at) = old_at {
-                expiring.remove(&(at, h));
-            }
-            if let Some(at) = new_at {
-                expiring.insert((at, h));
-            }
-        }
+        reindex(expiring, h, old.as_ref().and_then(Slot::expires_at), new_at);
         match &old {
             Some(o) => *bytes += added - o.approx_bytes() as i64,
             None => {
@@ -741,12 +729,7 @@ impl Keyspace {
         let new = slot.expires_at();
         let header = Header::of(slot, node);
         self.bytes += slot.approx_bytes() as i64 - before;
-        if let Some(at) = old {
-            space.expiring.remove(&(at, h));
-        }
-        if let Some(at) = new {
-            space.expiring.insert((at, h));
-        }
+        reindex(&mut space.expiring, h, old, new);
         changes.header(ns, key, &header);
     }
 
@@ -898,13 +881,9 @@ impl Keyspace {
         let node = self.node;
         let Some(space) = self.spaces.get_mut(ns) else { return };
         let Some(slot) = space.table.get_mut(h, key) else { return };
-        if let Some(at) = slot.expires_at() {
-            space.expiring.remove(&(at, h));
-        }
+        let old = slot.expires_at();
         slot.set_expiry(expiry, node);
-        if let Some(at) = slot.expires_at() {
-            space.expiring.insert((at, h));
-        }
+        reindex(&mut space.expiring, h, old, slot.expires_at());
     }
 
     /// After recovery: drops keys that expired while the node was down, and

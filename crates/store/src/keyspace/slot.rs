@@ -125,7 +125,7 @@ fn packed_len(
     body: &PackedBody<'_>,
     own: NodeId,
 ) -> usize {
-    let varint = (usize::BITS - key.len().leading_zeros()).div_ceil(7).max(1) as usize;
+    let varint = crate::disk::records::varint_len(key.len() as u64);
     let foreign = |n: NodeId| if n != own { 8 } else { 0 };
     let expiry = expiry.as_ref().map_or(0, |e| 8 + foreign(e.stamp.node) + 8);
     let body = match body {
