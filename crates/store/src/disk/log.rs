@@ -30,20 +30,41 @@ pub(crate) const FRAME_HEAD: usize = 16;
 const MAX_PAYLOAD: usize = 1 << 30;
 
 /// Builds a frame around `payload`.
+#[cfg(test)]
 pub(crate) fn frame(number: u64, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(FRAME_HEAD + payload.len());
-    frame_into(&mut f, number, payload);
+    frame_into(&mut f, number, [payload]);
     f
 }
 
-pub(crate) fn frame_into(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
+/// The head of a frame whose payload is `parts` one after the other.
+pub(crate) fn frame_head<'a>(number: u64, parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; FRAME_HEAD] {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&number.to_le_bytes());
-    crc.update(payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&number.to_le_bytes());
-    out.extend_from_slice(payload);
+    let mut len = 0;
+    for p in parts {
+        crc.update(p);
+        len += p.len();
+    }
+    let mut head = [0u8; FRAME_HEAD];
+    head[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    head[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    head[8..].copy_from_slice(&number.to_le_bytes());
+    head
+}
+
+/// Appends a frame whose payload is `parts` one after the other (copied
+/// once, straight into `out`).
+pub(crate) fn frame_into<'a, P>(out: &mut Vec<u8>, number: u64, parts: P)
+where
+    P: IntoIterator<Item = &'a [u8]>,
+    P::IntoIter: Clone,
+{
+    let parts = parts.into_iter();
+    out.extend_from_slice(&frame_head(number, parts.clone()));
+    for p in parts {
+        out.extend_from_slice(p);
+    }
 }
 
 pub(crate) fn segment_path(dir: &Path, no: u64) -> PathBuf {

@@ -5,7 +5,7 @@
 //! format, one frame per dump step, and an end frame. It is written to a
 //! `.tmp` file, fsynced and renamed, so a `snapshot-N.squall` is whole.
 
-use super::log::{FRAME_HEAD, frame, is_no_space, read_frames, snapshot_path, sync_dir};
+use super::log::{FRAME_HEAD, frame_head, is_no_space, read_frames, snapshot_path, sync_dir};
 use super::{WriterMsg, decode};
 use crate::Envelope;
 use crate::Error;
@@ -69,7 +69,8 @@ fn write_to(path: &Path, shards: &[mpsc::UnboundedSender<Envelope>]) -> Result<u
     let mut n = 0u64;
     let mut bytes = 0u64;
     let mut put = |out: &mut std::io::BufWriter<std::fs::File>, payload: &[u8]| -> Result<(), Error> {
-        out.write_all(&frame(n, payload)).map_err(io)?;
+        out.write_all(&frame_head(n, [payload])).map_err(io)?;
+        out.write_all(payload).map_err(io)?;
         n += 1;
         bytes += (FRAME_HEAD + payload.len()) as u64;
         Ok(())

@@ -1,7 +1,7 @@
 //! The writer thread: group commit into the log, durability reports, the
 //! full-disk state, and when to take a snapshot.
 
-use super::log::{Segment, frame_into, is_no_space, segment_path};
+use super::log::{FRAME_HEAD, Segment, frame_into, is_no_space, segment_path};
 use super::{Chunk, DiskState, WriterMsg};
 use crate::protocol::{Answer, Response};
 use squall_lattice::Timestamp;
@@ -156,11 +156,8 @@ impl Writer {
         let mut s = stuck.unwrap_or(Stuck { frames: Vec::new(), next_entry: self.next_entry, chunks: Vec::new() });
         let size: usize = chunks.iter().map(|c| c.records.bytes().len()).sum();
         if size > 0 {
-            let mut payload = Vec::with_capacity(size);
-            for c in chunks {
-                payload.extend_from_slice(c.records.bytes());
-            }
-            frame_into(&mut s.frames, s.next_entry, &payload);
+            s.frames.reserve(FRAME_HEAD + size);
+            frame_into(&mut s.frames, s.next_entry, chunks.iter().map(|c| c.records.bytes()));
             s.next_entry += 1;
         }
         s.chunks.extend(chunks.iter().map(|c| (c.shard, c.upto)));
