@@ -642,18 +642,12 @@ impl Handle {
         let msg = LOCAL.with(|l| match &*l.borrow() {
             Some(local) if local.store == self.inner.id && local.shard == shard => {
                 let Ok(mut s) = local.state.try_borrow_mut() else { return Err(msg) };
-                let pending = if matches!(msg.request, Request::Flush) {
-                    let (tx, rx) = oneshot::channel();
-                    s.handle(msg, tx);
-                    Pending::Waiting(rx)
-                } else {
-                    match s.try_handle(msg) {
-                        Ok(a) => Pending::Ready(a),
-                        Err(msg) => {
-                            let (tx, rx) = oneshot::channel();
-                            s.park(msg, tx);
-                            Pending::Waiting(rx)
-                        }
+                let pending = match s.try_handle(msg) {
+                    Ok(a) => Pending::Ready(a),
+                    Err(msg) => {
+                        let (tx, rx) = oneshot::channel();
+                        s.park(msg, tx);
+                        Pending::Waiting(rx)
                     }
                 };
                 if s.has_pending() {

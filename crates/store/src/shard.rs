@@ -12,7 +12,7 @@ use crate::keyspace::Keyspace;
 use crate::op::{Op, OpError, OpResult};
 use crate::protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
 use bytes::Bytes;
-use squall_lattice::{Hlc, NodeId, Stamp, Timestamp};
+use squall_lattice::{Hlc, Stamp, Timestamp};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +56,6 @@ struct Prepared {
 
 pub(crate) struct Shard {
     pub id: usize,
-    node: NodeId,
     keys: Keyspace,
     hlc: Hlc,
     pending: Records,
@@ -85,19 +84,15 @@ enum Use {
 
 impl Shard {
     pub fn new(id: usize, keys: Keyspace, hlc: Hlc, disk: Arc<DiskState>, writer: SyncSender<WriterMsg>) -> Shard {
-        let stats = Arc::new(ShardStats::default());
-        stats.keys.store(keys.keys(), Ordering::Relaxed);
-        stats.bytes.store(keys.bytes(), Ordering::Relaxed);
-        Shard {
+        let shard = Shard {
             id,
-            node: keys.node(),
             keys,
             hlc,
             pending: Records::default(),
             seq: 0,
             reads: 0,
             writes: 0,
-            stats,
+            stats: Arc::new(ShardStats::default()),
             disk,
             writer,
             locks: HashMap::default(),
@@ -105,7 +100,9 @@ impl Shard {
             parked: HashMap::default(),
             lines: HashMap::default(),
             next_parked: 0,
-        }
+        };
+        shard.publish_stats();
+        shard
     }
 
     fn now_ms(&self) -> u64 {
@@ -119,11 +116,6 @@ impl Shard {
     /// Handles a message, answering on `reply` now or once the keys it
     /// needs are let go.
     pub fn handle(&mut self, msg: Message, reply: Reply) {
-        if let Request::Flush = msg.request {
-            self.send_pending(None);
-            let _ = self.writer.send(WriterMsg::Flush(reply, self.id));
-            return;
-        }
         match self.try_handle(msg) {
             Ok(a) => {
                 let _ = reply.send(a);
@@ -133,8 +125,14 @@ impl Shard {
     }
 
     /// Puts a request that [`Shard::try_handle`] gave back in line on
-    /// every key it names.
+    /// every key it names; a flush goes to the writer, which answers it
+    /// once everything before it is on disk.
     pub fn park(&mut self, msg: Message, reply: Reply) {
+        if let Request::Flush = msg.request {
+            self.send_pending(None);
+            let _ = self.writer.send(WriterMsg::Flush(reply, self.id));
+            return;
+        }
         let id = self.next_parked;
         self.next_parked += 1;
         let keys = keys_of(&msg.request);
@@ -147,12 +145,16 @@ impl Shard {
 
     /// Answers a message now, or gives it back when keys it needs are held
     /// by a commit in progress or have earlier requests waiting for them
-    /// (the caller parks it).
+    /// (the caller parks it). A flush always comes back: the writer
+    /// answers it.
     // The message comes back whole to wait in line; boxing it would cost an
     // allocation on every request.
     #[allow(clippy::result_large_err)]
     pub fn try_handle(&mut self, msg: Message) -> Result<Answer, Message> {
         self.hlc.observe(msg.after);
+        if matches!(msg.request, Request::Flush) {
+            return Err(msg);
+        }
         if !(self.locks.is_empty() && self.lines.is_empty()) && self.blocked(&msg.request, true) {
             return Err(msg);
         }
@@ -189,8 +191,7 @@ impl Shard {
                 let records = Bytes::from(records.into_bytes());
                 self.answer(Response::Dump { records, next }, self.hlc.last())
             }
-            // Answered by the writer (see `handle`).
-            Request::Flush => self.answer(Response::Flushed, self.hlc.last()),
+            Request::Flush => unreachable!("try_handle gives a flush back, for the writer"),
         }
     }
 
@@ -245,7 +246,7 @@ impl Shard {
     /// Applies one write at `stamp`, counting it if it changed anything.
     fn apply(&mut self, ns: &Bytes, key: &[u8], op: Op, stamp: Timestamp, now: u64) -> OpResult {
         let before = self.pending.len();
-        let r = self.keys.apply_with(ns, key, op, Stamp::new(stamp, self.node), now, &mut self.pending);
+        let r = self.keys.apply_with(ns, key, op, Stamp::new(stamp, self.keys.node()), now, &mut self.pending);
         if self.pending.len() > before {
             self.seq += 1;
         }

@@ -282,8 +282,7 @@ impl Keyspace {
     pub fn touch<'a>(&self, ns: &[u8], ops: impl Iterator<Item = (&'a [u8], &'a Op)>) -> usize {
         let Some(space) = self.spaces.get(ns) else { return 0 };
         let ops: Vec<(&[u8], &Op, u64)> = ops.map(|(k, op)| (k, op, key_hash(k))).collect();
-        let hashes: Vec<u64> = ops.iter().map(|(_, _, h)| *h).collect();
-        space.table.prefetch(&hashes);
+        space.table.prefetch(ops.iter().map(|&(_, _, h)| h));
         // Members and fields: first their entries, then the bytes those
         // point to.
         let mut names: Vec<&Bytes> = Vec::new();

@@ -124,11 +124,12 @@ impl Table {
     /// the slots the buckets point to. A batch that does this before its
     /// lookups has their cache misses overlap instead of taking them one
     /// after another.
-    pub fn prefetch(&self, hashes: &[u64]) {
+    pub fn prefetch(&self, hashes: impl IntoIterator<Item = u64>) {
         const STAGE: usize = 32;
-        for chunk in hashes.chunks(STAGE) {
+        let mut hashes = hashes.into_iter().peekable();
+        while hashes.peek().is_some() {
             let mut buckets: [Option<&Slot>; STAGE] = [None; STAGE];
-            for (b, &h) in buckets.iter_mut().zip(chunk) {
+            for (b, h) in buckets.iter_mut().zip(hashes.by_ref()) {
                 *b = self.parts[self.part_of(h)].slots.iter_hash(inner(h)).next();
                 if let Some(s) = b {
                     prefetch(std::ptr::from_ref::<Slot>(s).cast());
