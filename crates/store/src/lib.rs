@@ -650,6 +650,9 @@ impl Handle {
                         Pending::Waiting(rx)
                     }
                 };
+                // As the mailbox loop does after each wake-up: a read
+                // handled here wakes nothing else that would publish it.
+                s.publish_stats();
                 if s.has_pending() {
                     local.flush.notify_one();
                 }
