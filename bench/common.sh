@@ -1,7 +1,8 @@
 # Shared by the bench scripts that run Squall beside Redis: the ports, the
 # binary (built if missing), a work dir, and every server started stopped
 # on exit. Source it after `set -euo pipefail` and `cd` to the repo root;
-# set NEEDED to the tools the script uses first.
+# set NEEDED to the tools the script uses first. Gives SHARD_FLAG and
+# wait_ping PORT.
 SQUALL="${SQUALL:-target/release/squall}"
 REDIS_PORT="${REDIS_PORT:-7379}"
 SQUALL_PORT="${SQUALL_PORT:-7380}"
@@ -23,3 +24,16 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# `--shards SHARDS` when SHARDS is set.
+SHARD_FLAG=()
+[ -n "${SHARDS:-}" ] && SHARD_FLAG=(--shards "$SHARDS")
+
+# Waits until the server on port $1 answers PING (30 s at most).
+wait_ping() {
+  for _ in $(seq 1 300); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on $1 did not start" >&2; cat "$WORK"/*.log >&2; exit 1
+}

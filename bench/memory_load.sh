@@ -31,15 +31,6 @@ for i in range(n):
 PY
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_ping() {
-  for _ in $(seq 1 300); do
-    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "server on $1 did not start" >&2; cat "$WORK"/*.log >&2; exit 1
-}
-SHARD_FLAG=()
-[ -n "${SHARDS:-}" ] && SHARD_FLAG=(--shards "$SHARDS")
 start_squall() {
   "$SQUALL" up --data-dir "$WORK/squall-data" --resp "127.0.0.1:$SQUALL_PORT" --http "$SQUALL_HTTP" \
     --durability "$DURABILITY" "${SHARD_FLAG[@]}" >>"$WORK/squall.log" 2>&1 &

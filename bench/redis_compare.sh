@@ -27,17 +27,9 @@ NEEDED="redis-server redis-benchmark redis-cli python3"
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
-SHARD_FLAG=()
-[ -n "${SHARDS:-}" ] && SHARD_FLAG=(--shards "$SHARDS")
 "$SQUALL" up --data-dir "$WORK/squall" --resp "127.0.0.1:$SQUALL_PORT" --http "$SQUALL_HTTP" --durability "$DURABILITY" "${SHARD_FLAG[@]}" >"$WORK/squall.log" 2>&1 &
 PIDS+=($!)
-for port in "$REDIS_PORT" "$SQUALL_PORT"; do
-  for _ in $(seq 1 100); do
-    redis-cli -p "$port" PING >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  redis-cli -p "$port" PING >/dev/null || { echo "server on $port did not start" >&2; cat "$WORK"/*.log >&2; exit 1; }
-done
+for port in "$REDIS_PORT" "$SQUALL_PORT"; do wait_ping "$port"; done
 
 RUNS=("P1_r100000:1:-r 100000 -P 1" "P16_r100000:5:-r 100000 -P 16" "P1_r1:1:-r 1 -P 1")
 OUT="$WORK/results.csv"

@@ -95,20 +95,11 @@ fn router(app: &App, max_body: usize) -> Router {
 /// robin, like Redis connections: its key operations run in place when the
 /// key is that shard's, and an invocation it starts runs on that thread when
 /// the function has no data elsewhere, so a warm call crosses no thread.
-pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, stop: watch::Receiver<bool>) {
     let api = Arc::new(api);
-    let (closed_tx, closed_rx) = watch::channel(());
-    let mut next = 0usize;
-    loop {
-        let std = tokio::select! {
-            s = crate::listen::accept(&listener) => s,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let shard = next % store.shards();
-        next = next.wrapping_add(1);
-        let (api, mut stop, closed) = (api.clone(), stop.clone(), closed_rx.clone());
-        store.spawn_on(shard, async move {
-            let _open = closed;
+    crate::listen::serve(listener, &store, stop.clone(), |std| {
+        let (api, mut stop) = (api.clone(), stop.clone());
+        async move {
             // Registering the socket here puts it on this shard's event loop.
             let Ok(stream) = tokio::net::TcpStream::from_std(std) else { return };
             let service = hyper::service::service_fn(move |req| {
@@ -122,10 +113,9 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, m
                 _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
             }
             let _ = conn.await;
-        });
-    }
-    drop(closed_rx);
-    closed_tx.closed().await;
+        }
+    })
+    .await;
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

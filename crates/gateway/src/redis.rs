@@ -10,7 +10,6 @@
 
 use crate::DEFAULT_NS;
 use crate::commands::{self, Cmd, Render, Server};
-use crate::listen::accept;
 use crate::metrics::Metrics;
 use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
@@ -52,21 +51,11 @@ pub async fn serve(
     store: Handle,
     metrics: Arc<Metrics>,
     opts: Options,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let (closed_tx, closed_rx) = tokio::sync::watch::channel(());
-    let mut next = 0usize;
-    loop {
-        let std = tokio::select! {
-            s = accept(&listener) => s,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let shard = next % store.shards();
-        next = next.wrapping_add(1);
+    crate::listen::serve(listener, &store, stop.clone(), |std| {
         let conn = Conn::new(store.clone(), metrics.clone(), opts, stop.clone());
-        let open = closed_rx.clone();
-        store.spawn_on(shard, async move {
-            let _open = open;
+        async move {
             // Registering the socket here puts it on this shard's event loop.
             // (Deprecated because a generic `T` might hand out a descriptor it
             // does not own; a `std::net::TcpStream` owns its own for as long
@@ -76,10 +65,9 @@ pub async fn serve(
             if let Ok(fd) = fd {
                 conn.run(fd).await;
             }
-        });
-    }
-    drop(closed_rx);
-    closed_tx.closed().await;
+        }
+    })
+    .await;
 }
 
 enum Pending {

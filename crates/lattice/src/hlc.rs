@@ -128,11 +128,6 @@ impl Hlc {
         Hlc { last: Timestamp::ZERO, clock, max_drift_ms: DEFAULT_MAX_DRIFT_MS }
     }
 
-    /// The physical clock behind this one.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
     /// Physical time now, in milliseconds since the Unix epoch.
     pub fn physical_ms(&self) -> u64 {
         self.clock.now_ms()

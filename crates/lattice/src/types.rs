@@ -135,11 +135,6 @@ impl PnCounter {
         &self.slots
     }
 
-    /// The slot of `node`, if it has counted anything.
-    pub fn slot(&self, node: NodeId) -> Option<Slot> {
-        self.slots.binary_search_by_key(&node, |s| s.node).ok().map(|i| self.slots[i])
-    }
-
     /// Merges one slot in (the later write wins; an empty slot is nothing).
     pub fn merge_slot(&mut self, s: Slot) {
         if s.plus == 0 && s.minus == 0 {

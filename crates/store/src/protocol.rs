@@ -71,19 +71,6 @@ pub enum Request {
     Flush,
 }
 
-impl Request {
-    /// Whether the request may change state.
-    pub fn writes(&self) -> bool {
-        match self {
-            Request::Op { op, .. } => op.is_write(),
-            Request::Ops { ops, .. } => ops.iter().any(|(_, op)| op.is_write()),
-            Request::Batch { ops, .. } | Request::Prepare { ops, .. } => ops.iter().any(|w| w.op.is_write()),
-            Request::Commit { .. } => true,
-            _ => false,
-        }
-    }
-}
-
 /// A request with its sender's time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

@@ -31,6 +31,18 @@ impl TestNode {
 
     /// A node on `dir` (kept by the caller, for restarts).
     pub fn start_in(dir: &Path, extra: &[&str]) -> TestNode {
+        TestNode::spawn(dir, extra, true)
+    }
+
+    /// A node on `dir`, returned as soon as it says where it listens, before
+    /// it has finished starting (deploying `--examples`, say).
+    pub fn launch(dir: &Path, extra: &[&str]) -> TestNode {
+        TestNode::spawn(dir, extra, false)
+    }
+
+    /// Starts `squall up` and reads its output as far as the addresses, or
+    /// (`started`) as far as the line it prints once it has started.
+    fn spawn(dir: &Path, extra: &[&str], started: bool) -> TestNode {
         let mut child = squall()
             .args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
@@ -52,6 +64,9 @@ impl TestNode {
                 let url = rest.split_whitespace().next().unwrap();
                 resp_port = url.rsplit(':').next().unwrap().parse().unwrap();
             } else if line.starts_with("stop with") {
+                break;
+            }
+            if !started && !http.is_empty() && resp_port != 0 {
                 break;
             }
         }
