@@ -21,6 +21,12 @@ const TARGET: &str = "wasm32-wasip2";
 const GUESTS: &[(&str, &str, bool)] = &[
     ("hello", "hello", false),
     ("counter", "counter", false),
+    ("inc", "inc", false),
+    ("square", "square", false),
+    ("fanout", "fanout", false),
+    ("ping", "ping", false),
+    ("pong", "pong", false),
+    ("tree", "tree", true),
     ("kv-echo", "kv_echo", true),
     ("hostile", "hostile", true),
     ("wrong-world", "wrong_world", true),

@@ -91,6 +91,9 @@ pub struct InvocationLog {
     pub function: String,
     pub invocation_id: String,
     pub lines: Vec<LogLine>,
+    /// For a callee: the invocation id of its request's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     /// Position in the node's log, increasing.
     pub seq: u64,
     /// ms since the Unix epoch.
@@ -254,6 +257,7 @@ mod tests {
             function: "hello".into(),
             invocation_id: "inv-1".into(),
             lines: vec![LogLine { at_ms: 7, level: "info".into(), message: "hi".into() }],
+            root: None,
             seq: 3,
             started_ms: 5,
             status: "ok".into(),

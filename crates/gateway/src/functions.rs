@@ -32,6 +32,7 @@ pub(crate) fn routes(app: &App) -> Router<App> {
         // One byte over the limit is enough to tell "too large" apart.
         .route("/v1/functions/{name}/invoke", post(invoke).layer(DefaultBodyLimit::max(max_input + 1)))
         .route("/v1/functions/{name}/logs", get(logs))
+        .route("/v1/invocations/{id}", get(invocation))
 }
 
 /// The status of an invocation that ran and failed. Mapping outcomes onto
@@ -181,14 +182,20 @@ async fn remove(
 fn server_timing(i: &Invoked) -> String {
     let t = &i.timing;
     let mut s = String::with_capacity(128);
-    let parts =
-        [("queue", t.queue), ("instantiate", t.instantiate), ("run", t.run), ("store", t.store), ("commit", t.commit)];
+    let mut parts = vec![("queue", t.queue), ("instantiate", t.instantiate), ("run", t.run), ("store", t.store)];
+    if !t.calls.is_zero() {
+        parts.push(("calls", t.calls));
+    }
+    parts.push(("commit", t.commit));
     for (n, (name, d)) in parts.into_iter().enumerate() {
         let us = d.as_micros();
         let sep = if n == 0 { "" } else { ", " };
         let _ = write!(s, "{sep}{name};dur={}.{:03}", us / 1000, us % 1000);
         if name == "instantiate" && t.prepared {
             s.push_str(";desc=\"made ready before the call\"");
+        }
+        if name == "calls" {
+            s.push_str(";desc=\"waiting for callees\"");
         }
     }
     s
@@ -245,7 +252,7 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
         Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
         Some(_) => return bad_request("X-Squall-Timeout-Ms must be a positive number".into()).into_response(),
     };
-    let req = Request { input: input.to_vec(), idempotency_key: text("idempotency-key"), timeout };
+    let req = Request { input: input.to_vec(), idempotency_key: text("idempotency-key"), timeout, attempt: 1 };
     let result = app.functions.invoke(&name, req).await;
     let code = match &result {
         Ok(r) => r.outcome.as_ref().map_or_else(|f| f.code.as_str(), |_| "ok"),
@@ -294,6 +301,7 @@ fn log(l: &InvocationLog) -> squall_api::InvocationLog {
         error: l.error.clone(),
         function: l.function.clone(),
         invocation_id: l.invocation_id.clone(),
+        root: l.root.clone(),
         lines: l
             .lines
             .iter()
@@ -320,5 +328,23 @@ async fn logs(
     let q = LogQuery { invocation_id: q.invocation, after: q.after, limit: q.limit.or(Some(20)) };
     let found = app.functions.logs(&name, &q)?;
     let next = found.last().map(|l| l.seq).or(q.after).unwrap_or(0);
+    Ok(axum::Json(squall_api::Logs { after: next, logs: found.iter().map(log).collect() }))
+}
+
+/// `GET /v1/invocations/ID`: the invocation's log and those of the calls it made.
+async fn invocation(
+    State(app): State<App>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<squall_api::Logs>, ApiError> {
+    let id = path(id)?;
+    let found = app.functions.invocation_logs(&id);
+    if found.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invocation_not_found",
+            format!("no log of an invocation {id:?} is kept (it is unknown, or too old)"),
+        ));
+    }
+    let next = found.last().map_or(0, |l| l.seq);
     Ok(axum::Json(squall_api::Logs { after: next, logs: found.iter().map(log).collect() }))
 }

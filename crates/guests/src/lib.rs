@@ -6,6 +6,19 @@
 pub const HELLO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.wasm"));
 /// Increments the counter its input names; answers with the new value.
 pub const COUNTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/counter.wasm"));
+/// Adds one to a decimal number.
+pub const INC: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/inc.wasm"));
+/// Squares a decimal number.
+pub const SQUARE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/square.wasm"));
+/// Spawns N calls of `inc` and sums them.
+pub const FANOUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fanout.wasm"));
+/// Spawns `pong` and trades messages with it while both run.
+pub const PING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ping.wasm"));
+/// Answers `ping`'s messages.
+pub const PONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pong.wasm"));
+/// Runs a script of store operations, calls and messages (for tests of call trees).
+#[cfg(feature = "test-guests")]
+pub const TREE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tree.wasm"));
 /// Writes its input, reads it back, answers with it.
 #[cfg(feature = "test-guests")]
 pub const KV_ECHO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kv_echo.wasm"));
@@ -21,4 +34,12 @@ pub const WRONG_WORLD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wrong_w
 pub const MULTI_WRITE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/multi_write.wasm"));
 
 /// The examples `squall up --examples` deploys.
-pub const DEFAULT_EXAMPLES: &[(&str, &[u8])] = &[("hello", HELLO), ("counter", COUNTER)];
+pub const DEFAULT_EXAMPLES: &[(&str, &[u8])] = &[
+    ("hello", HELLO),
+    ("counter", COUNTER),
+    ("inc", INC),
+    ("square", SQUARE),
+    ("fanout", FANOUT),
+    ("ping", PING),
+    ("pong", PONG),
+];

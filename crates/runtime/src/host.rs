@@ -4,12 +4,13 @@ use squall_lattice::Clock;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::Invocation;
 use crate::capture::Capture;
-use crate::txn::{Answer, Call, Spent, StoreError, Txn};
+use crate::link::{CallError, Called, Link, NoLink, SendError};
+use crate::txn::{Answer, BoxFuture, Call, Spent, StoreError, Txn};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -17,10 +18,11 @@ pub(crate) mod bindings {
         world: "handler",
         imports: { default: async | trappable },
         exports: { default: async },
+        with: { "squall:function/calls.pending": super::PendingCall },
     });
 }
 
-use bindings::squall::function::{context, log, store};
+use bindings::squall::function::{calls, context, log, messages, store};
 
 /// Largest key a guest may use.
 const MAX_KEY: usize = 64 * 1024;
@@ -109,6 +111,8 @@ pub(crate) struct Host {
     table: ResourceTable,
     pub limiter: Limiter,
     pub txn: Box<dyn Txn>,
+    /// Calls and messages.
+    pub link: Box<dyn Link>,
     pub log: Vec<LogLine>,
     log_bytes: usize,
     dropped: usize,
@@ -123,6 +127,8 @@ pub(crate) struct Host {
     deadline_ms: Option<u64>,
     pub timeout: Duration,
     pub store_time: Duration,
+    /// Time spent waiting for callees and messages.
+    pub call_time: Duration,
     pub timed_out: bool,
     /// A store failure that should end the invocation (the store is closing).
     pub fatal: Option<String>,
@@ -187,6 +193,7 @@ impl Host {
             table: _,
             limiter: _,
             txn: _,
+            link: _,
             log: _,
             log_bytes: _,
             dropped: _,
@@ -198,6 +205,7 @@ impl Host {
             deadline_ms: _,
             timeout: _,
             store_time: _,
+            call_time: _,
             timed_out: _,
             fatal: _,
             trap_detail: _,
@@ -250,6 +258,7 @@ impl Host {
             table: ResourceTable::new(),
             limiter: Limiter { max: inv.memory, hit: false },
             txn: Box::new(Spent),
+            link: Box::new(NoLink),
             log: Vec::new(),
             log_bytes: 0,
             dropped: 0,
@@ -261,6 +270,7 @@ impl Host {
             deadline_ms: None,
             timeout: inv.timeout,
             store_time: Duration::ZERO,
+            call_time: Duration::ZERO,
             timed_out: false,
             fatal: None,
             trap_detail: None,
@@ -274,6 +284,7 @@ impl Host {
     pub fn spare(mut self) {
         self.table = ResourceTable::new();
         self.txn = Box::new(Spent);
+        self.link = Box::new(NoLink);
         self.log = Vec::new();
         self.stdout.clear();
         self.stderr.clear();
@@ -290,8 +301,9 @@ impl Host {
 
     /// Starts the call `inv` (of the function this instance was made for),
     /// reaching the store through `txn`, to end by `deadline`.
-    pub fn begin(&mut self, inv: &Invocation, txn: Box<dyn Txn>, deadline: Instant) {
+    pub fn begin(&mut self, inv: &Invocation, txn: Box<dyn Txn>, link: Box<dyn Link>, deadline: Instant) {
         self.txn = txn;
+        self.link = link;
         self.id.clone_from(&inv.id);
         self.deadline = deadline;
         self.deadline_ms = None;
@@ -304,6 +316,7 @@ impl Host {
             && self.dropped == 0
             && self.fatal.is_none()
             && self.store_time.is_zero()
+            && self.call_time.is_zero()
             && self.stdout.is_empty()
             && self.stderr.is_empty()
     }
@@ -520,5 +533,149 @@ impl context::Host for Host {
 
     async fn deadline_ms(&mut self) -> wasmtime::Result<u64> {
         Ok(*self.deadline_ms.get_or_insert_with(|| wall_ms(&self.clock, self.deadline)))
+    }
+
+    async fn attempt(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.link.attempt())
+    }
+
+    async fn root_invocation_id(&mut self) -> wasmtime::Result<String> {
+        let root = self.link.root_id();
+        Ok(if root.is_empty() { self.id.clone() } else { root.to_string() })
+    }
+}
+
+/// A spawned call, as the guest's `pending` resource holds it.
+pub struct PendingCall {
+    invocation_id: String,
+    /// Its run, until it is awaited.
+    run: Option<BoxFuture<'static, Called>>,
+}
+
+fn wit_call_error(e: CallError) -> calls::CallError {
+    match e {
+        CallError::NotFound(m) => calls::CallError::NotFound(m),
+        CallError::Failed { code, message } => calls::CallError::Failed(calls::Failure { code, message }),
+        CallError::Limit(m) => calls::CallError::Limit(m),
+        CallError::Invalid(m) => calls::CallError::Invalid(m),
+        CallError::Unavailable(m) => calls::CallError::Unavailable(m),
+    }
+}
+
+type CallResult = Result<Vec<u8>, calls::CallError>;
+
+impl Host {
+    /// Starts a call over a fork of this invocation's transaction.
+    fn start(&mut self, name: String, input: Vec<u8>) -> Result<PendingCall, calls::CallError> {
+        let fork = self.txn.fork();
+        let started = self.link.spawn(name, input, fork).map_err(wit_call_error)?;
+        Ok(PendingCall { invocation_id: started.invocation_id, run: Some(started.run) })
+    }
+
+    /// The end of a callee's run: its writes join this invocation's if it succeeded.
+    fn settle(&mut self, called: Called) -> CallResult {
+        let Called { outcome, txn } = called;
+        if let (Ok(_), Some(txn)) = (&outcome, txn) {
+            self.txn.join(txn);
+        }
+        outcome.map_err(wit_call_error)
+    }
+
+    fn take_run(&mut self, pending: &Resource<PendingCall>) -> wasmtime::Result<Result<BoxFuture<'static, Called>, calls::CallError>> {
+        let p = self.table.get_mut(pending)?;
+        Ok(p.run.take().ok_or_else(|| {
+            calls::CallError::Invalid(format!("the call {} was awaited already", p.invocation_id))
+        }))
+    }
+}
+
+impl calls::Host for Host {
+    async fn call(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<CallResult> {
+        let started = Instant::now();
+        let r = match self.start(name, input) {
+            Ok(mut p) => {
+                let called = p.run.take().expect("a fresh call").await;
+                self.settle(called)
+            }
+            Err(e) => Err(e),
+        };
+        self.call_time += started.elapsed();
+        Ok(r)
+    }
+
+    async fn spawn(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<Result<Resource<PendingCall>, calls::CallError>> {
+        match self.start(name, input) {
+            Ok(p) => Ok(Ok(self.table.push(p)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn await_all(&mut self, pending: Vec<Resource<PendingCall>>) -> wasmtime::Result<Vec<CallResult>> {
+        let started = Instant::now();
+        // Every run is under way already: waiting for them in order takes
+        // as long as waiting for all at once, and joins them in that order.
+        let mut runs = Vec::with_capacity(pending.len());
+        for p in &pending {
+            runs.push(self.take_run(p)?);
+        }
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            out.push(match run {
+                Ok(run) => {
+                    let called = run.await;
+                    self.settle(called)
+                }
+                Err(e) => Err(e),
+            });
+        }
+        self.call_time += started.elapsed();
+        Ok(out)
+    }
+}
+
+impl calls::HostPending for Host {
+    async fn invocation_id(&mut self, pending: Resource<PendingCall>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&pending)?.invocation_id.clone())
+    }
+
+    async fn await_(&mut self, pending: Resource<PendingCall>) -> wasmtime::Result<CallResult> {
+        let started = Instant::now();
+        let r = match self.take_run(&pending)? {
+            Ok(run) => {
+                let called = run.await;
+                self.settle(called)
+            }
+            Err(e) => Err(e),
+        };
+        self.call_time += started.elapsed();
+        Ok(r)
+    }
+
+    async fn drop(&mut self, pending: Resource<PendingCall>) -> wasmtime::Result<()> {
+        // A call never awaited runs to its end; its writes are not joined.
+        self.table.delete(pending)?;
+        Ok(())
+    }
+}
+
+fn wit_send_error(e: SendError) -> messages::SendError {
+    match e {
+        SendError::NoSuchInvocation(m) => messages::SendError::NoSuchInvocation(m),
+        SendError::MailboxFull(m) => messages::SendError::MailboxFull(m),
+        SendError::TooLarge(m) => messages::SendError::TooLarge(m),
+    }
+}
+
+impl messages::Host for Host {
+    async fn send(&mut self, to: String, message: Vec<u8>) -> wasmtime::Result<Result<(), messages::SendError>> {
+        Ok(self.link.send(&to, message).map_err(wit_send_error))
+    }
+
+    async fn recv(&mut self, timeout_ms: u32) -> wasmtime::Result<Option<Vec<u8>>> {
+        let started = Instant::now();
+        let left = self.deadline.saturating_duration_since(started);
+        let got = self.link.recv(Duration::from_millis(timeout_ms.into()).min(left)).await;
+        self.call_time += started.elapsed();
+        Ok(got)
     }
 }

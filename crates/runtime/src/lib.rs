@@ -14,6 +14,7 @@
 mod capture;
 mod epoch;
 mod host;
+mod link;
 mod txn;
 
 use std::collections::HashMap;
@@ -27,7 +28,8 @@ use squall_lattice::Clock;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
-pub use host::{Level, LogLine};
+pub use host::{Level, LogLine, PendingCall};
+pub use link::{CallError, Called, Link, NoLink, SendError, Started};
 pub use txn::{Answer, BoxFuture, Call, StoreError, Txn};
 
 use host::{Host, bindings};
@@ -163,6 +165,8 @@ pub struct Timing {
     /// Guest time: the call to `handle`, less the time spent in store calls.
     pub run: Duration,
     pub store: Duration,
+    /// Time the guest waited for its callees and messages.
+    pub calls: Duration,
 }
 
 /// What an invocation did: its outcome, its log, and its transaction (to
@@ -334,7 +338,7 @@ impl Runtime {
     pub async fn invoke(&self, f: &Function, inv: &Invocation, txn: Box<dyn Txn>) -> Invoked {
         let started = Instant::now();
         let prepared = self.prepare(f, inv, inv.timeout).await;
-        self.run(prepared, inv, txn, started).await
+        self.run(prepared, inv, txn, Box::new(NoLink), started).await
     }
 
     /// A fresh instance of `f` for one call of `inv`'s function (its memory
@@ -370,13 +374,21 @@ impl Runtime {
         Prepared { store, instance, instantiate: started.elapsed(), pool_full }
     }
 
-    /// Runs the call `inv` in `prepared` (an instance of `inv`'s function);
+    /// Runs the call `inv` in `prepared` (an instance of `inv`'s function),
+    /// reaching the store through `txn` and other functions through `link`;
     /// the call's time limit counts from `started`.
-    pub async fn run(&self, prepared: Prepared, inv: &Invocation, txn: Box<dyn Txn>, started: Instant) -> Invoked {
+    pub async fn run(
+        &self,
+        prepared: Prepared,
+        inv: &Invocation,
+        txn: Box<dyn Txn>,
+        link: Box<dyn Link>,
+        started: Instant,
+    ) -> Invoked {
         let Prepared { mut store, instance, instantiate, .. } = prepared;
         let _busy = self.ticker.busy();
         let instantiated = Instant::now();
-        store.data_mut().begin(inv, txn, started + inv.timeout);
+        store.data_mut().begin(inv, txn, link, started + inv.timeout);
         store.set_epoch_deadline(1);
         let outcome = match instance {
             Err(failure) => Err(failure),
@@ -392,7 +404,12 @@ impl Runtime {
         };
         let elapsed = instantiated.elapsed();
         let host = store.data_mut();
-        let timing = Timing { instantiate, run: elapsed.saturating_sub(host.store_time), store: host.store_time };
+        let timing = Timing {
+            instantiate,
+            run: elapsed.saturating_sub(host.store_time + host.call_time),
+            store: host.store_time,
+            calls: host.call_time,
+        };
         host.capture_output();
         let outcome = outcome.map_err(|mut failure| {
             if failure.code == FailureCode::Trap
@@ -407,6 +424,7 @@ impl Runtime {
             failure
         });
         let txn = std::mem::replace(&mut host.txn, Box::new(txn::Spent));
+        host.link = Box::new(NoLink);
         let log = std::mem::take(&mut host.log);
         Invoked { outcome, txn, log, timing, instance: Used { store: Some(store) } }
     }

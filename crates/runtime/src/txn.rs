@@ -55,6 +55,15 @@ pub trait Txn: Send + 'static {
 
     /// Lets the caller recover its concrete transaction after the invocation.
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+
+    /// A transaction for a callee: it reads what this one reads now (its
+    /// writes included), and writes nothing of its own until joined.
+    fn fork(&self) -> Box<dyn Txn>;
+
+    /// Takes in the writes (and the reads to check) of a callee that ran
+    /// over a [`Txn::fork`] of this transaction and succeeded, as if made
+    /// here now.
+    fn join(&mut self, callee: Box<dyn Txn>);
 }
 
 /// The transaction of an instance that is not running a call: before its
@@ -69,4 +78,10 @@ impl Txn for Spent {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
         self
     }
+
+    fn fork(&self) -> Box<dyn Txn> {
+        Box::new(Spent)
+    }
+
+    fn join(&mut self, _callee: Box<dyn Txn>) {}
 }

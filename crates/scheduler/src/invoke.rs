@@ -14,6 +14,7 @@ use squall_runtime::{Failure, FailureCode, Invocation, Level, LogLine, Used};
 use squall_store::lattice::Clock;
 use squall_store::{Check, Write};
 
+use crate::calls::{Mailbox, Tree, TreeLink};
 use crate::idempotency::{InFlight, Remember};
 use crate::logs::InvocationLog;
 use crate::registry::Deployed;
@@ -78,6 +79,7 @@ pub(crate) async fn commit_loop(
         timing.prepared |= attempt.timing.prepared;
         timing.run += attempt.timing.run;
         timing.store += attempt.timing.store;
+        timing.calls += attempt.timing.calls;
         let Effects { output, checks, mut writes } = match attempt.outcome {
             Ok(effects) => effects,
             Err(failure) => break (Err(failure), attempt.log),
@@ -124,6 +126,9 @@ struct Live<'a> {
     d: &'a Deployed,
     inv: &'a Invocation,
     shard: usize,
+    /// The request's tree, shared with its callees (made afresh per attempt).
+    attempt_of: u32,
+    mailbox: Arc<Mailbox>,
     /// The last attempt's instance: a conflicting attempt's is torn down
     /// before the next one; the last one's by the caller, once the answer
     /// is on its way.
@@ -138,10 +143,13 @@ impl Attempts for Live<'_> {
         let started = Instant::now();
         let mut timing = Timing::default();
         let instance = self.functions.instance(self.d, self.inv, self.shard, n == 1, started, &mut timing).await;
-        let done = inner.runtime.run(instance, self.inv, txn, started).await;
+        let tree = Tree::new(self.inv.id.clone(), started + self.inv.timeout, self.attempt_of);
+        let link = TreeLink::new(self.functions, tree, 0, self.mailbox.clone());
+        let done = inner.runtime.run(instance, self.inv, txn, Box::new(link), started).await;
         self.used = Some(done.instance);
         timing.run = done.timing.run;
         timing.store = done.timing.store;
+        timing.calls = done.timing.calls;
         // The runtime hands back the transaction it was given.
         let txn = done.txn.into_any().downcast::<StoreTxn>().expect("the scheduler's own transaction");
         if let Some(s) = txn.first_shard {
@@ -212,7 +220,7 @@ impl Functions {
         Ok(r)
     }
 
-    fn invocation_id(&self) -> String {
+    pub(crate) fn invocation_id(&self) -> String {
         let n = self.inner.next_invocation.fetch_add(1, Ordering::Relaxed);
         format!("{:012x}-{:x}-{n:06x}", self.inner.store.now_ms(), self.inner.store.node_id() & 0xffff)
     }
@@ -230,10 +238,13 @@ impl Functions {
         let started_ms = self.inner.store.now_ms();
         let started = Instant::now();
         let remember = req.idempotency_key.map(|key| Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl));
-        let mut live = Live { functions: self, d, inv: &inv, shard, used: None };
+        let open = self.open_mailbox(&id);
+        let mut live =
+            Live { functions: self, d, inv: &inv, shard, attempt_of: req.attempt.max(1), mailbox: open.mailbox.clone(), used: None };
         let ended =
             commit_loop(&mut live, settings.max_conflict_retries, remember.as_ref(), self.inner.store.clock()).await;
         let used = live.used.take();
+        drop(open);
         let Ended { outcome, lines, timing, attempts } = match ended {
             Ok(ended) => ended,
             Err(e) => return (Err(e), used),
@@ -241,6 +252,7 @@ impl Functions {
         self.inner.logs.record(InvocationLog {
             seq: 0,
             invocation_id: id.clone(),
+            root: None,
             function: d.meta.name.clone(),
             version: d.meta.version,
             started_ms,

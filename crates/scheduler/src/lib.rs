@@ -16,6 +16,7 @@
 //! clock, so a test that sets that clock sets them too.
 
 mod admission;
+mod calls;
 mod idempotency;
 mod invoke;
 mod logs;
@@ -57,6 +58,17 @@ pub struct Settings {
     pub keep_logs: usize,
     /// Times an invocation runs again after a conflicting commit before giving up.
     pub max_conflict_retries: u32,
+    /// Deepest chain of calls from a request's root (the root is at 0).
+    pub max_depth: u32,
+    /// Most calls one request may make, over its whole tree.
+    pub max_calls: u32,
+    /// Most calls one invocation may have running at once (below the
+    /// runtime's instance slots, so that they can all run).
+    pub max_fanout: usize,
+    /// Largest message between invocations.
+    pub max_message: usize,
+    /// Messages a mailbox holds before a send is refused.
+    pub mailbox: usize,
 }
 
 impl Default for Settings {
@@ -68,6 +80,11 @@ impl Default for Settings {
             max_input: 6 * 1024 * 1024,
             keep_logs: 100,
             max_conflict_retries: 32,
+            max_depth: 16,
+            max_calls: 10_000,
+            max_fanout: 200,
+            max_message: 1024 * 1024,
+            mailbox: 64,
         }
     }
 }
@@ -156,6 +173,9 @@ pub struct Request {
     pub idempotency_key: Option<String>,
     /// Lowers the function's time limit for this call.
     pub timeout: Option<Duration>,
+    /// Which delivery of this input it is (0 or 1: the first; a map job's
+    /// or a trigger's retries count up).
+    pub attempt: u32,
 }
 
 /// Where an invocation's time went.
@@ -169,6 +189,8 @@ pub struct Timing {
     pub prepared: bool,
     pub run: Duration,
     pub store: Duration,
+    /// Time the root waited for its callees (and messages).
+    pub calls: Duration,
     pub commit: Duration,
 }
 
@@ -202,6 +224,7 @@ struct Inner {
     /// Idempotency keys whose call is running, with who waits for it.
     in_flight: Mutex<HashMap<(String, String), Arc<Notify>>>,
     logs: logs::Logs,
+    mailboxes: calls::Mailboxes,
     next_invocation: AtomicU64,
     /// The shards' turn for invocations placed round robin.
     next_shard: AtomicUsize,
@@ -239,6 +262,7 @@ impl Functions {
                 deploys: tokio::sync::Mutex::new(()),
                 in_flight: Mutex::new(HashMap::new()),
                 logs: logs::Logs::new(keep),
+                mailboxes: calls::Mailboxes::default(),
                 next_invocation: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
                 warm: warm::Share::new(runtime.options().instances as usize / 4),

@@ -13,6 +13,8 @@ pub struct InvocationLog {
     /// Position in this node's log (increasing): ask for `after` it to follow.
     pub seq: u64,
     pub invocation_id: String,
+    /// For a callee: the invocation id of its request's root.
+    pub root: Option<String>,
     pub function: String,
     pub version: u64,
     pub started_ms: u64,
@@ -57,6 +59,20 @@ impl Logs {
         ring.push_back(log);
     }
 
+    /// The records of invocation `id` and, if it was a root, of its callees: oldest first.
+    pub fn tree(&self, id: &str) -> Vec<InvocationLog> {
+        let g = self.inner.lock().expect("logs");
+        let mut found: Vec<InvocationLog> = g
+            .1
+            .values()
+            .flatten()
+            .filter(|l| l.invocation_id == id || l.root.as_deref() == Some(id))
+            .cloned()
+            .collect();
+        found.sort_by_key(|l| l.seq);
+        found
+    }
+
     /// Oldest first.
     pub fn query(&self, function: &str, q: &LogQuery) -> Vec<InvocationLog> {
         let g = self.inner.lock().expect("logs");
@@ -73,6 +89,11 @@ impl Logs {
 }
 
 impl Functions {
+    /// The log of invocation `id` and of the calls it made (if it is still kept).
+    pub fn invocation_logs(&self, id: &str) -> Vec<InvocationLog> {
+        self.inner.logs.tree(id)
+    }
+
     /// Recent invocations' logs.
     pub fn logs(&self, name: &str, q: &LogQuery) -> Result<Vec<InvocationLog>, Error> {
         let known = self.inner.registry.read().expect("registry").contains_key(name);

@@ -10,6 +10,14 @@
 //! invocation runs again, so the answers it gave came from one consistent
 //! snapshot. Writes never conflict: the values they return (`increment`'s
 //! count, `delete`'s "existed") are this invocation's view.
+//!
+//! A callee runs over a fork: a copy of the overlay's entries (what the
+//! caller reads at that moment, its writes included) with no writes of its
+//! own. When the callee succeeds, the caller joins it: the callee's writes
+//! are applied after the caller's (to the overlay and to the coalesced
+//! writes: a put or delete replaces what the caller wrote to the key,
+//! increments add, members and fields are set again), and its reads join
+//! the checks. So a whole call tree commits as the root's one batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -25,13 +33,54 @@ const MAX_SCAN: u32 = 10_000;
 
 /// The writes to one key, coalesced: one write per key, field and member, so
 /// that a commit can stamp them all with one time.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct KeyWrites {
     /// `Some(Some(v))`: put; `Some(None)`: delete. Applied first.
     replace: Option<Option<Bytes>>,
     incr: i64,
     members: BTreeMap<Bytes, bool>,
     fields: BTreeMap<Bytes, Option<Bytes>>,
+}
+
+impl KeyWrites {
+    /// These writes followed by `later`'s.
+    fn then(&mut self, later: KeyWrites) {
+        if later.replace.is_some() {
+            *self = later;
+            return;
+        }
+        self.incr = self.incr.saturating_add(later.incr);
+        self.members.extend(later.members);
+        self.fields.extend(later.fields);
+    }
+
+    /// The store operations that make these writes, in order.
+    fn ops(self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        match self.replace {
+            Some(Some(value)) => ops.push(Op::Set { value, expiry: SetExpiry::None, get: false }),
+            Some(None) => ops.push(Op::Del),
+            None => {}
+        }
+        if self.incr != 0 {
+            ops.push(Op::IncrBy(self.incr));
+        }
+        let (adds, removes): (Vec<_>, Vec<_>) = self.members.into_iter().partition(|(_, add)| *add);
+        if !adds.is_empty() {
+            ops.push(Op::SAdd(adds.into_iter().map(|(m, _)| m).collect()));
+        }
+        if !removes.is_empty() {
+            ops.push(Op::SRem(removes.into_iter().map(|(m, _)| m).collect()));
+        }
+        let (puts, dels): (Vec<_>, Vec<_>) = self.fields.into_iter().partition(|(_, v)| v.is_some());
+        if !puts.is_empty() {
+            ops.push(Op::HSet(puts.into_iter().filter_map(|(f, v)| v.map(|v| (f, v))).collect()));
+        }
+        if !dels.is_empty() {
+            ops.push(Op::HDel(dels.into_iter().map(|(f, _)| f).collect()));
+        }
+        ops
+    }
 }
 
 pub struct StoreTxn {
@@ -43,6 +92,9 @@ pub struct StoreTxn {
     /// Keys the overlay holds the truth for, with what the store answered when first read.
     seen: HashMap<Bytes, Option<OpResult>>,
     validate: HashSet<Bytes>,
+    /// Reads of joined callees that this transaction's own reads of the
+    /// same keys do not cover (the callee read the key from the store itself).
+    extra_checks: Vec<Check>,
     writes: HashMap<Bytes, KeyWrites>,
     order: Vec<Bytes>,
     write_bytes: usize,
@@ -78,6 +130,7 @@ impl StoreTxn {
             overlay,
             seen: HashMap::new(),
             validate: HashSet::new(),
+            extra_checks: Vec::new(),
             writes: HashMap::new(),
             order: Vec::new(),
             write_bytes: 0,
@@ -256,7 +309,8 @@ impl StoreTxn {
 
     /// What to check and what to write when the invocation succeeded.
     pub fn into_commit(mut self) -> (Vec<Check>, Vec<Write>) {
-        let mut checks = Vec::with_capacity(self.validate.len());
+        let mut checks = std::mem::take(&mut self.extra_checks);
+        checks.reserve(self.validate.len());
         for key in self.validate {
             if let Some(Some(saw)) = self.seen.remove(&key) {
                 checks.push(Check { ns: self.ns.clone(), key, op: Op::Snapshot, saw });
@@ -265,31 +319,87 @@ impl StoreTxn {
         let mut writes = Vec::new();
         for key in self.order {
             let Some(w) = self.writes.remove(&key) else { continue };
-            let mut push = |op: Op| writes.push(Write { ns: self.ns.clone(), key: key.clone(), op });
-            match w.replace {
-                Some(Some(value)) => push(Op::Set { value, expiry: SetExpiry::None, get: false }),
-                Some(None) => push(Op::Del),
-                None => {}
-            }
-            if w.incr != 0 {
-                push(Op::IncrBy(w.incr));
-            }
-            let (adds, removes): (Vec<_>, Vec<_>) = w.members.into_iter().partition(|(_, add)| *add);
-            if !adds.is_empty() {
-                push(Op::SAdd(adds.into_iter().map(|(m, _)| m).collect()));
-            }
-            if !removes.is_empty() {
-                push(Op::SRem(removes.into_iter().map(|(m, _)| m).collect()));
-            }
-            let (puts, dels): (Vec<_>, Vec<_>) = w.fields.into_iter().partition(|(_, v)| v.is_some());
-            if !puts.is_empty() {
-                push(Op::HSet(puts.into_iter().filter_map(|(f, v)| v.map(|v| (f, v))).collect()));
-            }
-            if !dels.is_empty() {
-                push(Op::HDel(dels.into_iter().map(|(f, _)| f).collect()));
+            for op in w.ops() {
+                writes.push(Write { ns: self.ns.clone(), key: key.clone(), op });
             }
         }
         (checks, writes)
+    }
+
+    /// A transaction that starts from what this one reads now.
+    pub fn fork(&self) -> StoreTxn {
+        let mut overlay = Keyspace::new(self.store.node_id());
+        let now = self.store.now_ms();
+        for key in self.seen.keys() {
+            if let Some(entry) = self.overlay.snapshot(&self.ns, key, now) {
+                overlay.put(&self.ns, key, entry);
+            }
+        }
+        StoreTxn {
+            store: self.store.clone(),
+            ns: self.ns.clone(),
+            overlay,
+            seen: self.seen.clone(),
+            validate: HashSet::new(),
+            extra_checks: Vec::new(),
+            writes: HashMap::new(),
+            order: Vec::new(),
+            write_bytes: 0,
+            first_shard: self.first_shard,
+        }
+    }
+
+    /// Takes in a successful callee's reads and writes (it ran over a fork
+    /// of this transaction), after this transaction's own.
+    pub fn join(&mut self, mut callee: StoreTxn) {
+        let now = self.store.now_ms();
+        self.extra_checks.append(&mut callee.extra_checks);
+        for (key, saw) in callee.seen {
+            let validated = callee.validate.contains(&key);
+            match self.seen.get(&key) {
+                // Both read it: the same answer needs one check, another a second one.
+                Some(mine) => {
+                    if validated && let Some(theirs) = saw {
+                        if mine.as_ref() == Some(&theirs) {
+                            self.validate.insert(key.clone());
+                        } else {
+                            self.extra_checks.push(Check { ns: self.ns.clone(), key: key.clone(), op: Op::Snapshot, saw: theirs });
+                        }
+                    }
+                    // Its writes go on top of this transaction's view.
+                    if let Some(w) = callee.writes.get(&key) {
+                        for op in w.clone().ops() {
+                            let _ = self.local(&key, op);
+                        }
+                    }
+                }
+                // Only the callee knows the key: its view (what it read, as
+                // it wrote it) is this transaction's now.
+                None => {
+                    if let Some(entry) = callee.overlay.snapshot(&self.ns, &key, now) {
+                        self.overlay.put(&self.ns, &key, entry);
+                    }
+                    if validated {
+                        self.validate.insert(key.clone());
+                    }
+                    self.seen.insert(key, saw);
+                }
+            }
+        }
+        self.write_bytes += callee.write_bytes;
+        for key in callee.order {
+            let Some(w) = callee.writes.remove(&key) else { continue };
+            match self.writes.get_mut(&key) {
+                Some(mine) => mine.then(w),
+                None => {
+                    self.order.push(key.clone());
+                    self.writes.insert(key, w);
+                }
+            }
+        }
+        if self.first_shard.is_none() {
+            self.first_shard = callee.first_shard;
+        }
     }
 }
 
@@ -300,5 +410,16 @@ impl Txn for StoreTxn {
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
         self
+    }
+
+    fn fork(&self) -> Box<dyn Txn> {
+        Box::new(StoreTxn::fork(self))
+    }
+
+    fn join(&mut self, callee: Box<dyn Txn>) {
+        // A callee's transaction is always a fork of its caller's.
+        if let Ok(callee) = callee.into_any().downcast::<StoreTxn>() {
+            StoreTxn::join(self, *callee);
+        }
     }
 }

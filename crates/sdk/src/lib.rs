@@ -31,6 +31,8 @@ pub mod bindings {
 
 use std::fmt;
 
+pub use bindings::squall::function::calls::CallError;
+pub use bindings::squall::function::messages::SendError;
 pub use bindings::squall::function::store::StoreError;
 
 /// A function's error: its message becomes the invocation's error message.
@@ -74,6 +76,25 @@ from_display!(
     std::num::ParseIntError,
     std::num::ParseFloatError
 );
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Error {
+        Error(match e {
+            CallError::NotFound(name) => format!("no function named {name:?}"),
+            CallError::Failed(f) => format!("{}: {}", f.code, f.message),
+            CallError::Limit(m) | CallError::Invalid(m) | CallError::Unavailable(m) => m,
+        })
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Error {
+        Error(match e {
+            SendError::NoSuchInvocation(id) => format!("no invocation {id:?} is running"),
+            SendError::MailboxFull(m) | SendError::TooLarge(m) => m,
+        })
+    }
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -215,5 +236,83 @@ pub mod context {
     /// When the invocation will be stopped, in milliseconds since the Unix epoch.
     pub fn deadline_ms() -> u64 {
         wit::deadline_ms()
+    }
+    /// Which delivery of the input this is: 1, or more when a map job or a
+    /// trigger runs it again after a failure.
+    pub fn attempt() -> u32 {
+        wit::attempt()
+    }
+    /// The invocation id of the request's root (this one's, for a root).
+    pub fn root_invocation_id() -> String {
+        wit::root_invocation_id()
+    }
+}
+
+/// Calls of other functions, inside this invocation's atomic unit.
+///
+/// A callee reads this invocation's writes as they are when it starts; its
+/// own writes join this invocation's when it succeeds and is awaited (a
+/// callee that fails writes nothing). Nothing is written unless the request's
+/// root succeeds.
+///
+/// ```ignore
+/// let calls: Vec<_> = (0..10).map(|i| calls::spawn("inc", i.to_string())).collect::<Result<_, _>>()?;
+/// let outputs = calls::await_all(&calls);
+/// ```
+pub mod calls {
+    use super::bindings::squall::function::calls as wit;
+    pub use wit::{CallError, Failure};
+
+    /// Calls `name` with `input` and waits for its output.
+    pub fn call(name: &str, input: impl AsRef<[u8]>) -> Result<Vec<u8>, CallError> {
+        wit::call(name, input.as_ref())
+    }
+
+    /// Like [`call`], with the output as UTF-8 text (invalid sequences replaced).
+    pub fn call_string(name: &str, input: impl AsRef<[u8]>) -> Result<String, CallError> {
+        call(name, input).map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// A call running alongside this invocation.
+    pub struct Pending(wit::Pending);
+
+    impl Pending {
+        /// The callee's invocation id (to send it messages).
+        pub fn invocation_id(&self) -> String {
+            self.0.invocation_id()
+        }
+
+        /// Waits for the callee's output; its writes join this invocation's now.
+        pub fn wait(self) -> Result<Vec<u8>, CallError> {
+            self.0.await_()
+        }
+    }
+
+    /// Starts `name` with `input`; it runs while this invocation goes on.
+    pub fn spawn(name: &str, input: impl AsRef<[u8]>) -> Result<Pending, CallError> {
+        wit::spawn(name, input.as_ref()).map(Pending)
+    }
+
+    /// Waits for every call; their outputs in the same order (their writes
+    /// join in that order too).
+    pub fn await_all(calls: &[Pending]) -> Vec<Result<Vec<u8>, CallError>> {
+        let handles: Vec<&wit::Pending> = calls.iter().map(|p| &p.0).collect();
+        wit::await_all(&handles)
+    }
+}
+
+/// Messages between running invocations.
+pub mod messages {
+    use super::bindings::squall::function::messages as wit;
+    pub use wit::SendError;
+
+    /// Puts `message` in the mailbox of the running invocation `to`.
+    pub fn send(to: &str, message: impl AsRef<[u8]>) -> Result<(), SendError> {
+        wit::send(to, message.as_ref())
+    }
+
+    /// The next message for this invocation, waiting up to `timeout_ms`.
+    pub fn recv(timeout_ms: u32) -> Option<Vec<u8>> {
+        wit::recv(timeout_ms)
     }
 }

@@ -1,0 +1,272 @@
+//! Calls between functions, and messages between running invocations.
+//!
+//! A request's functions form a tree: the root (called from outside) and
+//! its callees, each in its own instance, each over a fork of its caller's
+//! transaction (see [`crate::txn`]). Nothing of the tree reaches the store
+//! until the root commits, with one stamp. The tree shares its deadline
+//! (the root's) and a count of calls; each invocation has its depth, its
+//! calls in flight and a mailbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use squall_runtime::{BoxFuture, CallError, Called, Invocation, Link, SendError, Started, Txn};
+use tokio::sync::Notify;
+
+use crate::logs::InvocationLog;
+use crate::registry::Deployed;
+use crate::{Functions, Timing, placement};
+
+/// What all the invocations of one request share.
+#[derive(Debug)]
+pub(crate) struct Tree {
+    pub root_id: String,
+    /// When the root must end: no callee runs past it.
+    pub deadline: Instant,
+    /// Calls made so far in the whole tree.
+    calls: AtomicU32,
+    /// Which delivery of the root's input this is.
+    pub attempt: u32,
+}
+
+impl Tree {
+    pub fn new(root_id: String, deadline: Instant, attempt: u32) -> Arc<Tree> {
+        Arc::new(Tree { root_id, deadline, calls: AtomicU32::new(0), attempt })
+    }
+}
+
+/// One running invocation's mailbox.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    queue: Mutex<VecDeque<Vec<u8>>>,
+    arrived: Notify,
+}
+
+/// The mailboxes of the running invocations, by invocation id.
+#[derive(Debug, Default)]
+pub(crate) struct Mailboxes {
+    open: Mutex<HashMap<String, Arc<Mailbox>>>,
+}
+
+/// A registered mailbox: dropping it (when its invocation ends) closes it.
+pub(crate) struct Open {
+    functions: Functions,
+    id: String,
+    pub mailbox: Arc<Mailbox>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.functions.inner.mailboxes.open.lock().expect("mailboxes").remove(&self.id);
+    }
+}
+
+impl Functions {
+    /// Opens the mailbox of the invocation `id`, for as long as the guard lives.
+    pub(crate) fn open_mailbox(&self, id: &str) -> Open {
+        let mailbox = Arc::new(Mailbox::default());
+        self.inner.mailboxes.open.lock().expect("mailboxes").insert(id.to_string(), mailbox.clone());
+        Open { functions: self.clone(), id: id.to_string(), mailbox }
+    }
+
+    fn deliver(&self, to: &str, message: Vec<u8>) -> Result<(), SendError> {
+        let s = &self.inner.settings;
+        if message.len() > s.max_message {
+            return Err(SendError::TooLarge(format!(
+                "message_too_large: a message of {} bytes is over the limit of {}",
+                message.len(),
+                s.max_message
+            )));
+        }
+        let mailbox = self.inner.mailboxes.open.lock().expect("mailboxes").get(to).cloned();
+        let mailbox = mailbox.ok_or_else(|| SendError::NoSuchInvocation(to.to_string()))?;
+        {
+            let mut q = mailbox.queue.lock().expect("mailbox");
+            if q.len() >= s.mailbox {
+                return Err(SendError::MailboxFull(format!(
+                    "mailbox_full: invocation {to} has {} messages waiting (limit {})",
+                    q.len(),
+                    s.mailbox
+                )));
+            }
+            q.push_back(message);
+        }
+        mailbox.arrived.notify_one();
+        Ok(())
+    }
+}
+
+/// An invocation's link to the rest of its tree, to the functions and to
+/// the mailboxes.
+pub(crate) struct TreeLink {
+    functions: Functions,
+    tree: Arc<Tree>,
+    /// 0 for the root.
+    depth: u32,
+    /// Its callees still running.
+    in_flight: Arc<AtomicUsize>,
+    mailbox: Arc<Mailbox>,
+}
+
+impl TreeLink {
+    pub fn new(functions: &Functions, tree: Arc<Tree>, depth: u32, mailbox: Arc<Mailbox>) -> TreeLink {
+        TreeLink { functions: functions.clone(), tree, depth, in_flight: Arc::new(AtomicUsize::new(0)), mailbox }
+    }
+
+    fn check_limits(&self, input: &[u8]) -> Result<(), CallError> {
+        let s = &self.functions.inner.settings;
+        if self.depth + 1 > s.max_depth {
+            return Err(CallError::Limit(format!(
+                "depth_limit: a call at depth {} is over the limit of {} (a cycle of calls ends here)",
+                self.depth + 1,
+                s.max_depth
+            )));
+        }
+        if self.in_flight.load(Ordering::Acquire) >= s.max_fanout {
+            return Err(CallError::Limit(format!(
+                "fanout_limit: {} calls of this invocation are running (limit {})",
+                s.max_fanout, s.max_fanout
+            )));
+        }
+        if Instant::now() >= self.tree.deadline {
+            return Err(CallError::Limit("deadline: the request's deadline has passed".into()));
+        }
+        if input.len() > s.max_input {
+            return Err(CallError::Invalid(format!(
+                "input_too_large: an input of {} bytes is over the limit of {}",
+                input.len(),
+                s.max_input
+            )));
+        }
+        let made = self.tree.calls.fetch_add(1, Ordering::AcqRel);
+        if made >= s.max_calls {
+            return Err(CallError::Limit(format!(
+                "call_limit: the request made {} calls already (limit {})",
+                s.max_calls, s.max_calls
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counts a running callee against its caller's calls in flight.
+struct Flying(Arc<AtomicUsize>);
+
+impl Drop for Flying {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Link for TreeLink {
+    fn spawn(&mut self, name: String, input: Vec<u8>, txn: Box<dyn Txn>) -> Result<Started, CallError> {
+        self.check_limits(&input)?;
+        let d = self.functions.get(&name).map_err(|_| CallError::NotFound(name.clone()))?;
+        let id = self.functions.invocation_id();
+        // Open from the start: the caller may send it messages before it runs.
+        let open = self.functions.open_mailbox(&id);
+        let link = TreeLink::new(&self.functions, self.tree.clone(), self.depth + 1, open.mailbox.clone());
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let flying = Flying(self.in_flight.clone());
+        let store = &self.functions.inner.store;
+        let turn = || self.functions.inner.next_shard.fetch_add(1, Ordering::Relaxed);
+        let shard = placement::shard(d.affinity.get(), store.current_shard(), turn, store.shards());
+        let functions = self.functions.clone();
+        let callee_id = id.clone();
+        let task = store.spawn_on(shard, async move {
+            let called = functions.run_callee(d, callee_id, input, txn, link, open, shard).await;
+            drop(flying);
+            called
+        });
+        let run: BoxFuture<'static, Called> = Box::pin(async move {
+            task.await.unwrap_or_else(|e| Called {
+                outcome: Err(CallError::Unavailable(format!("the call's task failed: {e}"))),
+                txn: None,
+            })
+        });
+        Ok(Started { invocation_id: id, run })
+    }
+
+    fn send(&self, to: &str, message: Vec<u8>) -> Result<(), SendError> {
+        self.functions.deliver(to, message)
+    }
+
+    fn recv(&mut self, wait: Duration) -> BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                let arrived = self.mailbox.arrived.notified();
+                if let Some(m) = self.mailbox.queue.lock().expect("mailbox").pop_front() {
+                    return Some(m);
+                }
+                if tokio::time::timeout_at(until, arrived).await.is_err() {
+                    return self.mailbox.queue.lock().expect("mailbox").pop_front();
+                }
+            }
+        })
+    }
+
+    fn root_id(&self) -> &str {
+        &self.tree.root_id
+    }
+
+    fn attempt(&self) -> u32 {
+        self.tree.attempt
+    }
+}
+
+impl Functions {
+    /// Runs a callee of `link`'s tree on `shard` (this thread): no admission
+    /// of its own (its request was admitted), no commit (its caller joins
+    /// its writes), its time limit cut to the tree's deadline.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_callee(
+        &self,
+        d: Arc<Deployed>,
+        id: String,
+        input: Vec<u8>,
+        txn: Box<dyn Txn>,
+        link: TreeLink,
+        open: Open,
+        shard: usize,
+    ) -> Called {
+        let root = link.tree.root_id.clone();
+        let mut inv: Invocation = d.template.clone();
+        inv.id.clone_from(&id);
+        inv.input = input;
+        inv.timeout = inv.timeout.min(link.tree.deadline.saturating_duration_since(Instant::now()));
+        let stats = self.stats(&d.meta.name);
+        stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let started_ms = self.inner.store.now_ms();
+        let started = Instant::now();
+        let mut timing = Timing::default();
+        let instance = self.instance(&d, &inv, shard, true, started, &mut timing).await;
+        let done = self.inner.runtime.run(instance, &inv, txn, Box::new(link), started).await;
+        drop(open);
+        let status = done.outcome.as_ref().map_or_else(|f| f.code.as_str(), |_| "ok");
+        let outcome = done.outcome.map_err(|f| CallError::Failed { code: f.code.as_str().to_string(), message: f.message });
+        self.inner.logs.record(InvocationLog {
+            seq: 0,
+            invocation_id: id,
+            root: Some(root),
+            function: d.meta.name.clone(),
+            version: d.meta.version,
+            started_ms,
+            duration_us: started.elapsed().as_micros() as u64,
+            status,
+            error: outcome.as_ref().err().map(|e| e.to_string()),
+            lines: done.log,
+        });
+        let txn = outcome.is_ok().then_some(done.txn);
+        let used = done.instance;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            drop(used);
+            this.prepare_ahead(&d, shard).await;
+        });
+        Called { outcome, txn }
+    }
+}
