@@ -74,6 +74,34 @@ pub struct FunctionList {
     pub functions: Vec<Function>,
 }
 
+/// One step of a DAG: a function under an id unique in the DAG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagStep {
+    pub function: String,
+    pub id: String,
+}
+
+/// A registered DAG: `GET /v1/dags/NAME`, and the answer to `PUT` and `DELETE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dag {
+    /// When it was registered, in ms since the Unix epoch.
+    pub created_ms: u64,
+    /// `[from, to]` step ids.
+    pub edges: Vec<(String, String)>,
+    pub name: String,
+    /// The steps in the order their writes join (a topological order).
+    pub order: Vec<String>,
+    /// The step whose output is the DAG's.
+    pub sink: String,
+    pub steps: Vec<DagStep>,
+}
+
+/// `GET /v1/dags`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagList {
+    pub dags: Vec<Dag>,
+}
+
 /// `GET /v1/functions/NAME/logs`: recent invocations, and the `seq` to pass
 /// as `?after=` to get only the ones that finish later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -135,7 +135,7 @@ struct CargoMessage {
     filenames: Vec<String>,
 }
 
-fn print_json_or(
+pub(crate) fn print_json_or(
     node: &NodeArgs,
     v: &impl Serialize,
     text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
@@ -191,8 +191,9 @@ pub async fn deploy(a: DeployArgs) -> Result<()> {
     })
 }
 
-pub async fn invoke(a: InvokeArgs) -> Result<()> {
-    let input = match a.input.as_deref() {
+/// An input given on the command line: the text itself, `-` for standard input, or nothing.
+pub(crate) fn read_input(input: Option<&str>) -> Result<Vec<u8>> {
+    Ok(match input {
         Some("-") => {
             let mut buf = Vec::new();
             std::io::stdin().read_to_end(&mut buf).context("reading the input from standard input")?;
@@ -200,26 +201,41 @@ pub async fn invoke(a: InvokeArgs) -> Result<()> {
         }
         Some(s) => s.as_bytes().to_vec(),
         None => Vec::new(),
-    };
+    })
+}
+
+pub async fn invoke(a: InvokeArgs) -> Result<()> {
+    let input = read_input(a.input.as_deref())?;
     let mut headers = Vec::new();
     if let Some(k) = &a.idempotency_key {
         headers.push(("idempotency-key", k.clone()));
     }
     let path = format!("/v1/functions/{}/invoke", encode_path(&a.name));
-    let r = client::call_with(&a.node.node, Method::POST, &path, &headers, Bytes::from(input)).await?;
+    run_invocation(&a.node, &path, &headers, input, a.timing).await
+}
+
+/// Sends an invocation (of a function or a DAG) and prints its output.
+pub(crate) async fn run_invocation(
+    node: &NodeArgs,
+    path: &str,
+    headers: &[(&str, String)],
+    input: Vec<u8>,
+    timing: bool,
+) -> Result<()> {
+    let r = client::call_with(&node.node, Method::POST, path, headers, Bytes::from(input)).await?;
     let header = |h: &str| r.headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let (id, timing) = (header("x-squall-invocation-id"), header("server-timing"));
+    let (id, server_timing) = (header("x-squall-invocation-id"), header("server-timing"));
     let replayed = header("x-squall-idempotent-replay") == "true";
-    if a.timing {
-        eprintln!("invocation {id}: {timing}");
+    if timing {
+        eprintln!("invocation {id}: {server_timing}");
     }
     let r = r.ok().with_context(|| format!("invocation {id} failed"))?;
     let mut out = std::io::stdout();
-    if a.node.json {
+    if node.json {
         let v = serde_json::json!({
             "invocation_id": id,
             "output": String::from_utf8_lossy(&r.body),
-            "server_timing": timing,
+            "server_timing": server_timing,
             "replayed": replayed,
         });
         writeln!(out, "{v}")?;

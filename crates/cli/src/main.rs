@@ -2,6 +2,7 @@
 //! printing; the work is in the library crates.
 
 mod client;
+mod dags;
 mod functions;
 
 /// mimalloc rather than the system allocator: an invocation allocates many
@@ -47,6 +48,9 @@ enum Command {
     Fn(functions::FnCommand),
     /// Print a function's recent invocations and their logs
     Logs(functions::LogsArgs),
+    /// Register, invoke, list, show and remove DAGs of functions
+    #[command(subcommand)]
+    Dag(dags::DagCommand),
 }
 
 #[derive(Args)]
@@ -147,6 +151,7 @@ fn main() {
             Command::Invoke(args) => functions::invoke(args).await,
             Command::Fn(cmd) => functions::fn_command(cmd).await,
             Command::Logs(args) => functions::logs(args).await,
+            Command::Dag(cmd) => dags::dag_command(cmd).await,
         }
     });
     if let Err(e) = result {

@@ -158,10 +158,7 @@ fn the_roots_deadline_bounds_the_tree() {
 fn two_running_invocations_trade_messages() {
     let node = node();
     let (status, _, body) = http(&node, "POST", "/v1/functions/ping/invoke", b"3");
-    assert_eq!(
-        (status, String::from_utf8_lossy(&body).as_ref()),
-        (200, "pong 1, pong 2, pong 3; pong heard 3 pings")
-    );
+    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "pong 1, pong 2, pong 3; pong heard 3 pings"));
 }
 
 #[test]

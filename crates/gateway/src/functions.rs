@@ -245,12 +245,20 @@ pub(crate) async fn invoke_request(
     invoke_with(app, started, name, &parts.headers, input).await
 }
 
+/// The `X-Squall-Timeout-Ms` header's time limit, if there is one.
+pub(crate) fn timeout_header(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    match headers.get("x-squall-timeout-ms").map(|v| v.to_str().ok().and_then(|v| v.parse::<u64>().ok())) {
+        None => Ok(None),
+        Some(Some(ms)) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+        Some(_) => Err(bad_request("X-Squall-Timeout-Ms must be a positive number".into())),
+    }
+}
+
 async fn invoke_with(app: &App, started: Instant, name: String, headers: &HeaderMap, input: Bytes) -> Response {
     let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let timeout = match text("x-squall-timeout-ms").map(|v| v.parse::<u64>()) {
-        None => None,
-        Some(Ok(ms)) if ms > 0 => Some(Duration::from_millis(ms)),
-        Some(_) => return bad_request("X-Squall-Timeout-Ms must be a positive number".into()).into_response(),
+    let timeout = match timeout_header(headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
     };
     let req = Request { input: input.to_vec(), idempotency_key: text("idempotency-key"), timeout, attempt: 1 };
     let result = app.functions.invoke(&name, req).await;
@@ -261,10 +269,14 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
     if !matches!(result, Err(Error::NotFound(_))) {
         app.metrics.function(&name).record(code, started.elapsed());
     }
-    let r = match result {
-        Ok(r) => r,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    match result {
+        Ok(r) => answer(r),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// An invocation's answer (of a function or a DAG) as an HTTP response.
+pub(crate) fn answer(r: Invoked) -> Response {
     let timing = server_timing(&r);
     let mut resp = match r.outcome {
         Ok(output) => {

@@ -24,6 +24,7 @@
 
 mod app;
 pub mod commands;
+mod dags;
 pub mod error;
 pub mod functions;
 pub mod http;

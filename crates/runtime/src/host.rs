@@ -581,11 +581,14 @@ impl Host {
         outcome.map_err(wit_call_error)
     }
 
-    fn take_run(&mut self, pending: &Resource<PendingCall>) -> wasmtime::Result<Result<BoxFuture<'static, Called>, calls::CallError>> {
+    fn take_run(
+        &mut self,
+        pending: &Resource<PendingCall>,
+    ) -> wasmtime::Result<Result<BoxFuture<'static, Called>, calls::CallError>> {
         let p = self.table.get_mut(pending)?;
-        Ok(p.run.take().ok_or_else(|| {
-            calls::CallError::Invalid(format!("the call {} was awaited already", p.invocation_id))
-        }))
+        Ok(p.run
+            .take()
+            .ok_or_else(|| calls::CallError::Invalid(format!("the call {} was awaited already", p.invocation_id))))
     }
 }
 
@@ -603,7 +606,11 @@ impl calls::Host for Host {
         Ok(r)
     }
 
-    async fn spawn(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<Result<Resource<PendingCall>, calls::CallError>> {
+    async fn spawn(
+        &mut self,
+        name: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<Resource<PendingCall>, calls::CallError>> {
         match self.start(name, input) {
             Ok(p) => Ok(Ok(self.table.push(p)?)),
             Err(e) => Ok(Err(e)),

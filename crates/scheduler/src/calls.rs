@@ -246,7 +246,8 @@ impl Functions {
         let done = self.inner.runtime.run(instance, &inv, txn, Box::new(link), started).await;
         drop(open);
         let status = done.outcome.as_ref().map_or_else(|f| f.code.as_str(), |_| "ok");
-        let outcome = done.outcome.map_err(|f| CallError::Failed { code: f.code.as_str().to_string(), message: f.message });
+        let outcome =
+            done.outcome.map_err(|f| CallError::Failed { code: f.code.as_str().to_string(), message: f.message });
         self.inner.logs.record(InvocationLog {
             seq: 0,
             invocation_id: id,

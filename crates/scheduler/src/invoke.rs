@@ -239,8 +239,15 @@ impl Functions {
         let started = Instant::now();
         let remember = req.idempotency_key.map(|key| Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl));
         let open = self.open_mailbox(&id);
-        let mut live =
-            Live { functions: self, d, inv: &inv, shard, attempt_of: req.attempt.max(1), mailbox: open.mailbox.clone(), used: None };
+        let mut live = Live {
+            functions: self,
+            d,
+            inv: &inv,
+            shard,
+            attempt_of: req.attempt.max(1),
+            mailbox: open.mailbox.clone(),
+            used: None,
+        };
         let ended =
             commit_loop(&mut live, settings.max_conflict_retries, remember.as_ref(), self.inner.store.clock()).await;
         let used = live.used.take();

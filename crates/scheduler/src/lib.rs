@@ -17,6 +17,7 @@
 
 mod admission;
 mod calls;
+mod dags;
 mod idempotency;
 mod invoke;
 mod logs;
@@ -36,6 +37,7 @@ use squall_runtime::Runtime;
 use squall_store::Handle;
 use tokio::sync::Notify;
 
+pub use dags::{Dag, DagSpec, MAX_STEPS, Step, StepsSpec};
 pub use logs::{InvocationLog, LogQuery};
 pub use registry::check_name;
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
@@ -145,6 +147,10 @@ pub enum Error {
     Busy { name: String, waiting: usize, limit: usize, retry_after: Duration },
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    BadDag(String),
+    #[error("no DAG named {0:?}")]
+    DagNotFound(String),
 }
 
 impl Error {
@@ -156,6 +162,8 @@ impl Error {
             Error::InputTooLarge(..) => "payload_too_large",
             Error::Busy { .. } => "busy",
             Error::Unavailable(_) => "unavailable",
+            Error::BadDag(_) => "bad_dag",
+            Error::DagNotFound(_) => "dag_not_found",
         }
     }
 }
@@ -219,6 +227,7 @@ struct Inner {
     runtime: Arc<Runtime>,
     settings: Settings,
     registry: RwLock<HashMap<String, Arc<registry::Deployed>>>,
+    dags: RwLock<HashMap<String, Arc<dags::Dag>>>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     deploys: tokio::sync::Mutex<()>,
     /// Idempotency keys whose call is running, with who waits for it.
@@ -258,6 +267,7 @@ impl Functions {
                 store,
                 settings,
                 registry: RwLock::new(HashMap::new()),
+                dags: RwLock::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 deploys: tokio::sync::Mutex::new(()),
                 in_flight: Mutex::new(HashMap::new()),
@@ -270,6 +280,7 @@ impl Functions {
             }),
         };
         f.load().await?;
+        f.load_dags().await?;
         Ok(f)
     }
 

@@ -62,13 +62,12 @@ impl Logs {
     /// The records of invocation `id` and, if it was a root, of its callees: oldest first.
     pub fn tree(&self, id: &str) -> Vec<InvocationLog> {
         let g = self.inner.lock().expect("logs");
-        let mut found: Vec<InvocationLog> = g
-            .1
-            .values()
-            .flatten()
-            .filter(|l| l.invocation_id == id || l.root.as_deref() == Some(id))
-            .cloned()
-            .collect();
+        let mut found: Vec<InvocationLog> =
+            g.1.values()
+                .flatten()
+                .filter(|l| l.invocation_id == id || l.root.as_deref() == Some(id))
+                .cloned()
+                .collect();
         found.sort_by_key(|l| l.seq);
         found
     }

@@ -363,7 +363,12 @@ impl StoreTxn {
                         if mine.as_ref() == Some(&theirs) {
                             self.validate.insert(key.clone());
                         } else {
-                            self.extra_checks.push(Check { ns: self.ns.clone(), key: key.clone(), op: Op::Snapshot, saw: theirs });
+                            self.extra_checks.push(Check {
+                                ns: self.ns.clone(),
+                                key: key.clone(),
+                                op: Op::Snapshot,
+                                saw: theirs,
+                            });
                         }
                     }
                     // Its writes go on top of this transaction's view.
