@@ -102,6 +102,68 @@ pub struct DagList {
     pub dags: Vec<Dag>,
 }
 
+/// A map job's element counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub done: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub running: u64,
+}
+
+/// A map job: `GET /v1/jobs/ID`, and the answer to `POST /v1/jobs` (202) and `DELETE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Elements that may run at once.
+    pub concurrency: u32,
+    pub counts: JobCounts,
+    /// ms since the Unix epoch.
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub function: String,
+    pub id: String,
+    /// Where successful outputs are written (`PREFIX` + the element's index), if not in the results.
+    pub out_prefix: Option<String>,
+    /// Times a failed element runs again.
+    pub retries: u32,
+    /// `running`, `done` (every element succeeded), `failed` (some failed after their retries) or `cancelled`.
+    pub state: String,
+    /// How many inputs it has.
+    pub total: u64,
+}
+
+/// `GET /v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+/// One element of a map job, in `GET /v1/jobs/ID/results`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Runs it took (absent while pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Why it failed, after its retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Error>,
+    /// Its place among the inputs, from 0.
+    pub index: u64,
+    /// Its output, as text (absent when the job writes outputs to `out_prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// `pending`, `done` or `failed`.
+    pub state: String,
+}
+
+/// `GET /v1/jobs/ID/results?after=&limit=`: results in input order, and
+/// the `after` of the next page (none at the end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResults {
+    pub next: Option<u64>,
+    pub results: Vec<JobResult>,
+}
+
 /// `GET /v1/functions/NAME/logs`: recent invocations, and the `seq` to pass
 /// as `?after=` to get only the ones that finish later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 mod client;
 mod dags;
 mod functions;
+mod jobs;
 
 /// mimalloc rather than the system allocator: an invocation allocates many
 /// small, short-lived objects (wasmtime's store and instance, the WASI
@@ -51,6 +52,11 @@ enum Command {
     /// Register, invoke, list, show and remove DAGs of functions
     #[command(subcommand)]
     Dag(dags::DagCommand),
+    /// Run a function on every input of a file (a map job), with progress
+    Map(jobs::MapArgs),
+    /// List, show, wait for and cancel map jobs
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 #[derive(Args)]
@@ -152,6 +158,8 @@ fn main() {
             Command::Fn(cmd) => functions::fn_command(cmd).await,
             Command::Logs(args) => functions::logs(args).await,
             Command::Dag(cmd) => dags::dag_command(cmd).await,
+            Command::Map(args) => jobs::map(args).await,
+            Command::Jobs(cmd) => jobs::jobs_command(cmd).await,
         }
     });
     if let Err(e) = result {

@@ -60,8 +60,8 @@ impl From<squall_scheduler::Error> for ApiError {
         use squall_scheduler::Error;
         let (status, retry_after) = match &e {
             Error::BadComponent(_) | Error::BadRequest(_) | Error::BadDag(_) => (StatusCode::BAD_REQUEST, None),
-            Error::NotFound(_) | Error::DagNotFound(_) => (StatusCode::NOT_FOUND, None),
-            Error::InputTooLarge(..) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            Error::NotFound(_) | Error::DagNotFound(_) | Error::JobNotFound(_) => (StatusCode::NOT_FOUND, None),
+            Error::InputTooLarge(..) | Error::TooManyInputs(..) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             Error::Busy { retry_after, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after.as_secs().max(1))),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };

@@ -81,6 +81,7 @@ fn router(app: &App, max_body: usize) -> Router {
     crate::kv::routes(max_body)
         .merge(crate::functions::routes(app))
         .merge(crate::dags::routes(app))
+        .merge(crate::jobs::routes())
         // After the merge, so the functions' routes answer a wrong method
         // with the same JSON error as the others.
         .fallback(not_found)

@@ -28,6 +28,7 @@ mod dags;
 pub mod error;
 pub mod functions;
 pub mod http;
+mod jobs;
 mod kv;
 mod listen;
 pub mod metrics;

@@ -114,11 +114,16 @@ impl Functions {
         v
     }
 
-    /// Waits until no invocation is queued or running (their follow-up work
-    /// included), for at most `limit`; false if some were still going. For
+    /// Stops the map jobs' runners, then waits until no invocation is queued
+    /// or running (their follow-up work included), for at most `limit`;
+    /// false if some were still going. For
     /// a node that stops: its listeners take no new calls by then.
     pub async fn drain(&self, limit: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
+        // Map jobs start no more elements (they go on after a restart).
+        if !self.stop_jobs(limit).await {
+            return false;
+        }
         loop {
             let busy = self.load_by_function().iter().any(|(_, queued, running)| queued + running > 0);
             if !busy {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use squall_store::{Op, Reply, SetExpiry, Write};
 use tokio::sync::Notify;
 
+use crate::invoke::Remembered;
 use crate::registry::Deployed;
 use crate::{Error, Functions, Inner, Request, Response, Timing, sys};
 
@@ -40,14 +41,20 @@ impl Remember {
     pub fn new(function: &str, key: &str, invocation_id: &str, ttl: Duration) -> Remember {
         Remember { key: record_key(function, key), invocation_id: invocation_id.to_string(), ttl }
     }
+}
 
+impl Remembered for Remember {
     /// The record's write, to commit with the call's effects: `output`,
     /// kept until `now_ms` plus the time to live.
-    pub fn write(&self, output: &[u8], now_ms: u64) -> Result<Write, Error> {
+    fn writes(&self, output: &[u8], now_ms: u64) -> Result<Vec<Write>, Error> {
         let rec = Record { invocation_id: self.invocation_id.clone(), output: output.to_vec() };
         let value = Bytes::from(postcard::to_allocvec(&rec).map_err(|e| Error::Unavailable(e.to_string()))?);
         let at = now_ms + self.ttl.as_millis() as u64;
-        Ok(Write { ns: sys(), key: self.key.clone(), op: Op::Set { value, expiry: SetExpiry::At(at), get: false } })
+        Ok(vec![Write {
+            ns: sys(),
+            key: self.key.clone(),
+            op: Op::Set { value, expiry: SetExpiry::At(at), get: false },
+        }])
     }
 }
 
@@ -108,7 +115,7 @@ impl Functions {
                     // Held until the invocation has ended (committed or
                     // not), even if this caller goes away before that.
                     let running = InFlight { inner: self.inner.clone(), slot };
-                    return self.admit_and_run(d.clone(), req.clone(), Some(running)).await;
+                    return self.admit_and_run(d.clone(), req.clone(), Some(running), None).await;
                 }
             }
         }

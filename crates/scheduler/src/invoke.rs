@@ -48,6 +48,14 @@ pub(crate) trait Attempts {
     async fn commit(&mut self, checks: Vec<Check>, writes: Vec<Write>) -> Result<bool, squall_store::Error>;
 }
 
+/// What a successful invocation leaves besides its own writes, committed in
+/// the same atomic unit: an idempotency key's record, a map job element's
+/// result.
+pub(crate) trait Remembered: Send + Sync {
+    /// The writes that record `output`, at `now_ms`.
+    fn writes(&self, output: &[u8], now_ms: u64) -> Result<Vec<Write>, Error>;
+}
+
 /// How an invocation's attempts ended.
 #[derive(Debug)]
 pub(crate) struct Ended {
@@ -65,7 +73,7 @@ pub(crate) struct Ended {
 pub(crate) async fn commit_loop(
     runs: &mut impl Attempts,
     max_retries: u32,
-    remember: Option<&Remember>,
+    remember: Option<&dyn Remembered>,
     clock: &Clock,
 ) -> Result<Ended, Error> {
     let started = Instant::now();
@@ -86,7 +94,7 @@ pub(crate) async fn commit_loop(
         };
         let commit_started = Instant::now();
         if let Some(remember) = remember {
-            writes.push(remember.write(&output, clock.now_ms())?);
+            writes.extend(remember.writes(&output, clock.now_ms())?);
         }
         let committed = runs.commit(checks, writes).await;
         timing.commit += commit_started.elapsed();
@@ -177,7 +185,7 @@ impl Functions {
         }
         match req.idempotency_key.clone() {
             Some(key) => self.invoke_idempotent(d, req, key).await,
-            None => self.admit_and_run(d, req, None).await,
+            None => self.admit_and_run(d, req, None, None).await,
         }
     }
 
@@ -186,6 +194,7 @@ impl Functions {
         d: Arc<Deployed>,
         req: Request,
         running: Option<InFlight>,
+        record: Option<Arc<dyn Remembered>>,
     ) -> Result<Response, Error> {
         let stats = self.stats(&d.meta.name);
         let (slot, queue) = d.admission.admit(&d.meta.name, stats).await?;
@@ -197,7 +206,7 @@ impl Functions {
         let shard = placement::shard(d.affinity.get(), store.current_shard(), turn, store.shards());
         let this = self.clone();
         let task = store.spawn_on(shard, async move {
-            let (r, used) = this.run(&d, req, shard).await;
+            let (r, used) = this.run(&d, req, record, shard).await;
             drop(running);
             // Tear the instance down after the answer has gone out: the
             // waiting caller is woken when this task ends and runs first (a
@@ -228,7 +237,13 @@ impl Functions {
     /// Runs the invocation (again after a conflict) on `shard`, this thread,
     /// commits it and logs it. Also hands back the last attempt's instance,
     /// for the caller to tear down once the answer is on its way.
-    async fn run(&self, d: &Deployed, req: Request, shard: usize) -> (Result<Response, Error>, Option<Used>) {
+    async fn run(
+        &self,
+        d: &Deployed,
+        req: Request,
+        record: Option<Arc<dyn Remembered>>,
+        shard: usize,
+    ) -> (Result<Response, Error>, Option<Used>) {
         let settings = &self.inner.settings;
         let id = self.invocation_id();
         let mut inv = d.template.clone();
@@ -237,7 +252,10 @@ impl Functions {
         inv.timeout = req.timeout.map_or(inv.timeout, |t| t.min(inv.timeout));
         let started_ms = self.inner.store.now_ms();
         let started = Instant::now();
-        let remember = req.idempotency_key.map(|key| Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl));
+        let remember: Option<Arc<dyn Remembered>> = match req.idempotency_key {
+            Some(key) => Some(Arc::new(Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl))),
+            None => record,
+        };
         let open = self.open_mailbox(&id);
         let mut live = Live {
             functions: self,
@@ -249,7 +267,7 @@ impl Functions {
             used: None,
         };
         let ended =
-            commit_loop(&mut live, settings.max_conflict_retries, remember.as_ref(), self.inner.store.clock()).await;
+            commit_loop(&mut live, settings.max_conflict_retries, remember.as_deref(), self.inner.store.clock()).await;
         let used = live.used.take();
         drop(open);
         let Ended { outcome, lines, timing, attempts } = match ended {
@@ -346,7 +364,7 @@ mod tests {
     }
 
     async fn drive(script: &mut Script, max_retries: u32, remember: Option<&Remember>) -> Ended {
-        commit_loop(script, max_retries, remember, &clock().1).await.unwrap()
+        commit_loop(script, max_retries, remember.map(|r| r as &dyn Remembered), &clock().1).await.unwrap()
     }
 
     fn messages(lines: &[LogLine]) -> Vec<&str> {
@@ -418,7 +436,7 @@ mod tests {
         let mut s = Script::new(&[Ok("1")], vec![Ok(false), Ok(true)]);
         let (manual, clock) = clock();
         manual.advance(7);
-        commit_loop(&mut s, 3, Some(&remember), &clock).await.unwrap();
+        commit_loop(&mut s, 3, Some(&remember as &dyn Remembered), &clock).await.unwrap();
         let last = s.committed.last().unwrap();
         assert_eq!(last.len(), 2, "{last:?}");
         assert_eq!(last[0], effect());

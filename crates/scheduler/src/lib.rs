@@ -20,6 +20,7 @@ mod calls;
 mod dags;
 mod idempotency;
 mod invoke;
+mod jobs;
 mod logs;
 mod placement;
 mod registry;
@@ -38,6 +39,7 @@ use squall_store::Handle;
 use tokio::sync::Notify;
 
 pub use dags::{Dag, DagSpec, MAX_STEPS, Step, StepsSpec};
+pub use jobs::{CHUNK, ElementResult, JobCounts, JobMeta, JobResult, JobSpec, JobState, MAX_CONCURRENCY, MAX_RETRIES};
 pub use logs::{InvocationLog, LogQuery};
 pub use registry::check_name;
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
@@ -71,6 +73,8 @@ pub struct Settings {
     pub max_message: usize,
     /// Messages a mailbox holds before a send is refused.
     pub mailbox: usize,
+    /// Most inputs of one map job.
+    pub max_job_inputs: usize,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Default for Settings {
             max_fanout: 200,
             max_message: 1024 * 1024,
             mailbox: 64,
+            max_job_inputs: 10_000_000,
         }
     }
 }
@@ -151,6 +156,10 @@ pub enum Error {
     BadDag(String),
     #[error("no DAG named {0:?}")]
     DagNotFound(String),
+    #[error("a job of {0} inputs is over the limit of {1}")]
+    TooManyInputs(usize, usize),
+    #[error("no job {0:?}")]
+    JobNotFound(String),
 }
 
 impl Error {
@@ -164,6 +173,8 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::BadDag(_) => "bad_dag",
             Error::DagNotFound(_) => "dag_not_found",
+            Error::TooManyInputs(..) => "too_many_inputs",
+            Error::JobNotFound(_) => "job_not_found",
         }
     }
 }
@@ -234,6 +245,7 @@ struct Inner {
     in_flight: Mutex<HashMap<(String, String), Arc<Notify>>>,
     logs: logs::Logs,
     mailboxes: calls::Mailboxes,
+    jobs: jobs::Jobs,
     next_invocation: AtomicU64,
     /// The shards' turn for invocations placed round robin.
     next_shard: AtomicUsize,
@@ -273,6 +285,7 @@ impl Functions {
                 in_flight: Mutex::new(HashMap::new()),
                 logs: logs::Logs::new(keep),
                 mailboxes: calls::Mailboxes::default(),
+                jobs: jobs::Jobs::default(),
                 next_invocation: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
                 warm: warm::Share::new(runtime.options().instances as usize / 4),
@@ -281,6 +294,7 @@ impl Functions {
         };
         f.load().await?;
         f.load_dags().await?;
+        f.resume_jobs().await?;
         Ok(f)
     }
 

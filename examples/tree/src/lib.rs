@@ -11,7 +11,10 @@
 //! `send ID TEXT`, `tell N SIZE` (N messages of SIZE bytes to the last
 //! spawned call; appends `told N` or the first error), `recv MS` (appends
 //! the message or `none`); `fail MSG` (returns an error), `trap` (panics),
-//! `spin MS` (burns CPU for MS milliseconds).
+//! `spin MS` (burns CPU for MS milliseconds); `say TEXT` (appends TEXT),
+//! `failfirst` (fails on the first delivery of its input: see
+//! `context::attempt`). A script in double quotes (a JSON string, as a map
+//! job passes it) is taken without them.
 
 use squall_sdk::calls::{self, CallError, Pending};
 use squall_sdk::{context, messages, store};
@@ -32,6 +35,10 @@ fn text(v: Vec<u8>) -> String {
 
 fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
     let script = String::from_utf8(input)?;
+    let script = match script.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(inner) => inner.to_string(),
+        None => script,
+    };
     let mut out: Vec<String> = Vec::new();
     let mut spawned: Vec<Pending> = Vec::new();
     for cmd in script.split(';').map(str::trim).filter(|c| !c.is_empty()) {
@@ -82,6 +89,9 @@ fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
             "id" => out.push(context::invocation_id()),
             "root" => out.push(context::root_invocation_id()),
             "fail" => return Err(squall_sdk::Error::msg(rest)),
+            "failfirst" if context::attempt() == 1 => return Err(squall_sdk::Error::msg("first attempt fails")),
+            "failfirst" => {}
+            "say" => out.push(rest.to_string()),
             "trap" => panic!("trap requested"),
             "spin" => {
                 let until = std::time::Instant::now() + std::time::Duration::from_millis(arg(0)?.parse()?);
