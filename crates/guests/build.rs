@@ -26,6 +26,8 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("fanout", "fanout", false),
     ("ping", "ping", false),
     ("pong", "pong", false),
+    ("blob", "blob", false),
+    ("size", "size", false),
     ("tree", "tree", true),
     ("kv-echo", "kv_echo", true),
     ("hostile", "hostile", true),

@@ -16,6 +16,10 @@ pub const FANOUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fanout.wasm"
 pub const PING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ping.wasm"));
 /// Answers `ping`'s messages.
 pub const PONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pong.wasm"));
+/// Makes N bytes (for benchmarks of passing data between functions).
+pub const BLOB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/blob.wasm"));
+/// Answers with its input's length.
+pub const SIZE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/size.wasm"));
 /// Runs a script of store operations, calls and messages (for tests of call trees).
 #[cfg(feature = "test-guests")]
 pub const TREE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tree.wasm"));

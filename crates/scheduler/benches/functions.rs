@@ -108,6 +108,12 @@ impl Txn for NoStore {
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
         self
     }
+
+    fn fork(&self) -> Box<dyn Txn> {
+        Box::new(NoStore)
+    }
+
+    fn join(&mut self, _callee: Box<dyn Txn>) {}
 }
 
 fn runtime_benches(c: &mut Criterion) {

@@ -78,13 +78,16 @@ fn dag_key(name: &str) -> Bytes {
     Bytes::from(format!("dag:{name}"))
 }
 
+/// A DAG's steps and its (from, to) edges.
+type Parts = (Vec<Step>, Vec<(String, String)>);
+
 fn bad(msg: impl Into<String>) -> Error {
     Error::BadDag(msg.into())
 }
 
 impl DagSpec {
     /// The steps and edges the spec names (not yet checked).
-    fn parts(self) -> Result<(Vec<Step>, Vec<(String, String)>), Error> {
+    fn parts(self) -> Result<Parts, Error> {
         match (self.chain, self.steps) {
             (Some(_), Some(_)) => Err(bad("give either \"chain\" or \"steps\" (with \"edges\"), not both")),
             (None, None) => Err(bad("a DAG needs \"chain\": [functions] or \"steps\" and \"edges\"")),
