@@ -86,7 +86,7 @@ struct UpArgs {
     /// instances kept ready for warm calls (at most a quarter) [default: 256]
     #[arg(long, env = "SQUALL_INSTANCES")]
     instances: Option<u32>,
-    /// Deploy the example functions `hello` and `counter` on start
+    /// Deploy the example functions on start (hello, counter, inc, square, fanout, ping, pong, wordcount, retwis)
     #[arg(long)]
     examples: bool,
 }
