@@ -28,6 +28,8 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("pong", "pong", false),
     ("blob", "blob", false),
     ("size", "size", false),
+    ("wordcount", "wordcount", false),
+    ("retwis", "retwis", false),
     ("tree", "tree", true),
     ("kv-echo", "kv_echo", true),
     ("hostile", "hostile", true),

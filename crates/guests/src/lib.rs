@@ -20,6 +20,10 @@ pub const PONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pong.wasm"));
 pub const BLOB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/blob.wasm"));
 /// Answers with its input's length.
 pub const SIZE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/size.wasm"));
+/// Counts the words of a chunk of text into the counters `wc:<word>`; answers how many words it had.
+pub const WORDCOUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wordcount.wasm"));
+/// Retwis (the Twitter clone of the Cloudburst paper): `post`, `follow`, `timeline`, `profile`.
+pub const RETWIS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/retwis.wasm"));
 /// Runs a script of store operations, calls and messages (for tests of call trees).
 #[cfg(feature = "test-guests")]
 pub const TREE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tree.wasm"));
@@ -46,4 +50,6 @@ pub const DEFAULT_EXAMPLES: &[(&str, &[u8])] = &[
     ("fanout", FANOUT),
     ("ping", PING),
     ("pong", PONG),
+    ("wordcount", WORDCOUNT),
+    ("retwis", RETWIS),
 ];
