@@ -2,8 +2,9 @@
 //! nested cargo (its own target dir, so it does not wait on the outer build's
 //! lock) and copies the components into OUT_DIR for `include_bytes!`.
 //!
-//! The examples a node deploys (`hello`, `counter`) are always built; the
-//! test guests (`kv-echo`, `hostile`, `wrong-world`, `multi-write`) only with the
+//! The examples a node deploys (`hello`, `counter`, `inc`...) and the
+//! benchmark helpers are always built; the
+//! test guests (`kv-echo`, `hostile`, `wrong-world`, `multi-write`, `tree`) only with the
 //! `test-guests` feature, which only dev-dependencies turn on, so the release
 //! binary does not carry them.
 //!

@@ -31,7 +31,8 @@ async fn connect(node: &str) -> Client {
 
 async fn call(c: &mut Client, method: Method, path: &str, body: Bytes, want: StatusCode) -> Bytes {
     c.ready().await.unwrap();
-    let req = Request::builder().method(method.clone()).uri(path).header("host", "bench").body(Full::new(body)).unwrap();
+    let req =
+        Request::builder().method(method.clone()).uri(path).header("host", "bench").body(Full::new(body)).unwrap();
     let resp = c.send_request(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -52,7 +53,15 @@ fn summary(mut samples: Vec<f64>) -> Value {
 }
 
 /// `n` sequential requests after `warmup` untimed ones: p50/p99/mean in µs.
-async fn latency(c: &mut Client, n: usize, warmup: usize, method: Method, path: &str, body: Bytes, want: &[u8]) -> Value {
+async fn latency(
+    c: &mut Client,
+    n: usize,
+    warmup: usize,
+    method: Method,
+    path: &str,
+    body: Bytes,
+    want: &[u8],
+) -> Value {
     let ok = if method == Method::PUT { StatusCode::NO_CONTENT } else { StatusCode::OK };
     let mut samples = Vec::with_capacity(n);
     for i in 0..warmup + n {
@@ -68,11 +77,14 @@ async fn latency(c: &mut Client, n: usize, warmup: usize, method: Method, path: 
 
 async fn run_map(c: &mut Client, n: usize) -> Vec<Value> {
     let body = json!({"function": "inc", "inputs": (0..n).collect::<Vec<_>>()}).to_string();
-    let job: Value = serde_json::from_slice(&call(c, Method::POST, "/v1/jobs", body.into(), StatusCode::ACCEPTED).await).unwrap();
+    let job: Value =
+        serde_json::from_slice(&call(c, Method::POST, "/v1/jobs", body.into(), StatusCode::ACCEPTED).await).unwrap();
     let id = job["id"].as_str().unwrap().to_string();
     loop {
-        let j: Value =
-            serde_json::from_slice(&call(c, Method::GET, &format!("/v1/jobs/{id}"), Bytes::new(), StatusCode::OK).await).unwrap();
+        let j: Value = serde_json::from_slice(
+            &call(c, Method::GET, &format!("/v1/jobs/{id}"), Bytes::new(), StatusCode::OK).await,
+        )
+        .unwrap();
         if j["state"] != "running" {
             break;
         }
@@ -110,11 +122,27 @@ async fn main() {
     if let Some(s) = arg(&args, "--cluster-start-s") {
         out["cluster_start_s"] = json!(s.parse::<f64>().unwrap());
     }
-    call(&mut c, Method::PUT, "/v1/dags/incsq", json!({"chain": ["inc", "square"]}).to_string().into(), StatusCode::CREATED).await;
-    call(&mut c, Method::PUT, "/v1/dags/pass1m", json!({"chain": ["blob", "size"]}).to_string().into(), StatusCode::CREATED).await;
+    call(
+        &mut c,
+        Method::PUT,
+        "/v1/dags/incsq",
+        json!({"chain": ["inc", "square"]}).to_string().into(),
+        StatusCode::CREATED,
+    )
+    .await;
+    call(
+        &mut c,
+        Method::PUT,
+        "/v1/dags/pass1m",
+        json!({"chain": ["blob", "size"]}).to_string().into(),
+        StatusCode::CREATED,
+    )
+    .await;
 
-    out["single_task"] = latency(&mut c, n, warmup, Method::POST, "/v1/functions/inc/invoke", Bytes::from_static(b"1"), b"2").await;
-    out["chain2"] = latency(&mut c, n, warmup, Method::POST, "/v1/dags/incsq/invoke", Bytes::from_static(b"1"), b"4").await;
+    out["single_task"] =
+        latency(&mut c, n, warmup, Method::POST, "/v1/functions/inc/invoke", Bytes::from_static(b"1"), b"2").await;
+    out["chain2"] =
+        latency(&mut c, n, warmup, Method::POST, "/v1/dags/incsq/invoke", Bytes::from_static(b"1"), b"4").await;
 
     run_map(&mut c, 1000).await;
     let t = Instant::now();
@@ -124,10 +152,13 @@ async fn main() {
     assert_eq!(results[map_n - 1]["output"], map_n.to_string());
     out["map_10k"] = json!({"n": map_n, "wall_s": (wall * 1000.0).round() / 1000.0, "tasks_per_s": (map_n as f64 / wall * 10.0).round() / 10.0});
 
-    let payload = Bytes::from((0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>());
+    let payload =
+        Bytes::from((0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>());
     let put = latency(&mut c, n, warmup, Method::PUT, "/v1/kv/blob", payload.clone(), b"").await;
     let get = latency(&mut c, n, warmup, Method::GET, "/v1/kv/blob", Bytes::new(), &payload).await;
-    let task = latency(&mut c, n, warmup, Method::POST, "/v1/dags/pass1m/invoke", Bytes::from_static(b"1048576"), b"1048576").await;
+    let task =
+        latency(&mut c, n, warmup, Method::POST, "/v1/dags/pass1m/invoke", Bytes::from_static(b"1048576"), b"1048576")
+            .await;
     out["obj_1mib"] = json!({"put": put, "get": get, "task_reads_ref": task});
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }
