@@ -256,16 +256,27 @@ impl Attempts for DagRun<'_> {
         let mut runs: Vec<Option<BoxFuture<'static, Called>>> = (0..order.len()).map(|_| None).collect();
         let mut outputs: Vec<Option<Vec<u8>>> = vec![None; order.len()];
         let mut started_steps = vec![false; order.len()];
+        let mut joined = vec![false; order.len()];
+        let sink = at[self.dag.sink.as_str()];
+        // How many steps still need each step's output.
+        let mut consumers: Vec<usize> = vec![0; order.len()];
+        for p in &preds {
+            for j in p {
+                consumers[*j] += 1;
+            }
+        }
         let mut timing = Timing::default();
         let fail = |failure: Failure| Attempt { outcome: Err(failure), log: Vec::new(), timing: Timing::default() };
         // Step `next` joins next; a step starts once all its predecessors joined.
         for next in 0..order.len() {
             for (i, p) in preds.iter().enumerate() {
-                if started_steps[i] || !p.iter().all(|j| outputs[*j].is_some()) {
+                if started_steps[i] || !p.iter().all(|j| joined[*j]) {
                     continue;
                 }
                 let input = match p.as_slice() {
                     [] => self.input.to_vec(),
+                    // The last step to need it takes it; the sink's is kept for the answer.
+                    [one] if *one != sink && consumers[*one] == 1 => outputs[*one].take().expect("joined"),
                     [one] => outputs[*one].clone().expect("joined"),
                     many => {
                         let outs: Vec<(&str, &[u8])> = many
@@ -275,6 +286,9 @@ impl Attempts for DagRun<'_> {
                         join_input(&outs)
                     }
                 };
+                for j in p {
+                    consumers[*j] -= 1;
+                }
                 let function = self.dag.function(&order[i]).to_string();
                 match link.spawn(function, input, Box::new(txn.fork())) {
                     Ok(s) => runs[i] = Some(s.run),
@@ -291,6 +305,7 @@ impl Attempts for DagRun<'_> {
                         txn.join(*step_txn);
                     }
                     outputs[next] = Some(out);
+                    joined[next] = true;
                 }
                 (Ok(_), None) => {
                     return fail(self.step_failed(&order[next], CallError::Unavailable("no transaction".into())));
@@ -299,7 +314,6 @@ impl Attempts for DagRun<'_> {
             }
         }
         drop(open);
-        let sink = at[self.dag.sink.as_str()];
         let output = outputs[sink].take().unwrap_or_default();
         let (checks, writes) = txn.into_commit();
         timing.run = started.elapsed().saturating_sub(timing.calls);
