@@ -207,3 +207,22 @@ fn bad_job_requests_get_clear_errors_and_cancel_stops_a_job() {
     assert!(done > 0 && done < 50, "{j}");
     assert_eq!(j["counts"]["running"], 0);
 }
+
+#[test]
+fn out_prefix_puts_each_output_under_its_own_key() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "inc", squall_guests::INC);
+    let id = start_job(
+        &node,
+        &serde_json::json!({ "function": "inc", "inputs": (0..100).collect::<Vec<_>>(), "out_prefix": "inc:" }),
+    );
+    let j = wait_done(&node, &id);
+    assert_eq!((&j["state"], &j["out_prefix"]), (&"done".into(), &"inc:".into()), "{j}");
+    let mut con = node.redis();
+    for i in 0..100 {
+        let v: String = con.get(format!("inc:{i}")).unwrap();
+        assert_eq!(v, (i + 1).to_string());
+    }
+    let all = results(&node, &id);
+    assert!(all.iter().all(|r| r["state"] == "done" && r.get("output").is_none()), "{:?}", &all[..2]);
+}
