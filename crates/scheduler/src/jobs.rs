@@ -5,7 +5,7 @@
 //! A job lives in the store's `sys` namespace, so it survives a crash:
 //! - `job:ID`: its definition and state (JSON);
 //! - `jobin:ID:CHUNK`: its inputs, [`CHUNK`] to a key (postcard);
-//! - `jobres:ID:INDEX`: an element's result (JSON), written in the same
+//! - `jobres:ID:INDEX`: an element's result (postcard), written in the same
 //!   atomic unit as the element's own effects, with the job's `done`
 //!   counter: an element whose result is there has run, once. A failed
 //!   element's result (after its retries) is written with the `failed`
@@ -102,10 +102,8 @@ pub struct JobCounts {
 pub struct ElementResult {
     pub ok: bool,
     /// The output (absent when it went to `out_prefix`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Vec<u8>>,
     /// Why it failed: its code and message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<(String, String)>,
     pub attempts: u32,
 }
@@ -141,6 +139,11 @@ fn incr(key: Bytes) -> Write {
 
 fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(v).map_err(|e| Error::Unavailable(e.to_string()))
+}
+
+/// An element's result record: postcard, compact for outputs of any bytes.
+fn record(r: &ElementResult) -> Result<Vec<u8>, Error> {
+    postcard::to_allocvec(r).map_err(|e| Error::Unavailable(e.to_string()))
 }
 
 /// A running job on this node.
@@ -179,7 +182,7 @@ impl Remembered for Element {
             None => Some(output.to_vec()),
         };
         let result = ElementResult { ok: true, output, error: None, attempts: self.attempt };
-        w.push(set(sys(), result_key(id, self.index), json(&result)?));
+        w.push(set(sys(), result_key(id, self.index), record(&result)?));
         w.push(incr(count_key(id, "done")));
         Ok(w)
     }
@@ -374,8 +377,10 @@ impl Functions {
                     return Ok(());
                 }
                 let result = ElementResult { ok: false, output: None, error: Some(failure), attempts: attempt };
-                let writes =
-                    vec![set(sys(), result_key(&meta.id, index), json(&result)?), incr(count_key(&meta.id, "failed"))];
+                let writes = vec![
+                    set(sys(), result_key(&meta.id, index), record(&result)?),
+                    incr(count_key(&meta.id, "failed")),
+                ];
                 return self.commit_writes(writes).await;
             }
             // Backoff: 10 ms, 20 ms, 40 ms... at most a second.
@@ -441,7 +446,7 @@ impl Functions {
         let mut out = Vec::with_capacity(end.saturating_sub(from) as usize);
         for index in from..end {
             let result = match self.sys_get(result_key(id, index)).await? {
-                Some(raw) => Some(serde_json::from_slice(&raw).map_err(|e| Error::Unavailable(e.to_string()))?),
+                Some(raw) => Some(postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?),
                 None => None,
             };
             out.push(JobResult { index, result });
