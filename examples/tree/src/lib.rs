@@ -76,7 +76,10 @@ fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
             "recurse" => out.push(text(calls::call("tree", &script)?)),
             "send" => {
                 let (to, message) = rest.split_once(' ').unwrap_or((rest, ""));
-                out.push(messages::send(to, message).map_or_else(|e| format!("E:{}", squall_sdk::Error::from(e)), |()| "sent".into()));
+                out.push(
+                    messages::send(to, message)
+                        .map_or_else(|e| format!("E:{}", squall_sdk::Error::from(e)), |()| "sent".into()),
+                );
             }
             "tell" => {
                 let to = spawned.last().ok_or("tell: nothing spawned")?.invocation_id();
