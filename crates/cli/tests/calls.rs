@@ -106,6 +106,18 @@ fn spawned_callees_merge_their_writes_into_the_caller_in_await_order() {
 }
 
 #[test]
+fn a_callee_whose_writes_cannot_follow_the_callers_is_an_error_and_writes_nothing() {
+    let node = node();
+    // The callee counts on `k`; the caller makes `k` a set before it awaits.
+    let (status, _, body) = tree(&node, "spawn tree incr k 1,put other 1;sadd k x;awaitall");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("E:invalid:join_failed"), "{body}");
+    let members: Vec<String> = node.redis().smembers("k").unwrap();
+    assert_eq!(members, ["x"], "the caller's own write commits, the callee's do not");
+    assert_eq!(get(&node, "other"), None, "none of the callee's writes joined");
+}
+
+#[test]
 fn limits_on_calls_have_their_codes_and_write_nothing() {
     let node = node();
     // A cycle of calls ends at the depth limit, not in a hang.
@@ -115,8 +127,8 @@ fn limits_on_calls_have_their_codes_and_write_nothing() {
     assert_eq!(get(&node, "depth"), None);
 
     // More calls running at once than an invocation may have (200): the
-    // 201st spawn is refused while the others wait for a message.
-    let script = format!("put spawned 1;{}awaitall", "spawn tree recv 300;".repeat(201));
+    // 201st spawn is refused while the others wait (3 s) for a message.
+    let script = format!("put spawned 1;{}awaitall", "spawn tree recv 3000;".repeat(201));
     let (status, _, body) = tree(&node, &script);
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("E:limit:fanout_limit"), "{}", &body[..body.len().min(300)]);

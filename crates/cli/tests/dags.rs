@@ -116,6 +116,12 @@ fn registration_refuses_bad_dags_saying_why() {
         (r#"{"chain": []}"#, 400, "bad_dag", "at least one step"),
         (r#"{"steps": ["inc"], "edges": [["inc", "zz"]]}"#, 400, "bad_dag", "no step \"zz\""),
         (r#"not json"#, 400, "bad_dag", "not a DAG description"),
+        (
+            r#"{"steps": ["inc", "square"], "edges": [["inc", "square"], ["inc", "square"]]}"#,
+            400,
+            "bad_dag",
+            "appears twice",
+        ),
     ];
     for (body, status, code, says) in cases {
         let (got, e) = put_dag(&node, "bad", body);

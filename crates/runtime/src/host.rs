@@ -33,6 +33,8 @@ const MAX_LOG_LINES: usize = 1000;
 const MAX_LOG_BYTES: usize = 256 * 1024;
 /// Longest single log line kept.
 const MAX_LINE: usize = 4096;
+/// Most handles one `await-all` takes (the calls a request may make).
+const MAX_AWAIT_ALL: usize = 10_000;
 /// Host states of torn-down instances each thread keeps for its next ones.
 const SPARE_HOSTS: usize = 8;
 
@@ -575,8 +577,10 @@ impl Host {
     /// The end of a callee's run: its writes join this invocation's if it succeeded.
     fn settle(&mut self, called: Called) -> CallResult {
         let Called { outcome, txn } = called;
-        if let (Ok(_), Some(txn)) = (&outcome, txn) {
-            self.txn.join(txn);
+        if let (Ok(_), Some(txn)) = (&outcome, txn)
+            && let Err(why) = self.txn.join(txn)
+        {
+            return Err(calls::CallError::Invalid(format!("join_failed: the callee's writes were dropped: {why}")));
         }
         outcome.map_err(wit_call_error)
     }
@@ -618,6 +622,14 @@ impl calls::Host for Host {
     }
 
     async fn await_all(&mut self, pending: Vec<Resource<PendingCall>>) -> wasmtime::Result<Vec<CallResult>> {
+        if pending.len() > MAX_AWAIT_ALL {
+            // More handles than a request may make calls: a guest's mistake
+            // (or a try at making the host allocate without bound).
+            return Err(wasmtime::Error::msg(format!(
+                "await-all of {} handles is over the limit of {MAX_AWAIT_ALL}",
+                pending.len()
+            )));
+        }
         let started = Instant::now();
         // Every run is under way already: waiting for them in order takes
         // as long as waiting for all at once, and joins them in that order.

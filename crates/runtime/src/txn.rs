@@ -62,8 +62,10 @@ pub trait Txn: Send + 'static {
 
     /// Takes in the writes (and the reads to check) of a callee that ran
     /// over a [`Txn::fork`] of this transaction and succeeded, as if made
-    /// here now.
-    fn join(&mut self, callee: Box<dyn Txn>);
+    /// here now; or, if they cannot follow this transaction's writes (a
+    /// counter where this one put a set, a write budget exceeded), takes
+    /// nothing and says why.
+    fn join(&mut self, callee: Box<dyn Txn>) -> Result<(), String>;
 }
 
 /// The transaction of an instance that is not running a call: before its
@@ -83,5 +85,7 @@ impl Txn for Spent {
         Box::new(Spent)
     }
 
-    fn join(&mut self, _callee: Box<dyn Txn>) {}
+    fn join(&mut self, _callee: Box<dyn Txn>) -> Result<(), String> {
+        Ok(())
+    }
 }

@@ -113,7 +113,9 @@ impl Txn for NoStore {
         Box::new(NoStore)
     }
 
-    fn join(&mut self, _callee: Box<dyn Txn>) {}
+    fn join(&mut self, _callee: Box<dyn Txn>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn runtime_benches(c: &mut Criterion) {

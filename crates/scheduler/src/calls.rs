@@ -242,7 +242,14 @@ impl Functions {
         let started_ms = self.inner.store.now_ms();
         let started = Instant::now();
         let mut timing = Timing::default();
-        let instance = self.instance(&d, &inv, shard, true, started, &mut timing).await;
+        let mut instance = self.instance(&d, &inv, shard, true, started, &mut timing).await;
+        // Every slot is taken (by the tree's own callers, perhaps): wait for
+        // one within the tree's deadline rather than fail at once.
+        while instance.pool_full() && Instant::now() + Duration::from_millis(1) < link.tree.deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let left = link.tree.deadline.saturating_duration_since(Instant::now());
+            instance = self.inner.runtime.prepare(&d.compiled, &inv, left).await;
+        }
         let done = self.inner.runtime.run(instance, &inv, txn, Box::new(link), started).await;
         drop(open);
         let status = done.outcome.as_ref().map_or_else(|f| f.code.as_str(), |_| "ok");

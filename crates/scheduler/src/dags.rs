@@ -29,8 +29,9 @@ use crate::invoke::{Attempt, Attempts, Effects, Ended, commit_loop};
 use crate::logs::InvocationLog;
 use crate::{Error, Functions, Response, StoreTxn, Timing, check_name, sys};
 
-/// Most steps a DAG may have.
-pub const MAX_STEPS: usize = 256;
+/// Most steps a DAG may have (fewer than the calls an invocation may have
+/// running at once, so that every step of any shape can start).
+pub const MAX_STEPS: usize = 128;
 
 /// One step: a function, under an id unique in its DAG.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +139,11 @@ fn shape(steps: &[Step], edges: &[(String, String)]) -> Result<(Vec<String>, Str
     }
     let mut preds: BTreeMap<&str, BTreeSet<&str>> = ids.iter().map(|id| (*id, BTreeSet::new())).collect();
     let mut succs: BTreeMap<&str, BTreeSet<&str>> = ids.iter().map(|id| (*id, BTreeSet::new())).collect();
+    let mut unique = BTreeSet::new();
     for (from, to) in edges {
+        if !unique.insert((from, to)) {
+            return Err(bad(format!("edge {from:?} → {to:?} appears twice")));
+        }
         for end in [from, to] {
             if !ids.contains(end.as_str()) {
                 return Err(bad(format!("edge {from:?} → {to:?} names no step {end:?}")));
@@ -234,6 +239,7 @@ impl DagRun<'_> {
         let (code, why) = match e {
             CallError::Failed { code, message } => (failure_code(&code), message),
             CallError::Limit(m) if m.starts_with("deadline") => (FailureCode::Timeout, m),
+            CallError::Limit(m) => (FailureCode::LimitExceeded, m),
             CallError::NotFound(name) => (FailureCode::FunctionError, format!("no function named {name:?}")),
             other => (FailureCode::Internal, other.to_string()),
         };
@@ -301,8 +307,12 @@ impl Attempts for DagRun<'_> {
             timing.calls += waited.elapsed();
             match (called.outcome, called.txn) {
                 (Ok(out), Some(step_txn)) => {
-                    if let Ok(step_txn) = step_txn.into_any().downcast::<StoreTxn>() {
-                        txn.join(*step_txn);
+                    let joined_ok = match step_txn.into_any().downcast::<StoreTxn>() {
+                        Ok(step_txn) => txn.join(*step_txn),
+                        Err(_) => Err("not a transaction of this store".into()),
+                    };
+                    if let Err(why) = joined_ok {
+                        return fail(self.step_failed(&order[next], CallError::Invalid(format!("join_failed: {why}"))));
                     }
                     outputs[next] = Some(out);
                     joined[next] = true;
@@ -399,12 +409,27 @@ impl Functions {
         for s in &dag.steps {
             self.get(&s.function)?;
         }
-        let timeout =
-            timeout.unwrap_or(std::time::Duration::from_millis(self.inner.settings.default_limits.timeout_ms));
+        let most = std::time::Duration::from_millis(self.inner.settings.default_limits.timeout_ms);
+        let timeout = timeout.map_or(most, |t| t.min(most));
+        // A task of its own, so a caller that goes away does not cut it off halfway.
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { this.run_dag(&dag, &name, input, timeout).await })
+            .await
+            .map_err(|e| Error::Unavailable(format!("DAG invocation task failed: {e}")))?
+    }
+
+    async fn run_dag(
+        &self,
+        dag: &Dag,
+        name: &str,
+        input: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<Response, Error> {
         let id = self.invocation_id();
         let started_ms = self.inner.store.now_ms();
         let started = Instant::now();
-        let mut run = DagRun { functions: self, dag: &dag, id: &id, input: &input, deadline: started + timeout };
+        let mut run = DagRun { functions: self, dag, id: &id, input: &input, deadline: started + timeout };
         let Ended { outcome, lines, timing, attempts } =
             commit_loop(&mut run, self.inner.settings.max_conflict_retries, None, self.inner.store.clock()).await?;
         self.inner.logs.record(InvocationLog {

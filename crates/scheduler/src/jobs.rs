@@ -31,6 +31,8 @@ use crate::{Error, Functions, Request, SYS_NS, sys};
 
 /// Inputs kept under one key.
 pub const CHUNK: usize = 1024;
+/// Bytes of results one page of results holds at most (it ends early then).
+const MAX_PAGE_BYTES: usize = 32 << 20;
 /// Most retries of a failed element.
 pub const MAX_RETRIES: u32 = 10;
 /// Most elements of a job running at once.
@@ -303,12 +305,57 @@ impl Functions {
         });
     }
 
-    /// Runs a job's elements, `concurrency` at a time, then records how it ended.
+    /// Runs a job's elements, `concurrency` at a time, then records how it
+    /// ended. An element left without a result (a store error in the
+    /// runner, a result that could not be written) gets more passes; a job
+    /// is `done` only when every element has succeeded.
     async fn drive_job(&self, meta: Arc<JobMeta>, run: Arc<JobRun>, resuming: bool) -> Result<(), Error> {
-        let mut elements = JoinSet::new();
+        const PASSES: u32 = 3;
         let stopping = || self.inner.jobs.stopping.load(Ordering::Acquire);
+        let cancelled = || run.cancel.load(Ordering::Acquire);
+        let mut resuming = resuming;
+        let mut counts = JobCounts::default();
+        for pass in 1..=PASSES {
+            let mut elements = JoinSet::new();
+            let started = self.start_elements(&meta, &run, resuming, &mut elements).await;
+            // Whatever stopped the loop, the elements it started finish.
+            while elements.join_next().await.is_some() {}
+            if let Err(e) = started {
+                tracing::warn!(job = %meta.id, pass, error = %e, "map job pass cut short");
+            }
+            if stopping() && !cancelled() {
+                // It goes on when the node starts again.
+                return Ok(());
+            }
+            counts = self.job_counts(&meta).await?;
+            if cancelled() || counts.done + counts.failed >= meta.total {
+                break;
+            }
+            resuming = true;
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(pass))).await;
+        }
+        let state = if cancelled() {
+            JobState::Cancelled
+        } else if counts.done >= meta.total {
+            JobState::Done
+        } else {
+            JobState::Failed
+        };
+        let ended = JobMeta { state, finished_ms: Some(self.inner.store.now_ms()), ..(*meta).clone() };
+        self.commit_writes(vec![set(sys(), meta_key(&meta.id), json(&ended)?)]).await
+    }
+
+    /// Starts every element that has no result yet (all of them, unless
+    /// `resuming`), keeping `concurrency` in flight in `elements`.
+    async fn start_elements(
+        &self,
+        meta: &Arc<JobMeta>,
+        run: &Arc<JobRun>,
+        resuming: bool,
+        elements: &mut JoinSet<()>,
+    ) -> Result<(), Error> {
         let mut chunk: Vec<Vec<u8>> = Vec::new();
-        'all: for index in 0..meta.total {
+        for index in 0..meta.total {
             let i = (index as usize) % CHUNK;
             if i == 0 {
                 let raw = self.sys_get(input_key(&meta.id, index / CHUNK as u64)).await?;
@@ -321,8 +368,8 @@ impl Functions {
             while elements.len() >= meta.concurrency as usize {
                 elements.join_next().await;
             }
-            if run.cancel.load(Ordering::Acquire) || stopping() {
-                break 'all;
+            if run.cancel.load(Ordering::Acquire) || self.inner.jobs.stopping.load(Ordering::Acquire) {
+                return Ok(());
             }
             let input = std::mem::take(&mut chunk[i]);
             run.running.fetch_add(1, Ordering::AcqRel);
@@ -334,21 +381,7 @@ impl Functions {
                 run.running.fetch_sub(1, Ordering::AcqRel);
             });
         }
-        while elements.join_next().await.is_some() {}
-        if stopping() && !run.cancel.load(Ordering::Acquire) {
-            // It goes on when the node starts again.
-            return Ok(());
-        }
-        let counts = self.job_counts(&meta).await?;
-        let state = if run.cancel.load(Ordering::Acquire) {
-            JobState::Cancelled
-        } else if counts.failed > 0 {
-            JobState::Failed
-        } else {
-            JobState::Done
-        };
-        let ended = JobMeta { state, finished_ms: Some(self.inner.store.now_ms()), ..(*meta).clone() };
-        self.commit_writes(vec![set(sys(), meta_key(&meta.id), json(&ended)?)]).await
+        Ok(())
     }
 
     /// Runs one element until it succeeds or has failed `1 + retries` times.
@@ -367,6 +400,12 @@ impl Functions {
                             Ok(_) => return Ok(()),
                             Err(f) => (f.code.as_str().to_string(), f.message),
                         },
+                        // The function's queue is full (other calls share it): not
+                        // this element's failure; it waits and tries again.
+                        Err(Error::Busy { retry_after, .. }) if !self.inner.jobs.stopping.load(Ordering::Acquire) => {
+                            tokio::time::sleep(retry_after.min(Duration::from_millis(100))).await;
+                            continue;
+                        }
                         Err(e) => (e.code().to_string(), e.to_string()),
                     }
                 }
@@ -444,12 +483,20 @@ impl Functions {
         let (meta, _) = self.job(id).await?;
         let end = from.saturating_add(limit).min(meta.total);
         let mut out = Vec::with_capacity(end.saturating_sub(from) as usize);
+        let mut bytes = 0;
         for index in from..end {
             let result = match self.sys_get(result_key(id, index)).await? {
-                Some(raw) => Some(postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?),
+                Some(raw) => {
+                    bytes += raw.len();
+                    Some(postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?)
+                }
                 None => None,
             };
             out.push(JobResult { index, result });
+            // A page of large outputs ends early; the next one goes on from here.
+            if bytes >= MAX_PAGE_BYTES {
+                break;
+            }
         }
         Ok((meta, out))
     }
@@ -471,7 +518,14 @@ impl Functions {
                 }
             }
             None if meta.state == JobState::Running => {
-                // Not running here (a node that stopped before it could resume): record the cancel.
+                // Not running here (a node that stopped before it could
+                // resume), or its runner just ended: read it again (a runner
+                // records its end before it leaves), and record the cancel
+                // only if it is still running.
+                let (meta, _) = self.job(id).await?;
+                if meta.state != JobState::Running {
+                    return self.job(id).await;
+                }
                 let ended =
                     JobMeta { state: JobState::Cancelled, finished_ms: Some(self.inner.store.now_ms()), ..meta };
                 self.commit_writes(vec![set(sys(), meta_key(id), json(&ended)?)]).await?;

@@ -43,12 +43,13 @@ struct KeyWrites {
 }
 
 impl KeyWrites {
-    /// These writes followed by `later`'s.
+    /// These writes followed by `later`'s (which the overlay has accepted).
     fn then(&mut self, later: KeyWrites) {
         if later.replace.is_some() {
             *self = later;
             return;
         }
+        // No overflow: the overlay's counter took both.
         self.incr = self.incr.saturating_add(later.incr);
         self.members.extend(later.members);
         self.fields.extend(later.fields);
@@ -350,9 +351,36 @@ impl StoreTxn {
     }
 
     /// Takes in a successful callee's reads and writes (it ran over a fork
-    /// of this transaction), after this transaction's own.
-    pub fn join(&mut self, mut callee: StoreTxn) {
+    /// of this transaction), after this transaction's own; or nothing, if
+    /// they do not apply after them (the callee incremented a key this
+    /// transaction has made a set since the fork, say) or would take the
+    /// write budget past its limit.
+    pub fn join(&mut self, mut callee: StoreTxn) -> Result<(), String> {
         let now = self.store.now_ms();
+        if self.write_bytes + callee.write_bytes > MAX_WRITE_BYTES {
+            return Err(format!("a request may write at most {} MiB", MAX_WRITE_BYTES >> 20));
+        }
+        // First on a scratch copy of the keys both touched: nothing changes
+        // here unless all of the callee's writes apply.
+        let mut scratch = Keyspace::new(self.store.node_id());
+        let stamp = Stamp::new(Timestamp::MAX, self.store.node_id());
+        for (key, w) in &callee.writes {
+            if !self.seen.contains_key(key) {
+                continue;
+            }
+            if let Some(entry) = self.overlay.snapshot(&self.ns, key, now) {
+                scratch.put(&self.ns, key, entry);
+            }
+            for op in w.clone().ops() {
+                scratch.apply(&self.ns, key, op, stamp, now).map_err(|e| {
+                    format!(
+                        "its writes to {:?} do not apply after the caller's: {}",
+                        String::from_utf8_lossy(key),
+                        e.message()
+                    )
+                })?;
+            }
+        }
         self.extra_checks.append(&mut callee.extra_checks);
         for (key, saw) in callee.seen {
             let validated = callee.validate.contains(&key);
@@ -405,6 +433,7 @@ impl StoreTxn {
         if self.first_shard.is_none() {
             self.first_shard = callee.first_shard;
         }
+        Ok(())
     }
 }
 
@@ -421,10 +450,11 @@ impl Txn for StoreTxn {
         Box::new(StoreTxn::fork(self))
     }
 
-    fn join(&mut self, callee: Box<dyn Txn>) {
+    fn join(&mut self, callee: Box<dyn Txn>) -> Result<(), String> {
         // A callee's transaction is always a fork of its caller's.
-        if let Ok(callee) = callee.into_any().downcast::<StoreTxn>() {
-            StoreTxn::join(self, *callee);
+        match callee.into_any().downcast::<StoreTxn>() {
+            Ok(callee) => StoreTxn::join(self, *callee),
+            Err(_) => Err("not a transaction of this store".into()),
         }
     }
 }
