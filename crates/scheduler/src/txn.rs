@@ -362,12 +362,13 @@ impl StoreTxn {
         }
         // First on a scratch copy of the keys both touched: nothing changes
         // here unless all of the callee's writes apply.
-        let mut scratch = Keyspace::new(self.store.node_id());
+        let mut scratch: Option<Keyspace> = None;
         let stamp = Stamp::new(Timestamp::MAX, self.store.node_id());
         for (key, w) in &callee.writes {
             if !self.seen.contains_key(key) {
                 continue;
             }
+            let scratch = scratch.get_or_insert_with(|| Keyspace::new(self.store.node_id()));
             if let Some(entry) = self.overlay.snapshot(&self.ns, key, now) {
                 scratch.put(&self.ns, key, entry);
             }
