@@ -62,6 +62,12 @@ pub enum JobsCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Remove a job that has ended, with its results
+    Rm {
+        id: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 fn read_lines(path: &PathBuf) -> Result<Vec<String>> {
@@ -251,6 +257,16 @@ pub async fn jobs_command(cmd: JobsCommand) -> Result<()> {
             let j = wait(&node.node, &id).await?;
             print_json_or(&node, &j, |out| describe(out, &j))?;
             summarize(&node.node, &j, None).await
+        }
+        JobsCommand::Rm { id, node } => {
+            let j = get_job(&node.node, &id).await?;
+            if j.state == "running" {
+                bail!("job {id} is running: `squall jobs cancel {id}` first");
+            }
+            let path = format!("/v1/jobs/{}", encode_path(&id));
+            let j: squall_api::Job =
+                client::call(&node.node, Method::DELETE, &path, Bytes::new()).await?.ok()?.json()?;
+            print_json_or(&node, &j, |out| writeln!(out, "removed {}", j.id))
         }
         JobsCommand::Cancel { id, node } => {
             let path = format!("/v1/jobs/{}", encode_path(&id));

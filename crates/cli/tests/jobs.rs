@@ -225,4 +225,13 @@ fn out_prefix_puts_each_output_under_its_own_key() {
     }
     let all = results(&node, &id);
     assert!(all.iter().all(|r| r["state"] == "done" && r.get("output").is_none()), "{:?}", &all[..2]);
+
+    // An ended job is removed by DELETE (`squall jobs rm`), results and all; its outputs stay.
+    let rm = squall().args(["jobs", "rm", &id, "--node", &node.http]).output().unwrap();
+    assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/results")] {
+        let (status, _, body) = http(&node, "GET", &path, b"");
+        assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("job_not_found")), "{path}");
+    }
+    assert_eq!(con.get::<_, String>("inc:99").unwrap(), "100");
 }

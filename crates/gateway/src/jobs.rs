@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use squall_scheduler::{Error, JobCounts, JobMeta, JobSpec};
+use squall_scheduler::{Error, JobCounts, JobMeta, JobSpec, JobState};
 
 use crate::app::App;
 use crate::error::{ApiError, bad_request, body_error, path, query};
@@ -120,7 +120,14 @@ async fn cancel(
     State(app): State<App>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Job>, ApiError> {
-    let (m, c) = app.functions.cancel_job(&path(id)?).await?;
+    let id = path(id)?;
+    let (m, _) = app.functions.job(&id).await?;
+    // A running job is cancelled; one that has ended is removed.
+    let (m, c) = if m.state == JobState::Running {
+        app.functions.cancel_job(&id).await?
+    } else {
+        app.functions.remove_job(&id).await?
+    };
     Ok(axum::Json(job(&m, c)))
 }
 

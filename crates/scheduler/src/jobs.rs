@@ -14,7 +14,8 @@
 //!
 //! A node that starts again carries on with its unfinished jobs, skipping
 //! the elements whose result is there. A job's memory is bounded: one chunk
-//! of inputs and the elements in flight.
+//! of inputs and the elements in flight. An ended job's inputs are dropped;
+//! its results stay until the job is removed ([`Functions::remove_job`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -342,7 +343,41 @@ impl Functions {
             JobState::Failed
         };
         let ended = JobMeta { state, finished_ms: Some(self.inner.store.now_ms()), ..(*meta).clone() };
-        self.commit_writes(vec![set(sys(), meta_key(&meta.id), json(&ended)?)]).await
+        self.commit_writes(vec![set(sys(), meta_key(&meta.id), json(&ended)?)]).await?;
+        // An ended job needs its inputs no more.
+        let chunks = meta.total.div_ceil(CHUNK as u64);
+        self.delete_keys((0..chunks).map(|c| input_key(&meta.id, c))).await
+    }
+
+    /// Deletes `keys` of the `sys` namespace, a batch at a time.
+    async fn delete_keys(&self, keys: impl Iterator<Item = Bytes>) -> Result<(), Error> {
+        let mut batch = Vec::new();
+        for key in keys {
+            batch.push(Write { ns: sys(), key, op: Op::Del });
+            if batch.len() == 1024 {
+                self.commit_writes(std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            self.commit_writes(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a job that has ended: its definition, counts and results.
+    pub async fn remove_job(&self, id: &str) -> Result<(JobMeta, JobCounts), Error> {
+        let (meta, counts) = self.job(id).await?;
+        if meta.state == JobState::Running {
+            return Err(Error::BadRequest(format!("job {id} is running: cancel it first")));
+        }
+        let chunks = meta.total.div_ceil(CHUNK as u64);
+        let results = (0..meta.total).map(|i| result_key(id, i));
+        let inputs = (0..chunks).map(|c| input_key(id, c));
+        let counters = ["done", "failed"].into_iter().map(|w| count_key(id, w));
+        self.delete_keys(results.chain(inputs).chain(counters)).await?;
+        // The definition last: a job that is listed can still be removed.
+        self.delete_keys(std::iter::once(meta_key(id))).await?;
+        Ok((meta, counts))
     }
 
     /// Starts every element that has no result yet (all of them, unless
