@@ -13,7 +13,7 @@ use squall_scheduler::{Dag, DagSpec, Error};
 
 use crate::app::App;
 use crate::error::{ApiError, body_error, path};
-use crate::functions::{answer, timeout_header};
+use crate::functions::{answer, invocation_parts, timeout_header};
 
 /// Largest DAG description.
 const MAX_DAG_BYTES: usize = 1024 * 1024;
@@ -79,17 +79,9 @@ async fn invoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let name = match path(name) {
-        Ok(n) => n,
+    let (name, input) = match invocation_parts(&app, name, body) {
+        Ok(parts) => parts,
         Err(e) => return e.into_response(),
-    };
-    let max = app.functions.settings().max_input;
-    let input = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::from(Error::InputTooLarge(max + 1, max)).into_response();
-        }
-        Err(e) => return body_error(e).into_response(),
     };
     let timeout = match timeout_header(&headers) {
         Ok(t) => t,

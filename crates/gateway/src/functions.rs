@@ -210,19 +210,26 @@ async fn invoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let name = match path(name) {
-        Ok(n) => n,
-        Err(e) => return e.into_response(),
-    };
+    match invocation_parts(&app, name, body) {
+        Ok((name, input)) => invoke_with(&app, started, name, &headers, input).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// An invocation's name and input (of a function or a DAG) from the
+/// router's extractors: an input over the limit is `payload_too_large`.
+pub(crate) fn invocation_parts(
+    app: &App,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, Bytes), ApiError> {
+    let name = path(name)?;
     let max = app.functions.settings().max_input;
-    let input = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::from(Error::InputTooLarge(max + 1, max)).into_response();
-        }
-        Err(e) => return body_error(e).into_response(),
-    };
-    invoke_with(&app, started, name, &headers, input).await
+    match body {
+        Ok(b) => Ok((name, b)),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::InputTooLarge(max + 1, max).into()),
+        Err(e) => Err(body_error(e)),
+    }
 }
 
 /// `POST /v1/functions/NAME/invoke`, straight from the connection.

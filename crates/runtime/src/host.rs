@@ -585,6 +585,12 @@ impl Host {
         outcome.map_err(wit_call_error)
     }
 
+    /// Waits for a call's run (if it could be started) and settles it.
+    async fn finish(&mut self, run: Result<BoxFuture<'static, Called>, calls::CallError>) -> CallResult {
+        let called = run?.await;
+        self.settle(called)
+    }
+
     fn take_run(
         &mut self,
         pending: &Resource<PendingCall>,
@@ -599,13 +605,8 @@ impl Host {
 impl calls::Host for Host {
     async fn call(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<CallResult> {
         let started = Instant::now();
-        let r = match self.start(name, input) {
-            Ok(mut p) => {
-                let called = p.run.take().expect("a fresh call").await;
-                self.settle(called)
-            }
-            Err(e) => Err(e),
-        };
+        let run = self.start(name, input).map(|mut p| p.run.take().expect("a fresh call"));
+        let r = self.finish(run).await;
         self.call_time += started.elapsed();
         Ok(r)
     }
@@ -639,13 +640,7 @@ impl calls::Host for Host {
         }
         let mut out = Vec::with_capacity(runs.len());
         for run in runs {
-            out.push(match run {
-                Ok(run) => {
-                    let called = run.await;
-                    self.settle(called)
-                }
-                Err(e) => Err(e),
-            });
+            out.push(self.finish(run).await);
         }
         self.call_time += started.elapsed();
         Ok(out)
@@ -659,13 +654,8 @@ impl calls::HostPending for Host {
 
     async fn await_(&mut self, pending: Resource<PendingCall>) -> wasmtime::Result<CallResult> {
         let started = Instant::now();
-        let r = match self.take_run(&pending)? {
-            Ok(run) => {
-                let called = run.await;
-                self.settle(called)
-            }
-            Err(e) => Err(e),
-        };
+        let run = self.take_run(&pending)?;
+        let r = self.finish(run).await;
         self.call_time += started.elapsed();
         Ok(r)
     }
