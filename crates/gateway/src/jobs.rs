@@ -102,7 +102,7 @@ async fn create(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> 
 async fn list(State(app): State<App>) -> Result<axum::Json<squall_api::JobList>, ApiError> {
     let mut jobs = Vec::new();
     for m in app.functions.jobs().await? {
-        let (m, c) = app.functions.job(&m.id).await?;
+        let c = app.functions.job_counts(&m).await?;
         jobs.push(job(&m, c));
     }
     Ok(axum::Json(squall_api::JobList { jobs }))

@@ -28,7 +28,7 @@ use squall_lattice::Clock;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
-pub use host::{Level, LogLine, PendingCall};
+pub use host::{Level, LogLine};
 pub use link::{CallError, Called, Link, NoLink, SendError, Started};
 pub use txn::{Answer, BoxFuture, Call, StoreError, Txn};
 

@@ -22,7 +22,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use squall_runtime::{BoxFuture, CallError, Called, Failure, FailureCode, Link};
-use squall_store::{Check, Op, Reply, Write};
+use squall_store::{Check, Op, Write};
 
 use crate::calls::{Tree, TreeLink};
 use crate::invoke::{Attempt, Attempts, Effects, Ended, commit_loop};
@@ -338,26 +338,15 @@ impl Attempts for DagRun<'_> {
 impl Functions {
     /// Loads the registered DAGs from the store.
     pub(crate) async fn load_dags(&self) -> Result<(), Error> {
-        let store = &self.inner.store;
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"dag:*")), None).await?;
-            for key in keys {
-                let Ok(Reply::Bytes(raw)) = store.exec(&sys(), key.clone(), Op::Get).await? else { continue };
-                match serde_json::from_slice::<Dag>(&raw) {
-                    Ok(d) => {
-                        self.inner.dags.write().expect("dags").insert(d.name.clone(), Arc::new(d));
-                    }
-                    Err(e) => {
-                        tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable DAG record")
-                    }
+        for (key, raw) in self.sys_records(b"dag:*").await? {
+            match serde_json::from_slice::<Dag>(&raw) {
+                Ok(d) => {
+                    self.inner.dags.write().expect("dags").insert(d.name.clone(), Arc::new(d));
                 }
+                Err(e) => tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable DAG record"),
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     /// Registers (or replaces) the DAG `name`; true if it is new.

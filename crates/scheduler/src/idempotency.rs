@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use squall_store::{Op, Reply, SetExpiry, Write};
+use squall_store::{Op, SetExpiry, Write};
 use tokio::sync::Notify;
 
 use crate::invoke::Remembered;
@@ -122,7 +122,7 @@ impl Functions {
     }
 
     async fn replay(&self, name: &str, key: &str) -> Result<Option<Response>, Error> {
-        let Ok(Reply::Bytes(raw)) = self.inner.store.exec(&sys(), record_key(name, key), Op::Get).await? else {
+        let Some(raw) = self.sys_get(record_key(name, key)).await? else {
             return Ok(None);
         };
         let rec: Record = postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?;

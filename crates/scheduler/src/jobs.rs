@@ -28,7 +28,7 @@ use squall_store::{Op, Reply, SetExpiry, Write};
 use tokio::task::JoinSet;
 
 use crate::invoke::Remembered;
-use crate::{Error, Functions, Request, SYS_NS, sys};
+use crate::{Error, Functions, Request, sys};
 
 /// Inputs kept under one key.
 pub const CHUNK: usize = 1024;
@@ -192,13 +192,6 @@ impl Remembered for Element {
 }
 
 impl Functions {
-    async fn sys_get(&self, key: Bytes) -> Result<Option<Bytes>, Error> {
-        match self.inner.store.exec(&sys(), key, Op::Get).await? {
-            Ok(Reply::Bytes(b)) => Ok(Some(b)),
-            _ => Ok(None),
-        }
-    }
-
     async fn commit_writes(&self, writes: Vec<Write>) -> Result<(), Error> {
         self.inner.store.commit(Vec::new(), writes).await?;
         Ok(())
@@ -467,7 +460,8 @@ impl Functions {
         Ok(self.sys_get(key).await?.and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()).unwrap_or(0))
     }
 
-    async fn job_counts(&self, meta: &JobMeta) -> Result<JobCounts, Error> {
+    /// A job's counts (the elements running are this node's).
+    pub async fn job_counts(&self, meta: &JobMeta) -> Result<JobCounts, Error> {
         let done = self.counter(count_key(&meta.id, "done")).await?;
         let failed = self.counter(count_key(&meta.id, "failed")).await?;
         let running = self
@@ -492,22 +486,12 @@ impl Functions {
 
     /// Every job this node keeps, oldest first.
     pub async fn jobs(&self) -> Result<Vec<JobMeta>, Error> {
-        let store = &self.inner.store;
-        let sys = Bytes::from_static(SYS_NS);
-        let (mut cursor, mut out) = (0, Vec::new());
-        loop {
-            let (next, keys) = store.scan(&sys, cursor, 256, Some(Bytes::from_static(b"job:*")), None).await?;
-            for key in keys {
-                if let Some(raw) = self.sys_get(key).await?
-                    && let Ok(meta) = serde_json::from_slice::<JobMeta>(&raw)
-                {
-                    out.push(meta);
-                }
+        let mut out: Vec<JobMeta> = Vec::new();
+        for (key, raw) in self.sys_records(b"job:*").await? {
+            match serde_json::from_slice(&raw) {
+                Ok(meta) => out.push(meta),
+                Err(e) => tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable job record"),
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(out)

@@ -35,11 +35,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use squall_runtime::Runtime;
-use squall_store::Handle;
+use squall_store::{Handle, Op, Reply};
 use tokio::sync::Notify;
 
-pub use dags::{Dag, DagSpec, MAX_STEPS, Step, StepsSpec};
-pub use jobs::{CHUNK, ElementResult, JobCounts, JobMeta, JobResult, JobSpec, JobState, MAX_CONCURRENCY, MAX_RETRIES};
+pub use dags::{Dag, DagSpec, Step, StepsSpec};
+pub use jobs::{ElementResult, JobCounts, JobMeta, JobResult, JobSpec, JobState};
 pub use logs::{InvocationLog, LogQuery};
 pub use registry::check_name;
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
@@ -300,5 +300,32 @@ impl Functions {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// A register of the `sys` namespace (none if it is absent or of another kind).
+    pub(crate) async fn sys_get(&self, key: Bytes) -> Result<Option<Bytes>, Error> {
+        match self.inner.store.exec(&sys(), key, Op::Get).await? {
+            Ok(Reply::Bytes(b)) => Ok(Some(b)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every register of the `sys` namespace whose key matches `pattern`,
+    /// with its value (the registry's records of one kind).
+    pub(crate) async fn sys_records(&self, pattern: &'static [u8]) -> Result<Vec<(Bytes, Bytes)>, Error> {
+        let (mut cursor, mut out) = (0, Vec::new());
+        loop {
+            let (next, keys) =
+                self.inner.store.scan(&sys(), cursor, 256, Some(Bytes::from_static(pattern)), None).await?;
+            for key in keys {
+                if let Some(value) = self.sys_get(key.clone()).await? {
+                    out.push((key, value));
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
     }
 }

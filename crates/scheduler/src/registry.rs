@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use squall_runtime::{Function, Invocation};
-use squall_store::{Op, Reply, SetExpiry, Write};
+use squall_store::{Op, SetExpiry, Write};
 
 use crate::admission::Admission;
 use crate::placement::Affinity;
@@ -55,32 +55,22 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 
 impl Functions {
     pub(crate) async fn load(&self) -> Result<(), Error> {
-        let store = &self.inner.store;
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"fn:*")), None).await?;
-            for key in keys {
-                let Ok(Reply::Bytes(raw)) = store.exec(&sys(), key.clone(), Op::Get).await? else { continue };
-                let meta: FunctionMeta = match serde_json::from_slice(&raw) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable function record");
-                        continue;
-                    }
-                };
-                let Ok(Reply::Bytes(bytes)) = store.exec(&sys(), component_key(&meta.digest), Op::Get).await? else {
-                    tracing::error!(function = %meta.name, "component bytes missing; function not loaded");
+        for (key, raw) in self.sys_records(b"fn:*").await? {
+            let meta: FunctionMeta = match serde_json::from_slice(&raw) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable function record");
                     continue;
-                };
-                match self.compile(meta.digest.clone(), bytes).await {
-                    Ok(compiled) => self.install(meta, compiled),
-                    Err(e) => tracing::error!(function = %meta.name, error = %e, "cannot load function"),
                 }
+            };
+            let Some(bytes) = self.sys_get(component_key(&meta.digest)).await? else {
+                tracing::error!(function = %meta.name, "component bytes missing; function not loaded");
+                continue;
+            };
+            match self.compile(meta.digest.clone(), bytes).await {
+                Ok(compiled) => self.install(meta, compiled),
+                Err(e) => tracing::error!(function = %meta.name, error = %e, "cannot load function"),
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         tracing::info!(functions = self.inner.registry.read().expect("registry").len(), "functions loaded");
         Ok(())
