@@ -106,6 +106,22 @@ async fn run_map(c: &mut Client, n: usize) -> Vec<Value> {
     }
 }
 
+/// Registers a chain DAG: created, or replaced when it is already there.
+async fn put_dag(c: &mut Client, name: &str, chain: &[&str]) {
+    c.ready().await.unwrap();
+    let body = json!({ "chain": chain }).to_string();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/v1/dags/{name}"))
+        .header("host", "bench")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    let status = resp.status();
+    resp.into_body().collect().await.unwrap();
+    assert!(status == StatusCode::CREATED || status == StatusCode::OK, "PUT /v1/dags/{name}: {status}");
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
@@ -122,23 +138,32 @@ async fn main() {
     if let Some(s) = arg(&args, "--cluster-start-s") {
         out["cluster_start_s"] = json!(s.parse::<f64>().unwrap());
     }
-    call(
-        &mut c,
-        Method::PUT,
-        "/v1/dags/incsq",
-        json!({"chain": ["inc", "square"]}).to_string().into(),
-        StatusCode::CREATED,
-    )
-    .await;
-    call(
-        &mut c,
-        Method::PUT,
-        "/v1/dags/pass1m",
-        json!({"chain": ["blob", "size"]}).to_string().into(),
-        StatusCode::CREATED,
-    )
-    .await;
+    for (name, chain) in [("incsq", ["inc", "square"]), ("pass1m", ["blob", "size"])] {
+        put_dag(&mut c, name, &chain).await;
+    }
 
+    // `--only task_reads_ref` (or another row's key) times just that row, to profile it.
+    let only = arg(&args, "--only");
+    if only.as_deref() == Some("map_10k") {
+        let t = Instant::now();
+        run_map(&mut c, map_n).await;
+        println!(
+            "{}",
+            json!({"map_10k": {"n": map_n, "tasks_per_s": (map_n as f64 / t.elapsed().as_secs_f64()).round()}})
+        );
+        return;
+    }
+    if let Some(row) = only.as_deref() {
+        let (path, body, want): (&str, &'static [u8], &[u8]) = match row {
+            "single_task" => ("/v1/functions/inc/invoke", b"1", b"2"),
+            "chain2" => ("/v1/dags/incsq/invoke", b"1", b"4"),
+            "task_reads_ref" => ("/v1/dags/pass1m/invoke", b"1048576", b"1048576"),
+            other => panic!("--only {other}: single_task, chain2, map_10k or task_reads_ref"),
+        };
+        let got = latency(&mut c, n, warmup, Method::POST, path, Bytes::from_static(body), want).await;
+        println!("{}", serde_json::to_string_pretty(&json!({ row: got })).unwrap());
+        return;
+    }
     out["single_task"] =
         latency(&mut c, n, warmup, Method::POST, "/v1/functions/inc/invoke", Bytes::from_static(b"1"), b"2").await;
     out["chain2"] =
