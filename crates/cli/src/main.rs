@@ -86,6 +86,19 @@ struct UpArgs {
     /// instances kept ready for warm calls (at most a quarter) [default: 256]
     #[arg(long, env = "SQUALL_INSTANCES")]
     instances: Option<u32>,
+    /// Connections each listener (HTTP, Redis protocol) holds at once; more
+    /// are refused [default: half the open-file limit left after 128 kept for
+    /// the store, at most 10000]
+    #[arg(long, env = "SQUALL_MAX_CLIENTS")]
+    max_clients: Option<usize>,
+    /// Seconds an HTTP connection may take to send a request's headers,
+    /// counted from its start or its last response (so idle keep-alive
+    /// connections close after it too) [default: 30]
+    #[arg(long, env = "SQUALL_HTTP_HEADER_TIMEOUT", value_name = "SECONDS")]
+    http_header_timeout: Option<u64>,
+    /// Seconds an HTTP request's body may take to arrive [default: 60]
+    #[arg(long, env = "SQUALL_HTTP_BODY_TIMEOUT", value_name = "SECONDS")]
+    http_body_timeout: Option<u64>,
     /// Deploy the example functions on start (hello, counter, inc, square, fanout, ping, pong, wordcount, retwis)
     #[arg(long)]
     examples: bool,
@@ -186,6 +199,9 @@ async fn up(args: UpArgs) -> Result<()> {
         node_id: args.node_id,
         max_body_bytes: None,
         instances: args.instances,
+        max_clients: args.max_clients,
+        http_header_timeout_s: args.http_header_timeout,
+        http_body_timeout_s: args.http_body_timeout,
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;

@@ -16,7 +16,7 @@ use crate::error::{ApiError, body_error, path};
 use crate::functions::{answer, invocation_parts, timeout_header};
 
 /// Largest DAG description.
-const MAX_DAG_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_DAG_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn routes(app: &App) -> Router<App> {
     let max_input = app.functions.settings().max_input;

@@ -64,6 +64,7 @@ impl From<squall_scheduler::Error> for ApiError {
             Error::InputTooLarge(..) | Error::TooManyInputs(..) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             Error::Busy { retry_after, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after.as_secs().max(1))),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+            Error::IdempotencyMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
         };
         ApiError { retry_after, ..ApiError::new(status, e.code(), e.to_string()) }
     }
@@ -71,9 +72,20 @@ impl From<squall_scheduler::Error> for ApiError {
 
 /// A body that could not be read (too large, cut off).
 pub(crate) fn body_error(e: BytesRejection) -> ApiError {
+    if crate::body::is_timeout(&e) {
+        return body_timeout(&e);
+    }
     let status = e.status();
     let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
     ApiError::new(status, code, e.body_text())
+}
+
+/// A body that did not arrive in time (`Deadline`).
+pub(crate) fn body_timeout(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    let message = std::iter::successors(Some(e), |e| e.source())
+        .find(|e| e.is::<crate::body::BodyTimeout>())
+        .map_or_else(|| e.to_string(), ToString::to_string);
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message)
 }
 
 /// Axum's own rejections (bad query strings, bad percent-encoding) and

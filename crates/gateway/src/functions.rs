@@ -236,7 +236,7 @@ pub(crate) fn invocation_parts(
 pub(crate) async fn invoke_request(
     app: &App,
     name: String,
-    req: axum::http::Request<hyper::body::Incoming>,
+    req: axum::http::Request<crate::body::Deadline<hyper::body::Incoming>>,
 ) -> Response {
     let started = Instant::now();
     let max = app.functions.settings().max_input;
@@ -247,6 +247,7 @@ pub(crate) async fn invoke_request(
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return ApiError::from(Error::InputTooLarge(max + 1, max)).into_response();
         }
+        Err(e) if crate::body::is_timeout(&*e) => return crate::error::body_timeout(&*e).into_response(),
         Err(e) => return bad_request(format!("cannot read the request body: {e}")).into_response(),
     };
     invoke_with(app, started, name, &parts.headers, input).await

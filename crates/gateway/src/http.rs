@@ -8,15 +8,42 @@ use crate::metrics::Metrics;
 use axum::Router;
 use axum::http::Request;
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use squall_scheduler::Functions;
 use squall_store::Handle;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// How the HTTP listener treats its connections.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpOptions {
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_clients: usize,
+    /// From a connection's start, or the end of its last response, to the
+    /// end of the next request's headers: an idle keep-alive connection,
+    /// or one that sends its headers too slowly, is closed after it.
+    pub header_timeout: Duration,
+    /// For a request's whole body, from the end of its headers: a body
+    /// still unfinished then is answered 408 `body_timeout`.
+    pub body_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            max_clients: 10_000,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a connection over the client limit reads before it is closed.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 85\r\n\r\n{\"error\":{\"code\":\"max_clients\",\"message\":\"max number of clients reached; try again\"}}";
 
 /// The HTTP API: the router, except for its hot route, invoking a function,
 /// which is answered without it (no routing table, no extractors, no copy
@@ -25,6 +52,8 @@ use tokio::sync::watch;
 pub struct Api {
     router: Router,
     app: App,
+    max_body: usize,
+    body_timeout: Duration,
 }
 
 impl Api {
@@ -40,15 +69,51 @@ impl Api {
         ready: watch::Receiver<bool>,
     ) -> Api {
         let app = App { store, metrics, ns: bytes::Bytes::from_static(crate::DEFAULT_NS), functions, ready };
-        Api { router: router(&app, max_body), app }
+        let body_timeout = HttpOptions::default().body_timeout;
+        Api { router: router(&app, max_body), app, max_body, body_timeout }
+    }
+
+    /// The same API, with request bodies cut off `body_timeout` after
+    /// their headers.
+    pub fn with_body_timeout(mut self, body_timeout: Duration) -> Api {
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// The most body bytes `req`'s route takes: a request declaring more is
+    /// answered 413 before any of its body is read.
+    fn body_limit<B>(&self, req: &Request<B>) -> usize {
+        let path = req.uri().path();
+        if path.starts_with("/v1/kv") {
+            self.max_body
+        } else if path.starts_with("/v1/functions/") {
+            let input = self.app.functions.settings().max_input;
+            if path.ends_with("/invoke") { input + 1 } else { crate::functions::MAX_COMPONENT_BYTES.max(input + 1) }
+        } else if path.starts_with("/v1/dags/") {
+            crate::dags::MAX_DAG_BYTES.max(self.app.functions.settings().max_input + 1)
+        } else if path.starts_with("/v1/jobs") {
+            crate::jobs::MAX_JOB_BYTES
+        } else {
+            self.max_body
+        }
     }
 
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response {
         let started = Instant::now();
-        let resp = match invoke_target(&req) {
-            Some(name) => crate::functions::invoke_request(&self.app, name, req).await,
-            None => {
+        let declared =
+            req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let limit = self.body_limit(&req);
+        let req = req.map(|body| crate::body::Deadline::new(body, self.body_timeout));
+        let resp = match (declared, invoke_target(&req)) {
+            (Some(n), _) if n > limit as u64 => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body declares {n} bytes; {} takes at most {limit}", req.uri().path()),
+            )
+            .into_response(),
+            (_, Some(name)) => crate::functions::invoke_request(&self.app, name, req).await,
+            (_, None) => {
                 let mut router = self.router.clone();
                 match tower_service::Service::call(&mut router, req).await {
                     Ok(resp) => resp,
@@ -97,9 +162,16 @@ fn router(app: &App, max_body: usize) -> Router {
 /// robin, like Redis connections: its key operations run in place when the
 /// key is that shard's, and an invocation it starts runs on that thread when
 /// the function has no data elsewhere, so a warm call crosses no thread.
-pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, stop: watch::Receiver<bool>) {
-    let api = Arc::new(api);
-    crate::listen::serve(listener, &store, stop.clone(), |std| {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Handle,
+    api: Api,
+    opts: HttpOptions,
+    stop: watch::Receiver<bool>,
+) {
+    let api = Arc::new(api.with_body_timeout(opts.body_timeout));
+    let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal: REFUSAL, what: "HTTP" };
+    crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
         let (api, mut stop) = (api.clone(), stop.clone());
         async move {
             // Registering the socket here puts it on this shard's event loop.
@@ -108,7 +180,10 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Handle, api: Api, s
                 let api = api.clone();
                 async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(opts.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,

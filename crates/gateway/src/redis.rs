@@ -29,13 +29,19 @@ pub struct Options {
     pub limits: Limits,
     /// Bytes a connection may buffer for one unfinished request.
     pub max_request_bytes: usize,
+    /// Connections open at once (Redis's `maxclients`); one more is told
+    /// `-ERR max number of clients reached` and closed.
+    pub max_clients: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), max_request_bytes: 64 * 1024 * 1024 }
+        Options { limits: Limits::default(), max_request_bytes: 64 * 1024 * 1024, max_clients: 10_000 }
     }
 }
+
+/// What a connection over the client limit reads before it is closed (Redis's words).
+const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
@@ -53,7 +59,8 @@ pub async fn serve(
     opts: Options,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    crate::listen::serve(listener, &store, stop.clone(), |std| {
+    let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal: REFUSAL, what: "Redis protocol" };
+    crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
         let conn = Conn::new(store.clone(), metrics.clone(), opts, stop.clone());
         async move {
             // Registering the socket here puts it on this shard's event loop.

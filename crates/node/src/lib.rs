@@ -13,6 +13,7 @@ use squall_store::{Durability, Options, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,6 +35,14 @@ pub struct Config {
     /// Pooled function instance slots, shared by running invocations and
     /// instances kept ready for warm calls (at most a quarter).
     pub instances: u32,
+    /// Connections each listener (HTTP, Redis protocol) holds at once;
+    /// `None`: sized from the file descriptor limit ([`default_max_clients`]).
+    pub max_clients: Option<usize>,
+    /// Seconds from a connection's start or last response to the end of the
+    /// next request's headers (idle keep-alive connections close after it).
+    pub http_header_timeout_s: u64,
+    /// Seconds a request's body may take to arrive, from its headers.
+    pub http_body_timeout_s: u64,
 }
 
 impl Default for Config {
@@ -47,8 +56,38 @@ impl Default for Config {
             node_id: None,
             max_body_bytes: 8 * 1024 * 1024,
             instances: 256,
+            max_clients: None,
+            http_header_timeout_s: 30,
+            http_body_timeout_s: 60,
         }
     }
+}
+
+/// File descriptors kept for the store (its log, snapshots, checkpoints),
+/// compiled components and the rest of the node, beyond any client's reach.
+pub const RESERVED_FDS: u64 = 128;
+
+/// Raises the soft limit on open files to the hard one (a node serves many
+/// connections; 1024, the usual soft limit, is far too few) and returns the
+/// limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (current, maximum)
+        && cur < max
+        && setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) }).is_ok()
+    {
+        return max;
+    }
+    // `None` is unlimited.
+    current.unwrap_or(u64::MAX)
+}
+
+/// Each listener's client limit for a file descriptor limit of `fds`: half
+/// of what is left after [`RESERVED_FDS`], at most 10,000 (Redis's default),
+/// at least 1.
+pub fn default_max_clients(fds: u64) -> usize {
+    (fds.saturating_sub(RESERVED_FDS) / 2).clamp(1, 10_000) as usize
 }
 
 /// Settings from a file, the environment or flags; `None` leaves the layer below.
@@ -63,11 +102,35 @@ pub struct Overrides {
     pub node_id: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub instances: Option<u32>,
+    pub max_clients: Option<usize>,
+    pub http_header_timeout_s: Option<u64>,
+    pub http_body_timeout_s: Option<u64>,
 }
 
 impl Config {
     fn apply(&mut self, o: Overrides) {
-        let Overrides { data_dir, http, resp, shards, durability, node_id, max_body_bytes, instances } = o;
+        let Overrides {
+            data_dir,
+            http,
+            resp,
+            shards,
+            durability,
+            node_id,
+            max_body_bytes,
+            instances,
+            max_clients,
+            http_header_timeout_s,
+            http_body_timeout_s,
+        } = o;
+        if max_clients.is_some() {
+            self.max_clients = max_clients;
+        }
+        if let Some(v) = http_header_timeout_s {
+            self.http_header_timeout_s = v;
+        }
+        if let Some(v) = http_body_timeout_s {
+            self.http_body_timeout_s = v;
+        }
         if let Some(v) = instances {
             self.instances = v;
         }
@@ -114,6 +177,12 @@ impl Config {
         config.apply(overrides);
         if config.shards == 0 || config.shards > 256 {
             return Err(Error::Config(format!("shards must be between 1 and 256, not {}", config.shards)));
+        }
+        if config.max_clients == Some(0) {
+            return Err(Error::Config("max-clients must be at least 1".into()));
+        }
+        if config.http_header_timeout_s == 0 || config.http_body_timeout_s == 0 {
+            return Err(Error::Config("HTTP timeouts must be at least 1 second".into()));
         }
         if config.instances == 0 || config.instances > 10_000 {
             return Err(Error::Config(format!("instances must be between 1 and 10000, not {}", config.instances)));
@@ -171,6 +240,7 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Error
 impl Node {
     /// Opens the store, binds the listeners and starts serving.
     pub async fn start(config: Config) -> Result<Node, Error> {
+        let fds = raise_fd_limit();
         // Bind first: a port that is taken should fail fast, before recovery.
         let http_listener = bind(config.http, "HTTP").await?;
         let resp_listener = bind(config.resp, "the Redis protocol").await?;
@@ -200,8 +270,15 @@ impl Node {
         // the examples are deployed) and while the disk is healthy.
         let (ready, ready_rx) = watch::channel(false);
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx);
-        let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, stopped.clone()));
-        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, redis::Options::default(), stopped));
+        let max_clients = config.max_clients.unwrap_or_else(|| default_max_clients(fds));
+        let http_opts = http::HttpOptions {
+            max_clients,
+            header_timeout: Duration::from_secs(config.http_header_timeout_s),
+            body_timeout: Duration::from_secs(config.http_body_timeout_s),
+        };
+        let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, http_opts, stopped.clone()));
+        let resp_opts = redis::Options { max_clients, ..redis::Options::default() };
+        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, stopped));
         Ok(Node {
             store: Some(store),
             functions,

@@ -31,27 +31,41 @@ impl TestNode {
 
     /// A node on `dir` (kept by the caller, for restarts).
     pub fn start_in(dir: &Path, extra: &[&str]) -> TestNode {
-        TestNode::spawn(dir, extra, true)
+        TestNode::spawn(dir, extra, true, None)
     }
 
     /// A node on `dir`, returned as soon as it says where it listens, before
     /// it has finished starting (deploying `--examples`, say).
     pub fn launch(dir: &Path, extra: &[&str]) -> TestNode {
-        TestNode::spawn(dir, extra, false)
+        TestNode::spawn(dir, extra, false, None)
+    }
+
+    /// A node on `dir` whose process may open at most `fds` files (soft and
+    /// hard limit, as `ulimit -n` would set them).
+    pub fn start_with_fd_limit(dir: &Path, extra: &[&str], fds: u64) -> TestNode {
+        TestNode::spawn(dir, extra, true, Some(fds))
     }
 
     /// Starts `squall up` and reads its output as far as the addresses, or
     /// (`started`) as far as the line it prints once it has started.
-    fn spawn(dir: &Path, extra: &[&str], started: bool) -> TestNode {
-        let mut child = squall()
-            .args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data-dir"])
+    fn spawn(dir: &Path, extra: &[&str], started: bool, fds: Option<u64>) -> TestNode {
+        // A file limit is set the way a user would: `ulimit -n` in a shell
+        // that then becomes the node.
+        let mut cmd = match fds {
+            None => squall(),
+            Some(fds) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {fds} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_squall")]);
+                sh
+            }
+        };
+        cmd.args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("SQUALL_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("squall starts");
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("squall starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut http, mut resp_port) = (String::new(), 0);
