@@ -205,6 +205,48 @@ fn an_idempotency_key_runs_a_call_once() {
     assert_eq!(http_with(&node, "POST", "/v1/functions/hostile/invoke", &k, b"print 1").0, 200);
 }
 
+#[test]
+fn an_idempotency_key_answers_only_the_request_it_was_made_for() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "counter", squall_guests::COUNTER, "");
+    let key = [("Idempotency-Key", "order-7")];
+    let call = |input: &[u8]| http_with(&node, "POST", "/v1/functions/counter/invoke", &key, input);
+    let (status, _, body) = call(b"paid");
+    assert_eq!((status, body.as_slice()), (200, &b"1"[..]));
+    // The key again, with another input: refused, and nothing runs.
+    let (status, _, body) = call(b"refund");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "idempotency_mismatch"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(json(&body)["error"]["message"].as_str().unwrap().contains("another input"));
+    let mut redis = node.redis();
+    assert_eq!(redis.get::<_, Option<i64>>("refund").unwrap(), None);
+    // The request it was made for still gets its answer.
+    let (status, head, body) = call(b"paid");
+    assert_eq!((status, body.as_slice()), (200, &b"1"[..]));
+    assert_eq!(header(&head, "x-squall-idempotent-replay"), Some("true"));
+    assert_eq!(redis.get::<_, i64>("paid").unwrap(), 1);
+    // Another component deployed under the name does not inherit the answer.
+    let (status, _, _) = http(&node, "DELETE", "/v1/functions/counter", b"");
+    assert_eq!(status, 200);
+    deploy(&node, "counter", squall_guests::HELLO, "");
+    let (status, _, body) = call(b"paid");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (422, "idempotency_mismatch"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(json(&body)["error"]["message"].as_str().unwrap().contains("another component"));
+    // A new key runs it.
+    let k = [("Idempotency-Key", "order-8")];
+    let (status, _, body) = http_with(&node, "POST", "/v1/functions/counter/invoke", &k, b"paid");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
 /// Whether a call ran in an instance made ready before it came.
 fn prepared(head: &str) -> bool {
     header(head, "server-timing").unwrap_or_default().contains("made ready before the call")

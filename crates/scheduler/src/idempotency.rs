@@ -1,10 +1,13 @@
 //! Idempotency keys. A call's first success with a key is recorded as
 //! `idem:NAME:KEY` in the store's `sys` namespace (its invocation id and
-//! output, with the service's time to live), committed in the same atomic
-//! batch as its effects; a later call with the key gets that answer back
-//! instead of running. One call per key runs at a time on this node: a
-//! duplicate waits for it, then replays its answer (or, if it failed, runs
-//! itself).
+//! output, the component's digest and a hash of the input, with the
+//! service's time to live), committed in the same atomic batch as its
+//! effects; a later call with the key and the same input, to the same
+//! component, gets that answer back instead of running. One with another
+//! input, or after another component was deployed under the name, is a
+//! mistake: it is refused (`idempotency_mismatch`) and runs nothing. One
+//! call per key runs at a time on this node: a duplicate waits for it, then
+//! replays its answer (or, if it failed, runs itself).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +25,27 @@ fn record_key(name: &str, key: &str) -> Bytes {
     Bytes::from(format!("idem:{name}:{key}"))
 }
 
-/// What an idempotency record keeps: the first call's answer.
+/// What an idempotency record keeps: the first call's answer, and what it
+/// answered (the component, the input).
 #[derive(Serialize, Deserialize)]
 struct Record {
     invocation_id: String,
     output: Vec<u8>,
+    digest: String,
+    input_hash: u128,
+}
+
+/// A record written before records said what they answered (replayed as
+/// it is, as it was then).
+#[derive(Deserialize)]
+struct RecordV0 {
+    invocation_id: String,
+    output: Vec<u8>,
+}
+
+/// The hash that tells one input from another in a record.
+pub(crate) fn input_hash(input: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(input)
 }
 
 /// The record a call with an idempotency key leaves once it succeeds.
@@ -35,11 +54,26 @@ pub(crate) struct Remember {
     key: Bytes,
     invocation_id: String,
     ttl: Duration,
+    digest: String,
+    input_hash: u128,
 }
 
 impl Remember {
     pub fn new(function: &str, key: &str, invocation_id: &str, ttl: Duration) -> Remember {
-        Remember { key: record_key(function, key), invocation_id: invocation_id.to_string(), ttl }
+        Remember {
+            key: record_key(function, key),
+            invocation_id: invocation_id.to_string(),
+            ttl,
+            digest: String::new(),
+            input_hash: input_hash(b""),
+        }
+    }
+
+    /// The record of a call of the component `digest` with `input`.
+    pub fn answering(mut self, digest: &str, input: &[u8]) -> Remember {
+        digest.clone_into(&mut self.digest);
+        self.input_hash = input_hash(input);
+        self
     }
 }
 
@@ -47,7 +81,12 @@ impl Remembered for Remember {
     /// The record's write, to commit with the call's effects: `output`,
     /// kept until `now_ms` plus the time to live.
     fn writes(&self, output: &[u8], now_ms: u64) -> Result<Vec<Write>, Error> {
-        let rec = Record { invocation_id: self.invocation_id.clone(), output: output.to_vec() };
+        let rec = Record {
+            invocation_id: self.invocation_id.clone(),
+            output: output.to_vec(),
+            digest: self.digest.clone(),
+            input_hash: self.input_hash,
+        };
         let value = Bytes::from(postcard::to_allocvec(&rec).map_err(|e| Error::Unavailable(e.to_string()))?);
         let at = now_ms + self.ttl.as_millis() as u64;
         Ok(vec![Write {
@@ -86,8 +125,9 @@ impl Functions {
             return Err(Error::BadRequest("Idempotency-Key must be 1 to 256 bytes".into()));
         }
         let name = d.meta.name.as_str();
+        let hash = input_hash(&req.input);
         loop {
-            if let Some(r) = self.replay(name, &key).await? {
+            if let Some(r) = self.replay(&d, &key, hash).await? {
                 return Ok(r);
             }
             // One call per key runs at a time; a duplicate waits for it, then
@@ -121,11 +161,37 @@ impl Functions {
         }
     }
 
-    async fn replay(&self, name: &str, key: &str) -> Result<Option<Response>, Error> {
+    /// The recorded answer for `key`, if a call of `d` with an input of
+    /// hash `hash` succeeded with it; an error if the key answered another
+    /// request.
+    async fn replay(&self, d: &Deployed, key: &str, hash: u128) -> Result<Option<Response>, Error> {
+        let name = d.meta.name.as_str();
         let Some(raw) = self.sys_get(record_key(name, key)).await? else {
             return Ok(None);
         };
-        let rec: Record = postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?;
+        let rec = match postcard::from_bytes::<Record>(&raw) {
+            Ok(rec) => {
+                if rec.digest != d.meta.digest {
+                    return Err(Error::IdempotencyMismatch(format!(
+                        "Idempotency-Key {key:?} was used with another component deployed as {name:?} \
+                         (invocation {}); use a new key",
+                        rec.invocation_id
+                    )));
+                }
+                if rec.input_hash != hash {
+                    return Err(Error::IdempotencyMismatch(format!(
+                        "Idempotency-Key {key:?} was used for {name:?} with another input (invocation {}); \
+                         use a new key for a new request",
+                        rec.invocation_id
+                    )));
+                }
+                rec
+            }
+            Err(_) => {
+                let old: RecordV0 = postcard::from_bytes(&raw).map_err(|e| Error::Unavailable(e.to_string()))?;
+                Record { invocation_id: old.invocation_id, output: old.output, digest: String::new(), input_hash: hash }
+            }
+        };
         Ok(Some(Response {
             invocation_id: rec.invocation_id,
             outcome: Ok(rec.output),

@@ -253,7 +253,9 @@ impl Functions {
         let started_ms = self.inner.store.now_ms();
         let started = Instant::now();
         let remember: Option<Arc<dyn Remembered>> = match req.idempotency_key {
-            Some(key) => Some(Arc::new(Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl))),
+            Some(key) => Some(Arc::new(
+                Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl).answering(&d.meta.digest, &inv.input),
+            )),
             None => record,
         };
         let open = self.open_mailbox(&id);

@@ -160,6 +160,10 @@ pub enum Error {
     TooManyInputs(usize, usize),
     #[error("no job {0:?}")]
     JobNotFound(String),
+    /// An idempotency key reused for another request: another input, or
+    /// another component deployed under the name since.
+    #[error("{0}")]
+    IdempotencyMismatch(String),
 }
 
 impl Error {
@@ -175,6 +179,7 @@ impl Error {
             Error::DagNotFound(_) => "dag_not_found",
             Error::TooManyInputs(..) => "too_many_inputs",
             Error::JobNotFound(_) => "job_not_found",
+            Error::IdempotencyMismatch(_) => "idempotency_mismatch",
         }
     }
 }
