@@ -247,6 +247,40 @@ fn an_idempotency_key_answers_only_the_request_it_was_made_for() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
+/// A counter's value in the node's `/metrics`.
+fn metric(node: &TestNode, name: &str) -> u64 {
+    let (_, _, body) = http(node, "GET", "/metrics", b"");
+    let text = String::from_utf8(body).unwrap();
+    let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn concurrent_deploys_of_one_component_compile_it_once() {
+    let node = TestNode::start(&[]);
+    assert_eq!(metric(&node, "squall_compiles_total"), 0);
+    let barrier = Arc::new(Barrier::new(50));
+    let threads: Vec<_> = (0..50)
+        .map(|i| {
+            let (base, barrier) = (node.http.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                // Half under one name, half under names of their own.
+                let name = if i % 2 == 0 { "inc".to_string() } else { format!("inc-{i}") };
+                http_at(&base, "PUT", &format!("/v1/functions/{name}"), &[], squall_guests::INC).0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 201), "{statuses:?}");
+    assert_eq!(metric(&node, "squall_compiles_total"), 1);
+    let (status, _, body) = invoke(&node, "inc-7", b"41");
+    assert_eq!((status, body.as_slice()), (200, &b"42"[..]));
+    // The same bytes again, later: found compiled.
+    deploy(&node, "inc-again", squall_guests::INC, "");
+    assert_eq!(metric(&node, "squall_compiles_total"), 1);
+}
+
 /// Whether a call ran in an instance made ready before it came.
 fn prepared(head: &str) -> bool {
     header(head, "server-timing").unwrap_or_default().contains("made ready before the call")

@@ -243,6 +243,12 @@ impl Metrics {
         for (f, m) in &by_name {
             m.latency.render_series(out, name, &format!("function=\"{f}\","));
         }
+        let name = "squall_compiles_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Components compiled since start (not found compiled in memory or on disk).\n# TYPE {name} counter\n{name} {}",
+            functions.compiles()
+        );
         let name = "squall_function_instances_ready";
         let _ = writeln!(
             out,

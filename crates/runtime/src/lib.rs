@@ -189,6 +189,14 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Host>,
     compiled: Mutex<HashMap<String, Arc<Function>>>,
+    /// One lock per digest being compiled: a second deploy of the same
+    /// bytes waits for the first one's result instead of compiling again.
+    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Compilations running at once, at most [`MAX_PARALLEL_COMPILES`]
+    /// (each spreads over every core already).
+    compile_slots: (Mutex<usize>, std::sync::Condvar),
+    /// Components compiled (not found in memory or on disk) since start.
+    compiles: std::sync::atomic::AtomicU64,
     cache_dir: Option<PathBuf>,
     options: Options,
     ticker: epoch::Ticker,
@@ -244,7 +252,17 @@ impl Runtime {
             }
             None => None,
         };
-        Ok(Runtime { engine, linker, compiled: Mutex::new(HashMap::new()), cache_dir, options, ticker })
+        Ok(Runtime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
+            compile_slots: (Mutex::new(0), std::sync::Condvar::new()),
+            compiles: std::sync::atomic::AtomicU64::new(0),
+            cache_dir,
+            options,
+            ticker,
+        })
     }
 
     pub fn options(&self) -> &Options {
@@ -262,15 +280,45 @@ impl Runtime {
         self.compile_digest(&digest(bytes), bytes)
     }
 
-    /// Like [`Runtime::compile`] when the digest is already known.
+    /// Like [`Runtime::compile`] when the digest is already known. One
+    /// digest is compiled once at a time: callers with the same bytes wait
+    /// for the first and share what it made (or its error, found again).
     pub fn compile_digest(&self, digest: &str, bytes: &[u8]) -> Result<Arc<Function>, CompileError> {
+        if let Some(f) = self.compiled.lock().expect("compiled cache").get(digest) {
+            return Ok(f.clone());
+        }
+        let lock = self.compiling.lock().expect("compiling").entry(digest.to_string()).or_default().clone();
+        let made = {
+            let _one = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.compile_alone(digest, bytes)
+        };
+        let mut compiling = self.compiling.lock().expect("compiling");
+        // The last one out takes the lock away.
+        if Arc::strong_count(&lock) == 2 {
+            compiling.remove(digest);
+        }
+        made
+    }
+
+    /// Components compiled since start (not found in memory or on disk).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Compiles `digest` (holding its lock): from memory if a caller before
+    /// made it, from the disk cache, or compiled now, in a compile slot.
+    fn compile_alone(&self, digest: &str, bytes: &[u8]) -> Result<Arc<Function>, CompileError> {
         if let Some(f) = self.compiled.lock().expect("compiled cache").get(digest) {
             return Ok(f.clone());
         }
         let component = match self.load_cached(digest) {
             Some(c) => c,
             None => {
-                let c = Component::new(&self.engine, bytes).map_err(|e| bad_component(&e))?;
+                let c = {
+                    let _slot = CompileSlot::take(&self.compile_slots);
+                    self.compiles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Component::new(&self.engine, bytes).map_err(|e| bad_component(&e))?
+                };
                 self.store_cached(digest, &c);
                 c
             }
@@ -326,13 +374,15 @@ impl Runtime {
 
     fn store_cached(&self, digest: &str, component: &Component) {
         let Some(path) = self.cache_path(digest) else { return };
+        let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let bytes = component.serialize().map_err(std::io::Error::other)?;
-            let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
+            // No half-written artifact is left for a later start to trip on.
+            let _ = std::fs::remove_file(&tmp);
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled artifact");
         }
     }
@@ -469,6 +519,32 @@ impl Prepared {
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared").field("ready", &self.is_ready()).finish()
+    }
+}
+
+/// Compilations at once, node-wide.
+const MAX_PARALLEL_COMPILES: usize = 2;
+
+/// A compile slot, held while compiling.
+struct CompileSlot<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+
+impl<'a> CompileSlot<'a> {
+    fn take(slots: &'a (Mutex<usize>, std::sync::Condvar)) -> CompileSlot<'a> {
+        let (count, freed) = slots;
+        let mut n = count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *n >= MAX_PARALLEL_COMPILES {
+            n = freed.wait(n).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *n += 1;
+        CompileSlot(slots)
+    }
+}
+
+impl Drop for CompileSlot<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = self.0;
+        *count.lock().unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+        freed.notify_one();
     }
 }
 

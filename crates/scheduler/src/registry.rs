@@ -76,6 +76,12 @@ impl Functions {
         Ok(())
     }
 
+    /// Components compiled since start (concurrent deploys of the same
+    /// bytes share one compile; a known component is not compiled again).
+    pub fn compiles(&self) -> u64 {
+        self.inner.runtime.compiles()
+    }
+
     async fn compile(&self, digest: String, bytes: Bytes) -> Result<Arc<Function>, Error> {
         let runtime = self.inner.runtime.clone();
         tokio::task::spawn_blocking(move || runtime.compile_digest(&digest, &bytes))
