@@ -247,6 +247,40 @@ fn an_idempotency_key_answers_only_the_request_it_was_made_for() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
+#[test]
+fn functions_looping_on_every_slot_cannot_stop_another_from_answering() {
+    // 16 instance slots; 5 functions with 8 calls each, all looping until
+    // their time limit: more than the pool holds.
+    let node = TestNode::start(&["--instances", "16"]);
+    for i in 0..5 {
+        deploy(&node, &format!("loop{i}"), squall_guests::HOSTILE, "?timeout=3s&concurrency=8");
+    }
+    deploy(&node, "hello", squall_guests::HELLO, "");
+    let loops: Vec<_> = (0..40)
+        .map(|i| {
+            let base = node.http.clone();
+            std::thread::spawn(move || {
+                let (status, _, body) =
+                    http_at(&base, "POST", &format!("/v1/functions/loop{}/invoke", i % 5), &[], b"loop");
+                (status, error_code(&body))
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // The sixth function answers while they loop.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let (status, _, body) = invoke(&node, "hello", b"");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "answered after {:?}", started.elapsed());
+    }
+    // The loops end at their limit, or are told the node is busy: never an internal error.
+    for t in loops {
+        let (status, code) = t.join().unwrap();
+        assert!(matches!((status, code.as_str()), (504, "timeout") | (429, "busy")), "{status} {code}");
+    }
+}
+
 /// A counter's value in the node's `/metrics`.
 fn metric(node: &TestNode, name: &str) -> u64 {
     let (_, _, body) = http(node, "GET", "/metrics", b"");

@@ -44,6 +44,7 @@ fn failure_status(code: FailureCode) -> StatusCode {
         FailureCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         FailureCode::FunctionError => StatusCode::UNPROCESSABLE_ENTITY,
         FailureCode::Conflict => StatusCode::CONFLICT,
+        FailureCode::Busy => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -292,7 +293,11 @@ pub(crate) fn answer(r: Invoked) -> Response {
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             resp
         }
-        Err(f) => ApiError::new(failure_status(f.code), f.code.as_str(), f.message).into_response(),
+        Err(f) => {
+            let busy = f.code == FailureCode::Busy;
+            let e = ApiError::new(failure_status(f.code), f.code.as_str(), f.message);
+            if busy { ApiError { retry_after: Some(1), ..e } } else { e }.into_response()
+        }
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&r.invocation_id) {

@@ -138,8 +138,11 @@ pub enum FailureCode {
     FunctionError,
     /// The data it read kept changing before it could commit.
     Conflict,
-    /// The runtime could not run it (pool exhausted, store unavailable).
+    /// The runtime could not run it (store unavailable, a host error).
     Internal,
+    /// Every pooled instance slot was taken: the node's load, not the
+    /// function's fault; worth a retry a moment later.
+    Busy,
 }
 
 impl FailureCode {
@@ -151,6 +154,7 @@ impl FailureCode {
             FailureCode::FunctionError => "function_error",
             FailureCode::Conflict => "conflict",
             FailureCode::Internal => "internal",
+            FailureCode::Busy => "busy",
         }
     }
 }
@@ -421,7 +425,11 @@ impl Runtime {
         let instance = f.pre.instantiate_async(&mut store).await.map_err(|e| {
             pool_full = e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>());
             Failure {
-                code: if store.data().limiter.hit { FailureCode::LimitExceeded } else { FailureCode::Internal },
+                code: match (store.data().limiter.hit, pool_full) {
+                    (true, _) => FailureCode::LimitExceeded,
+                    (false, true) => FailureCode::Busy,
+                    (false, false) => FailureCode::Internal,
+                },
                 message: format!("cannot instantiate: {e}"),
             }
         });

@@ -8,9 +8,66 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::{Error, FunctionStats, Functions, Limits};
+
+/// The instance pool as admission sees it: the invocations running now, of
+/// all functions, each holding a pooled instance. A function with `share`
+/// or more of them running may start another only while more than
+/// `reserve` slots are left: the last slots stay for the other functions,
+/// so no function, however many calls it loops in, can keep the others
+/// from answering. A call held back waits in its function's queue.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    running: AtomicUsize,
+    size: usize,
+    share: usize,
+    reserve: usize,
+    freed: Notify,
+}
+
+impl Pool {
+    /// The gate for a pool of `instances` slots: an eighth of them is a
+    /// function's share, and another eighth is kept for the others.
+    pub fn new(instances: usize) -> Arc<Pool> {
+        let eighth = (instances / 8).max(1);
+        Arc::new(Pool {
+            running: AtomicUsize::new(0),
+            size: instances,
+            share: eighth,
+            reserve: eighth,
+            freed: Notify::new(),
+        })
+    }
+
+    /// Takes a slot for a function running `own` invocations, if the rule
+    /// lets it.
+    fn try_take(&self, own: usize) -> bool {
+        let total = self.running.load(Ordering::Acquire);
+        if total >= self.size || (own >= self.share && total + self.reserve >= self.size) {
+            return false;
+        }
+        self.running.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Waits until a function running `own` invocations may take a slot.
+    async fn take(&self, own: &AtomicUsize) {
+        loop {
+            let freed = self.freed.notified();
+            if self.try_take(own.load(Ordering::Relaxed)) {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    fn give_back(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_waiters();
+    }
+}
 
 /// Per-function admission: a concurrency limit with a bounded queue in front.
 #[derive(Debug)]
@@ -32,9 +89,15 @@ impl Admission {
         })
     }
 
-    /// Admits a call of `name` and waits for its turn to run: its slot, and
-    /// how long it queued. Refuses it if the queue is full.
-    pub async fn admit(self: &Arc<Self>, name: &str, stats: Arc<FunctionStats>) -> Result<(Slot, Duration), Error> {
+    /// Admits a call of `name` and waits for its turn to run (a permit of
+    /// its function, then a slot of `pool`): its slot, and how long it
+    /// queued. Refuses it if the queue is full.
+    pub async fn admit(
+        self: &Arc<Self>,
+        name: &str,
+        stats: Arc<FunctionStats>,
+        pool: &Arc<Pool>,
+    ) -> Result<(Slot, Duration), Error> {
         let inside = self.inside.fetch_add(1, Ordering::AcqRel);
         if inside >= self.limit {
             self.inside.fetch_sub(1, Ordering::AcqRel);
@@ -48,13 +111,15 @@ impl Admission {
         }
         // Each count below is given back by a guard, so a caller that goes
         // away (a closed connection drops this future) leaks none of them.
-        let mut slot = Slot { adm: self.clone(), stats: stats.clone(), permit: None };
+        let mut slot = Slot { adm: self.clone(), stats: stats.clone(), permit: None, pool: None };
         let queued_at = Instant::now();
-        let permit = {
+        {
             let _queued = Gauge::up(&stats.queued);
-            self.running.clone().acquire_owned().await
-        };
-        slot.permit = Some(permit.map_err(|_| Error::Unavailable("function removed".into()))?);
+            let permit = self.running.clone().acquire_owned().await;
+            slot.permit = Some(permit.map_err(|_| Error::Unavailable("function removed".into()))?);
+            pool.take(&stats.running).await;
+            slot.pool = Some(pool.clone());
+        }
         stats.running.fetch_add(1, Ordering::Relaxed);
         stats.invocations.fetch_add(1, Ordering::Relaxed);
         Ok((slot, queued_at.elapsed()))
@@ -69,13 +134,17 @@ pub(crate) struct Slot {
     stats: Arc<FunctionStats>,
     /// The concurrency permit, once it has one.
     permit: Option<OwnedSemaphorePermit>,
+    /// The pool, once it holds a slot of it.
+    pool: Option<Arc<Pool>>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.permit.take().is_some() {
+        if let Some(pool) = self.pool.take() {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
+            pool.give_back();
         }
+        self.permit.take();
         self.adm.inside.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -153,23 +222,56 @@ mod tests {
     async fn a_full_queue_refuses_until_a_call_ends() {
         let adm = Admission::new(&Limits { concurrency: 1, queue: 1, ..Limits::default() });
         let stats = Arc::new(FunctionStats::default());
-        let (running, _) = adm.admit("f", stats.clone()).await.unwrap();
+        let pool = Pool::new(64);
+        let (running, _) = adm.admit("f", stats.clone(), &pool).await.unwrap();
         let queued = tokio::spawn({
-            let (adm, stats) = (adm.clone(), stats.clone());
-            async move { adm.admit("f", stats).await.map(drop) }
+            let (adm, stats, pool) = (adm.clone(), stats.clone(), pool.clone());
+            async move { adm.admit("f", stats, &pool).await.map(drop) }
         });
         while stats.queued.load(Ordering::Relaxed) == 0 {
             tokio::task::yield_now().await;
         }
-        let refused = adm.admit("f", stats.clone()).await.map(drop);
+        let refused = adm.admit("f", stats.clone(), &pool).await.map(drop);
         assert!(matches!(refused, Err(Error::Busy { waiting: 1, limit: 1, .. })), "{refused:?}");
         assert_eq!(stats.running.load(Ordering::Relaxed), 1);
 
         // The running call ends: the queued one runs, and the refused caller's retry gets in.
         drop(running);
         queued.await.unwrap().unwrap();
-        let (_again, _) = adm.admit("f", stats.clone()).await.unwrap();
+        let (_again, _) = adm.admit("f", stats.clone(), &pool).await.unwrap();
         assert_eq!(stats.invocations.load(Ordering::Relaxed), 3);
         assert_eq!(stats.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_function_past_its_share_leaves_the_last_slots_to_others() {
+        // 16 slots: a share of 2, 2 kept for the others.
+        let pool = Pool::new(16);
+        let limits = Limits { concurrency: 100, queue: 100, ..Limits::default() };
+        let (greedy, greedy_stats) = (Admission::new(&limits), Arc::new(FunctionStats::default()));
+        let mut held = Vec::new();
+        for _ in 0..14 {
+            held.push(greedy.admit("greedy", greedy_stats.clone(), &pool).await.unwrap().0);
+        }
+        // The 15th call of the same function waits, in its queue.
+        let waiting = tokio::spawn({
+            let (adm, stats, pool) = (greedy.clone(), greedy_stats.clone(), pool.clone());
+            async move { adm.admit("greedy", stats, &pool).await.map(|(slot, _)| slot) }
+        });
+        while greedy_stats.queued.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Another function still gets in, twice (its share).
+        let (other, other_stats) = (Admission::new(&limits), Arc::new(FunctionStats::default()));
+        let a = other.admit("other", other_stats.clone(), &pool).await.unwrap().0;
+        let b = other.admit("other", other_stats.clone(), &pool).await.unwrap().0;
+        assert_eq!(other_stats.running.load(Ordering::Relaxed), 2);
+        assert!(!waiting.is_finished());
+        // A slot comes back: the waiting call takes it.
+        drop((a, b));
+        drop(held.pop());
+        let slot = waiting.await.unwrap().unwrap();
+        assert_eq!(greedy_stats.running.load(Ordering::Relaxed), 14);
+        drop(slot);
     }
 }

@@ -197,7 +197,7 @@ impl Functions {
         record: Option<Arc<dyn Remembered>>,
     ) -> Result<Response, Error> {
         let stats = self.stats(&d.meta.name);
-        let (slot, queue) = d.admission.admit(&d.meta.name, stats).await?;
+        let (slot, queue) = d.admission.admit(&d.meta.name, stats, &self.inner.pool).await?;
         // It is a task of its own wherever it runs, so a caller that goes
         // away does not cancel an invocation halfway; the slot is held
         // until it ends.

@@ -426,6 +426,14 @@ impl Functions {
                     match self.admit_and_run(d.clone(), req, None, Some(record)).await {
                         Ok(r) => match r.outcome {
                             Ok(_) => return Ok(()),
+                            // Every instance slot was taken: the node's load, not this element's failure.
+                            Err(f)
+                                if f.code == squall_runtime::FailureCode::Busy
+                                    && !self.inner.jobs.stopping.load(Ordering::Acquire) =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                continue;
+                            }
                             Err(f) => (f.code.as_str().to_string(), f.message),
                         },
                         // The function's queue is full (other calls share it): not

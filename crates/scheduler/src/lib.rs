@@ -256,6 +256,8 @@ struct Inner {
     next_shard: AtomicUsize,
     /// The instances made ready ahead, of all functions.
     warm: warm::Share,
+    /// The invocations holding pooled instances, of all functions.
+    pool: Arc<admission::Pool>,
 }
 
 /// The function service; cheap to clone.
@@ -294,6 +296,7 @@ impl Functions {
                 next_invocation: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
                 warm: warm::Share::new(runtime.options().instances as usize / 4),
+                pool: admission::Pool::new(runtime.options().instances as usize),
                 runtime,
             }),
         };
