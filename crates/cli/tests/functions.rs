@@ -249,14 +249,15 @@ fn an_idempotency_key_answers_only_the_request_it_was_made_for() {
 
 #[test]
 fn functions_looping_on_every_slot_cannot_stop_another_from_answering() {
-    // 16 instance slots; 5 functions with 8 calls each, all looping until
-    // their time limit: more than the pool holds.
+    // 16 instance slots (2 kept for others than a function past its share
+    // of 2); 5 functions with 3 calls each, all looping until their time
+    // limit: more than the 14 the others may take.
     let node = TestNode::start(&["--instances", "16"]);
     for i in 0..5 {
-        deploy(&node, &format!("loop{i}"), squall_guests::HOSTILE, "?timeout=3s&concurrency=8");
+        deploy(&node, &format!("loop{i}"), squall_guests::HOSTILE, "?timeout=6s&concurrency=3");
     }
     deploy(&node, "hello", squall_guests::HELLO, "");
-    let loops: Vec<_> = (0..40)
+    let loops: Vec<_> = (0..15)
         .map(|i| {
             let base = node.http.clone();
             std::thread::spawn(move || {
@@ -272,7 +273,8 @@ fn functions_looping_on_every_slot_cannot_stop_another_from_answering() {
         let started = std::time::Instant::now();
         let (status, _, body) = invoke(&node, "hello", b"");
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        assert!(started.elapsed() < std::time::Duration::from_secs(2), "answered after {:?}", started.elapsed());
+        // Well before the loops' own limit (6 s) lets any of them go.
+        assert!(started.elapsed() < std::time::Duration::from_secs(4), "answered after {:?}", started.elapsed());
     }
     // The loops end at their limit, or are told the node is busy: never an internal error.
     for t in loops {

@@ -125,3 +125,43 @@ fn slow_and_broken_clients_do_not_block_others() {
     idle.clear();
     ping(&addr);
 }
+
+#[test]
+fn a_multi_over_its_queue_limit_is_refused_and_discarded() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let addr = node.resp_addr();
+    // 100,000 commands may be queued; the 100,001st is refused, and EXEC
+    // then discards the transaction: nothing of it is written.
+    let mut req = b"*1\r\n$5\r\nMULTI\r\n".to_vec();
+    for i in 0..100_001 {
+        let key = format!("multi:{i}");
+        req.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n", key.len()).as_bytes());
+    }
+    req.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || s.write_all(&req).unwrap())
+    };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !out.ends_with(b"previous errors.\r\n") {
+        let n = s.read(&mut buf).expect("the replies come");
+        assert!(n > 0, "closed after {} bytes", out.len());
+        out.extend_from_slice(&buf[..n]);
+    }
+    writer.join().unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut lines = text.split("\r\n");
+    assert_eq!(lines.next(), Some("+OK"));
+    assert_eq!(lines.by_ref().take(100_000).filter(|l| *l == "+QUEUED").count(), 100_000);
+    let refused = lines.next().unwrap();
+    assert!(refused.starts_with("-ERR MULTI queue full: at most 100000 commands"), "{refused}");
+    assert_eq!(lines.next(), Some("-EXECABORT Transaction discarded because of previous errors."));
+    // Nothing was written, and the connection and the node serve on.
+    s.write_all(b"*2\r\n$3\r\nGET\r\n$7\r\nmulti:0\r\n").unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"$-1\r\n");
+    ping(&addr);
+}

@@ -80,21 +80,22 @@ impl Api {
         self
     }
 
-    /// The most body bytes `req`'s route takes: a request declaring more is
-    /// answered 413 before any of its body is read.
-    fn body_limit<B>(&self, req: &Request<B>) -> usize {
-        let path = req.uri().path();
-        if path.starts_with("/v1/kv") {
-            self.max_body
-        } else if path.starts_with("/v1/functions/") {
-            let input = self.app.functions.settings().max_input;
-            if path.ends_with("/invoke") { input + 1 } else { crate::functions::MAX_COMPONENT_BYTES.max(input + 1) }
-        } else if path.starts_with("/v1/dags/") {
-            crate::dags::MAX_DAG_BYTES.max(self.app.functions.settings().max_input + 1)
-        } else if path.starts_with("/v1/jobs") {
-            crate::jobs::MAX_JOB_BYTES
-        } else {
-            self.max_body
+    /// The most body bytes `req`'s route takes, for a request that sends a
+    /// body to a route that reads one (a PUT or a POST): a request
+    /// declaring more is answered 413 before any of its body is read.
+    fn body_limit<B>(&self, req: &Request<B>) -> Option<usize> {
+        if req.method() != Method::PUT && req.method() != Method::POST {
+            return None;
+        }
+        let input = self.app.functions.settings().max_input;
+        let segments: Vec<&str> = req.uri().path().trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["v1", "kv", ..] => Some(self.max_body),
+            ["v1", "functions", name, "invoke"] | ["v1", "dags", name, "invoke"] if !name.is_empty() => Some(input),
+            ["v1", "functions", name] if !name.is_empty() => Some(crate::functions::MAX_COMPONENT_BYTES),
+            ["v1", "dags", name] if !name.is_empty() => Some(crate::dags::MAX_DAG_BYTES),
+            ["v1", "jobs"] => Some(crate::jobs::MAX_JOB_BYTES),
+            _ => None,
         }
     }
 
@@ -105,13 +106,18 @@ impl Api {
             req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let limit = self.body_limit(&req);
         let req = req.map(|body| crate::body::Deadline::new(body, self.body_timeout));
-        let resp = match (declared, invoke_target(&req)) {
-            (Some(n), _) if n > limit as u64 => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body declares {n} bytes; {} takes at most {limit}", req.uri().path()),
-            )
-            .into_response(),
+        let resp = match (declared.zip(limit), invoke_target(&req)) {
+            (Some((n, limit)), _) if n > limit as u64 => {
+                let mut resp = ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body declares {n} bytes; {} takes at most {limit}", req.uri().path()),
+                )
+                .into_response();
+                // The body is not read: the connection cannot carry another request.
+                resp.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                resp
+            }
             (_, Some(name)) => crate::functions::invoke_request(&self.app, name, req).await,
             (_, None) => {
                 let mut router = self.router.clone();

@@ -96,11 +96,35 @@ impl Drop for Open {
     }
 }
 
-/// Tells a connection over the limit why it is closed: the answer fits in
-/// a fresh socket's send buffer, so the write does not wait.
+/// Refused connections being closed gently at once, at most.
+const MAX_CLOSING: usize = 64;
+static CLOSING: AtomicUsize = AtomicUsize::new(0);
+
+/// Tells a connection over the limit why it is closed (the answer fits in a
+/// fresh socket's send buffer, so the write does not wait), then closes it
+/// gently: what the client sent is read and dropped for up to a second, so
+/// the close does not reset the connection before the client has read the
+/// answer. Past [`MAX_CLOSING`] of them, it is closed at once.
 fn refuse(mut std: std::net::TcpStream, refusal: &[u8]) {
     let _ = std.write_all(refusal);
     let _ = std.shutdown(std::net::Shutdown::Write);
+    if CLOSING.fetch_add(1, Ordering::AcqRel) >= MAX_CLOSING {
+        CLOSING.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let Ok(stream) = tokio::net::TcpStream::from_std(std) else {
+        CLOSING.fetch_sub(1, Ordering::AcqRel);
+        return;
+    };
+    tokio::spawn(async move {
+        let drain = async {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        CLOSING.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// Counts events and says how many there were at most once per period.
@@ -143,6 +167,9 @@ impl Acceptor {
     /// thread's event loop so a shard thread can take it.
     async fn accept(&mut self, listener: &TcpListener) -> std::net::TcpStream {
         loop {
+            if self.reserve.is_none() {
+                self.reserve = std::fs::File::open("/dev/null").ok();
+            }
             let e = match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
@@ -162,13 +189,18 @@ impl Acceptor {
                     drop(stream);
                 }
                 self.reserve = std::fs::File::open("/dev/null").ok();
+                if self.reserve.is_some() {
+                    // The next one waiting may be taken the same way at once.
+                    if let Some(n) = self.failed.tick() {
+                        tracing::warn!(error = %e, failures = n, "{}: out of file descriptors; closing waiting clients", self.what);
+                    }
+                    continue;
+                }
             }
             if let Some(n) = self.failed.tick() {
                 tracing::warn!(error = %e, failures = n, "{}: accept failed", self.what);
             }
-            if !out_of_fds || self.reserve.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -32,11 +32,22 @@ pub struct Options {
     /// Connections open at once (Redis's `maxclients`); one more is told
     /// `-ERR max number of clients reached` and closed.
     pub max_clients: usize,
+    /// Commands a MULTI may queue, and the bytes of their arguments: one
+    /// more is refused, and the transaction is discarded (EXEC answers
+    /// EXECABORT).
+    pub max_multi_commands: usize,
+    pub max_multi_bytes: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: Limits::default(), max_request_bytes: 64 * 1024 * 1024, max_clients: 10_000 }
+        Options {
+            limits: Limits::default(),
+            max_request_bytes: 64 * 1024 * 1024,
+            max_clients: 10_000,
+            max_multi_commands: 100_000,
+            max_multi_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -100,6 +111,11 @@ enum Sent {
 struct Transaction {
     queued: Vec<Cmd>,
     failed: bool,
+    /// Bytes of the queued commands' arguments.
+    bytes: usize,
+    /// Over the queue's limits: its commands are dropped, and so is every
+    /// later one until EXEC or DISCARD.
+    over: bool,
 }
 
 struct Conn {
@@ -373,8 +389,24 @@ impl Conn {
                     return false;
                 }
                 cmd => {
-                    tx.queued.push(cmd);
-                    pending.push(Pending::Ready(Frame::Simple("QUEUED")));
+                    tx.bytes += args.iter().map(Bytes::len).sum::<usize>();
+                    if !tx.over
+                        && (tx.queued.len() >= self.opts.max_multi_commands || tx.bytes > self.opts.max_multi_bytes)
+                    {
+                        tx.over = true;
+                        tx.failed = true;
+                        tx.queued = Vec::new();
+                    }
+                    if tx.over {
+                        pending.push(Pending::Ready(Frame::err(format!(
+                            "MULTI queue full: at most {} commands and {} MiB of arguments; the transaction is discarded",
+                            self.opts.max_multi_commands,
+                            self.opts.max_multi_bytes >> 20
+                        ))));
+                    } else {
+                        tx.queued.push(cmd);
+                        pending.push(Pending::Ready(Frame::Simple("QUEUED")));
+                    }
                 }
             }
             return true;
@@ -514,7 +546,7 @@ impl Conn {
                 }
             }
             Server::Multi => {
-                self.multi = Some(Transaction { queued: Vec::new(), failed: false });
+                self.multi = Some(Transaction { queued: Vec::new(), failed: false, bytes: 0, over: false });
                 Frame::ok()
             }
             Server::Exec => Frame::err("EXEC without MULTI"),

@@ -72,14 +72,17 @@ pub const RESERVED_FDS: u64 = 128;
 /// limit now in force.
 pub fn raise_fd_limit() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // `None` is unlimited; an unlimited hard limit (macOS) is asked for a
+    // large finite soft one.
+    const WANTED: u64 = 1 << 20;
     let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
-    if let (Some(cur), Some(max)) = (current, maximum)
-        && cur < max
-        && setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) }).is_ok()
+    let target = maximum.unwrap_or(WANTED);
+    if let Some(cur) = current
+        && cur < target
+        && setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum }).is_ok()
     {
-        return max;
+        return target;
     }
-    // `None` is unlimited.
     current.unwrap_or(u64::MAX)
 }
 

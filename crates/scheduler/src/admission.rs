@@ -17,7 +17,9 @@ use crate::{Error, FunctionStats, Functions, Limits};
 /// or more of them running may start another only while more than
 /// `reserve` slots are left: the last slots stay for the other functions,
 /// so no function, however many calls it loops in, can keep the others
-/// from answering. A call held back waits in its function's queue.
+/// from answering (a lone function cannot use them either). A call held
+/// back waits in its function's queue. Callees and DAG steps run inside
+/// their request's admission and are not counted here.
 #[derive(Debug)]
 pub(crate) struct Pool {
     running: AtomicUsize,
@@ -29,41 +31,46 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// The gate for a pool of `instances` slots: an eighth of them is a
-    /// function's share, and another eighth is kept for the others.
+    /// function's share, and another eighth is kept for the others (none
+    /// in a pool of fewer than 8).
     pub fn new(instances: usize) -> Arc<Pool> {
-        let eighth = (instances / 8).max(1);
         Arc::new(Pool {
             running: AtomicUsize::new(0),
             size: instances,
-            share: eighth,
-            reserve: eighth,
+            share: (instances / 8).max(1),
+            reserve: instances / 8,
             freed: Notify::new(),
         })
     }
 
-    /// Takes a slot for a function running `own` invocations, if the rule
-    /// lets it.
-    fn try_take(&self, own: usize) -> bool {
-        let total = self.running.load(Ordering::Acquire);
-        if total >= self.size || (own >= self.share && total + self.reserve >= self.size) {
-            return false;
+    /// Takes a slot for a function whose calls in the pool `own` counts,
+    /// if the rule lets it; `own` counts it too then.
+    fn try_take(&self, own: &AtomicUsize) -> bool {
+        let mine = own.fetch_add(1, Ordering::AcqRel);
+        let taken = self.running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
+            let full = total >= self.size || (mine >= self.share && total + self.reserve >= self.size);
+            (!full).then_some(total + 1)
+        });
+        if taken.is_err() {
+            own.fetch_sub(1, Ordering::AcqRel);
         }
-        self.running.fetch_add(1, Ordering::AcqRel);
-        true
+        taken.is_ok()
     }
 
-    /// Waits until a function running `own` invocations may take a slot.
+    /// Waits until a function whose calls in the pool `own` counts may take
+    /// a slot, and takes it.
     async fn take(&self, own: &AtomicUsize) {
         loop {
             let freed = self.freed.notified();
-            if self.try_take(own.load(Ordering::Relaxed)) {
+            if self.try_take(own) {
                 return;
             }
             freed.await;
         }
     }
 
-    fn give_back(&self) {
+    fn give_back(&self, own: &AtomicUsize) {
+        own.fetch_sub(1, Ordering::AcqRel);
         self.running.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_waiters();
     }
@@ -75,6 +82,8 @@ pub(crate) struct Admission {
     running: Arc<Semaphore>,
     /// Invocations admitted and not finished (queued + running).
     inside: AtomicUsize,
+    /// Its invocations holding a slot of the node's [`Pool`].
+    in_pool: AtomicUsize,
     limit: usize,
     concurrency: usize,
 }
@@ -84,6 +93,7 @@ impl Admission {
         Arc::new(Admission {
             running: Arc::new(Semaphore::new(l.concurrency as usize)),
             inside: AtomicUsize::new(0),
+            in_pool: AtomicUsize::new(0),
             limit: l.concurrency as usize + l.queue as usize,
             concurrency: l.concurrency as usize,
         })
@@ -117,7 +127,7 @@ impl Admission {
             let _queued = Gauge::up(&stats.queued);
             let permit = self.running.clone().acquire_owned().await;
             slot.permit = Some(permit.map_err(|_| Error::Unavailable("function removed".into()))?);
-            pool.take(&stats.running).await;
+            pool.take(&self.in_pool).await;
             slot.pool = Some(pool.clone());
         }
         stats.running.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +152,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
-            pool.give_back();
+            pool.give_back(&self.adm.in_pool);
         }
         self.permit.take();
         self.adm.inside.fetch_sub(1, Ordering::AcqRel);

@@ -220,6 +220,7 @@ fn failure_code(code: &str) -> FailureCode {
         "limit_exceeded" => FailureCode::LimitExceeded,
         "function_error" => FailureCode::FunctionError,
         "conflict" => FailureCode::Conflict,
+        "busy" => FailureCode::Busy,
         _ => FailureCode::Internal,
     }
 }

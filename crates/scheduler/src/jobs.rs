@@ -416,6 +416,7 @@ impl Functions {
     async fn run_element(&self, meta: &Arc<JobMeta>, index: u64, input: Vec<u8>) -> Result<(), Error> {
         let d = self.get(&meta.function);
         let mut attempt = 1;
+        let mut busy = 0u32;
         loop {
             let failure = match &d {
                 Err(e) => (e.code().to_string(), e.to_string()),
@@ -431,7 +432,12 @@ impl Functions {
                                 if f.code == squall_runtime::FailureCode::Busy
                                     && !self.inner.jobs.stopping.load(Ordering::Acquire) =>
                             {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                // 1 ms, 2 ms, 4 ms... at most 100 ms between tries.
+                                tokio::time::sleep(
+                                    Duration::from_millis(1 << busy.min(7)).min(Duration::from_millis(100)),
+                                )
+                                .await;
+                                busy += 1;
                                 continue;
                             }
                             Err(f) => (f.code.as_str().to_string(), f.message),
