@@ -56,12 +56,6 @@ fn deploy_invoke_redeploy_delete() {
     assert_eq!(names, ["hello"]);
     assert_eq!(json(&http(&node, "GET", "/v1/functions/hello", b"").2)["version"], 2);
 
-    assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 200);
-    let (status, _, body) = invoke(&node, "hello", b"x");
-    assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
-    assert_eq!(http(&node, "GET", "/v1/functions/hello", b"").0, 404);
-    assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 404);
-
     // Logs and metrics saw the invocations.
     let (status, _, body) = http(&node, "GET", "/v1/functions/hello/logs", b"");
     assert_eq!(status, 200);
@@ -74,6 +68,12 @@ fn deploy_invoke_redeploy_delete() {
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("squall_function_invocations_total{function=\"hello\",code=\"ok\"} 2"), "{text}");
     assert!(text.contains("squall_function_duration_seconds_count{function=\"hello\"} 2"), "{text}");
+
+    assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 200);
+    let (status, _, body) = invoke(&node, "hello", b"x");
+    assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
+    assert_eq!(http(&node, "GET", "/v1/functions/hello", b"").0, 404);
+    assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 404);
 }
 
 #[test]
@@ -230,8 +230,6 @@ fn an_idempotency_key_answers_only_the_request_it_was_made_for() {
     assert_eq!(header(&head, "x-squall-idempotent-replay"), Some("true"));
     assert_eq!(redis.get::<_, i64>("paid").unwrap(), 1);
     // Another component deployed under the name does not inherit the answer.
-    let (status, _, _) = http(&node, "DELETE", "/v1/functions/counter", b"");
-    assert_eq!(status, 200);
     deploy(&node, "counter", squall_guests::HELLO, "");
     let (status, _, body) = call(b"paid");
     assert_eq!(
@@ -281,6 +279,30 @@ fn functions_looping_on_every_slot_cannot_stop_another_from_answering() {
         let (status, code) = t.join().unwrap();
         assert!(matches!((status, code.as_str()), (504, "timeout") | (429, "busy")), "{status} {code}");
     }
+}
+
+#[test]
+fn deleting_a_function_drops_its_logs_metrics_and_idempotency_records() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "counter", squall_guests::COUNTER, "");
+    let key = [("Idempotency-Key", "once")];
+    let call = || http_with(&node, "POST", "/v1/functions/counter/invoke", &key, b"hits");
+    assert_eq!(call().0, 200);
+    assert_eq!(header(&call().1, "x-squall-idempotent-replay"), Some("true"));
+    let (_, _, metrics) = http(&node, "GET", "/metrics", b"");
+    assert!(String::from_utf8_lossy(&metrics).contains("function=\"counter\""));
+    assert_eq!(http(&node, "DELETE", "/v1/functions/counter", b"").0, 200);
+    // Its logs and series are gone with it.
+    let (status, _, body) = http(&node, "GET", "/v1/functions/counter/logs", b"");
+    assert_eq!((status, error_code(&body).as_str()), (404, "function_not_found"));
+    let (_, _, metrics) = http(&node, "GET", "/metrics", b"");
+    assert!(!String::from_utf8_lossy(&metrics).contains("function=\"counter\""));
+    // And its idempotency records: the same component deployed again runs
+    // the call again instead of replaying the removed one's answer.
+    deploy(&node, "counter", squall_guests::COUNTER, "");
+    let (status, head, body) = call();
+    assert_eq!((status, body.as_slice()), (200, &b"2"[..]));
+    assert_eq!(header(&head, "x-squall-idempotent-replay"), None);
 }
 
 /// A counter's value in the node's `/metrics`.

@@ -175,7 +175,10 @@ async fn remove(
     State(app): State<App>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Function>, ApiError> {
-    Ok(axum::Json(function(&app.functions.remove(&path(name)?).await?)))
+    let name = path(name)?;
+    let removed = app.functions.remove(&name).await?;
+    app.metrics.forget_function(&name);
+    Ok(axum::Json(function(&removed)))
 }
 
 /// `Server-Timing`: milliseconds with three decimals (integer arithmetic:

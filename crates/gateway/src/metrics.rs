@@ -212,6 +212,11 @@ impl Metrics {
         m.entry(name.to_string()).or_default().clone()
     }
 
+    /// Drops the series of function `name` (removed).
+    pub fn forget_function(&self, name: &str) {
+        self.functions.by_name.lock().expect("metrics").remove(name);
+    }
+
     /// Adds the per-function series, and the scheduler's instances and queues.
     pub fn render_functions(&self, out: &mut String, functions: &Functions) {
         let by_name: Vec<(String, Arc<FunctionMetrics>)> = {

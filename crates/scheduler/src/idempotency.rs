@@ -113,6 +113,31 @@ impl Drop for InFlight {
 }
 
 impl Functions {
+    /// Deletes the idempotency records of `name`, a removed function, a page
+    /// of 256 at a time, `pages` pages at most (none: all); stops if a
+    /// function of that name is deployed again (its records are told apart
+    /// by their digest, and expire). How many went, and whether that was all.
+    pub(crate) async fn drop_records(&self, name: &str, pages: Option<usize>) -> Result<(usize, bool), Error> {
+        let pattern = Bytes::from(format!("idem:{name}:*"));
+        let (mut cursor, mut n) = (0, 0);
+        for _ in 0..pages.unwrap_or(usize::MAX) {
+            if self.inner.registry.read().expect("registry").contains_key(name) {
+                return Ok((n, true));
+            }
+            let (next, keys) = self.inner.store.scan(&sys(), cursor, 256, Some(pattern.clone()), None).await?;
+            if !keys.is_empty() {
+                n += keys.len();
+                let writes = keys.into_iter().map(|key| Write { ns: sys(), key, op: Op::Del }).collect();
+                self.inner.store.commit(Vec::new(), writes).await?;
+            }
+            if next == 0 {
+                return Ok((n, true));
+            }
+            cursor = next;
+        }
+        Ok((n, false))
+    }
+
     /// Runs `req` (a call of `d` with idempotency key `key`) unless a call
     /// with that key has succeeded already: then its answer.
     pub(crate) async fn invoke_idempotent(

@@ -59,6 +59,11 @@ impl Logs {
         ring.push_back(log);
     }
 
+    /// Drops the records of function `name` (removed).
+    pub fn forget(&self, name: &str) {
+        self.inner.lock().expect("logs").1.remove(name);
+    }
+
     /// The records of invocation `id` and, if it was a root, of its callees: oldest first.
     pub fn tree(&self, id: &str) -> Vec<InvocationLog> {
         let g = self.inner.lock().expect("logs");

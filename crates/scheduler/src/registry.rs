@@ -4,7 +4,7 @@
 //! write and which a starting node loads.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -201,6 +201,33 @@ impl Functions {
         writes.extend(self.release(&d.meta.digest, name));
         self.inner.store.commit(Vec::new(), writes).await?;
         self.inner.registry.write().expect("registry").remove(name);
+        // What it leaves in memory goes with it: its logs and statistics
+        // (its ready instances go with the last call holding it).
+        self.inner.logs.forget(name);
+        {
+            // Kept while its calls still run: a stopping node waits for them by these counts.
+            let mut stats = self.inner.stats.lock().expect("stats");
+            if stats
+                .get(name)
+                .is_some_and(|s| s.running.load(Ordering::Relaxed) + s.queued.load(Ordering::Relaxed) == 0)
+            {
+                stats.remove(name);
+            }
+        }
+        // Its idempotency records: the first page now, the rest in the
+        // background (those a cut-off cleanup leaves expire with their TTL).
+        match self.drop_records(name, Some(1)).await {
+            Ok((_, true)) => {}
+            Ok((_, false)) => {
+                let (this, name) = (self.clone(), name.to_string());
+                tokio::spawn(async move {
+                    if let Err(e) = this.drop_records(&name, None).await {
+                        tracing::warn!(function = %name, error = %e, "idempotency records not deleted; they expire");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(function = name, error = %e, "idempotency records not deleted; they expire"),
+        }
         tracing::info!(function = name, "removed");
         Ok(d.meta.clone())
     }
