@@ -77,6 +77,10 @@ pub async fn call_with(
     for (k, v) in headers {
         req = req.header(*k, v);
     }
+    // A node that asks for a token gets the one in SQUALL_TOKEN.
+    if let Some(token) = std::env::var("SQUALL_TOKEN").ok().filter(|t| !t.is_empty()) {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     let req = req.body(Full::new(body))?;
     let resp = sender.send_request(req).await.with_context(|| format!("request to {node} failed"))?;
     let status = resp.status();

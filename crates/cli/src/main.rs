@@ -96,6 +96,15 @@ struct UpArgs {
     /// connections close after it too) [default: 30]
     #[arg(long, env = "SQUALL_HTTP_HEADER_TIMEOUT", value_name = "SECONDS")]
     http_header_timeout: Option<u64>,
+    /// The secret clients must present (HTTP `Authorization: Bearer`, Redis
+    /// `AUTH`); needed to listen beyond loopback. squall's client commands
+    /// send SQUALL_TOKEN
+    #[arg(long, env = "SQUALL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Listen beyond loopback with no token (anyone who can reach the node
+    /// can read, write and run code)
+    #[arg(long)]
+    insecure: bool,
     /// Seconds an HTTP request's body may take to arrive [default: 60]
     #[arg(long, env = "SQUALL_HTTP_BODY_TIMEOUT", value_name = "SECONDS")]
     http_body_timeout: Option<u64>,
@@ -202,6 +211,8 @@ async fn up(args: UpArgs) -> Result<()> {
         max_clients: args.max_clients,
         http_header_timeout_s: args.http_header_timeout,
         http_body_timeout_s: args.http_body_timeout,
+        token: args.token,
+        insecure: args.insecure.then_some(true),
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;

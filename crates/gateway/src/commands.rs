@@ -45,7 +45,17 @@ pub enum Server {
     Echo(Bytes),
     Quit,
     Select(Bytes),
-    Hello(Option<Bytes>),
+    /// HELLO [protover [AUTH username password] [SETNAME clientname]]
+    Hello {
+        proto: Option<Bytes>,
+        auth: Option<(Bytes, Bytes)>,
+        setname: Option<Bytes>,
+    },
+    /// AUTH [username] password
+    Auth {
+        user: Option<Bytes>,
+        password: Bytes,
+    },
     ClientSetName(Bytes),
     ClientGetName,
     ClientId,
@@ -55,7 +65,12 @@ pub enum Server {
     Info,
     DbSize,
     Keys(Bytes),
-    Scan { cursor: u64, pattern: Option<Bytes>, count: usize, kind: Option<String> },
+    Scan {
+        cursor: u64,
+        pattern: Option<Bytes>,
+        count: usize,
+        kind: Option<String>,
+    },
     Multi,
     Exec,
     Discard,
@@ -108,6 +123,7 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("config", -2),
     ("select", 2),
     ("hello", -1),
+    ("auth", -2),
     ("quit", -1),
     ("multi", 1),
     ("exec", 1),
@@ -308,7 +324,29 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         b"ECHO" => Server::Echo(args[1].clone()),
         b"QUIT" => Server::Quit,
         b"SELECT" => Server::Select(args[1].clone()),
-        b"HELLO" => Server::Hello(arg(1)),
+        b"HELLO" => {
+            let (mut auth, mut setname, mut i) = (None, None, 2);
+            while i < args.len() {
+                let opt = args[i].to_ascii_uppercase();
+                match opt.as_slice() {
+                    b"AUTH" if i + 2 < args.len() => {
+                        auth = Some((args[i + 1].clone(), args[i + 2].clone()));
+                        i += 3;
+                    }
+                    b"SETNAME" if i + 1 < args.len() => {
+                        setname = Some(args[i + 1].clone());
+                        i += 2;
+                    }
+                    _ => return Err(syntax()),
+                }
+            }
+            Server::Hello { proto: arg(1), auth, setname }
+        }
+        b"AUTH" => match args.len() {
+            2 => Server::Auth { user: None, password: args[1].clone() },
+            3 => Server::Auth { user: Some(args[1].clone()), password: args[2].clone() },
+            _ => return Err(syntax()),
+        },
         b"INFO" => Server::Info,
         b"DBSIZE" => Server::DbSize,
         b"KEYS" => Server::Keys(args[1].clone()),

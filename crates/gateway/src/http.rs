@@ -54,6 +54,8 @@ pub struct Api {
     app: App,
     max_body: usize,
     body_timeout: Duration,
+    /// The bearer token every route but `/healthz` asks for, if any.
+    token: Option<Arc<str>>,
 }
 
 impl Api {
@@ -70,7 +72,14 @@ impl Api {
     ) -> Api {
         let app = App { store, metrics, ns: bytes::Bytes::from_static(crate::DEFAULT_NS), functions, ready };
         let body_timeout = HttpOptions::default().body_timeout;
-        Api { router: router(&app, max_body), app, max_body, body_timeout }
+        Api { router: router(&app, max_body), app, max_body, body_timeout, token: None }
+    }
+
+    /// The same API, asking every request but `GET /healthz` for `token`
+    /// (`Authorization: Bearer TOKEN`): 401 `unauthorized` without it.
+    pub fn with_token(mut self, token: Option<Arc<str>>) -> Api {
+        self.token = token;
+        self
     }
 
     /// The same API, with request bodies cut off `body_timeout` after
@@ -102,6 +111,26 @@ impl Api {
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response {
         let started = Instant::now();
+        if let Some(token) = self.token.as_deref()
+            && req.uri().path() != "/healthz"
+            && !crate::auth::bearer_matches(
+                req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes()),
+                token,
+            )
+        {
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this node asks for a token: send Authorization: Bearer TOKEN (squall's commands read SQUALL_TOKEN)"
+                    .to_string(),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+            self.app.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+            self.app.metrics.http_errors.fetch_add(1, Ordering::Relaxed);
+            return resp;
+        }
         let declared =
             req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let limit = self.body_limit(&req);

@@ -24,7 +24,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
 
 /// Listener settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub limits: Limits,
     /// Bytes a connection may buffer for one unfinished request.
@@ -37,6 +37,9 @@ pub struct Options {
     /// EXECABORT).
     pub max_multi_commands: usize,
     pub max_multi_bytes: usize,
+    /// The password of the `default` user: when set, a connection must
+    /// `AUTH` (or `HELLO ... AUTH`) before any other command.
+    pub password: Option<Arc<str>>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             max_clients: 10_000,
             max_multi_commands: 100_000,
             max_multi_bytes: 64 * 1024 * 1024,
+            password: None,
         }
     }
 }
@@ -72,7 +76,7 @@ pub async fn serve(
 ) {
     let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal: REFUSAL, what: "Redis protocol" };
     crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
-        let conn = Conn::new(store.clone(), metrics.clone(), opts, stop.clone());
+        let conn = Conn::new(store.clone(), metrics.clone(), opts.clone(), stop.clone());
         async move {
             // Registering the socket here puts it on this shard's event loop.
             // (Deprecated because a generic `T` might hand out a descriptor it
@@ -126,6 +130,8 @@ struct Conn {
     multi: Option<Transaction>,
     metrics: Arc<Metrics>,
     opts: Options,
+    /// Whether it may run commands: it has authenticated, or needs not.
+    authed: bool,
     /// Per shard: the highest write sequence this round must see durable.
     written: Vec<u64>,
     /// What this connection has seen: its commands order after it.
@@ -146,6 +152,7 @@ impl Conn {
     fn new(store: Handle, metrics: Arc<Metrics>, opts: Options, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         let shards = store.shards();
         Conn {
+            authed: opts.password.is_none(),
             store,
             ns: Bytes::from_static(DEFAULT_NS),
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
@@ -364,6 +371,10 @@ impl Conn {
                 return true;
             }
         };
+        if !self.authed && !matches!(cmd, Cmd::Server(Server::Auth { .. } | Server::Hello { .. } | Server::Quit)) {
+            pending.push(Pending::Ready(Frame::Error("NOAUTH Authentication required.".into())));
+            return true;
+        }
         if !matches!(cmd, Cmd::Key { .. }) || self.multi.is_some() {
             // Whatever this does comes after the commands before it.
             self.send_batches();
@@ -481,9 +492,34 @@ impl Conn {
                     Frame::err("DB index is out of range (Squall serves database 0; use namespaces instead)")
                 }
             }
-            Server::Hello(None) => self.hello(),
-            Server::Hello(Some(v)) if v.as_ref() == b"2" => self.hello(),
-            Server::Hello(Some(_)) => Frame::Error("NOPROTO sorry, this protocol version is not supported".into()),
+            Server::Auth { user, password } => match self.check_password(user.as_deref(), &password) {
+                Ok(()) => Frame::ok(),
+                Err(e) => e,
+            },
+            Server::Hello { proto, auth, setname } => {
+                if let Some((user, password)) = auth
+                    && let Err(e) = self.check_password(Some(&user), &password)
+                {
+                    return e;
+                }
+                if !self.authed {
+                    return Frame::Error(
+                        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> \
+                         AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol \
+                         version at the same time"
+                            .into(),
+                    );
+                }
+                match proto.as_deref() {
+                    None | Some(b"2") => {
+                        if let Some(n) = setname {
+                            self.name = Some(n);
+                        }
+                        self.hello()
+                    }
+                    Some(_) => Frame::Error("NOPROTO sorry, this protocol version is not supported".into()),
+                }
+            }
             Server::ClientSetName(n) => {
                 self.name = Some(n);
                 Frame::ok()
@@ -552,6 +588,23 @@ impl Conn {
             Server::Exec => Frame::err("EXEC without MULTI"),
             Server::Discard => Frame::err("DISCARD without MULTI"),
             Server::Unwatch => Frame::ok(),
+        }
+    }
+
+    /// Checks the `default` user's password (the only user); a match
+    /// authenticates the connection.
+    fn check_password(&mut self, user: Option<&[u8]>, password: &[u8]) -> Result<(), Frame> {
+        let Some(expected) = self.opts.password.as_deref() else {
+            return Err(Frame::err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your \
+                 configuration is correct?",
+            ));
+        };
+        if user.is_none_or(|u| u == b"default") && crate::auth::same_secret(expected.as_bytes(), password) {
+            self.authed = true;
+            Ok(())
+        } else {
+            Err(Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into()))
         }
     }
 

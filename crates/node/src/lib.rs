@@ -22,7 +22,7 @@ pub use squall_scheduler as scheduler;
 pub use squall_store::Durability as StoreDurability;
 
 /// Everything a node needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub http: SocketAddr,
@@ -43,6 +43,25 @@ pub struct Config {
     pub http_header_timeout_s: u64,
     /// Seconds a request's body may take to arrive, from its headers.
     pub http_body_timeout_s: u64,
+    /// The secret clients must present: HTTP `Authorization: Bearer`, the
+    /// Redis protocol's `AUTH` (the `default` user's password).
+    pub token: Option<String>,
+    /// Listen beyond loopback without a token (said out loud at start).
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the secret.
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("http", &self.http)
+            .field("resp", &self.resp)
+            .field("shards", &self.shards)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -59,6 +78,8 @@ impl Default for Config {
             max_clients: None,
             http_header_timeout_s: 30,
             http_body_timeout_s: 60,
+            token: None,
+            insecure: false,
         }
     }
 }
@@ -108,6 +129,8 @@ pub struct Overrides {
     pub max_clients: Option<usize>,
     pub http_header_timeout_s: Option<u64>,
     pub http_body_timeout_s: Option<u64>,
+    pub token: Option<String>,
+    pub insecure: Option<bool>,
 }
 
 impl Config {
@@ -124,7 +147,15 @@ impl Config {
             max_clients,
             http_header_timeout_s,
             http_body_timeout_s,
+            token,
+            insecure,
         } = o;
+        if token.is_some() {
+            self.token = token.filter(|t| !t.is_empty());
+        }
+        if let Some(v) = insecure {
+            self.insecure = v;
+        }
         if max_clients.is_some() {
             self.max_clients = max_clients;
         }
@@ -187,6 +218,15 @@ impl Config {
         if config.http_header_timeout_s == 0 || config.http_body_timeout_s == 0 {
             return Err(Error::Config("HTTP timeouts must be at least 1 second".into()));
         }
+        for (what, addr) in [("HTTP", config.http), ("the Redis protocol", config.resp)] {
+            if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure {
+                return Err(Error::Config(format!(
+                    "refusing to listen on {addr} for {what} without credentials: anyone who can reach it could \
+                     read, write and run code; set a token (--token, SQUALL_TOKEN or token in squall.toml), or pass \
+                     --insecure to do it anyway"
+                )));
+            }
+        }
         if config.instances == 0 || config.instances > 10_000 {
             return Err(Error::Config(format!("instances must be between 1 and 10000, not {}", config.instances)));
         }
@@ -244,6 +284,11 @@ impl Node {
     /// Opens the store, binds the listeners and starts serving.
     pub async fn start(config: Config) -> Result<Node, Error> {
         let fds = raise_fd_limit();
+        for addr in [config.http, config.resp] {
+            if !addr.ip().is_loopback() && config.token.is_none() {
+                tracing::warn!(%addr, "INSECURE: listening beyond loopback with no credentials (--insecure): anyone who can reach {addr} can read, write and run code");
+            }
+        }
         // Bind first: a port that is taken should fail fast, before recovery.
         let http_listener = bind(config.http, "HTTP").await?;
         let resp_listener = bind(config.resp, "the Redis protocol").await?;
@@ -272,7 +317,9 @@ impl Node {
         // Not ready until the owner says so (`Node::ready`: `squall up`, once
         // the examples are deployed) and while the disk is healthy.
         let (ready, ready_rx) = watch::channel(false);
-        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx);
+        let token: Option<Arc<str>> = config.token.as_deref().map(Arc::from);
+        let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx)
+            .with_token(token.clone());
         let max_clients = config.max_clients.unwrap_or_else(|| default_max_clients(fds));
         let http_opts = http::HttpOptions {
             max_clients,
@@ -280,7 +327,7 @@ impl Node {
             body_timeout: Duration::from_secs(config.http_body_timeout_s),
         };
         let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, http_opts, stopped.clone()));
-        let resp_opts = redis::Options { max_clients, ..redis::Options::default() };
+        let resp_opts = redis::Options { max_clients, password: token, ..redis::Options::default() };
         let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, stopped));
         Ok(Node {
             store: Some(store),
