@@ -13,10 +13,9 @@ pub(crate) fn same_secret(expected: &[u8], given: &[u8]) -> bool {
 /// Whether an `Authorization` header's value carries `token` as a bearer token.
 pub(crate) fn bearer_matches(header: Option<&[u8]>, token: &str) -> bool {
     let Some(value) = header else { return false };
-    let Some(given) = value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer ")) else {
-        return false;
-    };
-    same_secret(token.as_bytes(), given.trim_ascii())
+    // The scheme is case-insensitive (RFC 7235).
+    let (scheme, given) = value.split_at(value.len().min(7));
+    scheme.eq_ignore_ascii_case(b"bearer ") && same_secret(token.as_bytes(), given.trim_ascii())
 }
 
 #[cfg(test)]
@@ -30,6 +29,8 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3cre"));
         assert!(!same_secret(b"s3cret", b""));
         assert!(bearer_matches(Some(b"Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some(b"BEARER s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some(b"Bear"), "s3cret"));
         assert!(!bearer_matches(Some(b"Basic s3cret"), "s3cret"));
         assert!(!bearer_matches(Some(b"Bearer nope"), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));

@@ -24,7 +24,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
 
 /// Listener settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub limits: Limits,
     /// Bytes a connection may buffer for one unfinished request.
@@ -52,6 +52,16 @@ impl Default for Options {
             max_multi_bytes: 64 * 1024 * 1024,
             password: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the password.
+        f.debug_struct("Options")
+            .field("max_clients", &self.max_clients)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
     }
 }
 
@@ -497,6 +507,9 @@ impl Conn {
                 Err(e) => e,
             },
             Server::Hello { proto, auth, setname } => {
+                if proto.as_deref().is_some_and(|p| p != b"2") {
+                    return Frame::Error("NOPROTO sorry, this protocol version is not supported".into());
+                }
                 if let Some((user, password)) = auth
                     && let Err(e) = self.check_password(Some(&user), &password)
                 {
@@ -595,6 +608,10 @@ impl Conn {
     /// authenticates the connection.
     fn check_password(&mut self, user: Option<&[u8]>, password: &[u8]) -> Result<(), Frame> {
         let Some(expected) = self.opts.password.as_deref() else {
+            // No password: the default user takes any (Redis's `nopass`), when named.
+            if user == Some(b"default".as_slice()) {
+                return Ok(());
+            }
             return Err(Frame::err(
                 "AUTH <password> called without any password configured for the default user. Are you sure your \
                  configuration is correct?",

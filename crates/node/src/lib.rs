@@ -115,7 +115,7 @@ pub fn default_max_clients(fds: u64) -> usize {
 }
 
 /// Settings from a file, the environment or flags; `None` leaves the layer below.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
@@ -133,7 +133,33 @@ pub struct Overrides {
     pub insecure: Option<bool>,
 }
 
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the secret.
+        f.debug_struct("Overrides")
+            .field("data_dir", &self.data_dir)
+            .field("http", &self.http)
+            .field("resp", &self.resp)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Config {
+    /// Refuses a listener beyond loopback without a token, unless `insecure`.
+    fn check_exposure(&self) -> Result<(), Error> {
+        for (what, addr) in [("HTTP", self.http), ("the Redis protocol", self.resp)] {
+            if !addr.ip().is_loopback() && self.token.is_none() && !self.insecure {
+                return Err(Error::Config(format!(
+                    "refusing to listen on {addr} for {what} without credentials: anyone who can reach it could \
+                     read, write and run code; set a token (--token, SQUALL_TOKEN or token in squall.toml), or pass \
+                     --insecure to do it anyway"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, o: Overrides) {
         let Overrides {
             data_dir,
@@ -150,8 +176,9 @@ impl Config {
             token,
             insecure,
         } = o;
-        if token.is_some() {
-            self.token = token.filter(|t| !t.is_empty());
+        // An empty value (`--token ""`, `SQUALL_TOKEN=`) is no value: it does not clear a token set below.
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            self.token = Some(t);
         }
         if let Some(v) = insecure {
             self.insecure = v;
@@ -218,15 +245,7 @@ impl Config {
         if config.http_header_timeout_s == 0 || config.http_body_timeout_s == 0 {
             return Err(Error::Config("HTTP timeouts must be at least 1 second".into()));
         }
-        for (what, addr) in [("HTTP", config.http), ("the Redis protocol", config.resp)] {
-            if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure {
-                return Err(Error::Config(format!(
-                    "refusing to listen on {addr} for {what} without credentials: anyone who can reach it could \
-                     read, write and run code; set a token (--token, SQUALL_TOKEN or token in squall.toml), or pass \
-                     --insecure to do it anyway"
-                )));
-            }
-        }
+        config.check_exposure()?;
         if config.instances == 0 || config.instances > 10_000 {
             return Err(Error::Config(format!("instances must be between 1 and 10000, not {}", config.instances)));
         }
@@ -283,6 +302,7 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Error
 impl Node {
     /// Opens the store, binds the listeners and starts serving.
     pub async fn start(config: Config) -> Result<Node, Error> {
+        config.check_exposure()?;
         let fds = raise_fd_limit();
         for addr in [config.http, config.resp] {
             if !addr.ip().is_loopback() && config.token.is_none() {

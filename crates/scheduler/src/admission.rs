@@ -82,8 +82,6 @@ pub(crate) struct Admission {
     running: Arc<Semaphore>,
     /// Invocations admitted and not finished (queued + running).
     inside: AtomicUsize,
-    /// Its invocations holding a slot of the node's [`Pool`].
-    in_pool: AtomicUsize,
     limit: usize,
     concurrency: usize,
 }
@@ -93,7 +91,6 @@ impl Admission {
         Arc::new(Admission {
             running: Arc::new(Semaphore::new(l.concurrency as usize)),
             inside: AtomicUsize::new(0),
-            in_pool: AtomicUsize::new(0),
             limit: l.concurrency as usize + l.queue as usize,
             concurrency: l.concurrency as usize,
         })
@@ -127,7 +124,7 @@ impl Admission {
             let _queued = Gauge::up(&stats.queued);
             let permit = self.running.clone().acquire_owned().await;
             slot.permit = Some(permit.map_err(|_| Error::Unavailable("function removed".into()))?);
-            pool.take(&self.in_pool).await;
+            pool.take(&stats.pooled).await;
             slot.pool = Some(pool.clone());
         }
         stats.running.fetch_add(1, Ordering::Relaxed);
@@ -152,7 +149,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
             self.stats.running.fetch_sub(1, Ordering::Relaxed);
-            pool.give_back(&self.adm.in_pool);
+            pool.give_back(&self.stats.pooled);
         }
         self.permit.take();
         self.adm.inside.fetch_sub(1, Ordering::AcqRel);

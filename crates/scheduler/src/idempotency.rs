@@ -117,10 +117,18 @@ impl Functions {
     /// of 256 at a time, `pages` pages at most (none: all); stops if a
     /// function of that name is deployed again (its records are told apart
     /// by their digest, and expire). How many went, and whether that was all.
-    pub(crate) async fn drop_records(&self, name: &str, pages: Option<usize>) -> Result<(usize, bool), Error> {
+    /// `locked`: the caller holds the deploy lock; otherwise each page takes
+    /// it, so no deploy of the name comes between the check and the deletes.
+    pub(crate) async fn drop_records(
+        &self,
+        name: &str,
+        pages: Option<usize>,
+        locked: bool,
+    ) -> Result<(usize, bool), Error> {
         let pattern = Bytes::from(format!("idem:{name}:*"));
         let (mut cursor, mut n) = (0, 0);
         for _ in 0..pages.unwrap_or(usize::MAX) {
+            let _one_at_a_time = if locked { None } else { Some(self.inner.deploys.lock().await) };
             if self.inner.registry.read().expect("registry").contains_key(name) {
                 return Ok((n, true));
             }

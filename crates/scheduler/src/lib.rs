@@ -236,6 +236,9 @@ pub struct FunctionStats {
     pub invocations: AtomicU64,
     pub running: AtomicUsize,
     pub queued: AtomicUsize,
+    /// Its invocations holding a slot of the node's instance pool (by
+    /// name, so a redeploy does not start the count again).
+    pub(crate) pooled: AtomicUsize,
 }
 
 struct Inner {

@@ -216,12 +216,12 @@ impl Functions {
         }
         // Its idempotency records: the first page now, the rest in the
         // background (those a cut-off cleanup leaves expire with their TTL).
-        match self.drop_records(name, Some(1)).await {
+        match self.drop_records(name, Some(1), true).await {
             Ok((_, true)) => {}
             Ok((_, false)) => {
                 let (this, name) = (self.clone(), name.to_string());
                 tokio::spawn(async move {
-                    if let Err(e) = this.drop_records(&name, None).await {
+                    if let Err(e) = this.drop_records(&name, None, false).await {
                         tracing::warn!(function = %name, error = %e, "idempotency records not deleted; they expire");
                     }
                 });
