@@ -211,7 +211,7 @@ async fn up(args: UpArgs) -> Result<()> {
         max_clients: args.max_clients,
         http_header_timeout_s: args.http_header_timeout,
         http_body_timeout_s: args.http_body_timeout,
-        token: args.token,
+        token: args.token.map(squall_node::Secret),
         insecure: args.insecure.then_some(true),
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;

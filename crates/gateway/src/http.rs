@@ -108,9 +108,20 @@ impl Api {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request, counted and timed.
     pub async fn handle(&self, req: Request<Incoming>) -> Response {
         let started = Instant::now();
+        let resp = self.respond(req).await;
+        let metrics = &self.app.metrics;
+        metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+        if resp.status().is_client_error() || resp.status().is_server_error() {
+            metrics.http_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics.http_latency.observe(started.elapsed());
+        resp
+    }
+
+    async fn respond(&self, req: Request<Incoming>) -> Response {
         if let Some(token) = self.token.as_deref()
             && req.uri().path() != "/healthz"
             && !crate::auth::bearer_matches(
@@ -127,15 +138,13 @@ impl Api {
             .into_response();
             resp.headers_mut()
                 .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
-            self.app.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-            self.app.metrics.http_errors.fetch_add(1, Ordering::Relaxed);
             return resp;
         }
         let declared =
             req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let limit = self.body_limit(&req);
         let req = req.map(|body| crate::body::Deadline::new(body, self.body_timeout));
-        let resp = match (declared.zip(limit), invoke_target(&req)) {
+        match (declared.zip(limit), invoke_target(&req)) {
             (Some((n, limit)), _) if n > limit as u64 => {
                 let mut resp = ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -155,14 +164,7 @@ impl Api {
                     Err(never) => match never {},
                 }
             }
-        };
-        let metrics = &self.app.metrics;
-        metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-        if resp.status().is_client_error() || resp.status().is_server_error() {
-            metrics.http_errors.fetch_add(1, Ordering::Relaxed);
         }
-        metrics.http_latency.observe(started.elapsed());
-        resp
     }
 }
 

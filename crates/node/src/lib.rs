@@ -22,7 +22,7 @@ pub use squall_scheduler as scheduler;
 pub use squall_store::Durability as StoreDurability;
 
 /// Everything a node needs to start.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub http: SocketAddr,
@@ -45,23 +45,9 @@ pub struct Config {
     pub http_body_timeout_s: u64,
     /// The secret clients must present: HTTP `Authorization: Bearer`, the
     /// Redis protocol's `AUTH` (the `default` user's password).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Listen beyond loopback without a token (said out loud at start).
     pub insecure: bool,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Every field but the secret.
-        f.debug_struct("Config")
-            .field("data_dir", &self.data_dir)
-            .field("http", &self.http)
-            .field("resp", &self.resp)
-            .field("shards", &self.shards)
-            .field("token", &self.token.as_ref().map(|_| "(set)"))
-            .field("insecure", &self.insecure)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for Config {
@@ -81,6 +67,17 @@ impl Default for Config {
             token: None,
             insecure: false,
         }
+    }
+}
+
+/// A secret: read like a string, never printed (`Debug` says only that it is set).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(secret)")
     }
 }
 
@@ -115,7 +112,7 @@ pub fn default_max_clients(fds: u64) -> usize {
 }
 
 /// Settings from a file, the environment or flags; `None` leaves the layer below.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
@@ -129,20 +126,8 @@ pub struct Overrides {
     pub max_clients: Option<usize>,
     pub http_header_timeout_s: Option<u64>,
     pub http_body_timeout_s: Option<u64>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub insecure: Option<bool>,
-}
-
-impl std::fmt::Debug for Overrides {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the secret.
-        f.debug_struct("Overrides")
-            .field("data_dir", &self.data_dir)
-            .field("http", &self.http)
-            .field("resp", &self.resp)
-            .field("token", &self.token.as_ref().map(|_| "(set)"))
-            .finish_non_exhaustive()
-    }
 }
 
 impl Config {
@@ -177,7 +162,7 @@ impl Config {
             insecure,
         } = o;
         // An empty value (`--token ""`, `SQUALL_TOKEN=`) is no value: it does not clear a token set below.
-        if let Some(t) = token.filter(|t| !t.is_empty()) {
+        if let Some(t) = token.filter(|t| !t.0.is_empty()) {
             self.token = Some(t);
         }
         if let Some(v) = insecure {
@@ -337,7 +322,7 @@ impl Node {
         // Not ready until the owner says so (`Node::ready`: `squall up`, once
         // the examples are deployed) and while the disk is healthy.
         let (ready, ready_rx) = watch::channel(false);
-        let token: Option<Arc<str>> = config.token.as_deref().map(Arc::from);
+        let token: Option<Arc<str>> = config.token.as_ref().map(|t| Arc::from(t.0.as_str()));
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx)
             .with_token(token.clone());
         let max_clients = config.max_clients.unwrap_or_else(|| default_max_clients(fds));
