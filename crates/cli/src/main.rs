@@ -108,6 +108,11 @@ struct UpArgs {
     /// Seconds an HTTP request's body may take to arrive [default: 60]
     #[arg(long, env = "SQUALL_HTTP_BODY_TIMEOUT", value_name = "SECONDS")]
     http_body_timeout: Option<u64>,
+    /// How much a Redis-protocol client's unread replies may hold, in Redis's
+    /// form "normal <hard> <soft> <seconds>": over hard, or over soft for
+    /// that long, the client is closed; 0 turns a limit off [default: normal 256mb 64mb 60]
+    #[arg(long, env = "SQUALL_CLIENT_OUTPUT_BUFFER_LIMIT", value_name = "LIMIT")]
+    client_output_buffer_limit: Option<String>,
     /// Deploy the example functions on start (hello, counter, inc, square, fanout, ping, pong, wordcount, retwis)
     #[arg(long)]
     examples: bool,
@@ -213,6 +218,7 @@ async fn up(args: UpArgs) -> Result<()> {
         http_body_timeout_s: args.http_body_timeout,
         token: args.token.map(squall_node::Secret),
         insecure: args.insecure.then_some(true),
+        client_output_buffer_limit: args.client_output_buffer_limit,
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;

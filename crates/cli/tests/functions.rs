@@ -145,6 +145,45 @@ fn failed_invocations_leave_no_trace_and_the_node_keeps_serving() {
 }
 
 #[test]
+fn a_function_that_buffers_too_much_is_stopped_at_its_memory_limit() {
+    let node = TestNode::start(&[]);
+    deploy(&node, "hostile", squall_guests::HOSTILE, "?memory=32MiB&timeout=60s");
+    let (status, _, body) = invoke(&node, "hostile", b"hoard 100 small");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let before = node.rss_mib();
+    // Eight calls at once, each buffering 60,000 values of 1 KiB: about
+    // twice its limit in writes alone, and 8 × 60 MiB for the node.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let base = node.http.clone();
+            std::thread::spawn(move || {
+                http_at(&base, "POST", "/v1/functions/hostile/invoke", &[], format!("hoard 60000 big{i}").as_bytes())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, _, body) = call.join().unwrap();
+        assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(error_code(&body), "limit_exceeded", "{}", String::from_utf8_lossy(&body));
+        let message = json(&body)["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("memory limit of 32 MiB exceeded") && message.contains("held by the host"),
+            "{message}"
+        );
+    }
+    let grown = node.rss_mib().saturating_sub(before);
+    eprintln!("RSS grew by {grown} MiB");
+    // Each call is stopped near 32 MiB of host and guest memory together.
+    assert!(grown < 600, "RSS grew by {grown} MiB for 8 calls limited to 32 MiB each");
+    // Nothing of theirs was written, and the function still works.
+    let mut redis = node.redis();
+    let keys: usize = redis::cmd("DBSIZE").query(&mut redis).unwrap();
+    assert_eq!(keys, 100);
+    let (status, _, body) = invoke(&node, "hostile", b"hoard 1000 after");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
 fn bad_components_and_requests_get_clear_errors() {
     let node = TestNode::start(&[]);
     let cases: [(&str, &[u8], &str); 3] = [

@@ -165,3 +165,74 @@ fn a_multi_over_its_queue_limit_is_refused_and_discarded() {
     assert_eq!(&buf[..n], b"$-1\r\n");
     ping(&addr);
 }
+
+/// Writes `req`, waits `idle` without reading, then reads until the server
+/// closes: how many bytes came, and whether it did close.
+fn read_after(addr: &str, req: &[u8], idle: Duration) -> (usize, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(req).unwrap();
+    std::thread::sleep(idle);
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (total, true),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (total, true),
+            Err(_) => return (total, false),
+        }
+    }
+}
+
+fn gets(key: &str, n: usize) -> Vec<u8> {
+    format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).repeat(n).into_bytes()
+}
+
+#[test]
+fn replies_over_the_output_buffer_limit_close_the_client() {
+    let node = TestNode::start(&["--durability", "async", "--client-output-buffer-limit", "normal 64mb 256kb 2"]);
+    let addr = node.resp_addr();
+    let mut redis = node.redis();
+    let big = vec![b'x'; 1 << 20];
+    let _: () = redis::cmd("SET").arg("big").arg(&big).query(&mut redis).unwrap();
+    let limit: Vec<String> =
+        redis::cmd("CONFIG").arg("GET").arg("client-output-buffer-limit").query(&mut redis).unwrap();
+    assert_eq!(limit, ["client-output-buffer-limit", &format!("normal {} {} 2", 64 << 20, 256 << 10)]);
+    // A client that reads what it asked for gets it all, over the soft limit.
+    let (got, closed) = read_after(&addr, &[gets("big", 8), b"*1\r\n$4\r\nQUIT\r\n".to_vec()].concat(), Duration::ZERO);
+    assert_eq!((got, closed), (8 * ((1 << 20) + 12) + 5, true));
+    // 100 MiB of replies asked for at once are over the hard limit: the
+    // client is cut off without them.
+    let (got, closed) = read_after(&addr, &gets("big", 100), Duration::ZERO);
+    assert!(closed && got < 64 << 20, "got {got} bytes, closed: {closed}");
+    // 24 MiB left unread (under the hard limit, over the soft one) for
+    // longer than 2 s: cut off too.
+    let (got, closed) = read_after(&addr, &gets("big", 24), Duration::from_secs(4));
+    assert!(closed && got < 24 << 20, "got {got} bytes, closed: {closed}");
+    let metrics = common::http(&node, "GET", "/metrics", b"").2;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("squall_resp_output_limit_closed_total 2"), "{metrics}");
+    ping(&addr);
+}
+
+#[test]
+fn keys_over_the_output_buffer_limit_is_refused_and_scan_still_works() {
+    let node = TestNode::start(&["--durability", "async", "--client-output-buffer-limit", "normal 1mb 0 0"]);
+    let mut redis = node.redis();
+    let prefix = "k".repeat(100);
+    for chunk in 0..10 {
+        let mut mset = redis::cmd("MSET");
+        for i in 0..1000 {
+            mset.arg(format!("{prefix}:{chunk}:{i}")).arg("v");
+        }
+        let _: () = mset.query(&mut redis).unwrap();
+    }
+    let err = redis::cmd("KEYS").arg("*").query::<Vec<String>>(&mut redis).unwrap_err();
+    assert!(err.to_string().contains("over the client output buffer limit"), "{err}");
+    // The connection serves on: a smaller KEYS and a whole SCAN.
+    let some: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:3:*")).query(&mut redis).unwrap();
+    assert_eq!(some.len(), 1000);
+    let all: Vec<String> = redis::Commands::scan(&mut redis).unwrap().collect();
+    assert_eq!(all.len(), 10_000);
+}

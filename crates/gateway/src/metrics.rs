@@ -72,6 +72,7 @@ pub struct Metrics {
     pub resp_commands: AtomicU64,
     pub resp_errors: AtomicU64,
     pub resp_protocol_errors: AtomicU64,
+    pub resp_output_limit_closed: AtomicU64,
     pub resp_latency: Histogram,
     pub http_requests: AtomicU64,
     pub http_errors: AtomicU64,
@@ -88,6 +89,7 @@ impl Default for Metrics {
             resp_commands: AtomicU64::new(0),
             resp_errors: AtomicU64::new(0),
             resp_protocol_errors: AtomicU64::new(0),
+            resp_output_limit_closed: AtomicU64::new(0),
             resp_latency: Histogram::default(),
             http_requests: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
@@ -102,7 +104,7 @@ impl Metrics {
     pub fn render(&self, store: &Handle) -> String {
         let mut out = String::with_capacity(4096);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
-        let singles: [(&str, &str, &str, String); 8] = [
+        let singles: [(&str, &str, &str, String); 9] = [
             (
                 "squall_uptime_seconds",
                 "gauge",
@@ -128,6 +130,12 @@ impl Metrics {
                 "counter",
                 "Connections closed for malformed input.",
                 load(&self.resp_protocol_errors),
+            ),
+            (
+                "squall_resp_output_limit_closed_total",
+                "counter",
+                "Connections closed for unread replies over the output buffer limit (client-output-buffer-limit).",
+                load(&self.resp_output_limit_closed),
             ),
             ("squall_http_requests_total", "counter", "HTTP requests served.", load(&self.http_requests)),
             (

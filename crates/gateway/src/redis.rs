@@ -40,6 +40,80 @@ pub struct Options {
     /// The password of the `default` user: when set, a connection must
     /// `AUTH` (or `HELLO ... AUTH`) before any other command.
     pub password: Option<Arc<str>>,
+    /// How much a client's unread replies may hold (Redis's
+    /// `client-output-buffer-limit` for normal clients).
+    pub output_limit: OutputLimit,
+}
+
+/// Redis's `client-output-buffer-limit` for one class of clients: a
+/// connection whose unwritten replies reach `hard` bytes, or stay over
+/// `soft` bytes for `soft_seconds`, is closed (0 turns either off). Unlike
+/// Redis, whose normal clients have no limit, Squall bounds them by default:
+/// a node serves many clients, and one that asks for `KEYS *` over millions
+/// of keys, or pipelines reads and never reads the answers, must not take
+/// the memory of all the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputLimit {
+    pub hard: usize,
+    pub soft: usize,
+    pub soft_seconds: u64,
+}
+
+impl Default for OutputLimit {
+    fn default() -> Self {
+        OutputLimit { hard: 256 << 20, soft: 64 << 20, soft_seconds: 60 }
+    }
+}
+
+impl OutputLimit {
+    /// Parses Redis's form, `normal <hard> <soft> <seconds>` (`normal` may
+    /// be left out), sizes in bytes or with Redis's units (`k`, `kb`, `m`,
+    /// `mb`, `g`, `gb`: the `b` forms are powers of 1024).
+    pub fn parse(text: &str) -> Result<OutputLimit, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let words = match words.split_first() {
+            Some((class, rest)) if class.eq_ignore_ascii_case("normal") => rest,
+            Some((class, _)) if class.parse::<u64>().is_err() && memory(class).is_err() => {
+                return Err(format!(
+                    "client-output-buffer-limit: only the normal class is configurable here, not {class:?}"
+                ));
+            }
+            _ => &words[..],
+        };
+        let [hard, soft, seconds] = words else {
+            return Err(format!(
+                "client-output-buffer-limit: expected \"normal <hard> <soft> <seconds>\", got {text:?}"
+            ));
+        };
+        let seconds = seconds.parse().map_err(|_| format!("client-output-buffer-limit: bad seconds {seconds:?}"))?;
+        Ok(OutputLimit { hard: memory(hard)?, soft: memory(soft)?, soft_seconds: seconds })
+    }
+
+    /// Redis's form, as `CONFIG GET client-output-buffer-limit` shows it.
+    pub fn render(&self) -> String {
+        format!("normal {} {} {}", self.hard, self.soft, self.soft_seconds)
+    }
+}
+
+/// A size in Redis's config syntax.
+fn memory(word: &str) -> Result<usize, String> {
+    let lower = word.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: usize = match &lower[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1000 * 1000,
+        "mb" => 1 << 20,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1 << 30,
+        _ => return Err(format!("client-output-buffer-limit: bad size {word:?}")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("client-output-buffer-limit: bad size {word:?}"))
 }
 
 impl Default for Options {
@@ -51,6 +125,7 @@ impl Default for Options {
             max_multi_commands: 100_000,
             max_multi_bytes: 64 * 1024 * 1024,
             password: None,
+            output_limit: OutputLimit::default(),
         }
     }
 }
@@ -72,6 +147,10 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 /// Buffer capacity a connection keeps between requests; more is given back.
 const BUFFER_KEEP: usize = 1024 * 1024;
+
+/// Replies are written out once this many bytes are ready, so that the
+/// memory a connection holds for them stays small however long its pipeline.
+const WRITE_AT: usize = 256 * 1024;
 
 /// Accepts connections until `stop` turns true (each runs on a shard thread,
 /// round-robin), then lets each connection
@@ -144,6 +223,9 @@ struct Conn {
     authed: bool,
     /// Per shard: the highest write sequence this round must see durable.
     written: Vec<u64>,
+    /// Bytes of the answers received from shards and not yet encoded: with
+    /// the encoded replies not yet written, what the output limit bounds.
+    unencoded: usize,
     /// What this connection has seen: its commands order after it.
     session: Session,
     /// The newest stamp this round wrote: once acknowledged, every later
@@ -171,6 +253,7 @@ impl Conn {
             metrics,
             opts,
             written: vec![0; shards],
+            unencoded: 0,
             session: Session::default(),
             wrote: Timestamp::ZERO,
             stop,
@@ -197,7 +280,10 @@ impl Conn {
             Ok(a) => {
                 self.written[a.shard] = self.written[a.shard].max(a.seq);
                 match a.response {
-                    Response::Ops(results) if results.len() == n => Sent::Answered(results.into_iter()),
+                    Response::Ops(results) if results.len() == n => {
+                        self.unencoded += results.iter().map(|(r, _)| reply_bytes(r)).sum::<usize>();
+                        Sent::Answered(results.into_iter())
+                    }
                     other => Sent::Failed(format!("data is corrupt: a shard answered {n} ops with {other:?}"), n),
                 }
             }
@@ -240,6 +326,7 @@ impl Conn {
                 Sent::Waiting(..) => self.resolve(shard, 0).await,
                 Sent::Answered(results) => match results.next() {
                     Some((r, stamp)) => {
+                        self.unencoded = self.unencoded.saturating_sub(reply_bytes(&r));
                         self.session.observe(stamp);
                         if write {
                             self.wrote = self.wrote.max(stamp);
@@ -328,7 +415,9 @@ impl Conn {
         self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Collects the answers of everything started, waits for durability, writes.
+    /// Collects the answers of everything started, waits for durability,
+    /// writes. False when the connection must close (its client is gone, a
+    /// write is not durable, or its replies went over the output limit).
     async fn answer(
         &mut self,
         pending: &mut Vec<Pending>,
@@ -336,7 +425,12 @@ impl Conn {
         stream: &mut AsyncFd<std::net::TcpStream>,
     ) -> bool {
         self.send_batches();
+        let mut ok = true;
         for p in pending.drain(..) {
+            if !ok {
+                // Closing: what is left is not answered.
+                continue;
+            }
             let frame = match p {
                 Pending::Ready(f) => f,
                 Pending::Batched { shard, render, write } => match self.batched(shard, write).await {
@@ -348,7 +442,21 @@ impl Conn {
                 self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
             }
             frame.encode(wbuf);
+            ok = if self.over_hard_limit(wbuf.len() + self.unencoded) {
+                false
+            } else if wbuf.len() >= WRITE_AT {
+                self.write(wbuf, stream).await
+            } else {
+                true
+            };
         }
+        ok && self.write(wbuf, stream).await
+    }
+
+    /// Writes the replies in `wbuf`, once the writes they answer are
+    /// durable. A client that leaves more than the soft limit unread for
+    /// its time is cut off.
+    async fn write(&mut self, wbuf: &mut BytesMut, stream: &mut AsyncFd<std::net::TcpStream>) -> bool {
         for shard in 0..self.written.len() {
             let seq = std::mem::take(&mut self.written[shard]);
             if self.store.durable(Written { shard, seq }).await.is_err() {
@@ -359,14 +467,54 @@ impl Conn {
         if wbuf.is_empty() {
             return true;
         }
-        let ok = write_all(stream, wbuf).await.is_ok();
+        let limit = self.opts.output_limit;
+        let unwritten = wbuf.len() + self.unencoded;
+        let ok = if limit.soft > 0 && limit.soft_seconds > 0 && unwritten > limit.soft {
+            let within = std::time::Duration::from_secs(limit.soft_seconds);
+            match tokio::time::timeout(within, write_all(stream, wbuf)).await {
+                Ok(r) => r.is_ok(),
+                Err(_) => {
+                    self.metrics.resp_output_limit_closed.fetch_add(1, Ordering::Relaxed);
+                    if rarely() {
+                        tracing::warn!(
+                            client = self.id,
+                            bytes = unwritten,
+                            "client closed for overcoming of output buffer limits: more than {} bytes unread for {} s",
+                            limit.soft,
+                            limit.soft_seconds
+                        );
+                    }
+                    false
+                }
+            }
+        } else {
+            write_all(stream, wbuf).await.is_ok()
+        };
         wbuf.clear();
-        // One huge answer (KEYS *, a big SMEMBERS) must not pin its memory for
-        // the life of an idle connection.
+        // One huge answer (a big SMEMBERS) must not pin its memory for the
+        // life of an idle connection.
         if wbuf.capacity() > BUFFER_KEEP {
             *wbuf = BytesMut::with_capacity(16 * 1024);
         }
         ok
+    }
+
+    /// True (and said) when replies of `bytes` are over the hard output limit.
+    fn over_hard_limit(&self, bytes: usize) -> bool {
+        let hard = self.opts.output_limit.hard;
+        if hard == 0 || bytes <= hard {
+            return false;
+        }
+        self.metrics.resp_output_limit_closed.fetch_add(1, Ordering::Relaxed);
+        if rarely() {
+            tracing::warn!(
+                client = self.id,
+                bytes,
+                "client closed for overcoming of output buffer limits: replies of more than {hard} bytes \
+                 (squall_resp_output_limit_closed_total counts them all)"
+            );
+        }
+        true
     }
 
     /// Starts one command. Returns false when the connection should close.
@@ -561,13 +709,19 @@ impl Conn {
             // DOCS and the rest: nothing to add beyond the names.
             Server::Command(Some(_)) => Frame::Array(Vec::new()),
             Server::ConfigGet(params) => {
-                let known: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1")];
+                let known = [
+                    ("save", String::new()),
+                    ("appendonly", "no".into()),
+                    ("databases", "1".into()),
+                    ("maxclients", self.opts.max_clients.to_string()),
+                    ("client-output-buffer-limit", self.opts.output_limit.render()),
+                ];
                 let mut out = Vec::new();
                 for p in &params {
-                    for (k, v) in known {
+                    for (k, v) in &known {
                         if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) {
                             out.push(Frame::Bulk(Bytes::from_static(k.as_bytes())));
-                            out.push(Frame::Bulk(Bytes::from_static(v.as_bytes())));
+                            out.push(Frame::Bulk(Bytes::from(v.clone())));
                         }
                     }
                 }
@@ -581,10 +735,7 @@ impl Conn {
                 Ok(n) => Frame::Integer(n as i64),
                 Err(e) => Frame::err(e.to_string()),
             },
-            Server::Keys(pattern) => match self.store.scan(&ns, 0, usize::MAX, Some(pattern), None).await {
-                Ok((_, keys)) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
-                Err(e) => Frame::err(e.to_string()),
-            },
+            Server::Keys(pattern) => self.keys(&ns, pattern).await,
             Server::Scan { cursor, pattern, count, kind } => {
                 match self.store.scan(&ns, cursor, count, pattern, kind).await {
                     Ok((next, keys)) => Frame::Array(vec![
@@ -601,6 +752,34 @@ impl Conn {
             Server::Exec => Frame::err("EXEC without MULTI"),
             Server::Discard => Frame::err("DISCARD without MULTI"),
             Server::Unwatch => Frame::ok(),
+        }
+    }
+
+    /// KEYS: every key matching `pattern`, gathered a page at a time (no
+    /// shard is held for a whole walk of its keys), and refused with an
+    /// error once the reply would be over the hard output limit.
+    async fn keys(&mut self, ns: &Bytes, pattern: Bytes) -> Frame {
+        const PAGE: usize = 4096;
+        let hard = self.opts.output_limit.hard;
+        let (mut cursor, mut out, mut bytes) = (0, Vec::new(), 0usize);
+        loop {
+            match self.store.scan(ns, cursor, PAGE, Some(pattern.clone()), None).await {
+                Ok((next, keys)) => {
+                    bytes += keys.iter().map(|k| k.len() + 16).sum::<usize>();
+                    if hard > 0 && bytes > hard {
+                        return Frame::err(format!(
+                            "KEYS reply of more than {hard} bytes is over the client output buffer limit \
+                             (client-output-buffer-limit); use SCAN"
+                        ));
+                    }
+                    out.extend(keys.into_iter().map(Frame::Bulk));
+                    if next == 0 {
+                        return Frame::Array(out);
+                    }
+                    cursor = next;
+                }
+                Err(e) => return Frame::err(e.to_string()),
+            }
         }
     }
 
@@ -697,6 +876,26 @@ async fn write_all(fd: &AsyncFd<std::net::TcpStream>, mut buf: &[u8]) -> std::io
     Ok(())
 }
 
+/// About the bytes an answer takes once encoded.
+fn reply_bytes(r: &OpResult) -> usize {
+    use squall_store::Reply;
+    match r {
+        Ok(Reply::Bytes(b)) => b.len() + 16,
+        Ok(Reply::List(l)) => l.iter().map(|b| b.len() + 16).sum::<usize>() + 16,
+        _ => 16,
+    }
+}
+
+/// True at most once per 10 seconds, node-wide: for warnings any client
+/// can cause, which must not flood the log.
+fn rarely() -> bool {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = START.get_or_init(Instant::now).elapsed().as_secs() + 10;
+    let last = LAST.load(Ordering::Relaxed);
+    (last == 0 || now >= last + 10) && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+}
+
 /// The Redis version Squall speaks like, for clients that check.
 const REDIS_VERSION: &str = "7.2.0";
 
@@ -710,4 +909,24 @@ fn store_error(e: squall_store::Error) -> Frame {
 
 fn next(results: &mut impl Iterator<Item = OpResult>) -> OpResult {
     results.next().unwrap_or(Ok(squall_store::Reply::Nil))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputLimit;
+
+    #[test]
+    fn output_limits_parse_in_redis_form() {
+        let l = OutputLimit::parse("normal 256mb 64mb 60").unwrap();
+        assert_eq!(l, OutputLimit { hard: 256 << 20, soft: 64 << 20, soft_seconds: 60 });
+        assert_eq!(OutputLimit::parse(&l.render()).unwrap(), l);
+        assert_eq!(OutputLimit::parse("0 0 0").unwrap(), OutputLimit { hard: 0, soft: 0, soft_seconds: 0 });
+        assert_eq!(
+            OutputLimit::parse("NORMAL 1k 2KB 3").unwrap(),
+            OutputLimit { hard: 1000, soft: 2048, soft_seconds: 3 }
+        );
+        for bad in ["", "normal 1mb", "pubsub 32mb 8mb 60", "normal 1xb 0 0", "normal 1mb 0 soon"] {
+            assert!(OutputLimit::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Listen beyond loopback without a token (said out loud at start).
     pub insecure: bool,
+    /// How much a Redis-protocol client's unread replies may hold.
+    pub output_limit: redis::OutputLimit,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             http_body_timeout_s: 60,
             token: None,
             insecure: false,
+            output_limit: redis::OutputLimit::default(),
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct Overrides {
     pub http_body_timeout_s: Option<u64>,
     pub token: Option<Secret>,
     pub insecure: Option<bool>,
+    /// Redis's form: `normal <hard> <soft> <seconds>`.
+    pub client_output_buffer_limit: Option<String>,
 }
 
 impl Config {
@@ -145,7 +150,7 @@ impl Config {
         Ok(())
     }
 
-    fn apply(&mut self, o: Overrides) {
+    fn apply(&mut self, o: Overrides) -> Result<(), Error> {
         let Overrides {
             data_dir,
             http,
@@ -160,7 +165,11 @@ impl Config {
             http_body_timeout_s,
             token,
             insecure,
+            client_output_buffer_limit,
         } = o;
+        if let Some(text) = client_output_buffer_limit {
+            self.output_limit = redis::OutputLimit::parse(&text).map_err(Error::Config)?;
+        }
         // An empty value (`--token ""`, `SQUALL_TOKEN=`) is no value: it does not clear a token set below.
         if let Some(t) = token.filter(|t| !t.0.is_empty()) {
             self.token = Some(t);
@@ -201,6 +210,7 @@ impl Config {
         if let Some(v) = max_body_bytes {
             self.max_body_bytes = v;
         }
+        Ok(())
     }
 
     /// Defaults, then the config file (`file`, or `./squall.toml` if it
@@ -218,9 +228,9 @@ impl Config {
                 .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
             let from_file: Overrides =
                 toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
-            config.apply(from_file);
+            config.apply(from_file)?;
         }
-        config.apply(overrides);
+        config.apply(overrides)?;
         if config.shards == 0 || config.shards > 256 {
             return Err(Error::Config(format!("shards must be between 1 and 256, not {}", config.shards)));
         }
@@ -332,7 +342,12 @@ impl Node {
             body_timeout: Duration::from_secs(config.http_body_timeout_s),
         };
         let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, http_opts, stopped.clone()));
-        let resp_opts = redis::Options { max_clients, password: token, ..redis::Options::default() };
+        let resp_opts = redis::Options {
+            max_clients,
+            password: token,
+            output_limit: config.output_limit,
+            ..redis::Options::default()
+        };
         let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, stopped));
         Ok(Node {
             store: Some(store),

@@ -85,18 +85,48 @@ fn wall_ms(clock: &Clock, deadline: Instant) -> u64 {
     clock.now_ms() + deadline.saturating_duration_since(Instant::now()).as_millis() as u64
 }
 
-/// Denies memory growth past the function's limit, and remembers that it did.
+/// Holds an invocation to its memory limit: the guest's linear memory and
+/// what the host holds for it (its transaction's reads and buffered
+/// writes, its log) together. Denies memory growth past it, and remembers
+/// that it did.
 pub(crate) struct Limiter {
     pub max: usize,
+    /// The guest's linear memory.
+    pub memory: usize,
+    /// Host memory held for the invocation, as of its last store call or join.
+    pub held: usize,
+    /// The guest asked for more memory than the limit left it.
     pub hit: bool,
+    /// The host's share went over the limit (the invocation was ended).
+    pub host_hit: bool,
+}
+
+impl Limiter {
+    fn new(max: usize) -> Limiter {
+        Limiter { max, memory: 0, held: 0, hit: false, host_hit: false }
+    }
+
+    /// Why the invocation failed on its memory limit, if it did.
+    pub fn failure(&self) -> Option<String> {
+        let mib = |b: usize| b as f64 / f64::from(1 << 20);
+        (self.hit || self.host_hit).then(|| {
+            format!(
+                "memory limit of {} MiB exceeded (guest memory {:.1} MiB, held by the host for it {:.1} MiB: buffered writes, reads, log)",
+                self.max >> 20,
+                mib(self.memory),
+                mib(self.held)
+            )
+        })
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max {
+        if desired.saturating_add(self.held) > self.max {
             self.hit = true;
             return Ok(false);
         }
+        self.memory = desired;
         Ok(true)
     }
 
@@ -258,7 +288,7 @@ impl Host {
             digest,
             env,
             table: ResourceTable::new(),
-            limiter: Limiter { max: inv.memory, hit: false },
+            limiter: Limiter::new(inv.memory),
             txn: Box::new(Spent),
             link: Box::new(NoLink),
             log: Vec::new(),
@@ -377,8 +407,12 @@ impl Host {
         Some(msg.join(" "))
     }
 
-    async fn call(&mut self, call: Call) -> Result<Answer, StoreError> {
-        check_sizes(&call)?;
+    /// A store call; the outer error ends the invocation (its host-side
+    /// state went over the memory limit).
+    async fn call(&mut self, call: Call) -> wasmtime::Result<Result<Answer, StoreError>> {
+        if let Err(e) = check_sizes(&call) {
+            return Ok(Err(e));
+        }
         let started = Instant::now();
         let r = self.txn.call(call).await;
         self.store_time += started.elapsed();
@@ -387,7 +421,19 @@ impl Host {
         {
             self.fatal = Some(format!("store unavailable: {why}"));
         }
-        r
+        self.check_held()?;
+        Ok(r)
+    }
+
+    /// Ends the invocation if the guest's memory and what the host holds
+    /// for it are over its memory limit together.
+    fn check_held(&mut self) -> wasmtime::Result<()> {
+        self.limiter.held = self.txn.held() + self.log_bytes + self.log.len() * size_of::<LogLine>();
+        if self.limiter.held.saturating_add(self.limiter.memory) > self.limiter.max {
+            self.limiter.host_hit = true;
+            return Err(wasmtime::Error::msg("the invocation's host-side state is over its memory limit"));
+        }
+        Ok(())
     }
 }
 
@@ -444,7 +490,7 @@ type R<T> = wasmtime::Result<Result<T, store::StoreError>>;
 
 macro_rules! answer {
     ($self:ident, $call:expr, $name:literal, $pat:pat => $out:expr) => {
-        match $self.call($call).await {
+        match $self.call($call).await? {
             Ok($pat) => Ok(Ok($out)),
             Ok(other) => Err(shape($name, &other)),
             Err(e) => Ok(Err(wit_error(e))),
@@ -586,9 +632,19 @@ impl Host {
     }
 
     /// Waits for a call's run (if it could be started) and settles it.
-    async fn finish(&mut self, run: Result<BoxFuture<'static, Called>, calls::CallError>) -> CallResult {
-        let called = run?.await;
-        self.settle(called)
+    /// The outer error ends the invocation (the callee's writes took its
+    /// host-side state over the memory limit).
+    async fn finish(
+        &mut self,
+        run: Result<BoxFuture<'static, Called>, calls::CallError>,
+    ) -> wasmtime::Result<CallResult> {
+        let called = match run {
+            Ok(run) => run.await,
+            Err(e) => return Ok(Err(e)),
+        };
+        let r = self.settle(called);
+        self.check_held()?;
+        Ok(r)
     }
 
     fn take_run(
@@ -606,7 +662,7 @@ impl calls::Host for Host {
     async fn call(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<CallResult> {
         let started = Instant::now();
         let run = self.start(name, input).map(|mut p| p.run.take().expect("a fresh call"));
-        let r = self.finish(run).await;
+        let r = self.finish(run).await?;
         self.call_time += started.elapsed();
         Ok(r)
     }
@@ -640,7 +696,7 @@ impl calls::Host for Host {
         }
         let mut out = Vec::with_capacity(runs.len());
         for run in runs {
-            out.push(self.finish(run).await);
+            out.push(self.finish(run).await?);
         }
         self.call_time += started.elapsed();
         Ok(out)
@@ -655,7 +711,7 @@ impl calls::HostPending for Host {
     async fn await_(&mut self, pending: Resource<PendingCall>) -> wasmtime::Result<CallResult> {
         let started = Instant::now();
         let run = self.take_run(&pending)?;
-        let r = self.finish(run).await;
+        let r = self.finish(run).await?;
         self.call_time += started.elapsed();
         Ok(r)
     }

@@ -597,11 +597,8 @@ fn classify(e: &wasmtime::Error, host: &Host) -> Failure {
             message: format!("ran past its time limit of {:?}", host.timeout),
         };
     }
-    if host.limiter.hit {
-        return Failure {
-            code: FailureCode::LimitExceeded,
-            message: format!("memory limit of {} MiB exceeded", host.limiter.max >> 20),
-        };
+    if let Some(message) = host.limiter.failure() {
+        return Failure { code: FailureCode::LimitExceeded, message };
     }
     if let Some(why) = host.output_overflow() {
         return Failure { code: FailureCode::LimitExceeded, message: why };

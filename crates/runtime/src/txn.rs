@@ -66,6 +66,13 @@ pub trait Txn: Send + 'static {
     /// counter where this one put a set, a write budget exceeded), takes
     /// nothing and says why.
     fn join(&mut self, callee: Box<dyn Txn>) -> Result<(), String>;
+
+    /// About how many bytes of host memory the transaction holds for the
+    /// invocation (its buffered writes, what it read, its bookkeeping):
+    /// counted against the function's memory limit with the guest's own.
+    fn held(&self) -> usize {
+        0
+    }
 }
 
 /// The transaction of an instance that is not running a call: before its

@@ -28,6 +28,9 @@ use squall_store::{Check, Handle, Keyspace, Op, OpError, OpResult, Reply, SetExp
 
 /// Most bytes one invocation may write.
 const MAX_WRITE_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes a touched key costs beyond its key and value (map and set
+/// entries, the overlay's slot): an estimate on the generous side.
+const KEY_OVERHEAD: usize = 256;
 /// Most keys one `scan` call returns.
 const MAX_SCAN: u32 = 10_000;
 
@@ -449,6 +452,13 @@ impl Txn for StoreTxn {
 
     fn fork(&self) -> Box<dyn Txn> {
         Box::new(StoreTxn::fork(self))
+    }
+
+    fn held(&self) -> usize {
+        let keys = self.seen.len() + self.extra_checks.len();
+        // The overlay holds a copy of each value read or written, the write
+        // set another (shared with the commit's operations).
+        self.overlay.bytes() as usize + self.write_bytes + keys * KEY_OVERHEAD
     }
 
     fn join(&mut self, callee: Box<dyn Txn>) -> Result<(), String> {

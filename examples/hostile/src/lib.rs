@@ -7,6 +7,8 @@
 //! - `print N`: prints N lines to stdout, then answers `ok`.
 //! - `env NAME`: answers the environment value `NAME` (or `unset`).
 //! - `sleep MS KEY`: sleeps MS milliseconds, then writes `KEY` and answers `ok`.
+//! - `hoard N PREFIX`: writes N values of 1 KiB (keys `PREFIX:0`...), so
+//!   that the host buffers them; answers `ok`.
 
 use squall_sdk::store;
 
@@ -48,6 +50,14 @@ fn handle(input: Vec<u8>) -> squall_sdk::Result<String> {
             let (ms, key) = arg.split_once(' ').unwrap_or((arg, "slept"));
             std::thread::sleep(std::time::Duration::from_millis(ms.parse()?));
             store::put(key, "after the sleep")?;
+            Ok("ok".into())
+        }
+        "hoard" => {
+            let (n, prefix) = arg.split_once(' ').unwrap_or((arg, "hoard"));
+            let value = vec![b'h'; 1024];
+            for i in 0..n.parse::<u64>()? {
+                store::put(format!("{prefix}:{i}"), &value)?;
+            }
             Ok("ok".into())
         }
         other => Err(squall_sdk::Error::msg(format!("unknown mode {other:?}"))),
