@@ -62,17 +62,17 @@ pub async fn call_with(
     body: Bytes,
 ) -> Result<Response> {
     let base: hyper::Uri = node.parse().with_context(|| format!("'{node}' is not a URL like http://127.0.0.1:7700"))?;
-    if base.scheme_str().is_some_and(|s| s != "http") {
-        bail!("only http:// node URLs are supported, not '{node}'");
-    }
+    let tls = match base.scheme_str() {
+        None | Some("http") => false,
+        Some("https") => true,
+        Some(_) => bail!("only http:// and https:// node URLs are supported, not '{node}'"),
+    };
     let authority =
         base.authority().ok_or_else(|| anyhow!("'{node}' has no host: use a URL like http://127.0.0.1:7700"))?;
-    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+    let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(if tls { 443 } else { 80 }));
     let stream = tokio::net::TcpStream::connect(&addr)
         .await
         .with_context(|| format!("cannot reach the node at {node} (is `squall up` running there?)"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
     let mut req = Request::builder().method(method).uri(path_and_query).header(hyper::header::HOST, authority.as_str());
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -82,9 +82,52 @@ pub async fn call_with(
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let req = req.body(Full::new(body))?;
+    if tls {
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .with_context(|| format!("'{host}' cannot name a TLS server"))?;
+        let stream = tls_connector()?.connect(name, stream).await.with_context(|| {
+            format!("TLS with the node at {node} failed (does SQUALL_CACERT hold its certificate?)")
+        })?;
+        exchange(TokioIo::new(stream), req, node).await
+    } else {
+        exchange(TokioIo::new(stream), req, node).await
+    }
+}
+
+/// Sends `req` over a fresh connection `io` and reads the whole answer.
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>, node: &str) -> Result<Response>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
     let resp = sender.send_request(req).await.with_context(|| format!("request to {node} failed"))?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await?.to_bytes();
     Ok(Response { status, headers, body })
+}
+
+/// A TLS client trusting the certificates in the PEM file `SQUALL_CACERT`
+/// (a node's self-signed certificate, or the authority that signed it).
+fn tls_connector() -> Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let path = std::env::var_os("SQUALL_CACERT")
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| anyhow!("an https:// node needs SQUALL_CACERT: a PEM file of the certificates to trust"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(&path).with_context(|| format!("cannot read SQUALL_CACERT {}", path.display()))?
+    {
+        let cert = cert.with_context(|| format!("SQUALL_CACERT {} is not PEM", path.display()))?;
+        roots.add(cert).with_context(|| format!("SQUALL_CACERT {} holds a bad certificate", path.display()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }

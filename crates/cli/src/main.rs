@@ -113,6 +113,13 @@ struct UpArgs {
     /// that long, the client is closed; 0 turns a limit off [default: normal 256mb 64mb 60]
     #[arg(long, env = "SQUALL_CLIENT_OUTPUT_BUFFER_LIMIT", value_name = "LIMIT")]
     client_output_buffer_limit: Option<String>,
+    /// A PEM certificate (chain) to serve TLS with, on HTTP and the Redis
+    /// protocol both (with --tls-key)
+    #[arg(long, env = "SQUALL_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, env = "SQUALL_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Deploy the example functions on start (hello, counter, inc, square, fanout, ping, pong, wordcount, retwis)
     #[arg(long)]
     examples: bool,
@@ -219,6 +226,8 @@ async fn up(args: UpArgs) -> Result<()> {
         token: args.token.map(squall_node::Secret),
         insecure: args.insecure.then_some(true),
         client_output_buffer_limit: args.client_output_buffer_limit,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;
@@ -232,8 +241,16 @@ async fn up(args: UpArgs) -> Result<()> {
         c.durability,
         c.data_dir.display()
     );
-    println!("  http   http://{}", node.http_addr());
-    println!("  redis  redis://{}   try: redis-cli -p {}", node.resp_addr(), node.resp_addr().port());
+    let (scheme, resp_port) = (if c.tls_cert.is_some() { "https" } else { "http" }, node.resp_addr().port());
+    println!("  http   {scheme}://{}", node.http_addr());
+    match &c.tls_cert {
+        None => println!("  redis  redis://{}   try: redis-cli -p {resp_port}", node.resp_addr()),
+        Some(cert) => println!(
+            "  redis  rediss://{}   try: redis-cli --tls --cacert {} -p {resp_port}",
+            node.resp_addr(),
+            cert.display()
+        ),
+    }
     if args.examples {
         for (name, bytes) in squall_guests::DEFAULT_EXAMPLES {
             let digest = squall_node::scheduler::digest(bytes);
@@ -253,7 +270,7 @@ async fn up(args: UpArgs) -> Result<()> {
                 .with_context(|| format!("deploying the example {name}"))?;
             println!("  function {name} (version {})", meta.version);
         }
-        let base = format!("http://{}", node.http_addr());
+        let base = format!("{scheme}://{}", node.http_addr());
         println!("  try: curl -d world {base}/v1/functions/hello/invoke");
         println!("       curl -d visits {base}/v1/functions/counter/invoke");
     }

@@ -126,3 +126,93 @@ fn a_node_refuses_to_listen_beyond_loopback_without_credentials() {
         child.wait().unwrap();
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as
+/// `cert.pem` and `key.pem` in `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn run(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn tls_with_a_self_signed_certificate_serves_curl_and_redis_cli() {
+    let (Some(curl), Some(redis_cli)) = (common::tool("curl"), common::tool("redis-cli")) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(tmp.path());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let node = TestNode::start(&["--token", "s3cret", "--tls-cert", cert_s, "--tls-key", key_s]);
+    assert!(node.http.starts_with("https://"), "{}", node.http);
+    let port = node.resp_port.to_string();
+
+    // HTTPS through curl, trusting the certificate; the token still asked.
+    let url = format!("{}/v1/kv/greeting", node.http);
+    let (ok, out) = run(std::process::Command::new(&curl)
+        .args(["-sS", "--fail-with-body", "--cacert", cert_s])
+        .args(["-H", "Authorization: Bearer s3cret", "-X", "PUT", "--data-binary", "hello over tls", &url]));
+    assert!(ok, "{out}");
+    let (ok, out) = run(std::process::Command::new(&curl).args([
+        "-sS",
+        "--cacert",
+        cert_s,
+        "-H",
+        "Authorization: Bearer s3cret",
+        &url,
+    ]));
+    assert!(ok && out == "hello over tls", "{out}");
+    let (_, out) = run(std::process::Command::new(&curl).args([
+        "-sS",
+        "--cacert",
+        cert_s,
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        &url,
+    ]));
+    assert_eq!(out, "401", "without the token");
+    // Not trusting it, curl refuses the certificate; plain HTTP gets nowhere.
+    let (ok, _) = run(std::process::Command::new(&curl).args(["-sS", &url]));
+    assert!(!ok, "curl trusted a self-signed certificate");
+    let plain = url.replace("https://", "http://");
+    let (ok, _) = run(std::process::Command::new(&curl).args(["-sS", "-m", "5", &plain]));
+    assert!(!ok, "plain HTTP was answered on the TLS port");
+
+    // redis-cli --tls: the key written over HTTPS, written and read back.
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&redis_cli);
+        cmd.args(["--tls", "--cacert", cert_s, "-h", "127.0.0.1", "-p", &port, "--no-auth-warning", "-a", "s3cret"]);
+        run(cmd.args(args))
+    };
+    assert_eq!(cli(&["GET", "greeting"]), (true, "hello over tls\n".into()));
+    assert_eq!(cli(&["SET", "via", "redis-cli"]), (true, "OK\n".into()));
+    assert_eq!(cli(&["GET", "via"]), (true, "redis-cli\n".into()));
+    // squall's own client commands, trusting SQUALL_CACERT.
+    let (ok, out) = run(squall()
+        .args(["kv", "get", "via", "--node", &node.http])
+        .env("SQUALL_TOKEN", "s3cret")
+        .env("SQUALL_CACERT", cert_s));
+    assert!(ok && out.trim_end() == "redis-cli", "{out}");
+    let (ok, out) = run(squall().args(["kv", "get", "via", "--node", &node.http]).env("SQUALL_TOKEN", "s3cret"));
+    assert!(!ok && out.contains("SQUALL_CACERT"), "{out}");
+    // A client that speaks plain RESP to the TLS port gets no answer.
+    let said = resp(&node.resp_addr(), b"*1\r\n$4\r\nPING\r\n");
+    assert!(!said.contains("PONG"), "{said}");
+    // A node whose key does not load does not start.
+    let out = squall()
+        .args(["up", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--tls-cert", cert_s, "--tls-key", cert_s])
+        .arg("--data-dir")
+        .arg(tmp.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS key"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -204,32 +204,51 @@ pub async fn serve(
     store: Handle,
     api: Api,
     opts: HttpOptions,
+    tls: Option<crate::tls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
 ) {
     let api = Arc::new(api.with_body_timeout(opts.body_timeout));
-    let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal: REFUSAL, what: "HTTP" };
+    // A TLS client could not read a plain-text refusal: it is only closed.
+    let refusal = if tls.is_some() { b"".as_slice() } else { REFUSAL };
+    let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal, what: "HTTP" };
     crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
-        let (api, mut stop) = (api.clone(), stop.clone());
+        let (api, stop, tls) = (api.clone(), stop.clone(), tls.clone());
         async move {
             // Registering the socket here puts it on this shard's event loop.
             let Ok(stream) = tokio::net::TcpStream::from_std(std) else { return };
-            let service = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(opts.header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            match tls {
+                None => connection(TokioIo::new(stream), api, opts, stop).await,
+                Some(tls) => {
+                    if let Some(stream) = crate::tls::accept(&tls, stream).await {
+                        connection(TokioIo::new(stream), api, opts, stop).await;
+                    }
+                }
             }
-            let _ = conn.await;
         }
     })
     .await;
+}
+
+/// Serves one connection's requests until it closes, or until `stop` (then
+/// it finishes the request under way).
+async fn connection<I>(io: I, api: Arc<Api>, opts: HttpOptions, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let api = api.clone();
+        async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -36,6 +36,7 @@ mod listen;
 pub mod metrics;
 pub mod redis;
 pub mod resp;
+pub mod tls;
 
 pub use metrics::Metrics;
 

@@ -161,24 +161,83 @@ pub async fn serve(
     store: Handle,
     metrics: Arc<Metrics>,
     opts: Options,
+    tls: Option<crate::tls::TlsAcceptor>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal: REFUSAL, what: "Redis protocol" };
+    // A TLS client could not read a plain-text refusal: it is only closed.
+    let refusal = if tls.is_some() { b"".as_slice() } else { REFUSAL };
+    let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal, what: "Redis protocol" };
     crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
         let conn = Conn::new(store.clone(), metrics.clone(), opts.clone(), stop.clone());
+        let tls = tls.clone();
         async move {
-            // Registering the socket here puts it on this shard's event loop.
-            // (Deprecated because a generic `T` might hand out a descriptor it
-            // does not own; a `std::net::TcpStream` owns its own for as long
-            // as the `AsyncFd` holds it, which is all the safe call needs.)
-            #[allow(deprecated)]
-            let fd = AsyncFd::with_interest(std, Interest::READABLE | Interest::WRITABLE);
-            if let Ok(fd) = fd {
-                conn.run(fd).await;
-            }
+            let stream = match tls {
+                None => {
+                    // Registering the socket here puts it on this shard's
+                    // event loop. (Deprecated because a generic `T` might
+                    // hand out a descriptor it does not own; a
+                    // `std::net::TcpStream` owns its own for as long as the
+                    // `AsyncFd` holds it, which is all the safe call needs.)
+                    #[allow(deprecated)]
+                    let fd = AsyncFd::with_interest(std, Interest::READABLE | Interest::WRITABLE);
+                    let Ok(fd) = fd else { return };
+                    Stream::Plain(fd)
+                }
+                Some(tls) => {
+                    let Ok(tcp) = tokio::net::TcpStream::from_std(std) else { return };
+                    let Some(tls) = crate::tls::accept(&tls, tcp).await else { return };
+                    Stream::Tls(Box::new(tls))
+                }
+            };
+            conn.run(stream).await;
         }
     })
     .await;
+}
+
+/// A connection's socket: plain (read and written in place, readiness
+/// taken from the event loop), or TLS.
+enum Stream {
+    Plain(AsyncFd<std::net::TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl Stream {
+    /// Reads what has arrived into `rbuf` (through `chunk`); 0 at the end.
+    async fn read(&mut self, chunk: &mut [u8], rbuf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(fd) => read(fd, chunk, rbuf).await,
+            Stream::Tls(tls) => {
+                let n = tokio::io::AsyncReadExt::read(tls, chunk).await?;
+                rbuf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Stream::Plain(fd) => write_all(fd, buf).await,
+            Stream::Tls(tls) => {
+                tls.write_all(buf).await?;
+                tls.flush().await
+            }
+        }
+    }
+
+    /// Ends the connection (a TLS one says so first, bounded in time).
+    async fn close(&mut self) {
+        match self {
+            Stream::Plain(fd) => {
+                let _ = fd.get_mut().shutdown(std::net::Shutdown::Both);
+            }
+            Stream::Tls(tls) => {
+                let bye = tokio::io::AsyncWriteExt::shutdown(tls);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), bye).await;
+            }
+        }
+    }
 }
 
 enum Pending {
@@ -348,7 +407,7 @@ impl Conn {
         }
     }
 
-    async fn run(mut self, mut stream: AsyncFd<std::net::TcpStream>) {
+    async fn run(mut self, mut stream: Stream) {
         self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
         self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -359,7 +418,7 @@ impl Conn {
         'conn: loop {
             // Between rounds: what was read has been answered.
             let got = tokio::select! {
-                r = read(&stream, &mut chunk, &mut rbuf) => r,
+                r = stream.read(&mut chunk, &mut rbuf) => r,
                 _ = self.stop.wait_for(|s| *s) => break,
             };
             match got {
@@ -411,19 +470,14 @@ impl Conn {
                 break;
             }
         }
-        let _ = stream.get_mut().shutdown(std::net::Shutdown::Both);
+        stream.close().await;
         self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Collects the answers of everything started, waits for durability,
     /// writes. False when the connection must close (its client is gone, a
     /// write is not durable, or its replies went over the output limit).
-    async fn answer(
-        &mut self,
-        pending: &mut Vec<Pending>,
-        wbuf: &mut BytesMut,
-        stream: &mut AsyncFd<std::net::TcpStream>,
-    ) -> bool {
+    async fn answer(&mut self, pending: &mut Vec<Pending>, wbuf: &mut BytesMut, stream: &mut Stream) -> bool {
         self.send_batches();
         let mut ok = true;
         for p in pending.drain(..) {
@@ -456,7 +510,7 @@ impl Conn {
     /// Writes the replies in `wbuf`, once the writes they answer are
     /// durable. A client that leaves more than the soft limit unread for
     /// its time is cut off.
-    async fn write(&mut self, wbuf: &mut BytesMut, stream: &mut AsyncFd<std::net::TcpStream>) -> bool {
+    async fn write(&mut self, wbuf: &mut BytesMut, stream: &mut Stream) -> bool {
         for shard in 0..self.written.len() {
             let seq = std::mem::take(&mut self.written[shard]);
             if self.store.durable(Written { shard, seq }).await.is_err() {
@@ -471,7 +525,7 @@ impl Conn {
         let unwritten = wbuf.len() + self.unencoded;
         let ok = if limit.soft > 0 && limit.soft_seconds > 0 && unwritten > limit.soft {
             let within = std::time::Duration::from_secs(limit.soft_seconds);
-            match tokio::time::timeout(within, write_all(stream, wbuf)).await {
+            match tokio::time::timeout(within, stream.write_all(wbuf)).await {
                 Ok(r) => r.is_ok(),
                 Err(_) => {
                     self.metrics.resp_output_limit_closed.fetch_add(1, Ordering::Relaxed);
@@ -488,7 +542,7 @@ impl Conn {
                 }
             }
         } else {
-            write_all(stream, wbuf).await.is_ok()
+            stream.write_all(wbuf).await.is_ok()
         };
         wbuf.clear();
         // One huge answer (a big SMEMBERS) must not pin its memory for the

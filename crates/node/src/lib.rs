@@ -50,6 +50,10 @@ pub struct Config {
     pub insecure: bool,
     /// How much a Redis-protocol client's unread replies may hold.
     pub output_limit: redis::OutputLimit,
+    /// A PEM certificate chain and its private key: with both, HTTP and
+    /// the Redis protocol speak TLS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -69,6 +73,8 @@ impl Default for Config {
             token: None,
             insecure: false,
             output_limit: redis::OutputLimit::default(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -133,6 +139,8 @@ pub struct Overrides {
     pub insecure: Option<bool>,
     /// Redis's form: `normal <hard> <soft> <seconds>`.
     pub client_output_buffer_limit: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -166,7 +174,15 @@ impl Config {
             token,
             insecure,
             client_output_buffer_limit,
+            tls_cert,
+            tls_key,
         } = o;
+        if tls_cert.is_some() {
+            self.tls_cert = tls_cert;
+        }
+        if tls_key.is_some() {
+            self.tls_key = tls_key;
+        }
         if let Some(text) = client_output_buffer_limit {
             self.output_limit = redis::OutputLimit::parse(&text).map_err(Error::Config)?;
         }
@@ -241,6 +257,9 @@ impl Config {
             return Err(Error::Config("HTTP timeouts must be at least 1 second".into()));
         }
         config.check_exposure()?;
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err(Error::Config("TLS needs both a certificate (tls-cert) and its key (tls-key)".into()));
+        }
         if config.instances == 0 || config.instances > 10_000 {
             return Err(Error::Config(format!("instances must be between 1 and 10000, not {}", config.instances)));
         }
@@ -304,6 +323,16 @@ impl Node {
                 tracing::warn!(%addr, "INSECURE: listening beyond loopback with no credentials (--insecure): anyone who can reach {addr} can read, write and run code");
             }
         }
+        // A certificate that does not load fails the start, before anything listens.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some((
+                squall_gateway::tls::acceptor(cert, key, &[b"http/1.1"]).map_err(Error::Config)?,
+                squall_gateway::tls::acceptor(cert, key, &[]).map_err(Error::Config)?,
+            )),
+            (None, None) => None,
+            _ => return Err(Error::Config("TLS needs both a certificate (tls-cert) and its key (tls-key)".into())),
+        };
+        let (http_tls, resp_tls) = tls.unzip();
         // Bind first: a port that is taken should fail fast, before recovery.
         let http_listener = bind(config.http, "HTTP").await?;
         let resp_listener = bind(config.resp, "the Redis protocol").await?;
@@ -341,14 +370,15 @@ impl Node {
             header_timeout: Duration::from_secs(config.http_header_timeout_s),
             body_timeout: Duration::from_secs(config.http_body_timeout_s),
         };
-        let http_task = tokio::spawn(http::serve(http_listener, handle.clone(), api, http_opts, stopped.clone()));
+        let http_task =
+            tokio::spawn(http::serve(http_listener, handle.clone(), api, http_opts, http_tls, stopped.clone()));
         let resp_opts = redis::Options {
             max_clients,
             password: token,
             output_limit: config.output_limit,
             ..redis::Options::default()
         };
-        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, stopped));
+        let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, resp_tls, stopped));
         Ok(Node {
             store: Some(store),
             functions,
