@@ -120,6 +120,10 @@ struct UpArgs {
     /// The certificate's private key (PEM)
     #[arg(long, env = "SQUALL_TLS_KEY", value_name = "PEM")]
     tls_key: Option<PathBuf>,
+    /// A file of users (`[[users]]` with name, password, namespaces,
+    /// deploy), read again whenever it changes
+    #[arg(long, env = "SQUALL_USERS_FILE", value_name = "TOML")]
+    users_file: Option<PathBuf>,
     /// Deploy the example functions on start (hello, counter, inc, square, fanout, ping, pong, wordcount, retwis)
     #[arg(long)]
     examples: bool,
@@ -228,6 +232,9 @@ async fn up(args: UpArgs) -> Result<()> {
         client_output_buffer_limit: args.client_output_buffer_limit,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        users: None,
+        users_file: args.users_file,
+        quotas: None,
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;

@@ -216,3 +216,130 @@ fn tls_with_a_self_signed_certificate_serves_curl_and_redis_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS key"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+const USERS: &str = r#"
+[[users]]
+name = "alice"
+password = "alice-secret"
+namespaces = ["acme"]
+deploy = true
+
+[[users]]
+name = "bob"
+password = "bob-secret-1"
+namespaces = ["globex"]
+
+[[users]]
+name = "ops"
+password = "ops-secret-1"
+namespaces = ["*"]
+deploy = true
+"#;
+
+fn bearer(token: &str) -> [(&'static str, String); 1] {
+    [("Authorization", format!("Bearer {token}"))]
+}
+
+/// A request as the user whose secret is `token`.
+fn as_user(node: &TestNode, token: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let [(name, value)] = bearer(token);
+    let (status, _, body) = http_with(node, method, path, &[(name, value.as_str())], body);
+    (status, body)
+}
+
+fn redis_as(node: &TestNode, user: &str, password: &str) -> redis::Connection {
+    let mut c = node.redis();
+    let _: () = redis::cmd("AUTH").arg(user).arg(password).query(&mut c).unwrap();
+    c
+}
+
+#[test]
+fn a_user_limited_to_a_namespace_cannot_reach_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let users = tmp.path().join("users.toml");
+    std::fs::write(&users, USERS).unwrap();
+    let node = TestNode::start(&["--users-file", users.to_str().unwrap()]);
+    let code = |body: &[u8]| json(body)["error"]["code"].as_str().unwrap_or_default().to_string();
+
+    // alice works in acme (her only namespace, so also without /v1/ns/acme).
+    assert_eq!(as_user(&node, "alice-secret", "PUT", "/v1/kv/k", b"acme value").0, 204);
+    assert_eq!(as_user(&node, "alice-secret", "GET", "/v1/ns/acme/kv/k", b""), (200, b"acme value".to_vec()));
+    // bob, of globex, sees none of it and cannot reach it.
+    assert_eq!(as_user(&node, "bob-secret-1", "GET", "/v1/kv/k", b"").0, 404);
+    for (method, path) in [
+        ("GET", "/v1/ns/acme/kv/k"),
+        ("PUT", "/v1/ns/acme/kv/k"),
+        ("DELETE", "/v1/ns/acme/kv/k"),
+        ("GET", "/v1/ns/acme/kv?prefix="),
+        ("GET", "/v1/ns/acme/functions"),
+        ("POST", "/v1/ns/acme/functions/counter/invoke"),
+        ("GET", "/v1/ns/default/kv/k"),
+        ("GET", "/metrics"),
+    ] {
+        let (status, body) = as_user(&node, "bob-secret-1", method, path, b"x");
+        assert_eq!((status, code(&body).as_str()), (403, "forbidden"), "bob: {method} {path}");
+    }
+    // bob may not deploy, even in his own namespace.
+    let (status, body) = as_user(&node, "bob-secret-1", "PUT", "/v1/functions/counter", squall_guests::COUNTER);
+    assert_eq!((status, code(&body).as_str()), (403, "forbidden"));
+    assert_eq!(as_user(&node, "x", "GET", "/v1/kv/k", b"").0, 401);
+
+    // Functions are the namespace's: alice's counter writes acme's keys.
+    assert_eq!(as_user(&node, "alice-secret", "PUT", "/v1/functions/counter", squall_guests::COUNTER).0, 201);
+    assert_eq!(as_user(&node, "alice-secret", "POST", "/v1/functions/counter/invoke", b"visits").0, 200);
+    let (status, visits) = as_user(&node, "ops-secret-1", "GET", "/v1/ns/acme/kv/visits", b"");
+    assert_eq!((status, &json(&visits)["value"]), (200, &serde_json::json!(1)));
+    assert_eq!(as_user(&node, "ops-secret-1", "GET", "/v1/kv/visits", b"").0, 404, "written in default");
+    assert_eq!(as_user(&node, "ops-secret-1", "POST", "/v1/functions/counter/invoke", b"visits").0, 404);
+    let (_, listed) = as_user(&node, "ops-secret-1", "GET", "/v1/ns/acme/functions", b"");
+    assert_eq!(json(&listed)["functions"][0]["name"], "counter");
+    // ...and the functions they call are looked up in it: acme's fanout
+    // does not find default's inc until acme has its own.
+    assert_eq!(as_user(&node, "ops-secret-1", "PUT", "/v1/functions/inc", squall_guests::INC).0, 201);
+    assert_eq!(as_user(&node, "alice-secret", "PUT", "/v1/functions/fanout", squall_guests::FANOUT).0, 201);
+    let (status, body) = as_user(&node, "alice-secret", "POST", "/v1/functions/fanout/invoke", b"3");
+    assert_ne!(status, 200, "acme's fanout called default's inc: {}", String::from_utf8_lossy(&body));
+    assert_eq!(as_user(&node, "alice-secret", "PUT", "/v1/functions/inc", squall_guests::INC).0, 201);
+    assert_eq!(as_user(&node, "alice-secret", "POST", "/v1/functions/fanout/invoke", b"3"), (200, b"6".to_vec()));
+    let (status, metrics) = as_user(&node, "ops-secret-1", "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains(r#"{namespace="acme",function="counter",code="ok"} 1"#), "{metrics}");
+
+    // The Redis protocol: the same users, namespaces chosen with SELECT.
+    let mut bob = redis_as(&node, "bob", "bob-secret-1");
+    assert_eq!(redis::cmd("GET").arg("k").query::<Option<String>>(&mut bob).unwrap(), None);
+    for db in ["acme", "0", "default"] {
+        let err = redis::cmd("SELECT").arg(db).query::<()>(&mut bob).unwrap_err();
+        assert_eq!(err.code(), Some("NOPERM"), "SELECT {db}: {err}");
+    }
+    let mut alice = redis_as(&node, "alice", "alice-secret");
+    assert_eq!(redis::cmd("GET").arg("k").query::<String>(&mut alice).unwrap(), "acme value");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut alice).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mut ops = redis_as(&node, "ops", "ops-secret-1");
+    assert_eq!(redis::cmd("GET").arg("k").query::<Option<String>>(&mut ops).unwrap(), None);
+    let _: () = redis::cmd("SELECT").arg("acme").query(&mut ops).unwrap();
+    assert_eq!(redis::cmd("GET").arg("k").query::<String>(&mut ops).unwrap(), "acme value");
+    // Numbered databases are namespaces of their own.
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut ops).unwrap();
+    assert_eq!(redis::cmd("GET").arg("k").query::<Option<String>>(&mut ops).unwrap(), None);
+
+    // The users file is read again when it changes: bob gains acme, alice
+    // is gone (her open connection is refused from its next command on).
+    std::fs::write(&users, USERS.replace("\"globex\"]", "\"globex\", \"acme\"]").replace("alice", "carol")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while as_user(&node, "bob-secret-1", "GET", "/v1/ns/acme/kv/k", b"").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the users file was not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _: () = redis::cmd("SELECT").arg("acme").query(&mut bob).unwrap();
+    assert_eq!(redis::cmd("GET").arg("k").query::<String>(&mut bob).unwrap(), "acme value");
+    let err = redis::cmd("GET").arg("k").query::<String>(&mut alice).unwrap_err();
+    assert_eq!(err.code(), Some("NOAUTH"), "{err}");
+    assert_eq!(as_user(&node, "alice-secret", "GET", "/v1/kv/k", b"").0, 401);
+    // A file that does not parse changes nothing.
+    std::fs::write(&users, "[[users]]\nname = ").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(as_user(&node, "bob-secret-1", "GET", "/v1/ns/acme/kv/k", b"").0, 200);
+}

@@ -66,8 +66,14 @@ fn deploy_invoke_redeploy_delete() {
     );
     let (_, _, body) = http(&node, "GET", "/metrics", b"");
     let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("squall_function_invocations_total{function=\"hello\",code=\"ok\"} 2"), "{text}");
-    assert!(text.contains("squall_function_duration_seconds_count{function=\"hello\"} 2"), "{text}");
+    assert!(
+        text.contains("squall_function_invocations_total{namespace=\"default\",function=\"hello\",code=\"ok\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("squall_function_duration_seconds_count{namespace=\"default\",function=\"hello\"} 2"),
+        "{text}"
+    );
 
     assert_eq!(http(&node, "DELETE", "/v1/functions/hello", b"").0, 200);
     let (status, _, body) = invoke(&node, "hello", b"x");

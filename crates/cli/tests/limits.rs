@@ -191,3 +191,71 @@ fn bodies_declared_too_large_or_too_slow_are_answered_and_write_nothing() {
     let (status, _, _) = http(&node, "PUT", "/v1/kv/fine", b"ok");
     assert_eq!(status, 204);
 }
+
+/// Retries `f` every 100 ms for up to 10 s until it holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn namespace_quotas_refuse_with_quota_exceeded_and_others_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("squall.toml");
+    std::fs::write(
+        &config,
+        "[quotas.small]\nkeys = 5\n\n[quotas.rated]\ninvocations-per-second = 3\n\n[quotas.one]\ninstances = 1\n",
+    )
+    .unwrap();
+    let node = TestNode::start(&["--config", config.to_str().unwrap()]);
+    let mut redis = node.redis();
+    let _: () = redis::cmd("SELECT").arg("small").query(&mut redis).unwrap();
+    for i in 0..5 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg("v").query(&mut redis).unwrap();
+    }
+    // Counted within a second or so: then writes that could add a key are refused...
+    eventually("the key quota was not applied", || {
+        redis::cmd("SET").arg("extra").arg("v").query::<()>(&mut redis).is_err()
+    });
+    let err = redis::cmd("SADD").arg("k0").arg("m").query::<()>(&mut redis).unwrap_err();
+    assert!(err.to_string().contains("quota exceeded") && err.to_string().contains("its quota is 5"), "{err}");
+    let (status, head, body) = http(&node, "PUT", "/v1/ns/small/kv/other", b"v");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (429, Some("quota_exceeded")));
+    assert!(common::header(&head, "retry-after").is_some());
+    // ...and so are a function's, while other namespaces write on.
+    assert_eq!(http(&node, "PUT", "/v1/ns/small/functions/counter", squall_guests::COUNTER).0, 201);
+    let (status, _, body) = http(&node, "POST", "/v1/ns/small/functions/counter/invoke", b"visits");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (429, Some("quota_exceeded")));
+    let _: () = redis::cmd("SET").arg("elsewhere").arg("v").query(&mut node.redis()).unwrap();
+    // Deletes still work, and bring it under.
+    let _: () = redis::cmd("DEL").arg("k0").arg("k1").query(&mut redis).unwrap();
+    eventually("the namespace stayed full after deletes", || {
+        redis::cmd("SET").arg("extra").arg("v").query::<()>(&mut redis).is_ok()
+    });
+
+    // Invocations a second: a burst past 3 is refused, the rest answer.
+    assert_eq!(http(&node, "PUT", "/v1/ns/rated/functions/hello", squall_guests::HELLO).0, 201);
+    let codes: Vec<u16> = (0..10).map(|_| http(&node, "POST", "/v1/ns/rated/functions/hello/invoke", b"x").0).collect();
+    assert!(codes.iter().filter(|c| **c == 200).count() >= 3, "{codes:?}");
+    assert!(codes.contains(&429), "{codes:?}");
+    assert_eq!(http(&node, "PUT", "/v1/functions/hello", squall_guests::HELLO).0, 201);
+    assert!((0..10).all(|_| http(&node, "POST", "/v1/functions/hello/invoke", b"x").0 == 200));
+
+    // Instances: one at a time.
+    assert_eq!(http(&node, "PUT", "/v1/ns/one/functions/hostile?timeout=10s", squall_guests::HOSTILE).0, 201);
+    let slow = {
+        let base = node.http.clone();
+        std::thread::spawn(move || {
+            common::http_at(&base, "POST", "/v1/ns/one/functions/hostile/invoke", &[], b"sleep 1500 slept").0
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _, body) = http(&node, "POST", "/v1/ns/one/functions/hostile/invoke", b"env X");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (429, Some("quota_exceeded")));
+    assert!(json(&body)["error"]["message"].as_str().unwrap().contains("at most 1 invocations at once"));
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(http(&node, "POST", "/v1/ns/one/functions/hostile/invoke", b"env X").0, 200);
+}

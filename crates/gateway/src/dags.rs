@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use squall_scheduler::{Dag, DagSpec, Error};
 
-use crate::app::App;
+use crate::app::{App, Scope};
 use crate::error::{ApiError, body_error, path};
 use crate::functions::{answer, invocation_parts, timeout_header};
 
@@ -30,37 +30,41 @@ pub(crate) fn dag(d: &Dag) -> squall_api::Dag {
     squall_api::Dag {
         created_ms: d.created_ms,
         edges: d.edges.clone(),
-        name: d.name.clone(),
+        name: squall_scheduler::bare_name(&d.name).to_string(),
         order: d.order.clone(),
         sink: d.sink.clone(),
         steps: d.steps.iter().map(|s| squall_api::DagStep { function: s.function.clone(), id: s.id.clone() }).collect(),
     }
 }
 
-async fn list(State(app): State<App>) -> axum::Json<squall_api::DagList> {
-    axum::Json(squall_api::DagList { dags: app.functions.dags().iter().map(|d| dag(d)).collect() })
+async fn list(State(app): State<App>, scope: Scope) -> axum::Json<squall_api::DagList> {
+    let mine = app.functions.dags().into_iter().filter(|d| scope.holds(&d.name));
+    axum::Json(squall_api::DagList { dags: mine.map(|d| dag(&d)).collect() })
 }
 
 async fn show(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Dag>, ApiError> {
-    Ok(axum::Json(dag(&*app.functions.dag(&path(name)?)?)))
+    Ok(axum::Json(dag(&*app.functions.dag(&scope.qualify(&path(name)?)?)?)))
 }
 
 async fn remove(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Dag>, ApiError> {
-    Ok(axum::Json(dag(&*app.functions.remove_dag(&path(name)?).await?)))
+    Ok(axum::Json(dag(&*app.functions.remove_dag(&scope.qualify(&path(name)?)?).await?)))
 }
 
 async fn register(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let name = path(name)?;
+    let name = scope.qualify(&path(name)?)?;
     let body = body.map_err(body_error)?;
     let spec: DagSpec = serde_json::from_slice(&body).map_err(|e| {
         ApiError::from(Error::BadDag(format!(
@@ -74,12 +78,13 @@ async fn register(
 
 async fn invoke(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let (name, input) = match invocation_parts(&app, name, body) {
+    let (name, input) = match invocation_parts(&app, &scope, name, body) {
         Ok(parts) => parts,
         Err(e) => return e.into_response(),
     };
@@ -93,7 +98,8 @@ async fn invoke(
         Err(e) => e.code(),
     };
     if !matches!(result, Err(Error::DagNotFound(_))) {
-        app.metrics.function(&format!("dag:{name}")).record(code, started.elapsed());
+        let series = squall_scheduler::qualify(&scope.ns, &format!("dag:{}", squall_scheduler::bare_name(&name)));
+        app.metrics.function(&series).record(code, started.elapsed());
     }
     match result {
         Ok(r) => answer(r),

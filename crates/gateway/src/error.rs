@@ -63,6 +63,7 @@ impl From<squall_scheduler::Error> for ApiError {
             Error::NotFound(_) | Error::DagNotFound(_) | Error::JobNotFound(_) => (StatusCode::NOT_FOUND, None),
             Error::InputTooLarge(..) | Error::TooManyInputs(..) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             Error::Busy { retry_after, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after.as_secs().max(1))),
+            Error::Quota(_) => (StatusCode::TOO_MANY_REQUESTS, Some(1)),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
             Error::IdempotencyMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, None),
         };

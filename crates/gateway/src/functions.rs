@@ -15,7 +15,7 @@ use squall_scheduler::{
     DeploySpec, Error, FailureCode, FunctionMeta, InvocationLog, LogQuery, Request, Response as Invoked,
 };
 
-use crate::app::App;
+use crate::app::{App, Scope};
 use crate::error::{ApiError, bad_request, body_error, path, query};
 
 /// Largest component a deploy accepts.
@@ -44,7 +44,7 @@ fn failure_status(code: FailureCode) -> StatusCode {
         FailureCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
         FailureCode::FunctionError => StatusCode::UNPROCESSABLE_ENTITY,
         FailureCode::Conflict => StatusCode::CONFLICT,
-        FailureCode::Busy => StatusCode::TOO_MANY_REQUESTS,
+        FailureCode::Busy | FailureCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -55,7 +55,7 @@ fn function(m: &FunctionMeta) -> squall_api::Function {
         digest: m.digest.clone(),
         env: m.env.clone(),
         memory_bytes: m.limits.memory_bytes,
-        name: m.name.clone(),
+        name: squall_scheduler::bare_name(&m.name).to_string(),
         queue: m.limits.queue,
         size: m.size,
         timeout_ms: m.limits.timeout_ms,
@@ -140,12 +140,13 @@ fn deploy_spec(params: &[(String, String)], headers: &HeaderMap) -> Result<Deplo
 
 async fn deploy(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let name = path(name)?;
+    let name = scope.qualify(&path(name)?)?;
     let spec = deploy_spec(&query(params)?, &headers)?;
     let body = body.map_err(body_error)?;
     if body.is_empty() {
@@ -160,22 +161,25 @@ async fn deploy(
     Ok((status, axum::Json(function(&meta))).into_response())
 }
 
-async fn list(State(app): State<App>) -> axum::Json<squall_api::FunctionList> {
-    axum::Json(squall_api::FunctionList { functions: app.functions.list().iter().map(function).collect() })
+async fn list(State(app): State<App>, scope: Scope) -> axum::Json<squall_api::FunctionList> {
+    let mine = app.functions.list().into_iter().filter(|m| scope.holds(&m.name));
+    axum::Json(squall_api::FunctionList { functions: mine.map(|m| function(&m)).collect() })
 }
 
 async fn show(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Function>, ApiError> {
-    Ok(axum::Json(function(&app.functions.show(&path(name)?)?)))
+    Ok(axum::Json(function(&app.functions.show(&scope.qualify(&path(name)?)?)?)))
 }
 
 async fn remove(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Function>, ApiError> {
-    let name = path(name)?;
+    let name = scope.qualify(&path(name)?)?;
     let removed = app.functions.remove(&name).await?;
     app.metrics.forget_function(&name);
     Ok(axum::Json(function(&removed)))
@@ -209,12 +213,13 @@ fn server_timing(i: &Invoked) -> String {
 /// percent-encoding; [`invoke_request`] takes the others).
 async fn invoke(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    match invocation_parts(&app, name, body) {
+    match invocation_parts(&app, &scope, name, body) {
         Ok((name, input)) => invoke_with(&app, started, name, &headers, input).await,
         Err(e) => e.into_response(),
     }
@@ -224,10 +229,11 @@ async fn invoke(
 /// router's extractors: an input over the limit is `payload_too_large`.
 pub(crate) fn invocation_parts(
     app: &App,
+    scope: &Scope,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(String, Bytes), ApiError> {
-    let name = path(name)?;
+    let name = scope.qualify(&path(name)?)?;
     let max = app.functions.settings().max_input;
     match body {
         Ok(b) => Ok((name, b)),
@@ -245,6 +251,11 @@ pub(crate) async fn invoke_request(
     let started = Instant::now();
     let max = app.functions.settings().max_input;
     let (parts, body) = req.into_parts();
+    let name = match parts.extensions.get::<Scope>().map(|scope| scope.qualify(&name)) {
+        Some(Ok(name)) => name,
+        Some(Err(e)) => return e.into_response(),
+        None => return bad_request("the request has no scope".into()).into_response(),
+    };
     // One byte over the limit is enough to tell "too large" apart.
     let input = match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max + 1)).await {
         Ok(collected) => collected.to_bytes(),
@@ -297,7 +308,7 @@ pub(crate) fn answer(r: Invoked) -> Response {
             resp
         }
         Err(f) => {
-            let busy = f.code == FailureCode::Busy;
+            let busy = matches!(f.code, FailureCode::Busy | FailureCode::QuotaExceeded);
             let e = ApiError::new(failure_status(f.code), f.code.as_str(), f.message);
             if busy { ApiError { retry_after: Some(1), ..e } } else { e }.into_response()
         }
@@ -327,7 +338,7 @@ fn log(l: &InvocationLog) -> squall_api::InvocationLog {
     squall_api::InvocationLog {
         duration_us: l.duration_us,
         error: l.error.clone(),
-        function: l.function.clone(),
+        function: squall_scheduler::bare_name(&l.function).to_string(),
         invocation_id: l.invocation_id.clone(),
         root: l.root.clone(),
         lines: l
@@ -348,10 +359,11 @@ fn log(l: &InvocationLog) -> squall_api::InvocationLog {
 
 async fn logs(
     State(app): State<App>,
+    scope: Scope,
     name: Result<Path<String>, PathRejection>,
     q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<axum::Json<squall_api::Logs>, ApiError> {
-    let name = path(name)?;
+    let name = scope.qualify(&path(name)?)?;
     let q = query(q)?;
     let q = LogQuery { invocation_id: q.invocation, after: q.after, limit: q.limit.or(Some(20)) };
     let found = app.functions.logs(&name, &q)?;
@@ -362,10 +374,13 @@ async fn logs(
 /// `GET /v1/invocations/ID`: the invocation's log and those of the calls it made.
 async fn invocation(
     State(app): State<App>,
+    scope: Scope,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Logs>, ApiError> {
     let id = path(id)?;
-    let found = app.functions.invocation_logs(&id);
+    let mut found = app.functions.invocation_logs(&id);
+    // Another namespace's invocation is as unknown as one never made.
+    found.retain(|l| scope.holds(&l.function));
     if found.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -2,7 +2,8 @@
 //! beside it), and [`serve`], which accepts connections and drains them on
 //! shutdown. The handlers live in `kv` and `functions`.
 
-use crate::app::App;
+use crate::app::{App, Scope};
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use axum::Router;
@@ -54,8 +55,9 @@ pub struct Api {
     app: App,
     max_body: usize,
     body_timeout: Duration,
-    /// The bearer token every route but `/healthz` asks for, if any.
-    token: Option<Arc<str>>,
+    /// Who may do what: every route but `/healthz` asks for a bearer
+    /// token when the node has credentials.
+    access: Arc<Access>,
 }
 
 impl Api {
@@ -70,15 +72,18 @@ impl Api {
         max_body: usize,
         ready: watch::Receiver<bool>,
     ) -> Api {
-        let app = App { store, metrics, ns: bytes::Bytes::from_static(crate::DEFAULT_NS), functions, ready };
+        let app = App { store, metrics, functions, ready };
         let body_timeout = HttpOptions::default().body_timeout;
-        Api { router: router(&app, max_body), app, max_body, body_timeout, token: None }
+        let access = Arc::new(Access::new(None, Vec::new()).expect("no users"));
+        Api { router: router(&app, max_body), app, max_body, body_timeout, access }
     }
 
-    /// The same API, asking every request but `GET /healthz` for `token`
-    /// (`Authorization: Bearer TOKEN`): 401 `unauthorized` without it.
-    pub fn with_token(mut self, token: Option<Arc<str>>) -> Api {
-        self.token = token;
+    /// The same API, with these users: unless the node is open, every
+    /// request but `GET /healthz` needs a user's secret as a bearer token
+    /// (`Authorization: Bearer TOKEN`, else 401 `unauthorized`) and works
+    /// only in its namespaces (else 403 `forbidden`).
+    pub fn with_access(mut self, access: Arc<Access>) -> Api {
+        self.access = access;
         self
     }
 
@@ -108,6 +113,54 @@ impl Api {
         }
     }
 
+    /// `req` with its [`Scope`]: who sent it (its bearer token's user) and
+    /// the namespace it works in (`/v1/ns/NS/...`, the path then read
+    /// without that part; else the user's own), once the user may work
+    /// there and do what it asks; or the answer refusing it.
+    fn admit<B>(&self, mut req: Request<B>) -> Result<Request<B>, Box<Response>> {
+        let refuse = |e: ApiError| Box::new(e.into_response());
+        let user = match self.access.anonymous() {
+            Some(user) => user,
+            None => match self.access.bearer(req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes())) {
+                Some(user) => user,
+                None => return Err(Box::new(unauthorized())),
+            },
+        };
+        let (ns, rest) = match req.uri().path().strip_prefix("/v1/ns/").and_then(|p| p.split_once('/')) {
+            Some((ns, rest)) => (ns.to_string(), Some(format!("/v1/{rest}"))),
+            None => (user.home().to_string(), None),
+        };
+        squall_scheduler::check_namespace(&ns).map_err(|e| refuse(e.into()))?;
+        if !user.may_use(&ns) {
+            return Err(refuse(forbidden(format!("the user {:?} may not use the namespace {ns:?}", user.name))));
+        }
+        if let Some(path) = rest {
+            let target = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            *req.uri_mut() = target.parse().map_err(|_| refuse(crate::error::bad_request("bad path".into())))?;
+        }
+        let path = req.uri().path();
+        if path == "/metrics" && !user.is_admin() {
+            return Err(refuse(forbidden(
+                "the node's metrics name every namespace's functions: only a user of every namespace may read them"
+                    .into(),
+            )));
+        }
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let deploys = matches!(*req.method(), Method::PUT | Method::DELETE)
+            && matches!(segments.as_slice(), ["v1", "functions" | "dags", name] if !name.is_empty());
+        if deploys && !user.deploy {
+            return Err(refuse(forbidden(format!(
+                "the user {:?} may not deploy or remove functions and DAGs",
+                user.name
+            ))));
+        }
+        req.extensions_mut().insert(Scope::new(&ns));
+        Ok(req)
+    }
+
     /// Answers one request, counted and timed.
     pub async fn handle(&self, req: Request<Incoming>) -> Response {
         let started = Instant::now();
@@ -122,24 +175,14 @@ impl Api {
     }
 
     async fn respond(&self, req: Request<Incoming>) -> Response {
-        if let Some(token) = self.token.as_deref()
-            && req.uri().path() != "/healthz"
-            && !crate::auth::bearer_matches(
-                req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes()),
-                token,
-            )
-        {
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this node asks for a token: send Authorization: Bearer TOKEN (squall's commands read SQUALL_TOKEN)"
-                    .to_string(),
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
-            return resp;
-        }
+        let req = if req.uri().path() == "/healthz" {
+            req
+        } else {
+            match self.admit(req) {
+                Ok(req) => req,
+                Err(resp) => return *resp,
+            }
+        };
         let declared =
             req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let limit = self.body_limit(&req);
@@ -166,6 +209,23 @@ impl Api {
             }
         }
     }
+}
+
+/// 401 `unauthorized`, with the scheme to use.
+fn unauthorized() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this node asks for a token: send Authorization: Bearer TOKEN (squall's commands read SQUALL_TOKEN)"
+            .to_string(),
+    )
+    .into_response();
+    resp.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
 /// NAME, if this is `POST /v1/functions/NAME/invoke` with a NAME that needs

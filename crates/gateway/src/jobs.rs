@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use squall_scheduler::{Error, JobCounts, JobMeta, JobSpec, JobState};
 
-use crate::app::App;
+use crate::app::{App, Scope};
 use crate::error::{ApiError, bad_request, body_error, path, query};
 
 /// Largest job description (a million small inputs fit many times over).
@@ -49,7 +49,7 @@ fn job(m: &JobMeta, c: JobCounts) -> squall_api::Job {
         counts: squall_api::JobCounts { done: c.done, failed: c.failed, pending: c.pending, running: c.running },
         created_ms: m.created_ms,
         finished_ms: m.finished_ms,
-        function: m.function.clone(),
+        function: squall_scheduler::bare_name(&m.function).to_string(),
         id: m.id.clone(),
         out_prefix: m.out_prefix.clone(),
         retries: m.retries,
@@ -58,7 +58,11 @@ fn job(m: &JobMeta, c: JobCounts) -> squall_api::Job {
     }
 }
 
-async fn create(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create(
+    State(app): State<App>,
+    scope: Scope,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -85,7 +89,7 @@ async fn create(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> 
         return Err(Error::TooManyInputs(inputs.len(), most).into());
     }
     let spec = JobSpec {
-        function: c.function,
+        function: scope.qualify(&c.function)?,
         // Each input is passed to the function as its JSON text.
         inputs: c.inputs.unwrap_or_default().into_iter().map(|v| v.get().as_bytes().to_vec()).collect(),
         prefix: c.prefix,
@@ -99,29 +103,40 @@ async fn create(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> 
     Ok((StatusCode::ACCEPTED, axum::Json(job(&meta, counts))).into_response())
 }
 
-async fn list(State(app): State<App>) -> Result<axum::Json<squall_api::JobList>, ApiError> {
+async fn list(State(app): State<App>, scope: Scope) -> Result<axum::Json<squall_api::JobList>, ApiError> {
     let mut jobs = Vec::new();
-    for m in app.functions.jobs().await? {
+    for m in app.functions.jobs().await?.into_iter().filter(|m| scope.holds(&m.function)) {
         let c = app.functions.job_counts(&m).await?;
         jobs.push(job(&m, c));
     }
     Ok(axum::Json(squall_api::JobList { jobs }))
 }
 
+/// Job `id`, if it is of the request's namespace (another's is as unknown
+/// as one never made).
+async fn scoped_job(app: &App, scope: &Scope, id: &str) -> Result<(JobMeta, JobCounts), ApiError> {
+    match app.functions.job(id).await? {
+        (m, c) if scope.holds(&m.function) => Ok((m, c)),
+        _ => Err(Error::JobNotFound(id.to_string()).into()),
+    }
+}
+
 async fn show(
     State(app): State<App>,
+    scope: Scope,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Job>, ApiError> {
-    let (m, c) = app.functions.job(&path(id)?).await?;
+    let (m, c) = scoped_job(&app, &scope, &path(id)?).await?;
     Ok(axum::Json(job(&m, c)))
 }
 
 async fn cancel(
     State(app): State<App>,
+    scope: Scope,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<squall_api::Job>, ApiError> {
     let id = path(id)?;
-    let (m, _) = app.functions.job(&id).await?;
+    let (m, _) = scoped_job(&app, &scope, &id).await?;
     // A running job is cancelled; one that has ended is removed.
     let (m, c) = if m.state == JobState::Running {
         app.functions.cancel_job(&id).await?
@@ -140,10 +155,12 @@ struct Page {
 
 async fn results(
     State(app): State<App>,
+    scope: Scope,
     id: Result<Path<String>, PathRejection>,
     q: Result<Query<Page>, QueryRejection>,
 ) -> Result<axum::Json<squall_api::JobResults>, ApiError> {
     let id = path(id)?;
+    scoped_job(&app, &scope, &id).await?;
     let q = query(q)?;
     let from = q.after.map_or(0, |a| a.saturating_add(1));
     let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);

@@ -2,7 +2,7 @@
 //! translate requests into store operations and results into responses; the
 //! logic lives in the store.
 
-use crate::app::App;
+use crate::app::{App, Scope};
 use crate::error::{ApiError, bad_request, body_error, path, query};
 use crate::metrics::Metrics;
 use axum::Router;
@@ -65,12 +65,13 @@ fn key_not_found(key: &[u8]) -> ApiError {
 
 async fn get_key(
     State(app): State<App>,
+    scope: Scope,
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     no_time_travel(&query(q)?)?;
     let key = path_key(key)?;
-    match app.store.exec(&app.ns, key.clone(), Op::Snapshot).await?? {
+    match app.store.exec(&scope.store_ns, key.clone(), Op::Snapshot).await?? {
         Reply::Entry(entry) => Ok(render_entry(&entry)),
         _ => Err(key_not_found(&key)),
     }
@@ -106,6 +107,7 @@ fn render_entry(entry: &Entry) -> Response {
 
 async fn put_key(
     State(app): State<App>,
+    scope: Scope,
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<KeyQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -118,13 +120,23 @@ async fn put_key(
         Some(_) => return Err(bad_request(format!("ttl must be between 1 and {MAX_TTL_SECONDS} seconds"))),
         None => SetExpiry::None,
     };
-    app.store.exec(&app.ns, path_key(key)?, Op::Set { value: body, expiry, get: false }).await??;
+    if let Some(why) = app.functions.keys_full(&scope.store_ns) {
+        return Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", why)
+        });
+    }
+    app.store.exec(&scope.store_ns, path_key(key)?, Op::Set { value: body, expiry, get: false }).await??;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_key(State(app): State<App>, key: Result<Path<String>, PathRejection>) -> Result<StatusCode, ApiError> {
+async fn delete_key(
+    State(app): State<App>,
+    scope: Scope,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
     let key = path_key(key)?;
-    match app.store.exec(&app.ns, key.clone(), Op::Del).await?? {
+    match app.store.exec(&scope.store_ns, key.clone(), Op::Del).await?? {
         Reply::Int(1) => Ok(StatusCode::NO_CONTENT),
         _ => Err(key_not_found(&key)),
     }
@@ -140,6 +152,7 @@ struct ScanQuery {
 
 async fn scan(
     State(app): State<App>,
+    scope: Scope,
     q: Result<Query<ScanQuery>, QueryRejection>,
 ) -> Result<axum::Json<squall_api::ScanPage>, ApiError> {
     let q = query(q)?;
@@ -149,7 +162,7 @@ async fn scan(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let pattern = q.prefix.as_deref().map(|p| squall_store::prefix_pattern(p.as_bytes()));
-    let (next, keys) = app.store.scan(&app.ns, cursor, limit, pattern, None).await?;
+    let (next, keys) = app.store.scan(&scope.store_ns, cursor, limit, pattern, None).await?;
     Ok(axum::Json(squall_api::ScanPage {
         cursor: next.to_string(),
         done: next == 0,

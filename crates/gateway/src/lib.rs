@@ -23,7 +23,7 @@
 //! The JSON bodies are `squall_api`'s types, shared with the CLI.
 
 mod app;
-mod auth;
+pub mod auth;
 mod body;
 pub mod commands;
 mod dags;

@@ -238,7 +238,7 @@ impl Metrics {
             writeln!(out, "# HELP {name} Invocations over HTTP, by function and outcome code.\n# TYPE {name} counter");
         for (f, m) in &by_name {
             for (code, n) in m.by_code.lock().expect("metrics").iter() {
-                let _ = writeln!(out, "{name}{{function=\"{f}\",code=\"{code}\"}} {n}");
+                let _ = writeln!(out, "{name}{{{},code=\"{code}\"}} {n}", labels(f));
             }
         }
         let name = "squall_function_errors_total";
@@ -248,13 +248,13 @@ impl Metrics {
         );
         for (f, m) in &by_name {
             for (code, n) in m.by_code.lock().expect("metrics").iter().filter(|(c, _)| **c != "ok") {
-                let _ = writeln!(out, "{name}{{function=\"{f}\",code=\"{code}\"}} {n}");
+                let _ = writeln!(out, "{name}{{{},code=\"{code}\"}} {n}", labels(f));
             }
         }
         let name = "squall_function_duration_seconds";
         let _ = writeln!(out, "# HELP {name} Time to answer an invocation, queue included.\n# TYPE {name} histogram");
         for (f, m) in &by_name {
-            m.latency.render_series(out, name, &format!("function=\"{f}\","));
+            m.latency.render_series(out, name, &format!("{},", labels(f)));
         }
         let name = "squall_compiles_total";
         let _ = writeln!(
@@ -275,8 +275,17 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for (f, queued, running) in functions.load_by_function() {
                 let v = if pick == 1 { queued } else { running };
-                let _ = writeln!(out, "{name}{{function=\"{f}\"}} {v}");
+                let _ = writeln!(out, "{name}{{{}}} {v}", labels(&f));
             }
         }
     }
+}
+
+/// The labels of a function's series (by registry name): its namespace and its name there.
+fn labels(qualified: &str) -> String {
+    format!(
+        "namespace=\"{}\",function=\"{}\"",
+        squall_scheduler::namespace_of(qualified),
+        squall_scheduler::bare_name(qualified)
+    )
 }

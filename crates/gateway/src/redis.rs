@@ -9,6 +9,7 @@
 //! commands on one key apply in order.
 
 use crate::DEFAULT_NS;
+use crate::auth::{Access, User};
 use crate::commands::{self, Cmd, Render, Server};
 use crate::metrics::Metrics;
 use crate::resp::{self, Frame, Limits};
@@ -37,12 +38,16 @@ pub struct Options {
     /// EXECABORT).
     pub max_multi_commands: usize,
     pub max_multi_bytes: usize,
-    /// The password of the `default` user: when set, a connection must
-    /// `AUTH` (or `HELLO ... AUTH`) before any other command.
-    pub password: Option<Arc<str>>,
+    /// The users: unless the node is open, a connection must `AUTH` (or
+    /// `HELLO ... AUTH`) before any other command, and works only in its
+    /// user's namespaces.
+    pub access: Arc<Access>,
     /// How much a client's unread replies may hold (Redis's
     /// `client-output-buffer-limit` for normal clients).
     pub output_limit: OutputLimit,
+    /// The namespaces' quotas: a write that could add a key to a full
+    /// namespace is refused.
+    pub quotas: Arc<squall_scheduler::Quotas>,
 }
 
 /// Redis's `client-output-buffer-limit` for one class of clients: a
@@ -124,18 +129,18 @@ impl Default for Options {
             max_clients: 10_000,
             max_multi_commands: 100_000,
             max_multi_bytes: 64 * 1024 * 1024,
-            password: None,
+            access: Arc::new(Access::new(None, Vec::new()).expect("no users")),
             output_limit: OutputLimit::default(),
+            quotas: Arc::default(),
         }
     }
 }
 
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the password.
         f.debug_struct("Options")
             .field("max_clients", &self.max_clients)
-            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("output_limit", &self.output_limit)
             .finish_non_exhaustive()
     }
 }
@@ -278,8 +283,12 @@ struct Conn {
     multi: Option<Transaction>,
     metrics: Arc<Metrics>,
     opts: Options,
-    /// Whether it may run commands: it has authenticated, or needs not.
-    authed: bool,
+    /// Who it is: authenticated (or the node is open), or not yet.
+    user: Option<Arc<User>>,
+    /// The users' generation `user` was checked against.
+    user_generation: u64,
+    /// Whether `user` may use namespace `ns`.
+    allowed: bool,
     /// Per shard: the highest write sequence this round must see durable.
     written: Vec<u64>,
     /// Bytes of the answers received from shards and not yet encoded: with
@@ -303,7 +312,9 @@ impl Conn {
     fn new(store: Handle, metrics: Arc<Metrics>, opts: Options, stop: tokio::sync::watch::Receiver<bool>) -> Self {
         let shards = store.shards();
         Conn {
-            authed: opts.password.is_none(),
+            user: opts.access.anonymous(),
+            user_generation: opts.access.generation(),
+            allowed: opts.access.is_open(),
             store,
             ns: Bytes::from_static(DEFAULT_NS),
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
@@ -583,8 +594,11 @@ impl Conn {
                 return true;
             }
         };
-        if !self.authed && !matches!(cmd, Cmd::Server(Server::Auth { .. } | Server::Hello { .. } | Server::Quit)) {
-            pending.push(Pending::Ready(Frame::Error("NOAUTH Authentication required.".into())));
+        if let Some(refusal) = self.refusal(&cmd).or_else(|| self.over_quota(&cmd)) {
+            if let Some(tx) = &mut self.multi {
+                tx.failed = true;
+            }
+            pending.push(Pending::Ready(refusal));
             return true;
         }
         if !matches!(cmd, Cmd::Key { .. }) || self.multi.is_some() {
@@ -697,13 +711,7 @@ impl Conn {
             Server::Ping(None) => Frame::Simple("PONG"),
             Server::Ping(Some(m)) | Server::Echo(m) => Frame::Bulk(m),
             Server::Quit => Frame::ok(),
-            Server::Select(db) => {
-                if db.as_ref() == b"0" {
-                    Frame::ok()
-                } else {
-                    Frame::err("DB index is out of range (Squall serves database 0; use namespaces instead)")
-                }
-            }
+            Server::Select(db) => self.select(&db),
             Server::Auth { user, password } => match self.check_password(user.as_deref(), &password) {
                 Ok(()) => Frame::ok(),
                 Err(e) => e,
@@ -717,7 +725,7 @@ impl Conn {
                 {
                     return e;
                 }
-                if !self.authed {
+                if self.user.is_none() {
                     return Frame::Error(
                         "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> \
                          AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol \
@@ -837,25 +845,113 @@ impl Conn {
         }
     }
 
-    /// Checks the `default` user's password (the only user); a match
-    /// authenticates the connection.
+    /// Logs in as `user` (the default user when not named) if `password`
+    /// is its secret; a user of one namespace starts in it, unless the
+    /// connection has chosen one already.
     fn check_password(&mut self, user: Option<&[u8]>, password: &[u8]) -> Result<(), Frame> {
-        let Some(expected) = self.opts.password.as_deref() else {
-            // No password: the default user takes any (Redis's `nopass`), when named.
-            if user == Some(b"default".as_slice()) {
+        let access = self.opts.access.clone();
+        if access.is_open() {
+            // No credentials: the default user takes any password (Redis's `nopass`), when named.
+            if user == Some(crate::auth::DEFAULT_USER.as_bytes()) {
                 return Ok(());
             }
             return Err(Frame::err(
                 "AUTH <password> called without any password configured for the default user. Are you sure your \
                  configuration is correct?",
             ));
-        };
-        if user.is_none_or(|u| u == b"default") && crate::auth::same_secret(expected.as_bytes(), password) {
-            self.authed = true;
-            Ok(())
-        } else {
-            Err(Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into()))
         }
+        let Some(found) = access.login(user, password) else {
+            return Err(Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into()));
+        };
+        if self.ns.as_ref() == DEFAULT_NS && !found.may_use(squall_scheduler::namespace::DEFAULT) {
+            self.ns = Bytes::copy_from_slice(found.home().as_bytes());
+        }
+        self.user_generation = access.generation();
+        self.user = Some(found);
+        self.allowed = self.may_use_ns();
+        Ok(())
+    }
+
+    fn may_use_ns(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| std::str::from_utf8(&self.ns).is_ok_and(|ns| u.may_use(ns)))
+    }
+
+    /// Why `cmd` may not run now, if it may not: the connection has not
+    /// authenticated, or its user may not use its namespace (or is gone,
+    /// the users having been reloaded since).
+    fn refusal(&mut self, cmd: &Cmd) -> Option<Frame> {
+        if let Cmd::Server(Server::Auth { .. } | Server::Hello { .. } | Server::Quit) = cmd {
+            return None;
+        }
+        let access = &self.opts.access;
+        if access.generation() != self.user_generation {
+            self.user_generation = access.generation();
+            self.user = self.user.as_ref().and_then(|u| access.user(&u.name));
+            self.allowed = self.may_use_ns();
+        }
+        let user = match &self.user {
+            None => return Some(Frame::Error("NOAUTH Authentication required.".into())),
+            Some(user) => user,
+        };
+        let free = matches!(
+            cmd,
+            Cmd::Server(
+                Server::Select(_)
+                    | Server::Ping(_)
+                    | Server::Echo(_)
+                    | Server::ClientSetName(_)
+                    | Server::ClientGetName
+                    | Server::ClientId
+                    | Server::ClientSetInfo
+                    | Server::Command(_)
+            )
+        );
+        (!self.allowed && !free).then(|| {
+            Frame::Error(format!(
+                "NOPERM User {} has no permissions to access the '{}' namespace",
+                user.name,
+                String::from_utf8_lossy(&self.ns)
+            ))
+        })
+    }
+
+    /// The error for a write that could add a key to a namespace over its key quota.
+    fn over_quota(&self, cmd: &Cmd) -> Option<Frame> {
+        let adds = match cmd {
+            Cmd::Key { op, .. } => op.may_add_key(),
+            Cmd::Keys { ops, .. } => ops.iter().any(|(_, op)| op.may_add_key()),
+            Cmd::Server(_) => false,
+        };
+        if !adds {
+            return None;
+        }
+        self.opts.quotas.keys_full(&self.ns).map(|why| Frame::err(format!("quota exceeded: {why}")))
+    }
+
+    /// SELECT: database 0 is the default namespace; any other index, or a
+    /// name, is the namespace of that name (so Redis's numbered databases
+    /// are namespaces too).
+    fn select(&mut self, db: &[u8]) -> Frame {
+        let name = match db {
+            b"0" => squall_scheduler::namespace::DEFAULT,
+            other => match std::str::from_utf8(other) {
+                Ok(name) => name,
+                Err(_) => return Frame::err("invalid namespace: use letters, digits, '-' or '_'"),
+            },
+        };
+        if let Err(e) = squall_scheduler::check_namespace(name) {
+            return Frame::err(e.to_string());
+        }
+        let user = self.user.as_ref().expect("authenticated before SELECT");
+        if !user.may_use(name) {
+            return Frame::Error(format!(
+                "NOPERM User {} has no permissions to access the '{name}' namespace",
+                user.name
+            ));
+        }
+        self.ns = Bytes::copy_from_slice(name.as_bytes());
+        self.allowed = true;
+        Frame::ok()
     }
 
     fn hello(&self) -> Frame {

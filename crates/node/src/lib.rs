@@ -7,9 +7,11 @@
 //! it wires.
 
 use serde::Deserialize;
+use squall_gateway::auth::{Access, UserSpec};
 use squall_gateway::{Metrics, http, redis};
-use squall_scheduler::{Functions, Settings};
+use squall_scheduler::{Functions, Quota, Settings};
 use squall_store::{Durability, Options, Store};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +56,12 @@ pub struct Config {
     /// the Redis protocol speak TLS only.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Users beside the token's (`[[users]]` in squall.toml).
+    pub users: Vec<UserSpec>,
+    /// A file of more users (`[[users]]`), read again whenever it changes.
+    pub users_file: Option<PathBuf>,
+    /// Per namespace: its quota (`[quotas.NS]`).
+    pub quotas: HashMap<String, Quota>,
 }
 
 impl Default for Config {
@@ -75,6 +83,9 @@ impl Default for Config {
             output_limit: redis::OutputLimit::default(),
             tls_cert: None,
             tls_key: None,
+            users: Vec::new(),
+            users_file: None,
+            quotas: HashMap::new(),
         }
     }
 }
@@ -141,13 +152,89 @@ pub struct Overrides {
     pub client_output_buffer_limit: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub users: Option<Vec<UserSpec>>,
+    pub users_file: Option<PathBuf>,
+    pub quotas: Option<HashMap<String, Quota>>,
+}
+
+/// A users file: `[[users]]` tables, as in squall.toml.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: Vec<UserSpec>,
+}
+
+/// The users in `path`.
+fn read_users(path: &Path) -> Result<Vec<UserSpec>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read the users file {}: {e}", path.display())))?;
+    let file: UsersFile =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
+    Ok(file.users)
+}
+
+/// The users in force: squall.toml's, then the users file's.
+fn all_users(config: &Config) -> Result<Vec<UserSpec>, Error> {
+    let mut users = config.users.clone();
+    if let Some(path) = &config.users_file {
+        users.extend(read_users(path)?);
+    }
+    Ok(users)
+}
+
+/// What the users file looks like on disk: a change to it is a reason to read it again.
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reads the users file again each time it changes (checked every second)
+/// until `stop`; a file that does not parse changes nothing, and says so.
+async fn watch_users(config: Config, access: Arc<Access>, mut stop: watch::Receiver<bool>) {
+    let Some(path) = config.users_file.clone() else { return };
+    let mut seen = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match all_users(&config).and_then(|users| access.replace(users).map_err(Error::Config)) {
+            Ok(n) => tracing::info!(file = %path.display(), "users reloaded: {n} users"),
+            Err(e) => tracing::warn!(file = %path.display(), "users file not reloaded, the users before stay: {e}"),
+        }
+    }
+}
+
+/// Counts the keys of the namespaces with a key quota once a second, until `stop`.
+async fn count_keys(functions: Functions, mut stop: watch::Receiver<bool>) {
+    if functions.settings().quotas.values().all(|q| q.keys.is_none()) {
+        return;
+    }
+    loop {
+        functions.count_keys().await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 impl Config {
-    /// Refuses a listener beyond loopback without a token, unless `insecure`.
+    /// Whether anyone must authenticate: a token, or users, are configured.
+    fn has_credentials(&self) -> bool {
+        self.token.is_some() || !self.users.is_empty() || self.users_file.is_some()
+    }
+
+    /// Refuses a listener beyond loopback without credentials, unless `insecure`.
     fn check_exposure(&self) -> Result<(), Error> {
         for (what, addr) in [("HTTP", self.http), ("the Redis protocol", self.resp)] {
-            if !addr.ip().is_loopback() && self.token.is_none() && !self.insecure {
+            if !addr.ip().is_loopback() && !self.has_credentials() && !self.insecure {
                 return Err(Error::Config(format!(
                     "refusing to listen on {addr} for {what} without credentials: anyone who can reach it could \
                      read, write and run code; set a token (--token, SQUALL_TOKEN or token in squall.toml), or pass \
@@ -176,7 +263,19 @@ impl Config {
             client_output_buffer_limit,
             tls_cert,
             tls_key,
+            users,
+            users_file,
+            quotas,
         } = o;
+        if let Some(v) = quotas {
+            self.quotas = v;
+        }
+        if let Some(v) = users {
+            self.users = v;
+        }
+        if users_file.is_some() {
+            self.users_file = users_file;
+        }
         if tls_cert.is_some() {
             self.tls_cert = tls_cert;
         }
@@ -257,6 +356,9 @@ impl Config {
             return Err(Error::Config("HTTP timeouts must be at least 1 second".into()));
         }
         config.check_exposure()?;
+        for ns in config.quotas.keys() {
+            squall_scheduler::check_namespace(ns).map_err(|e| Error::Config(format!("[quotas.{ns}]: {e}")))?;
+        }
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             return Err(Error::Config("TLS needs both a certificate (tls-cert) and its key (tls-key)".into()));
         }
@@ -319,7 +421,7 @@ impl Node {
         config.check_exposure()?;
         let fds = raise_fd_limit();
         for addr in [config.http, config.resp] {
-            if !addr.ip().is_loopback() && config.token.is_none() {
+            if !addr.ip().is_loopback() && !config.has_credentials() {
                 tracing::warn!(%addr, "INSECURE: listening beyond loopback with no credentials (--insecure): anyone who can reach {addr} can read, write and run code");
             }
         }
@@ -355,15 +457,18 @@ impl Node {
             ..Default::default()
         })
         .map_err(|e| Error::Functions(e.to_string()))?;
-        let functions = Functions::start(handle.clone(), Arc::new(runtime), Settings::default())
+        let settings = Settings { quotas: config.quotas.clone(), ..Settings::default() };
+        let functions = Functions::start(handle.clone(), Arc::new(runtime), settings)
             .await
             .map_err(|e| Error::Functions(e.to_string()))?;
         // Not ready until the owner says so (`Node::ready`: `squall up`, once
         // the examples are deployed) and while the disk is healthy.
         let (ready, ready_rx) = watch::channel(false);
-        let token: Option<Arc<str>> = config.token.as_ref().map(|t| Arc::from(t.0.as_str()));
+        let access = Arc::new(
+            Access::new(config.token.as_ref().map(|t| t.0.as_str()), all_users(&config)?).map_err(Error::Config)?,
+        );
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx)
-            .with_token(token.clone());
+            .with_access(access.clone());
         let max_clients = config.max_clients.unwrap_or_else(|| default_max_clients(fds));
         let http_opts = http::HttpOptions {
             max_clients,
@@ -374,11 +479,14 @@ impl Node {
             tokio::spawn(http::serve(http_listener, handle.clone(), api, http_opts, http_tls, stopped.clone()));
         let resp_opts = redis::Options {
             max_clients,
-            password: token,
+            access: access.clone(),
             output_limit: config.output_limit,
+            quotas: functions.quotas(),
             ..redis::Options::default()
         };
         let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, resp_tls, stopped));
+        let users_task = tokio::spawn(watch_users(config.clone(), access, stop.subscribe()));
+        let keys_task = tokio::spawn(count_keys(functions.clone(), stop.subscribe()));
         Ok(Node {
             store: Some(store),
             functions,
@@ -386,7 +494,7 @@ impl Node {
             resp_addr,
             stop,
             ready,
-            tasks: vec![http_task, resp_task],
+            tasks: vec![http_task, resp_task, users_task, keys_task],
             config,
         })
     }

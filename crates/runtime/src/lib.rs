@@ -143,6 +143,8 @@ pub enum FailureCode {
     /// Every pooled instance slot was taken: the node's load, not the
     /// function's fault; worth a retry a moment later.
     Busy,
+    /// Its namespace is over a quota (its writes would add keys to a full one).
+    QuotaExceeded,
 }
 
 impl FailureCode {
@@ -153,6 +155,7 @@ impl FailureCode {
             FailureCode::LimitExceeded => "limit_exceeded",
             FailureCode::FunctionError => "function_error",
             FailureCode::Conflict => "conflict",
+            FailureCode::QuotaExceeded => "quota_exceeded",
             FailureCode::Internal => "internal",
             FailureCode::Busy => "busy",
         }

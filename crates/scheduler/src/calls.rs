@@ -23,6 +23,8 @@ use crate::{Functions, Timing, placement};
 #[derive(Debug)]
 pub(crate) struct Tree {
     pub root_id: String,
+    /// The root's namespace: every function of the tree is looked up in it.
+    pub ns: String,
     /// When the root must end: no callee runs past it.
     pub deadline: Instant,
     /// Calls made so far in the whole tree.
@@ -32,8 +34,8 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    pub fn new(root_id: String, deadline: Instant, attempt: u32) -> Arc<Tree> {
-        Arc::new(Tree { root_id, deadline, calls: AtomicU32::new(0), attempt })
+    pub fn new(root_id: String, ns: &str, deadline: Instant, attempt: u32) -> Arc<Tree> {
+        Arc::new(Tree { root_id, ns: ns.to_string(), deadline, calls: AtomicU32::new(0), attempt })
     }
 }
 
@@ -163,7 +165,13 @@ impl Drop for Flying {
 impl Link for TreeLink {
     fn spawn(&mut self, name: String, input: Vec<u8>, txn: Box<dyn Txn>) -> Result<Started, CallError> {
         self.check_limits(&input)?;
-        let d = self.functions.get(&name).map_err(|_| CallError::NotFound(name.clone()))?;
+        // A name the guest gives is one of its own namespace's: one that
+        // could name another (`ns/f`) is no function's.
+        if crate::check_name(&name).is_err() {
+            return Err(CallError::NotFound(name));
+        }
+        let d =
+            self.functions.get(&crate::qualify(&self.tree.ns, &name)).map_err(|_| CallError::NotFound(name.clone()))?;
         let id = self.functions.invocation_id();
         // Open from the start: the caller may send it messages before it runs.
         let open = self.functions.open_mailbox(&id);

@@ -221,6 +221,7 @@ fn failure_code(code: &str) -> FailureCode {
         "function_error" => FailureCode::FunctionError,
         "conflict" => FailureCode::Conflict,
         "busy" => FailureCode::Busy,
+        "quota_exceeded" => FailureCode::QuotaExceeded,
         _ => FailureCode::Internal,
     }
 }
@@ -252,8 +253,8 @@ impl Attempts for DagRun<'_> {
     async fn attempt(&mut self, _n: u32) -> Attempt {
         let started = Instant::now();
         let inner = &self.functions.inner;
-        let mut txn = StoreTxn::new(inner.store.clone(), inner.settings.ns.clone());
-        let tree = Tree::new(self.id.to_string(), self.deadline, 1);
+        let mut txn = StoreTxn::new(inner.store.clone(), self.functions.store_ns(&self.dag.name));
+        let tree = Tree::new(self.id.to_string(), crate::namespace_of(&self.dag.name), self.deadline, 1);
         let open = self.functions.open_mailbox(self.id);
         let mut link = TreeLink::new(self.functions, tree, 0, open.mailbox.clone());
         let order = &self.dag.order;
@@ -352,11 +353,14 @@ impl Functions {
 
     /// Registers (or replaces) the DAG `name`; true if it is new.
     pub async fn put_dag(&self, name: &str, spec: DagSpec) -> Result<(Dag, bool), Error> {
-        check_name(name)?;
+        crate::registry::check_qualified(name)?;
         let (steps, edges) = spec.parts()?;
         let (order, sink) = shape(&steps, &edges)?;
+        // Steps name functions of the DAG's own namespace.
+        let ns = crate::namespace_of(name);
         for s in &steps {
-            self.get(&s.function)?;
+            check_name(&s.function)?;
+            self.get(&crate::qualify(ns, &s.function)).map_err(|_| Error::NotFound(s.function.clone()))?;
         }
         let dag = Dag { name: name.to_string(), steps, edges, order, sink, created_ms: self.inner.store.now_ms() };
         let value = Bytes::from(serde_json::to_vec(&dag).map_err(|e| Error::Unavailable(e.to_string()))?);
@@ -396,17 +400,23 @@ impl Functions {
         if input.len() > max {
             return Err(Error::InputTooLarge(input.len(), max));
         }
+        let ns = crate::namespace_of(name);
         for s in &dag.steps {
-            self.get(&s.function)?;
+            self.get(&crate::qualify(ns, &s.function)).map_err(|_| Error::NotFound(s.function.clone()))?;
         }
+        let counted = self.inner.quotas.admit(ns, self.inner.store.now_ms())?;
         let most = std::time::Duration::from_millis(self.inner.settings.default_limits.timeout_ms);
         let timeout = timeout.map_or(most, |t| t.min(most));
         // A task of its own, so a caller that goes away does not cut it off halfway.
         let this = self.clone();
         let name = name.to_string();
-        tokio::spawn(async move { this.run_dag(&dag, &name, input, timeout).await })
-            .await
-            .map_err(|e| Error::Unavailable(format!("DAG invocation task failed: {e}")))?
+        tokio::spawn(async move {
+            let r = this.run_dag(&dag, &name, input, timeout).await;
+            drop(counted);
+            r
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("DAG invocation task failed: {e}")))?
     }
 
     async fn run_dag(
@@ -420,8 +430,14 @@ impl Functions {
         let started_ms = self.inner.store.now_ms();
         let started = Instant::now();
         let mut run = DagRun { functions: self, dag, id: &id, input: &input, deadline: started + timeout };
-        let Ended { outcome, lines, timing, attempts } =
-            commit_loop(&mut run, self.inner.settings.max_conflict_retries, None, self.inner.store.clock()).await?;
+        let Ended { outcome, lines, timing, attempts } = commit_loop(
+            &mut run,
+            self.inner.settings.max_conflict_retries,
+            None,
+            self.inner.store.clock(),
+            &self.inner.quotas,
+        )
+        .await?;
         self.inner.logs.record(InvocationLog {
             seq: 0,
             invocation_id: id.clone(),

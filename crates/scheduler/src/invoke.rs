@@ -75,6 +75,7 @@ pub(crate) async fn commit_loop(
     max_retries: u32,
     remember: Option<&dyn Remembered>,
     clock: &Clock,
+    quotas: &crate::quota::Quotas,
 ) -> Result<Ended, Error> {
     let started = Instant::now();
     let mut timing = Timing::default();
@@ -92,6 +93,10 @@ pub(crate) async fn commit_loop(
             Ok(effects) => effects,
             Err(failure) => break (Err(failure), attempt.log),
         };
+        // A namespace that is full may not add keys (its quota).
+        if let Some(why) = writes.iter().find(|w| w.op.may_add_key()).and_then(|w| quotas.keys_full(&w.ns)) {
+            break (Err(Failure { code: FailureCode::QuotaExceeded, message: why }), attempt.log);
+        }
         let commit_started = Instant::now();
         if let Some(remember) = remember {
             writes.extend(remember.writes(&output, clock.now_ms())?);
@@ -146,12 +151,13 @@ struct Live<'a> {
 impl Attempts for Live<'_> {
     async fn attempt(&mut self, n: u32) -> Attempt {
         let inner = &self.functions.inner;
-        let txn = Box::new(StoreTxn::new(inner.store.clone(), inner.settings.ns.clone()));
+        let txn = Box::new(StoreTxn::new(inner.store.clone(), self.functions.store_ns(&self.inv.function)));
         drop(self.used.take());
         let started = Instant::now();
         let mut timing = Timing::default();
         let instance = self.functions.instance(self.d, self.inv, self.shard, n == 1, started, &mut timing).await;
-        let tree = Tree::new(self.inv.id.clone(), started + self.inv.timeout, self.attempt_of);
+        let ns = crate::namespace_of(&self.inv.function);
+        let tree = Tree::new(self.inv.id.clone(), ns, started + self.inv.timeout, self.attempt_of);
         let link = TreeLink::new(self.functions, tree, 0, self.mailbox.clone());
         let done = inner.runtime.run(instance, self.inv, txn, Box::new(link), started).await;
         self.used = Some(done.instance);
@@ -196,6 +202,7 @@ impl Functions {
         running: Option<InFlight>,
         record: Option<Arc<dyn Remembered>>,
     ) -> Result<Response, Error> {
+        let counted = self.inner.quotas.admit(crate::namespace_of(&d.meta.name), self.inner.store.now_ms())?;
         let stats = self.stats(&d.meta.name);
         let (slot, queue) = d.admission.admit(&d.meta.name, stats, &self.inner.pool).await?;
         // It is a task of its own wherever it runs, so a caller that goes
@@ -207,7 +214,9 @@ impl Functions {
         let this = self.clone();
         let task = store.spawn_on(shard, async move {
             let (r, used) = this.run(&d, req, record, shard).await;
-            drop(running);
+            // The namespace's count ends with the invocation (a refusal
+            // there is no wait, so it must not outlast the answer).
+            drop((running, counted));
             // Tear the instance down after the answer has gone out: the
             // waiting caller is woken when this task ends and runs first (a
             // yield puts the teardown behind it). Then make an instance ready
@@ -268,8 +277,14 @@ impl Functions {
             mailbox: open.mailbox.clone(),
             used: None,
         };
-        let ended =
-            commit_loop(&mut live, settings.max_conflict_retries, remember.as_deref(), self.inner.store.clock()).await;
+        let ended = commit_loop(
+            &mut live,
+            settings.max_conflict_retries,
+            remember.as_deref(),
+            self.inner.store.clock(),
+            &self.inner.quotas,
+        )
+        .await;
         let used = live.used.take();
         drop(open);
         let Ended { outcome, lines, timing, attempts } = match ended {
@@ -366,7 +381,9 @@ mod tests {
     }
 
     async fn drive(script: &mut Script, max_retries: u32, remember: Option<&Remember>) -> Ended {
-        commit_loop(script, max_retries, remember.map(|r| r as &dyn Remembered), &clock().1).await.unwrap()
+        commit_loop(script, max_retries, remember.map(|r| r as &dyn Remembered), &clock().1, &Default::default())
+            .await
+            .unwrap()
     }
 
     fn messages(lines: &[LogLine]) -> Vec<&str> {
@@ -388,7 +405,7 @@ mod tests {
         let mut s = Script::new(&[Ok("1"), Ok("2")], vec![Ok(false), Ok(true)]);
         let (manual, clock) = clock();
         manual.advance(5);
-        let ended = commit_loop(&mut s, 3, None, &clock).await.unwrap();
+        let ended = commit_loop(&mut s, 3, None, &clock, &Default::default()).await.unwrap();
         assert_eq!(ended.outcome.unwrap(), b"2", "the answer is the attempt that committed");
         assert_eq!((ended.attempts, s.ran.as_slice()), (2, &[1, 2][..]));
         assert_eq!(s.committed.len(), 2);
@@ -438,7 +455,7 @@ mod tests {
         let mut s = Script::new(&[Ok("1")], vec![Ok(false), Ok(true)]);
         let (manual, clock) = clock();
         manual.advance(7);
-        commit_loop(&mut s, 3, Some(&remember as &dyn Remembered), &clock).await.unwrap();
+        commit_loop(&mut s, 3, Some(&remember as &dyn Remembered), &clock, &Default::default()).await.unwrap();
         let last = s.committed.last().unwrap();
         assert_eq!(last.len(), 2, "{last:?}");
         assert_eq!(last[0], effect());

@@ -210,7 +210,7 @@ impl Functions {
         }
         let inputs = match (&spec.prefix, spec.inputs.is_empty()) {
             (Some(_), false) => return Err(Error::BadRequest("give \"inputs\" or \"prefix\", not both".into())),
-            (Some(prefix), true) => self.prefix_inputs(prefix).await?,
+            (Some(prefix), true) => self.prefix_inputs(&self.store_ns(&spec.function), prefix).await?,
             (None, _) => spec.inputs,
         };
         let most = self.inner.settings.max_job_inputs;
@@ -249,9 +249,8 @@ impl Functions {
         Ok(meta)
     }
 
-    /// The values of the keys with `prefix`, as inputs.
-    async fn prefix_inputs(&self, prefix: &str) -> Result<Vec<Vec<u8>>, Error> {
-        let ns = &self.inner.settings.ns;
+    /// The values of the keys of `ns` with `prefix`, as inputs.
+    async fn prefix_inputs(&self, ns: &Bytes, prefix: &str) -> Result<Vec<Vec<u8>>, Error> {
         let pattern = squall_store::prefix_pattern(prefix.as_bytes());
         let (mut cursor, mut inputs) = (0, Vec::new());
         loop {
@@ -423,7 +422,7 @@ impl Functions {
                 Ok(d) => {
                     let req = Request { input: input.clone(), attempt, ..Request::default() };
                     let record =
-                        Arc::new(Element { job: meta.clone(), index, attempt, ns: self.inner.settings.ns.clone() });
+                        Arc::new(Element { job: meta.clone(), index, attempt, ns: self.store_ns(&meta.function) });
                     match self.admit_and_run(d.clone(), req, None, Some(record)).await {
                         Ok(r) => match r.outcome {
                             Ok(_) => return Ok(()),
@@ -446,6 +445,12 @@ impl Functions {
                         // this element's failure; it waits and tries again.
                         Err(Error::Busy { retry_after, .. }) if !self.inner.jobs.stopping.load(Ordering::Acquire) => {
                             tokio::time::sleep(retry_after.min(Duration::from_millis(100))).await;
+                            continue;
+                        }
+                        // Its namespace's rate or instances are used up: it
+                        // waits its turn (a job goes as fast as its quota).
+                        Err(Error::Quota(_)) if !self.inner.jobs.stopping.load(Ordering::Acquire) => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                             continue;
                         }
                         Err(e) => (e.code().to_string(), e.to_string()),

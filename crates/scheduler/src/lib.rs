@@ -22,7 +22,9 @@ mod idempotency;
 mod invoke;
 mod jobs;
 mod logs;
+pub mod namespace;
 mod placement;
+mod quota;
 mod registry;
 mod txn;
 mod warm;
@@ -41,6 +43,8 @@ use tokio::sync::Notify;
 pub use dags::{Dag, DagSpec, Step, StepsSpec};
 pub use jobs::{ElementResult, JobCounts, JobMeta, JobResult, JobSpec, JobState};
 pub use logs::{InvocationLog, LogQuery};
+pub use namespace::{bare_name, check_namespace, namespace_of, qualify};
+pub use quota::{Quota, Quotas};
 pub use registry::check_name;
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
 pub use txn::StoreTxn;
@@ -75,6 +79,8 @@ pub struct Settings {
     pub mailbox: usize,
     /// Most inputs of one map job.
     pub max_job_inputs: usize,
+    /// Per namespace: its quota.
+    pub quotas: HashMap<String, Quota>,
 }
 
 impl Default for Settings {
@@ -92,6 +98,7 @@ impl Default for Settings {
             max_message: 1024 * 1024,
             mailbox: 64,
             max_job_inputs: 10_000_000,
+            quotas: HashMap::new(),
         }
     }
 }
@@ -164,6 +171,9 @@ pub enum Error {
     /// another component deployed under the name since.
     #[error("{0}")]
     IdempotencyMismatch(String),
+    /// Over its namespace's quota.
+    #[error("{0}")]
+    Quota(String),
 }
 
 impl Error {
@@ -180,6 +190,7 @@ impl Error {
             Error::TooManyInputs(..) => "too_many_inputs",
             Error::JobNotFound(_) => "job_not_found",
             Error::IdempotencyMismatch(_) => "idempotency_mismatch",
+            Error::Quota(_) => "quota_exceeded",
         }
     }
 }
@@ -261,6 +272,7 @@ struct Inner {
     warm: warm::Share,
     /// The invocations holding pooled instances, of all functions.
     pool: Arc<admission::Pool>,
+    quotas: Arc<quota::Quotas>,
 }
 
 /// The function service; cheap to clone.
@@ -280,10 +292,43 @@ fn sys() -> Bytes {
 }
 
 impl Functions {
+    /// Why namespace `ns` (as the store names it) may not add keys now (its
+    /// key quota is used up), if it may not.
+    pub fn keys_full(&self, ns: &[u8]) -> Option<String> {
+        self.inner.quotas.keys_full(ns)
+    }
+
+    /// The namespaces' quotas, for the front doors' writes.
+    pub fn quotas(&self) -> Arc<Quotas> {
+        self.inner.quotas.clone()
+    }
+
+    /// Counts the keys of every namespace with a key quota (once a second,
+    /// by the node: writes that could add a key are refused in one that is
+    /// full, until the next count finds it under).
+    pub async fn count_keys(&self) {
+        for (ns, _) in self.inner.quotas.key_quotas() {
+            if let Ok(n) = self.inner.store.len(&Bytes::from(ns.clone())).await {
+                self.inner.quotas.counted(&ns, n);
+            }
+        }
+    }
+
+    /// The store namespace a function or DAG (by registry name) reads and writes.
+    pub(crate) fn store_ns(&self, qualified: &str) -> Bytes {
+        match namespace_of(qualified) {
+            namespace::DEFAULT => self.inner.settings.ns.clone(),
+            ns => Bytes::copy_from_slice(ns.as_bytes()),
+        }
+    }
+}
+
+impl Functions {
     /// Starts the service and loads the registry from the store (compiling
     /// what the runtime's disk cache does not hold).
     pub async fn start(store: Handle, runtime: Arc<Runtime>, settings: Settings) -> Result<Functions, Error> {
         let keep = settings.keep_logs;
+        let quotas = Arc::new(quota::Quotas::new(settings.quotas.clone()));
         let f = Functions {
             inner: Arc::new(Inner {
                 store,
@@ -300,6 +345,7 @@ impl Functions {
                 next_shard: AtomicUsize::new(0),
                 warm: warm::Share::new(runtime.options().instances as usize / 4),
                 pool: admission::Pool::new(runtime.options().instances as usize),
+                quotas,
                 runtime,
             }),
         };

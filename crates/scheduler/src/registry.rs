@@ -41,16 +41,22 @@ fn component_key(digest: &str) -> Bytes {
     Bytes::from(format!("component:{digest}"))
 }
 
-/// A function name: 1 to 64 of letters, digits, `-` and `_`.
+/// A function (or DAG) name within its namespace: 1 to 64 of letters,
+/// digits, `-` and `_`.
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if crate::namespace::is_word(name) {
         Ok(())
     } else {
         Err(Error::BadRequest(format!("bad function name {name:?}: use 1 to 64 letters, digits, '-' or '_'")))
     }
+}
+
+/// A registry name: a name, in the default namespace, or `ns/name`.
+pub(crate) fn check_qualified(qualified: &str) -> Result<(), Error> {
+    if qualified.contains('/') {
+        crate::namespace::check_namespace(crate::namespace::namespace_of(qualified))?;
+    }
+    check_name(crate::namespace::bare_name(qualified))
 }
 
 impl Functions {
@@ -134,7 +140,7 @@ impl Functions {
 
     /// Deploys (or redeploys, bumping the version) a function.
     pub async fn deploy(&self, name: &str, bytes: Bytes, spec: DeploySpec) -> Result<FunctionMeta, Error> {
-        check_name(name)?;
+        check_qualified(name)?;
         let defaults = self.inner.settings.default_limits;
         let max_memory = self.inner.runtime.options().max_memory as u64;
         let limits = Limits {

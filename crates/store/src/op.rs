@@ -53,6 +53,12 @@ pub enum SetExpiry {
 
 impl Op {
     /// Whether the operation may change state (and so needs a durable write).
+    /// Whether it may make a key that is not there (a write that only
+    /// removes or re-times does not).
+    pub fn may_add_key(&self) -> bool {
+        matches!(self, Op::Set { .. } | Op::IncrBy(_) | Op::SAdd(_) | Op::HSet(_))
+    }
+
     pub fn is_write(&self) -> bool {
         matches!(
             self,
