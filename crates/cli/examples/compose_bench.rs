@@ -20,10 +20,36 @@ use serde_json::{Value, json};
 
 type Client = SendRequest<Full<Bytes>>;
 
+/// One kept-alive connection to `node`: `http://`, or `https://` trusting
+/// the certificates in `SQUALL_CACERT`.
 async fn connect(node: &str) -> Client {
-    let addr = node.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let (tls, addr) = match node.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, node.trim_start_matches("http://")),
+    };
+    let addr = addr.trim_end_matches('/').to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.expect("the node listens");
     stream.set_nodelay(true).unwrap();
+    if !tls {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        return sender;
+    }
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::env::var("SQUALL_CACERT").expect("an https:// node needs SQUALL_CACERT");
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_string();
+    let name = rustls::pki_types::ServerName::try_from(host).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, stream).await.unwrap();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     sender
@@ -31,8 +57,12 @@ async fn connect(node: &str) -> Client {
 
 async fn call(c: &mut Client, method: Method, path: &str, body: Bytes, want: StatusCode) -> Bytes {
     c.ready().await.unwrap();
-    let req =
-        Request::builder().method(method.clone()).uri(path).header("host", "bench").body(Full::new(body)).unwrap();
+    let mut req = Request::builder().method(method.clone()).uri(path).header("host", "bench");
+    // A node with a token gets SQUALL_TOKEN, as squall's own commands send it.
+    if let Ok(token) = std::env::var("SQUALL_TOKEN") {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req.body(Full::new(body)).unwrap();
     let resp = c.send_request(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();

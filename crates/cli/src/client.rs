@@ -73,7 +73,13 @@ pub async fn call_with(
     let stream = tokio::net::TcpStream::connect(&addr)
         .await
         .with_context(|| format!("cannot reach the node at {node} (is `squall up` running there?)"))?;
-    let mut req = Request::builder().method(method).uri(path_and_query).header(hyper::header::HOST, authority.as_str());
+    // SQUALL_NAMESPACE picks the namespace of every /v1 request.
+    let scoped =
+        match (std::env::var("SQUALL_NAMESPACE").ok().filter(|n| !n.is_empty()), path_and_query.strip_prefix("/v1/")) {
+            (Some(ns), Some(rest)) => format!("/v1/ns/{ns}/{rest}"),
+            _ => path_and_query.to_string(),
+        };
+    let mut req = Request::builder().method(method).uri(scoped).header(hyper::header::HOST, authority.as_str());
     for (k, v) in headers {
         req = req.header(*k, v);
     }

@@ -306,6 +306,15 @@ fn a_user_limited_to_a_namespace_cannot_reach_another() {
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains(r#"{namespace="acme",function="counter",code="ok"} 1"#), "{metrics}");
 
+    // squall's client commands pick the namespace with SQUALL_NAMESPACE.
+    let out = squall()
+        .args(["kv", "get", "k", "--node", &node.http])
+        .env("SQUALL_TOKEN", "ops-secret-1")
+        .env("SQUALL_NAMESPACE", "acme")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "acme value");
+
     // The Redis protocol: the same users, namespaces chosen with SELECT.
     let mut bob = redis_as(&node, "bob", "bob-secret-1");
     assert_eq!(redis::cmd("GET").arg("k").query::<Option<String>>(&mut bob).unwrap(), None);

@@ -42,6 +42,9 @@ impl Tree {
 /// One running invocation's mailbox.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
+    /// The namespace of its invocation: only invocations of the same one
+    /// may write to it.
+    ns: String,
     queue: Mutex<VecDeque<Vec<u8>>>,
     arrived: Notify,
 }
@@ -67,13 +70,16 @@ impl Drop for Open {
 
 impl Functions {
     /// Opens the mailbox of the invocation `id`, for as long as the guard lives.
-    pub(crate) fn open_mailbox(&self, id: &str) -> Open {
-        let mailbox = Arc::new(Mailbox::default());
+    pub(crate) fn open_mailbox(&self, id: &str, ns: &str) -> Open {
+        let mailbox = Arc::new(Mailbox { ns: ns.to_string(), ..Mailbox::default() });
         self.inner.mailboxes.open.lock().expect("mailboxes").insert(id.to_string(), mailbox.clone());
         Open { functions: self.clone(), id: id.to_string(), mailbox }
     }
 
-    fn deliver(&self, to: &str, message: Vec<u8>) -> Result<(), SendError> {
+    /// Puts `message`, from an invocation of namespace `from`, in invocation
+    /// `to`'s mailbox; one of another namespace is as unknown as one that
+    /// does not run.
+    fn deliver(&self, from: &str, to: &str, message: Vec<u8>) -> Result<(), SendError> {
         let s = &self.inner.settings;
         if message.len() > s.max_message {
             return Err(SendError::TooLarge(format!(
@@ -83,7 +89,7 @@ impl Functions {
             )));
         }
         let mailbox = self.inner.mailboxes.open.lock().expect("mailboxes").get(to).cloned();
-        let mailbox = mailbox.ok_or_else(|| SendError::NoSuchInvocation(to.to_string()))?;
+        let mailbox = mailbox.filter(|m| m.ns == from).ok_or_else(|| SendError::NoSuchInvocation(to.to_string()))?;
         {
             let mut q = mailbox.queue.lock().expect("mailbox");
             if q.len() >= s.mailbox {
@@ -174,7 +180,7 @@ impl Link for TreeLink {
             self.functions.get(&crate::qualify(&self.tree.ns, &name)).map_err(|_| CallError::NotFound(name.clone()))?;
         let id = self.functions.invocation_id();
         // Open from the start: the caller may send it messages before it runs.
-        let open = self.functions.open_mailbox(&id);
+        let open = self.functions.open_mailbox(&id, &self.tree.ns);
         let link = TreeLink::new(&self.functions, self.tree.clone(), self.depth + 1, open.mailbox.clone());
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let flying = Flying(self.in_flight.clone());
@@ -198,7 +204,7 @@ impl Link for TreeLink {
     }
 
     fn send(&self, to: &str, message: Vec<u8>) -> Result<(), SendError> {
-        self.functions.deliver(to, message)
+        self.functions.deliver(&self.tree.ns, to, message)
     }
 
     fn recv(&mut self, wait: Duration) -> BoxFuture<'_, Option<Vec<u8>>> {

@@ -255,7 +255,7 @@ impl Attempts for DagRun<'_> {
         let inner = &self.functions.inner;
         let mut txn = StoreTxn::new(inner.store.clone(), self.functions.store_ns(&self.dag.name));
         let tree = Tree::new(self.id.to_string(), crate::namespace_of(&self.dag.name), self.deadline, 1);
-        let open = self.functions.open_mailbox(self.id);
+        let open = self.functions.open_mailbox(self.id, crate::namespace_of(&self.dag.name));
         let mut link = TreeLink::new(self.functions, tree, 0, open.mailbox.clone());
         let order = &self.dag.order;
         let at: HashMap<&str, usize> = order.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();

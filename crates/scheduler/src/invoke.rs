@@ -267,7 +267,7 @@ impl Functions {
             )),
             None => record,
         };
-        let open = self.open_mailbox(&id);
+        let open = self.open_mailbox(&id, crate::namespace_of(&d.meta.name));
         let mut live = Live {
             functions: self,
             d,
