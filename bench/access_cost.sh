@@ -13,23 +13,13 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-5}"
 N="${N:-3000}"
 REQUESTS="${REQUESTS:-200000}"
-SQUALL="${SQUALL:-target/release/squall}"
 BENCH="${BENCH:-target/release/examples/compose_bench}"
 GUESTS="target/guests/wasm32-wasip2/release"
 TOKEN="bench-token-0123456789"
-for b in redis-benchmark openssl python3 curl; do
-  command -v "$b" >/dev/null || { echo "missing $b" >&2; exit 1; }
-done
-[ -x "$SQUALL" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release -p squall-cli --example compose_bench" >&2; exit 1; }
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+NEEDED="redis-benchmark openssl python3 curl"
+# shellcheck source=bench/common.sh
+. bench/common.sh
+[ -x "$BENCH" ] || { echo "build first: cargo build --release -p squall-cli --example compose_bench" >&2; exit 1; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
   -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
