@@ -22,7 +22,7 @@ NEEDED="redis-benchmark openssl python3 curl"
 [ -x "$BENCH" ] || { echo "build first: cargo build --release -p squall-cli --example compose_bench" >&2; exit 1; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
-  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
 # name http-port resp-port flags...
 start() {

@@ -55,14 +55,20 @@ async fn connect(node: &str) -> Client {
     sender
 }
 
-async fn call(c: &mut Client, method: Method, path: &str, body: Bytes, want: StatusCode) -> Bytes {
-    c.ready().await.unwrap();
-    let mut req = Request::builder().method(method.clone()).uri(path).header("host", "bench");
-    // A node with a token gets SQUALL_TOKEN, as squall's own commands send it.
-    if let Ok(token) = std::env::var("SQUALL_TOKEN") {
+/// A request to the node; one with a token gets SQUALL_TOKEN, as squall's own commands send it.
+fn request(method: Method, path: &str, body: Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::builder().method(method).uri(path).header("host", "bench");
+    if let Ok(token) = std::env::var("SQUALL_TOKEN")
+        && !token.is_empty()
+    {
         req = req.header("authorization", format!("Bearer {token}"));
     }
-    let req = req.body(Full::new(body)).unwrap();
+    req.body(Full::new(body)).unwrap()
+}
+
+async fn call(c: &mut Client, method: Method, path: &str, body: Bytes, want: StatusCode) -> Bytes {
+    c.ready().await.unwrap();
+    let req = request(method.clone(), path, body);
     let resp = c.send_request(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -140,13 +146,7 @@ async fn run_map(c: &mut Client, n: usize) -> Vec<Value> {
 async fn put_dag(c: &mut Client, name: &str, chain: &[&str]) {
     c.ready().await.unwrap();
     let body = json!({ "chain": chain }).to_string();
-    let req = Request::builder()
-        .method(Method::PUT)
-        .uri(format!("/v1/dags/{name}"))
-        .header("host", "bench")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let resp = c.send_request(req).await.unwrap();
+    let resp = c.send_request(request(Method::PUT, &format!("/v1/dags/{name}"), Bytes::from(body))).await.unwrap();
     let status = resp.status();
     resp.into_body().collect().await.unwrap();
     assert!(status == StatusCode::CREATED || status == StatusCode::OK, "PUT /v1/dags/{name}: {status}");

@@ -352,3 +352,20 @@ fn a_user_limited_to_a_namespace_cannot_reach_another() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(as_user(&node, "bob-secret-1", "GET", "/v1/ns/acme/kv/k", b"").0, 200);
 }
+
+#[test]
+fn an_open_node_answers_only_loopback_names_and_closes_http_on_the_redis_port() {
+    let node = TestNode::start(&[]);
+    // A page whose name was made to resolve to 127.0.0.1 (DNS rebinding)
+    // sends its own name as Host: refused.
+    let (status, _, body) = http_with(&node, "GET", "/v1/kv/k", &[("Host", "evil.example:7700")], b"");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(http_with(&node, "GET", "/v1/kv/k", &[("Host", "localhost:7700")], b"").0, 404);
+    // A browser's POST to the Redis port is closed before any command runs.
+    let said = resp(
+        &node.resp_addr(),
+        b"POST / HTTP/1.1\r\nHost: evil.example\r\n\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+    );
+    assert!(!said.contains("+OK"), "{said}");
+    assert_eq!(http(&node, "GET", "/v1/kv/k", b"").0, 404, "the SET after the POST ran");
+}

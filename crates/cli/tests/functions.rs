@@ -351,6 +351,34 @@ fn deleting_a_function_drops_its_logs_metrics_and_idempotency_records() {
 }
 
 /// A counter's value in the node's `/metrics`.
+#[test]
+fn deleting_a_hundred_functions_gives_their_memory_back() {
+    let node = TestNode::start(&[]);
+    // 100 functions, each with 8 invocations' logs of 1,000 lines, deleted.
+    let flood = |round: usize| {
+        let names: Vec<String> = (0..100).map(|i| format!("flood{round}x{i}")).collect();
+        for name in &names {
+            deploy(&node, name, squall_guests::HOSTILE, "");
+            for _ in 0..8 {
+                assert_eq!(invoke(&node, name, b"print 1000").0, 200);
+            }
+        }
+        let full = node.rss_mib();
+        for name in &names {
+            assert_eq!(http(&node, "DELETE", &format!("/v1/functions/{name}"), b"").0, 200);
+        }
+        (full, node.rss_mib())
+    };
+    let start = node.rss_mib();
+    // The first round grows the allocator's pools, which it keeps; what the
+    // deleted functions held must be reused by the next round, not added to.
+    let (full1, after1) = flood(1);
+    let (full2, after2) = flood(2);
+    eprintln!("RSS MiB: start {start}, round 1 {full1} -> {after1} after deleting, round 2 {full2} -> {after2}");
+    assert!(after2 <= after1 + 16, "RSS {after1} -> {after2} MiB: the deleted functions' memory stayed");
+    assert!(full2 <= full1 + 16, "RSS {full1} -> {full2} MiB at the full point of each round");
+}
+
 fn metric(node: &TestNode, name: &str) -> u64 {
     let (_, _, body) = http(node, "GET", "/metrics", b"");
     let text = String::from_utf8(body).unwrap();

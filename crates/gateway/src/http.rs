@@ -58,6 +58,10 @@ pub struct Api {
     /// Who may do what: every route but `/healthz` asks for a bearer
     /// token when the node has credentials.
     access: Arc<Access>,
+    /// Answer only requests addressed to a loopback name (an open node on
+    /// loopback: a web page whose name was made to resolve to 127.0.0.1
+    /// must not reach it).
+    loopback_hosts_only: bool,
 }
 
 impl Api {
@@ -75,7 +79,7 @@ impl Api {
         let app = App { store, metrics, functions, ready };
         let body_timeout = HttpOptions::default().body_timeout;
         let access = Arc::new(Access::new(None, Vec::new()).expect("no users"));
-        Api { router: router(&app, max_body), app, max_body, body_timeout, access }
+        Api { router: router(&app, max_body), app, max_body, body_timeout, access, loopback_hosts_only: false }
     }
 
     /// The same API, with these users: unless the node is open, every
@@ -84,6 +88,14 @@ impl Api {
     /// only in its namespaces (else 403 `forbidden`).
     pub fn with_access(mut self, access: Arc<Access>) -> Api {
         self.access = access;
+        self
+    }
+
+    /// The same API, answering only requests whose `Host` is a loopback
+    /// name or address (`localhost`, `127.0.0.1`, `[::1]`), or that have none:
+    /// for an open node, against DNS rebinding.
+    pub fn with_loopback_hosts_only(mut self, only: bool) -> Api {
+        self.loopback_hosts_only = only;
         self
     }
 
@@ -119,6 +131,13 @@ impl Api {
     /// there and do what it asks; or the answer refusing it.
     fn admit<B>(&self, mut req: Request<B>) -> Result<Request<B>, Box<Response>> {
         let refuse = |e: ApiError| Box::new(e.into_response());
+        if self.loopback_hosts_only && !loopback_host(req.headers().get(hyper::header::HOST)) {
+            return Err(refuse(forbidden(
+                "this node has no credentials, so it answers only requests addressed to a loopback name (Host: \
+                 localhost, 127.0.0.1 or [::1]); give it a token to serve other names"
+                    .into(),
+            )));
+        }
         let user = match self.access.anonymous() {
             Some(user) => user,
             None => match self.access.bearer(req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes())) {
@@ -209,6 +228,21 @@ impl Api {
             }
         }
     }
+}
+
+/// Whether a `Host` header names this machine's loopback (or is absent).
+fn loopback_host(host: Option<&hyper::header::HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else { return host.is_none() };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// 401 `unauthorized`, with the scheme to use.
@@ -325,4 +359,37 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+    use hyper::header::HeaderValue;
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for ok in [
+            "localhost",
+            "localhost:7700",
+            "127.0.0.1:7700",
+            "127.0.0.2",
+            "[::1]:7700",
+            "[::1]",
+            "a.localhost",
+            "LOCALHOST.",
+        ] {
+            assert!(loopback_host(Some(&HeaderValue::from_static(ok))), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:7700",
+            "10.0.0.1:7700",
+            "localhost.evil.example",
+            "[::2]:1",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!loopback_host(Some(&HeaderValue::from_static(bad))), "{bad}");
+        }
+        assert!(loopback_host(None));
+    }
 }

@@ -587,6 +587,18 @@ impl Conn {
         let cmd = match commands::parse(args, &**self.store.clock()) {
             Ok(cmd) => cmd,
             Err(frame) => {
+                // An HTTP request sent here (a browser page made to POST to
+                // this port, say) is an attack, not a client: close, as
+                // Redis does.
+                if args[0].eq_ignore_ascii_case(b"POST") || args[0].eq_ignore_ascii_case(b"HOST:") {
+                    if rarely() {
+                        tracing::warn!(
+                            client = self.id,
+                            "possible security attack: an HTTP request came on the Redis port; connection closed"
+                        );
+                    }
+                    return false;
+                }
                 if let Some(tx) = &mut self.multi {
                     tx.failed = true;
                 }

@@ -468,7 +468,8 @@ impl Node {
             Access::new(config.token.as_ref().map(|t| t.0.as_str()), all_users(&config)?).map_err(Error::Config)?,
         );
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx)
-            .with_access(access.clone());
+            .with_access(access.clone())
+            .with_loopback_hosts_only(access.is_open() && config.http.ip().is_loopback());
         let max_clients = config.max_clients.unwrap_or_else(|| default_max_clients(fds));
         let http_opts = http::HttpOptions {
             max_clients,
