@@ -208,14 +208,13 @@ enum Stream {
 }
 
 impl Stream {
-    /// Reads what has arrived into `rbuf` (through `chunk`); 0 at the end.
-    async fn read(&mut self, chunk: &mut [u8], rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    /// Reads what has arrived into `rbuf`; 0 at the end.
+    async fn read(&mut self, rbuf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
-            Stream::Plain(fd) => read(fd, chunk, rbuf).await,
+            Stream::Plain(fd) => read(fd, rbuf).await,
             Stream::Tls(tls) => {
-                let n = tokio::io::AsyncReadExt::read(tls, chunk).await?;
-                rbuf.extend_from_slice(&chunk[..n]);
-                Ok(n)
+                rbuf.reserve(READ_CHUNK);
+                tokio::io::AsyncReadExt::read_buf(tls, rbuf).await
             }
         }
     }
@@ -421,15 +420,16 @@ impl Conn {
     async fn run(mut self, mut stream: Stream) {
         self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
         self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
-        let mut rbuf = BytesMut::with_capacity(16 * 1024);
-        let mut wbuf = BytesMut::with_capacity(16 * 1024);
-        let mut chunk = vec![0u8; 16 * 1024];
+        // Empty until used: an idle connection holds no buffer (10,000 of
+        // them would hold hundreds of MiB of 16 KiB ones).
+        let mut rbuf = BytesMut::new();
+        let mut wbuf = BytesMut::new();
         let mut pending = Vec::new();
         let mut parser = resp::Parser::default();
         'conn: loop {
             // Between rounds: what was read has been answered.
             let got = tokio::select! {
-                r = stream.read(&mut chunk, &mut rbuf) => r,
+                r = stream.read(&mut rbuf) => r,
                 _ = self.stop.wait_for(|s| *s) => break,
             };
             match got {
@@ -473,7 +473,7 @@ impl Conn {
             }
             let ok = self.answer(&mut pending, &mut wbuf, &mut stream).await;
             if rbuf.is_empty() && rbuf.capacity() > BUFFER_KEEP {
-                rbuf = BytesMut::with_capacity(16 * 1024);
+                rbuf = BytesMut::new();
             }
             self.metrics.resp_commands.fetch_add(commands, Ordering::Relaxed);
             self.metrics.resp_latency.observe_n(started.elapsed(), commands);
@@ -559,7 +559,7 @@ impl Conn {
         // One huge answer (a big SMEMBERS) must not pin its memory for the
         // life of an idle connection.
         if wbuf.capacity() > BUFFER_KEEP {
-            *wbuf = BytesMut::with_capacity(16 * 1024);
+            *wbuf = BytesMut::new();
         }
         ok
     }
@@ -998,19 +998,30 @@ impl Conn {
     }
 }
 
-/// Reads what has arrived into `rbuf` (through `chunk`). A read that leaves
-/// room in `chunk` drained the socket, so readiness is cleared at once:
-/// the next read waits for the event loop instead of costing a `recv` that
-/// would only say "nothing yet".
-async fn read(fd: &AsyncFd<std::net::TcpStream>, chunk: &mut [u8], rbuf: &mut BytesMut) -> std::io::Result<usize> {
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer of this (shard) thread's connections: reads are
+    /// synchronous once the socket is readable, so one serves them all.
+    static CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Reads what has arrived into `rbuf` (through the thread's chunk). A read
+/// that leaves room in the chunk drained the socket, so readiness is cleared
+/// at once: the next read waits for the event loop instead of costing a
+/// `recv` that would only say "nothing yet".
+async fn read(fd: &AsyncFd<std::net::TcpStream>, rbuf: &mut BytesMut) -> std::io::Result<usize> {
     loop {
         let mut guard = fd.readable().await?;
-        match guard.try_io(|s| s.get_ref().read(chunk)) {
+        let got = CHUNK.with_borrow_mut(|chunk| {
+            guard.try_io(|s| s.get_ref().read(chunk)).map(|r| r.inspect(|&n| rbuf.extend_from_slice(&chunk[..n])))
+        });
+        match got {
             Ok(Ok(n)) => {
-                if n > 0 && n < chunk.len() {
+                if n > 0 && n < READ_CHUNK {
                     guard.clear_ready();
                 }
-                rbuf.extend_from_slice(&chunk[..n]);
                 return Ok(n);
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
