@@ -291,6 +291,10 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
     };
     if !matches!(result, Err(Error::NotFound(_))) {
         app.metrics.function(&name).record(code, started.elapsed());
+        // Removed while it ran: its series went with it, and stays gone.
+        if !app.functions.exists(&name) {
+            app.metrics.forget_function(&name);
+        }
     }
     match result {
         Ok(r) => answer(r),

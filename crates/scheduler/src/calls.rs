@@ -269,7 +269,7 @@ impl Functions {
         let status = done.outcome.as_ref().map_or_else(|f| f.code.as_str(), |_| "ok");
         let outcome =
             done.outcome.map_err(|f| CallError::Failed { code: f.code.as_str().to_string(), message: f.message });
-        self.inner.logs.record(InvocationLog {
+        self.record_log(InvocationLog {
             seq: 0,
             invocation_id: id,
             root: Some(root),

@@ -442,7 +442,8 @@ impl Functions {
             seq: 0,
             invocation_id: id.clone(),
             root: None,
-            function: format!("dag:{name}"),
+            // In the DAG's namespace, as its registry name is: `ns/dag:name`.
+            function: crate::qualify(crate::namespace_of(name), &format!("dag:{}", crate::bare_name(name))),
             version: 0,
             started_ms,
             duration_us: started.elapsed().as_micros() as u64,

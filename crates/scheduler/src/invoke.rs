@@ -291,7 +291,7 @@ impl Functions {
             Ok(ended) => ended,
             Err(e) => return (Err(e), used),
         };
-        self.inner.logs.record(InvocationLog {
+        self.record_log(InvocationLog {
             seq: 0,
             invocation_id: id.clone(),
             root: None,

@@ -98,6 +98,21 @@ impl Functions {
         self.inner.logs.tree(id)
     }
 
+    /// Records an invocation's log, unless its function was removed while
+    /// it ran (a removed function's logs go with it: holding the registry's
+    /// lock orders this against the removal, which forgets the logs after).
+    pub(crate) fn record_log(&self, log: InvocationLog) {
+        let registry = self.inner.registry.read().expect("registry");
+        if registry.contains_key(&log.function) {
+            self.inner.logs.record(log);
+        }
+    }
+
+    /// Whether a function of this (registry) name is deployed.
+    pub fn exists(&self, name: &str) -> bool {
+        self.inner.registry.read().expect("registry").contains_key(name)
+    }
+
     /// Recent invocations' logs.
     pub fn logs(&self, name: &str, q: &LogQuery) -> Result<Vec<InvocationLog>, Error> {
         let known = self.inner.registry.read().expect("registry").contains_key(name);
