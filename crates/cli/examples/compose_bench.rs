@@ -57,7 +57,7 @@ async fn connect(node: &str) -> Client {
 
 /// A request to the node; one with a token gets SQUALL_TOKEN, as squall's own commands send it.
 fn request(method: Method, path: &str, body: Bytes) -> Request<Full<Bytes>> {
-    let mut req = Request::builder().method(method).uri(path).header("host", "bench");
+    let mut req = Request::builder().method(method).uri(path).header("host", "localhost");
     if let Ok(token) = std::env::var("SQUALL_TOKEN")
         && !token.is_empty()
     {
