@@ -369,3 +369,37 @@ fn an_open_node_answers_only_loopback_names_and_closes_http_on_the_redis_port() 
     assert!(!said.contains("+OK"), "{said}");
     assert_eq!(http(&node, "GET", "/v1/kv/k", b"").0, 404, "the SET after the POST ran");
 }
+
+#[test]
+fn logins_are_held_to_their_rules() {
+    // A users file with no users yet: the node is closed, not open.
+    let tmp = tempfile::tempdir().unwrap();
+    let users = tmp.path().join("users.toml");
+    std::fs::write(&users, "").unwrap();
+    let node = TestNode::start(&["--users-file", users.to_str().unwrap()]);
+    assert_eq!(http(&node, "GET", "/v1/kv/k", b"").0, 401);
+    let said = resp(&node.resp_addr(), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    assert!(said.starts_with("-NOAUTH"), "{said}");
+    // Five wrong passwords close the connection.
+    let wrong = b"*3\r\n$4\r\nAUTH\r\n$3\r\nbob\r\n$8\r\nnot-this\r\n".repeat(8);
+    let said = resp(&node.resp_addr(), &wrong);
+    assert_eq!(said.matches("-WRONGPASS").count(), 5, "{said}");
+    // A password changed in the file ends the sessions opened with the old one.
+    std::fs::write(&users, "[[users]]\nname = \"bob\"\npassword = \"first-pass\"\nnamespaces = [\"*\"]\n").unwrap();
+    let mut bob = common::wait_for(|| {
+        let mut c = node.redis();
+        redis::cmd("AUTH").arg("bob").arg("first-pass").query::<()>(&mut c).ok().map(|_| c)
+    });
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut bob).unwrap();
+    // SELECT inside MULTI is refused, and the transaction discarded.
+    let _: () = redis::cmd("MULTI").query(&mut bob).unwrap();
+    assert!(redis::cmd("SELECT").arg("other").query::<()>(&mut bob).is_err());
+    let _: () = redis::cmd("SET").arg("k").arg("w").query(&mut bob).unwrap();
+    assert_eq!(redis::cmd("EXEC").query::<()>(&mut bob).unwrap_err().code(), Some("EXECABORT"));
+    assert_eq!(redis::cmd("GET").arg("k").query::<String>(&mut bob).unwrap(), "v");
+    std::fs::write(&users, "[[users]]\nname = \"bob\"\npassword = \"second-pass\"\nnamespaces = [\"*\"]\n").unwrap();
+    common::wait_for(|| {
+        let err = redis::cmd("GET").arg("k").query::<String>(&mut bob).err()?;
+        (err.code() == Some("NOAUTH")).then_some(())
+    });
+}

@@ -235,4 +235,12 @@ fn keys_over_the_output_buffer_limit_is_refused_and_scan_still_works() {
     assert_eq!(some.len(), 1000);
     let all: Vec<String> = redis::Commands::scan(&mut redis).unwrap().collect();
     assert_eq!(all.len(), 10_000);
+    // 50 of those KEYS pipelined (6 MB of answers, six times the hard limit)
+    // are written out as they are made: a client that reads gets them all.
+    let mut pipe = redis::pipe();
+    for _ in 0..50 {
+        pipe.cmd("KEYS").arg(format!("{prefix}:3:*"));
+    }
+    let answers: Vec<Vec<String>> = pipe.query(&mut redis).unwrap();
+    assert!(answers.len() == 50 && answers.iter().all(|a| a.len() == 1000));
 }

@@ -46,7 +46,7 @@ fn a_connection_flood_at_a_low_fd_limit_is_refused_clearly_and_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
 
     // A new client is told why, at once, in its protocol.
-    let said = first_words(&http_addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let said = first_words(&http_addr, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let said = String::from_utf8_lossy(&said).to_string();
     assert!(said.starts_with("HTTP/1.1 503"), "{said}");
     assert!(said.to_ascii_lowercase().contains("retry-after: 1"), "{said}");
@@ -58,7 +58,7 @@ fn a_connection_flood_at_a_low_fd_limit_is_refused_clearly_and_loses_nothing() {
     drop(flood);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let said = first_words(&http_addr, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let said = first_words(&http_addr, b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         if said.starts_with(b"HTTP/1.1 200") {
             break;
         }
@@ -111,7 +111,7 @@ fn slow_headers_and_idle_keep_alive_connections_are_closed() {
 
     // An idle keep-alive connection: one answer, then silence, then closed.
     let mut idle = TcpStream::connect(&addr).unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 1024];
     let n = idle.read(&mut buf).unwrap();
@@ -134,7 +134,7 @@ fn bodies_declared_too_large_or_too_slow_are_answered_and_write_nothing() {
     // Declared far over the limit, 3 bytes sent: 413 at once, not a hang.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"PUT /v1/kv/huge HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\nabc").unwrap();
+    s.write_all(b"PUT /v1/kv/huge HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000000\r\n\r\nabc").unwrap();
     let mut out = vec![0u8; 4096];
     let n = s.read(&mut out).expect("an answer within 5 s");
     let said = String::from_utf8_lossy(&out[..n]).to_string();
@@ -144,7 +144,8 @@ fn bodies_declared_too_large_or_too_slow_are_answered_and_write_nothing() {
     // The same for an invocation's input.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"POST /v1/functions/hello/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n").unwrap();
+    s.write_all(b"POST /v1/functions/hello/invoke HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n\r\n")
+        .unwrap();
     let n = s.read(&mut out).expect("an answer within 5 s");
     assert!(out[..n].starts_with(b"HTTP/1.1 413"), "{}", String::from_utf8_lossy(&out[..n]));
 
@@ -154,8 +155,10 @@ fn bodies_declared_too_large_or_too_slow_are_answered_and_write_nothing() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let started = Instant::now();
         let method = if path.starts_with("/v1/kv") { "PUT" } else { "POST" };
-        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc").as_bytes(),
+        )
+        .unwrap();
         let n = s.read(&mut out).expect("an answer within 10 s");
         let said = String::from_utf8_lossy(&out[..n]).to_string();
         assert!(said.starts_with("HTTP/1.1 408"), "{what}: {said}");
@@ -165,7 +168,8 @@ fn bodies_declared_too_large_or_too_slow_are_answered_and_write_nothing() {
     // Chunked, a chunk at a time and never the last: cut off the same way.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"PUT /v1/kv/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n").unwrap();
+    s.write_all(b"PUT /v1/kv/chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        .unwrap();
     let writer = {
         let mut s = s.try_clone().unwrap();
         std::thread::spawn(move || {
@@ -258,6 +262,12 @@ fn namespace_quotas_refuse_with_quota_exceeded_and_others_go_on() {
     assert!(json(&body)["error"]["message"].as_str().unwrap().contains("at most 1 invocations at once"));
     assert_eq!(slow.join().unwrap(), 200);
     assert_eq!(http(&node, "POST", "/v1/ns/one/functions/hostile/invoke", b"env X").0, 200);
+    // The calls a function makes count too: fanout's callees find no room.
+    assert_eq!(http(&node, "PUT", "/v1/ns/one/functions/inc", squall_guests::INC).0, 201);
+    assert_eq!(http(&node, "PUT", "/v1/ns/one/functions/fanout", squall_guests::FANOUT).0, 201);
+    let (status, _, body) = http(&node, "POST", "/v1/ns/one/functions/fanout/invoke", b"2");
+    assert_ne!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("quota_exceeded"), "{}", String::from_utf8_lossy(&body));
 }
 
 #[test]

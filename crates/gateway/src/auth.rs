@@ -70,6 +70,12 @@ impl User {
         self.namespaces.as_ref().is_none_or(|list| list.iter().any(|n| n == ns))
     }
 
+    /// Whether `other` (the same user, as configured before a reload) has
+    /// the same secret: a connection logged in with an old one must log in again.
+    pub fn same_secret_as(&self, other: &User) -> bool {
+        self.secret.0 == other.secret.0
+    }
+
     /// Whether the user may use every namespace (and so see the node's
     /// metrics, which name every tenant's functions).
     pub fn is_admin(&self) -> bool {
@@ -109,9 +115,12 @@ pub struct Access {
 }
 
 impl Access {
-    /// Access for a node with `token` (the default user's secret) and `users`.
-    pub fn new(token: Option<&str>, users: Vec<UserSpec>) -> Result<Access, String> {
-        let open = token.is_none() && users.is_empty();
+    /// Access for a node with `token` (the default user's secret) and
+    /// `users`. The node is open (everyone is `default`) only when it has
+    /// no credentials configured at all: not `closed` (a users file, even
+    /// one empty for now, closes it), no token, no users.
+    pub fn new(token: Option<&str>, users: Vec<UserSpec>, closed: bool) -> Result<Access, String> {
+        let open = !closed && token.is_none() && users.is_empty();
         let default =
             (open || token.is_some()).then(|| Arc::new(User::everything(DEFAULT_USER, token.map(String::from))));
         let access = Access {
@@ -247,7 +256,7 @@ mod tests {
         assert!(!same_secret(b"s3cret", b"s3creT"));
         assert!(!same_secret(b"s3cret", b"s3cre"));
         assert!(!same_secret(b"", b""));
-        let access = Access::new(Some("s3cret"), vec![]).unwrap();
+        let access = Access::new(Some("s3cret"), vec![], false).unwrap();
         let user = |h: &[u8]| access.bearer(Some(h)).map(|u| u.name.clone());
         assert_eq!(user(b"Bearer s3cret").as_deref(), Some("default"));
         assert_eq!(user(b"BEARER s3cret").as_deref(), Some("default"));
@@ -262,6 +271,7 @@ mod tests {
         let access = Access::new(
             None,
             vec![spec("alice", "alice-pass", &["acme"], false), spec("ops", "ops-pass-1", &["*"], true)],
+            false,
         )
         .unwrap();
         assert!(!access.is_open() && access.anonymous().is_none());
@@ -281,7 +291,10 @@ mod tests {
             assert!(access.replace(bad).is_err());
         }
         // No credentials at all: everyone is the default user.
-        let open = Access::new(None, vec![]).unwrap();
+        let open = Access::new(None, vec![], false).unwrap();
         assert!(open.anonymous().is_some_and(|u| u.is_admin() && u.deploy));
+        // A users file with no users yet closes the node all the same.
+        let closed = Access::new(None, vec![], true).unwrap();
+        assert!(!closed.is_open() && closed.anonymous().is_none() && closed.login(None, b"anything").is_none());
     }
 }

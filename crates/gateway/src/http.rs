@@ -78,7 +78,7 @@ impl Api {
     ) -> Api {
         let app = App { store, metrics, functions, ready };
         let body_timeout = HttpOptions::default().body_timeout;
-        let access = Arc::new(Access::new(None, Vec::new()).expect("no users"));
+        let access = Arc::new(Access::new(None, Vec::new(), false).expect("no users"));
         Api { router: router(&app, max_body), app, max_body, body_timeout, access, loopback_hosts_only: false }
     }
 

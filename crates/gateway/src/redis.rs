@@ -129,7 +129,7 @@ impl Default for Options {
             max_clients: 10_000,
             max_multi_commands: 100_000,
             max_multi_bytes: 64 * 1024 * 1024,
-            access: Arc::new(Access::new(None, Vec::new()).expect("no users")),
+            access: Arc::new(Access::new(None, Vec::new(), false).expect("no users")),
             output_limit: OutputLimit::default(),
             quotas: Arc::default(),
         }
@@ -149,6 +149,9 @@ impl std::fmt::Debug for Options {
 const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+/// Wrong passwords a connection may give before it is closed.
+const MAX_FAILED_LOGINS: u32 = 5;
 
 /// Buffer capacity a connection keeps between requests; more is given back.
 const BUFFER_KEEP: usize = 1024 * 1024;
@@ -288,6 +291,8 @@ struct Conn {
     user_generation: u64,
     /// Whether `user` may use namespace `ns`.
     allowed: bool,
+    /// AUTH attempts with a wrong password: too many close the connection.
+    failed_logins: u32,
     /// Per shard: the highest write sequence this round must see durable.
     written: Vec<u64>,
     /// Bytes of the answers received from shards and not yet encoded: with
@@ -314,6 +319,7 @@ impl Conn {
             user: opts.access.anonymous(),
             user_generation: opts.access.generation(),
             allowed: opts.access.is_open(),
+            failed_logins: 0,
             store,
             ns: Bytes::from_static(DEFAULT_NS),
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
@@ -439,6 +445,8 @@ impl Conn {
             let started = Instant::now();
             let mut close = false;
             let mut commands = 0u64;
+            // Bytes of the answers made and not yet written (KEYS, EXEC...).
+            let mut ready_bytes = 0usize;
             loop {
                 match parser.next(&mut rbuf, &self.opts.limits) {
                     Ok(Some(args)) if args.is_empty() => {}
@@ -448,9 +456,16 @@ impl Conn {
                             close = true;
                             break;
                         }
-                        // Answer very long pipelines in slices, so memory stays bounded.
-                        if pending.len() >= 1024 && !self.answer(&mut pending, &mut wbuf, &mut stream).await {
-                            break 'conn;
+                        if let Some(Pending::Ready(frame)) = pending.last() {
+                            ready_bytes += frame_bytes(frame);
+                        }
+                        // Answer very long pipelines, and big answers, in
+                        // slices, so memory stays bounded.
+                        if pending.len() >= 1024 || ready_bytes + self.unencoded >= WRITE_AT {
+                            ready_bytes = 0;
+                            if !self.answer(&mut pending, &mut wbuf, &mut stream).await {
+                                break 'conn;
+                            }
                         }
                     }
                     Ok(None) => {
@@ -637,6 +652,16 @@ impl Conn {
                     pending.push(Pending::Ready(Frame::ok()));
                     return false;
                 }
+                // EXEC runs the queued key operations as one atomic unit in
+                // one namespace, as the connection's user: these cannot
+                // change either halfway.
+                Cmd::Server(Server::Select(_) | Server::Auth { .. } | Server::Hello { .. }) => {
+                    tx.failed = true;
+                    let name = String::from_utf8_lossy(&args[0]).to_uppercase();
+                    pending.push(Pending::Ready(Frame::err(format!(
+                        "{name} inside MULTI is not supported: give it before MULTI (the transaction is discarded)"
+                    ))));
+                }
                 cmd => {
                     tx.bytes += args.iter().map(Bytes::len).sum::<usize>();
                     if !tx.over
@@ -681,6 +706,13 @@ impl Conn {
             Cmd::Server(s) => self.server(s).await,
         };
         pending.push(Pending::Ready(frame));
+        // Guessing passwords takes a new connection every few tries.
+        if self.failed_logins >= MAX_FAILED_LOGINS {
+            if rarely() {
+                tracing::warn!(client = self.id, "connection closed after {MAX_FAILED_LOGINS} wrong passwords");
+            }
+            return false;
+        }
         true
     }
 
@@ -872,13 +904,16 @@ impl Conn {
                  configuration is correct?",
             ));
         }
+        // Read before the login: users replaced between the two are checked again at the next command.
+        let generation = access.generation();
         let Some(found) = access.login(user, password) else {
+            self.failed_logins += 1;
             return Err(Frame::Error("WRONGPASS invalid username-password pair or user is disabled.".into()));
         };
         if self.ns.as_ref() == DEFAULT_NS && !found.may_use(squall_scheduler::namespace::DEFAULT) {
             self.ns = Bytes::copy_from_slice(found.home().as_bytes());
         }
-        self.user_generation = access.generation();
+        self.user_generation = generation;
         self.user = Some(found);
         self.allowed = self.may_use_ns();
         Ok(())
@@ -898,7 +933,8 @@ impl Conn {
         let access = &self.opts.access;
         if access.generation() != self.user_generation {
             self.user_generation = access.generation();
-            self.user = self.user.as_ref().and_then(|u| access.user(&u.name));
+            // The user as it is now; one whose password changed must log in again.
+            self.user = self.user.as_ref().and_then(|u| access.user(&u.name).filter(|now| now.same_secret_as(u)));
             self.allowed = self.may_use_ns();
         }
         let user = match &self.user {
@@ -1047,6 +1083,16 @@ async fn write_all(fd: &AsyncFd<std::net::TcpStream>, mut buf: &[u8]) -> std::io
         }
     }
     Ok(())
+}
+
+/// About the bytes a frame takes once encoded.
+fn frame_bytes(f: &Frame) -> usize {
+    match f {
+        Frame::Bulk(b) => b.len() + 16,
+        Frame::Error(t) | Frame::SimpleOwned(t) => t.len() + 8,
+        Frame::Array(items) => items.iter().map(frame_bytes).sum::<usize>() + 16,
+        _ => 16,
+    }
 }
 
 /// About the bytes an answer takes once encoded.

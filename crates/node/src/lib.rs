@@ -206,7 +206,7 @@ async fn watch_users(config: Config, access: Arc<Access>, mut stop: watch::Recei
         seen = now;
         match all_users(&config).and_then(|users| access.replace(users).map_err(Error::Config)) {
             Ok(n) => tracing::info!(file = %path.display(), "users reloaded: {n} users"),
-            Err(e) => tracing::warn!(file = %path.display(), "users file not reloaded, the users before stay: {e}"),
+            Err(e) => tracing::error!(file = %path.display(), "users file not reloaded, the users before stay: {e}"),
         }
     }
 }
@@ -465,7 +465,8 @@ impl Node {
         // the examples are deployed) and while the disk is healthy.
         let (ready, ready_rx) = watch::channel(false);
         let access = Arc::new(
-            Access::new(config.token.as_ref().map(|t| t.0.as_str()), all_users(&config)?).map_err(Error::Config)?,
+            Access::new(config.token.as_ref().map(|t| t.0.as_str()), all_users(&config)?, config.has_credentials())
+                .map_err(Error::Config)?,
         );
         let api = http::Api::new(handle.clone(), functions.clone(), metrics.clone(), config.max_body_bytes, ready_rx)
             .with_access(access.clone())

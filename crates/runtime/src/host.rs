@@ -91,7 +91,7 @@ fn wall_ms(clock: &Clock, deadline: Instant) -> u64 {
 /// that it did.
 pub(crate) struct Limiter {
     pub max: usize,
-    /// The guest's linear memory.
+    /// The guest's linear memories, all of them.
     pub memory: usize,
     /// Host memory held for the invocation, as of its last store call or join.
     pub held: usize,
@@ -121,12 +121,14 @@ impl Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired.saturating_add(self.held) > self.max {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Every memory of the instance counts: this one grows by the difference.
+        let memory = self.memory.saturating_sub(current).saturating_add(desired);
+        if memory.saturating_add(self.held) > self.max {
             self.hit = true;
             return Ok(false);
         }
-        self.memory = desired;
+        self.memory = memory;
         Ok(true)
     }
 
@@ -147,6 +149,9 @@ pub(crate) struct Host {
     pub link: Box<dyn Link>,
     pub log: Vec<LogLine>,
     log_bytes: usize,
+    /// Bytes of the forks of this invocation's transaction that calls it
+    /// started hold, until they are settled.
+    forked: usize,
     dropped: usize,
     id: String,
     function: String,
@@ -228,6 +233,7 @@ impl Host {
             link: _,
             log: _,
             log_bytes: _,
+            forked: _,
             dropped: _,
             id,
             function,
@@ -293,6 +299,7 @@ impl Host {
             link: Box::new(NoLink),
             log: Vec::new(),
             log_bytes: 0,
+            forked: 0,
             dropped: 0,
             id,
             function,
@@ -428,7 +435,7 @@ impl Host {
     /// Ends the invocation if the guest's memory and what the host holds
     /// for it are over its memory limit together.
     fn check_held(&mut self) -> wasmtime::Result<()> {
-        self.limiter.held = self.txn.held() + self.log_bytes + self.log.len() * size_of::<LogLine>();
+        self.limiter.held = self.txn.held() + self.forked + self.log_bytes + self.log.len() * size_of::<LogLine>();
         if self.limiter.held.saturating_add(self.limiter.memory) > self.limiter.max {
             self.limiter.host_hit = true;
             return Err(wasmtime::Error::msg("the invocation's host-side state is over its memory limit"));
@@ -597,8 +604,12 @@ impl context::Host for Host {
 pub struct PendingCall {
     invocation_id: String,
     /// Its run, until it is awaited.
-    run: Option<BoxFuture<'static, Called>>,
+    run: Option<Run>,
 }
+
+/// A callee's run, and the bytes of the fork of the caller's transaction
+/// it was given (held for the caller until the run is settled).
+type Run = (BoxFuture<'static, Called>, usize);
 
 fn wit_call_error(e: CallError) -> calls::CallError {
     match e {
@@ -613,11 +624,20 @@ fn wit_call_error(e: CallError) -> calls::CallError {
 type CallResult = Result<Vec<u8>, calls::CallError>;
 
 impl Host {
-    /// Starts a call over a fork of this invocation's transaction.
-    fn start(&mut self, name: String, input: Vec<u8>) -> Result<PendingCall, calls::CallError> {
+    /// Starts a call over a fork of this invocation's transaction; the
+    /// fork's bytes count for this invocation until the call is settled
+    /// (the outer error ends the invocation: they took it over its limit).
+    fn start(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<Result<PendingCall, calls::CallError>> {
         let fork = self.txn.fork();
-        let started = self.link.spawn(name, input, fork).map_err(wit_call_error)?;
-        Ok(PendingCall { invocation_id: started.invocation_id, run: Some(started.run) })
+        let charged = fork.held();
+        let started = match self.link.spawn(name, input, fork) {
+            Ok(started) => started,
+            Err(e) => return Ok(Err(wit_call_error(e))),
+        };
+        self.forked += charged;
+        let pending = PendingCall { invocation_id: started.invocation_id, run: Some((started.run, charged)) };
+        self.check_held()?;
+        Ok(Ok(pending))
     }
 
     /// The end of a callee's run: its writes join this invocation's if it succeeded.
@@ -634,23 +654,19 @@ impl Host {
     /// Waits for a call's run (if it could be started) and settles it.
     /// The outer error ends the invocation (the callee's writes took its
     /// host-side state over the memory limit).
-    async fn finish(
-        &mut self,
-        run: Result<BoxFuture<'static, Called>, calls::CallError>,
-    ) -> wasmtime::Result<CallResult> {
-        let called = match run {
-            Ok(run) => run.await,
+    async fn finish(&mut self, run: Result<Run, calls::CallError>) -> wasmtime::Result<CallResult> {
+        let (run, charged) = match run {
+            Ok(run) => run,
             Err(e) => return Ok(Err(e)),
         };
+        let called = run.await;
+        self.forked = self.forked.saturating_sub(charged);
         let r = self.settle(called);
         self.check_held()?;
         Ok(r)
     }
 
-    fn take_run(
-        &mut self,
-        pending: &Resource<PendingCall>,
-    ) -> wasmtime::Result<Result<BoxFuture<'static, Called>, calls::CallError>> {
+    fn take_run(&mut self, pending: &Resource<PendingCall>) -> wasmtime::Result<Result<Run, calls::CallError>> {
         let p = self.table.get_mut(pending)?;
         Ok(p.run
             .take()
@@ -661,7 +677,7 @@ impl Host {
 impl calls::Host for Host {
     async fn call(&mut self, name: String, input: Vec<u8>) -> wasmtime::Result<CallResult> {
         let started = Instant::now();
-        let run = self.start(name, input).map(|mut p| p.run.take().expect("a fresh call"));
+        let run = self.start(name, input)?.map(|mut p| p.run.take().expect("a fresh call"));
         let r = self.finish(run).await?;
         self.call_time += started.elapsed();
         Ok(r)
@@ -672,7 +688,7 @@ impl calls::Host for Host {
         name: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Resource<PendingCall>, calls::CallError>> {
-        match self.start(name, input) {
+        match self.start(name, input)? {
             Ok(p) => Ok(Ok(self.table.push(p)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -717,8 +733,11 @@ impl calls::HostPending for Host {
     }
 
     async fn drop(&mut self, pending: Resource<PendingCall>) -> wasmtime::Result<()> {
-        // A call never awaited runs to its end; its writes are not joined.
-        self.table.delete(pending)?;
+        // A call never awaited runs to its end; its writes are not joined,
+        // and its fork is no longer this invocation's.
+        if let Some((_, charged)) = self.table.delete(pending)?.run {
+            self.forked = self.forked.saturating_sub(charged);
+        }
         Ok(())
     }
 }

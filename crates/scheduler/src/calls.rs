@@ -178,6 +178,13 @@ impl Link for TreeLink {
         }
         let d =
             self.functions.get(&crate::qualify(&self.tree.ns, &name)).map_err(|_| CallError::NotFound(name.clone()))?;
+        // A callee is one more invocation of its namespace, for its quotas.
+        let counted = self
+            .functions
+            .inner
+            .quotas
+            .admit(&self.tree.ns, self.functions.inner.store.now_ms())
+            .map_err(|e| CallError::Limit(format!("quota_exceeded: {e}")))?;
         let id = self.functions.invocation_id();
         // Open from the start: the caller may send it messages before it runs.
         let open = self.functions.open_mailbox(&id, &self.tree.ns);
@@ -191,7 +198,7 @@ impl Link for TreeLink {
         let callee_id = id.clone();
         let task = store.spawn_on(shard, async move {
             let called = functions.run_callee(d, callee_id, input, txn, link, open, shard).await;
-            drop(flying);
+            drop((flying, counted));
             called
         });
         let run: BoxFuture<'static, Called> = Box::pin(async move {

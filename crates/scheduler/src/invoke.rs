@@ -93,13 +93,14 @@ pub(crate) async fn commit_loop(
             Ok(effects) => effects,
             Err(failure) => break (Err(failure), attempt.log),
         };
-        // A namespace that is full may not add keys (its quota).
-        if let Some(why) = writes.iter().find(|w| w.op.may_add_key()).and_then(|w| quotas.keys_full(&w.ns)) {
-            break (Err(Failure { code: FailureCode::QuotaExceeded, message: why }), attempt.log);
-        }
         let commit_started = Instant::now();
         if let Some(remember) = remember {
             writes.extend(remember.writes(&output, clock.now_ms())?);
+        }
+        // A namespace that is full may not add keys (its quota), a job's
+        // outputs included.
+        if let Some(why) = writes.iter().find(|w| w.op.may_add_key()).and_then(|w| quotas.keys_full(&w.ns)) {
+            break (Err(Failure { code: FailureCode::QuotaExceeded, message: why }), attempt.log);
         }
         let committed = runs.commit(checks, writes).await;
         timing.commit += commit_started.elapsed();

@@ -95,6 +95,8 @@ pub struct StoreTxn {
     overlay: Keyspace,
     /// Keys the overlay holds the truth for, with what the store answered when first read.
     seen: HashMap<Bytes, Option<OpResult>>,
+    /// About the bytes of the entries `seen` holds (a copy of each beside the overlay's).
+    seen_bytes: usize,
     validate: HashSet<Bytes>,
     /// Reads of joined callees that this transaction's own reads of the
     /// same keys do not cover (the callee read the key from the store itself).
@@ -133,6 +135,7 @@ impl StoreTxn {
             ns,
             overlay,
             seen: HashMap::new(),
+            seen_bytes: 0,
             validate: HashSet::new(),
             extra_checks: Vec::new(),
             writes: HashMap::new(),
@@ -157,7 +160,10 @@ impl StoreTxn {
         }
         let r = self.store.exec(&self.ns, key.clone(), Op::Snapshot).await.map_err(unavailable)?;
         if let Ok(Reply::Entry(e)) = &r {
+            // What the overlay's copy takes is about what `seen`'s takes.
+            let before = self.overlay.bytes();
             self.overlay.put(&self.ns, key, Entry::clone(e));
+            self.seen_bytes += self.overlay.bytes().saturating_sub(before) as usize;
         }
         self.seen.insert(key.clone(), Some(r));
         Ok(())
@@ -344,6 +350,7 @@ impl StoreTxn {
             ns: self.ns.clone(),
             overlay,
             seen: self.seen.clone(),
+            seen_bytes: self.seen_bytes,
             validate: HashSet::new(),
             extra_checks: Vec::new(),
             writes: HashMap::new(),
@@ -414,7 +421,11 @@ impl StoreTxn {
                 // it wrote it) is this transaction's now.
                 None => {
                     if let Some(entry) = callee.overlay.snapshot(&self.ns, &key, now) {
+                        let before = self.overlay.bytes();
                         self.overlay.put(&self.ns, &key, entry);
+                        if saw.is_some() {
+                            self.seen_bytes += self.overlay.bytes().saturating_sub(before) as usize;
+                        }
                     }
                     if validated {
                         self.validate.insert(key.clone());
@@ -456,9 +467,10 @@ impl Txn for StoreTxn {
 
     fn held(&self) -> usize {
         let keys = self.seen.len() + self.extra_checks.len();
-        // The overlay holds a copy of each value read or written, the write
-        // set another (shared with the commit's operations).
-        self.overlay.bytes() as usize + self.write_bytes + keys * KEY_OVERHEAD
+        // The overlay holds a copy of each value read or written, `seen`
+        // another of each read, the write set another of each write
+        // (shared with the commit's operations).
+        self.overlay.bytes() as usize + self.seen_bytes + self.write_bytes + keys * KEY_OVERHEAD
     }
 
     fn join(&mut self, callee: Box<dyn Txn>) -> Result<(), String> {

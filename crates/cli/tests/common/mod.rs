@@ -193,3 +193,15 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 pub fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
 }
+
+/// What `f` gives once it gives something, tried every 100 ms for up to 10 s.
+pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "still not so after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
