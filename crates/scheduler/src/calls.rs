@@ -39,20 +39,48 @@ impl Tree {
     }
 }
 
+/// Bytes of messages one mailbox may hold.
+const MAX_MAILBOX_BYTES: usize = 16 << 20;
+/// Bytes of messages all mailboxes of the node may hold: a request that
+/// spawns callees and fills each one's mailbox cannot take the node's memory.
+const MAX_QUEUED_BYTES: usize = 256 << 20;
+
 /// One running invocation's mailbox.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Mailbox {
     /// The namespace of its invocation: only invocations of the same one
     /// may write to it.
     ns: String,
-    queue: Mutex<VecDeque<Vec<u8>>>,
+    /// The messages, and their bytes.
+    queue: Mutex<(VecDeque<Vec<u8>>, usize)>,
     arrived: Notify,
+    /// The bytes queued in all mailboxes of the node.
+    node: Arc<AtomicUsize>,
+}
+
+impl Mailbox {
+    fn pop(&self) -> Option<Vec<u8>> {
+        let mut q = self.queue.lock().expect("mailbox");
+        let m = q.0.pop_front()?;
+        q.1 -= m.len();
+        self.node.fetch_sub(m.len(), Ordering::AcqRel);
+        Some(m)
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        // Messages never received leave the node's count with their mailbox.
+        let held = self.queue.get_mut().map_or(0, |q| q.1);
+        self.node.fetch_sub(held, Ordering::AcqRel);
+    }
 }
 
 /// The mailboxes of the running invocations, by invocation id.
 #[derive(Debug, Default)]
 pub(crate) struct Mailboxes {
     open: Mutex<HashMap<String, Arc<Mailbox>>>,
+    queued: Arc<AtomicUsize>,
 }
 
 /// A registered mailbox: dropping it (when its invocation ends) closes it.
@@ -71,7 +99,13 @@ impl Drop for Open {
 impl Functions {
     /// Opens the mailbox of the invocation `id`, for as long as the guard lives.
     pub(crate) fn open_mailbox(&self, id: &str, ns: &str) -> Open {
-        let mailbox = Arc::new(Mailbox { ns: ns.to_string(), ..Mailbox::default() });
+        let mailboxes = &self.inner.mailboxes;
+        let mailbox = Arc::new(Mailbox {
+            ns: ns.to_string(),
+            queue: Mutex::default(),
+            arrived: Notify::new(),
+            node: mailboxes.queued.clone(),
+        });
         self.inner.mailboxes.open.lock().expect("mailboxes").insert(id.to_string(), mailbox.clone());
         Open { functions: self.clone(), id: id.to_string(), mailbox }
     }
@@ -92,14 +126,26 @@ impl Functions {
         let mailbox = mailbox.filter(|m| m.ns == from).ok_or_else(|| SendError::NoSuchInvocation(to.to_string()))?;
         {
             let mut q = mailbox.queue.lock().expect("mailbox");
-            if q.len() >= s.mailbox {
+            if q.0.len() >= s.mailbox || q.1 + message.len() > MAX_MAILBOX_BYTES {
                 return Err(SendError::MailboxFull(format!(
-                    "mailbox_full: invocation {to} has {} messages waiting (limit {})",
-                    q.len(),
-                    s.mailbox
+                    "mailbox_full: invocation {to} has {} messages of {} bytes waiting (limit {} messages, {} MiB)",
+                    q.0.len(),
+                    q.1,
+                    s.mailbox,
+                    MAX_MAILBOX_BYTES >> 20
                 )));
             }
-            q.push_back(message);
+            let node = &mailbox.node;
+            if node.fetch_add(message.len(), Ordering::AcqRel) + message.len() > MAX_QUEUED_BYTES {
+                node.fetch_sub(message.len(), Ordering::AcqRel);
+                return Err(SendError::MailboxFull(format!(
+                    "mailbox_full: the node holds {} MiB of messages not yet received (limit {} MiB); try again",
+                    node.load(Ordering::Acquire) >> 20,
+                    MAX_QUEUED_BYTES >> 20
+                )));
+            }
+            q.1 += message.len();
+            q.0.push_back(message);
         }
         mailbox.arrived.notify_one();
         Ok(())
@@ -219,11 +265,11 @@ impl Link for TreeLink {
             let until = tokio::time::Instant::now() + wait;
             loop {
                 let arrived = self.mailbox.arrived.notified();
-                if let Some(m) = self.mailbox.queue.lock().expect("mailbox").pop_front() {
+                if let Some(m) = self.mailbox.pop() {
                     return Some(m);
                 }
                 if tokio::time::timeout_at(until, arrived).await.is_err() {
-                    return self.mailbox.queue.lock().expect("mailbox").pop_front();
+                    return self.mailbox.pop();
                 }
             }
         })
@@ -297,5 +343,25 @@ impl Functions {
             this.prepare_ahead(&d, shard).await;
         });
         Called { outcome, txn }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mailbox_gives_its_bytes_back_when_read_or_closed() {
+        let node = Arc::new(AtomicUsize::new(15));
+        let mailbox = Mailbox {
+            ns: "default".into(),
+            queue: Mutex::new((VecDeque::from([vec![0; 10], vec![0; 5]]), 15)),
+            arrived: Notify::new(),
+            node: node.clone(),
+        };
+        assert_eq!(mailbox.pop().map(|m| m.len()), Some(10));
+        assert_eq!(node.load(Ordering::Acquire), 5);
+        drop(mailbox);
+        assert_eq!(node.load(Ordering::Acquire), 0);
     }
 }
