@@ -167,9 +167,10 @@ impl Api {
                     .into(),
             )));
         }
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let deploys = matches!(*req.method(), Method::PUT | Method::DELETE)
-            && matches!(segments.as_slice(), ["v1", "functions" | "dags", name] if !name.is_empty());
+        let deploys = matches!(*req.method(), Method::PUT | Method::DELETE) && {
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            matches!(segments.as_slice(), ["v1", "functions" | "dags", name] if !name.is_empty())
+        };
         if deploys && !user.deploy {
             return Err(refuse(forbidden(format!(
                 "the user {:?} may not deploy or remove functions and DAGs",

@@ -10,15 +10,19 @@
 //! - `listen`: accepting sockets for both listeners.
 //! - `error`: the API's JSON error ([`error::ApiError`]), how store and
 //!   scheduler errors become one, and the request-extraction helpers.
+//! - `auth`: users, their namespaces and rights, and secret comparison.
+//! - `tls`: certificates and TLS handshakes for both listeners.
+//! - `body`: the deadline on HTTP request bodies.
 //! - `commands` (imports `resp`): Redis commands as store operations, pure.
-//! - `redis` (imports `resp`, `commands`, `metrics`, `listen`): Redis
-//!   connections.
-//! - `app` (imports `metrics`): the state the HTTP handlers share.
+//! - `redis` (imports `resp`, `commands`, `metrics`, `listen`, `auth`,
+//!   `tls`): Redis connections.
+//! - `app` (imports `metrics`, `error`): the state the HTTP handlers share,
+//!   and a request's namespace (`Scope`).
 //! - `kv` (imports `app`, `error`, `metrics`): `/v1/kv`, `/healthz`,
 //!   `/readyz`, `/metrics`.
 //! - `functions` (imports `app`, `error`): `/v1/functions`.
-//! - `http` (imports `app`, `error`, `metrics`, `listen`, `kv`,
-//!   `functions`): the [`http::Api`], its router, and `serve`.
+//! - `http` (imports `app`, `auth`, `tls`, `body`, `error`, `metrics`,
+//!   `listen`, `kv`, `functions`): the [`http::Api`], its router, and `serve`.
 //!
 //! The JSON bodies are `squall_api`'s types, shared with the CLI.
 

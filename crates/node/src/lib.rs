@@ -359,9 +359,6 @@ impl Config {
         for ns in config.quotas.keys() {
             squall_scheduler::check_namespace(ns).map_err(|e| Error::Config(format!("[quotas.{ns}]: {e}")))?;
         }
-        if config.tls_cert.is_some() != config.tls_key.is_some() {
-            return Err(Error::Config("TLS needs both a certificate (tls-cert) and its key (tls-key)".into()));
-        }
         if config.instances == 0 || config.instances > 10_000 {
             return Err(Error::Config(format!("instances must be between 1 and 10000, not {}", config.instances)));
         }
@@ -427,10 +424,13 @@ impl Node {
         }
         // A certificate that does not load fails the start, before anything listens.
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some((
-                squall_gateway::tls::acceptor(cert, key, &[b"http/1.1"]).map_err(Error::Config)?,
-                squall_gateway::tls::acceptor(cert, key, &[]).map_err(Error::Config)?,
-            )),
+            (Some(cert), Some(key)) => {
+                let identity = squall_gateway::tls::Identity::load(cert, key).map_err(Error::Config)?;
+                Some((
+                    identity.acceptor(&[b"http/1.1"]).map_err(Error::Config)?,
+                    identity.acceptor(&[]).map_err(Error::Config)?,
+                ))
+            }
             (None, None) => None,
             _ => return Err(Error::Config("TLS needs both a certificate (tls-cert) and its key (tls-key)".into())),
         };
