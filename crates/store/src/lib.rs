@@ -33,6 +33,7 @@ mod keyspace;
 mod op;
 pub mod protocol;
 mod shard;
+mod window;
 
 pub use disk::Health;
 pub use glob::{matches as glob_matches, prefix_pattern};
@@ -41,6 +42,7 @@ pub use op::{Op, OpError, OpResult, Reply, SetExpiry};
 pub use protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
 pub use shard::ShardStats;
 pub use squall_lattice as lattice;
+pub use window::Retention;
 
 /// The namespace a node serves by default: Redis's database 0, `/v1/kv`,
 /// and the keys functions read and write.
@@ -49,7 +51,7 @@ pub const DEFAULT_NS: &[u8] = b"default";
 use bytes::Bytes;
 use disk::{DiskState, WriterMsg};
 use shard::Shard;
-use squall_lattice::{Clock, Hlc, NodeId, PhysicalClock as _, SystemClock, Timestamp};
+use squall_lattice::{Clock, Entry, Hlc, NodeId, PhysicalClock as _, SystemClock, Timestamp};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -126,6 +128,8 @@ pub struct Options {
     /// The log may grow to this before a snapshot is taken (or to the size
     /// of the last snapshot, if that is larger).
     pub snapshot_bytes: u64,
+    /// How far back the window log reaches (reads of the past).
+    pub retention: Retention,
 }
 
 impl Options {
@@ -137,6 +141,7 @@ impl Options {
             node_id: None,
             clock: SystemClock::shared(),
             snapshot_bytes: 64 << 20,
+            retention: Retention::DEFAULT,
         }
     }
 }
@@ -158,6 +163,16 @@ pub enum Error {
     Timeout(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A read of the past before the oldest time the window log reaches (this one).
+    #[error("the window log reaches back to {} only", format_time(*.0))]
+    OutOfWindow(Timestamp),
+}
+
+/// A stamp as people read it: its time in RFC 3339 (UTC, milliseconds)
+/// and the stamp itself.
+pub fn format_time(t: Timestamp) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(t.wall_ms());
+    format!("{} (stamp {t})", humantime::format_rfc3339_millis(time))
 }
 
 struct ShardRef {
@@ -269,7 +284,7 @@ impl Store {
             None => node_id(&dir)?,
         };
         let clock = opts.clock.clone();
-        let recovered = disk::recover::recover(&dir, shards, node, clock.now_ms())?;
+        let recovered = disk::recover::recover(&dir, shards, node, clock.now_ms(), opts.retention)?;
         tracing::info!(
             keys = recovered.keyspaces.iter().map(Keyspace::keys).sum::<u64>(),
             dir = %dir.display(),
@@ -305,6 +320,14 @@ impl Store {
             snapshot_at: recovered.snapshot_bytes.max(opts.snapshot_bytes),
             snapshot_min: opts.snapshot_bytes,
             snapshots: Some(ask_tx),
+            window: opts.retention.is_on().then(|| disk::writer::KeptLog {
+                retention: opts.retention,
+                clock: clock.clone(),
+                kept: recovered.kept.iter().copied().collect(),
+                covered: recovered.covered,
+                newest: recovered.current_newest,
+                horizon: recovered.horizon,
+            }),
         };
         let writer = std::thread::Builder::new()
             .name("squall-writer".into())
@@ -314,13 +337,13 @@ impl Store {
         let id = NEXT_STORE.fetch_add(1, Ordering::Relaxed);
         let mut refs = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
-        let parts = recovered.keyspaces.into_iter().zip(durable_rx).zip(mail_tx).zip(mail_rx);
-        for (i, (((keys, durable), tx), rx)) in parts.enumerate() {
+        let parts = recovered.keyspaces.into_iter().zip(recovered.windows).zip(durable_rx).zip(mail_tx).zip(mail_rx);
+        for (i, ((((keys, window), durable), tx), rx)) in parts.enumerate() {
             let mut hlc = Hlc::new(clock.clone());
             // New writes order after everything recovered, even if this
             // machine's clock went backwards across the restart.
             hlc.observe(recovered.latest.time);
-            let state = Shard::new(i, keys, hlc, disk.clone(), writer_tx.clone());
+            let state = Shard::new(i, keys, window, hlc, disk.clone(), writer_tx.clone());
             let stats = state.stats.clone();
             let stop = Arc::new(Notify::new());
             let (rt_tx, rt_rx) = std::sync::mpsc::channel();
@@ -891,6 +914,65 @@ impl Handle {
         }
         let cursor = if shard >= self.shards() { 0 } else { (shard as u64) << SCAN_POSITION_BITS };
         Ok((cursor, keys))
+    }
+
+    /// The whole entry at `key` as it was at `at` (`None`: there was none).
+    /// Every atomic unit is wholly in the state at `at` or wholly out of it.
+    pub async fn read_at(&self, ns: &Bytes, key: Bytes, at: Timestamp) -> Result<Option<Entry>, Error> {
+        let shard = self.shard_of(&key);
+        let request = Request::ReadAt { ns: ns.clone(), key, at };
+        let a = self.send(shard, Message { after: self.floor(), request }).answer().await?;
+        self.durable(Written::from(&a)).await?;
+        match a.response {
+            Response::Op(Ok(Reply::Entry(e))) => Ok(Some(*e)),
+            Response::Op(Ok(_)) => Ok(None),
+            Response::OutOfWindow(oldest) => Err(Error::OutOfWindow(oldest)),
+            other => Err(unexpected("a read of the past", &other)),
+        }
+    }
+
+    /// [`Handle::scan`] of the keys as they were at `at`.
+    pub async fn scan_at(
+        &self,
+        ns: &Bytes,
+        cursor: u64,
+        count: usize,
+        pattern: Option<Bytes>,
+        at: Timestamp,
+    ) -> Result<(u64, Vec<Bytes>), Error> {
+        let mut shard = (cursor >> SCAN_POSITION_BITS) as usize;
+        let mut from = cursor & ((1 << SCAN_POSITION_BITS) - 1);
+        let mut keys = Vec::new();
+        while shard < self.shards() {
+            let count = count.saturating_sub(keys.len()).max(1);
+            let request = Request::ScanAt { ns: ns.clone(), from, count, pattern: pattern.clone(), at };
+            let a = self.send(shard, Message { after: self.floor(), request }).answer().await?;
+            self.durable(Written::from(&a)).await?;
+            let page = match a.response {
+                Response::Scan(page) => page,
+                Response::OutOfWindow(oldest) => return Err(Error::OutOfWindow(oldest)),
+                other => return Err(unexpected("a scan of the past", &other)),
+            };
+            keys.extend(page.keys);
+            match page.next {
+                Some(next) => return Ok((((shard as u64) << SCAN_POSITION_BITS) | next, keys)),
+                None => {
+                    shard += 1;
+                    from = 0;
+                }
+            }
+            if keys.len() >= count {
+                break;
+            }
+        }
+        let cursor = if shard >= self.shards() { 0 } else { (shard as u64) << SCAN_POSITION_BITS };
+        Ok((cursor, keys))
+    }
+
+    /// The oldest time the window log reaches on every shard (as last published).
+    pub fn window_oldest(&self) -> Timestamp {
+        let shards = &self.inner.shards;
+        Timestamp(shards.iter().map(|s| s.stats.window_oldest.load(Ordering::Relaxed)).max().unwrap_or(0))
     }
 
     /// Number of keys in `ns` (keys expired but not yet reclaimed included, as in Redis).

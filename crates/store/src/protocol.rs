@@ -65,6 +65,10 @@ pub enum Request {
     Scan { ns: Bytes, from: u64, count: usize, pattern: Option<Bytes>, kind: Option<String> },
     /// Keys in `ns`.
     Len { ns: Bytes },
+    /// The whole entry at `key` as it was at `at` (from the window log).
+    ReadAt { ns: Bytes, key: Bytes, at: Timestamp },
+    /// A page of the keys of `ns` as they were at `at`, from scan position `from`.
+    ScanAt { ns: Bytes, from: u64, count: usize, pattern: Option<Bytes>, at: Timestamp },
     /// A bounded step of a snapshot: the records of about `budget` keys.
     Dump { cursor: DumpCursor, budget: usize },
     /// Answer once everything the shard has written is on disk and fsynced.
@@ -110,6 +114,8 @@ pub enum Response {
     Flushed,
     /// The writes were refused (the disk is full or failing); nothing changed.
     Refused(OpError),
+    /// The time asked for is before the oldest the window log reaches, which is this.
+    OutOfWindow(Timestamp),
 }
 
 /// A shard's answer, with what the caller needs to wait for and to know.

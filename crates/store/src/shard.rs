@@ -11,6 +11,7 @@ use crate::disk::{Chunk, DiskState, Records, WriterMsg};
 use crate::keyspace::Keyspace;
 use crate::op::{Op, OpError, OpResult};
 use crate::protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
+use crate::window::Window;
 use bytes::Bytes;
 use squall_lattice::{Hlc, Stamp, Timestamp};
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +28,10 @@ pub struct ShardStats {
     pub keys: AtomicU64,
     pub bytes: AtomicU64,
     pub expired: AtomicU64,
+    /// The window log: changes held, their bytes, and the oldest time it reaches.
+    pub window_changes: AtomicU64,
+    pub window_bytes: AtomicU64,
+    pub window_oldest: AtomicU64,
     /// Requests waiting for keys a commit holds.
     pub parked: AtomicU64,
 }
@@ -52,6 +57,8 @@ struct Parked {
 struct Prepared {
     held: Vec<(LockKey, bool)>,
     ops: Vec<Write>,
+    /// The stamp this shard proposed: the commit's is no earlier.
+    proposal: Timestamp,
 }
 
 pub(crate) struct Shard {
@@ -59,6 +66,14 @@ pub(crate) struct Shard {
     keys: Keyspace,
     hlc: Hlc,
     pending: Records,
+    window: Window,
+    /// The undo record of the write being applied.
+    scratch: Records,
+    /// The newest change time among the undo records in `pending`.
+    pending_newest: Timestamp,
+    /// Reads of the past waiting for commits that may stamp at or before
+    /// their time.
+    past: Vec<(Message, Reply)>,
     /// Counts the shard's writes; the writer reports which are durable.
     seq: u64,
     /// Operations answered, published to `stats` now and then.
@@ -83,12 +98,23 @@ enum Use {
 }
 
 impl Shard {
-    pub fn new(id: usize, keys: Keyspace, hlc: Hlc, disk: Arc<DiskState>, writer: SyncSender<WriterMsg>) -> Shard {
+    pub fn new(
+        id: usize,
+        keys: Keyspace,
+        window: Window,
+        hlc: Hlc,
+        disk: Arc<DiskState>,
+        writer: SyncSender<WriterMsg>,
+    ) -> Shard {
         let shard = Shard {
             id,
             keys,
             hlc,
             pending: Records::default(),
+            window,
+            scratch: Records::default(),
+            pending_newest: Timestamp::ZERO,
+            past: Vec::new(),
             seq: 0,
             reads: 0,
             writes: 0,
@@ -128,10 +154,17 @@ impl Shard {
     /// every key it names; a flush goes to the writer, which answers it
     /// once everything before it is on disk.
     pub fn park(&mut self, msg: Message, reply: Reply) {
-        if let Request::Flush = msg.request {
-            self.send_pending(None);
-            let _ = self.writer.send(WriterMsg::Flush(reply, self.id));
-            return;
+        match msg.request {
+            Request::Flush => {
+                self.send_pending(None);
+                let _ = self.writer.send(WriterMsg::Flush(reply, self.id));
+                return;
+            }
+            Request::ReadAt { .. } | Request::ScanAt { .. } => {
+                self.past.push((msg, reply));
+                return;
+            }
+            _ => {}
         }
         let id = self.next_parked;
         self.next_parked += 1;
@@ -154,6 +187,14 @@ impl Shard {
         self.hlc.observe(msg.after);
         if matches!(msg.request, Request::Flush) {
             return Err(msg);
+        }
+        if let Request::ReadAt { at, .. } | Request::ScanAt { at, .. } = msg.request {
+            // Writes from now on stamp after `at`; a commit prepared here
+            // may still stamp at or before it, and the past waits for it.
+            self.hlc.observe(at);
+            if self.prepared.values().any(|p| !p.ops.is_empty() && p.proposal <= at) {
+                return Err(msg);
+            }
         }
         if !(self.locks.is_empty() && self.lines.is_empty()) && self.blocked(&msg.request, true) {
             return Err(msg);
@@ -185,6 +226,23 @@ impl Shard {
                 self.answer(Response::Scan(page), self.hlc.last())
             }
             Request::Len { ns } => self.answer(Response::Len(self.keys.len(&ns) as u64), self.hlc.last()),
+            Request::ReadAt { ns, key, at } => {
+                let oldest = self.window.oldest(self.now_ms());
+                if at < oldest {
+                    return self.answer(Response::OutOfWindow(oldest), self.hlc.last());
+                }
+                let state = self.window.state_at(&self.keys, &ns, &key, at);
+                let reply = state.map_or(crate::op::Reply::Nil, |e| crate::op::Reply::Entry(Box::new(e)));
+                self.answer(Response::Op(Ok(reply)), self.hlc.last())
+            }
+            Request::ScanAt { ns, from, count, pattern, at } => {
+                let oldest = self.window.oldest(self.now_ms());
+                if at < oldest {
+                    return self.answer(Response::OutOfWindow(oldest), self.hlc.last());
+                }
+                let page = self.window.scan_at(&self.keys, &ns, from, count, pattern.as_deref(), at);
+                self.answer(Response::Scan(page), self.hlc.last())
+            }
             Request::Dump { cursor, budget } => {
                 let mut records = Records::default();
                 let next = self.keys.dump(&cursor, budget, &mut records);
@@ -246,9 +304,19 @@ impl Shard {
     /// Applies one write at `stamp`, counting it if it changed anything.
     fn apply(&mut self, ns: &Bytes, key: &[u8], op: Op, stamp: Timestamp, now: u64) -> OpResult {
         let before = self.pending.len();
+        let window = self.window.is_on();
+        if window {
+            crate::window::undo_record(&self.keys, ns, key, &op, stamp, now, &mut self.scratch);
+        }
         let r = self.keys.apply_with(ns, key, op, Stamp::new(stamp, self.keys.node()), now, &mut self.pending);
         if self.pending.len() > before {
             self.seq += 1;
+            if window {
+                self.pending.append(&self.scratch);
+                self.pending_newest = self.pending_newest.max(stamp);
+                self.window.push(stamp, self.scratch.bytes(), self.keys.holds(ns, key));
+                self.window.trim(now);
+            }
         }
         r
     }
@@ -314,12 +382,12 @@ impl Shard {
         }
         let proposal = self.hlc.now();
         if writes {
-            self.prepared.insert(txn, Prepared { held, ops });
+            self.prepared.insert(txn, Prepared { held, ops, proposal });
             return self.answer(Response::Vote(Vote::Yes { proposal, reads: None }), proposal);
         }
         // Read-only: answered now, under the hold the release lets go.
         let reads = self.run(ops, proposal);
-        self.prepared.insert(txn, Prepared { held, ops: Vec::new() });
+        self.prepared.insert(txn, Prepared { held, ops: Vec::new(), proposal });
         self.answer(Response::Vote(Vote::Yes { proposal, reads: Some(reads) }), proposal)
     }
 
@@ -376,12 +444,23 @@ impl Shard {
         };
         // Later writes here stamp after the commit.
         self.hlc.observe(stamp);
-        let Prepared { held, ops } = part;
+        let Prepared { held, ops, .. } = part;
         let results = self.run(ops, stamp);
         // The parts of one commit reach the disk in one log entry.
         self.send_pending(Some((txn, parts)));
         self.release(held);
+        self.retry_past();
         self.answer(Response::Committed(results), stamp)
+    }
+
+    /// Runs the reads of the past that no prepared commit holds back now.
+    fn retry_past(&mut self) {
+        if self.past.is_empty() {
+            return;
+        }
+        for (msg, reply) in std::mem::take(&mut self.past) {
+            self.handle(msg, reply);
+        }
     }
 
     fn abort(&mut self, txn: TxnId) -> Answer {
@@ -406,13 +485,29 @@ impl Shard {
                 self.wake(p.keys);
             }
         }
+        self.retry_past();
         self.answer(Response::Aborted, self.hlc.last())
     }
 
     /// Drops up to `limit` expired keys; returns how many went.
     pub fn reap(&mut self, limit: usize) -> usize {
         let now = self.now_ms();
-        let n = self.keys.reap(now, limit, &mut self.pending);
+        let on = self.window.is_on();
+        let time = if on { self.hlc.now_at(now) } else { self.hlc.last() };
+        let (window, scratch) = (&mut self.window, &mut self.scratch);
+        let mut undos = Records::default();
+        let n = self.keys.reap(now, limit, &mut self.pending, |keys, ns, key| {
+            if on {
+                crate::window::undo_record(keys, ns, key, &Op::Del, time, now, scratch);
+                undos.append(scratch);
+                window.push(time, scratch.bytes(), false);
+            }
+        });
+        if !undos.is_empty() {
+            self.pending.append(&undos);
+            self.pending_newest = self.pending_newest.max(time);
+        }
+        self.window.trim(now);
         if n > 0 {
             self.seq += 1;
             self.stats.expired.fetch_add(n as u64, Ordering::Relaxed);
@@ -427,6 +522,9 @@ impl Shard {
         self.stats.writes.store(self.writes, Ordering::Relaxed);
         self.stats.keys.store(self.keys.keys(), Ordering::Relaxed);
         self.stats.bytes.store(self.keys.bytes(), Ordering::Relaxed);
+        self.stats.window_changes.store(self.window.len() as u64, Ordering::Relaxed);
+        self.stats.window_bytes.store(self.window.bytes() as u64, Ordering::Relaxed);
+        self.stats.window_oldest.store(self.window.oldest(self.now_ms()).0, Ordering::Relaxed);
     }
 
     pub fn has_pending(&self) -> bool {
@@ -444,7 +542,9 @@ impl Shard {
         let room = self.pending.bytes().len().next_power_of_two().clamp(256, 64 * 1024);
         let records = std::mem::replace(&mut self.pending, Records::with_capacity(room));
         // Blocks when the writer is behind: backpressure from the disk.
-        let _ = self.writer.send(WriterMsg::Chunk(Chunk { shard: self.id, records, upto: self.seq, batch }));
+        let newest = std::mem::replace(&mut self.pending_newest, Timestamp::ZERO);
+        let chunk = Chunk { shard: self.id, records, upto: self.seq, batch, newest };
+        let _ = self.writer.send(WriterMsg::Chunk(chunk));
     }
 }
 

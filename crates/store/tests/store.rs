@@ -240,6 +240,8 @@ async fn snapshots_replace_the_log_and_lose_nothing() {
         o.shards = 2;
         o.durability = Durability::Async;
         o.snapshot_bytes = 2048;
+        // The window log keeps covered segments (tests/window.rs); off, they go.
+        o.retention = squall_store::Retention::OFF;
         let store = Store::open(o).unwrap();
         let h = store.handle();
         for round in 0..20 {

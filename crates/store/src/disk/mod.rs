@@ -35,7 +35,7 @@ pub(crate) mod recover;
 pub(crate) mod snapshot;
 pub(crate) mod writer;
 
-pub(crate) use records::{Records, decode};
+pub(crate) use records::{Records, before_of, decode};
 
 use crate::op::OpError;
 use crate::protocol::{Answer, TxnId};
@@ -126,6 +126,8 @@ pub(crate) struct Chunk {
     pub upto: u64,
     /// Set on the parts of a commit across shards: (commit, number of parts).
     pub batch: Option<(TxnId, usize)>,
+    /// The newest change time among its undo records.
+    pub newest: squall_lattice::Timestamp,
 }
 
 pub(crate) enum WriterMsg {

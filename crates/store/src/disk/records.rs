@@ -7,6 +7,11 @@
 //!   0 header:  [len: varint][header]
 //!   1 element: [element len: varint][element][len: varint][state]
 //!   2 removed
+//!   3 undo:    [time: u64][len: u32] then what the change it follows overwrote:
+//!              [0] absent | [1][len: varint][header][n: varint] × element
+//!              | [2][n: varint] × ([1] element | [0][name len: varint][name])
+//!              | [3] expiry: [0] none | [1][stamp] persists | [2][stamp][at u64]
+//! element: [name len: varint][name][len: varint][state]
 //! header:  [flags: u8][epoch time: u64][epoch node: u64]
 //!          [expiry, if flagged: time u64, node u64, at u64 unless it persists]
 //!          register: [bytes...]  counter: [slots: varint] × [node u64][plus u64][minus u64][time u64]
@@ -23,14 +28,20 @@
 //! before a snapshot began, ends in the state that was live.
 
 use crate::Error;
-use crate::keyspace::{Changes, Counts, Element, Header, HeaderBody, Record};
+use crate::keyspace::{Before, Changes, Counts, Element, Header, HeaderBody, Record};
 use bytes::Bytes;
-use squall_lattice::{Lww, Slot as CounterSlot, Stamp, Timestamp};
+use squall_lattice::{Lww, Slot as CounterSlot, Stamp, Timestamp, Value};
 use std::borrow::Cow;
 
 const HEADER: u8 = 0;
 const ELEMENT: u8 = 1;
 const REMOVED: u8 = 2;
+const UNDO: u8 = 3;
+
+const ABSENT: u8 = 0;
+const WHOLE: u8 = 1;
+const ELEMENTS: u8 = 2;
+const EXPIRY: u8 = 3;
 
 const BODY_MASK: u8 = 0b111;
 const REGISTER: u8 = 0;
@@ -120,84 +131,194 @@ impl Records {
     }
 }
 
+/// Writes a header: its length, then the header.
+fn put_header(b: &mut Vec<u8>, h: &Header<'_>) {
+    let len = header_len(h);
+    varint(b, len as u64);
+    let start = b.len();
+    let (kind, body): (u8, &[u8]) = match &h.body {
+        HeaderBody::Register(v) => (REGISTER, v),
+        HeaderBody::Counter(_) => (COUNTER, &[]),
+        HeaderBody::Set => (SET, &[]),
+        HeaderBody::Map => (MAP, &[]),
+        HeaderBody::Max(_) => (MAX, &[]),
+    };
+    let mut flags = kind;
+    if let Some(e) = &h.expiry {
+        flags |= HAS_EXPIRY;
+        if e.value.is_none() {
+            flags |= PERSISTS;
+        }
+    }
+    b.push(flags);
+    stamp(b, h.epoch);
+    if let Some(e) = &h.expiry {
+        stamp(b, e.stamp);
+        if let Some(when) = e.value {
+            b.extend_from_slice(&when.to_le_bytes());
+        }
+    }
+    b.extend_from_slice(body);
+    match &h.body {
+        HeaderBody::Counter(c) => {
+            varint(b, c.slots().len() as u64);
+            for s in c.slots() {
+                b.extend_from_slice(&s.node.to_le_bytes());
+                b.extend_from_slice(&s.plus.to_le_bytes());
+                b.extend_from_slice(&s.minus.to_le_bytes());
+                b.extend_from_slice(&s.stamp.0.to_le_bytes());
+            }
+        }
+        HeaderBody::Max(m) => b.extend_from_slice(&m.to_le_bytes()),
+        _ => {}
+    }
+    debug_assert_eq!(b.len() - start, len, "header_len is exact");
+}
+
+/// Writes an element: its name, then its state's length and the state.
+fn put_element(b: &mut Vec<u8>, element: &[u8], state: &Element) {
+    varint(b, element.len() as u64);
+    b.extend_from_slice(element);
+    match state {
+        Element::Member(r) => {
+            varint(b, 18);
+            b.push(MEMBER);
+            stamp(b, r.stamp);
+            b.push(r.value as u8);
+        }
+        Element::Field(r) => {
+            let value = r.value.as_ref().map_or(0, Bytes::len);
+            varint(b, (18 + value) as u64);
+            b.push(FIELD);
+            stamp(b, r.stamp);
+            b.push(r.value.is_some() as u8);
+            if let Some(v) = &r.value {
+                b.extend_from_slice(v);
+            }
+        }
+    }
+}
+
+fn element_len(element: &[u8], state: &Element) -> usize {
+    let value = match state {
+        Element::Member(_) => 0,
+        Element::Field(r) => r.value.as_ref().map_or(0, Bytes::len),
+    };
+    5 + element.len() + 5 + 18 + value
+}
+
 impl Changes for Records {
     fn header(&mut self, ns: &[u8], key: &[u8], h: &Header<'_>) {
-        let len = header_len(h);
-        self.key(HEADER, ns, key, len + 5);
-        let b = &mut self.buf;
-        varint(b, len as u64);
-        let start = b.len();
-        let (kind, body): (u8, &[u8]) = match &h.body {
-            HeaderBody::Register(v) => (REGISTER, v),
-            HeaderBody::Counter(_) => (COUNTER, &[]),
-            HeaderBody::Set => (SET, &[]),
-            HeaderBody::Map => (MAP, &[]),
-            HeaderBody::Max(_) => (MAX, &[]),
-        };
-        let mut flags = kind;
-        if let Some(e) = &h.expiry {
-            flags |= HAS_EXPIRY;
-            if e.value.is_none() {
-                flags |= PERSISTS;
-            }
-        }
-        b.push(flags);
-        stamp(b, h.epoch);
-        if let Some(e) = &h.expiry {
-            stamp(b, e.stamp);
-            if let Some(when) = e.value {
-                b.extend_from_slice(&when.to_le_bytes());
-            }
-        }
-        b.extend_from_slice(body);
-        match &h.body {
-            HeaderBody::Counter(c) => {
-                varint(b, c.slots().len() as u64);
-                for s in c.slots() {
-                    b.extend_from_slice(&s.node.to_le_bytes());
-                    b.extend_from_slice(&s.plus.to_le_bytes());
-                    b.extend_from_slice(&s.minus.to_le_bytes());
-                    b.extend_from_slice(&s.stamp.0.to_le_bytes());
-                }
-            }
-            HeaderBody::Max(m) => b.extend_from_slice(&m.to_le_bytes()),
-            _ => {}
-        }
-        debug_assert_eq!(b.len() - start, len, "header_len is exact");
+        self.key(HEADER, ns, key, header_len(h) + 5);
+        put_header(&mut self.buf, h);
     }
 
     // The epoch is not written: replay follows the log's order, where the
     // element's header came first.
     fn element(&mut self, ns: &[u8], key: &[u8], _epoch: Stamp, element: &[u8], state: &Element) {
-        let value = match state {
-            Element::Member(_) => 0,
-            Element::Field(r) => r.value.as_ref().map_or(0, Bytes::len),
-        };
-        self.key(ELEMENT, ns, key, 5 + element.len() + 5 + 18 + value);
-        let b = &mut self.buf;
-        varint(b, element.len() as u64);
-        b.extend_from_slice(element);
-        match state {
-            Element::Member(r) => {
-                varint(b, 18);
-                b.push(MEMBER);
-                stamp(b, r.stamp);
-                b.push(r.value as u8);
-            }
-            Element::Field(r) => {
-                varint(b, (18 + value) as u64);
-                b.push(FIELD);
-                stamp(b, r.stamp);
-                b.push(r.value.is_some() as u8);
-                if let Some(v) = &r.value {
-                    b.extend_from_slice(v);
-                }
-            }
-        }
+        self.key(ELEMENT, ns, key, element_len(element, state));
+        put_element(&mut self.buf, element, state);
     }
 
     fn removed(&mut self, ns: &[u8], key: &[u8]) {
         self.key(REMOVED, ns, key, 0);
+    }
+}
+
+/// Undo records: what a change overwrote, written after the change's own
+/// records (the window log's entries, on disk with the data they undo).
+impl Records {
+    /// Starts an undo record; [`Records::end_undo`] writes its length.
+    fn undo(&mut self, ns: &[u8], key: &[u8], time: Timestamp, kind: u8, more: usize) -> usize {
+        self.key(UNDO, ns, key, 13 + more);
+        self.buf.extend_from_slice(&time.0.to_le_bytes());
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.push(kind);
+        at
+    }
+
+    fn end_undo(&mut self, at: usize) {
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// The key was not there.
+    pub fn undo_absent(&mut self, ns: &[u8], key: &[u8], time: Timestamp) {
+        let at = self.undo(ns, key, time, ABSENT, 0);
+        self.end_undo(at);
+    }
+
+    /// The key was `header` with `elements` (a set's members, a hash's fields).
+    pub fn undo_whole<'e>(
+        &mut self,
+        ns: &[u8],
+        key: &[u8],
+        time: Timestamp,
+        header: &Header<'_>,
+        elements: impl ExactSizeIterator<Item = (&'e [u8], Element)>,
+    ) {
+        let at = self.undo(ns, key, time, WHOLE, header_len(header) + 10);
+        put_header(&mut self.buf, header);
+        varint(&mut self.buf, elements.len() as u64);
+        for (name, state) in elements {
+            put_element(&mut self.buf, name, &state);
+        }
+        self.end_undo(at);
+    }
+
+    /// The named elements were these (`None`: not there); nothing else changed.
+    pub fn undo_elements<'e>(
+        &mut self,
+        ns: &[u8],
+        key: &[u8],
+        time: Timestamp,
+        elements: impl ExactSizeIterator<Item = (&'e [u8], Option<Element>)>,
+    ) {
+        let at = self.undo(ns, key, time, ELEMENTS, 5);
+        varint(&mut self.buf, elements.len() as u64);
+        for (name, state) in elements {
+            match state {
+                Some(state) => {
+                    self.buf.push(1);
+                    put_element(&mut self.buf, name, &state);
+                }
+                None => {
+                    self.buf.push(0);
+                    varint(&mut self.buf, name.len() as u64);
+                    self.buf.extend_from_slice(name);
+                }
+            }
+        }
+        self.end_undo(at);
+    }
+
+    /// The key's expiry was this; nothing else changed.
+    pub fn undo_expiry(&mut self, ns: &[u8], key: &[u8], time: Timestamp, expiry: Option<&Lww<Option<u64>>>) {
+        let start = self.undo(ns, key, time, EXPIRY, 26);
+        let b = &mut self.buf;
+        match expiry {
+            None => b.push(0),
+            Some(e) => {
+                b.push(if e.value.is_some() { 2 } else { 1 });
+                stamp(b, e.stamp);
+                if let Some(at) = e.value {
+                    b.extend_from_slice(&at.to_le_bytes());
+                }
+            }
+        }
+        self.end_undo(start);
+    }
+
+    /// Appends `other`'s records.
+    pub fn append(&mut self, other: &Records) {
+        self.buf.extend_from_slice(&other.buf);
+        self.count += other.count;
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
     }
 }
 
@@ -295,6 +416,57 @@ impl<'a> Reader<'a> {
         Ok(Header { epoch, expiry, body })
     }
 
+    /// An element's name and state, as [`put_element`] wrote them.
+    fn named_element(&mut self) -> Result<(Bytes, Element), Error> {
+        let len = self.varint()?;
+        let name = Bytes::copy_from_slice(self.take(len)?);
+        let len = self.varint()?;
+        Ok((name, self.sub(len)?.element()?))
+    }
+
+    fn before(&mut self) -> Result<Before, Error> {
+        Ok(match self.u8()? {
+            ABSENT => Before::Absent,
+            WHOLE => {
+                let len = self.varint()?;
+                let mut entry = self.sub(len)?.header()?.into_entry();
+                for _ in 0..self.varint()? {
+                    match (self.named_element()?, &mut entry.value) {
+                        ((name, Element::Member(r)), Value::Set(m)) => {
+                            m.assign(name, r);
+                        }
+                        ((name, Element::Field(r)), Value::Map(m)) => {
+                            m.assign(name, r);
+                        }
+                        _ => return Err(corrupt()),
+                    }
+                }
+                Before::Whole(entry)
+            }
+            ELEMENTS => {
+                let n = self.varint()?;
+                let mut elements = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    if self.u8()? == 1 {
+                        let (name, state) = self.named_element()?;
+                        elements.push((name, Some(state)));
+                    } else {
+                        let len = self.varint()?;
+                        elements.push((Bytes::copy_from_slice(self.take(len)?), None));
+                    }
+                }
+                Before::Elements(elements)
+            }
+            EXPIRY => Before::Expiry(match self.u8()? {
+                0 => None,
+                1 => Some(Lww::new(self.stamp()?, None)),
+                2 => Some(Lww::new(self.stamp()?, Some(self.u64()?))),
+                _ => return Err(corrupt()),
+            }),
+            _ => return Err(corrupt()),
+        })
+    }
+
     fn element(&mut self) -> Result<Element, Error> {
         let kind = self.u8()?;
         let at = self.stamp()?;
@@ -318,6 +490,7 @@ pub(crate) fn decode(buf: &Bytes, mut f: impl FnMut(Record)) -> Result<usize, Er
     let mut r = Reader { buf, base: buf, at: 0 };
     let mut n = 0;
     while r.at < buf.len() {
+        let start = r.at;
         let tag = r.u8()?;
         let ns_len = r.u8()? as usize;
         let ns = r.bytes(ns_len)?;
@@ -335,12 +508,32 @@ pub(crate) fn decode(buf: &Bytes, mut f: impl FnMut(Record)) -> Result<usize, Er
                 Record::Element { ns, key, element, state: r.sub(len)?.element()? }
             }
             REMOVED => Record::Removed { ns, key },
+            UNDO => {
+                let time = Timestamp(r.u64()?);
+                let mut len = [0u8; 4];
+                len.copy_from_slice(r.take(4)?);
+                r.take(u32::from_le_bytes(len) as usize)?;
+                Record::Undo { ns, key, time, record: buf.slice(start..r.at) }
+            }
             _ => return Err(corrupt()),
         };
         f(record);
         n += 1;
     }
     Ok(n)
+}
+
+/// What an undo record (as [`decode`] gives it, whole) says was overwritten.
+pub(crate) fn before_of(record: &Bytes) -> Result<Before, Error> {
+    let mut r = Reader { buf: record, base: record, at: 0 };
+    if r.u8()? != UNDO {
+        return Err(corrupt());
+    }
+    let ns_len = r.u8()? as usize;
+    r.take(ns_len)?;
+    let key_len = r.varint()?;
+    r.take(key_len + 8 + 4)?;
+    r.before()
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! full-disk state, and when to take a snapshot.
 
 use super::log::{FRAME_HEAD, Segment, frame_into, is_no_space, segment_path};
+use super::recover::{Kept, write_horizon};
 use super::{Chunk, DiskState, WriterMsg};
 use crate::protocol::{Answer, Response};
-use squall_lattice::Timestamp;
+use crate::window::Retention;
+use squall_lattice::{Clock, Timestamp};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +40,27 @@ pub(crate) struct Writer {
     pub snapshot_min: u64,
     /// Where to ask for a snapshot (the snapshot thread).
     pub snapshots: Option<SyncSender<u64>>,
+    /// Segments kept for the window log (`None`: it is off).
+    pub window: Option<KeptLog>,
 }
+
+/// The log segments a snapshot covers that the window log still reaches:
+/// kept until they are older than the retention, or over its bytes, oldest
+/// first; the horizon file moves past each before it goes.
+pub(crate) struct KeptLog {
+    pub retention: Retention,
+    pub clock: Clock,
+    /// Closed segments, oldest first.
+    pub kept: VecDeque<Kept>,
+    /// Segments before this one are covered by a snapshot.
+    pub covered: u64,
+    /// The newest change time in the segment being appended to.
+    pub newest: Timestamp,
+    pub horizon: Timestamp,
+}
+
+/// How often segments kept for the window log are looked at.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Frames that could not be written yet (the disk is full), with the
 /// chunks they report durable once they are.
@@ -62,11 +84,19 @@ impl Writer {
         let mut stuck: Option<Stuck> = None;
         let mut snapshotting = false;
         let mut open = true;
+        let mut last_prune = Instant::now();
         while open {
+            if last_prune.elapsed() >= PRUNE_INTERVAL {
+                last_prune = Instant::now();
+                self.prune();
+            }
+            let pruning = self.window.as_ref().is_some_and(|k| !k.kept.is_empty());
             let wait = if stuck.is_some() || !self.disk.is_ok() {
                 RETRY_INTERVAL
             } else if unsynced {
                 SYNC_INTERVAL.saturating_sub(last_sync.elapsed()).max(Duration::from_millis(1))
+            } else if pruning {
+                PRUNE_INTERVAL
             } else {
                 Duration::from_secs(3600)
             };
@@ -155,6 +185,9 @@ impl Writer {
     fn encode(&mut self, chunks: &[Chunk], stuck: Option<Stuck>) -> Stuck {
         let mut s = stuck.unwrap_or(Stuck { frames: Vec::new(), next_entry: self.next_entry, chunks: Vec::new() });
         let size: usize = chunks.iter().map(|c| c.records.bytes().len()).sum();
+        if let Some(k) = &mut self.window {
+            k.newest = chunks.iter().map(|c| c.newest).fold(k.newest, Timestamp::max);
+        }
         if size > 0 {
             s.frames.reserve(FRAME_HEAD + size);
             frame_into(&mut s.frames, s.next_entry, chunks.iter().map(|c| c.records.bytes()));
@@ -254,7 +287,11 @@ impl Writer {
             self.snapshot_at = self.log.end + self.snapshot_min;
             return false;
         }
-        self.log = seg;
+        let old = std::mem::replace(&mut self.log, seg);
+        if let Some(k) = &mut self.window {
+            k.kept.push_back(Kept { no: old.no, bytes: old.end, newest: k.newest });
+            k.newest = Timestamp::ZERO;
+        }
         // Snapshots once the log outgrows the data (as Redis rewrites its AOF).
         self.snapshot_at = self.snapshot_min;
         tx.try_send(next).is_ok()
@@ -264,7 +301,11 @@ impl Writer {
         match result {
             Ok(bytes) => {
                 self.snapshot_at = bytes.max(self.snapshot_min);
-                remove_before(&self.dir, from);
+                remove_before(&self.dir, from, self.window.is_none());
+                if let Some(k) = &mut self.window {
+                    k.covered = from;
+                }
+                self.prune();
                 tracing::info!(segment = from, bytes, "snapshot written; older log removed");
             }
             Err(e) => {
@@ -307,13 +348,41 @@ fn whole_commits(queues: &[VecDeque<(u64, Chunk)>]) -> Vec<usize> {
     }
 }
 
-/// Deletes log segments and snapshots older than segment `from` (a
-/// snapshot that replays from `from` covers them).
-pub(crate) fn remove_before(dir: &std::path::Path, from: u64) {
+impl Writer {
+    /// Deletes the kept segments the window log no longer reaches: older
+    /// than the retention, or the oldest while they hold more than its bytes.
+    fn prune(&mut self) {
+        let Some(k) = &mut self.window else { return };
+        let cutoff = k.clock.now_ms().saturating_sub(k.retention.ms);
+        let mut total: u64 = k.kept.iter().filter(|s| s.no < k.covered).map(|s| s.bytes).sum();
+        while let Some(first) = k.kept.front().copied() {
+            let reached = first.newest.wall_ms() >= cutoff && total <= k.retention.bytes;
+            if first.no >= k.covered || reached {
+                return;
+            }
+            let horizon = k.horizon.max(first.newest);
+            if horizon != k.horizon {
+                if let Err(e) = write_horizon(&self.dir, horizon) {
+                    tracing::warn!(error = %e, "cannot move the window log's horizon; keeping its log segments");
+                    return;
+                }
+                k.horizon = horizon;
+            }
+            let _ = std::fs::remove_file(segment_path(&self.dir, first.no));
+            total -= first.bytes;
+            k.kept.pop_front();
+        }
+    }
+}
+
+/// Deletes snapshots older than segment `from` (a snapshot that replays
+/// from `from` covers them), and with `segments` the log segments too.
+pub(crate) fn remove_before(dir: &std::path::Path, from: u64, segments: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let old = super::log::numbered(&name, "log-").or_else(|| super::log::numbered(&name, "snapshot-"));
+        let segment = super::log::numbered(&name, "log-").filter(|_| segments);
+        let old = segment.or_else(|| super::log::numbered(&name, "snapshot-"));
         if old.is_some_and(|n| n < from) {
             let _ = std::fs::remove_file(e.path());
         }
@@ -326,7 +395,10 @@ mod tests {
     use crate::disk::Records;
 
     fn queue(parts: &[Option<(u64, usize)>]) -> VecDeque<(u64, Chunk)> {
-        parts.iter().map(|b| (0, Chunk { shard: 0, records: Records::default(), upto: 0, batch: *b })).collect()
+        parts
+            .iter()
+            .map(|b| (0, Chunk { shard: 0, records: Records::default(), upto: 0, batch: *b, newest: Timestamp::ZERO }))
+            .collect()
     }
 
     #[test]

@@ -20,13 +20,17 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use table::position;
 pub use table::{POSITION_BITS, key_hash};
 
+use crate::disk::Records;
 use crate::glob;
 use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, MEMBER_OVERHEAD, Slot};
-use squall_lattice::{Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Value};
+use squall_lattice::{
+    Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Timestamp, Value,
+};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use table::{Spot, Table};
@@ -84,7 +88,7 @@ impl<'a> Header<'a> {
         Header { epoch: slot.epoch(own), expiry: slot.expiry(own), body }
     }
 
-    fn into_entry(self) -> Entry {
+    pub(crate) fn into_entry(self) -> Entry {
         let value = match self.body {
             HeaderBody::Register(b) => Value::Register(Bytes::from(b.into_owned())),
             HeaderBody::Counter(counts) => Value::Counter(PnCounter::from_slots(counts.slots().iter().copied())),
@@ -119,12 +123,46 @@ impl Changes for () {
     fn removed(&mut self, _: &[u8], _: &[u8]) {}
 }
 
+/// What a change overwrote: enough to undo it. The window log's entries.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Before {
+    /// There was no key.
+    Absent,
+    /// The whole entry, expired or not.
+    Whole(Entry),
+    /// A set's members or a hash's fields as they were (`None`: not there);
+    /// the rest of the key did not change.
+    Elements(Vec<(Bytes, Option<Element>)>),
+    /// The key's expiry as it was; nothing else changed.
+    Expiry(Option<Lww<Option<u64>>>),
+}
+
 /// A change read back from disk.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
-    Header { ns: Bytes, key: Bytes, header: Header<'static> },
-    Element { ns: Bytes, key: Bytes, element: Bytes, state: Element },
-    Removed { ns: Bytes, key: Bytes },
+    Header {
+        ns: Bytes,
+        key: Bytes,
+        header: Header<'static>,
+    },
+    Element {
+        ns: Bytes,
+        key: Bytes,
+        element: Bytes,
+        state: Element,
+    },
+    Removed {
+        ns: Bytes,
+        key: Bytes,
+    },
+    /// What the change before it overwrote, and the change's time; the
+    /// record as it was written (see `disk::records::before_of`).
+    Undo {
+        ns: Bytes,
+        key: Bytes,
+        time: squall_lattice::Timestamp,
+        record: Bytes,
+    },
 }
 
 /// One page of a SCAN over a shard, in hash order.
@@ -305,6 +343,91 @@ impl Keyspace {
             squall_lattice::prefetch(name.as_ptr());
         }
         names.len()
+    }
+
+    /// The entry at `key` as it is held, expired or not.
+    pub(crate) fn raw(&self, ns: &[u8], key: &[u8]) -> Option<Entry> {
+        let slot = self.spaces.get(ns)?.table.get(key_hash(key), key)?;
+        Some(slot.to_entry(self.node))
+    }
+
+    /// When the slot held for `key` expires, if it does (expired or not).
+    pub(crate) fn expires_at(&self, ns: &[u8], key: &[u8]) -> Option<u64> {
+        self.spaces.get(ns)?.table.get(key_hash(key), key)?.expires_at()
+    }
+
+    /// Whether a slot is held for `key`, expired or not.
+    pub(crate) fn holds(&self, ns: &[u8], key: &[u8]) -> bool {
+        self.spaces.get(ns).is_some_and(|s| s.table.get(key_hash(key), key).is_some())
+    }
+
+    /// Writes to `out` the undo record of `op` on `key` at `time`: what it
+    /// may overwrite, as it is now (before it applies). A set or hash keeps
+    /// only the members or fields `op` names, unless it is small or `op`
+    /// could empty it; everything else keeps its whole entry.
+    pub(crate) fn before(&self, ns: &[u8], key: &[u8], op: &Op, time: Timestamp, now: u64, out: &mut Records) {
+        /// Sets and hashes up to this size are kept whole.
+        const SMALL: usize = 32;
+        let node = self.node;
+        let Some(slot) = self.spaces.get(ns).and_then(|s| s.table.get(key_hash(key), key)) else {
+            return out.undo_absent(ns, key, time);
+        };
+        let live = !slot.is_expired(now);
+        let names: &[Bytes] = match op {
+            Op::SAdd(m) | Op::SRem(m) | Op::HDel(m) => m,
+            _ => &[],
+        };
+        let could_empty = matches!(op, Op::SRem(_) | Op::HDel(_));
+        match (op, slot.body(node)) {
+            (Op::SAdd(_) | Op::SRem(_), Body::Other(Value::Set(m)))
+                if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
+            {
+                let mut seen = HashSet::<&[u8], foldhash::fast::RandomState>::default();
+                let named: Vec<&[u8]> = names.iter().map(|n| n.as_ref()).filter(|n| seen.insert(n)).collect();
+                let states = named.into_iter().map(|n| (n, m.get(n).map(|r| Element::Member(r.clone()))));
+                out.undo_elements(ns, key, time, states.collect::<Vec<_>>().into_iter());
+            }
+            (Op::HSet(_) | Op::HDel(_), Body::Other(Value::Map(m)))
+                if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
+            {
+                let mut seen = HashSet::<&[u8], foldhash::fast::RandomState>::default();
+                let named: Vec<&[u8]> = match op {
+                    Op::HSet(pairs) => pairs.iter().map(|(f, _)| f.as_ref()).filter(|f| seen.insert(f)).collect(),
+                    _ => names.iter().map(|n| n.as_ref()).filter(|n| seen.insert(n)).collect(),
+                };
+                let states = named.into_iter().map(|n| (n, m.get(n).map(|r| Element::Field(r.clone()))));
+                out.undo_elements(ns, key, time, states.collect::<Vec<_>>().into_iter());
+            }
+            (Op::Persist, _) if live => out.undo_expiry(ns, key, time, slot.expiry(node).as_ref()),
+            (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, time, slot.expiry(node).as_ref()),
+            (_, body) => {
+                let header = Header::of(slot, node);
+                match body {
+                    Body::Other(Value::Set(m)) => out.undo_whole(
+                        ns,
+                        key,
+                        time,
+                        &header,
+                        m.iter().map(|(n, r)| (n.as_ref(), Element::Member(r.clone()))).collect::<Vec<_>>().into_iter(),
+                    ),
+                    Body::Other(Value::Map(m)) => out.undo_whole(
+                        ns,
+                        key,
+                        time,
+                        &header,
+                        m.iter().map(|(n, r)| (n.as_ref(), Element::Field(r.clone()))).collect::<Vec<_>>().into_iter(),
+                    ),
+                    _ => out.undo_whole(ns, key, time, &header, std::iter::empty()),
+                }
+            }
+        }
+    }
+
+    /// Visits up to about `count` keys of `ns` held from position `from` on
+    /// (expired ones too), in hash order; where to go on, or `None`.
+    pub(crate) fn walk(&self, ns: &[u8], from: u64, count: usize, mut f: impl FnMut(&[u8])) -> Option<u64> {
+        let space = self.spaces.get(ns)?;
+        space.table.walk(from, count, |s| f(s.key()))
     }
 
     /// The whole live entry at `key`.
@@ -733,7 +856,14 @@ impl Keyspace {
     }
 
     /// Drops up to `limit` keys whose time has come; returns how many went.
-    pub(crate) fn reap(&mut self, now: u64, limit: usize, changes: &mut impl Changes) -> usize {
+    /// `before` sees each key just before it goes.
+    pub(crate) fn reap(
+        &mut self,
+        now: u64,
+        limit: usize,
+        changes: &mut impl Changes,
+        mut before: impl FnMut(&Keyspace, &Bytes, &[u8]),
+    ) -> usize {
         let mut gone = 0;
         let mut names: Vec<Bytes> = Vec::new();
         for (ns, space) in &self.spaces {
@@ -753,6 +883,7 @@ impl Keyspace {
                 // sharing a 64-bit hash is all but impossible).
                 let due = space.table.keys_with_hash(h, |s| s.is_expired(now));
                 for key in due {
+                    before(self, &ns, &key);
                     if self.remove(&ns, h, &key).is_some() {
                         changes.removed(&ns, &key);
                         gone += 1;
@@ -873,6 +1004,7 @@ impl Keyspace {
                 self.remove(&ns, key_hash(&key), &key);
                 Stamp::ZERO
             }
+            Record::Undo { time, .. } => Stamp::new(time, node),
         }
     }
 
@@ -885,10 +1017,11 @@ impl Keyspace {
         reindex(&mut space.expiring, h, old, slot.expires_at());
     }
 
-    /// After recovery: drops keys that expired while the node was down, and
-    /// sets or hashes a replay left empty. No records: the disk forgets them
-    /// at the next snapshot.
-    pub(crate) fn settle(&mut self, now: u64) {
+    /// After recovery: drops keys that expired while the node was down
+    /// (unless `keep_expired`: the window log needs their removal as a
+    /// change, which the reaper makes), and sets or hashes a replay left
+    /// empty. No records: the disk forgets them at the next snapshot.
+    pub(crate) fn settle(&mut self, now: u64, keep_expired: bool) {
         let node = self.node;
         let mut doomed: Vec<(Bytes, u64, Vec<u8>)> = Vec::new();
         for (ns, space) in &self.spaces {
@@ -899,7 +1032,7 @@ impl Keyspace {
                     Body::Other(Value::Tombstone) => true,
                     _ => false,
                 };
-                if empty || s.is_expired(now) {
+                if empty || (!keep_expired && s.is_expired(now)) {
                     doomed.push((ns.clone(), key_hash(s.key()), s.key().to_vec()));
                 }
             });

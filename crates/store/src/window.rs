@@ -1,0 +1,365 @@
+//! The window log: for every change a shard made within the retention
+//! window, the change's time and what it overwrote (an undo record, the same
+//! bytes the disk log holds after the change), so the shard's keys can be
+//! read as they were at any time the window reaches.
+//!
+//! The state of a key at time `T` is its live state with every change after
+//! `T` undone, newest first. A key's changes are kept in a list of their
+//! numbers in apply order, which for one key is stamp order (a commit holds
+//! its keys from its proposal to its stamp), so the first change after `T`
+//! is a binary search away. Most undo records hold the whole entry (a
+//! register, a counter, a small set), and then that record alone is the
+//! answer; only a big set's or hash's element changes are undone one by one,
+//! back from the next whole record or the live state.
+//!
+//! Bounded by time (`retention`) and by bytes: past either, the oldest
+//! changes go and the horizon (the newest time dropped) moves up. A time
+//! before the horizon, or older than the retention, is out of the window.
+
+use crate::disk::{Records, before_of};
+use crate::glob;
+use crate::keyspace::{Before, Element, Keyspace, ScanPage, key_hash, position};
+use bytes::Bytes;
+use squall_lattice::{Entry, Timestamp, Value};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How far back the window log reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long changes are kept, in milliseconds; 0 turns the window log off.
+    pub ms: u64,
+    /// The most bytes the node's window log may hold (all shards together).
+    pub bytes: u64,
+}
+
+impl Retention {
+    pub const DEFAULT: Retention = Retention { ms: 15 * 60 * 1000, bytes: 256 << 20 };
+    pub const OFF: Retention = Retention { ms: 0, bytes: 0 };
+
+    pub fn is_on(&self) -> bool {
+        self.ms > 0 && self.bytes > 0
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention::DEFAULT
+    }
+}
+
+/// What a change costs beyond its record: its place in the log and in its
+/// key's list.
+const CHANGE_OVERHEAD: usize = 40;
+
+struct Change {
+    time: Timestamp,
+    /// Its undo record, encoded.
+    record: Box<[u8]>,
+}
+
+pub(crate) struct Window {
+    retention: Retention,
+    /// This shard's share of the node's bytes.
+    cap: usize,
+    changes: VecDeque<Change>,
+    /// The number of `changes[0]` (numbers count every change kept).
+    first: u64,
+    bytes: usize,
+    /// For each namespace and key with changes in the window, their
+    /// numbers in apply order.
+    index: Hashed<Bytes, Hashed<Bytes, VecDeque<u64>>>,
+    /// Keys with changes in the window that no slot holds now, by scan
+    /// position: a scan of the past must visit them too.
+    ghosts: Hashed<Bytes, BTreeSet<(u64, Bytes)>>,
+    /// Changes at or before this time may have been dropped.
+    horizon: Timestamp,
+}
+
+/// The namespace and key an undo record names.
+fn names(record: &[u8]) -> (&[u8], &[u8]) {
+    let ns_len = record[1] as usize;
+    let ns = &record[2..2 + ns_len];
+    let mut at = 2 + ns_len;
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let b = record[at];
+        at += 1;
+        len |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    (ns, &record[at..at + len])
+}
+
+fn undo_of(record: &[u8]) -> Before {
+    // The window only holds undo records the store encoded.
+    before_of(&Bytes::copy_from_slice(record)).expect("the window holds undo records")
+}
+
+/// Undoes one element or expiry change on `state`.
+fn undo(state: &mut Option<Entry>, before: Before) {
+    match before {
+        Before::Absent => *state = None,
+        Before::Whole(e) => *state = Some(e),
+        Before::Expiry(x) => {
+            if let Some(e) = state {
+                e.expiry = x;
+            }
+        }
+        Before::Elements(elements) => {
+            let Some(e) = state else { return };
+            for (name, was) in elements {
+                match (&mut e.value, was) {
+                    (Value::Set(m), Some(Element::Member(r))) => {
+                        m.assign(name, r);
+                    }
+                    (Value::Set(m), None) => {
+                        m.prune(&name);
+                    }
+                    (Value::Map(m), Some(Element::Field(r))) => {
+                        m.assign(name, r);
+                    }
+                    (Value::Map(m), None) => {
+                        m.prune(&name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// What a state is at `at`: nothing if it had expired by then.
+fn seen_at(state: Option<Entry>, at: Timestamp) -> Option<Entry> {
+    state.filter(|e| !matches!(e.value, Value::Tombstone) && e.expires_at().is_none_or(|x| x > at.wall_ms()))
+}
+
+impl Window {
+    pub fn new(retention: Retention, shards: usize) -> Window {
+        let cap = if retention.is_on() { (retention.bytes / shards.max(1) as u64).max(1) as usize } else { 0 };
+        Window {
+            retention,
+            cap,
+            changes: VecDeque::new(),
+            first: 0,
+            bytes: 0,
+            index: Hashed::default(),
+            ghosts: Hashed::default(),
+            horizon: Timestamp::ZERO,
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.retention.is_on()
+    }
+
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Raises the horizon (what an earlier run dropped).
+    pub fn raise_horizon(&mut self, t: Timestamp) {
+        self.horizon = self.horizon.max(t);
+    }
+
+    /// The oldest time the window reaches at physical time `now`.
+    pub fn oldest(&self, now: u64) -> Timestamp {
+        if !self.is_on() {
+            return Timestamp::new(now, 0);
+        }
+        self.horizon.max(Timestamp::new(now.saturating_sub(self.retention.ms), 0))
+    }
+
+    fn change(&self, n: u64) -> &Change {
+        &self.changes[(n - self.first) as usize]
+    }
+
+    /// Keeps the undo record `record` (one record, naming `ns` and `key`)
+    /// of a change at `time`; `held` says whether a slot holds the key after it.
+    pub fn push(&mut self, time: Timestamp, record: &[u8], held: bool) {
+        let n = self.first + self.changes.len() as u64;
+        self.changes.push_back(Change { time, record: record.into() });
+        self.bytes += record.len() + CHANGE_OVERHEAD;
+        let (ns, key) = names(record);
+        let keys = match self.index.get_mut(ns) {
+            Some(keys) => keys,
+            None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
+        };
+        match keys.get_mut(key) {
+            Some(list) => list.push_back(n),
+            None => {
+                keys.insert(Bytes::copy_from_slice(key), VecDeque::from([n]));
+            }
+        }
+        let place = (position(key_hash(key)), Bytes::copy_from_slice(key));
+        match (held, self.ghosts.get_mut(ns)) {
+            (true, Some(g)) if !g.is_empty() => {
+                g.remove(&place);
+            }
+            (true, _) => {}
+            (false, Some(g)) => {
+                g.insert(place);
+            }
+            (false, None) => {
+                self.ghosts.insert(Bytes::copy_from_slice(ns), BTreeSet::from([place]));
+            }
+        }
+    }
+
+    /// After recovery: the keys with changes that no slot holds are ghosts.
+    pub fn settle(&mut self, keys: &Keyspace) {
+        for (ns, names) in &self.index {
+            for key in names.keys() {
+                if !keys.holds(ns, key) {
+                    self.ghosts.entry(ns.clone()).or_default().insert((position(key_hash(key)), key.clone()));
+                }
+            }
+        }
+    }
+
+    /// Drops changes older than the retention at physical time `now`, and
+    /// the oldest ones while over the byte cap.
+    pub fn trim(&mut self, now: u64) {
+        let cutoff = now.saturating_sub(self.retention.ms);
+        while let Some(front) = self.changes.front() {
+            if front.time.wall_ms() >= cutoff && self.bytes <= self.cap {
+                break;
+            }
+            let change = self.changes.pop_front().expect("front exists");
+            let n = self.first;
+            self.first += 1;
+            self.bytes -= change.record.len() + CHANGE_OVERHEAD;
+            self.horizon = self.horizon.max(change.time);
+            let (ns, key) = names(&change.record);
+            let Some(keys) = self.index.get_mut(ns) else { continue };
+            let Some(list) = keys.get_mut(key) else { continue };
+            debug_assert_eq!(list.front(), Some(&n), "a key's changes go in order");
+            list.pop_front();
+            if list.is_empty() {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.index.remove(ns);
+                }
+                if let Some(g) = self.ghosts.get_mut(ns) {
+                    g.remove(&(position(key_hash(key)), Bytes::copy_from_slice(key)));
+                    if g.is_empty() {
+                        self.ghosts.remove(ns);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `key` as it was at `at` (which the caller checked is in the window),
+    /// or `None` if it was not there.
+    pub fn state_at(&self, keys: &Keyspace, ns: &[u8], key: &[u8], at: Timestamp) -> Option<Entry> {
+        let Some(list) = self.index.get(ns).and_then(|k| k.get(key)) else {
+            return seen_at(keys.raw(ns, key), at);
+        };
+        let i = list.partition_point(|n| self.change(*n).time <= at);
+        // Undo back from the first whole record after `at` (or the live
+        // state), newest first.
+        let mut pending = Vec::new();
+        let mut state = None;
+        for n in list.iter().skip(i) {
+            match undo_of(&self.change(*n).record) {
+                Before::Absent => {
+                    state = Some(None);
+                    break;
+                }
+                Before::Whole(e) => {
+                    state = Some(Some(e));
+                    break;
+                }
+                partial => pending.push(partial),
+            }
+        }
+        let mut state = state.unwrap_or_else(|| keys.raw(ns, key));
+        for before in pending.into_iter().rev() {
+            undo(&mut state, before);
+        }
+        seen_at(state, at)
+    }
+
+    /// A page of the keys of `ns` as they were at `at`, from scan position
+    /// `from`: the keys held now (each as it was) and the ghosts, cut at
+    /// about `count` keys on a position boundary.
+    pub fn scan_at(
+        &self,
+        keys: &Keyspace,
+        ns: &[u8],
+        from: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+        at: Timestamp,
+    ) -> ScanPage {
+        let count = count.max(1);
+        let changed = self.index.get(ns);
+        let mut found: Vec<(u64, Bytes)> = Vec::new();
+        let wanted = |key: &[u8]| pattern.is_none_or(|p| glob::matches(p, key));
+        let there = |key: &[u8]| match changed.and_then(|c| c.get(key)) {
+            Some(_) => self.state_at(keys, ns, key, at).is_some(),
+            None => keys.expires_at(ns, key).is_none_or(|x| x > at.wall_ms()),
+        };
+        let live_end = keys.walk(ns, from, count, |key| {
+            if wanted(key) && there(key) {
+                found.push((position(key_hash(key)), Bytes::copy_from_slice(key)));
+            }
+        });
+        // Positions this page covers: up to where the walk stopped.
+        let mut end = live_end;
+        if let Some(ghosts) = self.ghosts.get(ns) {
+            let mut added = 0;
+            let mut last = None;
+            for (pos, key) in ghosts.range((from, Bytes::new())..) {
+                if end.is_some_and(|e| *pos >= e) {
+                    break;
+                }
+                // Past a page of ghosts the page ends, between two positions.
+                if added >= count && last.is_some_and(|l| l < *pos) {
+                    end = Some(*pos);
+                    break;
+                }
+                last = Some(*pos);
+                if wanted(key) && self.state_at(keys, ns, key, at).is_some() {
+                    found.push((*pos, key.clone()));
+                    added += 1;
+                }
+            }
+        }
+        found.retain(|(p, _)| end.is_none_or(|e| *p < e));
+        found.sort_unstable();
+        let mut next = end;
+        if found.len() > count {
+            // Keep whole positions: the next page starts at the first one left out.
+            let last = found[count - 1].0;
+            if let Some(cut) = found.iter().position(|(p, _)| *p > last) {
+                next = Some(found[cut].0);
+                found.truncate(cut);
+            }
+        }
+        ScanPage { keys: found.into_iter().map(|(_, k)| k).collect(), next }
+    }
+}
+
+/// Writes `key`'s undo record for `op` into `scratch` (cleared first).
+pub(crate) fn undo_record(
+    keys: &Keyspace,
+    ns: &[u8],
+    key: &[u8],
+    op: &crate::op::Op,
+    time: Timestamp,
+    now: u64,
+    scratch: &mut Records,
+) {
+    scratch.clear();
+    keys.before(ns, key, op, time, now, scratch);
+}
