@@ -49,6 +49,11 @@ pub fn encode_path(key: &str) -> String {
     out
 }
 
+/// Percent-encodes a value for a URL query.
+pub fn encode_query(value: &str) -> String {
+    encode_path(value).replace('/', "%2F")
+}
+
 pub async fn call(node: &str, method: Method, path_and_query: &str, body: Bytes) -> Result<Response> {
     call_with(node, method, path_and_query, &[], body).await
 }

@@ -105,6 +105,13 @@ struct UpArgs {
     /// can read, write and run code)
     #[arg(long)]
     insecure: bool,
+    /// How long the window log keeps changes, for reads of the past
+    /// (`?at=`): 15m, 90s, 2h; 0 turns it off [default: 15m]
+    #[arg(long, env = "SQUALL_RETENTION", value_name = "DURATION")]
+    retention: Option<String>,
+    /// The most the window log holds (all shards): bytes, or 256mb, 1gb [default: 256mb]
+    #[arg(long, env = "SQUALL_RETENTION_BYTES", value_name = "SIZE")]
+    retention_bytes: Option<String>,
     /// Seconds an HTTP request's body may take to arrive [default: 60]
     #[arg(long, env = "SQUALL_HTTP_BODY_TIMEOUT", value_name = "SECONDS")]
     http_body_timeout: Option<u64>,
@@ -144,6 +151,10 @@ enum KvCommand {
     /// Print a key's value (a register's bytes as they are; other types as JSON)
     Get {
         key: String,
+        /// Its value at a past time: RFC 3339 (2026-12-01T16:00:00Z), before
+        /// now (-5m, -30s) or a stamp (MS.COUNTER)
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        at: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -169,6 +180,9 @@ enum KvCommand {
         /// At most this many keys
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// The keys as they were at a past time (as for `kv get --at`)
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        at: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -235,6 +249,8 @@ async fn up(args: UpArgs) -> Result<()> {
         users: None,
         users_file: args.users_file,
         quotas: None,
+        retention: args.retention,
+        retention_bytes: args.retention_bytes,
     };
     let config = Config::resolve(args.config.as_deref(), overrides)?;
     let node = Node::start(config).await?;
@@ -324,11 +340,10 @@ async fn shutdown_signal() {
 async fn kv(cmd: KvCommand) -> Result<()> {
     let mut out = std::io::stdout();
     match cmd {
-        KvCommand::Get { key, node } => {
-            let r =
-                client::call(&node.node, Method::GET, &format!("/v1/kv/{}", client::encode_path(&key)), Bytes::new())
-                    .await?
-                    .ok()?;
+        KvCommand::Get { key, at, node } => {
+            let at = at.map(|t| format!("?at={}", client::encode_query(&t))).unwrap_or_default();
+            let path = format!("/v1/kv/{}{at}", client::encode_path(&key));
+            let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
             let kind = r.headers.get("x-squall-type").and_then(|v| v.to_str().ok()).unwrap_or("register").to_string();
             if node.json {
                 if kind == "register" {
@@ -374,7 +389,7 @@ async fn kv(cmd: KvCommand) -> Result<()> {
                 writeln!(out, "deleted {key}")?;
             }
         }
-        KvCommand::Scan { prefix, limit, node } => {
+        KvCommand::Scan { prefix, limit, at, node } => {
             if limit == 0 {
                 bail!("--limit must be at least 1");
             }
@@ -383,7 +398,10 @@ async fn kv(cmd: KvCommand) -> Result<()> {
             loop {
                 let mut q = format!("/v1/kv?cursor={cursor}&limit={}", (limit - keys.len()).min(1000));
                 if let Some(p) = &prefix {
-                    q.push_str(&format!("&prefix={}", client::encode_path(p).replace('/', "%2F")));
+                    q.push_str(&format!("&prefix={}", client::encode_query(p)));
+                }
+                if let Some(t) = &at {
+                    q.push_str(&format!("&at={}", client::encode_query(t)));
                 }
                 let r = client::call(&node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
                 let page: squall_api::ScanPage = r.json()?;

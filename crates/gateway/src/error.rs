@@ -39,6 +39,9 @@ impl From<squall_store::Error> for ApiError {
     fn from(e: squall_store::Error) -> Self {
         match e {
             squall_store::Error::Refused(e) => e.into(),
+            e @ squall_store::Error::OutOfWindow(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "out_of_window", format!("{e}: ask for a later time"))
+            }
             e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         }
     }

@@ -43,12 +43,13 @@ struct KeyQuery {
 fn no_time_travel(q: &KeyQuery) -> Result<(), ApiError> {
     match &q.at {
         None => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "reading the past (?at=) needs the window log, which this version does not have yet",
-        )),
+        Some(_) => Err(bad_request("?at= reads the past; writes go to the present".into())),
     }
+}
+
+/// The time `?at=` names, read against the store's clock.
+pub(crate) fn past(app: &App, at: &str) -> Result<squall_store::lattice::Timestamp, ApiError> {
+    squall_store::parse_time(at, app.store.now_ms()).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_time", e))
 }
 
 fn path_key(key: Result<Path<String>, PathRejection>) -> Result<bytes::Bytes, ApiError> {
@@ -69,8 +70,15 @@ async fn get_key(
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    no_time_travel(&query(q)?)?;
+    let q = query(q)?;
     let key = path_key(key)?;
+    if let Some(at) = &q.at {
+        let at = past(&app, at)?;
+        return match app.store.read_at(&scope.store_ns, key.clone(), at).await? {
+            Some(entry) => Ok(render_entry(&entry)),
+            None => Err(key_not_found(&key)),
+        };
+    }
     match app.store.exec(&scope.store_ns, key.clone(), Op::Snapshot).await?? {
         Reply::Entry(entry) => Ok(render_entry(&entry)),
         _ => Err(key_not_found(&key)),
@@ -148,6 +156,8 @@ struct ScanQuery {
     prefix: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
+    /// A past time: the keys as they were then.
+    at: Option<String>,
 }
 
 async fn scan(
@@ -162,7 +172,10 @@ async fn scan(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let pattern = q.prefix.as_deref().map(|p| squall_store::prefix_pattern(p.as_bytes()));
-    let (next, keys) = app.store.scan(&scope.store_ns, cursor, limit, pattern, None).await?;
+    let (next, keys) = match &q.at {
+        Some(at) => app.store.scan_at(&scope.store_ns, cursor, limit, pattern, past(&app, at)?).await?,
+        None => app.store.scan(&scope.store_ns, cursor, limit, pattern, None).await?,
+    };
     Ok(axum::Json(squall_api::ScanPage {
         cursor: next.to_string(),
         done: next == 0,

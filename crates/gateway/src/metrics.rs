@@ -155,7 +155,7 @@ impl Metrics {
         );
         self.http_latency.render(&mut out, "squall_http_request_duration_seconds", "Time to serve an HTTP request.");
         type Read = fn(&squall_store::ShardStats) -> u64;
-        let per_shard: [(&str, &str, &str, Read); 4] = [
+        let per_shard: [(&str, &str, &str, Read); 7] = [
             ("squall_shard_reads_total", "counter", "Read operations per shard.", |s| s.reads.load(Ordering::Relaxed)),
             ("squall_shard_writes_total", "counter", "Write operations per shard.", |s| {
                 s.writes.load(Ordering::Relaxed)
@@ -166,6 +166,18 @@ impl Metrics {
             ("squall_shard_expired_total", "counter", "Keys reclaimed after expiring, per shard.", |s| {
                 s.expired.load(Ordering::Relaxed)
             }),
+            ("squall_window_changes", "gauge", "Changes the window log holds, per shard.", |s| {
+                s.window_changes.load(Ordering::Relaxed)
+            }),
+            ("squall_window_bytes", "gauge", "Bytes the window log holds in memory, per shard.", |s| {
+                s.window_bytes.load(Ordering::Relaxed)
+            }),
+            (
+                "squall_window_oldest_seconds",
+                "gauge",
+                "The oldest time the window log reaches, per shard (seconds since the Unix epoch).",
+                |s| squall_store::lattice::Timestamp(s.window_oldest.load(Ordering::Relaxed)).wall_ms() / 1000,
+            ),
         ];
         for (name, kind, help, get) in per_shard {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -91,7 +91,8 @@ impl OutputLimit {
             ));
         };
         let seconds = seconds.parse().map_err(|_| format!("client-output-buffer-limit: bad seconds {seconds:?}"))?;
-        Ok(OutputLimit { hard: memory(hard)?, soft: memory(soft)?, soft_seconds: seconds })
+        let size = |w| memory(w).map_err(|e| format!("client-output-buffer-limit: {e}"));
+        Ok(OutputLimit { hard: size(hard)?, soft: size(soft)?, soft_seconds: seconds })
     }
 
     /// Redis's form, as `CONFIG GET client-output-buffer-limit` shows it.
@@ -100,8 +101,9 @@ impl OutputLimit {
     }
 }
 
-/// A size in Redis's config syntax.
-fn memory(word: &str) -> Result<usize, String> {
+/// A size in Redis's config syntax: bytes, or with `k`, `kb`, `m`, `mb`,
+/// `g`, `gb` (the `b` forms are powers of 1024).
+pub fn memory(word: &str) -> Result<usize, String> {
     let lower = word.to_ascii_lowercase();
     let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit: usize = match &lower[digits.len()..] {
@@ -112,13 +114,9 @@ fn memory(word: &str) -> Result<usize, String> {
         "mb" => 1 << 20,
         "g" => 1000 * 1000 * 1000,
         "gb" => 1 << 30,
-        _ => return Err(format!("client-output-buffer-limit: bad size {word:?}")),
+        _ => return Err(format!("bad size {word:?}")),
     };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("client-output-buffer-limit: bad size {word:?}"))
+    digits.parse::<usize>().ok().and_then(|n| n.checked_mul(unit)).ok_or_else(|| format!("bad size {word:?}"))
 }
 
 impl Default for Options {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use squall_gateway::auth::{Access, UserSpec};
 use squall_gateway::{Metrics, http, redis};
 use squall_scheduler::{Functions, Quota, Settings};
-use squall_store::{Durability, Options, Store};
+use squall_store::{Durability, Options, Retention, Store};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,6 +62,8 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// Per namespace: its quota (`[quotas.NS]`).
     pub quotas: HashMap<String, Quota>,
+    /// How far back the window log reaches (reads of the past).
+    pub retention: Retention,
 }
 
 impl Default for Config {
@@ -86,8 +88,20 @@ impl Default for Config {
             users: Vec::new(),
             users_file: None,
             quotas: HashMap::new(),
+            retention: Retention::DEFAULT,
         }
     }
+}
+
+/// A retention time: `0` (off) or a duration such as `15m`, `90s`, `1h30m`.
+fn parse_retention(text: &str) -> Result<u64, Error> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    let d = humantime::parse_duration(text)
+        .map_err(|e| Error::Config(format!("retention: {text:?} is not a duration such as 15m or 90s ({e})")))?;
+    Ok(d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
 /// A secret: read like a string, never printed (`Debug` says only that it is set).
@@ -155,6 +169,10 @@ pub struct Overrides {
     pub users: Option<Vec<UserSpec>>,
     pub users_file: Option<PathBuf>,
     pub quotas: Option<HashMap<String, Quota>>,
+    /// How long the window log keeps changes: `15m`, `90s`, `2h`; `0` turns it off.
+    pub retention: Option<String>,
+    /// The most the window log holds, in bytes or with Redis's units (`256mb`).
+    pub retention_bytes: Option<String>,
 }
 
 /// A users file: `[[users]]` tables, as in squall.toml.
@@ -266,7 +284,16 @@ impl Config {
             users,
             users_file,
             quotas,
+            retention,
+            retention_bytes,
         } = o;
+        if let Some(text) = retention {
+            self.retention.ms = parse_retention(&text)?;
+        }
+        if let Some(text) = retention_bytes {
+            let bytes = redis::memory(text.trim()).map_err(|e| Error::Config(format!("retention-bytes: {e}")))?;
+            self.retention.bytes = bytes as u64;
+        }
         if let Some(v) = quotas {
             self.quotas = v;
         }
@@ -442,6 +469,7 @@ impl Node {
         opts.shards = config.shards;
         opts.durability = config.durability;
         opts.node_id = config.node_id;
+        opts.retention = config.retention;
         let store = tokio::task::spawn_blocking(move || Store::open(opts))
             .await
             .map_err(|e| Error::Config(format!("store startup panicked: {e}")))??;

@@ -168,6 +168,34 @@ pub enum Error {
     OutOfWindow(Timestamp),
 }
 
+/// Reads a time to look at the past from: an RFC 3339 time
+/// (`2026-12-01T16:00:00Z`, fractions allowed), a time before `now_ms`
+/// (`-5m`, `-30s`, `-1h30m`), or a stamp as the store prints them
+/// (`1764604800000.3`: milliseconds, then the counter). A time names the
+/// end of its millisecond: every stamp within it is at or before it.
+pub fn parse_time(text: &str, now_ms: u64) -> Result<Timestamp, String> {
+    let text = text.trim();
+    let whole = |ms: u64| Timestamp::new(ms, u16::MAX);
+    let t = if let Some(ago) = text.strip_prefix('-') {
+        let d = humantime::parse_duration(ago).map_err(|e| format!("'{text}' is not a time before now: {e}"))?;
+        whole(now_ms.saturating_sub(d.as_millis().min(u128::from(u64::MAX)) as u64))
+    } else if let Some((ms, counter)) = text.split_once('.')
+        && let (Ok(ms), Ok(counter)) = (ms.parse::<u64>(), counter.parse::<u16>())
+    {
+        Timestamp::new(ms, counter)
+    } else {
+        let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
+            format!("'{text}' is not a time: give RFC 3339 (2026-12-01T16:00:00Z), a time before now (-5m) or a stamp (MS.COUNTER)")
+        })?;
+        let ms = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("'{text}' is before 1970"))?;
+        whole(ms.as_millis() as u64)
+    };
+    if t.wall_ms() > now_ms {
+        return Err(format!("{} is in the future", format_time(t)));
+    }
+    Ok(t)
+}
+
 /// A stamp as people read it: its time in RFC 3339 (UTC, milliseconds)
 /// and the stamp itself.
 pub fn format_time(t: Timestamp) -> String {

@@ -1,0 +1,263 @@
+//! Reading the past end to end: Redis clients and invocations write
+//! concurrently to a real node while the test keeps a model of what each
+//! acknowledged write made of its keys; then reads (`GET /v1/kv/KEY?at=`)
+//! and scans (`GET /v1/kv?prefix=&at=`) at the times the test noted must
+//! equal the model exactly (an atomic unit is never half there), live,
+//! after a restart and after `kill -9`.
+
+mod common;
+
+use common::{TestNode, header, http, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, PartialEq)]
+enum V {
+    Reg(String),
+    Count(i64),
+    Set(BTreeSet<String>),
+    Map(BTreeMap<String, String>),
+}
+
+type Model = BTreeMap<String, V>;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A worker's keys: two registers, a counter, a set, and four keys one
+/// invocation of `multi-write` writes together.
+fn keys(w: usize) -> Vec<String> {
+    ["r0", "r1", "c", "s", "i0", "i1", "i2", "i3"].iter().map(|k| format!("w{w}:{k}")).collect()
+}
+
+fn count(model: &Model, key: &str) -> i64 {
+    match model.get(key) {
+        Some(V::Count(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn add_member(model: &mut Model, key: &str, member: &str) {
+    match model.entry(key.to_string()).or_insert_with(|| V::Set(BTreeSet::new())) {
+        V::Set(s) => {
+            s.insert(member.to_string());
+        }
+        other => panic!("{key} is {other:?}"),
+    }
+}
+
+/// Runs a worker's writes, noting after some of them the time and the model
+/// (each noted time is after one write was acknowledged and before the next
+/// was sent).
+fn worker(node: &TestNode, w: usize, steps: usize) -> Vec<(u64, Model)> {
+    let mut con = node.redis();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w as u64 + 1) * 0x9e37_79b9);
+    let mut model = Model::new();
+    let mut noted = Vec::new();
+    let k = |name: &str| format!("w{w}:{name}");
+    for step in 0..steps {
+        match rng.below(8) {
+            0 => {
+                let (key, v) = (k(["r0", "r1"][rng.below(2) as usize]), format!("v{step}"));
+                let _: () = redis::cmd("SET").arg(&key).arg(&v).query(&mut con).unwrap();
+                model.insert(key, V::Reg(v));
+            }
+            1 => {
+                let key = k(["r0", "r1", "c", "s"][rng.below(4) as usize]);
+                let _: i64 = redis::cmd("DEL").arg(&key).query(&mut con).unwrap();
+                model.remove(&key);
+            }
+            2 => {
+                let d = rng.below(9) as i64 - 4;
+                let n: i64 = redis::cmd("INCRBY").arg(k("c")).arg(d).query(&mut con).unwrap();
+                assert_eq!(n, count(&model, &k("c")) + d);
+                model.insert(k("c"), V::Count(n));
+            }
+            3 => {
+                let m = format!("m{}", rng.below(5));
+                let _: i64 = redis::cmd("SADD").arg(k("s")).arg(&m).query(&mut con).unwrap();
+                add_member(&mut model, &k("s"), &m);
+            }
+            4 => {
+                let m = format!("m{}", rng.below(5));
+                let _: i64 = redis::cmd("SREM").arg(k("s")).arg(&m).query(&mut con).unwrap();
+                if let Some(V::Set(s)) = model.get_mut(&k("s")) {
+                    s.remove(&m);
+                    if s.is_empty() {
+                        model.remove(&k("s"));
+                    }
+                }
+            }
+            5 => {
+                // One atomic unit over keys on different shards.
+                let (v, m) = (format!("x{step}"), format!("m{}", rng.below(5)));
+                let _: () = redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(k("r0"))
+                    .arg(&v)
+                    .ignore()
+                    .cmd("INCRBY")
+                    .arg(k("c"))
+                    .arg(10)
+                    .ignore()
+                    .cmd("SADD")
+                    .arg(k("s"))
+                    .arg(&m)
+                    .ignore()
+                    .query(&mut con)
+                    .unwrap();
+                model.insert(k("r0"), V::Reg(v));
+                let n = count(&model, &k("c")) + 10;
+                model.insert(k("c"), V::Count(n));
+                add_member(&mut model, &k("s"), &m);
+            }
+            6 => {
+                let (a, b) = (format!("a{step}"), format!("b{step}"));
+                let _: () = redis::cmd("MSET").arg(k("r0")).arg(&a).arg(k("r1")).arg(&b).query(&mut con).unwrap();
+                model.insert(k("r0"), V::Reg(a));
+                model.insert(k("r1"), V::Reg(b));
+            }
+            _ => {
+                let input = format!("{} {} {} {}", k("i0"), k("i1"), k("i2"), k("i3"));
+                let (status, _, body) = http(node, "POST", "/v1/functions/multi-write/invoke", input.as_bytes());
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                model.insert(k("i0"), V::Reg("written".into()));
+                let n = count(&model, &k("i1")) + 1;
+                model.insert(k("i1"), V::Count(n));
+                add_member(&mut model, &k("i2"), "member");
+                model.insert(k("i3"), V::Map(BTreeMap::from([("field".to_string(), "value".to_string())])));
+            }
+        }
+        if step % 3 == 0 {
+            let t = now_ms();
+            noted.push((t, model.clone()));
+            while now_ms() <= t + 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    noted
+}
+
+/// `key` as `GET /v1/kv/KEY?at=` renders it.
+fn read_at(node: &TestNode, key: &str, at: &str) -> Option<V> {
+    let (status, head, body) = http(node, "GET", &format!("/v1/kv/{key}?at={at}"), b"");
+    if status == 404 {
+        return None;
+    }
+    assert_eq!(status, 200, "{key} at {at}: {}", String::from_utf8_lossy(&body));
+    let v = json_or_text(&head, &body);
+    Some(v)
+}
+
+fn json_or_text(head: &str, body: &[u8]) -> V {
+    match header(head, "x-squall-type") {
+        Some("register") => V::Reg(String::from_utf8(body.to_vec()).unwrap()),
+        Some("counter") => V::Count(json(body)["value"].as_i64().unwrap()),
+        Some("set") => {
+            V::Set(json(body)["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().into()).collect())
+        }
+        Some("map") => V::Map(
+            json(body)["fields"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(f, v)| (f.clone(), v.as_str().unwrap().into()))
+                .collect(),
+        ),
+        other => panic!("type {other:?}"),
+    }
+}
+
+fn scan_at(node: &TestNode, prefix: &str, at: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let (status, _, body) =
+            http(node, "GET", &format!("/v1/kv?prefix={prefix}&at={at}&limit=3&cursor={cursor}"), b"");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let page = json(&body);
+        keys.extend(page["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()));
+        if page["done"].as_bool().unwrap() {
+            return keys;
+        }
+        cursor = page["cursor"].as_str().unwrap().to_string();
+    }
+}
+
+fn check(node: &TestNode, noted: &[Vec<(u64, Model)>], when: &str) {
+    for (w, history) in noted.iter().enumerate() {
+        for (t, model) in history {
+            // A stamp: every write within millisecond `t` is at or before it.
+            let at = format!("{t}.65535");
+            for key in keys(w) {
+                assert_eq!(read_at(node, &key, &at), model.get(&key).cloned(), "{when}: {key} at {t}");
+            }
+            let present: BTreeSet<String> = model.keys().cloned().collect();
+            assert_eq!(scan_at(node, &format!("w{w}:"), &at), present, "{when}: scan at {t}");
+        }
+    }
+}
+
+#[test]
+fn reads_of_the_past_match_the_model_live_after_a_restart_and_after_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--shards", "2", "--retention", "5m"];
+    let mut node = TestNode::start_in(&dir, &args);
+    let (status, _, body) = http(&node, "PUT", "/v1/functions/multi-write", squall_guests::MULTI_WRITE);
+    assert!(status == 200 || status == 201, "{}", String::from_utf8_lossy(&body));
+    let before_any = now_ms();
+    std::thread::sleep(Duration::from_millis(5));
+    let noted: Vec<Vec<(u64, Model)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                s.spawn({
+                    let node = &node;
+                    move || worker(node, w, 90)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    check(&node, &noted, "live");
+    // Before the first write, nothing was there.
+    assert_eq!(read_at(&node, "w0:r0", &format!("{before_any}.0")), None);
+    assert!(scan_at(&node, "w", &format!("{before_any}.0")).is_empty());
+
+    assert!(node.stop().success());
+    let mut node = TestNode::start_in(&dir, &args);
+    check(&node, &noted, "after a restart");
+
+    node.kill9();
+    let node = TestNode::start_in(&dir, &args);
+    check(&node, &noted, "after kill -9");
+
+    // Outside the window: a clear error naming the oldest time it reaches.
+    let (status, _, body) = http(&node, "GET", "/v1/kv/w0:r0?at=-10m", b"");
+    let e = json(&body);
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("out_of_window")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("reaches back to 20"), "{e}");
+    // Times people write: RFC 3339 and relative, and a time that is not one.
+    let (status, _, _) = http(&node, "GET", "/v1/kv/w0:r0?at=-1s", b"");
+    assert!(status == 200 || status == 404, "{status}");
+    let (status, _, body) = http(&node, "GET", "/v1/kv?at=2000-01-01T00:00:00Z", b"");
+    assert_eq!(json(&body)["error"]["code"], "out_of_window", "{status}");
+    let (status, _, body) = http(&node, "GET", "/v1/kv/w0:r0?at=yesterday", b"");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_time")));
+    let (status, _, body) = http(&node, "PUT", "/v1/kv/w0:r0?at=-1s", b"x");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));
+}
