@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a node: the key-value store, its Redis-protocol listener and the HTTP API
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Read and write keys on a running node (over its HTTP API)
     #[command(subcommand)]
     Kv(KvCommand),
@@ -203,7 +203,7 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => up(args).await,
+            Command::Up(args) => up(*args).await,
             Command::Kv(cmd) => kv(cmd).await,
             Command::Deploy(args) => functions::deploy(args).await,
             Command::Invoke(args) => functions::invoke(args).await,

@@ -63,7 +63,7 @@ fn add_member(model: &mut Model, key: &str, member: &str) {
 /// was sent).
 fn worker(node: &TestNode, w: usize, steps: usize) -> Vec<(u64, Model)> {
     let mut con = node.redis();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w as u64 + 1) * 0x9e37_79b9);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ ((w as u64 + 1) * 0x9e37_79b9));
     let mut model = Model::new();
     let mut noted = Vec::new();
     let k = |name: &str| format!("w{w}:{name}");

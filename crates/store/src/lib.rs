@@ -487,6 +487,7 @@ fn run_shard(
     local.block_on(&rt, async {
         tokio::task::spawn_local(flusher(state.clone(), flush.clone()));
         tokio::task::spawn_local(reaper(state.clone(), flush.clone()));
+        tokio::task::spawn_local(indexer(state.clone()));
         let mut work = Vec::with_capacity(256);
         loop {
             tokio::select! {
@@ -533,6 +534,18 @@ async fn flusher(state: Rc<RefCell<Shard>>, flush: Rc<Notify>) {
         let mut s = state.borrow_mut();
         s.publish_stats();
         s.send_pending(None);
+    }
+}
+
+/// Builds the window's index in bounded steps when a read of the past
+/// needs it, letting the shard serve everything else in between.
+async fn indexer(state: Rc<RefCell<Shard>>) {
+    let wake = state.borrow().indexing();
+    loop {
+        wake.notified().await;
+        while !state.borrow_mut().index_step() {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

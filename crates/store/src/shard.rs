@@ -72,8 +72,10 @@ pub(crate) struct Shard {
     /// The newest change time among the undo records in `pending`.
     pending_newest: Timestamp,
     /// Reads of the past waiting for commits that may stamp at or before
-    /// their time.
+    /// their time, or for the window's index to be built.
     past: Vec<(Message, Reply)>,
+    /// Wakes the task that builds the window's index in steps.
+    indexing: Arc<tokio::sync::Notify>,
     /// Counts the shard's writes; the writer reports which are durable.
     seq: u64,
     /// Operations answered, published to `stats` now and then.
@@ -115,6 +117,7 @@ impl Shard {
             scratch: Records::default(),
             pending_newest: Timestamp::ZERO,
             past: Vec::new(),
+            indexing: Arc::new(tokio::sync::Notify::new()),
             seq: 0,
             reads: 0,
             writes: 0,
@@ -194,6 +197,14 @@ impl Shard {
             self.hlc.observe(at);
             if self.prepared.values().any(|p| !p.ops.is_empty() && p.proposal <= at) {
                 return Err(msg);
+            }
+            let now = self.now_ms();
+            if at >= self.window.oldest(now) {
+                self.window.reading(now);
+                if !self.window.catch_up(&self.keys, crate::window::INDEX_STEP) {
+                    self.indexing.notify_one();
+                    return Err(msg);
+                }
             }
         }
         if !(self.locks.is_empty() && self.lines.is_empty()) && self.blocked(&msg.request, true) {
@@ -305,6 +316,8 @@ impl Shard {
     fn apply(&mut self, ns: &Bytes, key: &[u8], op: Op, stamp: Timestamp, now: u64) -> OpResult {
         let before = self.pending.len();
         let window = self.window.is_on();
+        // A write that can make a key leaves it held (even at an expiry already past).
+        let adds = op.may_add_key();
         if window {
             crate::window::undo_record(&self.keys, ns, key, &op, stamp, now, &mut self.scratch);
         }
@@ -314,7 +327,7 @@ impl Shard {
             if window {
                 self.pending.append(&self.scratch);
                 self.pending_newest = self.pending_newest.max(stamp);
-                self.window.push(stamp, self.scratch.bytes(), self.keys.holds(ns, key));
+                self.window.push(stamp, self.scratch.bytes(), adds || self.keys.holds(ns, key));
                 self.window.trim(now);
             }
         }
@@ -453,6 +466,21 @@ impl Shard {
         self.answer(Response::Committed(results), stamp)
     }
 
+    /// What wakes the task that calls [`Shard::index_step`].
+    pub fn indexing(&self) -> Arc<tokio::sync::Notify> {
+        self.indexing.clone()
+    }
+
+    /// One bounded step of building the window's index; once it is
+    /// complete, the reads of the past waiting for it run. Whether it is.
+    pub fn index_step(&mut self) -> bool {
+        let done = self.window.catch_up(&self.keys, crate::window::INDEX_STEP);
+        if done {
+            self.retry_past();
+        }
+        done
+    }
+
     /// Runs the reads of the past that no prepared commit holds back now.
     fn retry_past(&mut self) {
         if self.past.is_empty() {
@@ -508,6 +536,7 @@ impl Shard {
             self.pending_newest = self.pending_newest.max(time);
         }
         self.window.trim(now);
+        self.window.idle(now);
         if n > 0 {
             self.seq += 1;
             self.stats.expired.fetch_add(n as u64, Ordering::Relaxed);

@@ -19,7 +19,8 @@
 use crate::disk::{Records, before_of};
 use crate::glob;
 use crate::keyspace::{Before, Element, Keyspace, ScanPage, key_hash, position};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use hashbrown::HashTable;
 use squall_lattice::{Entry, Timestamp, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -51,12 +52,105 @@ impl Default for Retention {
 
 /// What a change costs beyond its record: its place in the log and in its
 /// key's list.
-const CHANGE_OVERHEAD: usize = 40;
+const CHANGE_OVERHEAD: usize = 48;
+
+/// Records are copied into chunks of this size, one allocation for many.
+const ARENA: usize = 64 << 10;
 
 struct Change {
     time: Timestamp,
-    /// Its undo record, encoded.
-    record: Box<[u8]>,
+    /// Its undo record, encoded (a slice of an arena chunk).
+    record: Bytes,
+}
+
+/// A key, inline when short (most are): finding it costs no pointer chase.
+enum Name {
+    Short { len: u8, bytes: [u8; 23] },
+    Long(Box<[u8]>),
+}
+
+impl Name {
+    fn new(key: &[u8]) -> Name {
+        if key.len() <= 23 {
+            let mut bytes = [0; 23];
+            bytes[..key.len()].copy_from_slice(key);
+            Name::Short { len: key.len() as u8, bytes }
+        } else {
+            Name::Long(key.into())
+        }
+    }
+
+    fn get(&self) -> &[u8] {
+        match self {
+            Name::Short { len, bytes } => &bytes[..*len as usize],
+            Name::Long(b) => b,
+        }
+    }
+}
+
+/// A key's changes in the window, by number, in apply order (which for one
+/// key is time order); most keys have one.
+enum Seqs {
+    One(u64),
+    Many(VecDeque<u64>),
+}
+
+impl Seqs {
+    fn len(&self) -> usize {
+        match self {
+            Seqs::One(_) => 1,
+            Seqs::Many(d) => d.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        match self {
+            Seqs::One(n) => *n,
+            Seqs::Many(d) => d[i],
+        }
+    }
+
+    fn push(&mut self, n: u64) {
+        match self {
+            Seqs::One(first) => *self = Seqs::Many(VecDeque::from([*first, n])),
+            Seqs::Many(d) => d.push_back(n),
+        }
+    }
+
+    /// Drops the oldest; whether any are left.
+    fn pop_front(&mut self) -> bool {
+        match self {
+            Seqs::One(_) => false,
+            Seqs::Many(d) => {
+                d.pop_front();
+                !d.is_empty()
+            }
+        }
+    }
+}
+
+/// A key with changes in the window.
+struct Changed {
+    hash: u64,
+    name: Name,
+    seqs: Seqs,
+    /// No slot holds it now (it is in `ghosts`).
+    ghost: bool,
+}
+
+/// A namespace's keys with changes in the window.
+#[derive(Default)]
+struct Space {
+    keys: HashTable<Changed>,
+    /// The keys no slot holds now, by scan position: a scan of the past
+    /// must visit them too.
+    ghosts: BTreeSet<(u64, Bytes)>,
+}
+
+impl Space {
+    fn find(&self, h: u64, key: &[u8]) -> Option<&Changed> {
+        self.keys.find(h, |c| c.hash == h && c.name.get() == key)
+    }
 }
 
 pub(crate) struct Window {
@@ -67,15 +161,23 @@ pub(crate) struct Window {
     /// The number of `changes[0]` (numbers count every change kept).
     first: u64,
     bytes: usize,
-    /// For each namespace and key with changes in the window, their
-    /// numbers in apply order.
-    index: Hashed<Bytes, Hashed<Bytes, VecDeque<u64>>>,
-    /// Keys with changes in the window that no slot holds now, by scan
-    /// position: a scan of the past must visit them too.
-    ghosts: Hashed<Bytes, BTreeSet<(u64, Bytes)>>,
+    arena: BytesMut,
+    /// Each key's changes, built when the past is first read and kept up
+    /// to date while it is being read (writes alone never pay for it).
+    index: Hashed<Bytes, Space>,
+    /// Changes numbered below this are in the index (or dropped).
+    indexed: u64,
+    /// Until when (physical ms) the index is kept; 0: there is none.
+    reading_until: u64,
     /// Changes at or before this time may have been dropped.
     horizon: Timestamp,
 }
+
+/// How many changes one step of building the index takes in (a few ms).
+pub(crate) const INDEX_STEP: usize = 20_000;
+
+/// How long the index is kept after the last read of the past.
+const INDEX_KEPT_MS: u64 = 60_000;
 
 /// The namespace and key an undo record names.
 fn names(record: &[u8]) -> (&[u8], &[u8]) {
@@ -147,8 +249,10 @@ impl Window {
             changes: VecDeque::new(),
             first: 0,
             bytes: 0,
+            arena: BytesMut::new(),
             index: Hashed::default(),
-            ghosts: Hashed::default(),
+            indexed: 0,
+            reading_until: 0,
             horizon: Timestamp::ZERO,
         }
     }
@@ -186,42 +290,79 @@ impl Window {
     /// of a change at `time`; `held` says whether a slot holds the key after it.
     pub fn push(&mut self, time: Timestamp, record: &[u8], held: bool) {
         let n = self.first + self.changes.len() as u64;
-        self.changes.push_back(Change { time, record: record.into() });
+        if self.arena.capacity() - self.arena.len() < record.len() {
+            self.arena = BytesMut::with_capacity(ARENA.max(record.len()));
+        }
+        self.arena.extend_from_slice(record);
+        let kept = self.arena.split().freeze();
+        self.changes.push_back(Change { time, record: kept });
         self.bytes += record.len() + CHANGE_OVERHEAD;
-        let (ns, key) = names(record);
-        let keys = match self.index.get_mut(ns) {
-            Some(keys) => keys,
+        if self.reading_until > 0 && self.indexed == n {
+            self.index_one(n, held);
+            self.indexed = n + 1;
+        }
+    }
+
+    /// Puts change `n` in its key's list; `held`: whether a slot holds the key now.
+    fn index_one(&mut self, n: u64, held: bool) {
+        let (ns, key) = names(&self.changes[(n - self.first) as usize].record);
+        let space = match self.index.get_mut(ns) {
+            Some(space) => space,
             None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
         };
-        match keys.get_mut(key) {
-            Some(list) => list.push_back(n),
+        let h = key_hash(key);
+        let place = || (position(h), Bytes::copy_from_slice(key));
+        match space.keys.find_mut(h, |c| c.hash == h && c.name.get() == key) {
+            Some(c) => {
+                c.seqs.push(n);
+                if c.ghost == held {
+                    c.ghost = !held;
+                    if held {
+                        space.ghosts.remove(&place());
+                    } else {
+                        space.ghosts.insert(place());
+                    }
+                }
+            }
             None => {
-                keys.insert(Bytes::copy_from_slice(key), VecDeque::from([n]));
-            }
-        }
-        let place = (position(key_hash(key)), Bytes::copy_from_slice(key));
-        match (held, self.ghosts.get_mut(ns)) {
-            (true, Some(g)) if !g.is_empty() => {
-                g.remove(&place);
-            }
-            (true, _) => {}
-            (false, Some(g)) => {
-                g.insert(place);
-            }
-            (false, None) => {
-                self.ghosts.insert(Bytes::copy_from_slice(ns), BTreeSet::from([place]));
+                if !held {
+                    space.ghosts.insert(place());
+                }
+                let c = Changed { hash: h, name: Name::new(key), seqs: Seqs::One(n), ghost: !held };
+                space.keys.insert_unique(h, c, |c| c.hash);
             }
         }
     }
 
-    /// After recovery: the keys with changes that no slot holds are ghosts.
-    pub fn settle(&mut self, keys: &Keyspace) {
-        for (ns, names) in &self.index {
-            for key in names.keys() {
-                if !keys.holds(ns, key) {
-                    self.ghosts.entry(ns.clone()).or_default().insert((position(key_hash(key)), key.clone()));
-                }
-            }
+    /// Someone reads the past at physical time `now`: the index is kept
+    /// (and built, by [`Window::catch_up`]) for a while.
+    pub fn reading(&mut self, now: u64) {
+        self.reading_until = now + INDEX_KEPT_MS;
+    }
+
+    /// Builds the index over up to `budget` more changes; whether it is
+    /// complete.
+    pub fn catch_up(&mut self, keys: &Keyspace, budget: usize) -> bool {
+        let end = self.first + self.changes.len() as u64;
+        self.indexed = self.indexed.max(self.first);
+        let stop = end.min(self.indexed + budget as u64);
+        while self.indexed < stop {
+            let n = self.indexed;
+            let (ns, key) = names(&self.changes[(n - self.first) as usize].record);
+            // Later changes of the key come after; what counts is the end.
+            let held = keys.holds(ns, key);
+            self.index_one(n, held);
+            self.indexed += 1;
+        }
+        self.indexed == end
+    }
+
+    /// Drops the index when nobody has read the past for a while.
+    pub fn idle(&mut self, now: u64) {
+        if self.reading_until > 0 && now > self.reading_until {
+            self.reading_until = 0;
+            self.index = Hashed::default();
+            self.indexed = self.first;
         }
     }
 
@@ -238,22 +379,27 @@ impl Window {
             self.first += 1;
             self.bytes -= change.record.len() + CHANGE_OVERHEAD;
             self.horizon = self.horizon.max(change.time);
+            if n >= self.indexed {
+                self.indexed = self.first;
+                continue;
+            }
             let (ns, key) = names(&change.record);
-            let Some(keys) = self.index.get_mut(ns) else { continue };
-            let Some(list) = keys.get_mut(key) else { continue };
-            debug_assert_eq!(list.front(), Some(&n), "a key's changes go in order");
-            list.pop_front();
-            if list.is_empty() {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.index.remove(ns);
-                }
-                if let Some(g) = self.ghosts.get_mut(ns) {
-                    g.remove(&(position(key_hash(key)), Bytes::copy_from_slice(key)));
-                    if g.is_empty() {
-                        self.ghosts.remove(ns);
-                    }
-                }
+            let Some(space) = self.index.get_mut(ns) else { continue };
+            let h = key_hash(key);
+            let is = |c: &Changed| c.hash == h && c.name.get() == key;
+            let Some(c) = space.keys.find_mut(h, is) else { continue };
+            if c.seqs.pop_front() {
+                continue;
+            }
+            let ghost = c.ghost;
+            if let Ok(gone) = space.keys.find_entry(h, is) {
+                gone.remove();
+            }
+            if ghost {
+                space.ghosts.remove(&(position(h), Bytes::copy_from_slice(key)));
+            }
+            if space.keys.is_empty() {
+                self.index.remove(ns);
             }
         }
     }
@@ -261,16 +407,26 @@ impl Window {
     /// `key` as it was at `at` (which the caller checked is in the window),
     /// or `None` if it was not there.
     pub fn state_at(&self, keys: &Keyspace, ns: &[u8], key: &[u8], at: Timestamp) -> Option<Entry> {
-        let Some(list) = self.index.get(ns).and_then(|k| k.get(key)) else {
+        let Some(c) = self.index.get(ns).and_then(|s| s.find(key_hash(key), key)) else {
             return seen_at(keys.raw(ns, key), at);
         };
-        let i = list.partition_point(|n| self.change(*n).time <= at);
+        let seqs = &c.seqs;
+        // The first change after `at`: a key's changes are in time order.
+        let (mut lo, mut hi) = (0, seqs.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.change(seqs.get(mid)).time <= at {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
         // Undo back from the first whole record after `at` (or the live
         // state), newest first.
         let mut pending = Vec::new();
         let mut state = None;
-        for n in list.iter().skip(i) {
-            match undo_of(&self.change(*n).record) {
+        for n in (lo..seqs.len()).map(|i| seqs.get(i)) {
+            match undo_of(&self.change(n).record) {
                 Before::Absent => {
                     state = Some(None);
                     break;
@@ -302,10 +458,10 @@ impl Window {
         at: Timestamp,
     ) -> ScanPage {
         let count = count.max(1);
-        let changed = self.index.get(ns);
+        let space = self.index.get(ns);
         let mut found: Vec<(u64, Bytes)> = Vec::new();
         let wanted = |key: &[u8]| pattern.is_none_or(|p| glob::matches(p, key));
-        let there = |key: &[u8]| match changed.and_then(|c| c.get(key)) {
+        let there = |key: &[u8]| match space.and_then(|s| s.find(key_hash(key), key)) {
             Some(_) => self.state_at(keys, ns, key, at).is_some(),
             None => keys.expires_at(ns, key).is_none_or(|x| x > at.wall_ms()),
         };
@@ -316,7 +472,7 @@ impl Window {
         });
         // Positions this page covers: up to where the walk stopped.
         let mut end = live_end;
-        if let Some(ghosts) = self.ghosts.get(ns) {
+        if let Some(ghosts) = space.map(|s| &s.ghosts) {
             let mut added = 0;
             let mut last = None;
             for (pos, key) in ghosts.range((from, Bytes::new())..) {

@@ -199,3 +199,34 @@ async fn the_byte_cap_moves_the_horizon_and_a_restart_keeps_it() {
     assert!(matches!(again, Err(Error::OutOfWindow(o)) if o >= oldest), "{again:?}");
     store.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_read_of_a_long_past_builds_its_index_in_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START));
+    let mut o = Options::new(dir.path());
+    o.shards = 1;
+    o.durability = Durability::Async;
+    o.clock = clock.clone();
+    let store = Store::open(o).unwrap();
+    let h = store.handle();
+    // More changes than one step of the index takes, in pipelined batches.
+    for round in 0..50u64 {
+        clock.set(START + round);
+        let ops = (0..1000u64)
+            .map(|i| {
+                (
+                    b(&format!("k{}", i % 100)),
+                    Op::Set { value: b(&format!("{round}")), expiry: SetExpiry::None, get: false },
+                )
+            })
+            .collect();
+        h.dispatch_many(0, &ns(), ops, Timestamp::ZERO).answer().await.unwrap();
+    }
+    for round in [0u64, 17, 49] {
+        let e = h.read_at(&ns(), b("k7"), Timestamp::new(START + round, u16::MAX)).await.unwrap().unwrap();
+        assert_eq!(e.value, squall_store::lattice::Value::Register(b(&round.to_string())));
+    }
+    assert_eq!(h.read_at(&ns(), b("k7"), Timestamp::new(START - 1, 0)).await.unwrap(), None);
+    store.close();
+}

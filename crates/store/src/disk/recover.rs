@@ -205,9 +205,8 @@ pub(crate) fn recover(
     // Segments and snapshots the newest snapshot covers (left by a crash
     // between writing it and cleaning up).
     super::writer::remove_before(dir, from, !window_on);
-    for (ks, w) in keyspaces.iter_mut().zip(&mut windows) {
+    for ks in &mut keyspaces {
         ks.settle(now_ms, window_on);
-        w.settle(ks);
     }
     // What the window cannot reach: what an earlier run dropped; with no
     // record of that, everything before this start (an older version, or
