@@ -215,6 +215,25 @@ pub struct ScanPage {
     pub keys: Vec<String>,
 }
 
+/// A snapshot (`/v1/snapshots/ID`): a read-only view of a namespace's keys
+/// as they were at one time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    /// The time it shows, RFC 3339 (UTC, milliseconds).
+    pub at: String,
+    /// The same time as a stamp (`MS.COUNTER`): what `?at=` takes exactly.
+    pub stamp: String,
+    /// When it goes away unless moved (which renews it), RFC 3339.
+    pub expires: String,
+}
+
+/// `GET /v1/snapshots`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub snapshots: Vec<Snapshot>,
+}
+
 /// `GET /v1/kv/KEY` for a key that is not a register (a register answers
 /// with its bytes as they are). Set members and map fields are text (bytes
 /// that are not UTF-8 are replaced).

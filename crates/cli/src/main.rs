@@ -5,6 +5,7 @@ mod client;
 mod dags;
 mod functions;
 mod jobs;
+mod snapshots;
 
 /// mimalloc rather than the system allocator: an invocation allocates many
 /// small, short-lived objects (wasmtime's store and instance, the WASI
@@ -57,6 +58,9 @@ enum Command {
     /// List, show, wait for and cancel map jobs
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Read-only views of the keys as they were at a past time
+    #[command(subcommand)]
+    Snapshot(snapshots::SnapshotCommand),
 }
 
 #[derive(Args)]
@@ -212,6 +216,7 @@ fn main() {
             Command::Dag(cmd) => dags::dag_command(cmd).await,
             Command::Map(args) => jobs::map(args).await,
             Command::Jobs(cmd) => jobs::jobs_command(cmd).await,
+            Command::Snapshot(cmd) => snapshots::run(cmd).await,
         }
     });
     if let Err(e) = result {
@@ -337,29 +342,76 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Prints the key `path` answers (`GET /v1/kv/KEY` or a snapshot's).
+pub(crate) async fn print_key(node: &NodeArgs, path: &str) -> Result<()> {
+    let mut out = std::io::stdout();
+    let r = client::call(&node.node, Method::GET, path, Bytes::new()).await?.ok()?;
+    let kind = r.headers.get("x-squall-type").and_then(|v| v.to_str().ok()).unwrap_or("register").to_string();
+    if node.json {
+        if kind == "register" {
+            let value = serde_json::json!({ "type": "register", "value": String::from_utf8_lossy(&r.body) });
+            writeln!(out, "{value}")?;
+        } else {
+            // The node answers `null` for a tombstone.
+            let value: Option<squall_api::Value> = r.json()?;
+            writeln!(out, "{}", serde_json::to_string(&value)?)?;
+        }
+    } else {
+        out.write_all(&r.body)?;
+        if !r.body.ends_with(b"\n") {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints up to `limit` keys (sorted) of the scan at `base` (`/v1/kv` or a
+/// snapshot's), `query` added to each page's request.
+pub(crate) async fn print_scan(
+    node: &NodeArgs,
+    base: &str,
+    prefix: Option<&str>,
+    limit: usize,
+    query: &str,
+) -> Result<()> {
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    let mut out = std::io::stdout();
+    let mut keys = Vec::new();
+    let mut cursor = String::from("0");
+    loop {
+        let mut q = format!("{base}?cursor={cursor}&limit={}{query}", (limit - keys.len()).min(1000));
+        if let Some(p) = prefix {
+            q.push_str(&format!("&prefix={}", client::encode_query(p)));
+        }
+        let r = client::call(&node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
+        let page: squall_api::ScanPage = r.json()?;
+        keys.extend(page.keys);
+        cursor = page.cursor;
+        if page.done || keys.len() >= limit {
+            break;
+        }
+    }
+    keys.truncate(limit);
+    // The node pages in hash order; people read lists sorted.
+    keys.sort();
+    if node.json {
+        writeln!(out, "{}", serde_json::json!({ "keys": keys }))?;
+    } else {
+        for k in keys {
+            writeln!(out, "{k}")?;
+        }
+    }
+    Ok(())
+}
+
 async fn kv(cmd: KvCommand) -> Result<()> {
     let mut out = std::io::stdout();
     match cmd {
         KvCommand::Get { key, at, node } => {
             let at = at.map(|t| format!("?at={}", client::encode_query(&t))).unwrap_or_default();
-            let path = format!("/v1/kv/{}{at}", client::encode_path(&key));
-            let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
-            let kind = r.headers.get("x-squall-type").and_then(|v| v.to_str().ok()).unwrap_or("register").to_string();
-            if node.json {
-                if kind == "register" {
-                    let value = serde_json::json!({ "type": "register", "value": String::from_utf8_lossy(&r.body) });
-                    writeln!(out, "{value}")?;
-                } else {
-                    // The node answers `null` for a tombstone.
-                    let value: Option<squall_api::Value> = r.json()?;
-                    writeln!(out, "{}", serde_json::to_string(&value)?)?;
-                }
-            } else {
-                out.write_all(&r.body)?;
-                if !r.body.ends_with(b"\n") {
-                    writeln!(out)?;
-                }
-            }
+            print_key(&node, &format!("/v1/kv/{}{at}", client::encode_path(&key))).await?;
         }
         KvCommand::Put { key, value, ttl, node } => {
             let body = if value == "-" {
@@ -390,37 +442,8 @@ async fn kv(cmd: KvCommand) -> Result<()> {
             }
         }
         KvCommand::Scan { prefix, limit, at, node } => {
-            if limit == 0 {
-                bail!("--limit must be at least 1");
-            }
-            let mut keys = Vec::new();
-            let mut cursor = String::from("0");
-            loop {
-                let mut q = format!("/v1/kv?cursor={cursor}&limit={}", (limit - keys.len()).min(1000));
-                if let Some(p) = &prefix {
-                    q.push_str(&format!("&prefix={}", client::encode_query(p)));
-                }
-                if let Some(t) = &at {
-                    q.push_str(&format!("&at={}", client::encode_query(t)));
-                }
-                let r = client::call(&node.node, Method::GET, &q, Bytes::new()).await?.ok()?;
-                let page: squall_api::ScanPage = r.json()?;
-                keys.extend(page.keys);
-                cursor = page.cursor;
-                if page.done || keys.len() >= limit {
-                    break;
-                }
-            }
-            keys.truncate(limit);
-            // The node pages in hash order; people read lists sorted.
-            keys.sort();
-            if node.json {
-                writeln!(out, "{}", serde_json::json!({ "keys": keys }))?;
-            } else {
-                for k in keys {
-                    writeln!(out, "{k}")?;
-                }
-            }
+            let at = at.map(|t| format!("&at={}", client::encode_query(&t))).unwrap_or_default();
+            print_scan(&node, "/v1/kv", prefix.as_deref(), limit, &at).await?;
         }
     }
     Ok(())

@@ -261,3 +261,71 @@ fn reads_of_the_past_match_the_model_live_after_a_restart_and_after_kill_9() {
     let (status, _, body) = http(&node, "PUT", "/v1/kv/w0:r0?at=-1s", b"x");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));
 }
+
+#[test]
+fn snapshots_show_one_time_move_to_another_and_go_away() {
+    let node = TestNode::start(&[]);
+    let mut con = node.redis();
+    let _: () = redis::cmd("SET").arg("k").arg("one").query(&mut con).unwrap();
+    let _: () = redis::cmd("SADD").arg("s").arg("a").query(&mut con).unwrap();
+    std::thread::sleep(Duration::from_millis(3));
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(3));
+    let _: () = redis::cmd("SET").arg("k").arg("two").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("new").arg("x").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("DEL").arg("s").query(&mut con).unwrap();
+
+    // Through the CLI, as a user would.
+    let out = common::squall()
+        .args(["snapshot", "create", "--at", &format!("{t1}.65535"), "--json", "--node", &node.http])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = snap["id"].as_str().unwrap().to_string();
+    assert_eq!(snap["stamp"], format!("{t1}.65535"));
+    let get = |key: &str| http(&node, "GET", &format!("/v1/snapshots/{id}/kv/{key}"), b"");
+    assert_eq!(get("k").2, b"one");
+    assert_eq!(get("new").0, 404);
+    assert_eq!(json(&get("s").2)["members"], serde_json::json!(["a"]));
+    let keys = |node: &TestNode| {
+        let (status, _, body) = http(node, "GET", &format!("/v1/snapshots/{id}/kv?limit=10"), b"");
+        assert_eq!(status, 200);
+        let mut keys: Vec<String> =
+            json(&body)["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&node), ["k", "s"]);
+    let out = common::squall().args(["snapshot", "get", &id, "k", "--node", &node.http]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+
+    // Moved to now, it shows what is live.
+    let (status, _, body) = http(&node, "PATCH", &format!("/v1/snapshots/{id}"), br#"{"at": "-0s"}"#);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(get("k").2, b"two");
+    assert_eq!(keys(&node), ["k", "new"]);
+    let (_, _, body) = http(&node, "GET", "/v1/snapshots", b"");
+    assert_eq!(json(&body)["snapshots"].as_array().unwrap().len(), 1);
+
+    // Another namespace sees none of it.
+    let (status, _, _) = http(&node, "GET", &format!("/v1/ns/other/snapshots/{id}/kv/k"), b"");
+    assert_eq!(status, 404);
+    // Bad times and bodies are clear errors; a time the window does not reach too.
+    let (status, _, body) = http(&node, "POST", "/v1/snapshots", br#"{"at": "1999-01-01T00:00:00Z"}"#);
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
+    let (status, _, body) = http(&node, "POST", "/v1/snapshots", br#"{"when": "-1s"}"#);
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));
+
+    // Removed, it is gone.
+    assert_eq!(http(&node, "DELETE", &format!("/v1/snapshots/{id}"), b"").0, 204);
+    let (status, _, body) = get("k");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("snapshot_not_found")));
+
+    // Bounded in number.
+    for _ in 0..64 {
+        assert_eq!(http(&node, "POST", "/v1/snapshots", br#"{"at": "-0s", "ttl": 60}"#).0, 201);
+    }
+    let (status, _, body) = http(&node, "POST", "/v1/snapshots", br#"{"at": "-0s"}"#);
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (429, Some("too_many_snapshots")));
+}

@@ -7,8 +7,32 @@ use crate::metrics::Metrics;
 use axum::http::StatusCode;
 use squall_scheduler::Functions;
 use squall_store::Handle;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+/// A snapshot: the time it shows, and when it expires.
+pub(crate) struct Snap {
+    pub at: squall_store::lattice::Timestamp,
+    pub expires_ms: u64,
+}
+
+/// The node's snapshots, by namespace and id.
+#[derive(Default)]
+pub(crate) struct Snapshots {
+    all: Mutex<HashMap<(String, String), Snap>>,
+    pub next: AtomicU64,
+}
+
+impl Snapshots {
+    /// The snapshots still alive at `now` (the others are dropped).
+    pub fn live(&self, now: u64) -> std::sync::MutexGuard<'_, HashMap<(String, String), Snap>> {
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, s| s.expires_ms > now);
+        all
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct App {
@@ -17,6 +41,7 @@ pub(crate) struct App {
     pub functions: Functions,
     /// Set by the node; `/readyz` answers ready only while it is true.
     pub ready: watch::Receiver<bool>,
+    pub snapshots: Arc<Snapshots>,
 }
 
 /// The namespace a request works in (`/v1/ns/NS/...`,

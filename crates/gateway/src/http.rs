@@ -76,7 +76,7 @@ impl Api {
         max_body: usize,
         ready: watch::Receiver<bool>,
     ) -> Api {
-        let app = App { store, metrics, functions, ready };
+        let app = App { store, metrics, functions, ready, snapshots: Arc::default() };
         let body_timeout = HttpOptions::default().body_timeout;
         let access = Arc::new(Access::new(None, Vec::new(), false).expect("no users"));
         Api { router: router(&app, max_body), app, max_body, body_timeout, access, loopback_hosts_only: false }
@@ -121,6 +121,7 @@ impl Api {
             ["v1", "functions", name] if !name.is_empty() => Some(crate::functions::MAX_COMPONENT_BYTES),
             ["v1", "dags", name] if !name.is_empty() => Some(crate::dags::MAX_DAG_BYTES),
             ["v1", "jobs"] => Some(crate::jobs::MAX_JOB_BYTES),
+            ["v1", "snapshots", ..] => Some(crate::snapshots::MAX_SNAPSHOT_BYTES),
             _ => None,
         }
     }
@@ -279,6 +280,7 @@ fn router(app: &App, max_body: usize) -> Router {
         .merge(crate::functions::routes(app))
         .merge(crate::dags::routes(app))
         .merge(crate::jobs::routes())
+        .merge(crate::snapshots::routes())
         // After the merge, so the functions' routes answer a wrong method
         // with the same JSON error as the others.
         .fallback(not_found)

@@ -52,7 +52,7 @@ pub(crate) fn past(app: &App, at: &str) -> Result<squall_store::lattice::Timesta
     squall_store::parse_time(at, app.store.now_ms()).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_time", e))
 }
 
-fn path_key(key: Result<Path<String>, PathRejection>) -> Result<bytes::Bytes, ApiError> {
+pub(crate) fn path_key(key: Result<Path<String>, PathRejection>) -> Result<bytes::Bytes, ApiError> {
     let key = path(key)?;
     if key.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the key is empty: use /v1/kv/KEY"));
@@ -71,18 +71,25 @@ async fn get_key(
     q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    let key = path_key(key)?;
-    if let Some(at) = &q.at {
-        let at = past(&app, at)?;
-        return match app.store.read_at(&scope.store_ns, key.clone(), at).await? {
-            Some(entry) => Ok(render_entry(&entry)),
-            None => Err(key_not_found(&key)),
-        };
-    }
-    match app.store.exec(&scope.store_ns, key.clone(), Op::Snapshot).await?? {
-        Reply::Entry(entry) => Ok(render_entry(&entry)),
-        _ => Err(key_not_found(&key)),
-    }
+    let at = q.at.as_deref().map(|t| past(&app, t)).transpose()?;
+    read_key(&app, &scope, path_key(key)?, at).await
+}
+
+/// A key as it is, or as it was at `at`.
+pub(crate) async fn read_key(
+    app: &App,
+    scope: &Scope,
+    key: bytes::Bytes,
+    at: Option<squall_store::lattice::Timestamp>,
+) -> Result<Response, ApiError> {
+    let entry = match at {
+        Some(at) => app.store.read_at(&scope.store_ns, key.clone(), at).await?,
+        None => match app.store.exec(&scope.store_ns, key.clone(), Op::Snapshot).await?? {
+            Reply::Entry(entry) => Some(*entry),
+            _ => None,
+        },
+    };
+    entry.map(|e| render_entry(&e)).ok_or_else(|| key_not_found(&key))
 }
 
 /// A register's bytes as they are; other types as JSON.
@@ -151,7 +158,7 @@ async fn delete_key(
 }
 
 #[derive(Deserialize)]
-struct ScanQuery {
+pub(crate) struct ScanQuery {
     /// Matched literally (glob characters are escaped).
     prefix: Option<String>,
     cursor: Option<String>,
@@ -160,20 +167,37 @@ struct ScanQuery {
     at: Option<String>,
 }
 
+impl ScanQuery {
+    pub fn has_time(&self) -> bool {
+        self.at.is_some()
+    }
+}
+
 async fn scan(
     State(app): State<App>,
     scope: Scope,
     q: Result<Query<ScanQuery>, QueryRejection>,
 ) -> Result<axum::Json<squall_api::ScanPage>, ApiError> {
     let q = query(q)?;
+    let at = q.at.as_deref().map(|t| past(&app, t)).transpose()?;
+    scan_page(&app, &scope, &q, at).await
+}
+
+/// A page of keys as they are, or as they were at `at`.
+pub(crate) async fn scan_page(
+    app: &App,
+    scope: &Scope,
+    q: &ScanQuery,
+    at: Option<squall_store::lattice::Timestamp>,
+) -> Result<axum::Json<squall_api::ScanPage>, ApiError> {
     let cursor = match q.cursor.as_deref() {
         None | Some("") => 0,
         Some(c) => c.parse().map_err(|_| bad_request("cursor must be a number from an earlier answer".into()))?,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let pattern = q.prefix.as_deref().map(|p| squall_store::prefix_pattern(p.as_bytes()));
-    let (next, keys) = match &q.at {
-        Some(at) => app.store.scan_at(&scope.store_ns, cursor, limit, pattern, past(&app, at)?).await?,
+    let (next, keys) = match at {
+        Some(at) => app.store.scan_at(&scope.store_ns, cursor, limit, pattern, at).await?,
         None => app.store.scan(&scope.store_ns, cursor, limit, pattern, None).await?,
     };
     Ok(axum::Json(squall_api::ScanPage {

@@ -21,8 +21,11 @@
 //! - `kv` (imports `app`, `error`, `metrics`): `/v1/kv`, `/healthz`,
 //!   `/readyz`, `/metrics`.
 //! - `functions` (imports `app`, `error`): `/v1/functions`.
+//! - `snapshots` (imports `app`, `error`, `kv`): `/v1/snapshots`, views of
+//!   the past.
 //! - `http` (imports `app`, `auth`, `tls`, `body`, `error`, `metrics`,
-//!   `listen`, `kv`, `functions`): the [`http::Api`], its router, and `serve`.
+//!   `listen`, `kv`, `functions`, `snapshots`): the [`http::Api`], its
+//!   router, and `serve`.
 //!
 //! The JSON bodies are `squall_api`'s types, shared with the CLI.
 
@@ -40,6 +43,7 @@ mod listen;
 pub mod metrics;
 pub mod redis;
 pub mod resp;
+mod snapshots;
 pub mod tls;
 
 pub use metrics::Metrics;

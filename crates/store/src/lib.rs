@@ -196,11 +196,15 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<Timestamp, String> {
     Ok(t)
 }
 
+/// A stamp's time in RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(t: Timestamp) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t.wall_ms())).to_string()
+}
+
 /// A stamp as people read it: its time in RFC 3339 (UTC, milliseconds)
 /// and the stamp itself.
 pub fn format_time(t: Timestamp) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_millis(t.wall_ms());
-    format!("{} (stamp {t})", humantime::format_rfc3339_millis(time))
+    format!("{} (stamp {t})", rfc3339(t))
 }
 
 struct ShardRef {
