@@ -228,6 +228,31 @@ pub struct Snapshot {
     pub expires: String,
 }
 
+/// `POST /v1/functions/NAME/invoke?at=T`: a function run against the store
+/// as it was at T, read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    pub invocation_id: String,
+    /// The time it read, RFC 3339, and as a stamp.
+    pub at: String,
+    pub stamp: String,
+    /// The version that ran: the one deployed then.
+    pub version: u64,
+    pub digest: String,
+    /// Its output (bytes that are not UTF-8 are replaced).
+    pub output: String,
+    /// What it would have written, none of it applied.
+    pub writes: Vec<ReplayWrite>,
+}
+
+/// One write a replay would have made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayWrite {
+    pub key: String,
+    /// As a Redis command: `SET k v`, `INCRBY k 1`, `SADD k m`...
+    pub command: String,
+}
+
 /// `GET /v1/snapshots`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotList {

@@ -51,6 +51,11 @@ pub struct InvokeArgs {
     /// Print where the time went (to standard error)
     #[arg(long)]
     timing: bool,
+    /// Replay: run the version deployed at this past time against the keys
+    /// as they were then, changing nothing, and print what it would have
+    /// written (RFC 3339, -5m, or a stamp)
+    #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+    at: Option<String>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -211,6 +216,23 @@ pub async fn invoke(a: InvokeArgs) -> Result<()> {
         headers.push(("idempotency-key", k.clone()));
     }
     let path = format!("/v1/functions/{}/invoke", encode_path(&a.name));
+    if let Some(at) = &a.at {
+        let path = format!("{path}?at={}", client::encode_query(at));
+        let r = client::call_with(&a.node.node, Method::POST, &path, &headers, Bytes::from(input)).await?.ok()?;
+        let replay: squall_api::Replay = r.json()?;
+        return print_json_or(&a.node, &replay, |out| {
+            writeln!(out, "{}", replay.output)?;
+            writeln!(
+                out,
+                "-- version {} at {} (stamp {}); would write, not applied:",
+                replay.version, replay.at, replay.stamp
+            )?;
+            for w in &replay.writes {
+                writeln!(out, "{}", w.command)?;
+            }
+            Ok(())
+        });
+    }
     run_invocation(&a.node, &path, &headers, input, a.timing).await
 }
 

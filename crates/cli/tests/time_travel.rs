@@ -329,3 +329,47 @@ fn snapshots_show_one_time_move_to_another_and_go_away() {
     let (status, _, body) = http(&node, "POST", "/v1/snapshots", br#"{"at": "-0s"}"#);
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (429, Some("too_many_snapshots")));
 }
+
+#[test]
+fn a_replay_runs_the_version_deployed_then_against_the_past_and_writes_nothing() {
+    let node = TestNode::start(&[]);
+    let before_deploy = now_ms();
+    std::thread::sleep(Duration::from_millis(3));
+    let (status, _, _) = http(&node, "PUT", "/v1/functions/count", squall_guests::COUNTER);
+    assert!(status == 200 || status == 201);
+    let invoke = || http(&node, "POST", "/v1/functions/count/invoke", b"visits");
+    assert_eq!(invoke().2, b"1");
+    std::thread::sleep(Duration::from_millis(3));
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(3));
+    assert_eq!(invoke().2, b"2");
+    assert_eq!(invoke().2, b"3");
+    // Another component under the name since.
+    let (status, _, _) = http(&node, "PUT", "/v1/functions/count", squall_guests::HELLO);
+    assert!(status == 200 || status == 201);
+    assert_ne!(invoke().2, b"4");
+
+    let (status, _, body) = http(&node, "POST", &format!("/v1/functions/count/invoke?at={t1}.65535"), b"visits");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let r = json(&body);
+    assert_eq!(r["output"], "2", "{r}");
+    assert_eq!(r["version"], 1, "{r}");
+    assert_eq!(r["writes"], serde_json::json!([{"key": "visits", "command": "INCRBY visits 1"}]), "{r}");
+    // Nothing was written: live, the counter is where the calls left it.
+    let (_, _, body) = http(&node, "GET", "/v1/kv/visits", b"");
+    assert_eq!(json(&body)["value"], 3);
+
+    // The CLI prints the output and what would have been written.
+    let out = common::squall()
+        .args(["invoke", "count", "visits", "--at", &format!("{t1}.65535"), "--node", &node.http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with("2\n") && text.contains("INCRBY visits 1"), "{text}");
+
+    // Before it was deployed there was nothing to run; the far past is out of the window.
+    let (status, _, body) = http(&node, "POST", &format!("/v1/functions/count/invoke?at={before_deploy}.0"), b"x");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("function_not_found")));
+    let (status, _, body) = http(&node, "POST", "/v1/functions/count/invoke?at=-1h", b"x");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
+}

@@ -215,12 +215,85 @@ async fn invoke(
     State(app): State<App>,
     scope: Scope,
     name: Result<Path<String>, PathRejection>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     match invocation_parts(&app, &scope, name, body) {
-        Ok((name, input)) => invoke_with(&app, started, name, &headers, input).await,
+        Ok((name, input)) => match replay_time(&uri) {
+            Some(at) => invoke_at(&app, name, &headers, input, &at).await,
+            None => invoke_with(&app, started, name, &headers, input).await,
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The `at` of an invocation's query (`?at=T`: a replay), decoded.
+fn replay_time(uri: &axum::http::Uri) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Q {
+        at: Option<String>,
+    }
+    uri.query()?;
+    let Query(q) = Query::<Q>::try_from_uri(uri).ok()?;
+    q.at
+}
+
+/// A write as the Redis command that makes it.
+fn command(w: &squall_store::Write) -> String {
+    use squall_store::{Op, SetExpiry};
+    let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let key = t(&w.key);
+    let list = |items: &[Bytes]| items.iter().map(|i| t(i)).collect::<Vec<_>>().join(" ");
+    match &w.op {
+        Op::Set { value, expiry: SetExpiry::None, .. } => format!("SET {key} {}", t(value)),
+        Op::Set { value, expiry: SetExpiry::At(at), .. } => format!("SET {key} {} PXAT {at}", t(value)),
+        Op::Set { value, expiry: SetExpiry::Keep, .. } => format!("SET {key} {} KEEPTTL", t(value)),
+        Op::Del => format!("DEL {key}"),
+        Op::IncrBy(n) => format!("INCRBY {key} {n}"),
+        Op::SAdd(m) => format!("SADD {key} {}", list(m)),
+        Op::SRem(m) => format!("SREM {key} {}", list(m)),
+        Op::HSet(pairs) => {
+            let pairs: Vec<String> = pairs.iter().map(|(f, v)| format!("{} {}", t(f), t(v))).collect();
+            format!("HSET {key} {}", pairs.join(" "))
+        }
+        Op::HDel(f) => format!("HDEL {key} {}", list(f)),
+        Op::ExpireAt(at) => format!("PEXPIREAT {key} {at}"),
+        Op::Persist => format!("PERSIST {key}"),
+        other => format!("{other:?} {key}"),
+    }
+}
+
+/// `POST /v1/functions/NAME/invoke?at=T`: a replay against the past.
+async fn invoke_at(app: &App, name: String, headers: &HeaderMap, input: Bytes, at: &str) -> Response {
+    let run = async {
+        let at = crate::kv::past(app, at)?;
+        let timeout = timeout_header(headers)?;
+        let r = app.functions.invoke_at(&name, input.to_vec(), timeout, at).await?;
+        let output = match r.outcome {
+            Ok(output) => output,
+            Err(f) => return Err(ApiError::new(failure_status(f.code), f.code.as_str(), f.message)),
+        };
+        Ok(axum::Json(squall_api::Replay {
+            invocation_id: r.invocation_id,
+            at: squall_store::rfc3339(at),
+            stamp: at.to_string(),
+            version: r.version,
+            digest: r.digest,
+            output: String::from_utf8_lossy(&output).into_owned(),
+            writes: r
+                .writes
+                .iter()
+                .map(|w| squall_api::ReplayWrite {
+                    key: String::from_utf8_lossy(&w.key).into_owned(),
+                    command: command(w),
+                })
+                .collect(),
+        }))
+    };
+    match run.await {
+        Ok(json) => json.into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -265,7 +338,10 @@ pub(crate) async fn invoke_request(
         Err(e) if crate::body::is_timeout(&*e) => return crate::error::body_timeout(&*e).into_response(),
         Err(e) => return bad_request(format!("cannot read the request body: {e}")).into_response(),
     };
-    invoke_with(app, started, name, &parts.headers, input).await
+    match replay_time(&parts.uri) {
+        Some(at) => invoke_at(app, name, &parts.headers, input, &at).await,
+        None => invoke_with(app, started, name, &parts.headers, input).await,
+    }
 }
 
 /// The `X-Squall-Timeout-Ms` header's time limit, if there is one.

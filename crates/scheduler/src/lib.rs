@@ -26,6 +26,7 @@ pub mod namespace;
 mod placement;
 mod quota;
 mod registry;
+mod replay;
 mod txn;
 mod warm;
 
@@ -46,6 +47,7 @@ pub use logs::{InvocationLog, LogQuery};
 pub use namespace::{bare_name, check_namespace, namespace_of, qualify};
 pub use quota::{Quota, Quotas};
 pub use registry::check_name;
+pub use replay::Replayed;
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
 pub use txn::StoreTxn;
 
@@ -174,6 +176,12 @@ pub enum Error {
     /// Over its namespace's quota.
     #[error("{0}")]
     Quota(String),
+    /// A time before the oldest the window log reaches.
+    #[error("{0}")]
+    OutOfWindow(String),
+    /// A replay of a function at a time it was not deployed.
+    #[error("{0}")]
+    NotDeployedAt(String),
 }
 
 impl Error {
@@ -191,13 +199,18 @@ impl Error {
             Error::JobNotFound(_) => "job_not_found",
             Error::IdempotencyMismatch(_) => "idempotency_mismatch",
             Error::Quota(_) => "quota_exceeded",
+            Error::OutOfWindow(_) => "out_of_window",
+            Error::NotDeployedAt(_) => "function_not_found",
         }
     }
 }
 
 impl From<squall_store::Error> for Error {
     fn from(e: squall_store::Error) -> Self {
-        Error::Unavailable(e.to_string())
+        match e {
+            squall_store::Error::OutOfWindow(_) => Error::OutOfWindow(format!("{e}: ask for a later time")),
+            e => Error::Unavailable(e.to_string()),
+        }
     }
 }
 

@@ -33,11 +33,11 @@ pub(crate) struct Deployed {
     pub no_ahead: AtomicBool,
 }
 
-fn meta_key(name: &str) -> Bytes {
+pub(crate) fn meta_key(name: &str) -> Bytes {
     Bytes::from(format!("fn:{name}"))
 }
 
-fn component_key(digest: &str) -> Bytes {
+pub(crate) fn component_key(digest: &str) -> Bytes {
     Bytes::from(format!("component:{digest}"))
 }
 
@@ -88,7 +88,7 @@ impl Functions {
         self.inner.runtime.compiles()
     }
 
-    async fn compile(&self, digest: String, bytes: Bytes) -> Result<Arc<Function>, Error> {
+    pub(crate) async fn compile(&self, digest: String, bytes: Bytes) -> Result<Arc<Function>, Error> {
         let runtime = self.inner.runtime.clone();
         tokio::task::spawn_blocking(move || runtime.compile_digest(&digest, &bytes))
             .await
@@ -100,8 +100,14 @@ impl Functions {
     }
 
     fn install(&self, meta: FunctionMeta, compiled: Arc<Function>) {
-        let l = meta.limits;
         let name = meta.name.clone();
+        let deployed = self.version(meta, compiled);
+        self.inner.registry.write().expect("registry").insert(name, deployed);
+    }
+
+    /// A version ready to admit calls (installed, or a replay's older one).
+    pub(crate) fn version(&self, meta: FunctionMeta, compiled: Arc<Function>) -> Arc<Deployed> {
+        let l = meta.limits;
         let template = Invocation {
             id: String::new(),
             function: meta.name.clone(),
@@ -111,7 +117,7 @@ impl Functions {
             memory: l.memory_bytes as usize,
             env: meta.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
-        let deployed = Arc::new(Deployed {
+        Arc::new(Deployed {
             meta,
             compiled,
             admission: Admission::new(&l),
@@ -119,8 +125,7 @@ impl Functions {
             template,
             ready: Ready::new(self.inner.store.shards(), &self.inner.warm),
             no_ahead: AtomicBool::new(false),
-        });
-        self.inner.registry.write().expect("registry").insert(name, deployed);
+        })
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<Arc<Deployed>, Error> {

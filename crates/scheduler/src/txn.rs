@@ -106,6 +106,9 @@ pub struct StoreTxn {
     write_bytes: usize,
     /// The shard of the first key touched: where the next invocation should run.
     pub first_shard: Option<usize>,
+    /// A replay's time: reads see the store as it was then (the window
+    /// log), and the writes are only reported.
+    at: Option<Timestamp>,
 }
 
 fn store_error(e: OpError) -> StoreError {
@@ -142,7 +145,19 @@ impl StoreTxn {
             order: Vec::new(),
             write_bytes: 0,
             first_shard: None,
+            at: None,
         }
+    }
+
+    /// A transaction that reads the store as it was at `at`: a replay's,
+    /// whose writes are reported, never committed.
+    pub fn at(store: Handle, ns: Bytes, at: Timestamp) -> StoreTxn {
+        StoreTxn { at: Some(at), ..StoreTxn::new(store, ns) }
+    }
+
+    /// The physical time reads go by (a replay's time, else now).
+    fn now(&self) -> u64 {
+        self.at.map_or_else(|| self.store.now_ms(), Timestamp::wall_ms)
     }
 
     /// Makes the overlay authoritative for `key`, reading it from the store
@@ -158,7 +173,13 @@ impl StoreTxn {
             self.seen.insert(key.clone(), None);
             return Ok(());
         }
-        let r = self.store.exec(&self.ns, key.clone(), Op::Snapshot).await.map_err(unavailable)?;
+        let r = match self.at {
+            Some(at) => match self.store.read_at(&self.ns, key.clone(), at).await.map_err(unavailable)? {
+                Some(e) => Ok(Reply::Entry(Box::new(e))),
+                None => Ok(Reply::Nil),
+            },
+            None => self.store.exec(&self.ns, key.clone(), Op::Snapshot).await.map_err(unavailable)?,
+        };
         if let Ok(Reply::Entry(e)) = &r {
             // What the overlay's copy takes is about what `seen`'s takes.
             let before = self.overlay.bytes();
@@ -174,7 +195,7 @@ impl StoreTxn {
         // writes for real); the largest one keeps each write on top of what
         // was read.
         let stamp = Stamp::new(Timestamp::MAX, self.store.node_id());
-        self.overlay.apply(&self.ns, key, op, stamp, self.store.now_ms())
+        self.overlay.apply(&self.ns, key, op, stamp, self.now())
     }
 
     fn record(&mut self, key: &Bytes, size: usize) -> Result<&mut KeyWrites, StoreError> {
@@ -294,7 +315,7 @@ impl StoreTxn {
         // Keys this invocation touched: the overlay knows whether they exist.
         let mut touched: Vec<&Bytes> = self.seen.keys().filter(|k| k.starts_with(&prefix)).collect();
         touched.sort();
-        let now = self.store.now_ms();
+        let now = self.now();
         for k in touched {
             if out.len() < limit && matches!(self.overlay.read(&self.ns, k, &Op::Exists, now), Ok(Reply::Int(1))) {
                 out.push(k.to_vec());
@@ -302,8 +323,11 @@ impl StoreTxn {
         }
         let mut cursor = 0;
         while out.len() < limit {
-            let (next, keys) =
-                self.store.scan(&self.ns, cursor, 512, Some(pattern.clone()), None).await.map_err(unavailable)?;
+            let page = match self.at {
+                Some(at) => self.store.scan_at(&self.ns, cursor, 512, Some(pattern.clone()), at).await,
+                None => self.store.scan(&self.ns, cursor, 512, Some(pattern.clone()), None).await,
+            };
+            let (next, keys) = page.map_err(unavailable)?;
             for k in keys {
                 if out.len() < limit && !self.seen.contains_key(&k) {
                     out.push(k.to_vec());
@@ -339,7 +363,7 @@ impl StoreTxn {
     /// A transaction that starts from what this one reads now.
     pub fn fork(&self) -> StoreTxn {
         let mut overlay = Keyspace::new(self.store.node_id());
-        let now = self.store.now_ms();
+        let now = self.now();
         for key in self.seen.keys() {
             if let Some(entry) = self.overlay.snapshot(&self.ns, key, now) {
                 overlay.put(&self.ns, key, entry);
@@ -357,6 +381,7 @@ impl StoreTxn {
             order: Vec::new(),
             write_bytes: 0,
             first_shard: self.first_shard,
+            at: self.at,
         }
     }
 
@@ -366,7 +391,7 @@ impl StoreTxn {
     /// transaction has made a set since the fork, say) or would take the
     /// write budget past its limit.
     pub fn join(&mut self, mut callee: StoreTxn) -> Result<(), String> {
-        let now = self.store.now_ms();
+        let now = self.now();
         if self.write_bytes + callee.write_bytes > MAX_WRITE_BYTES {
             return Err(format!("a request may write at most {} MiB", MAX_WRITE_BYTES >> 20));
         }
