@@ -253,6 +253,47 @@ pub struct ReplayWrite {
     pub command: String,
 }
 
+/// One key's change at one stamp, or between two times: `null` where the
+/// key was not there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    pub key: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// One atomic unit's changes: every key it changed, at its stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub stamp: String,
+    /// RFC 3339.
+    pub time: String,
+    pub keys: Vec<KeyChange>,
+}
+
+/// `GET /v1/changes?from=&to=`: the changes between two times, one unit at
+/// a time in stamp order. When `complete` is false there were more than one
+/// answer holds: they are whole up to `upto`; ask again from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Steps {
+    pub from: String,
+    pub to: String,
+    pub upto: String,
+    pub complete: bool,
+    pub steps: Vec<Step>,
+}
+
+/// `GET /v1/diff?from=&to=`: the keys whose values differ between two
+/// times, as they were at each (up to `upto`, as in [`Steps`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diff {
+    pub from: String,
+    pub to: String,
+    pub upto: String,
+    pub complete: bool,
+    pub keys: Vec<KeyChange>,
+}
+
 /// `GET /v1/snapshots`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotList {
@@ -265,6 +306,9 @@ pub struct SnapshotList {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Value {
+    /// `{"type": "register", "value": TEXT}` (in changes and diffs; `GET
+    /// /v1/kv/KEY` answers a register with its bytes as they are)
+    Register { value: String },
     /// `{"type": "counter", "value": N}`
     Counter { value: i64 },
     /// `{"type": "max", "value": N}`
@@ -279,6 +323,7 @@ impl Value {
     /// The `type` field, also sent as the `X-Squall-Type` header.
     pub fn kind(&self) -> &'static str {
         match self {
+            Value::Register { .. } => "register",
             Value::Counter { .. } => "counter",
             Value::Max { .. } => "max",
             Value::Set { .. } => "set",
@@ -294,6 +339,10 @@ impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Value", 2)?;
         match self {
+            Value::Register { value } => {
+                st.serialize_field("type", self.kind())?;
+                st.serialize_field("value", value)?;
+            }
             Value::Counter { value } | Value::Max { value } => {
                 st.serialize_field("type", self.kind())?;
                 st.serialize_field("value", value)?;

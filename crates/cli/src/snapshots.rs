@@ -5,6 +5,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::Subcommand;
 use hyper::Method;
+use std::io::Write;
 
 use crate::NodeArgs;
 use crate::client::{self, encode_path};
@@ -55,6 +56,33 @@ pub enum SnapshotCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Walk what changed between two times, one atomic unit at a time in
+    /// stamp order, each key as it was just before and after
+    Steps {
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        from: String,
+        /// [default: now]
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        to: Option<String>,
+        /// Only keys starting with this
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List the keys whose values differ between two times, as they were at each
+    Diff {
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        from: String,
+        /// [default: now]
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        to: Option<String>,
+        /// Only keys starting with this
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Remove a snapshot
     Rm {
         id: String,
@@ -71,8 +99,63 @@ fn print_snapshot(node: &NodeArgs, s: &squall_api::Snapshot) -> Result<()> {
     print_json_or(node, s, |out| writeln!(out, "{}\tat {} (stamp {})\texpires {}", s.id, s.at, s.stamp, s.expires))
 }
 
+/// A value as the text output shows it.
+fn show(v: &Option<squall_api::Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(squall_api::Value::Register { value }) => serde_json::to_string(value).unwrap_or_default(),
+        Some(squall_api::Value::Counter { value } | squall_api::Value::Max { value }) => value.to_string(),
+        Some(squall_api::Value::Set { members }) => serde_json::to_string(members).unwrap_or_default(),
+        Some(squall_api::Value::Map { fields }) => serde_json::to_string(fields).unwrap_or_default(),
+    }
+}
+
+/// The query of `/v1/changes` and `/v1/diff`.
+fn between(from: &str, to: Option<&str>, prefix: Option<&str>) -> String {
+    let mut q = format!("from={}", client::encode_query(from));
+    if let Some(t) = to {
+        q.push_str(&format!("&to={}", client::encode_query(t)));
+    }
+    if let Some(p) = prefix {
+        q.push_str(&format!("&prefix={}", client::encode_query(p)));
+    }
+    q
+}
+
+fn more(out: &mut dyn Write, complete: bool, upto: &str) -> std::io::Result<()> {
+    if !complete {
+        writeln!(out, "-- more changes follow: ask again --from {upto}")?;
+    }
+    Ok(())
+}
+
 pub async fn run(cmd: SnapshotCommand) -> Result<()> {
     match cmd {
+        SnapshotCommand::Steps { from, to, prefix, node } => {
+            let path = format!("/v1/changes?{}", between(&from, to.as_deref(), prefix.as_deref()));
+            let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
+            let steps: squall_api::Steps = r.json()?;
+            print_json_or(&node, &steps, |out| {
+                for s in &steps.steps {
+                    writeln!(out, "{}\t{}", s.stamp, s.time)?;
+                    for k in &s.keys {
+                        writeln!(out, "  {}: {} -> {}", k.key, show(&k.before), show(&k.after))?;
+                    }
+                }
+                more(out, steps.complete, &steps.upto)
+            })
+        }
+        SnapshotCommand::Diff { from, to, prefix, node } => {
+            let path = format!("/v1/diff?{}", between(&from, to.as_deref(), prefix.as_deref()));
+            let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
+            let diff: squall_api::Diff = r.json()?;
+            print_json_or(&node, &diff, |out| {
+                for k in &diff.keys {
+                    writeln!(out, "{}: {} -> {}", k.key, show(&k.before), show(&k.after))?;
+                }
+                more(out, diff.complete, &diff.upto)
+            })
+        }
         SnapshotCommand::Create { at, ttl, node } => {
             let r = client::call(&node.node, Method::POST, "/v1/snapshots", at_body(&at, ttl)).await?.ok()?;
             print_snapshot(&node, &r.json()?)

@@ -373,3 +373,79 @@ fn a_replay_runs_the_version_deployed_then_against_the_past_and_writes_nothing()
     let (status, _, body) = http(&node, "POST", "/v1/functions/count/invoke?at=-1h", b"x");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
 }
+
+#[test]
+fn steps_and_diff_give_exactly_the_units_of_a_scripted_history() {
+    let node = TestNode::start(&["--shards", "2"]);
+    let mut con = node.redis();
+    let _: () = redis::cmd("SET").arg("a").arg("0").query(&mut con).unwrap();
+    std::thread::sleep(Duration::from_millis(3));
+    let t0 = format!("{}.65535", now_ms());
+    std::thread::sleep(Duration::from_millis(3));
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("a")
+        .arg("1")
+        .ignore()
+        .cmd("INCRBY")
+        .arg("c")
+        .arg(5)
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET").arg("a").arg("2").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("SADD").arg("s").arg("x").query(&mut con).unwrap();
+    let _: i64 = redis::cmd("DEL").arg("a").query(&mut con).unwrap();
+    std::thread::sleep(Duration::from_millis(3));
+    let t1 = format!("{}.65535", now_ms());
+    std::thread::sleep(Duration::from_millis(3));
+    let _: () = redis::cmd("SET").arg("a").arg("9").query(&mut con).unwrap();
+
+    let reg = |v: &str| serde_json::json!({"type": "register", "value": v});
+    let (status, _, body) = http(&node, "GET", &format!("/v1/changes?from={t0}&to={t1}"), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let steps = json(&body);
+    assert_eq!(steps["complete"], true);
+    let got: Vec<serde_json::Value> = steps["steps"].as_array().unwrap().iter().map(|s| s["keys"].clone()).collect();
+    let k = |key: &str, before: serde_json::Value, after: serde_json::Value| serde_json::json!({"key": key, "before": before, "after": after});
+    let null = serde_json::Value::Null;
+    assert_eq!(
+        got,
+        vec![
+            serde_json::json!([
+                k("a", reg("0"), reg("1")),
+                k("c", null.clone(), serde_json::json!({"type": "counter", "value": 5}))
+            ]),
+            serde_json::json!([k("a", reg("1"), reg("2"))]),
+            serde_json::json!([k("s", null.clone(), serde_json::json!({"members": ["x"], "type": "set"}))]),
+            serde_json::json!([k("a", reg("2"), null.clone())]),
+        ],
+        "{steps}"
+    );
+    // One stamp per unit, in order.
+    let stamps: Vec<&str> = steps["steps"].as_array().unwrap().iter().map(|s| s["stamp"].as_str().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+
+    let (_, _, body) = http(&node, "GET", &format!("/v1/changes?from={t0}&to={t1}&prefix=s"), b"");
+    assert_eq!(json(&body)["steps"].as_array().unwrap().len(), 1);
+
+    let (_, _, body) = http(&node, "GET", &format!("/v1/diff?from={t0}&to={t1}"), b"");
+    assert_eq!(
+        json(&body)["keys"],
+        serde_json::json!([
+            k("a", reg("0"), null.clone()),
+            k("c", null.clone(), serde_json::json!({"type": "counter", "value": 5})),
+            k("s", null, serde_json::json!({"members": ["x"], "type": "set"})),
+        ])
+    );
+
+    let out = common::squall()
+        .args(["snapshot", "steps", "--from", &t0, "--to", &t1, "--prefix", "a", "--node", &node.http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  a: \"0\" -> \"1\"") && text.contains("  a: \"2\" -> (none)"), "{text}");
+    let (status, _, body) = http(&node, "GET", "/v1/changes?from=-2h", b"");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
+}

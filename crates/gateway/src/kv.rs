@@ -92,27 +92,37 @@ pub(crate) async fn read_key(
     entry.map(|e| render_entry(&e)).ok_or_else(|| key_not_found(&key))
 }
 
-/// A register's bytes as they are; other types as JSON.
-fn render_entry(entry: &Entry) -> Response {
+/// An entry as the API shows it (`None`: a tombstone).
+pub(crate) fn api_value(entry: &Entry) -> Option<squall_api::Value> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let value = match &entry.value {
-        Value::Register(b) => {
-            let mut r = (StatusCode::OK, b.clone()).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            r.headers_mut().insert("x-squall-type", HeaderValue::from_static("register"));
-            return r;
-        }
+    Some(match &entry.value {
+        Value::Register(b) => squall_api::Value::Register { value: text(b) },
         Value::Counter(c) => squall_api::Value::Counter { value: c.value() },
         Value::Max(m) => squall_api::Value::Max { value: m.0 },
-        Value::Set(s) => squall_api::Value::Set { members: s.iter().map(|(m, _)| text(m)).collect() },
+        Value::Set(s) => {
+            let mut members: Vec<String> = s.iter().map(|(m, _)| text(m)).collect();
+            members.sort_unstable();
+            squall_api::Value::Set { members }
+        }
         Value::Map(m) => squall_api::Value::Map {
             fields: m.iter().filter_map(|(f, r)| r.value.as_ref().map(|v| (text(f), text(v)))).collect(),
         },
-        Value::Tombstone => {
-            let mut r = axum::Json(None::<squall_api::Value>).into_response();
-            r.headers_mut().insert("x-squall-type", HeaderValue::from_static("none"));
-            return r;
-        }
+        Value::Tombstone => return None,
+    })
+}
+
+/// A register's bytes as they are; other types as JSON.
+fn render_entry(entry: &Entry) -> Response {
+    if let Value::Register(b) = &entry.value {
+        let mut r = (StatusCode::OK, b.clone()).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        r.headers_mut().insert("x-squall-type", HeaderValue::from_static("register"));
+        return r;
+    }
+    let Some(value) = api_value(entry) else {
+        let mut r = axum::Json(None::<squall_api::Value>).into_response();
+        r.headers_mut().insert("x-squall-type", HeaderValue::from_static("none"));
+        return r;
     };
     let kind = value.kind();
     let mut r = axum::Json(value).into_response();

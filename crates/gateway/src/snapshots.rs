@@ -35,6 +35,108 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v1/snapshots/{id}/kv", get(scan))
         .route("/v1/snapshots/{id}/kv/", get(scan))
         .route("/v1/snapshots/{id}/kv/{*key}", get(read))
+        .route("/v1/changes", get(changes))
+        .route("/v1/diff", get(diff))
+}
+
+/// `GET /v1/changes` and `GET /v1/diff`.
+#[derive(Deserialize)]
+struct Between {
+    from: String,
+    /// [default: now]
+    to: Option<String>,
+    prefix: Option<String>,
+    /// Changes per shard per answer [default: 1000, at most 10,000].
+    limit: Option<usize>,
+}
+
+/// The changes a [`Between`] asks for, and the times it names.
+async fn between(
+    app: &App,
+    scope: &Scope,
+    q: Result<Query<Between>, QueryRejection>,
+) -> Result<(Vec<squall_store::ChangeAt>, [Timestamp; 3]), ApiError> {
+    let q = query(q)?;
+    let from = past(app, &q.from)?;
+    let to = match &q.to {
+        Some(t) => past(app, t)?,
+        None => Timestamp::new(app.store.now_ms(), u16::MAX),
+    };
+    if to < from {
+        return Err(bad_request("to is before from".into()));
+    }
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let prefix = q.prefix.map(bytes::Bytes::from);
+    let (changes, upto) = app.store.changes(&scope.store_ns, from, to, prefix, limit).await?;
+    Ok((changes, [from, to, upto]))
+}
+
+fn key_change(
+    key: &[u8],
+    before: Option<&squall_store::lattice::Entry>,
+    after: Option<&squall_store::lattice::Entry>,
+) -> squall_api::KeyChange {
+    squall_api::KeyChange {
+        key: String::from_utf8_lossy(key).into_owned(),
+        before: before.and_then(crate::kv::api_value),
+        after: after.and_then(crate::kv::api_value),
+    }
+}
+
+/// `GET /v1/changes?from=&to=&prefix=`: what changed, one atomic unit (one
+/// stamp) at a time, each key as it was just before and after.
+async fn changes(
+    State(app): State<App>,
+    scope: Scope,
+    q: Result<Query<Between>, QueryRejection>,
+) -> Result<axum::Json<squall_api::Steps>, ApiError> {
+    let (changes, [from, to, upto]) = between(&app, &scope, q).await?;
+    let mut steps: Vec<squall_api::Step> = Vec::new();
+    for c in &changes {
+        let stamp = c.time.to_string();
+        if steps.last().is_none_or(|s| s.stamp != stamp) {
+            steps.push(squall_api::Step { stamp, time: squall_store::rfc3339(c.time), keys: Vec::new() });
+        }
+        let step = steps.last_mut().expect("pushed above");
+        step.keys.push(key_change(&c.key, c.before.as_ref(), c.after.as_ref()));
+    }
+    Ok(axum::Json(squall_api::Steps {
+        from: from.to_string(),
+        to: to.to_string(),
+        upto: upto.to_string(),
+        complete: upto == to,
+        steps,
+    }))
+}
+
+/// `GET /v1/diff?from=&to=&prefix=`: the keys whose values differ between
+/// the two times, as they were at each.
+async fn diff(
+    State(app): State<App>,
+    scope: Scope,
+    q: Result<Query<Between>, QueryRejection>,
+) -> Result<axum::Json<squall_api::Diff>, ApiError> {
+    let (changes, [from, to, upto]) = between(&app, &scope, q).await?;
+    // Each key's first `before` and last `after`, in key order.
+    let mut ends: std::collections::BTreeMap<
+        &[u8],
+        (Option<&squall_store::lattice::Entry>, Option<&squall_store::lattice::Entry>),
+    > = std::collections::BTreeMap::new();
+    for c in &changes {
+        ends.entry(c.key.as_ref()).or_insert((c.before.as_ref(), None)).1 = c.after.as_ref();
+    }
+    let keys = ends
+        .into_iter()
+        .map(|(key, (before, after))| key_change(key, before, after))
+        .filter(|k| k.before != k.after)
+        .collect();
+    Ok(axum::Json(squall_api::Diff {
+        from: from.to_string(),
+        to: to.to_string(),
+        upto: upto.to_string(),
+        complete: upto == to,
+        keys,
+    }))
 }
 
 /// `POST /v1/snapshots` and `PATCH /v1/snapshots/ID`.

@@ -39,7 +39,7 @@ pub use disk::Health;
 pub use glob::{matches as glob_matches, prefix_pattern};
 pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash};
 pub use op::{Op, OpError, OpResult, Reply, SetExpiry};
-pub use protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
+pub use protocol::{Answer, ChangeAt, Check, Message, Request, Response, TxnId, Vote, Write};
 pub use shard::ShardStats;
 pub use squall_lattice as lattice;
 pub use window::Retention;
@@ -1012,6 +1012,41 @@ impl Handle {
         }
         let cursor = if shard >= self.shards() { 0 } else { (shard as u64) << SCAN_POSITION_BITS };
         Ok((cursor, keys))
+    }
+
+    /// The changes to keys of `ns` starting with `prefix` stamped in
+    /// `(from, to]`, in stamp order (by key within a stamp), each with the
+    /// key just before and after, about `limit` per shard; and the time they
+    /// reach: `to`, or (when there were more) the last stamp every shard's
+    /// changes are whole up to, to go on from.
+    pub async fn changes(
+        &self,
+        ns: &Bytes,
+        from: Timestamp,
+        to: Timestamp,
+        prefix: Option<Bytes>,
+        limit: usize,
+    ) -> Result<(Vec<protocol::ChangeAt>, Timestamp), Error> {
+        let mut all = Vec::new();
+        let mut upto = to;
+        for shard in 0..self.shards() {
+            let request = Request::Changes { ns: ns.clone(), from, to, prefix: prefix.clone(), limit };
+            let a = self.send(shard, Message { after: self.floor(), request }).answer().await?;
+            self.durable(Written::from(&a)).await?;
+            match a.response {
+                Response::Changes { changes, complete } => {
+                    if !complete && let Some(last) = changes.last() {
+                        upto = upto.min(last.time);
+                    }
+                    all.extend(changes);
+                }
+                Response::OutOfWindow(oldest) => return Err(Error::OutOfWindow(oldest)),
+                other => return Err(unexpected("the changes of the past", &other)),
+            }
+        }
+        all.retain(|c| c.time <= upto);
+        all.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
+        Ok((all, upto))
     }
 
     /// The oldest time the window log reaches on every shard (as last published).

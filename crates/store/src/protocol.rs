@@ -69,10 +69,22 @@ pub enum Request {
     ReadAt { ns: Bytes, key: Bytes, at: Timestamp },
     /// A page of the keys of `ns` as they were at `at`, from scan position `from`.
     ScanAt { ns: Bytes, from: u64, count: usize, pattern: Option<Bytes>, at: Timestamp },
+    /// The changes to keys of `ns` (starting with `prefix`) stamped after
+    /// `from` and at or before `to`, about `limit` of them, oldest first.
+    Changes { ns: Bytes, from: Timestamp, to: Timestamp, prefix: Option<Bytes>, limit: usize },
     /// A bounded step of a snapshot: the records of about `budget` keys.
     Dump { cursor: DumpCursor, budget: usize },
     /// Answer once everything the shard has written is on disk and fsynced.
     Flush,
+}
+
+/// One key's change at one stamp: the key as it was just before, and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeAt {
+    pub time: Timestamp,
+    pub key: Bytes,
+    pub before: Option<squall_lattice::Entry>,
+    pub after: Option<squall_lattice::Entry>,
 }
 
 /// A request with its sender's time.
@@ -105,6 +117,12 @@ pub enum Response {
     Committed(Vec<OpResult>),
     Aborted,
     Scan(ScanPage),
+    /// Changes in stamp order; `complete` when every change of the range is
+    /// there (else they end with a whole stamp, and the rest come after it).
+    Changes {
+        changes: Vec<ChangeAt>,
+        complete: bool,
+    },
     Len(u64),
     /// Encoded records of a snapshot step, and where to go on.
     Dump {

@@ -163,7 +163,7 @@ impl Shard {
                 let _ = self.writer.send(WriterMsg::Flush(reply, self.id));
                 return;
             }
-            Request::ReadAt { .. } | Request::ScanAt { .. } => {
+            Request::ReadAt { .. } | Request::ScanAt { .. } | Request::Changes { .. } => {
                 self.past.push((msg, reply));
                 return;
             }
@@ -191,7 +191,7 @@ impl Shard {
         if matches!(msg.request, Request::Flush) {
             return Err(msg);
         }
-        if let Request::ReadAt { at, .. } | Request::ScanAt { at, .. } = msg.request {
+        if let Request::ReadAt { at, .. } | Request::ScanAt { at, .. } | Request::Changes { to: at, .. } = msg.request {
             // Writes from now on stamp after `at`; a commit prepared here
             // may still stamp at or before it, and the past waits for it.
             self.hlc.observe(at);
@@ -245,6 +245,15 @@ impl Shard {
                 let state = self.window.state_at(&self.keys, &ns, &key, at);
                 let reply = state.map_or(crate::op::Reply::Nil, |e| crate::op::Reply::Entry(Box::new(e)));
                 self.answer(Response::Op(Ok(reply)), self.hlc.last())
+            }
+            Request::Changes { ns, from, to, prefix, limit } => {
+                let oldest = self.window.oldest(self.now_ms());
+                if from < oldest {
+                    return self.answer(Response::OutOfWindow(oldest), self.hlc.last());
+                }
+                let prefix = prefix.unwrap_or_default();
+                let (changes, complete) = self.window.changes(&self.keys, &ns, from, to, &prefix, limit);
+                self.answer(Response::Changes { changes, complete }, self.hlc.last())
             }
             Request::ScanAt { ns, from, count, pattern, at } => {
                 let oldest = self.window.oldest(self.now_ms());

@@ -19,6 +19,7 @@
 use crate::disk::{Records, before_of};
 use crate::glob;
 use crate::keyspace::{Before, Element, Keyspace, ScanPage, key_hash, position};
+use crate::protocol::ChangeAt;
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashTable;
 use squall_lattice::{Entry, Timestamp, Value};
@@ -503,6 +504,60 @@ impl Window {
             }
         }
         ScanPage { keys: found.into_iter().map(|(_, k)| k).collect(), next }
+    }
+}
+
+impl Window {
+    /// The changes to keys of `ns` starting with `prefix`, stamped in
+    /// `(from, to]`, oldest first, one per key and stamp, each with the key
+    /// just before and after; at most about `limit` (never half a stamp),
+    /// and whether that is all of them.
+    pub fn changes(
+        &self,
+        keys: &Keyspace,
+        ns: &[u8],
+        from: Timestamp,
+        to: Timestamp,
+        prefix: &[u8],
+        limit: usize,
+    ) -> (Vec<ChangeAt>, bool) {
+        // The log is in apply order: a commit is applied within its hold
+        // limit (10 s) of its stamp, so nothing stamped after `from` comes
+        // before a change stamped LATE earlier, nor after `to` plus LATE.
+        const LATE: u64 = 11_000;
+        let mut i = self.changes.partition_point(|c| c.time <= from);
+        while i > 0 && self.changes[i - 1].time.wall_ms() + LATE > from.wall_ms() {
+            i -= 1;
+        }
+        let mut found: Vec<(Timestamp, u64, Bytes)> = Vec::new();
+        for (j, c) in self.changes.iter().enumerate().skip(i) {
+            if c.time.wall_ms() > to.wall_ms() + LATE {
+                break;
+            }
+            let (cns, key) = names(&c.record);
+            if c.time > from && c.time <= to && cns == ns && key.starts_with(prefix) {
+                found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key)));
+            }
+        }
+        found.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        found.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
+        let mut complete = true;
+        if found.len() > limit.max(1) {
+            let last = found[limit.max(1) - 1].0;
+            let cut = found.iter().position(|f| f.0 > last).unwrap_or(found.len());
+            complete = cut == found.len();
+            found.truncate(cut);
+        }
+        let changes = found
+            .into_iter()
+            .map(|(time, _, key)| ChangeAt {
+                before: self.state_at(keys, ns, &key, Timestamp(time.0 - 1)),
+                after: self.state_at(keys, ns, &key, time),
+                time,
+                key,
+            })
+            .collect();
+        (changes, complete)
     }
 }
 
