@@ -294,6 +294,17 @@ pub struct Diff {
     pub keys: Vec<KeyChange>,
 }
 
+/// `GET /v1/find?from=&to=&where=`: the first time a predicate held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub found: bool,
+    /// When it first held (the stamp of the unit that made it hold, or `from`).
+    pub stamp: Option<String>,
+    pub time: Option<String>,
+    /// The unit that made it hold; `None` if it held at `from` already.
+    pub step: Option<Step>,
+}
+
 /// `GET /v1/snapshots`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotList {

@@ -83,6 +83,20 @@ pub enum SnapshotCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Find the first time a predicate over values held (the grammar is in
+    /// the README): `n > 100`, `users has bob`, `job:*[status] == failed`,
+    /// combined with and, or, not
+    Find {
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        from: String,
+        /// [default: now]
+        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+        to: Option<String>,
+        #[arg(long = "where", value_name = "PREDICATE")]
+        predicate: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Remove a snapshot
     Rm {
         id: String,
@@ -143,6 +157,24 @@ pub async fn run(cmd: SnapshotCommand) -> Result<()> {
                     }
                 }
                 more(out, steps.complete, &steps.upto)
+            })
+        }
+        SnapshotCommand::Find { from, to, predicate, node } => {
+            let path =
+                format!("/v1/find?{}&where={}", between(&from, to.as_deref(), None), client::encode_query(&predicate));
+            let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
+            let found: squall_api::Found = r.json()?;
+            print_json_or(&node, &found, |out| {
+                match (&found.stamp, &found.time) {
+                    (Some(stamp), Some(time)) => writeln!(out, "first held at {time} (stamp {stamp})")?,
+                    _ => writeln!(out, "never held between those times")?,
+                }
+                if let Some(step) = &found.step {
+                    for k in &step.keys {
+                        writeln!(out, "  {}: {} -> {}", k.key, show(&k.before), show(&k.after))?;
+                    }
+                }
+                Ok(())
             })
         }
         SnapshotCommand::Diff { from, to, prefix, node } => {

@@ -448,4 +448,30 @@ fn steps_and_diff_give_exactly_the_units_of_a_scripted_history() {
     assert!(text.contains("  a: \"0\" -> \"1\"") && text.contains("  a: \"2\" -> (none)"), "{text}");
     let (status, _, body) = http(&node, "GET", "/v1/changes?from=-2h", b"");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
+
+    // The first time a predicate held: the unit that made it, in stamp order.
+    let find = |pred: &str| {
+        let q = pred.replace(' ', "%20").replace('"', "%22").replace('>', "%3E").replace('=', "%3D");
+        let (status, _, body) = http(&node, "GET", &format!("/v1/find?from={t0}&to={t1}&where={q}"), b"");
+        (status, json(&body))
+    };
+    let (status, found) = find("c > 3");
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["stamp"], steps["steps"][0]["stamp"], "{found}");
+    assert_eq!(found["step"]["keys"], steps["steps"][0]["keys"]);
+    assert_eq!(find("a == 2 and not s has x").1["stamp"], steps["steps"][1]["stamp"]);
+    assert_eq!(find("s has x").1["stamp"], steps["steps"][2]["stamp"]);
+    assert_eq!(find("not a and c").1["stamp"], steps["steps"][3]["stamp"]);
+    // Held at the start already; never held.
+    let (_, at_start) = find("a == \"0\"");
+    assert_eq!((at_start["found"].as_bool(), at_start["step"].is_null()), (Some(true), true), "{at_start}");
+    assert_eq!(find("c > 100 or zz").1["found"], false);
+    let (status, e) = find("c >");
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_predicate")));
+    let out = common::squall()
+        .args(["snapshot", "find", "--from", &t0, "--to", &t1, "--where", "s has x", "--node", &node.http])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("first held at ") && text.contains("  s: (none) -> [\"x\"]"), "{text}");
 }

@@ -39,6 +39,7 @@ impl From<squall_store::Error> for ApiError {
     fn from(e: squall_store::Error) -> Self {
         match e {
             squall_store::Error::Refused(e) => e.into(),
+            squall_store::Error::TooMany(m) => ApiError::new(StatusCode::BAD_REQUEST, "too_many_keys", m),
             e @ squall_store::Error::OutOfWindow(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "out_of_window", format!("{e}: ask for a later time"))
             }

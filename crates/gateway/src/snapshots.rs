@@ -37,6 +37,51 @@ pub(crate) fn routes() -> Router<App> {
         .route("/v1/snapshots/{id}/kv/{*key}", get(read))
         .route("/v1/changes", get(changes))
         .route("/v1/diff", get(diff))
+        .route("/v1/find", get(find))
+}
+
+/// `GET /v1/find`.
+#[derive(Deserialize)]
+struct Find {
+    from: String,
+    /// [default: now]
+    to: Option<String>,
+    #[serde(rename = "where")]
+    predicate: String,
+}
+
+/// `GET /v1/find?from=&to=&where=PREDICATE`: the first time the predicate
+/// held (the grammar is `squall_store::predicate`'s, in the README).
+async fn find(
+    State(app): State<App>,
+    scope: Scope,
+    q: Result<Query<Find>, QueryRejection>,
+) -> Result<axum::Json<squall_api::Found>, ApiError> {
+    let q = query(q)?;
+    let pred = squall_store::predicate::parse(&q.predicate)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_predicate", e))?;
+    let from = past(&app, &q.from)?;
+    let to = match &q.to {
+        Some(t) => past(&app, t)?,
+        None => Timestamp::new(app.store.now_ms(), u16::MAX),
+    };
+    if to < from {
+        return Err(bad_request("to is before from".into()));
+    }
+    let found = app.store.find(&scope.store_ns, from, to, &pred).await?;
+    Ok(axum::Json(match found {
+        None => squall_api::Found { found: false, stamp: None, time: None, step: None },
+        Some((t, unit)) => squall_api::Found {
+            found: true,
+            stamp: Some(t.to_string()),
+            time: Some(squall_store::rfc3339(t)),
+            step: (!unit.is_empty()).then(|| squall_api::Step {
+                stamp: t.to_string(),
+                time: squall_store::rfc3339(t),
+                keys: unit.iter().map(|c| key_change(&c.key, c.before.as_ref(), c.after.as_ref())).collect(),
+            }),
+        },
+    }))
 }
 
 /// `GET /v1/changes` and `GET /v1/diff`.

@@ -31,6 +31,7 @@ mod disk;
 mod glob;
 mod keyspace;
 mod op;
+pub mod predicate;
 pub mod protocol;
 mod shard;
 mod window;
@@ -163,6 +164,9 @@ pub enum Error {
     Timeout(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A request over more than the store answers at once.
+    #[error("{0}")]
+    TooMany(String),
     /// A read of the past before the oldest time the window log reaches (this one).
     #[error("the window log reaches back to {} only", format_time(*.0))]
     OutOfWindow(Timestamp),
@@ -1047,6 +1051,88 @@ impl Handle {
         all.retain(|c| c.time <= upto);
         all.sort_by(|a, b| (a.time, &a.key).cmp(&(b.time, &b.key)));
         Ok((all, upto))
+    }
+
+    /// The first time in `[from, to]` at which `pred` holds over the keys
+    /// of `ns` (as they were then): that stamp and the atomic unit whose
+    /// changes made it hold (none if it held at `from` already); `None` if
+    /// it never did.
+    pub async fn find(
+        &self,
+        ns: &Bytes,
+        from: Timestamp,
+        to: Timestamp,
+        pred: &predicate::Pred,
+    ) -> Result<Option<(Timestamp, Vec<protocol::ChangeAt>)>, Error> {
+        /// Keys a prefix in a predicate may stand for.
+        const MAX_KEYS: usize = 100_000;
+        let patterns = pred.keys();
+        let mut state = BTreeMap::new();
+        for pattern in &patterns {
+            match pattern {
+                predicate::KeyPattern::Exact(k) => {
+                    if let Some(e) = self.read_at(ns, k.clone(), from).await? {
+                        state.insert(k.clone(), e);
+                    }
+                }
+                predicate::KeyPattern::Prefix(p) => {
+                    let mut cursor = 0;
+                    loop {
+                        let (next, keys) = self.scan_at(ns, cursor, 1000, Some(prefix_pattern(p)), from).await?;
+                        for k in keys {
+                            if let Some(e) = self.read_at(ns, k.clone(), from).await? {
+                                state.insert(k, e);
+                            }
+                        }
+                        if state.len() > MAX_KEYS {
+                            return Err(Error::TooMany(format!(
+                                "the predicate's keys number over {MAX_KEYS}: name fewer, or a longer prefix"
+                            )));
+                        }
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+            }
+        }
+        if pred.holds(&state) {
+            return Ok(Some((from, Vec::new())));
+        }
+        // Only the changes of keys it could name.
+        let common = patterns.iter().map(|p| match p {
+            predicate::KeyPattern::Exact(k) | predicate::KeyPattern::Prefix(k) => k.clone(),
+        });
+        let prefix = common.reduce(|a, b| {
+            let n = a.iter().zip(b.iter()).take_while(|(x, y)| x == y).count();
+            a.slice(..n)
+        });
+        let mut at = from;
+        while at < to {
+            let (changes, upto) = self.changes(ns, at, to, prefix.clone(), 1000).await?;
+            for unit in changes.chunk_by(|a, b| a.time == b.time) {
+                let mut touched = false;
+                for c in unit.iter().filter(|c| patterns.iter().any(|p| p.matches(&c.key))) {
+                    touched = true;
+                    match &c.after {
+                        Some(e) => state.insert(c.key.clone(), e.clone()),
+                        None => state.remove(&c.key),
+                    };
+                }
+                if touched && pred.holds(&state) {
+                    // The whole unit, the keys the predicate does not name too.
+                    let t = unit[0].time;
+                    let (whole, _) = self.changes(ns, Timestamp(t.0 - 1), t, None, 10_000).await?;
+                    return Ok(Some((t, whole)));
+                }
+            }
+            if upto <= at {
+                break;
+            }
+            at = upto;
+        }
+        Ok(None)
     }
 
     /// The oldest time the window log reaches on every shard (as last published).

@@ -539,7 +539,7 @@ impl Window {
                 found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key)));
             }
         }
-        found.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        found.sort_unstable_by_key(|a| (a.0, a.1));
         found.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
         let mut complete = true;
         if found.len() > limit.max(1) {
