@@ -20,7 +20,7 @@ use crate::disk::{Records, before_of};
 use crate::glob;
 use crate::keyspace::{Before, Element, Keyspace, ScanPage, key_hash, position};
 use crate::protocol::ChangeAt;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hashbrown::HashTable;
 use squall_lattice::{Entry, Timestamp, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -53,15 +53,60 @@ impl Default for Retention {
 
 /// What a change costs beyond its record: its place in the log and in its
 /// key's list.
-const CHANGE_OVERHEAD: usize = 48;
+const CHANGE_OVERHEAD: usize = 32;
 
 /// Records are copied into chunks of this size, one allocation for many.
-const ARENA: usize = 64 << 10;
+const CHUNK: usize = 64 << 10;
 
 struct Change {
     time: Timestamp,
-    /// Its undo record, encoded (a slice of an arena chunk).
-    record: Bytes,
+    /// Where its undo record is: the chunk's number, the offset and length in it.
+    chunk: u64,
+    at: u32,
+    len: u32,
+}
+
+/// The records of the changes kept, in chunks, oldest first.
+#[derive(Default)]
+struct Chunks {
+    all: VecDeque<Vec<u8>>,
+    /// The number of `all[0]`.
+    first: u64,
+    /// An emptied chunk kept for the next one (no allocation, no page faults).
+    spare: Option<Vec<u8>>,
+}
+
+impl Chunks {
+    /// Copies `record` in: its chunk number and offset.
+    fn put(&mut self, record: &[u8]) -> (u64, u32) {
+        let full = self.all.back().is_none_or(|c| c.len() + record.len() > c.capacity());
+        if full {
+            let mut chunk = self.spare.take().unwrap_or_default();
+            chunk.clear();
+            chunk.reserve(CHUNK.max(record.len()));
+            self.all.push_back(chunk);
+        }
+        let chunk = self.all.back_mut().expect("a chunk was added");
+        let at = chunk.len() as u32;
+        chunk.extend_from_slice(record);
+        (self.first + self.all.len() as u64 - 1, at)
+    }
+
+    fn get(&self, c: &Change) -> &[u8] {
+        let chunk = &self.all[(c.chunk - self.first) as usize];
+        &chunk[c.at as usize..(c.at + c.len) as usize]
+    }
+
+    /// Lets go of the chunks before chunk `keep` (the oldest change's).
+    fn drop_before(&mut self, keep: u64) {
+        while self.first < keep && self.all.len() > 1 {
+            let chunk = self.all.pop_front().expect("more than one chunk");
+            self.first += 1;
+            if chunk.capacity() <= CHUNK {
+                self.spare = Some(chunk);
+            }
+        }
+    }
 }
 
 /// A key, inline when short (most are): finding it costs no pointer chase.
@@ -162,7 +207,7 @@ pub(crate) struct Window {
     /// The number of `changes[0]` (numbers count every change kept).
     first: u64,
     bytes: usize,
-    arena: BytesMut,
+    chunks: Chunks,
     /// Each key's changes, built when the past is first read and kept up
     /// to date while it is being read (writes alone never pay for it).
     index: Hashed<Bytes, Space>,
@@ -250,7 +295,7 @@ impl Window {
             changes: VecDeque::new(),
             first: 0,
             bytes: 0,
-            arena: BytesMut::new(),
+            chunks: Chunks::default(),
             index: Hashed::default(),
             indexed: 0,
             reading_until: 0,
@@ -291,12 +336,8 @@ impl Window {
     /// of a change at `time`; `held` says whether a slot holds the key after it.
     pub fn push(&mut self, time: Timestamp, record: &[u8], held: bool) {
         let n = self.first + self.changes.len() as u64;
-        if self.arena.capacity() - self.arena.len() < record.len() {
-            self.arena = BytesMut::with_capacity(ARENA.max(record.len()));
-        }
-        self.arena.extend_from_slice(record);
-        let kept = self.arena.split().freeze();
-        self.changes.push_back(Change { time, record: kept });
+        let (chunk, at) = self.chunks.put(record);
+        self.changes.push_back(Change { time, chunk, at, len: record.len() as u32 });
         self.bytes += record.len() + CHANGE_OVERHEAD;
         if self.reading_until > 0 && self.indexed == n {
             self.index_one(n, held);
@@ -306,7 +347,7 @@ impl Window {
 
     /// Puts change `n` in its key's list; `held`: whether a slot holds the key now.
     fn index_one(&mut self, n: u64, held: bool) {
-        let (ns, key) = names(&self.changes[(n - self.first) as usize].record);
+        let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
         let space = match self.index.get_mut(ns) {
             Some(space) => space,
             None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
@@ -349,7 +390,7 @@ impl Window {
         let stop = end.min(self.indexed + budget as u64);
         while self.indexed < stop {
             let n = self.indexed;
-            let (ns, key) = names(&self.changes[(n - self.first) as usize].record);
+            let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
             // Later changes of the key come after; what counts is the end.
             let held = keys.holds(ns, key);
             self.index_one(n, held);
@@ -378,13 +419,13 @@ impl Window {
             let change = self.changes.pop_front().expect("front exists");
             let n = self.first;
             self.first += 1;
-            self.bytes -= change.record.len() + CHANGE_OVERHEAD;
+            self.bytes -= change.len as usize + CHANGE_OVERHEAD;
             self.horizon = self.horizon.max(change.time);
             if n >= self.indexed {
                 self.indexed = self.first;
                 continue;
             }
-            let (ns, key) = names(&change.record);
+            let (ns, key) = names(self.chunks.get(&change));
             let Some(space) = self.index.get_mut(ns) else { continue };
             let h = key_hash(key);
             let is = |c: &Changed| c.hash == h && c.name.get() == key;
@@ -403,6 +444,8 @@ impl Window {
                 self.index.remove(ns);
             }
         }
+        let keep = self.changes.front().map_or(u64::MAX, |c| c.chunk);
+        self.chunks.drop_before(keep);
     }
 
     /// `key` as it was at `at` (which the caller checked is in the window),
@@ -427,7 +470,7 @@ impl Window {
         let mut pending = Vec::new();
         let mut state = None;
         for n in (lo..seqs.len()).map(|i| seqs.get(i)) {
-            match undo_of(&self.change(n).record) {
+            match undo_of(self.chunks.get(self.change(n))) {
                 Before::Absent => {
                     state = Some(None);
                     break;
@@ -534,7 +577,7 @@ impl Window {
             if c.time.wall_ms() > to.wall_ms() + LATE {
                 break;
             }
-            let (cns, key) = names(&c.record);
+            let (cns, key) = names(self.chunks.get(c));
             if c.time > from && c.time <= to && cns == ns && key.starts_with(prefix) {
                 found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key)));
             }
