@@ -382,21 +382,19 @@ impl Keyspace {
             (Op::SAdd(_) | Op::SRem(_), Body::Other(Value::Set(m)))
                 if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
             {
-                let mut seen = HashSet::<&[u8], foldhash::fast::RandomState>::default();
-                let named: Vec<&[u8]> = names.iter().map(|n| n.as_ref()).filter(|n| seen.insert(n)).collect();
-                let states = named.into_iter().map(|n| (n, m.get(n).map(|r| Element::Member(r.clone()))));
-                out.undo_elements(ns, key, time, states.collect::<Vec<_>>().into_iter());
+                let named = distinct(names.iter().map(|n| n.as_ref()), names.len());
+                let states = named.iter().map(|n| (*n, m.get(*n).map(|r| Element::Member(r.clone()))));
+                out.undo_elements(ns, key, time, states);
             }
             (Op::HSet(_) | Op::HDel(_), Body::Other(Value::Map(m)))
                 if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
             {
-                let mut seen = HashSet::<&[u8], foldhash::fast::RandomState>::default();
-                let named: Vec<&[u8]> = match op {
-                    Op::HSet(pairs) => pairs.iter().map(|(f, _)| f.as_ref()).filter(|f| seen.insert(f)).collect(),
-                    _ => names.iter().map(|n| n.as_ref()).filter(|n| seen.insert(n)).collect(),
+                let named = match op {
+                    Op::HSet(pairs) => distinct(pairs.iter().map(|(f, _)| f.as_ref()), pairs.len()),
+                    _ => distinct(names.iter().map(|n| n.as_ref()), names.len()),
                 };
-                let states = named.into_iter().map(|n| (n, m.get(n).map(|r| Element::Field(r.clone()))));
-                out.undo_elements(ns, key, time, states.collect::<Vec<_>>().into_iter());
+                let states = named.iter().map(|n| (*n, m.get(*n).map(|r| Element::Field(r.clone()))));
+                out.undo_elements(ns, key, time, states);
             }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, time, slot.expiry(node).as_ref()),
             (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, time, slot.expiry(node).as_ref()),
@@ -1053,6 +1051,16 @@ fn reindex(expiring: &mut BTreeSet<(u64, u64)>, h: u64, old: Option<u64>, new: O
             expiring.insert((at, h));
         }
     }
+}
+
+/// The `n` items, each once (a command may name one twice).
+fn distinct<'a>(items: impl Iterator<Item = &'a [u8]>, n: usize) -> Vec<&'a [u8]> {
+    if n <= 1 {
+        return items.collect();
+    }
+    let mut seen: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
+    seen.reserve(n);
+    items.filter(|i| seen.insert(i)).collect()
 }
 
 /// Calls `f` once for each distinct item (a command may name one twice).
