@@ -34,8 +34,9 @@ fn keys_over_http() {
     assert_eq!(json(&body)["error"]["code"], "key_not_found");
     assert_eq!(http(&node, "DELETE", "/v1/kv/greeting", b"").0, 204);
     assert_eq!(http(&node, "DELETE", "/v1/kv/greeting", b"").0, 404);
+    // Before the window log's reach: a clear error (tests/time_travel.rs reads the past).
     let (status, _, body) = http(&node, "GET", "/v1/kv/tags?at=2026-01-01T00:00:00Z", b"");
-    assert_eq!((status, json(&body)["error"]["code"].as_str()), (501, Some("not_implemented")));
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
     let (status, _, body) = http(&node, "GET", "/v2/nothing", b"");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _, body) = http(&node, "POST", "/v1/kv/x", b"");

@@ -178,7 +178,13 @@ impl Functions {
         };
         let json = Bytes::from(serde_json::to_vec(&meta).map_err(|e| Error::Unavailable(e.to_string()))?);
         let set = |key, value| Write { ns: sys(), key, op: Op::Set { value, expiry: SetExpiry::None, get: false } };
-        let mut writes = vec![set(component_key(&digest), bytes), set(meta_key(name), json)];
+        // The bytes are stored once per digest: another function (or this
+        // one's current version) may have them there already.
+        let stored = self.inner.registry.read().expect("registry").values().any(|d| d.meta.digest == digest);
+        let mut writes = vec![set(meta_key(name), json)];
+        if !stored {
+            writes.push(set(component_key(&digest), bytes));
+        }
         if let Some(old) = previous.as_ref().filter(|p| p.meta.digest != digest) {
             writes.extend(self.release(&old.meta.digest, name));
         }
