@@ -268,6 +268,9 @@ pub struct Step {
     pub stamp: String,
     /// RFC 3339.
     pub time: String,
+    /// The invocation (of a function or a DAG) whose commit it was, if one's was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
     pub keys: Vec<KeyChange>,
 }
 

@@ -151,7 +151,10 @@ pub async fn run(cmd: SnapshotCommand) -> Result<()> {
             let steps: squall_api::Steps = r.json()?;
             print_json_or(&node, &steps, |out| {
                 for s in &steps.steps {
-                    writeln!(out, "{}\t{}", s.stamp, s.time)?;
+                    match &s.invocation_id {
+                        Some(id) => writeln!(out, "{}\t{}\tinvocation {id}", s.stamp, s.time)?,
+                        None => writeln!(out, "{}\t{}", s.stamp, s.time)?,
+                    }
                     for k in &s.keys {
                         writeln!(out, "  {}: {} -> {}", k.key, show(&k.before), show(&k.after))?;
                     }

@@ -338,7 +338,9 @@ fn a_replay_runs_the_version_deployed_then_against_the_past_and_writes_nothing()
     let (status, _, _) = http(&node, "PUT", "/v1/functions/count", squall_guests::COUNTER);
     assert!(status == 200 || status == 201);
     let invoke = || http(&node, "POST", "/v1/functions/count/invoke", b"visits");
-    assert_eq!(invoke().2, b"1");
+    let (_, head, body) = invoke();
+    assert_eq!(body, b"1");
+    let first_id = header(&head, "x-squall-invocation-id").unwrap().to_string();
     std::thread::sleep(Duration::from_millis(3));
     let t1 = now_ms();
     std::thread::sleep(Duration::from_millis(3));
@@ -366,6 +368,12 @@ fn a_replay_runs_the_version_deployed_then_against_the_past_and_writes_nothing()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.starts_with("2\n") && text.contains("INCRBY visits 1"), "{text}");
+
+    // The changes of the past name the invocation whose commit made them.
+    let (_, _, body) = http(&node, "GET", &format!("/v1/changes?from={before_deploy}.0&prefix=visits"), b"");
+    let steps = json(&body);
+    assert_eq!(steps["steps"][0]["invocation_id"], first_id.as_str(), "{steps}");
+    assert_eq!(steps["steps"].as_array().unwrap().len(), 3, "{steps}");
 
     // Before it was deployed there was nothing to run; the far past is out of the window.
     let (status, _, body) = http(&node, "POST", &format!("/v1/functions/count/invoke?at={before_deploy}.0"), b"x");

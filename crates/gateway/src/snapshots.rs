@@ -78,6 +78,7 @@ async fn find(
             step: (!unit.is_empty()).then(|| squall_api::Step {
                 stamp: t.to_string(),
                 time: squall_store::rfc3339(t),
+                invocation_id: unit.first().and_then(origin),
                 keys: unit.iter().map(|c| key_change(&c.key, c.before.as_ref(), c.after.as_ref())).collect(),
             }),
         },
@@ -116,6 +117,11 @@ async fn between(
     Ok((changes, [from, to, upto]))
 }
 
+/// The invocation a change names, as text.
+fn origin(c: &squall_store::ChangeAt) -> Option<String> {
+    c.origin.as_ref().map(|o| String::from_utf8_lossy(o).into_owned())
+}
+
 fn key_change(
     key: &[u8],
     before: Option<&squall_store::lattice::Entry>,
@@ -140,7 +146,8 @@ async fn changes(
     for c in &changes {
         let stamp = c.time.to_string();
         if steps.last().is_none_or(|s| s.stamp != stamp) {
-            steps.push(squall_api::Step { stamp, time: squall_store::rfc3339(c.time), keys: Vec::new() });
+            let time = squall_store::rfc3339(c.time);
+            steps.push(squall_api::Step { stamp, time, invocation_id: origin(c), keys: Vec::new() });
         }
         let step = steps.last_mut().expect("pushed above");
         step.keys.push(key_change(&c.key, c.before.as_ref(), c.after.as_ref()));

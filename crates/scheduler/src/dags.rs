@@ -333,7 +333,8 @@ impl Attempts for DagRun<'_> {
     }
 
     async fn commit(&mut self, checks: Vec<Check>, writes: Vec<Write>) -> Result<bool, squall_store::Error> {
-        Ok(self.functions.inner.store.commit(checks, writes).await?.is_some())
+        let origin = Some(bytes::Bytes::from(self.id.to_string()));
+        Ok(self.functions.inner.store.commit_as(checks, writes, origin).await?.is_some())
     }
 }
 

@@ -178,7 +178,8 @@ impl Attempts for Live<'_> {
     }
 
     async fn commit(&mut self, checks: Vec<Check>, writes: Vec<Write>) -> Result<bool, squall_store::Error> {
-        Ok(self.functions.inner.store.commit(checks, writes).await?.is_some())
+        let origin = Some(bytes::Bytes::from(self.inv.id.clone()));
+        Ok(self.functions.inner.store.commit_as(checks, writes, origin).await?.is_some())
     }
 }
 

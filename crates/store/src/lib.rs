@@ -797,7 +797,7 @@ impl Handle {
         session: &mut Session,
     ) -> Result<Vec<OpResult>, Error> {
         let writes = ops.into_iter().map(|(key, op)| Write { ns: ns.clone(), key, op }).collect();
-        match self.transact(Vec::new(), writes, session.seen()).await? {
+        match self.transact(Vec::new(), writes, session.seen(), None).await? {
             Outcome::Done(results, stamp) => {
                 session.observe(stamp);
                 Ok(results)
@@ -810,13 +810,30 @@ impl Handle {
     /// as it did), applies every write, all with one stamp, as one atomic
     /// unit; otherwise applies nothing and answers `None` (a conflict).
     pub async fn commit(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<Option<Vec<OpResult>>, Error> {
-        Ok(match self.transact(checks, writes, Timestamp::ZERO).await? {
+        self.commit_as(checks, writes, None).await
+    }
+
+    /// [`Handle::commit`] of what `origin` (an invocation's id) did: the
+    /// window log says so of each change (changes of the past name it).
+    pub async fn commit_as(
+        &self,
+        checks: Vec<Check>,
+        writes: Vec<Write>,
+        origin: Option<Bytes>,
+    ) -> Result<Option<Vec<OpResult>>, Error> {
+        Ok(match self.transact(checks, writes, Timestamp::ZERO, origin).await? {
             Outcome::Done(results, _) => Some(results),
             Outcome::Conflict => None,
         })
     }
 
-    async fn transact(&self, checks: Vec<Check>, writes: Vec<Write>, after: Timestamp) -> Result<Outcome, Error> {
+    async fn transact(
+        &self,
+        checks: Vec<Check>,
+        writes: Vec<Write>,
+        after: Timestamp,
+        origin: Option<Bytes>,
+    ) -> Result<Outcome, Error> {
         let total = writes.len();
         let mut parts: Parts = BTreeMap::new();
         for c in checks {
@@ -827,14 +844,14 @@ impl Handle {
         }
         let after = after.max(self.floor());
         if parts.len() > 1 {
-            return self.two_phase(parts, total, after).await;
+            return self.two_phase(parts, total, after, origin).await;
         }
         let Some((shard, (checks, ops))) = parts.pop_first() else {
             return Ok(Outcome::Done(Vec::new(), after));
         };
         let writes = ops.iter().any(|(_, w)| w.op.is_write());
         let ops = ops.into_iter().map(|(_, w)| w).collect();
-        let a = self.send(shard, Message { after, request: Request::Batch { checks, ops } }).answer().await?;
+        let a = self.send(shard, Message { after, request: Request::Batch { checks, ops, origin } }).answer().await?;
         let written = Written::from(&a);
         match a.response {
             Response::Batch(Some(results)) => {
@@ -851,7 +868,13 @@ impl Handle {
     }
 
     /// The commit of a unit across shards (see the crate docs).
-    async fn two_phase(&self, parts: Parts, total: usize, after: Timestamp) -> Result<Outcome, Error> {
+    async fn two_phase(
+        &self,
+        parts: Parts,
+        total: usize,
+        after: Timestamp,
+        origin: Option<Bytes>,
+    ) -> Result<Outcome, Error> {
         let txn = self.inner.next_txn.fetch_add(1, Ordering::Relaxed);
         let mut undecided = Undecided { handle: self, txn, shards: Vec::with_capacity(parts.len()) };
         let mut results: Vec<Option<OpResult>> = (0..total).map(|_| None).collect();
@@ -867,7 +890,8 @@ impl Handle {
             let (places, ops): (Vec<usize>, Vec<Write>) = ops.into_iter().unzip();
             writes |= ops.iter().any(|w| w.op.is_write());
             undecided.shards.push(shard);
-            let prepare = Message { after: stamp, request: Request::Prepare { txn, checks, ops } };
+            let request = Request::Prepare { txn, checks, ops, origin: origin.clone() };
+            let prepare = Message { after: stamp, request };
             let answer = tokio::time::timeout_at(deadline, self.send(shard, prepare).answer()).await;
             let Ok(answer) = answer else {
                 return Err(Error::Timeout(format!(

@@ -49,12 +49,12 @@ pub enum Request {
     Ops { ns: Bytes, ops: Vec<(Bytes, Op)> },
     /// Checks, then operations, on keys of this shard, as one atomic unit
     /// with one stamp: if a check fails nothing is applied.
-    Batch { checks: Vec<Check>, ops: Vec<Write> },
+    Batch { checks: Vec<Check>, ops: Vec<Write>, origin: Option<Bytes> },
     /// Phase one of a commit across shards: check, hold the keys, propose a
     /// stamp. Keys another commit holds are waited for; coordinators prepare
     /// their parts in shard order, one after another, so commits never wait
     /// for each other in a circle.
-    Prepare { txn: TxnId, checks: Vec<Check>, ops: Vec<Write> },
+    Prepare { txn: TxnId, checks: Vec<Check>, ops: Vec<Write>, origin: Option<Bytes> },
     /// Phase two: apply the prepared part at `stamp` and let its keys go.
     /// `parts` is how many shards take part (the disk writes them together).
     Commit { txn: TxnId, stamp: Timestamp, parts: usize },
@@ -85,6 +85,8 @@ pub struct ChangeAt {
     pub key: Bytes,
     pub before: Option<squall_lattice::Entry>,
     pub after: Option<squall_lattice::Entry>,
+    /// The invocation whose commit made it, when one did.
+    pub origin: Option<Bytes>,
 }
 
 /// A request with its sender's time.
@@ -170,6 +172,7 @@ mod tests {
                 txn: 7,
                 checks: vec![Check { ns: b("default"), key: b("r"), op: Op::Snapshot, saw: Ok(Reply::Nil) }],
                 ops: vec![Write { ns: b("sys"), key: b("w"), op: Op::HSet(vec![(b("f"), b("v"))]) }],
+                origin: Some(b("0001-2-000003")),
             },
             Request::Commit { txn: 7, stamp: Timestamp::new(5, 1), parts: 2 },
             Request::Scan {

@@ -59,6 +59,7 @@ struct Prepared {
     ops: Vec<Write>,
     /// The stamp this shard proposed: the commit's is no earlier.
     proposal: Timestamp,
+    origin: Option<Bytes>,
 }
 
 pub(crate) struct Shard {
@@ -228,8 +229,8 @@ impl Shard {
                 let stamp = out.iter().map(|(_, t)| *t).max().unwrap_or(self.hlc.last());
                 self.answer(Response::Ops(out), stamp)
             }
-            Request::Batch { checks, ops } => self.batch(checks, ops),
-            Request::Prepare { txn, checks, ops } => self.prepare(txn, checks, ops),
+            Request::Batch { checks, ops, origin } => self.batch(checks, ops, origin),
+            Request::Prepare { txn, checks, ops, origin } => self.prepare(txn, checks, ops, origin),
             Request::Commit { txn, stamp, parts } => self.commit(txn, stamp, parts),
             Request::Abort { txn } => self.abort(txn),
             Request::Scan { ns, from, count, pattern, kind } => {
@@ -288,7 +289,7 @@ impl Shard {
         match request {
             Request::Op { ns, key, op } => held(ns, key, how(op)),
             Request::Ops { ns, ops } => ops.iter().any(|(key, op)| held(ns, key, how(op))),
-            Request::Batch { checks, ops } | Request::Prepare { checks, ops, .. } => {
+            Request::Batch { checks, ops, .. } | Request::Prepare { checks, ops, .. } => {
                 checks.iter().any(|c| held(&c.ns, &c.key, Use::Read))
                     || ops.iter().any(|w| held(&w.ns, &w.key, how(&w.op)))
             }
@@ -318,17 +319,26 @@ impl Shard {
             return (Err(e), self.hlc.last());
         }
         let stamp = self.hlc.now_at(now);
-        (self.apply(ns, key, op, stamp, now), stamp)
+        (self.apply(ns, key, op, stamp, now, None), stamp)
     }
 
     /// Applies one write at `stamp`, counting it if it changed anything.
-    fn apply(&mut self, ns: &Bytes, key: &[u8], op: Op, stamp: Timestamp, now: u64) -> OpResult {
+    fn apply(
+        &mut self,
+        ns: &Bytes,
+        key: &[u8],
+        op: Op,
+        stamp: Timestamp,
+        now: u64,
+        origin: Option<&Bytes>,
+    ) -> OpResult {
         let before = self.pending.len();
         let window = self.window.is_on();
         // A write that can make a key leaves it held (even at an expiry already past).
         let adds = op.may_add_key();
         if window {
-            crate::window::undo_record(&self.keys, ns, key, &op, stamp, now, &mut self.scratch);
+            let made = crate::disk::Made { time: stamp, origin: origin.map_or(&[][..], |o| o.as_ref()) };
+            crate::window::undo_record(&self.keys, ns, key, &op, made, now, &mut self.scratch);
         }
         let r = self.keys.apply_with(ns, key, op, Stamp::new(stamp, self.keys.node()), now, &mut self.pending);
         if self.pending.len() > before {
@@ -348,7 +358,7 @@ impl Shard {
         checks.iter().all(|c| self.keys.read(&c.ns, &c.key, &c.op, now) == c.saw)
     }
 
-    fn batch(&mut self, checks: Vec<Check>, ops: Vec<Write>) -> Answer {
+    fn batch(&mut self, checks: Vec<Check>, ops: Vec<Write>, origin: Option<Bytes>) -> Answer {
         let writes = ops.iter().any(|w| w.op.is_write());
         if writes && let Some(e) = self.refusal() {
             return self.answer(Response::Refused(e), self.hlc.last());
@@ -357,17 +367,17 @@ impl Shard {
             return self.answer(Response::Batch(None), self.hlc.last());
         }
         let stamp = if writes { self.hlc.now() } else { self.hlc.last() };
-        let results = self.run(ops, stamp);
+        let results = self.run(ops, stamp, origin.as_ref());
         self.answer(Response::Batch(Some(results)), stamp)
     }
 
-    fn run(&mut self, ops: Vec<Write>, stamp: Timestamp) -> Vec<OpResult> {
+    fn run(&mut self, ops: Vec<Write>, stamp: Timestamp, origin: Option<&Bytes>) -> Vec<OpResult> {
         let now = self.now_ms();
         let mut results = Vec::with_capacity(ops.len());
         for w in ops {
             results.push(if w.op.is_write() {
                 self.writes += 1;
-                self.apply(&w.ns, &w.key, w.op, stamp, now)
+                self.apply(&w.ns, &w.key, w.op, stamp, now, origin)
             } else {
                 self.reads += 1;
                 self.keys.read(&w.ns, &w.key, &w.op, now)
@@ -376,7 +386,7 @@ impl Shard {
         results
     }
 
-    fn prepare(&mut self, txn: TxnId, checks: Vec<Check>, ops: Vec<Write>) -> Answer {
+    fn prepare(&mut self, txn: TxnId, checks: Vec<Check>, ops: Vec<Write>, origin: Option<Bytes>) -> Answer {
         let writes = ops.iter().any(|w| w.op.is_write());
         if writes && let Some(e) = self.refusal() {
             return self.answer(Response::Refused(e), self.hlc.last());
@@ -404,12 +414,12 @@ impl Shard {
         }
         let proposal = self.hlc.now();
         if writes {
-            self.prepared.insert(txn, Prepared { held, ops, proposal });
+            self.prepared.insert(txn, Prepared { held, ops, proposal, origin });
             return self.answer(Response::Vote(Vote::Yes { proposal, reads: None }), proposal);
         }
         // Read-only: answered now, under the hold the release lets go.
-        let reads = self.run(ops, proposal);
-        self.prepared.insert(txn, Prepared { held, ops: Vec::new(), proposal });
+        let reads = self.run(ops, proposal, None);
+        self.prepared.insert(txn, Prepared { held, ops: Vec::new(), proposal, origin: None });
         self.answer(Response::Vote(Vote::Yes { proposal, reads: Some(reads) }), proposal)
     }
 
@@ -466,8 +476,8 @@ impl Shard {
         };
         // Later writes here stamp after the commit.
         self.hlc.observe(stamp);
-        let Prepared { held, ops, .. } = part;
-        let results = self.run(ops, stamp);
+        let Prepared { held, ops, origin, .. } = part;
+        let results = self.run(ops, stamp, origin.as_ref());
         // The parts of one commit reach the disk in one log entry.
         self.send_pending(Some((txn, parts)));
         self.release(held);
@@ -535,7 +545,8 @@ impl Shard {
         let mut undos = Records::default();
         let n = self.keys.reap(now, limit, &mut self.pending, |keys, ns, key| {
             if on {
-                crate::window::undo_record(keys, ns, key, &Op::Del, time, now, scratch);
+                let made = crate::disk::Made { time, origin: &[] };
+                crate::window::undo_record(keys, ns, key, &Op::Del, made, now, scratch);
                 undos.append(scratch);
                 window.push(time, scratch.bytes(), false);
             }
@@ -591,7 +602,7 @@ fn keys_of(request: &Request) -> Vec<LockKey> {
     let mut keys: Vec<LockKey> = match request {
         Request::Op { ns, key, .. } => vec![(ns.clone(), key.clone())],
         Request::Ops { ns, ops } => ops.iter().map(|(k, _)| (ns.clone(), k.clone())).collect(),
-        Request::Batch { checks, ops } | Request::Prepare { checks, ops, .. } => checks
+        Request::Batch { checks, ops, .. } | Request::Prepare { checks, ops, .. } => checks
             .iter()
             .map(|c| (c.ns.clone(), c.key.clone()))
             .chain(ops.iter().map(|w| (w.ns.clone(), w.key.clone())))

@@ -16,7 +16,7 @@
 //! changes go and the horizon (the newest time dropped) moves up. A time
 //! before the horizon, or older than the retention, is out of the window.
 
-use crate::disk::{Records, before_of};
+use crate::disk::{Made, Records, before_of, origin_of};
 use crate::glob;
 use crate::keyspace::{Before, Element, Keyspace, ScanPage, key_hash, position};
 use crate::protocol::ChangeAt;
@@ -572,14 +572,15 @@ impl Window {
         while i > 0 && self.changes[i - 1].time.wall_ms() + LATE > from.wall_ms() {
             i -= 1;
         }
-        let mut found: Vec<(Timestamp, u64, Bytes)> = Vec::new();
+        let mut found: Vec<(Timestamp, u64, Bytes, Option<Bytes>)> = Vec::new();
         for (j, c) in self.changes.iter().enumerate().skip(i) {
             if c.time.wall_ms() > to.wall_ms() + LATE {
                 break;
             }
             let (cns, key) = names(self.chunks.get(c));
             if c.time > from && c.time <= to && cns == ns && key.starts_with(prefix) {
-                found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key)));
+                let origin = origin_of(self.chunks.get(c)).map(Bytes::copy_from_slice);
+                found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key), origin));
             }
         }
         found.sort_unstable_by_key(|a| (a.0, a.1));
@@ -593,11 +594,12 @@ impl Window {
         }
         let changes = found
             .into_iter()
-            .map(|(time, _, key)| ChangeAt {
+            .map(|(time, _, key, origin)| ChangeAt {
                 before: self.state_at(keys, ns, &key, Timestamp(time.0 - 1)),
                 after: self.state_at(keys, ns, &key, time),
                 time,
                 key,
+                origin,
             })
             .collect();
         (changes, complete)
@@ -610,10 +612,10 @@ pub(crate) fn undo_record(
     ns: &[u8],
     key: &[u8],
     op: &crate::op::Op,
-    time: Timestamp,
+    made: Made<'_>,
     now: u64,
     scratch: &mut Records,
 ) {
     scratch.clear();
-    keys.before(ns, key, op, time, now, scratch);
+    keys.before(ns, key, op, made, now, scratch);
 }

@@ -589,11 +589,13 @@ async fn parked_requests_keep_their_order_on_each_key() {
         other => panic!("expected a yes vote, got {other:?}"),
     };
     // The first commit holds k.
-    let first = h.send(0, msg(Request::Prepare { txn: 1, checks: vec![], ops: vec![write("k", "one")] }));
+    let first = h.send(0, msg(Request::Prepare { txn: 1, checks: vec![], ops: vec![write("k", "one")], origin: None }));
     let p1 = vote(first.answer().await.unwrap());
     // The second waits for k; it would write k and l.
-    let second =
-        h.send(0, msg(Request::Prepare { txn: 2, checks: vec![], ops: vec![write("k", "two"), write("l", "two")] }));
+    let second = h.send(
+        0,
+        msg(Request::Prepare { txn: 2, checks: vec![], ops: vec![write("k", "two"), write("l", "two")], origin: None }),
+    );
     // Later requests on l and k: they wait behind the second commit.
     let later_l = h.send(0, msg(Request::Op { ns: ns(), key: b("l"), op: set("later") }));
     let later_k = h.send(0, msg(Request::Op { ns: ns(), key: b("k"), op: Op::Get }));
@@ -606,12 +608,13 @@ async fn parked_requests_keep_their_order_on_each_key() {
     assert_eq!(exec(&h, "l", Op::Get).await, Ok(Reply::Bytes(b("later"))));
     // An aborted waiter leaves its lines: what stood behind it goes on.
     let p3 = vote(
-        h.send(0, msg(Request::Prepare { txn: 3, checks: vec![], ops: vec![write("k", "three")] }))
+        h.send(0, msg(Request::Prepare { txn: 3, checks: vec![], ops: vec![write("k", "three")], origin: None }))
             .answer()
             .await
             .unwrap(),
     );
-    let waiting = h.send(0, msg(Request::Prepare { txn: 4, checks: vec![], ops: vec![write("k", "four")] }));
+    let waiting =
+        h.send(0, msg(Request::Prepare { txn: 4, checks: vec![], ops: vec![write("k", "four")], origin: None }));
     let behind = h.send(0, msg(Request::Op { ns: ns(), key: b("k"), op: Op::Get }));
     h.send(0, msg(Request::Abort { txn: 4 })).answer().await.unwrap();
     drop(waiting);

@@ -35,7 +35,7 @@ pub(crate) mod recover;
 pub(crate) mod snapshot;
 pub(crate) mod writer;
 
-pub(crate) use records::{Records, before_of, decode};
+pub(crate) use records::{Made, Records, before_of, decode, origin_of};
 
 use crate::op::OpError;
 use crate::protocol::{Answer, TxnId};

@@ -7,7 +7,7 @@
 //!   0 header:  [len: varint][header]
 //!   1 element: [element len: varint][element][len: varint][state]
 //!   2 removed
-//!   3 undo:    [time: u64][len: u32] then what the change it follows overwrote:
+//!   3 undo:    [time: u64][origin len: u8][origin][len: u32] then what the change it follows overwrote:
 //!              [0] absent | [1][len: varint][header][n: varint] × element
 //!              | [2][n: varint] × ([1] element | [0][name len: varint][name])
 //!              | [3] expiry: [0] none | [1][stamp] persists | [2][stamp][at u64]
@@ -229,9 +229,12 @@ impl Changes for Records {
 /// records (the window log's entries, on disk with the data they undo).
 impl Records {
     /// Starts an undo record; [`Records::end_undo`] writes its length.
-    fn undo(&mut self, ns: &[u8], key: &[u8], time: Timestamp, kind: u8, more: usize) -> usize {
-        self.key(UNDO, ns, key, 13 + more);
-        self.buf.extend_from_slice(&time.0.to_le_bytes());
+    fn undo(&mut self, ns: &[u8], key: &[u8], made: Made<'_>, kind: u8, more: usize) -> usize {
+        let origin = &made.origin[..made.origin.len().min(255)];
+        self.key(UNDO, ns, key, 14 + origin.len() + more);
+        self.buf.extend_from_slice(&made.time.0.to_le_bytes());
+        self.buf.push(origin.len() as u8);
+        self.buf.extend_from_slice(origin);
         let at = self.buf.len();
         self.buf.extend_from_slice(&[0; 4]);
         self.buf.push(kind);
@@ -244,8 +247,8 @@ impl Records {
     }
 
     /// The key was not there.
-    pub fn undo_absent(&mut self, ns: &[u8], key: &[u8], time: Timestamp) {
-        let at = self.undo(ns, key, time, ABSENT, 0);
+    pub fn undo_absent(&mut self, ns: &[u8], key: &[u8], made: Made<'_>) {
+        let at = self.undo(ns, key, made, ABSENT, 0);
         self.end_undo(at);
     }
 
@@ -254,11 +257,11 @@ impl Records {
         &mut self,
         ns: &[u8],
         key: &[u8],
-        time: Timestamp,
+        made: Made<'_>,
         header: &Header<'_>,
         elements: impl ExactSizeIterator<Item = (&'e [u8], Element)>,
     ) {
-        let at = self.undo(ns, key, time, WHOLE, header_len(header) + 10);
+        let at = self.undo(ns, key, made, WHOLE, header_len(header) + 10);
         put_header(&mut self.buf, header);
         varint(&mut self.buf, elements.len() as u64);
         for (name, state) in elements {
@@ -272,10 +275,10 @@ impl Records {
         &mut self,
         ns: &[u8],
         key: &[u8],
-        time: Timestamp,
+        made: Made<'_>,
         elements: impl ExactSizeIterator<Item = (&'e [u8], Option<Element>)>,
     ) {
-        let at = self.undo(ns, key, time, ELEMENTS, 5);
+        let at = self.undo(ns, key, made, ELEMENTS, 5);
         varint(&mut self.buf, elements.len() as u64);
         for (name, state) in elements {
             match state {
@@ -294,8 +297,8 @@ impl Records {
     }
 
     /// The key's expiry was this; nothing else changed.
-    pub fn undo_expiry(&mut self, ns: &[u8], key: &[u8], time: Timestamp, expiry: Option<&Lww<Option<u64>>>) {
-        let start = self.undo(ns, key, time, EXPIRY, 26);
+    pub fn undo_expiry(&mut self, ns: &[u8], key: &[u8], made: Made<'_>, expiry: Option<&Lww<Option<u64>>>) {
+        let start = self.undo(ns, key, made, EXPIRY, 26);
         let b = &mut self.buf;
         match expiry {
             None => b.push(0),
@@ -510,6 +513,8 @@ pub(crate) fn decode(buf: &Bytes, mut f: impl FnMut(Record)) -> Result<usize, Er
             REMOVED => Record::Removed { ns, key },
             UNDO => {
                 let time = Timestamp(r.u64()?);
+                let origin = r.u8()? as usize;
+                r.take(origin)?;
                 let mut len = [0u8; 4];
                 len.copy_from_slice(r.take(4)?);
                 r.take(u32::from_le_bytes(len) as usize)?;
@@ -532,8 +537,32 @@ pub(crate) fn before_of(record: &Bytes) -> Result<Before, Error> {
     let ns_len = r.u8()? as usize;
     r.take(ns_len)?;
     let key_len = r.varint()?;
-    r.take(key_len + 8 + 4)?;
+    r.take(key_len + 8)?;
+    let origin = r.u8()? as usize;
+    r.take(origin + 4)?;
     r.before()
+}
+
+/// The invocation (or other origin) an undo record names, if any.
+pub(crate) fn origin_of(record: &[u8]) -> Option<&[u8]> {
+    let buf = Bytes::copy_from_slice(record);
+    let mut r = Reader { buf: &buf, base: &buf, at: 0 };
+    r.u8().ok()?;
+    let ns_len = r.u8().ok()? as usize;
+    r.take(ns_len).ok()?;
+    let key_len = r.varint().ok()?;
+    r.take(key_len + 8).ok()?;
+    let len = r.u8().ok()? as usize;
+    let at = r.at;
+    (len > 0 && at + len <= record.len()).then(|| &record[at..at + len])
+}
+
+/// When and by what a change was made (its undo record says).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Made<'a> {
+    pub time: Timestamp,
+    /// The invocation whose commit it is; empty for anything else.
+    pub origin: &'a [u8],
 }
 
 #[cfg(test)]

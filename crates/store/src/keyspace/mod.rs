@@ -23,14 +23,12 @@ mod tests;
 pub(crate) use table::position;
 pub use table::{POSITION_BITS, key_hash};
 
-use crate::disk::Records;
+use crate::disk::{Made, Records};
 use crate::glob;
 use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, MEMBER_OVERHEAD, Slot};
-use squall_lattice::{
-    Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Timestamp, Value,
-};
+use squall_lattice::{Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use table::{Spot, Table};
@@ -365,12 +363,12 @@ impl Keyspace {
     /// may overwrite, as it is now (before it applies). A set or hash keeps
     /// only the members or fields `op` names, unless it is small or `op`
     /// could empty it; everything else keeps its whole entry.
-    pub(crate) fn before(&self, ns: &[u8], key: &[u8], op: &Op, time: Timestamp, now: u64, out: &mut Records) {
+    pub(crate) fn before(&self, ns: &[u8], key: &[u8], op: &Op, made: Made<'_>, now: u64, out: &mut Records) {
         /// Sets and hashes up to this size are kept whole.
         const SMALL: usize = 32;
         let node = self.node;
         let Some(slot) = self.spaces.get(ns).and_then(|s| s.table.get(key_hash(key), key)) else {
-            return out.undo_absent(ns, key, time);
+            return out.undo_absent(ns, key, made);
         };
         let live = !slot.is_expired(now);
         let names: &[Bytes] = match op {
@@ -384,7 +382,7 @@ impl Keyspace {
             {
                 let named = distinct(names.iter().map(|n| n.as_ref()), names.len());
                 let states = named.iter().map(|n| (*n, m.get(*n).map(|r| Element::Member(r.clone()))));
-                out.undo_elements(ns, key, time, states);
+                out.undo_elements(ns, key, made, states);
             }
             (Op::HSet(_) | Op::HDel(_), Body::Other(Value::Map(m)))
                 if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
@@ -394,28 +392,28 @@ impl Keyspace {
                     _ => distinct(names.iter().map(|n| n.as_ref()), names.len()),
                 };
                 let states = named.iter().map(|n| (*n, m.get(*n).map(|r| Element::Field(r.clone()))));
-                out.undo_elements(ns, key, time, states);
+                out.undo_elements(ns, key, made, states);
             }
-            (Op::Persist, _) if live => out.undo_expiry(ns, key, time, slot.expiry(node).as_ref()),
-            (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, time, slot.expiry(node).as_ref()),
+            (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
+            (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
             (_, body) => {
                 let header = Header::of(slot, node);
                 match body {
                     Body::Other(Value::Set(m)) => out.undo_whole(
                         ns,
                         key,
-                        time,
+                        made,
                         &header,
                         m.iter().map(|(n, r)| (n.as_ref(), Element::Member(r.clone()))).collect::<Vec<_>>().into_iter(),
                     ),
                     Body::Other(Value::Map(m)) => out.undo_whole(
                         ns,
                         key,
-                        time,
+                        made,
                         &header,
                         m.iter().map(|(n, r)| (n.as_ref(), Element::Field(r.clone()))).collect::<Vec<_>>().into_iter(),
                     ),
-                    _ => out.undo_whole(ns, key, time, &header, std::iter::empty()),
+                    _ => out.undo_whole(ns, key, made, &header, std::iter::empty()),
                 }
             }
         }
