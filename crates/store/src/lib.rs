@@ -962,17 +962,37 @@ impl Handle {
         pattern: Option<Bytes>,
         kind: Option<String>,
     ) -> Result<(u64, Vec<Bytes>), Error> {
+        self.pages(cursor, count, |from, count| Request::Scan {
+            ns: ns.clone(),
+            from,
+            count,
+            pattern: pattern.clone(),
+            kind: kind.clone(),
+        })
+        .await
+    }
+
+    /// Walks the shards in order for a page of about `count` keys from
+    /// `cursor`, asking each with `request(from, count)`.
+    async fn pages(
+        &self,
+        cursor: u64,
+        count: usize,
+        request: impl Fn(u64, usize) -> Request,
+    ) -> Result<(u64, Vec<Bytes>), Error> {
         let mut shard = (cursor >> SCAN_POSITION_BITS) as usize;
         let mut from = cursor & ((1 << SCAN_POSITION_BITS) - 1);
         let mut keys = Vec::new();
         while shard < self.shards() {
             let want = count.saturating_sub(keys.len()).max(1);
-            let request =
-                Request::Scan { ns: ns.clone(), from, count: want, pattern: pattern.clone(), kind: kind.clone() };
-            let a = self.call(shard, request).await?;
+            let a = self.call(shard, request(from, want)).await?;
             // The keys shown must not include a write that could still be lost.
             self.durable(Written::from(&a)).await?;
-            let Response::Scan(page) = a.response else { return Err(unexpected("a scan", &a.response)) };
+            let page = match a.response {
+                Response::Scan(page) => page,
+                Response::OutOfWindow(oldest) => return Err(Error::OutOfWindow(oldest)),
+                other => return Err(unexpected("a scan", &other)),
+            };
             keys.extend(page.keys);
             match page.next {
                 Some(next) => return Ok((((shard as u64) << SCAN_POSITION_BITS) | next, keys)),
@@ -1013,33 +1033,14 @@ impl Handle {
         pattern: Option<Bytes>,
         at: Timestamp,
     ) -> Result<(u64, Vec<Bytes>), Error> {
-        let mut shard = (cursor >> SCAN_POSITION_BITS) as usize;
-        let mut from = cursor & ((1 << SCAN_POSITION_BITS) - 1);
-        let mut keys = Vec::new();
-        while shard < self.shards() {
-            let count = count.saturating_sub(keys.len()).max(1);
-            let request = Request::ScanAt { ns: ns.clone(), from, count, pattern: pattern.clone(), at };
-            let a = self.send(shard, Message { after: self.floor(), request }).answer().await?;
-            self.durable(Written::from(&a)).await?;
-            let page = match a.response {
-                Response::Scan(page) => page,
-                Response::OutOfWindow(oldest) => return Err(Error::OutOfWindow(oldest)),
-                other => return Err(unexpected("a scan of the past", &other)),
-            };
-            keys.extend(page.keys);
-            match page.next {
-                Some(next) => return Ok((((shard as u64) << SCAN_POSITION_BITS) | next, keys)),
-                None => {
-                    shard += 1;
-                    from = 0;
-                }
-            }
-            if keys.len() >= count {
-                break;
-            }
-        }
-        let cursor = if shard >= self.shards() { 0 } else { (shard as u64) << SCAN_POSITION_BITS };
-        Ok((cursor, keys))
+        self.pages(cursor, count, |from, count| Request::ScanAt {
+            ns: ns.clone(),
+            from,
+            count,
+            pattern: pattern.clone(),
+            at,
+        })
+        .await
     }
 
     /// The changes to keys of `ns` starting with `prefix` stamped in
