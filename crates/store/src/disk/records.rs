@@ -28,7 +28,7 @@
 //! before a snapshot began, ends in the state that was live.
 
 use crate::Error;
-use crate::keyspace::{Before, Changes, Counts, Element, Header, HeaderBody, Record};
+use crate::keyspace::{Before, Changes, Counts, Element, Header, HeaderBody, Record, StateRef};
 use bytes::Bytes;
 use squall_lattice::{Lww, Slot as CounterSlot, Stamp, Timestamp, Value};
 use std::borrow::Cow;
@@ -176,17 +176,17 @@ fn put_header(b: &mut Vec<u8>, h: &Header<'_>) {
 }
 
 /// Writes an element: its name, then its state's length and the state.
-fn put_element(b: &mut Vec<u8>, element: &[u8], state: &Element) {
+fn put_element(b: &mut Vec<u8>, element: &[u8], state: StateRef<'_>) {
     varint(b, element.len() as u64);
     b.extend_from_slice(element);
     match state {
-        Element::Member(r) => {
+        StateRef::Member(r) => {
             varint(b, 18);
             b.push(MEMBER);
             stamp(b, r.stamp);
             b.push(r.value as u8);
         }
-        Element::Field(r) => {
+        StateRef::Field(r) => {
             let value = r.value.as_ref().map_or(0, Bytes::len);
             varint(b, (18 + value) as u64);
             b.push(FIELD);
@@ -217,7 +217,7 @@ impl Changes for Records {
     // element's header came first.
     fn element(&mut self, ns: &[u8], key: &[u8], _epoch: Stamp, element: &[u8], state: &Element) {
         self.key(ELEMENT, ns, key, element_len(element, state));
-        put_element(&mut self.buf, element, state);
+        put_element(&mut self.buf, element, state.as_state());
     }
 
     fn removed(&mut self, ns: &[u8], key: &[u8]) {
@@ -259,13 +259,13 @@ impl Records {
         key: &[u8],
         made: Made<'_>,
         header: &Header<'_>,
-        elements: impl ExactSizeIterator<Item = (&'e [u8], Element)>,
+        elements: impl ExactSizeIterator<Item = (&'e [u8], StateRef<'e>)>,
     ) {
         let at = self.undo(ns, key, made, WHOLE, header_len(header) + 10);
         put_header(&mut self.buf, header);
         varint(&mut self.buf, elements.len() as u64);
         for (name, state) in elements {
-            put_element(&mut self.buf, name, &state);
+            put_element(&mut self.buf, name, state);
         }
         self.end_undo(at);
     }
@@ -276,7 +276,7 @@ impl Records {
         ns: &[u8],
         key: &[u8],
         made: Made<'_>,
-        elements: impl ExactSizeIterator<Item = (&'e [u8], Option<Element>)>,
+        elements: impl ExactSizeIterator<Item = (&'e [u8], Option<StateRef<'e>>)>,
     ) {
         let at = self.undo(ns, key, made, ELEMENTS, 5);
         varint(&mut self.buf, elements.len() as u64);
@@ -284,7 +284,7 @@ impl Records {
             match state {
                 Some(state) => {
                     self.buf.push(1);
-                    put_element(&mut self.buf, name, &state);
+                    put_element(&mut self.buf, name, state);
                 }
                 None => {
                     self.buf.push(0);

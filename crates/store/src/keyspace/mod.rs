@@ -105,6 +105,22 @@ pub(crate) enum Element {
     Field(Lww<Option<Bytes>>),
 }
 
+/// An element's register, borrowed (for encoding without a copy).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StateRef<'a> {
+    Member(&'a Lww<bool>),
+    Field(&'a Lww<Option<Bytes>>),
+}
+
+impl Element {
+    pub(crate) fn as_state(&self) -> StateRef<'_> {
+        match self {
+            Element::Member(r) => StateRef::Member(r),
+            Element::Field(r) => StateRef::Field(r),
+        }
+    }
+}
+
 /// Where the keyspace reports what it changed, in order. For one key a
 /// header comes before the elements it frames.
 pub(crate) trait Changes {
@@ -381,7 +397,7 @@ impl Keyspace {
                 if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
             {
                 let named = distinct(names.iter().map(|n| n.as_ref()), names.len());
-                let states = named.iter().map(|n| (*n, m.get(*n).map(|r| Element::Member(r.clone()))));
+                let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Member)));
                 out.undo_elements(ns, key, made, states);
             }
             (Op::HSet(_) | Op::HDel(_), Body::Other(Value::Map(m)))
@@ -391,7 +407,7 @@ impl Keyspace {
                     Op::HSet(pairs) => distinct(pairs.iter().map(|(f, _)| f.as_ref()), pairs.len()),
                     _ => distinct(names.iter().map(|n| n.as_ref()), names.len()),
                 };
-                let states = named.iter().map(|n| (*n, m.get(*n).map(|r| Element::Field(r.clone()))));
+                let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Field)));
                 out.undo_elements(ns, key, made, states);
             }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
@@ -404,14 +420,14 @@ impl Keyspace {
                         key,
                         made,
                         &header,
-                        m.iter().map(|(n, r)| (n.as_ref(), Element::Member(r.clone()))).collect::<Vec<_>>().into_iter(),
+                        m.iter().map(|(n, r)| (n.as_ref(), StateRef::Member(r))).collect::<Vec<_>>().into_iter(),
                     ),
                     Body::Other(Value::Map(m)) => out.undo_whole(
                         ns,
                         key,
                         made,
                         &header,
-                        m.iter().map(|(n, r)| (n.as_ref(), Element::Field(r.clone()))).collect::<Vec<_>>().into_iter(),
+                        m.iter().map(|(n, r)| (n.as_ref(), StateRef::Field(r))).collect::<Vec<_>>().into_iter(),
                     ),
                     _ => out.undo_whole(ns, key, made, &header, std::iter::empty()),
                 }
