@@ -573,25 +573,30 @@ impl Window {
             i -= 1;
         }
         let mut found: Vec<(Timestamp, u64, Bytes, Option<Bytes>)> = Vec::new();
+        // Once `limit` are found, only changes up to the newest of those
+        // count (the answer ends there): the walk stops LATE after it, so
+        // an answer costs about its size, not the window's.
+        let mut upto = to;
+        let mut complete = true;
         for (j, c) in self.changes.iter().enumerate().skip(i) {
-            if c.time.wall_ms() > to.wall_ms() + LATE {
+            if c.time.wall_ms() > upto.wall_ms() + LATE {
                 break;
             }
             let (cns, key) = names(self.chunks.get(c));
-            if c.time > from && c.time <= to && cns == ns && key.starts_with(prefix) {
+            if c.time > from && c.time <= upto && cns == ns && key.starts_with(prefix) {
+                if found.len() == limit.max(1) {
+                    upto = found.iter().map(|f| f.0).max().unwrap_or(upto);
+                    complete = false;
+                    if c.time > upto {
+                        continue;
+                    }
+                }
                 let origin = origin_of(self.chunks.get(c)).map(Bytes::copy_from_slice);
                 found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key), origin));
             }
         }
         found.sort_unstable_by_key(|a| (a.0, a.1));
         found.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
-        let mut complete = true;
-        if found.len() > limit.max(1) {
-            let last = found[limit.max(1) - 1].0;
-            let cut = found.iter().position(|f| f.0 > last).unwrap_or(found.len());
-            complete = cut == found.len();
-            found.truncate(cut);
-        }
         let changes = found
             .into_iter()
             .map(|(time, _, key, origin)| ChangeAt {

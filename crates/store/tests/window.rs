@@ -230,3 +230,44 @@ async fn the_first_read_of_a_long_past_builds_its_index_in_steps() {
     assert_eq!(h.read_at(&ns(), b("k7"), Timestamp::new(START - 1, 0)).await.unwrap(), None);
     store.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_page_by_whole_stamps_and_miss_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START));
+    let store = open(dir.path(), &clock, Retention::DEFAULT);
+    let h = store.handle();
+    let mut session = Session::default();
+    for i in 0..120u64 {
+        clock.set(START + 1 + i);
+        if i % 3 == 0 {
+            // A unit of three keys (on several shards): one stamp.
+            let ops = (0..3).map(|k| (b(&format!("u{k}")), Op::IncrBy(1))).collect();
+            h.atomic(&ns(), ops, &mut session).await.unwrap();
+        } else {
+            h.exec(&ns(), b(&format!("k{}", i % 7)), Op::IncrBy(1)).await.unwrap().unwrap();
+        }
+    }
+    let (from, to) = (Timestamp::new(START, u16::MAX), Timestamp::new(START + 200, u16::MAX));
+    let (all, upto) = h.changes(&ns(), from, to, None, 10_000).await.unwrap();
+    assert_eq!((all.len(), upto), (40 * 3 + 80, to));
+    let mut paged = Vec::new();
+    let mut at = from;
+    loop {
+        let (page, upto) = h.changes(&ns(), at, to, None, 5).await.unwrap();
+        // Never half a unit: a page ends with a whole stamp.
+        if let Some(last) = page.last() {
+            assert!(
+                all.iter().filter(|c| c.time == last.time).count()
+                    == page.iter().filter(|c| c.time == last.time).count()
+            );
+        }
+        paged.extend(page);
+        if upto == to {
+            break;
+        }
+        at = upto;
+    }
+    assert_eq!(paged, all);
+    store.close();
+}
