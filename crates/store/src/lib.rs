@@ -202,6 +202,11 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<Timestamp, String> {
 
 /// A stamp's time in RFC 3339 (UTC, milliseconds).
 pub fn rfc3339(t: Timestamp) -> String {
+    /// 9999-12-31T23:59:59.999Z: RFC 3339 has four-digit years.
+    const LAST: u64 = 253_402_300_799_999;
+    if t.wall_ms() > LAST {
+        return format!("{} ms after 1970", t.wall_ms());
+    }
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t.wall_ms())).to_string()
 }
 

@@ -243,9 +243,13 @@ impl Shard {
                 if at < oldest {
                     return self.answer(Response::OutOfWindow(oldest), self.hlc.last());
                 }
-                let state = self.window.state_at(&self.keys, &ns, &key, at);
-                let reply = state.map_or(crate::op::Reply::Nil, |e| crate::op::Reply::Entry(Box::new(e)));
-                self.answer(Response::Op(Ok(reply)), self.hlc.last())
+                match self.window.state_at(&self.keys, &ns, &key, at) {
+                    Ok(state) => {
+                        let reply = state.map_or(crate::op::Reply::Nil, |e| crate::op::Reply::Entry(Box::new(e)));
+                        self.answer(Response::Op(Ok(reply)), self.hlc.last())
+                    }
+                    Err(since) => self.answer(Response::OutOfWindow(since), self.hlc.last()),
+                }
             }
             Request::Changes { ns, from, to, prefix, limit } => {
                 let oldest = self.window.oldest(self.now_ms());
@@ -261,8 +265,10 @@ impl Shard {
                 if at < oldest {
                     return self.answer(Response::OutOfWindow(oldest), self.hlc.last());
                 }
-                let page = self.window.scan_at(&self.keys, &ns, from, count, pattern.as_deref(), at);
-                self.answer(Response::Scan(page), self.hlc.last())
+                match self.window.scan_at(&self.keys, &ns, from, count, pattern.as_deref(), at) {
+                    Ok(page) => self.answer(Response::Scan(page), self.hlc.last()),
+                    Err(since) => self.answer(Response::OutOfWindow(since), self.hlc.last()),
+                }
             }
             Request::Dump { cursor, budget } => {
                 let mut records = Records::default();

@@ -252,6 +252,8 @@ fn undo_of(record: &[u8]) -> Before {
 fn undo(state: &mut Option<Entry>, before: Before) {
     match before {
         Before::Absent => *state = None,
+        // A walk stops at one (`Window::state_at`).
+        Before::Lost => {}
         Before::Whole(e) => *state = Some(e),
         Before::Expiry(x) => {
             if let Some(e) = state {
@@ -449,10 +451,11 @@ impl Window {
     }
 
     /// `key` as it was at `at` (which the caller checked is in the window),
-    /// or `None` if it was not there.
-    pub fn state_at(&self, keys: &Keyspace, ns: &[u8], key: &[u8], at: Timestamp) -> Option<Entry> {
+    /// or `None` if it was not there; `Err` with the time of a change whose
+    /// undo was not kept (a value too big) if `at` is before it.
+    pub fn state_at(&self, keys: &Keyspace, ns: &[u8], key: &[u8], at: Timestamp) -> Result<Option<Entry>, Timestamp> {
         let Some(c) = self.index.get(ns).and_then(|s| s.find(key_hash(key), key)) else {
-            return seen_at(keys.raw(ns, key), at);
+            return Ok(seen_at(keys.raw(ns, key), at));
         };
         let seqs = &c.seqs;
         // The first change after `at`: a key's changes are in time order.
@@ -479,6 +482,7 @@ impl Window {
                     state = Some(Some(e));
                     break;
                 }
+                Before::Lost => return Err(self.change(n).time),
                 partial => pending.push(partial),
             }
         }
@@ -486,7 +490,7 @@ impl Window {
         for before in pending.into_iter().rev() {
             undo(&mut state, before);
         }
-        seen_at(state, at)
+        Ok(seen_at(state, at))
     }
 
     /// A page of the keys of `ns` as they were at `at`, from scan position
@@ -500,13 +504,22 @@ impl Window {
         count: usize,
         pattern: Option<&[u8]>,
         at: Timestamp,
-    ) -> ScanPage {
+    ) -> Result<ScanPage, Timestamp> {
         let count = count.max(1);
         let space = self.index.get(ns);
+        // The first key whose past is not kept, if any.
+        let lost = std::cell::Cell::new(None);
+        let present = |key: &[u8]| match self.state_at(keys, ns, key, at) {
+            Ok(state) => state.is_some(),
+            Err(t) => {
+                lost.set(Some(t));
+                false
+            }
+        };
         let mut found: Vec<(u64, Bytes)> = Vec::new();
         let wanted = |key: &[u8]| pattern.is_none_or(|p| glob::matches(p, key));
         let there = |key: &[u8]| match space.and_then(|s| s.find(key_hash(key), key)) {
-            Some(_) => self.state_at(keys, ns, key, at).is_some(),
+            Some(_) => present(key),
             None => keys.expires_at(ns, key).is_none_or(|x| x > at.wall_ms()),
         };
         let live_end = keys.walk(ns, from, count, |key| {
@@ -517,21 +530,19 @@ impl Window {
         // Positions this page covers: up to where the walk stopped.
         let mut end = live_end;
         if let Some(ghosts) = space.map(|s| &s.ghosts) {
-            let mut added = 0;
             let mut last = None;
-            for (pos, key) in ghosts.range((from, Bytes::new())..) {
+            for (visited, (pos, key)) in ghosts.range((from, Bytes::new())..).enumerate() {
                 if end.is_some_and(|e| *pos >= e) {
                     break;
                 }
                 // Past a page of ghosts the page ends, between two positions.
-                if added >= count && last.is_some_and(|l| l < *pos) {
+                if visited >= count && last.is_some_and(|l| l < *pos) {
                     end = Some(*pos);
                     break;
                 }
                 last = Some(*pos);
-                if wanted(key) && self.state_at(keys, ns, key, at).is_some() {
+                if wanted(key) && present(key) {
                     found.push((*pos, key.clone()));
-                    added += 1;
                 }
             }
         }
@@ -546,7 +557,10 @@ impl Window {
                 found.truncate(cut);
             }
         }
-        ScanPage { keys: found.into_iter().map(|(_, k)| k).collect(), next }
+        match lost.get() {
+            Some(t) => Err(t),
+            None => Ok(ScanPage { keys: found.into_iter().map(|(_, k)| k).collect(), next }),
+        }
     }
 }
 
@@ -595,13 +609,15 @@ impl Window {
                 found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key), origin));
             }
         }
-        found.sort_unstable_by_key(|a| (a.0, a.1));
+        // One per key and stamp (the first of a unit's ops on it).
+        found.sort_unstable_by(|a, b| (a.0, &a.2, a.1).cmp(&(b.0, &b.2, b.1)));
         found.dedup_by(|a, b| a.0 == b.0 && a.2 == b.2);
         let changes = found
             .into_iter()
             .map(|(time, _, key, origin)| ChangeAt {
-                before: self.state_at(keys, ns, &key, Timestamp(time.0 - 1)),
-                after: self.state_at(keys, ns, &key, time),
+                // A value too big to keep reads as not there.
+                before: self.state_at(keys, ns, &key, Timestamp(time.0.saturating_sub(1))).unwrap_or(None),
+                after: self.state_at(keys, ns, &key, time).unwrap_or(None),
                 time,
                 key,
                 origin,

@@ -271,3 +271,26 @@ async fn changes_page_by_whole_stamps_and_miss_none() {
     assert_eq!(paged, all);
     store.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_big_to_keep_makes_its_keys_past_unreachable_not_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START));
+    let store = open(dir.path(), &clock, Retention::DEFAULT);
+    let h = store.handle();
+    let set = |v: Bytes| Op::Set { value: v, expiry: SetExpiry::None, get: false };
+    h.exec(&ns(), b("big"), set(Bytes::from(vec![b'x'; 17 << 20]))).await.unwrap().unwrap();
+    h.exec(&ns(), b("other"), set(b("1"))).await.unwrap().unwrap();
+    clock.set(START + 10);
+    h.exec(&ns(), b("big"), set(b("small now"))).await.unwrap().unwrap();
+    clock.set(START + 20);
+    // Before the overwrite, the big value is not kept: a clear error, for that key only.
+    let before = h.read_at(&ns(), b("big"), Timestamp::new(START + 5, 0)).await;
+    assert!(matches!(before, Err(Error::OutOfWindow(t)) if t.wall_ms() == START + 10), "{before:?}");
+    assert!(h.read_at(&ns(), b("other"), Timestamp::new(START + 5, 0)).await.unwrap().is_some());
+    let after = h.read_at(&ns(), b("big"), Timestamp::new(START + 15, 0)).await.unwrap().unwrap();
+    assert_eq!(after.value, squall_store::lattice::Value::Register(b("small now")));
+    // A time no clock can show is an error, not a crash.
+    assert!(squall_store::parse_time("260000000000000.0", START).unwrap_err().contains("future"));
+    store.close();
+}

@@ -11,6 +11,7 @@
 //!              [0] absent | [1][len: varint][header][n: varint] × element
 //!              | [2][n: varint] × ([1] element | [0][name len: varint][name])
 //!              | [3] expiry: [0] none | [1][stamp] persists | [2][stamp][at u64]
+//!              | [4] lost (the value was too big to keep)
 //! element: [name len: varint][name][len: varint][state]
 //! header:  [flags: u8][epoch time: u64][epoch node: u64]
 //!          [expiry, if flagged: time u64, node u64, at u64 unless it persists]
@@ -42,6 +43,7 @@ const ABSENT: u8 = 0;
 const WHOLE: u8 = 1;
 const ELEMENTS: u8 = 2;
 const EXPIRY: u8 = 3;
+const LOST: u8 = 4;
 
 const BODY_MASK: u8 = 0b111;
 const REGISTER: u8 = 0;
@@ -244,6 +246,12 @@ impl Records {
     fn end_undo(&mut self, at: usize) {
         let len = (self.buf.len() - at - 4) as u32;
         self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// What the key was is not kept.
+    pub fn undo_lost(&mut self, ns: &[u8], key: &[u8], made: Made<'_>) {
+        let at = self.undo(ns, key, made, LOST, 0);
+        self.end_undo(at);
     }
 
     /// The key was not there.
@@ -460,6 +468,7 @@ impl<'a> Reader<'a> {
                 }
                 Before::Elements(elements)
             }
+            LOST => Before::Lost,
             EXPIRY => Before::Expiry(match self.u8()? {
                 0 => None,
                 1 => Some(Lww::new(self.stamp()?, None)),

@@ -116,7 +116,10 @@ pub(crate) fn recover(
         if let Record::Undo { time, record, .. } = r {
             *newest = (*newest).max(*time);
             if window_on {
-                windows[shard_of(r, shards)].push(*time, record, true);
+                // Trimmed as it goes: a long log must not fill memory first.
+                let w = &mut windows[shard_of(r, shards)];
+                w.push(*time, record, true);
+                w.trim(now_ms);
             }
         }
     };

@@ -137,6 +137,10 @@ impl Changes for () {
     fn removed(&mut self, _: &[u8], _: &[u8]) {}
 }
 
+/// The largest value an undo record keeps whole; overwriting or removing a
+/// bigger one records that the key's past before it is not kept.
+pub(crate) const MAX_UNDO_BYTES: usize = 16 << 20;
+
 /// What a change overwrote: enough to undo it. The window log's entries.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Before {
@@ -149,6 +153,8 @@ pub(crate) enum Before {
     Elements(Vec<(Bytes, Option<Element>)>),
     /// The key's expiry as it was; nothing else changed.
     Expiry(Option<Lww<Option<u64>>>),
+    /// Not kept (the value was too big): the key cannot be read before it.
+    Lost,
 }
 
 /// A change read back from disk.
@@ -380,8 +386,9 @@ impl Keyspace {
     /// only the members or fields `op` names, unless it is small or `op`
     /// could empty it; everything else keeps its whole entry.
     pub(crate) fn before(&self, ns: &[u8], key: &[u8], op: &Op, made: Made<'_>, now: u64, out: &mut Records) {
-        /// Sets and hashes up to this size are kept whole.
+        /// Sets and hashes up to this size (members, bytes) are kept whole.
         const SMALL: usize = 32;
+        const SMALL_BYTES: usize = 64 << 10;
         let node = self.node;
         let Some(slot) = self.spaces.get(ns).and_then(|s| s.table.get(key_hash(key), key)) else {
             return out.undo_absent(ns, key, made);
@@ -392,16 +399,17 @@ impl Keyspace {
             _ => &[],
         };
         let could_empty = matches!(op, Op::SRem(_) | Op::HDel(_));
+        let big = |n: usize| n > SMALL || slot.approx_bytes() > SMALL_BYTES;
         match (op, slot.body(node)) {
             (Op::SAdd(_) | Op::SRem(_), Body::Other(Value::Set(m)))
-                if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
+                if live && big(m.len()) && !(could_empty && names.len() >= m.len()) =>
             {
                 let named = distinct(names.iter().map(|n| n.as_ref()), names.len());
                 let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Member)));
                 out.undo_elements(ns, key, made, states);
             }
             (Op::HSet(_) | Op::HDel(_), Body::Other(Value::Map(m)))
-                if live && m.len() > SMALL && !(could_empty && names.len() >= m.len()) =>
+                if live && big(m.len()) && !(could_empty && names.len() >= m.len()) =>
             {
                 let named = match op {
                     Op::HSet(pairs) => distinct(pairs.iter().map(|(f, _)| f.as_ref()), pairs.len()),
@@ -412,6 +420,8 @@ impl Keyspace {
             }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
             (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
+            // Too big to keep whole: the past before this change is lost for the key.
+            _ if slot.approx_bytes() > MAX_UNDO_BYTES => out.undo_lost(ns, key, made),
             (_, body) => {
                 let header = Header::of(slot, node);
                 match body {
