@@ -375,6 +375,15 @@ fn a_replay_runs_the_version_deployed_then_against_the_past_and_writes_nothing()
     assert_eq!(steps["steps"][0]["invocation_id"], first_id.as_str(), "{steps}");
     assert_eq!(steps["steps"].as_array().unwrap().len(), 3, "{steps}");
 
+    // Functions of one replay talk to each other as they would live.
+    for (name, wasm) in [("ping", squall_guests::PING), ("pong", squall_guests::PONG)] {
+        assert!(matches!(http(&node, "PUT", &format!("/v1/functions/{name}"), wasm).0, 200 | 201));
+    }
+    std::thread::sleep(Duration::from_millis(3));
+    let (status, _, body) = http(&node, "POST", "/v1/functions/ping/invoke?at=-0s", b"2");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["output"], "pong 1, pong 2; pong heard 2 pings");
+
     // Before it was deployed there was nothing to run; the far past is out of the window.
     let (status, _, body) = http(&node, "POST", &format!("/v1/functions/count/invoke?at={before_deploy}.0"), b"x");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("function_not_found")));

@@ -7,7 +7,7 @@
 //! (the root's) and a count of calls; each invocation has its depth, its
 //! calls in flight and a mailbox.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,11 +31,44 @@ pub(crate) struct Tree {
     calls: AtomicU32,
     /// Which delivery of the root's input this is.
     pub attempt: u32,
+    /// A replay against the past: its messages reach only its own tree's
+    /// invocations (these, once spawned), no live one.
+    pub replay: bool,
+    members: Mutex<HashSet<String>>,
 }
 
 impl Tree {
     pub fn new(root_id: String, ns: &str, deadline: Instant, attempt: u32) -> Arc<Tree> {
-        Arc::new(Tree { root_id, ns: ns.to_string(), deadline, calls: AtomicU32::new(0), attempt })
+        let members = Mutex::default();
+        Arc::new(Tree {
+            root_id,
+            ns: ns.to_string(),
+            deadline,
+            calls: AtomicU32::new(0),
+            attempt,
+            replay: false,
+            members,
+        })
+    }
+
+    /// The tree of a replay: its messages reach no live invocation.
+    pub fn replay(root_id: String, ns: &str, deadline: Instant) -> Arc<Tree> {
+        let members = Mutex::new(HashSet::from([root_id.clone()]));
+        Arc::new(Tree {
+            root_id,
+            ns: ns.to_string(),
+            deadline,
+            calls: AtomicU32::new(0),
+            attempt: 1,
+            replay: true,
+            members,
+        })
+    }
+
+    /// Whether a message may go to invocation `id`: for a replay, only
+    /// within its own tree.
+    fn reaches(&self, id: &str) -> bool {
+        !self.replay || self.members.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
     }
 }
 
@@ -232,6 +265,9 @@ impl Link for TreeLink {
             .admit(&self.tree.ns, self.functions.inner.store.now_ms())
             .map_err(|e| CallError::Limit(format!("quota_exceeded: {e}")))?;
         let id = self.functions.invocation_id();
+        if self.tree.replay {
+            self.tree.members.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+        }
         // Open from the start: the caller may send it messages before it runs.
         let open = self.functions.open_mailbox(&id, &self.tree.ns);
         let link = TreeLink::new(&self.functions, self.tree.clone(), self.depth + 1, open.mailbox.clone());
@@ -257,6 +293,9 @@ impl Link for TreeLink {
     }
 
     fn send(&self, to: &str, message: Vec<u8>) -> Result<(), SendError> {
+        if !self.tree.reaches(to) {
+            return Err(SendError::NoSuchInvocation(format!("{to} (a replay of the past sends only within itself)")));
+        }
         self.functions.deliver(&self.tree.ns, to, message)
     }
 

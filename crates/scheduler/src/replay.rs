@@ -3,7 +3,7 @@
 //! the `sys` namespace read at that time, through the window log); its
 //! reads see the past, its writes are reported and never committed. What
 //! it calls runs the same way (over forks of its transaction), though in
-//! the callees' current versions.
+//! the callees' current versions; its messages reach no live invocation.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,7 +111,7 @@ impl Functions {
         let instance = self.instance(d, &inv, shard, false, started, &mut timing).await;
         let ns = crate::namespace_of(&inv.function);
         let open = self.open_mailbox(&id, ns);
-        let tree = Tree::new(id.clone(), ns, started + inv.timeout, 1);
+        let tree = Tree::replay(id.clone(), ns, started + inv.timeout);
         let link = TreeLink::new(self, tree, 0, open.mailbox.clone());
         let done = inner.runtime.run(instance, &inv, txn, Box::new(link), started).await;
         drop(open);

@@ -547,16 +547,26 @@ impl Shard {
         let now = self.now_ms();
         let on = self.window.is_on();
         let time = if on { self.hlc.now_at(now) } else { self.hlc.last() };
-        let (window, scratch) = (&mut self.window, &mut self.scratch);
+        let (window, scratch, locks) = (&mut self.window, &mut self.scratch, &self.locks);
         let mut undos = Records::default();
-        let n = self.keys.reap(now, limit, &mut self.pending, |keys, ns, key| {
-            if on {
-                let made = crate::disk::Made { time, origin: &[] };
-                crate::window::undo_record(keys, ns, key, &Op::Del, made, now, scratch);
-                undos.append(scratch);
-                window.push(time, scratch.bytes(), false);
-            }
-        });
+        // A key a commit holds is the commit's to change first.
+        let held = |ns: &Bytes, key: &[u8]| {
+            !locks.is_empty() && locks.contains_key(&(ns.clone(), Bytes::copy_from_slice(key)))
+        };
+        let n = self.keys.reap(
+            now,
+            limit,
+            &mut self.pending,
+            |keys, ns, key| {
+                if on {
+                    let made = crate::disk::Made { time, origin: &[] };
+                    crate::window::undo_record(keys, ns, key, &Op::Del, made, now, scratch);
+                    undos.append(scratch);
+                    window.push(time, scratch.bytes(), false);
+                }
+            },
+            held,
+        );
         if !undos.is_empty() {
             self.pending.append(&undos);
             self.pending_newest = self.pending_newest.max(time);

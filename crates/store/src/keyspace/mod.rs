@@ -878,13 +878,15 @@ impl Keyspace {
     }
 
     /// Drops up to `limit` keys whose time has come; returns how many went.
-    /// `before` sees each key just before it goes.
+    /// `before` sees each key just before it goes; a key `held` says a
+    /// commit holds waits (with the rest of its namespace) for a later round.
     pub(crate) fn reap(
         &mut self,
         now: u64,
         limit: usize,
         changes: &mut impl Changes,
         mut before: impl FnMut(&Keyspace, &Bytes, &[u8]),
+        held: impl Fn(&Bytes, &[u8]) -> bool,
     ) -> usize {
         let mut gone = 0;
         let mut names: Vec<Bytes> = Vec::new();
@@ -900,10 +902,13 @@ impl Keyspace {
                 if at > now {
                     break;
                 }
-                space.expiring.pop_first();
                 // Every key with this hash whose time has come (two keys
                 // sharing a 64-bit hash is all but impossible).
                 let due = space.table.keys_with_hash(h, |s| s.is_expired(now));
+                if due.iter().any(|k| held(&ns, k)) {
+                    break;
+                }
+                space.expiring.pop_first();
                 for key in due {
                     before(self, &ns, &key);
                     if self.remove(&ns, h, &key).is_some() {

@@ -229,7 +229,7 @@ fn expired_keys_read_as_missing_and_go_when_written_or_reaped() {
     // A write sees no old value.
     assert_eq!(ks.apply(&ns(), b"a", Op::IncrBy(1), s, 100), Ok(Reply::Int(1)));
     let mut gone = Deltas::default();
-    assert_eq!(ks.reap(150, 10, &mut gone, |_, _, _| {}), 1);
+    assert_eq!(ks.reap(150, 10, &mut gone, |_, _, _| {}, |_, _| false), 1);
     assert_eq!(gone.keys.keys().collect::<Vec<_>>(), vec![&b("b")]);
     assert_eq!(ks.keys(), 1);
 }
