@@ -3,13 +3,33 @@
 
 use anyhow::Result;
 use bytes::Bytes;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use hyper::Method;
 use std::io::Write;
 
 use crate::NodeArgs;
 use crate::client::{self, encode_path};
 use crate::functions::print_json_or;
+
+/// Two times, for walks of the past.
+#[derive(Args)]
+pub struct Range {
+    #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+    from: String,
+    /// [default: now]
+    #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
+    to: Option<String>,
+}
+
+/// Two times, and the keys to look at.
+#[derive(Args)]
+pub struct Between {
+    #[command(flatten)]
+    range: Range,
+    /// Only keys starting with this
+    #[arg(long)]
+    prefix: Option<String>,
+}
 
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
@@ -59,27 +79,15 @@ pub enum SnapshotCommand {
     /// Walk what changed between two times, one atomic unit at a time in
     /// stamp order, each key as it was just before and after
     Steps {
-        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
-        from: String,
-        /// [default: now]
-        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
-        to: Option<String>,
-        /// Only keys starting with this
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        between: Between,
         #[command(flatten)]
         node: NodeArgs,
     },
     /// List the keys whose values differ between two times, as they were at each
     Diff {
-        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
-        from: String,
-        /// [default: now]
-        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
-        to: Option<String>,
-        /// Only keys starting with this
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        between: Between,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -87,11 +95,8 @@ pub enum SnapshotCommand {
     /// the README): `n > 100`, `users has bob`, `job:*[status] == failed`,
     /// combined with and, or, not
     Find {
-        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
-        from: String,
-        /// [default: now]
-        #[arg(long, allow_hyphen_values = true, value_name = "TIME")]
-        to: Option<String>,
+        #[command(flatten)]
+        range: Range,
         #[arg(long = "where", value_name = "PREDICATE")]
         predicate: String,
         #[command(flatten)]
@@ -124,10 +129,10 @@ fn show(v: &Option<squall_api::Value>) -> String {
     }
 }
 
-/// The query of `/v1/changes` and `/v1/diff`.
-fn between(from: &str, to: Option<&str>, prefix: Option<&str>) -> String {
-    let mut q = format!("from={}", client::encode_query(from));
-    if let Some(t) = to {
+/// The query of `/v1/changes`, `/v1/diff` and `/v1/find`.
+fn between(range: &Range, prefix: Option<&str>) -> String {
+    let mut q = format!("from={}", client::encode_query(&range.from));
+    if let Some(t) = &range.to {
         q.push_str(&format!("&to={}", client::encode_query(t)));
     }
     if let Some(p) = prefix {
@@ -145,8 +150,8 @@ fn more(out: &mut dyn Write, complete: bool, upto: &str) -> std::io::Result<()> 
 
 pub async fn run(cmd: SnapshotCommand) -> Result<()> {
     match cmd {
-        SnapshotCommand::Steps { from, to, prefix, node } => {
-            let path = format!("/v1/changes?{}", between(&from, to.as_deref(), prefix.as_deref()));
+        SnapshotCommand::Steps { between: b, node } => {
+            let path = format!("/v1/changes?{}", between(&b.range, b.prefix.as_deref()));
             let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
             let steps: squall_api::Steps = r.json()?;
             print_json_or(&node, &steps, |out| {
@@ -162,9 +167,8 @@ pub async fn run(cmd: SnapshotCommand) -> Result<()> {
                 more(out, steps.complete, &steps.upto)
             })
         }
-        SnapshotCommand::Find { from, to, predicate, node } => {
-            let path =
-                format!("/v1/find?{}&where={}", between(&from, to.as_deref(), None), client::encode_query(&predicate));
+        SnapshotCommand::Find { range, predicate, node } => {
+            let path = format!("/v1/find?{}&where={}", between(&range, None), client::encode_query(&predicate));
             let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
             let found: squall_api::Found = r.json()?;
             print_json_or(&node, &found, |out| {
@@ -180,8 +184,8 @@ pub async fn run(cmd: SnapshotCommand) -> Result<()> {
                 Ok(())
             })
         }
-        SnapshotCommand::Diff { from, to, prefix, node } => {
-            let path = format!("/v1/diff?{}", between(&from, to.as_deref(), prefix.as_deref()));
+        SnapshotCommand::Diff { between: b, node } => {
+            let path = format!("/v1/diff?{}", between(&b.range, b.prefix.as_deref()));
             let r = client::call(&node.node, Method::GET, &path, Bytes::new()).await?.ok()?;
             let diff: squall_api::Diff = r.json()?;
             print_json_or(&node, &diff, |out| {

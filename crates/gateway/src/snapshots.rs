@@ -60,14 +60,7 @@ async fn find(
     let q = query(q)?;
     let pred = squall_store::predicate::parse(&q.predicate)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_predicate", e))?;
-    let from = past(&app, &q.from)?;
-    let to = match &q.to {
-        Some(t) => past(&app, t)?,
-        None => Timestamp::new(app.store.now_ms(), u16::MAX),
-    };
-    if to < from {
-        return Err(bad_request("to is before from".into()));
-    }
+    let (from, to) = range(&app, &q.from, q.to.as_deref())?;
     let found = app.store.find(&scope.store_ns, from, to, &pred).await?;
     Ok(axum::Json(match found {
         None => squall_api::Found { found: false, stamp: None, time: None, step: None },
@@ -96,6 +89,19 @@ struct Between {
     limit: Option<usize>,
 }
 
+/// The times `from` and `to` (now when left out) name, in order.
+fn range(app: &App, from: &str, to: Option<&str>) -> Result<(Timestamp, Timestamp), ApiError> {
+    let from = past(app, from)?;
+    let to = match to {
+        Some(t) => past(app, t)?,
+        None => Timestamp::new(app.store.now_ms(), u16::MAX),
+    };
+    if to < from {
+        return Err(bad_request("to is before from".into()));
+    }
+    Ok((from, to))
+}
+
 /// The changes a [`Between`] asks for, and the times it names.
 async fn between(
     app: &App,
@@ -103,14 +109,7 @@ async fn between(
     q: Result<Query<Between>, QueryRejection>,
 ) -> Result<(Vec<squall_store::ChangeAt>, [Timestamp; 3]), ApiError> {
     let q = query(q)?;
-    let from = past(app, &q.from)?;
-    let to = match &q.to {
-        Some(t) => past(app, t)?,
-        None => Timestamp::new(app.store.now_ms(), u16::MAX),
-    };
-    if to < from {
-        return Err(bad_request("to is before from".into()));
-    }
+    let (from, to) = range(app, &q.from, q.to.as_deref())?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let prefix = q.prefix.map(bytes::Bytes::from);
     let (changes, upto) = app.store.changes(&scope.store_ns, from, to, prefix, limit).await?;

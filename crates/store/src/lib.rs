@@ -1019,7 +1019,7 @@ impl Handle {
     pub async fn read_at(&self, ns: &Bytes, key: Bytes, at: Timestamp) -> Result<Option<Entry>, Error> {
         let shard = self.shard_of(&key);
         let request = Request::ReadAt { ns: ns.clone(), key, at };
-        let a = self.send(shard, Message { after: self.floor(), request }).answer().await?;
+        let a = self.call(shard, request).await?;
         self.durable(Written::from(&a)).await?;
         match a.response {
             Response::Op(Ok(Reply::Entry(e))) => Ok(Some(*e)),
@@ -1065,7 +1065,7 @@ impl Handle {
         let mut upto = to;
         for shard in 0..self.shards() {
             let request = Request::Changes { ns: ns.clone(), from, to, prefix: prefix.clone(), limit };
-            let a = self.send(shard, Message { after: self.floor(), request }).answer().await?;
+            let a = self.call(shard, request).await?;
             self.durable(Written::from(&a)).await?;
             match a.response {
                 Response::Changes { changes, complete } => {
