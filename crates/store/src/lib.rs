@@ -359,6 +359,7 @@ impl Store {
             durable: durable_tx,
             disk: disk.clone(),
             snapshot_at: recovered.snapshot_bytes.max(opts.snapshot_bytes),
+            undo_in_log: 0,
             snapshot_min: opts.snapshot_bytes,
             snapshots: Some(ask_tx),
             window: opts.retention.is_on().then(|| disk::writer::KeptLog {

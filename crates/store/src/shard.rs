@@ -8,7 +8,7 @@
 //! to the store: the protocol is the way in.
 
 use crate::disk::{Chunk, DiskState, Records, WriterMsg};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Keyspace, Undo};
 use crate::op::{Op, OpError, OpResult};
 use crate::protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
 use crate::window::Window;
@@ -72,6 +72,8 @@ pub(crate) struct Shard {
     scratch: Records,
     /// The newest change time among the undo records in `pending`.
     pending_newest: Timestamp,
+    /// How many of `pending`'s bytes are undo records.
+    pending_undo: u64,
     /// Reads of the past waiting for commits that may stamp at or before
     /// their time, or for the window's index to be built.
     past: Vec<(Message, Reply)>,
@@ -117,6 +119,7 @@ impl Shard {
             window,
             scratch: Records::default(),
             pending_newest: Timestamp::ZERO,
+            pending_undo: 0,
             past: Vec::new(),
             indexing: Arc::new(tokio::sync::Notify::new()),
             seq: 0,
@@ -200,9 +203,10 @@ impl Shard {
                 return Err(msg);
             }
             let now = self.now_ms();
+            let since = since(&msg.request).max(self.window.oldest(now));
             if at >= self.window.oldest(now) {
                 self.window.reading(now);
-                if !self.window.catch_up(&self.keys, crate::window::INDEX_STEP) {
+                if !self.window.catch_up(&self.keys, crate::window::INDEX_STEP, since) {
                     self.indexing.notify_one();
                     return Err(msg);
                 }
@@ -342,18 +346,23 @@ impl Shard {
         let window = self.window.is_on();
         // A write that can make a key leaves it held (even at an expiry already past).
         let adds = op.may_add_key();
-        if window {
-            let made = crate::disk::Made { time: stamp, origin: origin.map_or(&[][..], |o| o.as_ref()) };
-            crate::window::undo_record(&self.keys, ns, key, &op, made, now, &mut self.scratch);
-        }
-        let r = self.keys.apply_with(ns, key, op, Stamp::new(stamp, self.keys.node()), now, &mut self.pending);
+        let made = crate::disk::Made { time: stamp, origin: origin.map_or(&[][..], |o| o.as_ref()) };
+        self.scratch.clear();
+        let mut undo = window.then_some(Undo { out: &mut self.scratch, made });
+        let at = Stamp::new(stamp, self.keys.node());
+        let r = self.keys.apply_with(ns, key, op, at, now, &mut self.pending, undo.as_mut());
         if self.pending.len() > before {
             self.seq += 1;
             if window {
                 self.pending.append(&self.scratch);
+                self.pending_undo += self.scratch.bytes().len() as u64;
                 self.pending_newest = self.pending_newest.max(stamp);
                 self.window.push(stamp, self.scratch.bytes(), adds || self.keys.holds(ns, key));
-                self.window.trim(now);
+                // Past the retention, the reaper's rounds trim (ten times
+                // a second); past the bytes, a write does.
+                if self.window.over_cap() {
+                    self.window.trim(now);
+                }
             }
         }
         r
@@ -499,14 +508,19 @@ impl Shard {
     /// One bounded step of building the window's index; once it is
     /// complete, the reads of the past waiting for it run. Whether it is.
     pub fn index_step(&mut self) -> bool {
-        let done = self.window.catch_up(&self.keys, crate::window::INDEX_STEP);
+        let Some(since) = self.past.iter().map(|(msg, _)| since(&msg.request)).min() else {
+            return true;
+        };
+        let since = since.max(self.window.oldest(self.now_ms()));
+        let done = self.window.catch_up(&self.keys, crate::window::INDEX_STEP, since);
         if done {
             self.retry_past();
         }
         done
     }
 
-    /// Runs the reads of the past that no prepared commit holds back now.
+    /// Runs the reads of the past that no prepared commit holds back now
+    /// (each checks again what it waits for).
     fn retry_past(&mut self) {
         if self.past.is_empty() {
             return;
@@ -569,6 +583,7 @@ impl Shard {
         );
         if !undos.is_empty() {
             self.pending.append(&undos);
+            self.pending_undo += undos.bytes().len() as u64;
             self.pending_newest = self.pending_newest.max(time);
         }
         self.window.trim(now);
@@ -608,7 +623,8 @@ impl Shard {
         let records = std::mem::replace(&mut self.pending, Records::with_capacity(room));
         // Blocks when the writer is behind: backpressure from the disk.
         let newest = std::mem::replace(&mut self.pending_newest, Timestamp::ZERO);
-        let chunk = Chunk { shard: self.id, records, upto: self.seq, batch, newest };
+        let undo = std::mem::take(&mut self.pending_undo);
+        let chunk = Chunk { shard: self.id, records, upto: self.seq, batch, newest, undo };
         let _ = self.writer.send(WriterMsg::Chunk(chunk));
     }
 }
@@ -628,4 +644,14 @@ fn keys_of(request: &Request) -> Vec<LockKey> {
     keys.sort_unstable();
     keys.dedup();
     keys
+}
+
+/// How far back a read of the past needs the window's index: every change
+/// stamped after this time.
+fn since(request: &Request) -> Timestamp {
+    match request {
+        Request::ReadAt { at, .. } | Request::ScanAt { at, .. } => *at,
+        Request::Changes { from, .. } => *from,
+        _ => Timestamp::MAX,
+    }
 }

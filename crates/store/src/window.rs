@@ -53,13 +53,17 @@ impl Default for Retention {
 
 /// What a change costs beyond its record: its place in the log and in its
 /// key's list.
-const CHANGE_OVERHEAD: usize = 32;
+const CHANGE_OVERHEAD: usize = 40;
 
 /// Records are copied into chunks of this size, one allocation for many.
 const CHUNK: usize = 64 << 10;
 
 struct Change {
     time: Timestamp,
+    /// The latest time of this change and every one before it: a commit
+    /// may apply after changes stamped later than it, so times are not in
+    /// order, but these are.
+    upto: Timestamp,
     /// Where its undo record is: the chunk's number, the offset and length in it.
     chunk: u64,
     at: u32,
@@ -163,6 +167,13 @@ impl Seqs {
         }
     }
 
+    fn push_front(&mut self, n: u64) {
+        match self {
+            Seqs::One(last) => *self = Seqs::Many(VecDeque::from([n, *last])),
+            Seqs::Many(d) => d.push_front(n),
+        }
+    }
+
     /// Drops the oldest; whether any are left.
     fn pop_front(&mut self) -> bool {
         match self {
@@ -210,9 +221,12 @@ pub(crate) struct Window {
     chunks: Chunks,
     /// Each key's changes, built when the past is first read and kept up
     /// to date while it is being read (writes alone never pay for it).
+    /// It is built newest first, only as far back as reads need: a read
+    /// at T costs about the changes since T, not the window.
     index: Hashed<Bytes, Space>,
-    /// Changes numbered below this are in the index (or dropped).
-    indexed: u64,
+    /// While there is an index, the changes numbered from this one on are
+    /// in it (the older ones are not yet).
+    low: u64,
     /// Until when (physical ms) the index is kept; 0: there is none.
     reading_until: u64,
     /// Changes at or before this time may have been dropped.
@@ -299,7 +313,7 @@ impl Window {
             bytes: 0,
             chunks: Chunks::default(),
             index: Hashed::default(),
-            indexed: 0,
+            low: 0,
             reading_until: 0,
             horizon: Timestamp::ZERO,
         }
@@ -339,15 +353,16 @@ impl Window {
     pub fn push(&mut self, time: Timestamp, record: &[u8], held: bool) {
         let n = self.first + self.changes.len() as u64;
         let (chunk, at) = self.chunks.put(record);
-        self.changes.push_back(Change { time, chunk, at, len: record.len() as u32 });
+        let upto = self.changes.back().map_or(time, |c| c.upto.max(time));
+        self.changes.push_back(Change { time, upto, chunk, at, len: record.len() as u32 });
         self.bytes += record.len() + CHANGE_OVERHEAD;
-        if self.reading_until > 0 && self.indexed == n {
+        if self.reading_until > 0 {
             self.index_one(n, held);
-            self.indexed = n + 1;
         }
     }
 
-    /// Puts change `n` in its key's list; `held`: whether a slot holds the key now.
+    /// Puts change `n`, the newest, at the end of its key's list; `held`:
+    /// whether a slot holds the key now.
     fn index_one(&mut self, n: u64, held: bool) {
         let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
         let space = match self.index.get_mut(ns) {
@@ -378,27 +393,54 @@ impl Window {
         }
     }
 
+    /// Puts change `n`, older than every change in the index, at the
+    /// front of its key's list.
+    fn index_older(&mut self, keys: &Keyspace, n: u64) {
+        let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
+        let space = match self.index.get_mut(ns) {
+            Some(space) => space,
+            None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
+        };
+        let h = key_hash(key);
+        match space.keys.find_mut(h, |c| c.hash == h && c.name.get() == key) {
+            // Its newer changes already said whether it is a ghost.
+            Some(c) => c.seqs.push_front(n),
+            None => {
+                let held = keys.holds(ns, key);
+                if !held {
+                    space.ghosts.insert((position(h), Bytes::copy_from_slice(key)));
+                }
+                let c = Changed { hash: h, name: Name::new(key), seqs: Seqs::One(n), ghost: !held };
+                space.keys.insert_unique(h, c, |c| c.hash);
+            }
+        }
+    }
+
     /// Someone reads the past at physical time `now`: the index is kept
     /// (and built, by [`Window::catch_up`]) for a while.
     pub fn reading(&mut self, now: u64) {
+        if self.reading_until == 0 {
+            self.low = self.first + self.changes.len() as u64;
+        }
         self.reading_until = now + INDEX_KEPT_MS;
     }
 
-    /// Builds the index over up to `budget` more changes; whether it is
-    /// complete.
-    pub fn catch_up(&mut self, keys: &Keyspace, budget: usize) -> bool {
-        let end = self.first + self.changes.len() as u64;
-        self.indexed = self.indexed.max(self.first);
-        let stop = end.min(self.indexed + budget as u64);
-        while self.indexed < stop {
-            let n = self.indexed;
-            let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
-            // Later changes of the key come after; what counts is the end.
-            let held = keys.holds(ns, key);
-            self.index_one(n, held);
-            self.indexed += 1;
+    /// Whether the index has every change stamped after `at`.
+    fn covers(&self, at: Timestamp) -> bool {
+        self.low <= self.first || self.change(self.low - 1).upto <= at
+    }
+
+    /// Builds the index back over up to `budget` more changes, until it
+    /// has every change stamped after `at`; whether it has.
+    pub fn catch_up(&mut self, keys: &Keyspace, budget: usize, at: Timestamp) -> bool {
+        for _ in 0..budget {
+            if self.covers(at) {
+                return true;
+            }
+            self.low -= 1;
+            self.index_older(keys, self.low);
         }
-        self.indexed == end
+        self.covers(at)
     }
 
     /// Drops the index when nobody has read the past for a while.
@@ -406,8 +448,13 @@ impl Window {
         if self.reading_until > 0 && now > self.reading_until {
             self.reading_until = 0;
             self.index = Hashed::default();
-            self.indexed = self.first;
         }
+    }
+
+    /// Whether the window is over its byte cap by more than a chunk (it is
+    /// trimmed in steps that size, not a change per write).
+    pub fn over_cap(&self) -> bool {
+        self.bytes > self.cap + CHUNK
     }
 
     /// Drops changes older than the retention at physical time `now`, and
@@ -423,10 +470,10 @@ impl Window {
             self.first += 1;
             self.bytes -= change.len as usize + CHANGE_OVERHEAD;
             self.horizon = self.horizon.max(change.time);
-            if n >= self.indexed {
-                self.indexed = self.first;
+            if self.reading_until == 0 || n < self.low {
                 continue;
             }
+            self.low = self.low.max(self.first);
             let (ns, key) = names(self.chunks.get(&change));
             let Some(space) = self.index.get_mut(ns) else { continue };
             let h = key_hash(key);
@@ -579,13 +626,10 @@ impl Window {
         limit: usize,
     ) -> (Vec<ChangeAt>, bool) {
         // The log is in apply order: a commit is applied within its hold
-        // limit (10 s) of its stamp, so nothing stamped after `from` comes
-        // before a change stamped LATE earlier, nor after `to` plus LATE.
+        // limit (10 s) of its stamp, so nothing stamped before `to` comes
+        // after a change stamped LATE later.
         const LATE: u64 = 11_000;
-        let mut i = self.changes.partition_point(|c| c.time <= from);
-        while i > 0 && self.changes[i - 1].time.wall_ms() + LATE > from.wall_ms() {
-            i -= 1;
-        }
+        let i = self.changes.partition_point(|c| c.upto <= from);
         let mut found: Vec<(Timestamp, u64, Bytes, Option<Bytes>)> = Vec::new();
         // Once `limit` are found, only changes up to the newest of those
         // count (the answer ends there): the walk stops LATE after it, so

@@ -128,6 +128,8 @@ pub(crate) struct Chunk {
     pub batch: Option<(TxnId, usize)>,
     /// The newest change time among its undo records.
     pub newest: squall_lattice::Timestamp,
+    /// How many of its bytes are undo records.
+    pub undo: u64,
 }
 
 pub(crate) enum WriterMsg {

@@ -243,7 +243,7 @@ impl Records {
         at
     }
 
-    fn end_undo(&mut self, at: usize) {
+    pub fn end_undo(&mut self, at: usize) {
         let len = (self.buf.len() - at - 4) as u32;
         self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
@@ -286,22 +286,34 @@ impl Records {
         made: Made<'_>,
         elements: impl ExactSizeIterator<Item = (&'e [u8], Option<StateRef<'e>>)>,
     ) {
-        let at = self.undo(ns, key, made, ELEMENTS, 5);
-        varint(&mut self.buf, elements.len() as u64);
+        let at = self.undo_elements_start(ns, key, made, elements.len());
         for (name, state) in elements {
-            match state {
-                Some(state) => {
-                    self.buf.push(1);
-                    put_element(&mut self.buf, name, state);
-                }
-                None => {
-                    self.buf.push(0);
-                    varint(&mut self.buf, name.len() as u64);
-                    self.buf.extend_from_slice(name);
-                }
-            }
+            self.undo_element(name, state);
         }
         self.end_undo(at);
+    }
+
+    /// Starts an undo record of `count` elements, each then written by
+    /// [`Records::undo_element`]; [`Records::end_undo`] closes it.
+    pub fn undo_elements_start(&mut self, ns: &[u8], key: &[u8], made: Made<'_>, count: usize) -> usize {
+        let at = self.undo(ns, key, made, ELEMENTS, 5);
+        varint(&mut self.buf, count as u64);
+        at
+    }
+
+    /// One element of an undo record: what it was (`None`: not there).
+    pub fn undo_element(&mut self, name: &[u8], state: Option<StateRef<'_>>) {
+        match state {
+            Some(state) => {
+                self.buf.push(1);
+                put_element(&mut self.buf, name, state);
+            }
+            None => {
+                self.buf.push(0);
+                varint(&mut self.buf, name.len() as u64);
+                self.buf.extend_from_slice(name);
+            }
+        }
     }
 
     /// The key's expiry was this; nothing else changed.

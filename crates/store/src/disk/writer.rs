@@ -36,6 +36,12 @@ pub(crate) struct Writer {
     pub disk: Arc<DiskState>,
     /// Log bytes (since the last snapshot) that start a snapshot.
     pub snapshot_at: u64,
+    /// Bytes of undo records in the segment being appended to: they do
+    /// not count towards a snapshot (the window keeps their segments for
+    /// as long as it reaches them anyway, and a snapshot would not shorten
+    /// a recovery that reads them back), so the window log does not make
+    /// snapshots more frequent.
+    pub undo_in_log: u64,
     /// The log never waits for a snapshot while smaller than this.
     pub snapshot_min: u64,
     /// Where to ask for a snapshot (the snapshot thread).
@@ -170,7 +176,8 @@ impl Writer {
                     let _ = tx.send(answer);
                 }
             }
-            if !snapshotting && open && stuck.is_none() && self.log.end >= self.snapshot_at && self.disk.is_ok() {
+            let data = self.log.end.saturating_sub(self.undo_in_log);
+            if !snapshotting && open && stuck.is_none() && data >= self.snapshot_at && self.disk.is_ok() {
                 snapshotting = self.start_snapshot();
             }
             if !self.sync && open && !ready.is_empty() {
@@ -185,6 +192,7 @@ impl Writer {
     fn encode(&mut self, chunks: &[Chunk], stuck: Option<Stuck>) -> Stuck {
         let mut s = stuck.unwrap_or(Stuck { frames: Vec::new(), next_entry: self.next_entry, chunks: Vec::new() });
         let size: usize = chunks.iter().map(|c| c.records.bytes().len()).sum();
+        self.undo_in_log += chunks.iter().map(|c| c.undo).sum::<u64>();
         if let Some(k) = &mut self.window {
             k.newest = chunks.iter().map(|c| c.newest).fold(k.newest, Timestamp::max);
         }
@@ -288,6 +296,7 @@ impl Writer {
             return false;
         }
         let old = std::mem::replace(&mut self.log, seg);
+        self.undo_in_log = 0;
         if let Some(k) = &mut self.window {
             k.kept.push_back(Kept { no: old.no, bytes: old.end, newest: k.newest });
             k.newest = Timestamp::ZERO;
@@ -397,7 +406,19 @@ mod tests {
     fn queue(parts: &[Option<(u64, usize)>]) -> VecDeque<(u64, Chunk)> {
         parts
             .iter()
-            .map(|b| (0, Chunk { shard: 0, records: Records::default(), upto: 0, batch: *b, newest: Timestamp::ZERO }))
+            .map(|b| {
+                (
+                    0,
+                    Chunk {
+                        shard: 0,
+                        records: Records::default(),
+                        upto: 0,
+                        batch: *b,
+                        newest: Timestamp::ZERO,
+                        undo: 0,
+                    },
+                )
+            })
             .collect()
     }
 

@@ -141,6 +141,64 @@ impl Changes for () {
 /// bigger one records that the key's past before it is not kept.
 pub(crate) const MAX_UNDO_BYTES: usize = 16 << 20;
 
+/// Sets and hashes up to this size (members, bytes) are kept whole in
+/// an undo record; a change to a bigger one keeps the elements it names.
+const SMALL: usize = 32;
+const SMALL_BYTES: usize = 64 << 10;
+
+/// Where a write's undo record goes while the window log is on. The
+/// hottest writes (SET, INCRBY, SADD, HSET) write it from the slot they
+/// find and the registers they replace, with no lookup of their own.
+pub(crate) struct Undo<'a> {
+    pub out: &'a mut Records,
+    pub made: Made<'a>,
+}
+
+/// Whether a change to the set or hash in `slot` (of `len` elements)
+/// keeps only the elements it names.
+fn big(slot: &Slot, len: usize) -> bool {
+    len > SMALL || slot.approx_bytes() > SMALL_BYTES
+}
+
+/// Writes the whole entry in `slot` as `key`'s undo record (or that it
+/// is lost, if too big to keep).
+fn undo_slot(slot: &Slot, node: NodeId, ns: &[u8], key: &[u8], made: Made<'_>, out: &mut Records) {
+    if slot.approx_bytes() > MAX_UNDO_BYTES {
+        return out.undo_lost(ns, key, made);
+    }
+    let header = Header::of(slot, node);
+    match slot.body(node) {
+        Body::Other(Value::Set(m)) => out.undo_whole(
+            ns,
+            key,
+            made,
+            &header,
+            m.iter().map(|(n, r)| (n.as_ref(), StateRef::Member(r))).collect::<Vec<_>>().into_iter(),
+        ),
+        Body::Other(Value::Map(m)) => out.undo_whole(
+            ns,
+            key,
+            made,
+            &header,
+            m.iter().map(|(n, r)| (n.as_ref(), StateRef::Field(r))).collect::<Vec<_>>().into_iter(),
+        ),
+        _ => out.undo_whole(ns, key, made, &header, std::iter::empty()),
+    }
+}
+
+/// For a command naming `items`, which are the first of their name
+/// (`None`: all are, there is at most one), and how many names there are.
+fn firsts<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> (Option<Vec<bool>>, usize) {
+    let n = items.len();
+    if n <= 1 {
+        return (None, n);
+    }
+    let mut seen: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
+    seen.reserve(n);
+    let firsts: Vec<bool> = items.map(|i| seen.insert(i)).collect();
+    (Some(firsts), seen.len())
+}
+
 /// What a change overwrote: enough to undo it. The window log's entries.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Before {
@@ -386,9 +444,6 @@ impl Keyspace {
     /// only the members or fields `op` names, unless it is small or `op`
     /// could empty it; everything else keeps its whole entry.
     pub(crate) fn before(&self, ns: &[u8], key: &[u8], op: &Op, made: Made<'_>, now: u64, out: &mut Records) {
-        /// Sets and hashes up to this size (members, bytes) are kept whole.
-        const SMALL: usize = 32;
-        const SMALL_BYTES: usize = 64 << 10;
         let node = self.node;
         let Some(slot) = self.spaces.get(ns).and_then(|s| s.table.get(key_hash(key), key)) else {
             return out.undo_absent(ns, key, made);
@@ -399,7 +454,7 @@ impl Keyspace {
             _ => &[],
         };
         let could_empty = matches!(op, Op::SRem(_) | Op::HDel(_));
-        let big = |n: usize| n > SMALL || slot.approx_bytes() > SMALL_BYTES;
+        let big = |n: usize| big(slot, n);
         match (op, slot.body(node)) {
             (Op::SAdd(_) | Op::SRem(_), Body::Other(Value::Set(m)))
                 if live && big(m.len()) && !(could_empty && names.len() >= m.len()) =>
@@ -420,28 +475,7 @@ impl Keyspace {
             }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
             (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
-            // Too big to keep whole: the past before this change is lost for the key.
-            _ if slot.approx_bytes() > MAX_UNDO_BYTES => out.undo_lost(ns, key, made),
-            (_, body) => {
-                let header = Header::of(slot, node);
-                match body {
-                    Body::Other(Value::Set(m)) => out.undo_whole(
-                        ns,
-                        key,
-                        made,
-                        &header,
-                        m.iter().map(|(n, r)| (n.as_ref(), StateRef::Member(r))).collect::<Vec<_>>().into_iter(),
-                    ),
-                    Body::Other(Value::Map(m)) => out.undo_whole(
-                        ns,
-                        key,
-                        made,
-                        &header,
-                        m.iter().map(|(n, r)| (n.as_ref(), StateRef::Field(r))).collect::<Vec<_>>().into_iter(),
-                    ),
-                    _ => out.undo_whole(ns, key, made, &header, std::iter::empty()),
-                }
-            }
+            _ => undo_slot(slot, node, ns, key, made, out),
         }
     }
 
@@ -461,10 +495,12 @@ impl Keyspace {
     /// Applies `op` with every write stamped `stamp`, changes going nowhere
     /// (a transaction's overlay).
     pub fn apply(&mut self, ns: &Bytes, key: &[u8], op: Op, stamp: Stamp, now: u64) -> OpResult {
-        self.apply_with(ns, key, op, stamp, now, &mut ())
+        self.apply_with(ns, key, op, stamp, now, &mut (), None)
     }
 
-    /// Applies `op`, telling `changes` what changed.
+    /// Applies `op`, telling `changes` what changed, and writing its undo
+    /// record to `undo` if given (cleared: a failed op leaves something).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn apply_with(
         &mut self,
         ns: &Bytes,
@@ -473,6 +509,7 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
+        undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
         if !op.is_write() {
             return self.read(ns, key, &op, now);
@@ -480,12 +517,17 @@ impl Keyspace {
         let h = key_hash(key);
         // The hottest writes look their key up once, expired or not.
         let op = match op {
-            Op::Set { value, expiry, get } => return self.set(ns, h, key, &value, expiry, get, stamp, now, changes),
-            Op::IncrBy(delta) => return self.incr(ns, h, key, delta, stamp, now, changes),
-            Op::SAdd(members) => return self.sadd(ns, h, key, &members, stamp, now, changes),
-            Op::HSet(pairs) => return self.hset(ns, h, key, &pairs, stamp, now, changes),
+            Op::Set { value, expiry, get } => {
+                return self.set(ns, h, key, &value, expiry, get, stamp, now, changes, undo);
+            }
+            Op::IncrBy(delta) => return self.incr(ns, h, key, delta, stamp, now, changes, undo),
+            Op::SAdd(members) => return self.sadd(ns, h, key, &members, stamp, now, changes, undo),
+            Op::HSet(pairs) => return self.hset(ns, h, key, &pairs, stamp, now, changes, undo),
             op => op,
         };
+        if let Some(u) = undo {
+            self.before(ns, key, &op, u.made, now, u.out);
+        }
         // An expired key is gone before any other write looks at it.
         if self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key)).is_some_and(|s| s.is_expired(now)) {
             self.remove(ns, h, key);
@@ -588,6 +630,7 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
+        undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
         let node = self.node;
         let (table, expiring, keys, bytes) = self.space_parts(ns);
@@ -605,6 +648,9 @@ impl Keyspace {
                     (None, true) => Reply::Nil,
                     (Some(o), true) => Reply::Bytes(o.string().ok_or(OpError::WrongType)?),
                 };
+                if let Some(u) = undo {
+                    undo_slot(slot, node, ns, key, u.made, u.out);
+                }
                 let (was_at, was_bytes) = (slot.expires_at(), slot.approx_bytes() as i64);
                 slot.set_register(stamp, expiry_of(old), value, node);
                 reindex(expiring, h, was_at, slot.expires_at());
@@ -612,6 +658,9 @@ impl Keyspace {
                 (slot, previous)
             }
             Spot::Free(free) => {
+                if let Some(u) = undo {
+                    u.out.undo_absent(ns, key, u.made);
+                }
                 let fresh = Slot::register(key, stamp, expiry_of(None), value, node);
                 reindex(expiring, h, None, fresh.expires_at());
                 *keys += 1;
@@ -642,6 +691,7 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
+        undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
         let node = self.node;
         let (table, expiring, keys, bytes) = self.space_parts(ns);
@@ -653,7 +703,14 @@ impl Keyspace {
             let entry = Entry { epoch: stamp, value: Value::Counter(counter), expiry };
             Ok((Slot::new(key, entry, node), n))
         };
-        let (slot, n) = match table.entry(h, key) {
+        let spot = table.entry(h, key);
+        if let Some(u) = undo {
+            match &spot {
+                Spot::Taken(slot) => undo_slot(slot, node, ns, key, u.made, u.out),
+                Spot::Free(_) => u.out.undo_absent(ns, key, u.made),
+            }
+        }
+        let (slot, n) = match spot {
             Spot::Taken(slot) if !slot.is_expired(now) => match slot.body(node) {
                 // INCR on a register holding an integer turns it into a
                 // counter in a new epoch, as Redis lets a client INCR what it SET.
@@ -696,6 +753,9 @@ impl Keyspace {
     /// The live set or hash at `key` with one probe, made (empty, in a new
     /// epoch) if there is none or it expired, and then with the header
     /// record that announces it. Fails if the key holds another type.
+    /// Writes the undo record to `undo`, unless the collection is big:
+    /// then the caller writes the elements it replaces (true).
+    #[allow(clippy::too_many_arguments)]
     fn collection(
         &mut self,
         ns: &Bytes,
@@ -704,11 +764,30 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         empty: fn() -> Value,
-    ) -> Result<(&mut Entry, Option<Header<'static>>), OpError> {
+        undo: Option<&mut Undo<'_>>,
+    ) -> Result<(&mut Entry, Option<Header<'static>>, bool), OpError> {
         let node = self.node;
         let (table, expiring, keys, bytes) = self.space_parts(ns);
         let fresh = || Slot::new(key, Entry::new(stamp, empty()), node);
-        match table.entry(h, key) {
+        let spot = table.entry(h, key);
+        let mut by_elements = false;
+        if let Some(u) = undo {
+            match &spot {
+                Spot::Taken(slot) => {
+                    let len = match slot.body(node) {
+                        Body::Other(Value::Set(m)) => Some(m.len()),
+                        Body::Other(Value::Map(m)) => Some(m.len()),
+                        _ => None,
+                    };
+                    match len {
+                        Some(len) if !slot.is_expired(now) && big(slot, len) => by_elements = true,
+                        _ => undo_slot(slot, node, ns, key, u.made, u.out),
+                    }
+                }
+                Spot::Free(_) => u.out.undo_absent(ns, key, u.made),
+            }
+        }
+        let (entry, header) = match spot {
             Spot::Taken(slot) if !slot.is_expired(now) => {
                 let same = matches!(
                     (slot.body(node), empty()),
@@ -717,22 +796,23 @@ impl Keyspace {
                 if !same {
                     return Err(OpError::WrongType);
                 }
-                Ok((slot.full_mut(node), None))
+                (slot.full_mut(node), None)
             }
             Spot::Taken(slot) => {
                 let new = fresh();
                 reindex(expiring, h, slot.expires_at(), None);
                 *bytes += new.approx_bytes() as i64 - slot.approx_bytes() as i64;
                 *slot = new;
-                Ok(created(slot.full_mut(node)))
+                created(slot.full_mut(node))
             }
             Spot::Free(free) => {
                 let new = fresh();
                 *keys += 1;
                 *bytes += new.approx_bytes() as i64;
-                Ok(created(free.insert(new).full_mut(node)))
+                created(free.insert(new).full_mut(node))
             }
-        }
+        };
+        Ok((entry, header, by_elements))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -745,17 +825,33 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
+        mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
-        let (entry, header) = self.collection(ns, h, key, stamp, now, || Value::Set(Members::default()))?;
+        let empty = || Value::Set(Members::default());
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let set = members_of(entry)?;
         let mut added = 0i64;
         let mut grew = 0i64;
-        for m in members {
-            if set.assign_borrowed(m.as_ref(), copy, Lww::new(stamp, true)).is_none_or(|r| !r.value) {
+        // A big set's undo record: each member named, as it was (the first time).
+        let mut record = undo.filter(|_| by_elements).map(|u| {
+            let (firsts, count) = firsts(members.iter().map(|m| m.as_ref()));
+            (u.out.undo_elements_start(ns, key, u.made, count), firsts, u)
+        });
+        for (i, m) in members.iter().enumerate() {
+            let old = set.assign_borrowed(m.as_ref(), copy, Lww::new(stamp, true));
+            if let Some((_, firsts, u)) = &mut record
+                && firsts.as_ref().is_none_or(|f| f[i])
+            {
+                u.out.undo_element(m, old.as_ref().map(StateRef::Member));
+            }
+            if old.is_none_or(|r| !r.value) {
                 added += 1;
                 grew += (m.len() + MEMBER_OVERHEAD) as i64;
             }
+        }
+        if let Some((at, _, u)) = record {
+            u.out.end_undo(at);
         }
         self.bytes += grew;
         if let Some(header) = header {
@@ -834,21 +930,37 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
+        mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
-        let (entry, header) = self.collection(ns, h, key, stamp, now, || Value::Map(Fields::default()))?;
+        let empty = || Value::Map(Fields::default());
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let map = fields_of(entry)?;
         let mut added = 0i64;
         let mut grew = 0i64;
-        for (f, v) in pairs {
+        // A big hash's undo record: each field named, as it was (the first time).
+        let mut record = undo.filter(|_| by_elements).map(|u| {
+            let (firsts, count) = firsts(pairs.iter().map(|(f, _)| f.as_ref()));
+            (u.out.undo_elements_start(ns, key, u.made, count), firsts, u)
+        });
+        for (i, (f, v)) in pairs.iter().enumerate() {
             // A field named twice keeps its last value, as in Redis.
-            match map.assign_borrowed(f.as_ref(), copy, Lww::new(stamp, Some(copy(v)))) {
+            let old = map.assign_borrowed(f.as_ref(), copy, Lww::new(stamp, Some(copy(v))));
+            if let Some((_, firsts, u)) = &mut record
+                && firsts.as_ref().is_none_or(|f| f[i])
+            {
+                u.out.undo_element(f, old.as_ref().map(StateRef::Field));
+            }
+            match old {
                 Some(Lww { value: Some(old), .. }) => grew += v.len() as i64 - old.len() as i64,
                 _ => {
                     added += 1;
                     grew += (f.len() + v.len() + FIELD_OVERHEAD) as i64;
                 }
             }
+        }
+        if let Some((at, _, u)) = record {
+            u.out.end_undo(at);
         }
         if let Some(header) = header {
             changes.header(ns, key, &header);

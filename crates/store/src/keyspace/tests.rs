@@ -133,7 +133,7 @@ proptest! {
             let stamp = Stamp::new(Timestamp::new(1000 + i as u64, 0), node);
             let mut d = Deltas { stamp, keys: BTreeMap::new() };
             for (k, op) in unit {
-                let _ = live.apply_with(&ns(), format!("k{k}").as_bytes(), op.clone(), stamp, 0, &mut d);
+                let _ = live.apply_with(&ns(), format!("k{k}").as_bytes(), op.clone(), stamp, 0, &mut d, None);
             }
             deltas.push(d.keys);
         }
