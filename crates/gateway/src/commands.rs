@@ -7,7 +7,7 @@
 use crate::resp::Frame;
 use bytes::Bytes;
 use squall_store::lattice::PhysicalClock;
-use squall_store::{Op, OpError, OpResult, Reply, SetExpiry};
+use squall_store::{ExpireIf, Op, OpError, OpResult, Reply, SetExpiry};
 
 /// A parsed command.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub enum Render {
     Plain,
     /// Milliseconds to live, shown in seconds (TTL).
     Seconds,
+    /// Whether it applied, as 1 or 0 (SETNX: OK or nil).
+    Flag,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -74,6 +76,7 @@ pub enum Server {
     Multi,
     Exec,
     Discard,
+    Watch(Vec<Bytes>),
     Unwatch,
 }
 
@@ -82,6 +85,9 @@ pub enum Server {
 pub const COMMANDS: &[(&str, i64)] = &[
     ("get", 2),
     ("set", -3),
+    ("setnx", 3),
+    ("getset", 3),
+    ("getdel", 2),
     ("setex", 4),
     ("psetex", 4),
     ("del", -2),
@@ -135,7 +141,6 @@ pub const COMMANDS: &[(&str, i64)] = &[
 /// Conditional writes need coordination between replicas, which a
 /// coordination-free store does not do; they answer this rather than a
 /// silently wrong result.
-const NOT_SUPPORTED: &str = "is not supported: it needs coordination that Squall's coordination-free store does not do";
 
 /// The command's name as errors show it. Only error paths call this: an
 /// allocation per command is a visible cost on the hot path.
@@ -258,10 +263,8 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         b"HLEN" => one(Op::HLen),
         b"TYPE" => one(Op::Type),
         b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" => {
-            if args.len() > 3 {
-                let name = lower(&args[0]);
-                return Err(Frame::err(format!("the NX/XX/GT/LT options of '{name}' {NOT_SUPPORTED}")));
-            }
+            // The options first, then the time, as Redis checks them.
+            let test = expire_options(&args[3..])?;
             let t = int(&args[2])?;
             let at = match name {
                 b"EXPIRE" => t.checked_mul(1000).and_then(|ms| from_now(clock, ms)),
@@ -269,20 +272,50 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
                 b"EXPIREAT" => t.checked_mul(1000),
                 _ => Some(t),
             };
-            let at = at.ok_or_else(|| expire_error(&args[0]))?;
-            one(Op::ExpireAt(at.max(0) as u64))
+            let at = at.ok_or_else(|| expire_error(&args[0]))?.max(0) as u64;
+            one(if test == ExpireIf::default() { Op::ExpireAt(at) } else { Op::ExpireAtIf(at, test) })
         }
+        b"SETNX" => Ok(Cmd::Key {
+            key: key(),
+            op: Op::SetIf { value: args[2].clone(), expiry: SetExpiry::None, get: false, present: false },
+            render: Render::Flag,
+        }),
+        b"GETSET" => one(Op::Set { value: args[2].clone(), expiry: SetExpiry::None, get: true }),
+        b"GETDEL" => one(Op::GetDel),
         b"TTL" => Ok(Cmd::Key { key: key(), op: Op::Pttl, render: Render::Seconds }),
         b"PTTL" => one(Op::Pttl),
         b"PERSIST" => one(Op::Persist),
-        b"WATCH" => Err(Frame::err(format!("WATCH {NOT_SUPPORTED}; MULTI/EXEC alone is atomic"))),
+        b"WATCH" => Ok(Cmd::Server(Server::Watch(args[1..].to_vec()))),
         _ => parse_server(name, args).map(Cmd::Server),
     }
+}
+
+/// EXPIRE's NX, XX, GT and LT, with Redis's errors.
+fn expire_options(opts: &[Bytes]) -> Result<ExpireIf, Frame> {
+    let mut test = ExpireIf::default();
+    for opt in opts {
+        match opt.to_ascii_uppercase().as_slice() {
+            b"NX" => test.nx = true,
+            b"XX" => test.xx = true,
+            b"GT" => test.gt = true,
+            b"LT" => test.lt = true,
+            _ => return Err(Frame::err(format!("Unsupported option {}", String::from_utf8_lossy(opt)))),
+        }
+    }
+    if test.nx && (test.xx || test.gt || test.lt) {
+        return Err(Frame::err("NX and XX, GT or LT options at the same time are not compatible"));
+    }
+    if test.gt && test.lt {
+        return Err(Frame::err("GT and LT options at the same time are not compatible"));
+    }
+    Ok(test)
 }
 
 fn parse_set(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
     let mut expiry = SetExpiry::None;
     let mut get = false;
+    // NX: only if absent (false); XX: only if present (true).
+    let mut present: Option<bool> = None;
     let mut i = 3;
     while i < args.len() {
         let opt = args[i].to_ascii_uppercase();
@@ -307,14 +340,18 @@ fn parse_set(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
             b"PXAT" => timed(1, true)?,
             b"KEEPTTL" if expiry == SetExpiry::None => expiry = SetExpiry::Keep,
             b"GET" => get = true,
-            b"NX" | b"XX" => {
-                return Err(Frame::err(format!("SET {} {NOT_SUPPORTED}", String::from_utf8_lossy(&opt))));
-            }
+            b"NX" if present.is_none() => present = Some(false),
+            b"XX" if present.is_none() => present = Some(true),
             _ => return Err(syntax()),
         }
         i += 1;
     }
-    Ok(Cmd::Key { key: args[1].clone(), op: Op::Set { value: args[2].clone(), expiry, get }, render: Render::Plain })
+    let value = args[2].clone();
+    let op = match present {
+        None => Op::Set { value, expiry, get },
+        Some(present) => Op::SetIf { value, expiry, get, present },
+    };
+    Ok(Cmd::Key { key: args[1].clone(), op, render: Render::Plain })
 }
 
 fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
@@ -422,6 +459,7 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         Ok(Reply::Int(ms)) if how == Render::Seconds => {
             Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 })
         }
+        Ok(reply) if how == Render::Flag => Frame::Integer(i64::from(reply != Reply::Nil)),
         Ok(reply) => reply_frame(reply),
     }
 }
@@ -499,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn set_options_parse_and_conditional_writes_are_refused() {
+    fn set_options_parse() {
         match parse(&args("SET k v EX 10 GET")) {
             Ok(Cmd::Key { op: Op::Set { expiry: SetExpiry::At(at), get: true, .. }, .. }) => {
                 assert_eq!(at, NOW + 10_000);
@@ -513,8 +551,13 @@ mod tests {
         assert_eq!(err("SET k v EX 0"), "ERR invalid expire time in 'set' command");
         assert_eq!(err("SET k v EX 1 PX 5"), "ERR syntax error");
         assert_eq!(err("SET k v EX"), "ERR syntax error");
-        assert!(err("SET k v NX").contains("not supported"));
-        assert!(err("WATCH k").contains("not supported"));
+        assert!(matches!(
+            parse(&args("SET k v nx GET")),
+            Ok(Cmd::Key { op: Op::SetIf { present: false, get: true, .. }, .. })
+        ));
+        assert!(matches!(parse(&args("SET k v XX")), Ok(Cmd::Key { op: Op::SetIf { present: true, .. }, .. })));
+        assert_eq!(err("SET k v NX XX"), "ERR syntax error");
+        assert!(matches!(parse(&args("WATCH a b")), Ok(Cmd::Server(Server::Watch(keys))) if keys.len() == 2));
         assert_eq!(err("INCRBY k abc"), "ERR value is not an integer or out of range");
         assert_eq!(err("EXPIRE k 9223372036854775"), "ERR invalid expire time in 'expire' command");
         assert_eq!(err("PEXPIRE k 9223372036854775807"), "ERR invalid expire time in 'pexpire' command");
@@ -542,7 +585,30 @@ mod tests {
         assert_eq!(at("EXPIRE k -5"), NOW - 5_000);
         assert_eq!(err("SETEX k 0 v"), "ERR invalid expire time in 'setex' command");
         assert_eq!(err("pSeTeX k -1 v"), "ERR invalid expire time in 'psetex' command");
-        assert_eq!(err("ExPiRe k 1 NX"), format!("ERR the NX/XX/GT/LT options of 'expire' {NOT_SUPPORTED}"));
+    }
+
+    /// EXPIRE's options are checked before the time, with Redis's texts.
+    #[test]
+    fn expire_options_parse_as_redis_checks_them() {
+        let test = |s: &str| match parse(&args(s)) {
+            Ok(Cmd::Key { op: Op::ExpireAtIf(_, t), .. }) => t,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(test("ExPiRe k 1 nx"), ExpireIf { nx: true, ..ExpireIf::default() });
+        assert_eq!(test("PEXPIRE k 1 XX GT"), ExpireIf { xx: true, gt: true, ..ExpireIf::default() });
+        assert!(matches!(parse(&args("EXPIRE k 1")), Ok(Cmd::Key { op: Op::ExpireAt(_), .. })));
+        assert_eq!(err("EXPIRE k 1 LT GT"), "ERR GT and LT options at the same time are not compatible");
+        assert_eq!(err("EXPIRE k 1 NX XX"), "ERR NX and XX, GT or LT options at the same time are not compatible");
+        assert_eq!(err("EXPIRE k 1 NX LT"), "ERR NX and XX, GT or LT options at the same time are not compatible");
+        assert_eq!(err("EXPIRE k 1 FOO"), "ERR Unsupported option FOO");
+        assert_eq!(err("EXPIRE k abc FOO"), "ERR Unsupported option FOO");
+        assert_eq!(err("EXPIRE k abc NX"), "ERR value is not an integer or out of range");
+        // A key without an expiry has an infinite one.
+        let (nx, xx, gt, lt) = (test("EXPIRE k 1 NX"), test("EXPIRE k 1 XX"), test("EXPIRE k 1 GT"), test("EXPIRE k 1 LT"));
+        assert!(nx.holds(None, 5) && !nx.holds(Some(9), 5));
+        assert!(!xx.holds(None, 5) && xx.holds(Some(9), 5));
+        assert!(!gt.holds(None, 5) && gt.holds(Some(4), 5) && !gt.holds(Some(5), 5));
+        assert!(lt.holds(None, 5) && lt.holds(Some(6), 5) && !lt.holds(Some(5), 5));
     }
 
     #[test]

@@ -281,6 +281,9 @@ struct Conn {
     id: u64,
     name: Option<Bytes>,
     multi: Option<Transaction>,
+    /// WATCHed keys, each as it was read then: EXEC applies only if all
+    /// still read so.
+    watched: Vec<squall_store::Check>,
     metrics: Arc<Metrics>,
     opts: Options,
     /// Who it is: authenticated (or the node is open), or not yet.
@@ -323,6 +326,7 @@ impl Conn {
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             name: None,
             multi: None,
+            watched: Vec::new(),
             metrics,
             opts,
             written: vec![0; shards],
@@ -641,7 +645,12 @@ impl Conn {
                 }
                 Cmd::Server(Server::Discard) => {
                     self.multi = None;
+                    self.watched.clear();
                     pending.push(Pending::Ready(Frame::ok()));
+                }
+                // Answered, not queued, and the transaction goes on (as in Redis).
+                Cmd::Server(Server::Watch(_)) => {
+                    pending.push(Pending::Ready(Frame::err("WATCH inside MULTI is not allowed")));
                 }
                 Cmd::Server(Server::Multi) => {
                     pending.push(Pending::Ready(Frame::err("MULTI calls can not be nested")));
@@ -718,6 +727,8 @@ impl Conn {
     /// atomic batch, then any server commands, answers in queue order.
     async fn exec(&mut self) -> Frame {
         let Some(tx) = self.multi.take() else { return Frame::err("EXEC without MULTI") };
+        // EXEC unwatches, whatever it answers.
+        let checks = std::mem::take(&mut self.watched);
         if tx.failed {
             return Frame::Error("EXECABORT Transaction discarded because of previous errors.".into());
         }
@@ -729,8 +740,10 @@ impl Conn {
                 Cmd::Server(_) => {}
             }
         }
-        let mut results = match self.store.atomic(&self.ns, ops, &mut self.session).await {
-            Ok(r) => r.into_iter(),
+        let mut results = match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+            Ok(Some(r)) => r.into_iter(),
+            // A watched key changed: nothing ran.
+            Ok(None) => return Frame::NilArray,
             Err(e) => return store_error(e),
         };
         let mut frames = Vec::with_capacity(tx.queued.len());
@@ -855,8 +868,28 @@ impl Conn {
             }
             Server::Exec => Frame::err("EXEC without MULTI"),
             Server::Discard => Frame::err("DISCARD without MULTI"),
-            Server::Unwatch => Frame::ok(),
+            Server::Watch(keys) => self.watch(keys).await,
+            Server::Unwatch => {
+                self.watched.clear();
+                Frame::ok()
+            }
         }
+    }
+
+    /// WATCH: reads each key as it is now (on its owner, after this
+    /// connection's earlier commands), for EXEC to check.
+    async fn watch(&mut self, keys: Vec<Bytes>) -> Frame {
+        if self.watched.len() + keys.len() > self.opts.max_multi_commands {
+            return Frame::err(format!("WATCH: at most {} keys are watched at once", self.opts.max_multi_commands));
+        }
+        for key in keys {
+            let saw = match self.store.exec(&self.ns, key.clone(), squall_store::Op::Snapshot).await {
+                Ok(saw) => saw,
+                Err(e) => return store_error(e),
+            };
+            self.watched.push(squall_store::Check { ns: self.ns.clone(), key, op: squall_store::Op::Snapshot, saw });
+        }
+        Frame::ok()
     }
 
     /// KEYS: every key matching `pattern`, gathered a page at a time (no

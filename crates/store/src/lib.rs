@@ -39,7 +39,7 @@ mod window;
 pub use disk::Health;
 pub use glob::{matches as glob_matches, prefix_pattern};
 pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash};
-pub use op::{Op, OpError, OpResult, Reply, SetExpiry};
+pub use op::{ExpireIf, Op, OpError, OpResult, Reply, SetExpiry};
 pub use protocol::{Answer, ChangeAt, Check, Message, Request, Response, TxnId, Vote, Write};
 pub use shard::ShardStats;
 pub use squall_lattice as lattice;
@@ -802,13 +802,29 @@ impl Handle {
         ops: Vec<(Bytes, Op)>,
         session: &mut Session,
     ) -> Result<Vec<OpResult>, Error> {
+        self.atomic_if(ns, Vec::new(), ops, session)
+            .await?
+            .ok_or_else(|| Error::Corrupt("a unit with no checks had a conflict".into()))
+    }
+
+    /// [`Handle::atomic`] if every check still holds as it applies (its
+    /// read answers as it did: WATCH), else nothing and `None`. The checks
+    /// are decided by their keys' owners, which hold the keys from the
+    /// check to the commit.
+    pub async fn atomic_if(
+        &self,
+        ns: &Bytes,
+        checks: Vec<Check>,
+        ops: Vec<(Bytes, Op)>,
+        session: &mut Session,
+    ) -> Result<Option<Vec<OpResult>>, Error> {
         let writes = ops.into_iter().map(|(key, op)| Write { ns: ns.clone(), key, op }).collect();
-        match self.transact(Vec::new(), writes, session.seen(), None).await? {
+        match self.transact(checks, writes, session.seen(), None).await? {
             Outcome::Done(results, stamp) => {
                 session.observe(stamp);
-                Ok(results)
+                Ok(Some(results))
             }
-            Outcome::Conflict => Err(Error::Corrupt("a unit with no checks had a conflict".into())),
+            Outcome::Conflict => Ok(None),
         }
     }
 

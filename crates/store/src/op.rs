@@ -16,6 +16,18 @@ pub enum Op {
         expiry: SetExpiry,
         get: bool,
     },
+    /// SET NX (`present: false`) or XX (`present: true`): a SET only if
+    /// the key is there or is not, decided by the key's owner as it
+    /// applies (not a lattice merge: it cannot be done anywhere else).
+    /// Nil when it does not apply (with `get`, the value as with SET GET).
+    SetIf {
+        value: Bytes,
+        expiry: SetExpiry,
+        get: bool,
+        present: bool,
+    },
+    /// GETDEL: the string, and the key gone.
+    GetDel,
     Del,
     Exists,
     Type,
@@ -35,6 +47,9 @@ pub enum Op {
     HLen,
     /// Sets an absolute expiry (ms since the Unix epoch); a time in the past deletes the key.
     ExpireAt(u64),
+    /// EXPIRE with NX, XX, GT or LT: an [`Op::ExpireAt`] only if the
+    /// key's expiry passes the test (decided by its owner).
+    ExpireAtIf(u64, ExpireIf),
     Persist,
     /// Milliseconds to live: -2 no key, -1 no expiry.
     Pttl,
@@ -51,18 +66,41 @@ pub enum SetExpiry {
     Keep,
 }
 
+/// The tests of EXPIRE's NX, XX, GT and LT options (XX with GT or LT
+/// is both; a key without an expiry has an infinite one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireIf {
+    pub nx: bool,
+    pub xx: bool,
+    pub gt: bool,
+    pub lt: bool,
+}
+
+impl ExpireIf {
+    /// Whether a key expiring at `current` (ms; `None`: never) takes `at`.
+    pub fn holds(self, current: Option<u64>, at: u64) -> bool {
+        !(self.nx && current.is_some()
+            || self.xx && current.is_none()
+            || self.gt && current.is_none_or(|c| at <= c)
+            || self.lt && current.is_some_and(|c| at >= c))
+    }
+}
+
 impl Op {
     /// Whether the operation may change state (and so needs a durable write).
     /// Whether it may make a key that is not there (a write that only
     /// removes or re-times does not).
     pub fn may_add_key(&self) -> bool {
-        matches!(self, Op::Set { .. } | Op::IncrBy(_) | Op::SAdd(_) | Op::HSet(_))
+        matches!(self, Op::Set { .. } | Op::SetIf { .. } | Op::IncrBy(_) | Op::SAdd(_) | Op::HSet(_))
     }
 
     pub fn is_write(&self) -> bool {
         matches!(
             self,
             Op::Set { .. }
+                | Op::SetIf { .. }
+                | Op::GetDel
+                | Op::ExpireAtIf(..)
                 | Op::Del
                 | Op::IncrBy(_)
                 | Op::SAdd(_)
@@ -78,7 +116,7 @@ impl Op {
     /// it costs to hold it in a transaction's queue.
     pub fn size(&self) -> usize {
         match self {
-            Op::Set { value, .. } => value.len(),
+            Op::Set { value, .. } | Op::SetIf { value, .. } => value.len(),
             Op::SAdd(ms) | Op::SRem(ms) | Op::HDel(ms) => ms.iter().map(Bytes::len).sum(),
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Op::SIsMember(m) | Op::HGet(m) => m.len(),

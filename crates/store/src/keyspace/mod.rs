@@ -474,7 +474,9 @@ impl Keyspace {
                 out.undo_elements(ns, key, made, states);
             }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
-            (Op::ExpireAt(at), _) if live && *at > now => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
+            (Op::ExpireAt(at) | Op::ExpireAtIf(at, _), _) if live && *at > now => {
+                out.undo_expiry(ns, key, made, slot.expiry(node).as_ref())
+            }
             _ => undo_slot(slot, node, ns, key, made, out),
         }
     }
@@ -520,6 +522,13 @@ impl Keyspace {
             Op::Set { value, expiry, get } => {
                 return self.set(ns, h, key, &value, expiry, get, stamp, now, changes, undo);
             }
+            Op::SetIf { value, expiry, get, present } => {
+                // Decided here, on the key's owner, as it applies.
+                if self.live(ns, h, key, now).is_some() != present {
+                    return if get { self.read(ns, key, &Op::Get, now) } else { Ok(Reply::Nil) };
+                }
+                return self.set(ns, h, key, &value, expiry, get, stamp, now, changes, undo);
+            }
             Op::IncrBy(delta) => return self.incr(ns, h, key, delta, stamp, now, changes, undo),
             Op::SAdd(members) => return self.sadd(ns, h, key, &members, stamp, now, changes, undo),
             Op::HSet(pairs) => return self.hset(ns, h, key, &pairs, stamp, now, changes, undo),
@@ -541,8 +550,18 @@ impl Keyspace {
             Op::HDel(fields) => {
                 self.remove_elements(ns, h, key, &fields, Element::Field(Lww::new(stamp, None)), changes)
             }
-            Op::ExpireAt(at) => {
-                if self.live(ns, h, key, now).is_none() {
+            Op::GetDel => {
+                let value = self.read(ns, key, &Op::Get, now)?;
+                if value != Reply::Nil {
+                    self.del(ns, h, key, changes);
+                }
+                Ok(value)
+            }
+            Op::ExpireAt(at) | Op::ExpireAtIf(at, _) => {
+                let Some(slot) = self.live(ns, h, key, now) else { return Ok(Reply::Int(0)) };
+                if let Op::ExpireAtIf(_, test) = op
+                    && !test.holds(slot.expires_at(), at)
+                {
                     return Ok(Reply::Int(0));
                 }
                 if at <= now {
