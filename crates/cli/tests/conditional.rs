@@ -80,7 +80,10 @@ fn conditional_writes_answer_as_redis_does() {
     assert_eq!(ok(&mut c, &["EXPIRE", "e", "150", "lt"]), Value::Int(1));
     assert_eq!(ok(&mut c, &["TTL", "e"]), Value::Int(150));
     assert_eq!(ok(&mut c, &["EXPIRE", "missing", "10", "NX"]), Value::Int(0));
-    assert!(error(&mut c, &["EXPIRE", "e", "1", "LT", "GT"]).contains("GT and LT options at the same time are not compatible"));
+    assert!(
+        error(&mut c, &["EXPIRE", "e", "1", "LT", "GT"])
+            .contains("GT and LT options at the same time are not compatible")
+    );
     assert!(error(&mut c, &["EXPIRE", "e", "1", "NX", "XX"]).contains("NX and XX, GT or LT options"));
     assert!(error(&mut c, &["EXPIRE", "e", "1", "SOON"]).contains("Unsupported option SOON"));
     ok(&mut c, &["SET", "forever", "v"]);
@@ -208,7 +211,9 @@ fn lock_and_watch_histories_are_linearizable() {
     let node = TestNode::start(&["--durability", "async"]);
     let start = Instant::now();
     let now = || start.elapsed().as_nanos() as u64;
-    let results: Vec<(Vec<Done<LockOp>>, Vec<Done<Increment>>, usize)> = std::thread::scope(|s| {
+    /// One client's part: its lock and counter histories, and how often it held the lock.
+    type Part = (Vec<Done<LockOp>>, Vec<Done<Increment>>, usize);
+    let results: Vec<Part> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|id| {
                 let node = &node;

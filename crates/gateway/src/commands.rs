@@ -7,7 +7,7 @@
 use crate::resp::Frame;
 use bytes::Bytes;
 use squall_store::lattice::PhysicalClock;
-use squall_store::{ExpireIf, Op, OpError, OpResult, Reply, SetExpiry};
+use squall_store::{ExpireIf, GetExpiry, Op, OpError, OpResult, Reply, SetExpiry};
 
 /// A parsed command.
 #[derive(Debug)]
@@ -28,6 +28,14 @@ pub enum Render {
     Seconds,
     /// Whether it applied, as 1 or 0 (SETNX: OK or nil).
     Flag,
+    /// A string's length (STRLEN, HSTRLEN); nothing is 0.
+    Len,
+    /// GETRANGE's bytes from `start` to `end`, both included, negative
+    /// ones counting from the end.
+    Range(i64, i64),
+    /// HKEYS and HVALS: the fields, or the values, of HGETALL's pairs.
+    Fields,
+    Values,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -76,6 +84,7 @@ pub enum Server {
     Multi,
     Exec,
     Discard,
+    Time,
     Watch(Vec<Bytes>),
     Unwatch,
 }
@@ -88,6 +97,21 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("setnx", 3),
     ("getset", 3),
     ("getdel", 2),
+    ("getex", -2),
+    ("append", 3),
+    ("strlen", 2),
+    ("getrange", 4),
+    ("setrange", 4),
+    ("incrbyfloat", 3),
+    ("hmget", -3),
+    ("hkeys", 2),
+    ("hvals", 2),
+    ("hexists", 3),
+    ("hstrlen", 3),
+    ("hincrby", 4),
+    ("hsetnx", 4),
+    ("smismember", -3),
+    ("time", 1),
     ("setex", 4),
     ("psetex", 4),
     ("del", -2),
@@ -137,10 +161,6 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("watch", -2),
     ("unwatch", 1),
 ];
-
-/// Conditional writes need coordination between replicas, which a
-/// coordination-free store does not do; they answer this rather than a
-/// silently wrong result.
 
 /// The command's name as errors show it. Only error paths call this: an
 /// allocation per command is a visible cost on the hot path.
@@ -261,6 +281,38 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         b"HDEL" => one(Op::HDel(args[2..].to_vec())),
         b"HGETALL" => one(Op::HGetAll),
         b"HLEN" => one(Op::HLen),
+        b"HMGET" => one(Op::HMGet(args[2..].to_vec())),
+        b"HKEYS" => Ok(Cmd::Key { key: key(), op: Op::HGetAll, render: Render::Fields }),
+        b"HVALS" => Ok(Cmd::Key { key: key(), op: Op::HGetAll, render: Render::Values }),
+        b"HEXISTS" => Ok(Cmd::Key { key: key(), op: Op::HGet(args[2].clone()), render: Render::Flag }),
+        b"HSTRLEN" => Ok(Cmd::Key { key: key(), op: Op::HGet(args[2].clone()), render: Render::Len }),
+        b"HINCRBY" => one(Op::HIncrBy(args[2].clone(), int(&args[3])?)),
+        b"HSETNX" => one(Op::HSetNx(args[2].clone(), args[3].clone())),
+        b"SMISMEMBER" => one(Op::SMIsMember(args[2..].to_vec())),
+        b"APPEND" => one(Op::Append(args[2].clone())),
+        b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),
+        b"GETRANGE" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Range(int(&args[2])?, int(&args[3])?) }),
+        b"SETRANGE" => {
+            let offset = int(&args[2])?;
+            if offset < 0 {
+                return Err(Frame::err("offset is out of range"));
+            }
+            // Checked again against the node's own limit (the same as for an argument).
+            if (offset as u64).saturating_add(args[3].len() as u64) > MAX_STRING {
+                return Err(Frame::err("string exceeds maximum allowed size (proto-max-bulk-len)"));
+            }
+            one(Op::SetRange(offset as u64, args[3].clone()))
+        }
+        b"INCRBYFLOAT" => {
+            let delta = std::str::from_utf8(&args[2])
+                .ok()
+                .filter(|s| !s.starts_with(|c: char| c.is_ascii_whitespace()))
+                .and_then(|s| s.parse::<f64>().ok())
+                .filter(|f| !f.is_nan())
+                .ok_or_else(|| Frame::err("value is not a valid float"))?;
+            one(Op::IncrByFloat(delta))
+        }
+        b"GETEX" => one(Op::GetEx(getex_options(&args[2..], clock)?)),
         b"TYPE" => one(Op::Type),
         b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" => {
             // The options first, then the time, as Redis checks them.
@@ -287,6 +339,36 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         b"PERSIST" => one(Op::Persist),
         b"WATCH" => Ok(Cmd::Server(Server::Watch(args[1..].to_vec()))),
         _ => parse_server(name, args).map(Cmd::Server),
+    }
+}
+
+/// The longest string SETRANGE makes: Redis's default
+/// `proto-max-bulk-len`; a node's argument limit is lower by default.
+const MAX_STRING: u64 = 512 << 20;
+
+/// GETEX's options: at most one of EX, PX, EXAT, PXAT and PERSIST.
+fn getex_options(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Option<GetExpiry>, Frame> {
+    let invalid = || Frame::err("invalid expire time in 'getex' command");
+    match opts {
+        [] => Ok(None),
+        [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => Ok(Some(GetExpiry::Persist)),
+        [unit, t] => {
+            let t = int(t)?;
+            let (scale, absolute) = match unit.to_ascii_uppercase().as_slice() {
+                b"EX" => (1000, false),
+                b"PX" => (1, false),
+                b"EXAT" => (1000, true),
+                b"PXAT" => (1, true),
+                _ => return Err(syntax()),
+            };
+            let at = t
+                .checked_mul(scale)
+                .filter(|ms| *ms > 0)
+                .and_then(|ms| if absolute { Some(ms) } else { from_now(clock, ms) })
+                .ok_or_else(invalid)?;
+            Ok(Some(GetExpiry::At(at as u64)))
+        }
+        _ => Err(syntax()),
     }
 }
 
@@ -388,6 +470,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         b"DBSIZE" => Server::DbSize,
         b"KEYS" => Server::Keys(args[1].clone()),
         b"MULTI" => Server::Multi,
+        b"TIME" => Server::Time,
         b"EXEC" => Server::Exec,
         b"DISCARD" => Server::Discard,
         b"UNWATCH" => Server::Unwatch,
@@ -460,8 +543,31 @@ pub fn render(result: OpResult, how: Render) -> Frame {
             Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 })
         }
         Ok(reply) if how == Render::Flag => Frame::Integer(i64::from(reply != Reply::Nil)),
+        Ok(Reply::Bytes(b)) if how == Render::Len => Frame::Integer(b.len() as i64),
+        Ok(Reply::Nil) if how == Render::Len => Frame::Integer(0),
+        Ok(Reply::Bytes(b)) if matches!(how, Render::Range(..)) => {
+            let Render::Range(start, end) = how else { unreachable!("matched above") };
+            Frame::Bulk(range(&b, start, end))
+        }
+        Ok(Reply::Nil) if matches!(how, Render::Range(..)) => Frame::Bulk(Bytes::new()),
+        Ok(Reply::List(pairs)) if matches!(how, Render::Fields | Render::Values) => {
+            let skip = usize::from(how == Render::Values);
+            Frame::Array(pairs.into_iter().skip(skip).step_by(2).map(Frame::Bulk).collect())
+        }
         Ok(reply) => reply_frame(reply),
     }
+}
+
+/// GETRANGE's slice of `b`: `start` to `end` included, negative ones
+/// from the end, clamped to the string.
+fn range(b: &Bytes, start: i64, end: i64) -> Bytes {
+    let len = b.len() as i64;
+    let at = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    let (start, end) = (at(start), at(end).min(len - 1));
+    if len == 0 || start > end {
+        return Bytes::new();
+    }
+    b.slice(start as usize..=end as usize)
 }
 
 pub fn op_error(e: OpError) -> Frame {
@@ -475,6 +581,7 @@ fn reply_frame(reply: Reply) -> Frame {
         Reply::Int(i) => Frame::Integer(i),
         Reply::Bytes(b) => Frame::Bulk(b),
         Reply::List(items) => Frame::Array(items.into_iter().map(Frame::Bulk).collect()),
+        Reply::Array(replies) => Frame::Array(replies.into_iter().map(reply_frame).collect()),
         Reply::Type(kind) => Frame::Simple(kind.map_or("none", |k| k.redis_name())),
         // Entries only go to HTTP; a RESP command never asks for one.
         Reply::Entry(_) => Frame::Nil,
@@ -604,7 +711,8 @@ mod tests {
         assert_eq!(err("EXPIRE k abc FOO"), "ERR Unsupported option FOO");
         assert_eq!(err("EXPIRE k abc NX"), "ERR value is not an integer or out of range");
         // A key without an expiry has an infinite one.
-        let (nx, xx, gt, lt) = (test("EXPIRE k 1 NX"), test("EXPIRE k 1 XX"), test("EXPIRE k 1 GT"), test("EXPIRE k 1 LT"));
+        let (nx, xx, gt, lt) =
+            (test("EXPIRE k 1 NX"), test("EXPIRE k 1 XX"), test("EXPIRE k 1 GT"), test("EXPIRE k 1 LT"));
         assert!(nx.holds(None, 5) && !nx.holds(Some(9), 5));
         assert!(!xx.holds(None, 5) && xx.holds(Some(9), 5));
         assert!(!gt.holds(None, 5) && gt.holds(Some(4), 5) && !gt.holds(Some(5), 5));

@@ -51,7 +51,12 @@ impl From<squall_store::Error> for ApiError {
 impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
         let status = match e {
-            OpError::WrongType | OpError::NotInteger | OpError::Overflow => StatusCode::CONFLICT,
+            OpError::WrongType
+            | OpError::NotInteger
+            | OpError::Overflow
+            | OpError::NotFloat
+            | OpError::NotFinite
+            | OpError::HashNotInteger => StatusCode::CONFLICT,
             OpError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             OpError::DiskFailed => StatusCode::SERVICE_UNAVAILABLE,
         };

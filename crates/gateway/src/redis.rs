@@ -853,6 +853,14 @@ impl Conn {
                 Err(e) => Frame::err(e.to_string()),
             },
             Server::Keys(pattern) => self.keys(&ns, pattern).await,
+            Server::Time => {
+                // The node's clock (the one every stamp comes from), in Redis's shape.
+                let us = self.store.clock().now_ms().saturating_mul(1000);
+                Frame::Array(vec![
+                    Frame::Bulk(Bytes::from((us / 1_000_000).to_string())),
+                    Frame::Bulk(Bytes::from((us % 1_000_000).to_string())),
+                ])
+            }
             Server::Scan { cursor, pattern, count, kind } => {
                 match self.store.scan(&ns, cursor, count, pattern, kind).await {
                     Ok((next, keys)) => Frame::Array(vec![
@@ -1132,6 +1140,7 @@ fn reply_bytes(r: &OpResult) -> usize {
     match r {
         Ok(Reply::Bytes(b)) => b.len() + 16,
         Ok(Reply::List(l)) => l.iter().map(|b| b.len() + 16).sum::<usize>() + 16,
+        Ok(Reply::Array(a)) => a.iter().map(|r| reply_bytes(&Ok(r.clone()))).sum::<usize>() + 16,
         _ => 16,
     }
 }

@@ -114,7 +114,9 @@ pub struct StoreTxn {
 fn store_error(e: OpError) -> StoreError {
     match e {
         OpError::WrongType => StoreError::WrongType,
-        OpError::NotInteger | OpError::Overflow => StoreError::NotInteger,
+        OpError::NotInteger | OpError::Overflow | OpError::NotFloat | OpError::NotFinite | OpError::HashNotInteger => {
+            StoreError::NotInteger
+        }
         OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),
     }
 }

@@ -28,6 +28,15 @@ pub enum Op {
     },
     /// GETDEL: the string, and the key gone.
     GetDel,
+    /// GETEX: the string, and its expiry changed (`None`: a plain read).
+    GetEx(Option<GetExpiry>),
+    /// APPEND: the string with these bytes after it; answers its length.
+    Append(Bytes),
+    /// SETRANGE: the string overwritten from the offset on (zero bytes
+    /// pad it out); answers its length. Nothing is made of nothing.
+    SetRange(u64, Bytes),
+    /// INCRBYFLOAT: the string read as a number plus this; answers it.
+    IncrByFloat(f64),
     Del,
     Exists,
     Type,
@@ -45,6 +54,14 @@ pub enum Op {
     HDel(Vec<Bytes>),
     HGetAll,
     HLen,
+    /// HMGET: each field's value, or nil.
+    HMGet(Vec<Bytes>),
+    /// HINCRBY: the field read as an integer plus this; answers it.
+    HIncrBy(Bytes, i64),
+    /// HSETNX: sets the field only if it is not there; 1 if it did.
+    HSetNx(Bytes, Bytes),
+    /// SMISMEMBER: 1 or 0 for each member.
+    SMIsMember(Vec<Bytes>),
     /// Sets an absolute expiry (ms since the Unix epoch); a time in the past deletes the key.
     ExpireAt(u64),
     /// EXPIRE with NX, XX, GT or LT: an [`Op::ExpireAt`] only if the
@@ -53,6 +70,14 @@ pub enum Op {
     Persist,
     /// Milliseconds to live: -2 no key, -1 no expiry.
     Pttl,
+}
+
+/// What GETEX does to the key's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GetExpiry {
+    /// Expire at this absolute time (ms since the Unix epoch; a past one deletes).
+    At(u64),
+    Persist,
 }
 
 /// What SET does to the key's time to live.
@@ -91,7 +116,19 @@ impl Op {
     /// Whether it may make a key that is not there (a write that only
     /// removes or re-times does not).
     pub fn may_add_key(&self) -> bool {
-        matches!(self, Op::Set { .. } | Op::SetIf { .. } | Op::IncrBy(_) | Op::SAdd(_) | Op::HSet(_))
+        matches!(
+            self,
+            Op::Set { .. }
+                | Op::SetIf { .. }
+                | Op::IncrBy(_)
+                | Op::SAdd(_)
+                | Op::HSet(_)
+                | Op::Append(_)
+                | Op::SetRange(..)
+                | Op::IncrByFloat(_)
+                | Op::HIncrBy(..)
+                | Op::HSetNx(..)
+        )
     }
 
     pub fn is_write(&self) -> bool {
@@ -100,6 +137,12 @@ impl Op {
             Op::Set { .. }
                 | Op::SetIf { .. }
                 | Op::GetDel
+                | Op::GetEx(Some(_))
+                | Op::Append(_)
+                | Op::SetRange(..)
+                | Op::IncrByFloat(_)
+                | Op::HIncrBy(..)
+                | Op::HSetNx(..)
                 | Op::ExpireAtIf(..)
                 | Op::Del
                 | Op::IncrBy(_)
@@ -116,8 +159,12 @@ impl Op {
     /// it costs to hold it in a transaction's queue.
     pub fn size(&self) -> usize {
         match self {
-            Op::Set { value, .. } | Op::SetIf { value, .. } => value.len(),
-            Op::SAdd(ms) | Op::SRem(ms) | Op::HDel(ms) => ms.iter().map(Bytes::len).sum(),
+            Op::Set { value, .. } | Op::SetIf { value, .. } | Op::Append(value) | Op::SetRange(_, value) => value.len(),
+            Op::SAdd(ms) | Op::SRem(ms) | Op::HDel(ms) | Op::HMGet(ms) | Op::SMIsMember(ms) => {
+                ms.iter().map(Bytes::len).sum()
+            }
+            Op::HIncrBy(f, _) => f.len(),
+            Op::HSetNx(f, v) => f.len() + v.len(),
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Op::SIsMember(m) | Op::HGet(m) => m.len(),
             _ => 0,
@@ -134,6 +181,8 @@ pub enum Reply {
     Bytes(Bytes),
     /// Members, or field/value pairs flattened (HGETALL).
     List(Vec<Bytes>),
+    /// One reply for each of several (HMGET, SMISMEMBER).
+    Array(Vec<Reply>),
     /// A key's type (TYPE); `None` when there is no such key.
     Type(Option<Kind>),
     Entry(Box<Entry>),
@@ -149,6 +198,12 @@ pub enum OpError {
     NotInteger,
     #[error("ERR increment or decrement would overflow")]
     Overflow,
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    #[error("ERR increment would produce NaN or Infinity")]
+    NotFinite,
+    #[error("ERR hash value is not an integer")]
+    HashNotInteger,
     #[error("ERR disk full: writes are refused until space is freed on the data dir's disk (reads still work)")]
     DiskFull,
     #[error("ERR disk failure: writes are refused (reads still work); the node must be restarted, see its log")]
@@ -162,6 +217,9 @@ impl OpError {
             OpError::WrongType => "wrong_type",
             OpError::NotInteger => "not_integer",
             OpError::Overflow => "overflow",
+            OpError::NotFloat => "not_float",
+            OpError::NotFinite => "not_finite",
+            OpError::HashNotInteger => "not_integer",
             OpError::DiskFull => "disk_full",
             OpError::DiskFailed => "disk_failed",
         }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use squall_store::lattice::{Entry, ManualClock, Timestamp};
-use squall_store::{Durability, Error, Handle, Op, Options, Retention, Session, SetExpiry, Store};
+use squall_store::{Durability, Error, ExpireIf, GetExpiry, Handle, Op, Options, Retention, Session, SetExpiry, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -56,11 +56,23 @@ fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
         (_, 2) => Op::Persist,
         (b'r' | b'x', n) => {
             let expiry = if n == 3 { SetExpiry::At(now + 1 + rng.below(80)) } else { SetExpiry::None };
-            Op::Set { value: b(&format!("v{}", rng.below(1000))), expiry, get: false }
+            let value = b(&format!("{}", rng.below(1000)));
+            match rng.below(9) {
+                0 => Op::SetIf { value, expiry, get: rng.below(2) == 0, present: rng.below(2) == 0 },
+                1 => Op::GetDel,
+                2 => Op::Append(value),
+                3 => Op::SetRange(rng.below(6), value),
+                4 => Op::IncrByFloat(rng.below(7) as f64 - 2.5),
+                5 => Op::GetEx(Some(GetExpiry::At(now + rng.below(60)))),
+                6 => Op::ExpireAtIf(now + rng.below(80), ExpireIf { gt: rng.below(2) == 0, ..ExpireIf::default() }),
+                _ => Op::Set { value, expiry, get: false },
+            }
         }
         (b'c', _) => Op::IncrBy(rng.below(21) as i64 - 10),
         (b's' | b'S', n) if n < 7 => Op::SAdd((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
         (b's' | b'S', _) => Op::SRem((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
+        (b'h' | b'H', 3) => Op::HIncrBy(member(rng), rng.below(9) as i64 - 4),
+        (b'h' | b'H', 4) => Op::HSetNx(member(rng), b(&format!("{}", rng.below(100)))),
         (b'h' | b'H', n) if n < 7 => {
             Op::HSet((0..1 + rng.below(3)).map(|_| (member(rng), b(&format!("{}", rng.below(100))))).collect())
         }

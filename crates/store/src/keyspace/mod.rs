@@ -25,7 +25,7 @@ pub use table::{POSITION_BITS, key_hash};
 
 use crate::disk::{Made, Records};
 use crate::glob;
-use crate::op::{Op, OpError, OpResult, Reply, SetExpiry};
+use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, MEMBER_OVERHEAD, Slot};
 use squall_lattice::{Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Value};
@@ -306,12 +306,29 @@ fn fields_of(e: &mut Entry) -> Result<&mut Fields, OpError> {
 
 fn empty_reply(op: &Op) -> Reply {
     match op {
+        Op::HMGet(fields) => Reply::Array(vec![Reply::Nil; fields.len()]),
+        Op::SMIsMember(members) => Reply::Array(vec![Reply::Int(0); members.len()]),
         Op::SMembers | Op::HGetAll => Reply::List(Vec::new()),
         Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) => Reply::Int(0),
         Op::Type => Reply::Type(None),
         Op::Pttl => Reply::Int(-2),
         _ => Reply::Nil,
     }
+}
+
+/// A number as INCRBYFLOAT reads it: the whole string, finite.
+fn parse_float(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// A number as INCRBYFLOAT writes it: plain decimal, as short as reads
+/// back the same (`10.6`, `3000`), never an exponent.
+fn format_float(f: f64) -> String {
+    if f == 0.0 { "0".to_string() } else { format!("{f}") }
 }
 
 impl Keyspace {
@@ -354,25 +371,29 @@ impl Keyspace {
         let h = key_hash(key);
         let Some(slot) = self.live(ns, h, key, now) else { return Ok(empty_reply(op)) };
         Ok(match op {
-            Op::Get => Reply::Bytes(slot.string().ok_or(OpError::WrongType)?),
+            Op::Get | Op::GetEx(_) => Reply::Bytes(slot.string().ok_or(OpError::WrongType)?),
             Op::Exists => Reply::Int(1),
             Op::Type => Reply::Type(slot.kind()),
             Op::Snapshot => Reply::Entry(Box::new(slot.to_entry(node))),
             Op::Pttl => {
                 Reply::Int(slot.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
             }
-            Op::SMembers | Op::SIsMember(_) | Op::SCard => {
+            Op::SMembers | Op::SIsMember(_) | Op::SMIsMember(_) | Op::SCard => {
                 let Body::Other(Value::Set(m)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let has = |x: &Bytes| Reply::Int(m.get(x).is_some_and(|r| r.value) as i64);
                 match op {
                     Op::SMembers => Reply::List(m.iter().map(|(k, _)| k.clone()).collect()),
-                    Op::SIsMember(x) => Reply::Int(m.get(x).is_some_and(|r| r.value) as i64),
+                    Op::SIsMember(x) => has(x),
+                    Op::SMIsMember(xs) => Reply::Array(xs.iter().map(has).collect()),
                     _ => Reply::Int(m.len() as i64),
                 }
             }
-            Op::HGet(_) | Op::HGetAll | Op::HLen => {
+            Op::HGet(_) | Op::HMGet(_) | Op::HGetAll | Op::HLen => {
                 let Body::Other(Value::Map(m)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let value = |f: &Bytes| m.get(f).and_then(|r| r.value.clone()).map_or(Reply::Nil, Reply::Bytes);
                 match op {
-                    Op::HGet(f) => m.get(f).and_then(|r| r.value.clone()).map_or(Reply::Nil, Reply::Bytes),
+                    Op::HGet(f) => value(f),
+                    Op::HMGet(fs) => Reply::Array(fs.iter().map(value).collect()),
                     Op::HGetAll => {
                         let mut out = Vec::with_capacity(m.len() * 2);
                         for (f, r) in m.iter() {
@@ -423,6 +444,14 @@ impl Keyspace {
         names.len()
     }
 
+    /// The string at `key`, if any (a counter reads as its decimal).
+    fn string(&self, ns: &[u8], key: &[u8], now: u64) -> Result<Option<Bytes>, OpError> {
+        match self.read(ns, key, &Op::Get, now)? {
+            Reply::Bytes(b) => Ok(Some(b)),
+            _ => Ok(None),
+        }
+    }
+
     /// The entry at `key` as it is held, expired or not.
     pub(crate) fn raw(&self, ns: &[u8], key: &[u8]) -> Option<Entry> {
         let slot = self.spaces.get(ns)?.table.get(key_hash(key), key)?;
@@ -463,11 +492,12 @@ impl Keyspace {
                 let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Member)));
                 out.undo_elements(ns, key, made, states);
             }
-            (Op::HSet(_) | Op::HDel(_), Body::Other(Value::Map(m)))
+            (Op::HSet(_) | Op::HDel(_) | Op::HIncrBy(..) | Op::HSetNx(..), Body::Other(Value::Map(m)))
                 if live && big(m.len()) && !(could_empty && names.len() >= m.len()) =>
             {
                 let named = match op {
                     Op::HSet(pairs) => distinct(pairs.iter().map(|(f, _)| f.as_ref()), pairs.len()),
+                    Op::HIncrBy(f, _) | Op::HSetNx(f, _) => vec![f.as_ref()],
                     _ => distinct(names.iter().map(|n| n.as_ref()), names.len()),
                 };
                 let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Field)));
@@ -556,6 +586,76 @@ impl Keyspace {
                     self.del(ns, h, key, changes);
                 }
                 Ok(value)
+            }
+            Op::GetEx(expiry) => {
+                let value = self.read(ns, key, &Op::Get, now)?;
+                let Some(slot) = self.live(ns, h, key, now) else { return Ok(value) };
+                match expiry {
+                    Some(GetExpiry::At(at)) if at <= now => {
+                        self.del(ns, h, key, changes);
+                    }
+                    Some(GetExpiry::At(at)) => self.set_expiry(ns, h, key, Lww::new(stamp, Some(at)), changes),
+                    Some(GetExpiry::Persist) if slot.expires_at().is_some() => {
+                        self.set_expiry(ns, h, key, Lww::new(stamp, None), changes);
+                    }
+                    _ => {}
+                }
+                Ok(value)
+            }
+            // Strings rewritten whole, keeping their expiry: on one node the
+            // key's owner serialises them; they are not lattice merges.
+            Op::Append(tail) => {
+                let mut v = self.string(ns, key, now)?.map(|b| b.to_vec()).unwrap_or_default();
+                v.extend_from_slice(&tail);
+                self.set(ns, h, key, &v, SetExpiry::Keep, false, stamp, now, changes, None)?;
+                Ok(Reply::Int(v.len() as i64))
+            }
+            Op::SetRange(offset, part) => {
+                let old = self.string(ns, key, now)?;
+                if part.is_empty() {
+                    return Ok(Reply::Int(old.map_or(0, |b| b.len() as i64)));
+                }
+                let mut v = old.map(|b| b.to_vec()).unwrap_or_default();
+                let (at, end) = (offset as usize, offset as usize + part.len());
+                if v.len() < end {
+                    v.resize(end, 0);
+                }
+                v[at..end].copy_from_slice(&part);
+                self.set(ns, h, key, &v, SetExpiry::Keep, false, stamp, now, changes, None)?;
+                Ok(Reply::Int(v.len() as i64))
+            }
+            Op::IncrByFloat(delta) => {
+                let now_value = match self.string(ns, key, now)? {
+                    None => 0.0,
+                    Some(b) => parse_float(&b).ok_or(OpError::NotFloat)?,
+                };
+                let sum = now_value + delta;
+                if !sum.is_finite() {
+                    return Err(OpError::NotFinite);
+                }
+                let text = Bytes::from(format_float(sum));
+                self.set(ns, h, key, &text, SetExpiry::Keep, false, stamp, now, changes, None)?;
+                Ok(Reply::Bytes(text))
+            }
+            Op::HIncrBy(field, delta) => {
+                let n = match self.read(ns, key, &Op::HGet(field.clone()), now)? {
+                    Reply::Bytes(b) => std::str::from_utf8(&b)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .ok_or(OpError::HashNotInteger)?,
+                    _ => 0,
+                };
+                let n = n.checked_add(delta).ok_or(OpError::Overflow)?;
+                let pair = (field, Bytes::from(n.to_string()));
+                self.hset(ns, h, key, std::slice::from_ref(&pair), stamp, now, changes, None)?;
+                Ok(Reply::Int(n))
+            }
+            Op::HSetNx(field, value) => {
+                if self.read(ns, key, &Op::HGet(field.clone()), now)? != Reply::Nil {
+                    return Ok(Reply::Int(0));
+                }
+                self.hset(ns, h, key, &[(field, value)], stamp, now, changes, None)?;
+                Ok(Reply::Int(1))
             }
             Op::ExpireAt(at) | Op::ExpireAtIf(at, _) => {
                 let Some(slot) = self.live(ns, h, key, now) else { return Ok(Reply::Int(0)) };
