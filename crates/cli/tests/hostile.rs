@@ -66,6 +66,9 @@ fn hostile_frames_get_errors_and_the_node_keeps_serving() {
         );
         ping(&addr);
     }
+    // A negative multibulk count is an empty command, ignored (as in Redis):
+    // the connection goes on.
+    assert_eq!(send(&addr, b"*-5\r\n*1\r\n$4\r\nPING\r\n"), b"+PONG\r\n");
     // A line longer than the inline limit, and random bytes in many shapes.
     let reply = send(&addr, &vec![b'a'; 100_000]);
     assert!(reply.starts_with(b"-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&reply[..reply.len().min(80)]));
