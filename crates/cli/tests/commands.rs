@@ -172,3 +172,74 @@ fn hash_and_set_commands_answer_as_redis_does() {
     let _: () = pipe.query(&mut c).unwrap();
     check(&mut c, vec![("HINCRBY big f7 100", int(107)), ("HSETNX big new 1", int(1)), ("HLEN big", int(101))]);
 }
+
+#[test]
+fn set_algebra_moves_and_pops_answer_as_redis_does() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("SADD a 1 2 3 4", int(4)),
+            ("SADD b 3 4 5", int(3)),
+            ("SADD c 4 6", int(2)),
+            ("SINTER a b", Want::Sorted(vec!["3", "4"])),
+            ("SINTER a b c", Want::Sorted(vec!["4"])),
+            ("SINTER a nope", Want::Sorted(vec![])),
+            ("SUNION a b c", Want::Sorted(vec!["1", "2", "3", "4", "5", "6"])),
+            ("SDIFF a b", Want::Sorted(vec!["1", "2"])),
+            ("SDIFF a b c", Want::Sorted(vec!["1", "2"])),
+            ("SDIFF nope a", Want::Sorted(vec![])),
+            ("SINTERCARD 2 a b", int(2)),
+            ("SINTERCARD 2 a b LIMIT 1", int(1)),
+            ("SINTERCARD 3 a b c LIMIT 0", int(1)),
+            ("SINTERCARD 0 a", Want::Error("numkeys should be greater than 0")),
+            ("SINTERCARD 3 a b", Want::Error("Number of keys can't be greater than number of args")),
+            ("SINTERCARD 1 a LIMIT -1", Want::Error("LIMIT can't be negative")),
+            ("SINTERSTORE d a b", int(2)),
+            ("SMEMBERS d", Want::Sorted(vec!["3", "4"])),
+            ("SUNIONSTORE d a c", int(5)),
+            ("SMEMBERS d", Want::Sorted(vec!["1", "2", "3", "4", "6"])),
+            ("SDIFFSTORE d a a", int(0)),
+            ("EXISTS d", int(0)),
+            ("SINTERSTORE a a b", int(2)),
+            ("SMEMBERS a", Want::Sorted(vec!["3", "4"])),
+            ("SMOVE a b 3", int(1)),
+            ("SMOVE a b 3", int(0)),
+            ("SMOVE a fresh 4", int(1)),
+            ("EXISTS a", int(0)),
+            ("SMEMBERS fresh", Want::Sorted(vec!["4"])),
+            ("SMEMBERS b", Want::Sorted(vec!["3", "4", "5"])),
+            ("SET str v", Want::Is(Value::Okay)),
+            ("SINTER b str", Want::Error("WRONGTYPE")),
+            ("SUNIONSTORE d b str", Want::Error("WRONGTYPE")),
+            ("SMOVE b str 3", Want::Error("WRONGTYPE")),
+            ("SMOVE str b 3", Want::Error("WRONGTYPE")),
+            ("SPOP str", Want::Error("WRONGTYPE")),
+            ("SRANDMEMBER str", Want::Error("WRONGTYPE")),
+            ("SPOP nope", Want::Is(Value::Nil)),
+            ("SPOP nope 3", Want::Sorted(vec![])),
+            ("SRANDMEMBER nope", Want::Is(Value::Nil)),
+            ("SRANDMEMBER nope 3", Want::Sorted(vec![])),
+            ("SPOP b -1", Want::Error("value is out of range, must be positive")),
+            ("SPOP b 1 2", Want::Error("syntax error")),
+            ("SPOP b abc", Want::Error("value is out of range, must be positive")),
+            ("SRANDMEMBER b 5", Want::Sorted(vec!["3", "4", "5"])),
+            ("SPOP b 0", Want::Sorted(vec![])),
+            ("SPOP b 5", Want::Sorted(vec!["3", "4", "5"])),
+            ("EXISTS b", int(0)),
+        ],
+    );
+    // Picks are members, distinct up to the set's size, repeated with a negative count.
+    let _: () = redis::cmd("SADD").arg("p").arg(&["x", "y", "z"]).query(&mut c).unwrap();
+    let two: Vec<String> = redis::cmd("SRANDMEMBER").arg("p").arg(2).query(&mut c).unwrap();
+    assert_eq!(two.len(), 2);
+    assert_ne!(two[0], two[1]);
+    let many: Vec<String> = redis::cmd("SRANDMEMBER").arg("p").arg(-10).query(&mut c).unwrap();
+    assert_eq!(many.len(), 10);
+    assert!(many.iter().all(|m| ["x", "y", "z"].contains(&m.as_str())));
+    let popped: String = redis::cmd("SPOP").arg("p").query(&mut c).unwrap();
+    let left: Vec<String> = redis::cmd("SMEMBERS").arg("p").query(&mut c).unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&popped));
+}

@@ -16,6 +16,12 @@ pub enum Cmd {
     Key { key: Bytes, op: Op, render: Render },
     /// Operations on several keys that apply atomically (MSET, multi-key DEL...).
     Keys { ops: Vec<(Bytes, Op)>, combine: Combine },
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: the sets at `keys` combined
+    /// (`combine` is Inter, Union or Diff) into `dest`, in one unit that
+    /// applies only if the sets still read as they were combined.
+    Stored { dest: Bytes, keys: Vec<Bytes>, combine: Combine },
+    /// SMOVE: the member from one set to another, if it is there, in one unit.
+    Move { from: Bytes, to: Bytes, member: Bytes },
     /// Everything that is not about keys: connection and server commands.
     Server(Server),
 }
@@ -47,6 +53,12 @@ pub enum Combine {
     Ok,
     /// DEL, EXISTS: how many answered 1.
     Count,
+    /// SINTER, SUNION, SDIFF over the sets' members (SMEMBERS of each).
+    Inter,
+    Union,
+    Diff,
+    /// SINTERCARD: the intersection's size, counted up to a limit (0: none).
+    InterCard(usize),
 }
 
 #[derive(Debug)]
@@ -111,6 +123,16 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("hincrby", 4),
     ("hsetnx", 4),
     ("smismember", -3),
+    ("spop", -2),
+    ("srandmember", -2),
+    ("sinter", -2),
+    ("sunion", -2),
+    ("sdiff", -2),
+    ("sintercard", -3),
+    ("sinterstore", -3),
+    ("sunionstore", -3),
+    ("sdiffstore", -3),
+    ("smove", 4),
     ("time", 1),
     ("setex", 4),
     ("psetex", 4),
@@ -289,6 +311,53 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         b"HINCRBY" => one(Op::HIncrBy(args[2].clone(), int(&args[3])?)),
         b"HSETNX" => one(Op::HSetNx(args[2].clone(), args[3].clone())),
         b"SMISMEMBER" => one(Op::SMIsMember(args[2..].to_vec())),
+        b"SINTER" | b"SUNION" | b"SDIFF" => {
+            let combine = algebra(name);
+            Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), Op::SMembers)).collect(), combine })
+        }
+        b"SINTERSTORE" | b"SUNIONSTORE" | b"SDIFFSTORE" => {
+            let combine = algebra(&name[..name.len() - 5]);
+            Ok(Cmd::Stored { dest: key(), keys: args[2..].to_vec(), combine })
+        }
+        b"SINTERCARD" => {
+            let n = int(&args[1]).map_err(|_| Frame::err("numkeys should be greater than 0"))?;
+            if n <= 0 {
+                return Err(Frame::err("numkeys should be greater than 0"));
+            }
+            let n = n as usize;
+            if n > args.len() - 2 {
+                return Err(Frame::err("Number of keys can't be greater than number of args"));
+            }
+            let mut limit = 0;
+            match &args[2 + n..] {
+                [] => {}
+                [opt, l] if opt.eq_ignore_ascii_case(b"LIMIT") => {
+                    let l = int(l)?;
+                    if l < 0 {
+                        return Err(Frame::err("LIMIT can't be negative"));
+                    }
+                    limit = l as usize;
+                }
+                _ => return Err(syntax()),
+            }
+            let ops = args[2..2 + n].iter().map(|k| (k.clone(), Op::SMembers)).collect();
+            Ok(Cmd::Keys { ops, combine: Combine::InterCard(limit) })
+        }
+        b"SPOP" | b"SRANDMEMBER" if args.len() > 3 => Err(syntax()),
+        b"SPOP" => {
+            let count = match args.get(2) {
+                None => None,
+                Some(c) => Some(
+                    int(c)
+                        .ok()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .ok_or_else(|| Frame::err("value is out of range, must be positive"))?,
+                ),
+            };
+            one(Op::SPop(count))
+        }
+        b"SRANDMEMBER" => one(Op::SRandMember(args.get(2).map(int).transpose()?)),
+        b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),
         b"GETRANGE" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Range(int(&args[2])?, int(&args[3])?) }),
@@ -340,6 +409,45 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         b"WATCH" => Ok(Cmd::Server(Server::Watch(args[1..].to_vec()))),
         _ => parse_server(name, args).map(Cmd::Server),
     }
+}
+
+/// SINTER, SUNION or SDIFF's way of combining.
+fn algebra(name: &[u8]) -> Combine {
+    match name {
+        b"SINTER" => Combine::Inter,
+        b"SUNION" => Combine::Union,
+        _ => Combine::Diff,
+    }
+}
+
+/// The members SINTER, SUNION or SDIFF (`how`) make of the sets' SMEMBERS
+/// answers (a missing key is an empty set), or the first error.
+pub fn combine_sets(results: Vec<OpResult>, how: Combine) -> Result<Vec<Bytes>, OpError> {
+    let mut sets = Vec::with_capacity(results.len());
+    for r in results {
+        match r? {
+            Reply::List(members) => sets.push(members),
+            _ => sets.push(Vec::new()),
+        }
+    }
+    let mut sets = sets.into_iter();
+    let Some(first) = sets.next() else { return Ok(Vec::new()) };
+    let mut acc: std::collections::HashSet<Bytes> = first.into_iter().collect();
+    for set in sets {
+        match how {
+            Combine::Union => acc.extend(set),
+            Combine::Diff => {
+                for m in &set {
+                    acc.remove(m);
+                }
+            }
+            _ => {
+                let other: std::collections::HashSet<Bytes> = set.into_iter().collect();
+                acc.retain(|m| other.contains(m));
+            }
+        }
+    }
+    Ok(acc.into_iter().collect())
 }
 
 /// The longest string SETRANGE makes: Redis's default
@@ -605,6 +713,15 @@ pub fn combine(results: Vec<OpResult>, how: Combine) -> Frame {
             None => Frame::ok(),
         },
         Combine::Count => Frame::Integer(results.iter().filter(|r| matches!(r, Ok(Reply::Int(1)))).count() as i64),
+        Combine::Inter | Combine::Union | Combine::Diff => match combine_sets(results, how) {
+            Ok(members) => Frame::Array(members.into_iter().map(Frame::Bulk).collect()),
+            Err(e) => op_error(e),
+        },
+        Combine::InterCard(limit) => match combine_sets(results, Combine::Inter) {
+            Ok(members) if limit > 0 => Frame::Integer(members.len().min(limit) as i64),
+            Ok(members) => Frame::Integer(members.len() as i64),
+            Err(e) => op_error(e),
+        },
     }
 }
 

@@ -662,6 +662,14 @@ impl Conn {
                 // EXEC runs the queued key operations as one atomic unit in
                 // one namespace, as the connection's user: these cannot
                 // change either halfway.
+                // Each is its own unit, read then written: not yet part of another.
+                Cmd::Stored { .. } | Cmd::Move { .. } => {
+                    tx.failed = true;
+                    let name = String::from_utf8_lossy(&args[0]).to_uppercase();
+                    pending.push(Pending::Ready(Frame::err(format!(
+                        "{name} inside MULTI is not supported yet (the transaction is discarded)"
+                    ))));
+                }
                 Cmd::Server(Server::Select(_) | Server::Auth { .. } | Server::Hello { .. }) => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
@@ -702,6 +710,8 @@ impl Conn {
                 pending.push(Pending::Batched { shard, render, write });
                 return true;
             }
+            Cmd::Stored { dest, keys, combine } => self.store_sets(dest, keys, combine).await,
+            Cmd::Move { from, to, member } => self.smove(from, to, member).await,
             Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops, &mut self.session).await {
                 Ok(results) => commands::combine(results, combine),
                 Err(e) => store_error(e),
@@ -737,7 +747,7 @@ impl Conn {
             match cmd {
                 Cmd::Key { key, op, .. } => ops.push((key.clone(), op.clone())),
                 Cmd::Keys { ops: more, .. } => ops.extend(more.iter().cloned()),
-                Cmd::Server(_) => {}
+                Cmd::Server(_) | Cmd::Stored { .. } | Cmd::Move { .. } => {}
             }
         }
         let mut results = match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
@@ -754,6 +764,7 @@ impl Conn {
                     commands::combine(ops.iter().map(|_| next(&mut results)).collect(), combine)
                 }
                 Cmd::Server(s) => self.server(s).await,
+                Cmd::Stored { .. } | Cmd::Move { .. } => Frame::err("not queued in a transaction"),
             };
             frames.push(frame);
         }
@@ -884,6 +895,86 @@ impl Conn {
         }
     }
 
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: reads the sets, combines them,
+    /// and replaces `dest` with the result in one unit that applies only if
+    /// every set still reads the same (its owners check, holding them);
+    /// if one changed in between, again, a bounded number of times.
+    async fn store_sets(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::Combine) -> Frame {
+        use squall_store::{Check, Op};
+        for _ in 0..OPTIMISTIC_TRIES {
+            let reads = keys.iter().map(|k| (k.clone(), Op::SMembers)).collect();
+            let results = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let checks = keys.iter().zip(&results).map(|(k, saw)| Check {
+                ns: self.ns.clone(),
+                key: k.clone(),
+                op: Op::SMembers,
+                saw: saw.clone(),
+            });
+            let checks: Vec<Check> = checks.collect();
+            let members = match commands::combine_sets(results, how) {
+                Ok(m) => m,
+                Err(e) => return commands::op_error(e),
+            };
+            let n = members.len() as i64;
+            let mut ops = vec![(dest.clone(), Op::Del)];
+            if !members.is_empty() {
+                ops.push((dest.clone(), Op::SAdd(members)));
+            }
+            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+                Ok(Some(_)) => return Frame::Integer(n),
+                Ok(None) => continue,
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the sets kept changing while being combined; try again")
+    }
+
+    /// SMOVE: the member leaves `from` and joins `to` in one unit, which
+    /// applies only if the member is in `from` then and neither key has
+    /// changed type (their owners check).
+    async fn smove(&mut self, from: Bytes, to: Bytes, member: Bytes) -> Frame {
+        use squall_store::{Check, Op, Reply};
+        for _ in 0..OPTIMISTIC_TRIES {
+            let reads = vec![(from.clone(), Op::Type), (to.clone(), Op::Type)];
+            let types = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let set = |r: &squall_store::OpResult| {
+                matches!(r, Ok(Reply::Type(None)) | Ok(Reply::Type(Some(squall_store::lattice::Kind::Set))))
+            };
+            if !types.iter().all(set) {
+                return commands::op_error(squall_store::OpError::WrongType);
+            }
+            let check = |key: &Bytes, op: Op, saw| Check { ns: self.ns.clone(), key: key.clone(), op, saw };
+            let checks = vec![
+                check(&from, Op::SIsMember(member.clone()), Ok(Reply::Int(1))),
+                check(&to, Op::Type, types[1].clone()),
+            ];
+            let ops =
+                vec![(from.clone(), Op::SRem(vec![member.clone()])), (to.clone(), Op::SAdd(vec![member.clone()]))];
+            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+                Ok(Some(_)) => return Frame::Integer(1),
+                Ok(None) => {}
+                Err(e) => return store_error(e),
+            }
+            // Not moved: gone from `from`, or `to` changed type; which, a read says.
+            let there = self
+                .store
+                .atomic(&self.ns, vec![(from.clone(), Op::SIsMember(member.clone()))], &mut self.session)
+                .await;
+            match there {
+                Ok(r) if matches!(r.first(), Some(Ok(Reply::Int(0)))) => return Frame::Integer(0),
+                Ok(_) => continue,
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the sets kept changing during SMOVE; try again")
+    }
+
     /// WATCH: reads each key as it is now (on its owner, after this
     /// connection's earlier commands), for EXEC to check.
     async fn watch(&mut self, keys: Vec<Bytes>) -> Frame {
@@ -1007,6 +1098,7 @@ impl Conn {
         let adds = match cmd {
             Cmd::Key { op, .. } => op.may_add_key(),
             Cmd::Keys { ops, .. } => ops.iter().any(|(_, op)| op.may_add_key()),
+            Cmd::Stored { .. } | Cmd::Move { .. } => true,
             Cmd::Server(_) => false,
         };
         if !adds {
@@ -1144,6 +1236,10 @@ fn reply_bytes(r: &OpResult) -> usize {
         _ => 16,
     }
 }
+
+/// How many times a read-then-write command (SMOVE, S*STORE) tries
+/// again when what it read changed before its unit applied.
+const OPTIMISTIC_TRIES: usize = 16;
 
 /// True at most once per 10 seconds, node-wide: for warnings any client
 /// can cause, which must not flood the log.

@@ -62,6 +62,12 @@ pub enum Op {
     HSetNx(Bytes, Bytes),
     /// SMISMEMBER: 1 or 0 for each member.
     SMIsMember(Vec<Bytes>),
+    /// SPOP: removes members picked at random by the key's owner, one (its
+    /// bytes, or nil) or up to a count (a list).
+    SPop(Option<u64>),
+    /// SRANDMEMBER: members picked at random, one (or nil), up to a count
+    /// of distinct ones, or (a negative count) that many with repeats.
+    SRandMember(Option<i64>),
     /// Sets an absolute expiry (ms since the Unix epoch); a time in the past deletes the key.
     ExpireAt(u64),
     /// EXPIRE with NX, XX, GT or LT: an [`Op::ExpireAt`] only if the
@@ -137,6 +143,7 @@ impl Op {
             Op::Set { .. }
                 | Op::SetIf { .. }
                 | Op::GetDel
+                | Op::SPop(_)
                 | Op::GetEx(Some(_))
                 | Op::Append(_)
                 | Op::SetRange(..)

@@ -70,6 +70,7 @@ fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
         }
         (b'c', _) => Op::IncrBy(rng.below(21) as i64 - 10),
         (b's' | b'S', n) if n < 7 => Op::SAdd((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
+        (b's' | b'S', 7) => Op::SPop(if rng.below(2) == 0 { None } else { Some(rng.below(3)) }),
         (b's' | b'S', _) => Op::SRem((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
         (b'h' | b'H', 3) => Op::HIncrBy(member(rng), rng.below(9) as i64 - 4),
         (b'h' | b'H', 4) => Op::HSetNx(member(rng), b(&format!("{}", rng.below(100)))),

@@ -306,6 +306,7 @@ fn fields_of(e: &mut Entry) -> Result<&mut Fields, OpError> {
 
 fn empty_reply(op: &Op) -> Reply {
     match op {
+        Op::SRandMember(Some(_)) | Op::SPop(Some(_)) => Reply::List(Vec::new()),
         Op::HMGet(fields) => Reply::Array(vec![Reply::Nil; fields.len()]),
         Op::SMIsMember(members) => Reply::Array(vec![Reply::Int(0); members.len()]),
         Op::SMembers | Op::HGetAll => Reply::List(Vec::new()),
@@ -314,6 +315,49 @@ fn empty_reply(op: &Op) -> Reply {
         Op::Pttl => Reply::Int(-2),
         _ => Reply::Nil,
     }
+}
+
+/// The most members SRANDMEMBER with a negative count picks.
+const MAX_PICKS: u64 = 1_000_000;
+
+thread_local! {
+    /// SPOP's and SRANDMEMBER's randomness: per thread, seeded at random.
+    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new({
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new().build_hasher().finish() | 1
+    });
+}
+
+/// A pseudo-random number (xorshift64*).
+fn random() -> u64 {
+    RANDOM.with(|r| {
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// Up to `n` distinct members of `set`, picked at random (reservoir
+/// sampling: one pass over the set).
+fn pick(set: &Members, n: usize) -> Vec<Bytes> {
+    let mut out: Vec<Bytes> = Vec::with_capacity(n.min(set.len()));
+    if n == 0 {
+        return out;
+    }
+    for (seen, (member, _)) in set.iter().filter(|(_, r)| r.value).enumerate() {
+        if out.len() < n {
+            out.push(member.clone());
+        } else {
+            let j = (random() % (seen as u64 + 1)) as usize;
+            if j < n {
+                out[j] = member.clone();
+            }
+        }
+    }
+    out
 }
 
 /// A number as INCRBYFLOAT reads it: the whole string, finite.
@@ -378,13 +422,23 @@ impl Keyspace {
             Op::Pttl => {
                 Reply::Int(slot.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
             }
-            Op::SMembers | Op::SIsMember(_) | Op::SMIsMember(_) | Op::SCard => {
+            Op::SMembers | Op::SIsMember(_) | Op::SMIsMember(_) | Op::SCard | Op::SRandMember(_) => {
                 let Body::Other(Value::Set(m)) = slot.body(node) else { return Err(OpError::WrongType) };
                 let has = |x: &Bytes| Reply::Int(m.get(x).is_some_and(|r| r.value) as i64);
                 match op {
                     Op::SMembers => Reply::List(m.iter().map(|(k, _)| k.clone()).collect()),
                     Op::SIsMember(x) => has(x),
                     Op::SMIsMember(xs) => Reply::Array(xs.iter().map(has).collect()),
+                    Op::SRandMember(None) => pick(m, 1).pop().map_or(Reply::Nil, Reply::Bytes),
+                    Op::SRandMember(Some(n)) if *n >= 0 => Reply::List(pick(m, *n as usize)),
+                    Op::SRandMember(Some(n)) => {
+                        let live: Vec<&Bytes> = m.iter().filter(|(_, r)| r.value).map(|(k, _)| k).collect();
+                        if live.is_empty() {
+                            return Ok(Reply::List(Vec::new()));
+                        }
+                        let picks = n.unsigned_abs().min(MAX_PICKS);
+                        Reply::List((0..picks).map(|_| live[(random() % live.len() as u64) as usize].clone()).collect())
+                    }
                     _ => Reply::Int(m.len() as i64),
                 }
             }
@@ -564,8 +618,27 @@ impl Keyspace {
             Op::HSet(pairs) => return self.hset(ns, h, key, &pairs, stamp, now, changes, undo),
             op => op,
         };
+        // SPOP is the SREM of members its owner picks here, at random.
+        let (op, popped) = match op {
+            Op::SPop(count) => {
+                let picked = match self.read(ns, key, &Op::SRandMember(Some(count.unwrap_or(1) as i64)), now)? {
+                    Reply::List(picked) => picked,
+                    _ => Vec::new(),
+                };
+                if picked.is_empty() {
+                    return Ok(if count.is_some() { Reply::List(Vec::new()) } else { Reply::Nil });
+                }
+                (Op::SRem(picked.clone()), Some((picked, count.is_some())))
+            }
+            op => (op, None),
+        };
         if let Some(u) = undo {
             self.before(ns, key, &op, u.made, now, u.out);
+        }
+        if let Some((mut picked, listed)) = popped {
+            let Op::SRem(members) = op else { unreachable!("SPOP became SREM above") };
+            self.remove_elements(ns, h, key, &members, Element::Member(Lww::new(stamp, false)), changes)?;
+            return Ok(if listed { Reply::List(picked) } else { picked.pop().map_or(Reply::Nil, Reply::Bytes) });
         }
         // An expired key is gone before any other write looks at it.
         if self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, key)).is_some_and(|s| s.is_expired(now)) {
