@@ -243,3 +243,37 @@ fn set_algebra_moves_and_pops_answer_as_redis_does() {
     assert_eq!(left.len(), 2);
     assert!(!left.contains(&popped));
 }
+
+#[test]
+fn config_set_and_select_answer_as_redis_does() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("CONFIG SET hash-max-ziplist-entries 256 save ''", Want::Is(Value::Okay)),
+            ("CONFIG GET hash-max-ziplist-entries", array(vec![b("hash-max-ziplist-entries"), b("256")])),
+            ("CONFIG GET save", array(vec![b("save"), b("")])),
+            ("CONFIG SET notify-keyspace-events ''", Want::Is(Value::Okay)),
+            ("CONFIG SET notify-keyspace-events KEA", Want::Error("keyspace notifications are not supported yet")),
+            ("CONFIG SET maxclients 10", Want::Error("--max-clients")),
+            ("CONFIG SET foo bar", Want::Error("Unknown option or number of arguments for CONFIG SET - 'foo'")),
+            ("CONFIG SET save", Want::Error("wrong number of arguments for 'config|set' command")),
+            // All or nothing: the unknown one stops the known one too.
+            ("CONFIG SET hz 20 foo bar", Want::Error("Unknown option")),
+            ("CONFIG GET hz", array(vec![])),
+            ("CONFIG RESETSTAT", Want::Is(Value::Okay)),
+            ("CONFIG FOO", Want::Error("unknown subcommand 'FOO'")),
+            // The numbered databases are namespaces.
+            ("SELECT 1", Want::Is(Value::Okay)),
+            ("SET k one", Want::Is(Value::Okay)),
+            ("SELECT 0", Want::Is(Value::Okay)),
+            ("GET k", Want::Is(Value::Nil)),
+            ("SELECT 15", Want::Is(Value::Okay)),
+            ("SELECT 16", Want::Error("DB index is out of range")),
+            ("SELECT -1", Want::Error("DB index is out of range")),
+            ("SELECT 1", Want::Is(Value::Okay)),
+            ("GET k", bulk("one")),
+        ],
+    );
+}

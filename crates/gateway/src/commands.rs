@@ -84,6 +84,7 @@ pub enum Server {
     ClientSetInfo,
     Command(Option<Bytes>),
     ConfigGet(Vec<Bytes>),
+    ConfigSet(Vec<(Bytes, Bytes)>),
     Info,
     DbSize,
     Keys(Bytes),
@@ -97,6 +98,8 @@ pub enum Server {
     Exec,
     Discard,
     Time,
+    /// A command that only answers OK.
+    Ok,
     Watch(Vec<Bytes>),
     Unwatch,
 }
@@ -606,11 +609,19 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
                 }
             }
         }
-        b"CONFIG" => {
-            if !args[1].eq_ignore_ascii_case(b"GET") || args.len() < 3 {
-                return Err(Frame::err("only CONFIG GET is supported; configure Squall with squall.toml or flags"));
+        b"CONFIG" if args[1].eq_ignore_ascii_case(b"GET") && args.len() >= 3 => Server::ConfigGet(args[2..].to_vec()),
+        b"CONFIG" if args[1].eq_ignore_ascii_case(b"SET") => {
+            if args.len() < 4 || args.len() % 2 != 0 {
+                return Err(Frame::err("wrong number of arguments for 'config|set' command"));
             }
-            Server::ConfigGet(args[2..].to_vec())
+            Server::ConfigSet(args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect())
+        }
+        b"CONFIG" if args[1].eq_ignore_ascii_case(b"RESETSTAT") => Server::Ok,
+        b"CONFIG" => {
+            let sub = String::from_utf8_lossy(&args[1]);
+            return Err(Frame::err(format!(
+                "unknown subcommand '{sub}'. Try CONFIG GET, CONFIG SET, CONFIG RESETSTAT."
+            )));
         }
         b"SCAN" => parse_scan(args)?,
         _ => return Err(arity_error(&args[0])),

@@ -48,7 +48,51 @@ pub struct Options {
     /// The namespaces' quotas: a write that could add a key to a full
     /// namespace is refused.
     pub quotas: Arc<squall_scheduler::Quotas>,
+    /// What `CONFIG SET` accepted of the parameters that change nothing
+    /// here (encodings, `save`...), node-wide, for `CONFIG GET` to show.
+    pub settings: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
 }
+
+/// Parameters `CONFIG SET` accepts and that change nothing in Squall: value
+/// encodings and background behaviours Redis tunes that Squall's store
+/// does its own way (clients and tools set them at connect time).
+const NO_OP_SETTINGS: &[&str] = &[
+    "activerehashing",
+    "dynamic-hz",
+    "hash-max-listpack-entries",
+    "hash-max-listpack-value",
+    "hash-max-ziplist-entries",
+    "hash-max-ziplist-value",
+    "hz",
+    "lazyfree-lazy-eviction",
+    "lazyfree-lazy-expire",
+    "lazyfree-lazy-server-del",
+    "lazyfree-lazy-user-del",
+    "list-compress-depth",
+    "list-max-listpack-size",
+    "list-max-ziplist-size",
+    "save",
+    "set-max-intset-entries",
+    "set-max-listpack-entries",
+    "set-max-listpack-value",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "zset-max-listpack-entries",
+    "zset-max-listpack-value",
+    "zset-max-ziplist-entries",
+    "zset-max-ziplist-value",
+];
+
+/// Parameters Squall has but does not change while running: `CONFIG SET`
+/// says how they are set.
+const START_SETTINGS: &[(&str, &str)] = &[
+    ("maxclients", "set it when the node starts: --max-clients"),
+    ("proto-max-bulk-len", "it is 8 MiB in this version"),
+    ("client-output-buffer-limit", "set it when the node starts: --client-output-buffer-limit"),
+    ("appendonly", "the log is always on; set how it syncs when the node starts: --durability"),
+    ("appendfsync", "set it when the node starts: --durability"),
+    ("requirepass", "set it when the node starts: --token or --users-file"),
+];
 
 /// Redis's `client-output-buffer-limit` for one class of clients: a
 /// connection whose unwritten replies reach `hard` bytes, or stay over
@@ -130,6 +174,7 @@ impl Default for Options {
             access: Arc::new(Access::new(None, Vec::new(), false).expect("no users")),
             output_limit: OutputLimit::default(),
             quotas: Arc::default(),
+            settings: Arc::default(),
         }
     }
 }
@@ -844,17 +889,25 @@ impl Conn {
                     ("maxclients", self.opts.max_clients.to_string()),
                     ("client-output-buffer-limit", self.opts.output_limit.render()),
                 ];
+                let set: Vec<(String, String)> = {
+                    let settings = self.opts.settings.lock().unwrap_or_else(|e| e.into_inner());
+                    settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                };
                 let mut out = Vec::new();
                 for p in &params {
-                    for (k, v) in &known {
+                    let unset = known.iter().filter(|(k, _)| !set.iter().any(|(s, _)| s == k));
+                    let known = unset.map(|(k, v)| (k.to_string(), v.clone()));
+                    for (k, v) in known.chain(set.iter().cloned()) {
                         if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) {
-                            out.push(Frame::Bulk(Bytes::from_static(k.as_bytes())));
+                            out.push(Frame::Bulk(Bytes::from(k)));
                             out.push(Frame::Bulk(Bytes::from(v.clone())));
                         }
                     }
                 }
                 Frame::Array(out)
             }
+            Server::ConfigSet(pairs) => self.config_set(pairs),
+            Server::Ok => Frame::ok(),
             Server::Info => match self.store.len(&ns).await {
                 Ok(keys) => Frame::Bulk(Bytes::from(self.info(keys))),
                 Err(e) => Frame::err(e.to_string()),
@@ -973,6 +1026,33 @@ impl Conn {
             }
         }
         Frame::err("the sets kept changing during SMOVE; try again")
+    }
+
+    /// CONFIG SET: all the pairs or none. What changes nothing here is
+    /// accepted (and shown by CONFIG GET); what is set at start says how;
+    /// anything else is unknown, as Redis says it.
+    fn config_set(&mut self, pairs: Vec<(Bytes, Bytes)>) -> Frame {
+        let mut accepted = Vec::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+            if let Some((_, flag)) = START_SETTINGS.iter().find(|(p, _)| *p == name) {
+                return Frame::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {flag}"));
+            }
+            if name == "notify-keyspace-events" {
+                if value.is_empty() {
+                    continue;
+                }
+                return Frame::err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - keyspace notifications are not supported yet"
+                ));
+            }
+            if !NO_OP_SETTINGS.contains(&name.as_str()) {
+                return Frame::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'"));
+            }
+            accepted.push((name, String::from_utf8_lossy(&value).into_owned()));
+        }
+        self.opts.settings.lock().unwrap_or_else(|e| e.into_inner()).extend(accepted);
+        Frame::ok()
     }
 
     /// WATCH: reads each key as it is now (on its owner, after this
@@ -1111,6 +1191,11 @@ impl Conn {
     /// name, is the namespace of that name (so Redis's numbered databases
     /// are namespaces too).
     fn select(&mut self, db: &[u8]) -> Frame {
+        // Redis's 16 numbered databases; beyond them, as Redis says.
+        let numbered = std::str::from_utf8(db).ok().and_then(|d| d.parse::<i64>().ok());
+        if numbered.is_some_and(|n| !(0..16).contains(&n)) {
+            return Frame::err("DB index is out of range");
+        }
         let name = match db {
             b"0" => squall_scheduler::namespace::DEFAULT,
             other => match std::str::from_utf8(other) {
