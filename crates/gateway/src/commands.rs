@@ -611,7 +611,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         }
         b"CONFIG" if args[1].eq_ignore_ascii_case(b"GET") && args.len() >= 3 => Server::ConfigGet(args[2..].to_vec()),
         b"CONFIG" if args[1].eq_ignore_ascii_case(b"SET") => {
-            if args.len() < 4 || args.len() % 2 != 0 {
+            if args.len() < 4 || !args.len().is_multiple_of(2) {
                 return Err(Frame::err("wrong number of arguments for 'config|set' command"));
             }
             Server::ConfigSet(args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect())
