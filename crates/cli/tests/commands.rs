@@ -277,3 +277,52 @@ fn config_set_and_select_answer_as_redis_does() {
         ],
     );
 }
+
+#[test]
+fn rename_and_copy_answer_as_redis_does() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("SET a 1", Want::Is(Value::Okay)),
+            ("RENAME a b", Want::Is(Value::Okay)),
+            ("GET b", bulk("1")),
+            ("EXISTS a", int(0)),
+            ("RENAME nope x", Want::Error("no such key")),
+            ("RENAMENX nope x", Want::Error("no such key")),
+            ("RENAME b b", Want::Is(Value::Okay)),
+            ("RENAMENX b b", int(0)),
+            ("SET c 2", Want::Is(Value::Okay)),
+            ("RENAMENX b c", int(0)),
+            ("RENAMENX b d", int(1)),
+            ("GET d", bulk("1")),
+            // Any type, with its expiry.
+            ("SADD s x y", int(2)),
+            ("EXPIRE s 100", int(1)),
+            ("RENAME s t", Want::Is(Value::Okay)),
+            ("TTL t", int(100)),
+            ("SMEMBERS t", Want::Sorted(vec!["x", "y"])),
+            ("COPY t u", int(1)),
+            ("COPY t u", int(0)),
+            ("COPY t u REPLACE", int(1)),
+            ("SMEMBERS u", Want::Sorted(vec!["x", "y"])),
+            ("TTL u", int(100)),
+            ("COPY nope v", int(0)),
+            ("COPY t t", Want::Error("source and destination objects are the same")),
+            ("COPY t w FOO", Want::Error("syntax error")),
+            ("COPY t w DB 1", Want::Error("not supported yet")),
+            ("INCR n", int(1)),
+            ("COPY n m", int(1)),
+            ("INCR m", int(2)),
+            ("GET n", bulk("1")),
+            ("HSET h f v", int(1)),
+            ("RENAME h c", Want::Is(Value::Okay)),
+            ("HGET c f", bulk("v")),
+            ("TYPE c", Want::Is(Value::SimpleString("hash".into()))),
+            ("MULTI", Want::Is(Value::Okay)),
+            ("RENAME c e", Want::Error("inside MULTI is not supported yet")),
+            ("EXEC", Want::Error("Transaction discarded because of previous errors")),
+        ],
+    );
+}

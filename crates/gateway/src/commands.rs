@@ -22,6 +22,9 @@ pub enum Cmd {
     Stored { dest: Bytes, keys: Vec<Bytes>, combine: Combine },
     /// SMOVE: the member from one set to another, if it is there, in one unit.
     Move { from: Bytes, to: Bytes, member: Bytes },
+    /// RENAME (`copy` false), RENAMENX (`only_new` too) and COPY (`copy`;
+    /// `only_new` unless REPLACE): the value at `from` written at `to`.
+    Relocate { from: Bytes, to: Bytes, copy: bool, only_new: bool },
     /// Everything that is not about keys: connection and server commands.
     Server(Server),
 }
@@ -136,6 +139,9 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("sunionstore", -3),
     ("sdiffstore", -3),
     ("smove", 4),
+    ("rename", 3),
+    ("renamenx", 3),
+    ("copy", -3),
     ("time", 1),
     ("setex", 4),
     ("psetex", 4),
@@ -360,6 +366,24 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
             one(Op::SPop(count))
         }
         b"SRANDMEMBER" => one(Op::SRandMember(args.get(2).map(int).transpose()?)),
+        b"RENAME" | b"RENAMENX" => {
+            Ok(Cmd::Relocate { from: key(), to: args[2].clone(), copy: false, only_new: name == b"RENAMENX" })
+        }
+        b"COPY" => {
+            let mut replace = false;
+            let mut i = 3;
+            while i < args.len() {
+                match args[i].to_ascii_uppercase().as_slice() {
+                    b"REPLACE" => replace = true,
+                    b"DB" if i + 1 < args.len() => {
+                        return Err(Frame::err("COPY to another database is not supported yet"));
+                    }
+                    _ => return Err(syntax()),
+                }
+                i += 1;
+            }
+            Ok(Cmd::Relocate { from: key(), to: args[2].clone(), copy: true, only_new: !replace })
+        }
         b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),

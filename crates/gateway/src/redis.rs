@@ -708,7 +708,7 @@ impl Conn {
                 // one namespace, as the connection's user: these cannot
                 // change either halfway.
                 // Each is its own unit, read then written: not yet part of another.
-                Cmd::Stored { .. } | Cmd::Move { .. } => {
+                Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
                     pending.push(Pending::Ready(Frame::err(format!(
@@ -757,6 +757,7 @@ impl Conn {
             }
             Cmd::Stored { dest, keys, combine } => self.store_sets(dest, keys, combine).await,
             Cmd::Move { from, to, member } => self.smove(from, to, member).await,
+            Cmd::Relocate { from, to, copy, only_new } => self.relocate(from, to, copy, only_new).await,
             Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops, &mut self.session).await {
                 Ok(results) => commands::combine(results, combine),
                 Err(e) => store_error(e),
@@ -792,7 +793,7 @@ impl Conn {
             match cmd {
                 Cmd::Key { key, op, .. } => ops.push((key.clone(), op.clone())),
                 Cmd::Keys { ops: more, .. } => ops.extend(more.iter().cloned()),
-                Cmd::Server(_) | Cmd::Stored { .. } | Cmd::Move { .. } => {}
+                Cmd::Server(_) | Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => {}
             }
         }
         let mut results = match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
@@ -809,7 +810,9 @@ impl Conn {
                     commands::combine(ops.iter().map(|_| next(&mut results)).collect(), combine)
                 }
                 Cmd::Server(s) => self.server(s).await,
-                Cmd::Stored { .. } | Cmd::Move { .. } => Frame::err("not queued in a transaction"),
+                Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => {
+                    Frame::err("not queued in a transaction")
+                }
             };
             frames.push(frame);
         }
@@ -983,6 +986,53 @@ impl Conn {
             }
         }
         Frame::err("the sets kept changing while being combined; try again")
+    }
+
+    /// RENAME, RENAMENX and COPY: reads the value at `from`, then writes it
+    /// at `to` (and, renaming, removes `from`) in one unit that applies only
+    /// if `from` still reads the same (and, `only_new`, `to` is not there);
+    /// if one changed in between, again.
+    async fn relocate(&mut self, from: Bytes, to: Bytes, copy: bool, only_new: bool) -> Frame {
+        use squall_store::{Check, Op, Reply};
+        let answer = |done: bool| match (copy, only_new) {
+            (false, false) => Frame::ok(),
+            _ => Frame::Integer(i64::from(done)),
+        };
+        for _ in 0..OPTIMISTIC_TRIES {
+            let reads = vec![(from.clone(), Op::Snapshot), (to.clone(), Op::Exists)];
+            let read = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let Ok(Reply::Entry(entry)) = &read[0] else {
+                return if copy { Frame::Integer(0) } else { Frame::err("no such key") };
+            };
+            if from == to {
+                return if copy {
+                    Frame::err("source and destination objects are the same")
+                } else {
+                    answer(!only_new)
+                };
+            }
+            if only_new && read[1] == Ok(Reply::Int(1)) {
+                return answer(false);
+            }
+            let mut checks =
+                vec![Check { ns: self.ns.clone(), key: from.clone(), op: Op::Snapshot, saw: read[0].clone() }];
+            if only_new {
+                checks.push(Check { ns: self.ns.clone(), key: to.clone(), op: Op::Exists, saw: Ok(Reply::Int(0)) });
+            }
+            let mut ops = vec![(to.clone(), Op::Put(entry.clone()))];
+            if !copy {
+                ops.push((from.clone(), Op::Del));
+            }
+            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+                Ok(Some(_)) => return answer(true),
+                Ok(None) => continue,
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the key kept changing while being moved; try again")
     }
 
     /// SMOVE: the member leaves `from` and joins `to` in one unit, which
@@ -1178,7 +1228,7 @@ impl Conn {
         let adds = match cmd {
             Cmd::Key { op, .. } => op.may_add_key(),
             Cmd::Keys { ops, .. } => ops.iter().any(|(_, op)| op.may_add_key()),
-            Cmd::Stored { .. } | Cmd::Move { .. } => true,
+            Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => true,
             Cmd::Server(_) => false,
         };
         if !adds {

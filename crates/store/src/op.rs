@@ -28,6 +28,9 @@ pub enum Op {
     },
     /// GETDEL: the string, and the key gone.
     GetDel,
+    /// RENAME's and COPY's write: the key becomes this value (of any
+    /// type), in a new epoch at the unit's stamp, with its expiry.
+    Put(Box<Entry>),
     /// GETEX: the string, and its expiry changed (`None`: a plain read).
     GetEx(Option<GetExpiry>),
     /// APPEND: the string with these bytes after it; answers its length.
@@ -126,6 +129,7 @@ impl Op {
             self,
             Op::Set { .. }
                 | Op::SetIf { .. }
+                | Op::Put(_)
                 | Op::IncrBy(_)
                 | Op::SAdd(_)
                 | Op::HSet(_)
@@ -143,6 +147,7 @@ impl Op {
             Op::Set { .. }
                 | Op::SetIf { .. }
                 | Op::GetDel
+                | Op::Put(_)
                 | Op::SPop(_)
                 | Op::GetEx(Some(_))
                 | Op::Append(_)

@@ -317,6 +317,58 @@ fn empty_reply(op: &Op) -> Reply {
     }
 }
 
+/// The records that make `slot` whole: its header, then its members or
+/// fields.
+fn records_of(slot: &Slot, ns: &[u8], node: NodeId, changes: &mut impl Changes) {
+    let header = Header::of(slot, node);
+    changes.header(ns, slot.key(), &header);
+    match slot.body(node) {
+        Body::Other(Value::Set(m)) => {
+            for (member, r) in m.iter() {
+                changes.element(ns, slot.key(), header.epoch, member, &Element::Member(r.clone()));
+            }
+        }
+        Body::Other(Value::Map(m)) => {
+            for (field, r) in m.iter() {
+                changes.element(ns, slot.key(), header.epoch, field, &Element::Field(r.clone()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `entry`'s value and expiry as written anew at `stamp` (RENAME, COPY):
+/// a new epoch, every member and field stamped with it, a counter's total
+/// as this node's count.
+fn restamped(entry: Entry, stamp: Stamp, node: NodeId) -> Entry {
+    let value = match entry.value {
+        Value::Counter(c) => {
+            let mut fresh = PnCounter::default();
+            fresh.add(Stamp::new(stamp.time, node), c.value());
+            Value::Counter(fresh)
+        }
+        Value::Set(m) => {
+            let mut fresh = Members::default();
+            for (member, _) in m.iter().filter(|(_, r)| r.value) {
+                fresh.assign(member.clone(), Lww::new(stamp, true));
+            }
+            Value::Set(fresh)
+        }
+        Value::Map(m) => {
+            let mut fresh = Fields::default();
+            for (field, r) in m.iter() {
+                if let Some(v) = &r.value {
+                    fresh.assign(field.clone(), Lww::new(stamp, Some(v.clone())));
+                }
+            }
+            Value::Map(fresh)
+        }
+        other => other,
+    };
+    let expiry = entry.expiry.map(|e| Lww::new(stamp, e.value));
+    Entry { epoch: stamp, value, expiry }
+}
+
 /// The most members SRANDMEMBER with a negative count picks.
 const MAX_PICKS: u64 = 1_000_000;
 
@@ -659,6 +711,17 @@ impl Keyspace {
                     self.del(ns, h, key, changes);
                 }
                 Ok(value)
+            }
+            Op::Put(entry) => {
+                let node = self.node;
+                let entry = restamped(*entry, stamp, node);
+                if matches!(entry.value, Value::Tombstone) {
+                    self.del(ns, h, key, changes);
+                    return Ok(Reply::Ok);
+                }
+                let slot = self.put_slot(ns, h, Slot::new(key, entry, node));
+                records_of(slot, ns, node, changes);
+                Ok(Reply::Ok)
             }
             Op::GetEx(expiry) => {
                 let value = self.read(ns, key, &Op::Get, now)?;
@@ -1258,23 +1321,7 @@ impl Keyspace {
         names.sort();
         for ns in names {
             let from = if *ns == cursor.ns { cursor.from } else { 0 };
-            let next = self.spaces[ns].table.walk(from, budget, |s| {
-                let header = Header::of(s, node);
-                changes.header(ns, s.key(), &header);
-                match s.body(node) {
-                    Body::Other(Value::Set(m)) => {
-                        for (member, r) in m.iter() {
-                            changes.element(ns, s.key(), header.epoch, member, &Element::Member(r.clone()));
-                        }
-                    }
-                    Body::Other(Value::Map(m)) => {
-                        for (field, r) in m.iter() {
-                            changes.element(ns, s.key(), header.epoch, field, &Element::Field(r.clone()));
-                        }
-                    }
-                    _ => {}
-                }
-            });
+            let next = self.spaces[ns].table.walk(from, budget, |s| records_of(s, ns, node, changes));
             if let Some(from) = next {
                 return Some(DumpCursor { ns: ns.clone(), from });
             }
