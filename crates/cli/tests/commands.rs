@@ -276,6 +276,52 @@ fn config_set_and_select_answer_as_redis_does() {
             ("GET k", bulk("one")),
         ],
     );
+    // INFO by section, with the fields clients read.
+    let mut info = |section: Option<&str>| -> String {
+        let mut cmd = redis::cmd("INFO");
+        if let Some(s) = section {
+            cmd.arg(s);
+        }
+        cmd.query(&mut c).unwrap()
+    };
+    let all = info(None);
+    for field in ["# Server", "redis_version:", "# Memory", "used_memory:", "# CPU", "used_cpu_user:", "# Keyspace"] {
+        assert!(all.contains(field), "{field} missing from {all}");
+    }
+    let memory = info(Some("memory"));
+    assert!(memory.starts_with("# Memory\r\nused_memory:") && !memory.contains("# Server"), "{memory}");
+    let cpu = info(Some("CPU"));
+    let user: f64 = cpu.lines().find_map(|l| l.strip_prefix("used_cpu_user:")).unwrap().trim().parse().unwrap();
+    assert!(user >= 0.0, "{cpu}");
+    assert_eq!(info(Some("nosuchsection")), "");
+    // FLUSHDB empties the database it is in, over many pages; FLUSHALL all 16.
+    let mut pipe = redis::pipe();
+    for i in 0..10_000 {
+        pipe.set(format!("many:{i}"), i).ignore();
+    }
+    let _: () = pipe.query(&mut c).unwrap();
+    check(
+        &mut c,
+        vec![
+            ("DBSIZE", int(10_001)),
+            ("FLUSHDB FOO", Want::Error("syntax error")),
+            ("FLUSHDB ASYNC", Want::Is(Value::Okay)),
+            ("DBSIZE", int(0)),
+            ("SELECT 0", Want::Is(Value::Okay)),
+            ("SET zero z", Want::Is(Value::Okay)),
+            ("SELECT 2", Want::Is(Value::Okay)),
+            ("SET two t", Want::Is(Value::Okay)),
+            ("FLUSHDB", Want::Is(Value::Okay)),
+            ("SELECT 0", Want::Is(Value::Okay)),
+            ("GET zero", bulk("z")),
+            ("SELECT 2", Want::Is(Value::Okay)),
+            ("SET two t", Want::Is(Value::Okay)),
+            ("FLUSHALL SYNC", Want::Is(Value::Okay)),
+            ("DBSIZE", int(0)),
+            ("SELECT 0", Want::Is(Value::Okay)),
+            ("DBSIZE", int(0)),
+        ],
+    );
 }
 
 #[test]

@@ -88,7 +88,8 @@ pub enum Server {
     Command(Option<Bytes>),
     ConfigGet(Vec<Bytes>),
     ConfigSet(Vec<(Bytes, Bytes)>),
-    Info,
+    /// INFO's sections asked for (none: the default ones).
+    Info(Vec<String>),
     DbSize,
     Keys(Bytes),
     Scan {
@@ -101,6 +102,11 @@ pub enum Server {
     Exec,
     Discard,
     Time,
+    /// FLUSHDB (the connection's namespace) or FLUSHALL (`all`: the 16
+    /// numbered databases the user may use).
+    Flush {
+        all: bool,
+    },
     /// A command that only answers OK.
     Ok,
     Watch(Vec<Bytes>),
@@ -143,6 +149,8 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("renamenx", 3),
     ("copy", -3),
     ("time", 1),
+    ("flushdb", -1),
+    ("flushall", -1),
     ("setex", 4),
     ("psetex", 4),
     ("del", -2),
@@ -601,11 +609,19 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
             3 => Server::Auth { user: Some(args[1].clone()), password: args[2].clone() },
             _ => return Err(syntax()),
         },
-        b"INFO" => Server::Info,
+        b"INFO" => Server::Info(args[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect()),
         b"DBSIZE" => Server::DbSize,
         b"KEYS" => Server::Keys(args[1].clone()),
         b"MULTI" => Server::Multi,
         b"TIME" => Server::Time,
+        b"FLUSHDB" | b"FLUSHALL" => {
+            match &args[1..] {
+                [] => {}
+                [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {}
+                _ => return Err(syntax()),
+            }
+            Server::Flush { all: name == b"FLUSHALL" }
+        }
         b"EXEC" => Server::Exec,
         b"DISCARD" => Server::Discard,
         b"UNWATCH" => Server::Unwatch,

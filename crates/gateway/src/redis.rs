@@ -911,8 +911,22 @@ impl Conn {
             }
             Server::ConfigSet(pairs) => self.config_set(pairs),
             Server::Ok => Frame::ok(),
-            Server::Info => match self.store.len(&ns).await {
-                Ok(keys) => Frame::Bulk(Bytes::from(self.info(keys))),
+            Server::Flush { all: false } => self.flush(&ns).await,
+            Server::Flush { all: true } => {
+                let user = self.user.clone().expect("authenticated before FLUSHALL");
+                let numbered = std::iter::once(squall_scheduler::namespace::DEFAULT.to_string())
+                    .chain((1..16).map(|n| n.to_string()))
+                    .filter(|n| user.may_use(n));
+                for name in numbered.collect::<Vec<_>>() {
+                    let frame = self.flush(&Bytes::from(name)).await;
+                    if !matches!(frame, Frame::Simple(_)) {
+                        return frame;
+                    }
+                }
+                Frame::ok()
+            }
+            Server::Info(sections) => match self.store.len(&ns).await {
+                Ok(keys) => Frame::Bulk(Bytes::from(self.info(keys, &sections))),
                 Err(e) => Frame::err(e.to_string()),
             },
             Server::DbSize => match self.store.len(&ns).await {
@@ -1124,6 +1138,30 @@ impl Conn {
     /// KEYS: every key matching `pattern`, gathered a page at a time (no
     /// shard is held for a whole walk of its keys), and refused with an
     /// error once the reply would be over the hard output limit.
+    /// FLUSHDB: removes every key of `ns`, a page at a time (each page one
+    /// unit), so no shard is held for the whole; a key written while it
+    /// runs may stay.
+    async fn flush(&mut self, ns: &Bytes) -> Frame {
+        const PAGE: usize = 4096;
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = match self.store.scan(ns, cursor, PAGE, None, None).await {
+                Ok(page) => page,
+                Err(e) => return Frame::err(e.to_string()),
+            };
+            if !keys.is_empty() {
+                let ops = keys.into_iter().map(|k| (k, squall_store::Op::Del)).collect();
+                if let Err(e) = self.store.atomic(ns, ops, &mut self.session).await {
+                    return store_error(e);
+                }
+            }
+            if next == 0 {
+                return Frame::ok();
+            }
+            cursor = next;
+        }
+    }
+
     async fn keys(&mut self, ns: &Bytes, pattern: Bytes) -> Frame {
         const PAGE: usize = 4096;
         let hard = self.opts.output_limit.hard;
@@ -1288,15 +1326,114 @@ impl Conn {
         ])
     }
 
-    fn info(&self, keys: u64) -> String {
-        format!(
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nsquall_version:{}\r\nredis_mode:standalone\r\nnode_id:{}\r\nshards:{}\r\ndurability:{}\r\n\r\n# Persistence\r\nloading:0\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Stats\r\ntotal_commands_processed:{}\r\n\r\n# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n",
-            env!("CARGO_PKG_VERSION"),
-            self.store.node_id(),
-            self.store.shards(),
-            self.store.durability(),
-            self.metrics.resp_commands.load(Ordering::Relaxed),
-        )
+    /// INFO: the sections asked for (`default`, `all` or `everything` for
+    /// all of them), each as Redis names and lays it out.
+    fn info(&self, keys: u64, asked: &[String]) -> String {
+        let all = asked.is_empty() || asked.iter().any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+        let wanted = |name: &str| all || asked.iter().any(|s| s == name);
+        let stats = (0..self.store.shards()).map(|s| self.store.stats(s));
+        let (mut used, mut reads, mut writes, mut expired) = (0u64, 0u64, 0u64, 0u64);
+        for s in stats {
+            used += s.bytes.load(Ordering::Relaxed);
+            reads += s.reads.load(Ordering::Relaxed);
+            writes += s.writes.load(Ordering::Relaxed);
+            expired += s.expired.load(Ordering::Relaxed);
+        }
+        let (cpu_user, cpu_sys, rss) = process_usage();
+        let mut out = String::new();
+        let mut section = |name: &str, title: &str, lines: Vec<(&str, String)>| {
+            if !wanted(name) {
+                return;
+            }
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            out.push_str(&format!("# {title}\r\n"));
+            for (k, v) in lines {
+                out.push_str(&format!("{k}:{v}\r\n"));
+            }
+        };
+        section(
+            "server",
+            "Server",
+            vec![
+                ("redis_version", REDIS_VERSION.to_string()),
+                ("squall_version", env!("CARGO_PKG_VERSION").to_string()),
+                ("redis_mode", "standalone".into()),
+                ("os", std::env::consts::OS.into()),
+                ("arch_bits", (usize::BITS).to_string()),
+                ("process_id", std::process::id().to_string()),
+                ("node_id", self.store.node_id().to_string()),
+                ("shards", self.store.shards().to_string()),
+                ("durability", self.store.durability().to_string()),
+            ],
+        );
+        section(
+            "clients",
+            "Clients",
+            vec![
+                ("connected_clients", self.metrics.resp_connections.load(Ordering::Relaxed).to_string()),
+                ("maxclients", self.opts.max_clients.to_string()),
+            ],
+        );
+        section(
+            "memory",
+            "Memory",
+            vec![
+                ("used_memory", used.to_string()),
+                ("used_memory_human", human(used)),
+                ("used_memory_rss", rss.to_string()),
+                ("used_memory_rss_human", human(rss)),
+                ("maxmemory", "0".into()),
+            ],
+        );
+        section("persistence", "Persistence", vec![("loading", "0".into())]);
+        section(
+            "stats",
+            "Stats",
+            vec![
+                ("total_connections_received", self.metrics.resp_connections_total.load(Ordering::Relaxed).to_string()),
+                ("total_commands_processed", self.metrics.resp_commands.load(Ordering::Relaxed).to_string()),
+                ("total_error_replies", self.metrics.resp_errors.load(Ordering::Relaxed).to_string()),
+                ("expired_keys", expired.to_string()),
+                ("keyspace_reads", reads.to_string()),
+                ("keyspace_writes", writes.to_string()),
+            ],
+        );
+        section("replication", "Replication", vec![("role", "master".into()), ("connected_slaves", "0".into())]);
+        section(
+            "cpu",
+            "CPU",
+            vec![("used_cpu_sys", format!("{cpu_sys:.6}")), ("used_cpu_user", format!("{cpu_user:.6}"))],
+        );
+        section("keyspace", "Keyspace", vec![("db0", format!("keys={keys},expires=0,avg_ttl=0"))]);
+        out
+    }
+}
+
+/// The process's CPU seconds (user, system) and resident bytes, from
+/// `/proc/self` (zeros where it cannot be read).
+fn process_usage() -> (f64, f64, u64) {
+    // The kernel's clock ticks are 100 a second on every Linux Squall runs on.
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from the third on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0) / TICKS;
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    (ticks(11), ticks(12), pages * 4096)
+}
+
+/// Bytes as Redis's `*_human` fields show them (`1.50M`).
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes}B"),
+        1024..1_048_576 => format!("{:.2}K", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.2}M", b / 1_048_576.0),
+        _ => format!("{:.2}G", b / 1_073_741_824.0),
     }
 }
 
