@@ -372,3 +372,31 @@ fn rename_and_copy_answer_as_redis_does() {
         ],
     );
 }
+
+/// A client that negotiates RESP3 (`HELLO 3` on connect) gets maps, sets
+/// and nulls; one that does not, RESP2's arrays.
+#[test]
+fn a_resp3_client_gets_maps_sets_and_nulls() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let client = redis::Client::open(format!("redis://{}/?protocol=resp3", node.resp_addr())).unwrap();
+    let mut c = client.get_connection_with_timeout(std::time::Duration::from_secs(5)).unwrap();
+    check(&mut c, vec![("HSET h a 1", int(1)), ("SADD s x", int(1))]);
+    let all: Value = redis::cmd("HGETALL").arg("h").query(&mut c).unwrap();
+    assert_eq!(all, Value::Map(vec![(b("a"), b("1"))]));
+    let members: Value = redis::cmd("SMEMBERS").arg("s").query(&mut c).unwrap();
+    assert_eq!(members, Value::Set(vec![b("x")]));
+    let inter: Value = redis::cmd("SINTER").arg("s").arg("s").query(&mut c).unwrap();
+    assert_eq!(inter, Value::Set(vec![b("x")]));
+    let config: Value = redis::cmd("CONFIG").arg("GET").arg("save").query(&mut c).unwrap();
+    assert_eq!(config, Value::Map(vec![(b("save"), b(""))]));
+    let nothing: Value = redis::cmd("GET").arg("nope").query(&mut c).unwrap();
+    assert_eq!(nothing, Value::Nil);
+    let hello: Value = redis::cmd("HELLO").arg(3).query(&mut c).unwrap();
+    let Value::Map(fields) = hello else { panic!("HELLO 3 answers a map: {hello:?}") };
+    assert!(fields.contains(&(b("proto"), Value::Int(3))), "{fields:?}");
+    // The same commands on a RESP2 connection.
+    let mut old = node.redis();
+    let all: Value = redis::cmd("HGETALL").arg("h").query(&mut old).unwrap();
+    assert_eq!(all, Value::Array(vec![b("a"), b("1")]));
+    check(&mut old, vec![("HELLO 4", Want::Error("unsupported protocol version"))]);
+}

@@ -45,6 +45,10 @@ pub enum Render {
     /// HKEYS and HVALS: the fields, or the values, of HGETALL's pairs.
     Fields,
     Values,
+    /// HGETALL's pairs, as a map (in RESP3).
+    Pairs,
+    /// SMEMBERS' members, as a set (in RESP3).
+    Members,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -302,7 +306,7 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         }
         b"SADD" => one(Op::SAdd(args[2..].to_vec())),
         b"SREM" => one(Op::SRem(args[2..].to_vec())),
-        b"SMEMBERS" => one(Op::SMembers),
+        b"SMEMBERS" => Ok(Cmd::Key { key: key(), op: Op::SMembers, render: Render::Members }),
         b"SISMEMBER" => one(Op::SIsMember(args[2].clone())),
         b"SCARD" => one(Op::SCard),
         b"HSET" | b"HMSET" => {
@@ -318,7 +322,7 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         }
         b"HGET" => one(Op::HGet(args[2].clone())),
         b"HDEL" => one(Op::HDel(args[2..].to_vec())),
-        b"HGETALL" => one(Op::HGetAll),
+        b"HGETALL" => Ok(Cmd::Key { key: key(), op: Op::HGetAll, render: Render::Pairs }),
         b"HLEN" => one(Op::HLen),
         b"HMGET" => one(Op::HMGet(args[2..].to_vec())),
         b"HKEYS" => Ok(Cmd::Key { key: key(), op: Op::HGetAll, render: Render::Fields }),
@@ -709,6 +713,17 @@ pub fn render(result: OpResult, how: Render) -> Frame {
             Frame::Bulk(range(&b, start, end))
         }
         Ok(Reply::Nil) if matches!(how, Render::Range(..)) => Frame::Bulk(Bytes::new()),
+        Ok(Reply::List(pairs)) if how == Render::Pairs => {
+            let mut pairs = pairs.into_iter();
+            let mut out = Vec::with_capacity(pairs.len() / 2);
+            while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
+                out.push((Frame::Bulk(k), Frame::Bulk(v)));
+            }
+            Frame::Map(out)
+        }
+        Ok(Reply::List(members)) if how == Render::Members => {
+            Frame::Set(members.into_iter().map(Frame::Bulk).collect())
+        }
         Ok(Reply::List(pairs)) if matches!(how, Render::Fields | Render::Values) => {
             let skip = usize::from(how == Render::Values);
             Frame::Array(pairs.into_iter().skip(skip).step_by(2).map(Frame::Bulk).collect())
@@ -765,7 +780,7 @@ pub fn combine(results: Vec<OpResult>, how: Combine) -> Frame {
         },
         Combine::Count => Frame::Integer(results.iter().filter(|r| matches!(r, Ok(Reply::Int(1)))).count() as i64),
         Combine::Inter | Combine::Union | Combine::Diff => match combine_sets(results, how) {
-            Ok(members) => Frame::Array(members.into_iter().map(Frame::Bulk).collect()),
+            Ok(members) => Frame::Set(members.into_iter().map(Frame::Bulk).collect()),
             Err(e) => op_error(e),
         },
         Combine::InterCard(limit) => match combine_sets(results, Combine::Inter) {

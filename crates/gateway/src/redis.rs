@@ -292,6 +292,10 @@ impl Stream {
 
 enum Pending {
     Ready(Frame),
+    /// The replies from here on are in RESP3 (true) or RESP2: a HELLO in
+    /// a pipeline changes the protocol of the replies after it, its own
+    /// included.
+    Protocol(bool),
     /// The next op of this round's message to shard `shard`.
     Batched {
         shard: usize,
@@ -326,6 +330,10 @@ struct Conn {
     id: u64,
     name: Option<Bytes>,
     multi: Option<Transaction>,
+    /// Whether the client asked for RESP3 (`HELLO 3`), as of the command
+    /// being handled, and as of the reply being written.
+    resp3: bool,
+    encoding: bool,
     /// WATCHed keys, each as it was read then: EXEC applies only if all
     /// still read so.
     watched: Vec<squall_store::Check>,
@@ -371,6 +379,8 @@ impl Conn {
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             name: None,
             multi: None,
+            resp3: false,
+            encoding: false,
             watched: Vec::new(),
             metrics,
             opts,
@@ -560,6 +570,10 @@ impl Conn {
             }
             let frame = match p {
                 Pending::Ready(f) => f,
+                Pending::Protocol(resp3) => {
+                    self.encoding = resp3;
+                    continue;
+                }
                 Pending::Batched { shard, render, write } => match self.batched(shard, write).await {
                     Ok(r) => commands::render(r, render),
                     Err(e) => Frame::err(e),
@@ -568,7 +582,7 @@ impl Conn {
             if matches!(frame, Frame::Error(_)) {
                 self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
             }
-            frame.encode(wbuf);
+            frame.encode_as(wbuf, self.encoding);
             ok = if self.over_hard_limit(wbuf.len() + self.unencoded) {
                 false
             } else if wbuf.len() >= WRITE_AT {
@@ -766,7 +780,14 @@ impl Conn {
                 pending.push(Pending::Ready(Frame::ok()));
                 return false;
             }
-            Cmd::Server(s) => self.server(s).await,
+            Cmd::Server(s) => {
+                let before = self.resp3;
+                let frame = self.server(s).await;
+                if self.resp3 != before {
+                    pending.push(Pending::Protocol(self.resp3));
+                }
+                frame
+            }
         };
         pending.push(Pending::Ready(frame));
         // Guessing passwords takes a new connection every few tries.
@@ -831,9 +852,14 @@ impl Conn {
                 Err(e) => e,
             },
             Server::Hello { proto, auth, setname } => {
-                if proto.as_deref().is_some_and(|p| p != b"2") {
-                    return Frame::Error("NOPROTO sorry, this protocol version is not supported".into());
-                }
+                let version = match proto.as_deref() {
+                    None => None,
+                    Some(p) => match std::str::from_utf8(p).ok().and_then(|p| p.parse::<i64>().ok()) {
+                        Some(v @ (2 | 3)) => Some(v),
+                        Some(_) => return Frame::Error("NOPROTO unsupported protocol version".into()),
+                        None => return Frame::err("Protocol version is not an integer or out of range"),
+                    },
+                };
                 if let Some((user, password)) = auth
                     && let Err(e) = self.check_password(Some(&user), &password)
                 {
@@ -847,15 +873,13 @@ impl Conn {
                             .into(),
                     );
                 }
-                match proto.as_deref() {
-                    None | Some(b"2") => {
-                        if let Some(n) = setname {
-                            self.name = Some(n);
-                        }
-                        self.hello()
-                    }
-                    Some(_) => Frame::Error("NOPROTO sorry, this protocol version is not supported".into()),
+                if let Some(v) = version {
+                    self.resp3 = v == 3;
                 }
+                if let Some(n) = setname {
+                    self.name = Some(n);
+                }
+                self.hello()
             }
             Server::ClientSetName(n) => {
                 self.name = Some(n);
@@ -902,12 +926,11 @@ impl Conn {
                     let known = unset.map(|(k, v)| (k.to_string(), v.clone()));
                     for (k, v) in known.chain(set.iter().cloned()) {
                         if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) {
-                            out.push(Frame::Bulk(Bytes::from(k)));
-                            out.push(Frame::Bulk(Bytes::from(v.clone())));
+                            out.push((Frame::Bulk(Bytes::from(k)), Frame::Bulk(Bytes::from(v.clone()))));
                         }
                     }
                 }
-                Frame::Array(out)
+                Frame::Map(out)
             }
             Server::ConfigSet(pairs) => self.config_set(pairs),
             Server::Ok => Frame::ok(),
@@ -1308,21 +1331,14 @@ impl Conn {
 
     fn hello(&self) -> Frame {
         let b = |s: &'static str| Frame::Bulk(Bytes::from_static(s.as_bytes()));
-        Frame::Array(vec![
-            b("server"),
-            b("squall"),
-            b("version"),
-            b(REDIS_VERSION),
-            b("proto"),
-            Frame::Integer(2),
-            b("id"),
-            Frame::Integer(self.id as i64),
-            b("mode"),
-            b("standalone"),
-            b("role"),
-            b("master"),
-            b("modules"),
-            Frame::Array(Vec::new()),
+        Frame::Map(vec![
+            (b("server"), b("squall")),
+            (b("version"), b(REDIS_VERSION)),
+            (b("proto"), Frame::Integer(if self.resp3 { 3 } else { 2 })),
+            (b("id"), Frame::Integer(self.id as i64)),
+            (b("mode"), b("standalone")),
+            (b("role"), b("master")),
+            (b("modules"), Frame::Array(Vec::new())),
         ])
     }
 

@@ -514,6 +514,10 @@ pub enum Frame {
     Array(Vec<Frame>),
     /// `*-1`: the null array.
     NilArray,
+    /// Pairs: a RESP3 map (`%`), or a flat array of twice as many in RESP2.
+    Map(Vec<(Frame, Frame)>),
+    /// A RESP3 set (`~`), or an array in RESP2.
+    Set(Vec<Frame>),
 }
 
 const CRLF: &[u8] = b"\r\n";
@@ -538,7 +542,14 @@ impl Frame {
     /// Simple strings and errors are single lines on the wire, so any `\r` or
     /// `\n` in their text is written as a space rather than letting it end the
     /// line early and desynchronise the client.
+    /// Encodes the frame for a RESP2 client.
     pub fn encode(&self, out: &mut BytesMut) {
+        self.encode_as(out, false)
+    }
+
+    /// Encodes the frame for a client speaking RESP3 (`resp3`, after
+    /// `HELLO 3`) or RESP2: maps, sets and nulls are where they differ.
+    pub fn encode_as(&self, out: &mut BytesMut, resp3: bool) {
         match self {
             Frame::Simple(text) => put_line(out, b'+', text.as_bytes()),
             Frame::SimpleOwned(text) => put_line(out, b'+', text.as_bytes()),
@@ -550,14 +561,32 @@ impl Frame {
                 out.put_slice(bytes);
                 out.put_slice(CRLF);
             }
+            Frame::Nil | Frame::NilArray if resp3 => out.put_slice(b"_\r\n"),
             Frame::Nil => out.put_slice(b"$-1\r\n"),
             Frame::Array(items) => {
                 put_len_line(out, b'*', items.len());
                 for item in items {
-                    item.encode(out);
+                    item.encode_as(out, resp3);
                 }
             }
             Frame::NilArray => out.put_slice(b"*-1\r\n"),
+            Frame::Map(pairs) => {
+                if resp3 {
+                    put_len_line(out, b'%', pairs.len());
+                } else {
+                    put_len_line(out, b'*', pairs.len() * 2);
+                }
+                for (k, v) in pairs {
+                    k.encode_as(out, resp3);
+                    v.encode_as(out, resp3);
+                }
+            }
+            Frame::Set(items) => {
+                put_len_line(out, if resp3 { b'~' } else { b'*' }, items.len());
+                for item in items {
+                    item.encode_as(out, resp3);
+                }
+            }
         }
     }
 }
