@@ -400,3 +400,38 @@ fn a_resp3_client_gets_maps_sets_and_nulls() {
     assert_eq!(all, Value::Array(vec![b("a"), b("1")]));
     check(&mut old, vec![("HELLO 4", Want::Error("unsupported protocol version"))]);
 }
+
+#[test]
+fn client_list_info_and_kill() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut me = node.redis();
+    let mut other = node.redis();
+    check(&mut me, vec![("CLIENT SETNAME me", Want::Is(Value::Okay))]);
+    check(&mut other, vec![("CLIENT SETNAME other", Want::Is(Value::Okay)), ("SELECT 3", Want::Is(Value::Okay))]);
+    let other_id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut other).unwrap();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut me).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let theirs = lines.iter().find(|l| l.starts_with(&format!("id={other_id} "))).expect("the other client is listed");
+    assert!(
+        theirs.contains(" name=other ") && theirs.contains(" db=3 ") && theirs.contains(" addr=127.0.0.1:"),
+        "{theirs}"
+    );
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut me).unwrap();
+    assert!(info.contains(" name=me ") && info.contains(" db=0 ") && info.contains(" resp=2 "), "{info}");
+    check(
+        &mut me,
+        vec![
+            ("CLIENT KILL 10.0.0.1:1", Want::Error("No such client")),
+            ("CLIENT KILL ID 999999", int(0)),
+            ("CLIENT KILL ID abc", Want::Error("client-id should be greater than 0")),
+            ("CLIENT KILL FOO bar", Want::Error("syntax error")),
+            ("CLIENT KILL USER default SKIPME yes", int(1)),
+        ],
+    );
+    // The other connection is closed; this one goes on.
+    let gone: redis::RedisResult<String> = redis::cmd("PING").query(&mut other);
+    assert!(gone.is_err(), "the killed connection still answers");
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut me).unwrap();
+    assert_eq!(list.lines().count(), 1, "{list}");
+}

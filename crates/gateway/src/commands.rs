@@ -89,6 +89,18 @@ pub enum Server {
     ClientGetName,
     ClientId,
     ClientSetInfo,
+    /// CLIENT LIST (every connection this user may see), CLIENT INFO (this one).
+    ClientList,
+    ClientInfo,
+    /// CLIENT KILL: by the old form's address, or by filters (ID, ADDR,
+    /// USER, SKIPME); `old` says which reply the form wants.
+    ClientKill {
+        id: Option<u64>,
+        addr: Option<String>,
+        user: Option<String>,
+        skip_me: bool,
+        old: bool,
+    },
     Command(Option<Bytes>),
     ConfigGet(Vec<Bytes>),
     ConfigSet(Vec<(Bytes, Bytes)>),
@@ -642,12 +654,45 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
                 (b"GETNAME", 2) => Server::ClientGetName,
                 (b"ID", 2) => Server::ClientId,
                 (b"SETINFO", 4) => Server::ClientSetInfo,
-                (b"SETNAME" | b"GETNAME" | b"ID" | b"SETINFO", _) => {
+                (b"LIST", 2) => Server::ClientList,
+                (b"INFO", 2) => Server::ClientInfo,
+                (b"KILL", 3) => Server::ClientKill {
+                    id: None,
+                    addr: Some(String::from_utf8_lossy(&args[2]).into_owned()),
+                    user: None,
+                    skip_me: false,
+                    old: true,
+                },
+                (b"KILL", n) if n >= 4 && n % 2 == 0 => {
+                    let (mut id, mut addr, mut user, mut skip_me) = (None, None, None, true);
+                    for pair in args[2..].chunks(2) {
+                        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+                        match pair[0].to_ascii_uppercase().as_slice() {
+                            b"ID" => {
+                                id = Some(
+                                    value
+                                        .parse::<u64>()
+                                        .map_err(|_| Frame::err("client-id should be greater than 0"))?,
+                                )
+                            }
+                            b"ADDR" => addr = Some(value),
+                            b"USER" => user = Some(value),
+                            b"SKIPME" => match value.to_ascii_lowercase().as_str() {
+                                "yes" => skip_me = true,
+                                "no" => skip_me = false,
+                                _ => return Err(syntax()),
+                            },
+                            _ => return Err(syntax()),
+                        }
+                    }
+                    Server::ClientKill { id, addr, user, skip_me, old: false }
+                }
+                (b"SETNAME" | b"GETNAME" | b"ID" | b"SETINFO" | b"LIST" | b"INFO" | b"KILL", _) => {
                     return Err(Frame::err(format!("wrong number of arguments for 'client|{}' command", lower(&sub))));
                 }
                 _ => {
                     return Err(Frame::err(format!(
-                        "unknown subcommand '{}'. Try CLIENT SETNAME, GETNAME, ID or SETINFO.",
+                        "unknown subcommand '{}'. Try CLIENT SETNAME, GETNAME, ID, SETINFO, LIST, INFO or KILL.",
                         String::from_utf8_lossy(&args[1])
                     )));
                 }

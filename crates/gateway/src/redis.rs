@@ -51,6 +51,62 @@ pub struct Options {
     /// What `CONFIG SET` accepted of the parameters that change nothing
     /// here (encodings, `save`...), node-wide, for `CONFIG GET` to show.
     pub settings: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    /// The node's connections, for CLIENT LIST and CLIENT KILL.
+    pub clients: Arc<Clients>,
+}
+
+/// The node's Redis-protocol connections, by id.
+#[derive(Default)]
+pub struct Clients {
+    all: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<ClientState>>>,
+}
+
+impl Clients {
+    fn list(&self) -> Vec<Arc<ClientState>> {
+        self.all.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+/// What CLIENT LIST shows of a connection: set by the connection when it
+/// changes (its commands that change it are rare), read by the others.
+struct ClientState {
+    id: u64,
+    addr: String,
+    laddr: String,
+    since: Instant,
+    /// Milliseconds from `since` to its last round of commands.
+    last: AtomicU64,
+    shown: std::sync::Mutex<Shown>,
+    /// Told to close (CLIENT KILL): it does between rounds.
+    kill: tokio::sync::Notify,
+}
+
+#[derive(Clone, Default)]
+struct Shown {
+    name: String,
+    db: String,
+    user: String,
+    resp: u8,
+}
+
+impl ClientState {
+    /// Its CLIENT LIST line (Redis's fields that Squall has).
+    fn line(&self, multi: i64) -> String {
+        let s = self.shown.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let age = self.since.elapsed().as_secs();
+        let idle = (self.since.elapsed().as_millis() as u64).saturating_sub(self.last.load(Ordering::Relaxed));
+        format!(
+            "id={} addr={} laddr={} name={} age={age} idle={} flags=N db={} multi={multi} resp={} user={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            s.name,
+            idle / 1000,
+            s.db,
+            s.resp,
+            s.user,
+        )
+    }
 }
 
 /// Parameters `CONFIG SET` accepts and that change nothing in Squall: value
@@ -175,6 +231,7 @@ impl Default for Options {
             output_limit: OutputLimit::default(),
             quotas: Arc::default(),
             settings: Arc::default(),
+            clients: Arc::default(),
         }
     }
 }
@@ -219,7 +276,9 @@ pub async fn serve(
     let refusal = if tls.is_some() { b"".as_slice() } else { REFUSAL };
     let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal, what: "Redis protocol" };
     crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
-        let conn = Conn::new(store.clone(), metrics.clone(), opts.clone(), stop.clone());
+        let addr = |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        let peer = (addr(std.peer_addr()), addr(std.local_addr()));
+        let conn = Conn::new(store.clone(), metrics.clone(), opts.clone(), stop.clone(), peer);
         let tls = tls.clone();
         async move {
             let stream = match tls {
@@ -330,6 +389,8 @@ struct Conn {
     id: u64,
     name: Option<Bytes>,
     multi: Option<Transaction>,
+    /// What CLIENT LIST shows of it.
+    state: Arc<ClientState>,
     /// Whether the client asked for RESP3 (`HELLO 3`), as of the command
     /// being handled, and as of the reply being written.
     resp3: bool,
@@ -367,16 +428,33 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(store: Handle, metrics: Arc<Metrics>, opts: Options, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+    fn new(
+        store: Handle,
+        metrics: Arc<Metrics>,
+        opts: Options,
+        stop: tokio::sync::watch::Receiver<bool>,
+        (addr, laddr): (String, String),
+    ) -> Self {
         let shards = store.shards();
+        let id = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ClientState {
+            id,
+            addr,
+            laddr,
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+            shown: std::sync::Mutex::new(Shown::default()),
+            kill: tokio::sync::Notify::new(),
+        });
         Conn {
+            state,
             user: opts.access.anonymous(),
             user_generation: opts.access.generation(),
             allowed: opts.access.is_open(),
             failed_logins: 0,
             store,
             ns: Bytes::from_static(DEFAULT_NS),
-            id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
+            id,
             name: None,
             multi: None,
             resp3: false,
@@ -481,6 +559,32 @@ impl Conn {
     }
 
     async fn run(mut self, mut stream: Stream) {
+        self.publish_state();
+        let clients = self.opts.clients.clone();
+        clients.all.lock().unwrap_or_else(|e| e.into_inner()).insert(self.id, self.state.clone());
+        self.serve_conn(&mut stream).await;
+        clients.all.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        stream.close().await;
+        self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// What CLIENT LIST shows of this connection, made current.
+    fn publish_state(&self) {
+        let db = if self.ns.as_ref() == DEFAULT_NS {
+            "0".to_string()
+        } else {
+            String::from_utf8_lossy(&self.ns).into_owned()
+        };
+        let shown = Shown {
+            name: self.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default(),
+            db,
+            user: self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
+            resp: if self.resp3 { 3 } else { 2 },
+        };
+        *self.state.shown.lock().unwrap_or_else(|e| e.into_inner()) = shown;
+    }
+
+    async fn serve_conn(&mut self, stream: &mut Stream) {
         self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
         self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
         // Empty until used: an idle connection holds no buffer (10,000 of
@@ -494,6 +598,7 @@ impl Conn {
             let got = tokio::select! {
                 r = stream.read(&mut rbuf) => r,
                 _ = self.stop.wait_for(|s| *s) => break,
+                () = self.state.kill.notified() => break,
             };
             match got {
                 Ok(0) | Err(_) => break,
@@ -520,7 +625,7 @@ impl Conn {
                         // slices, so memory stays bounded.
                         if pending.len() >= 1024 || ready_bytes + self.unencoded >= WRITE_AT {
                             ready_bytes = 0;
-                            if !self.answer(&mut pending, &mut wbuf, &mut stream).await {
+                            if !self.answer(&mut pending, &mut wbuf, stream).await {
                                 break 'conn;
                             }
                         }
@@ -543,7 +648,8 @@ impl Conn {
                     }
                 }
             }
-            let ok = self.answer(&mut pending, &mut wbuf, &mut stream).await;
+            let ok = self.answer(&mut pending, &mut wbuf, stream).await;
+            self.state.last.store(self.state.since.elapsed().as_millis() as u64, Ordering::Relaxed);
             if rbuf.is_empty() && rbuf.capacity() > BUFFER_KEEP {
                 rbuf = BytesMut::new();
             }
@@ -553,8 +659,6 @@ impl Conn {
                 break;
             }
         }
-        stream.close().await;
-        self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Collects the answers of everything started, waits for durability,
@@ -786,6 +890,7 @@ impl Conn {
                 if self.resp3 != before {
                     pending.push(Pending::Protocol(self.resp3));
                 }
+                self.publish_state();
                 frame
             }
         };
@@ -886,6 +991,41 @@ impl Conn {
                 Frame::ok()
             }
             Server::ClientGetName => self.name.clone().map_or(Frame::Nil, Frame::Bulk),
+            Server::ClientInfo => {
+                self.publish_state();
+                Frame::Bulk(Bytes::from(self.state.line(self.multi_len())))
+            }
+            Server::ClientList => {
+                self.publish_state();
+                let mut out = String::new();
+                for c in self.opts.clients.list().iter().filter(|c| self.sees(c)) {
+                    out.push_str(&c.line(if c.id == self.id { self.multi_len() } else { -1 }));
+                }
+                Frame::Bulk(Bytes::from(out))
+            }
+            Server::ClientKill { id, addr, user, skip_me, old } => {
+                let chosen: Vec<Arc<ClientState>> = self
+                    .opts
+                    .clients
+                    .list()
+                    .into_iter()
+                    .filter(|c| self.sees(c))
+                    .filter(|c| id.is_none_or(|id| c.id == id))
+                    .filter(|c| addr.as_ref().is_none_or(|a| &c.addr == a))
+                    .filter(|c| {
+                        user.as_ref().is_none_or(|u| &c.shown.lock().unwrap_or_else(|e| e.into_inner()).user == u)
+                    })
+                    .filter(|c| !(skip_me && c.id == self.id))
+                    .collect();
+                for c in &chosen {
+                    c.kill.notify_one();
+                }
+                match (old, chosen.len()) {
+                    (true, 0) => Frame::err("No such client"),
+                    (true, _) => Frame::ok(),
+                    (false, n) => Frame::Integer(n as i64),
+                }
+            }
             Server::ClientId => Frame::Integer(self.id as i64),
             Server::ClientSetInfo => Frame::ok(),
             Server::Command(None) => Frame::Array(
@@ -1113,6 +1253,18 @@ impl Conn {
             }
         }
         Frame::err("the sets kept changing during SMOVE; try again")
+    }
+
+    /// Whether this connection's user may see (and kill) `other`: on an
+    /// open node every connection, else its own user's.
+    fn sees(&self, other: &ClientState) -> bool {
+        self.opts.access.is_open()
+            || self.user.as_ref().is_some_and(|u| other.shown.lock().unwrap_or_else(|e| e.into_inner()).user == u.name)
+    }
+
+    /// CLIENT LIST's `multi`: the commands queued, or -1 outside MULTI.
+    fn multi_len(&self) -> i64 {
+        self.multi.as_ref().map_or(-1, |t| t.queued.len() as i64)
     }
 
     /// CONFIG SET: all the pairs or none. What changes nothing here is
