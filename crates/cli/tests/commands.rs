@@ -114,8 +114,24 @@ fn string_commands_answer_as_redis_does() {
             ("STRLEN set", Want::Error("WRONGTYPE")),
             ("GETRANGE set 0 1", Want::Error("WRONGTYPE")),
             ("GETEX set", Want::Error("WRONGTYPE")),
+            // The encodings Redis 7.2 gives such values.
+            ("SET small 12345", Want::Is(Value::Okay)),
+            ("OBJECT ENCODING small", bulk("int")),
+            ("OBJECT ENCODING fresh", bulk("embstr")),
+            ("SET long aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Want::Is(Value::Okay)),
+            ("OBJECT ENCODING long", bulk("raw")),
+            ("OBJECT ENCODING cnt", bulk("int")),
+            ("SADD ints 1 2 3", int(3)),
+            ("OBJECT ENCODING ints", bulk("intset")),
+            ("OBJECT ENCODING set", bulk("listpack")),
+            ("OBJECT ENCODING nope", Want::Is(Value::Nil)),
+            ("OBJECT FREQ small", Want::Error("unknown subcommand 'FREQ'")),
+            ("MEMORY USAGE nope", Want::Is(Value::Nil)),
+            ("MEMORY USAGE long SAMPLES x", Want::Error("not an integer")),
         ],
     );
+    let bytes: i64 = redis::cmd("MEMORY").arg("USAGE").arg("long").query(&mut c).unwrap();
+    assert!((60..1000).contains(&bytes), "{bytes}");
     let time: Vec<String> = redis::cmd("TIME").query(&mut c).unwrap();
     let secs: u64 = time[0].parse().unwrap();
     let micros: u64 = time[1].parse().unwrap();

@@ -165,6 +165,8 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("renamenx", 3),
     ("copy", -3),
     ("time", 1),
+    ("object", -2),
+    ("memory", -2),
     ("flushdb", -1),
     ("flushall", -1),
     ("setex", 4),
@@ -408,6 +410,26 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
             }
             Ok(Cmd::Relocate { from: key(), to: args[2].clone(), copy: true, only_new: !replace })
         }
+        b"OBJECT" => match (args[1].to_ascii_uppercase().as_slice(), args.len()) {
+            (b"ENCODING", 3) => Ok(Cmd::Key { key: args[2].clone(), op: Op::Encoding, render: Render::Plain }),
+            (b"ENCODING", _) => Err(Frame::err("wrong number of arguments for 'object|encoding' command")),
+            _ => Err(Frame::err(format!(
+                "unknown subcommand '{}'. Try OBJECT ENCODING.",
+                String::from_utf8_lossy(&args[1])
+            ))),
+        },
+        b"MEMORY" => match (args[1].to_ascii_uppercase().as_slice(), &args[2..]) {
+            (b"USAGE", [key]) => Ok(Cmd::Key { key: key.clone(), op: Op::MemoryUsage, render: Render::Plain }),
+            (b"USAGE", [key, samples, n]) if samples.eq_ignore_ascii_case(b"SAMPLES") => {
+                int(n)?;
+                Ok(Cmd::Key { key: key.clone(), op: Op::MemoryUsage, render: Render::Plain })
+            }
+            (b"USAGE", _) => Err(syntax()),
+            _ => Err(Frame::err(format!(
+                "unknown subcommand '{}'. Try MEMORY USAGE.",
+                String::from_utf8_lossy(&args[1])
+            ))),
+        },
         b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),

@@ -79,6 +79,11 @@ pub enum Op {
     Persist,
     /// Milliseconds to live: -2 no key, -1 no expiry.
     Pttl,
+    /// OBJECT ENCODING: the encoding Redis would give the value, by its
+    /// default thresholds (Squall's own layout is its own).
+    Encoding,
+    /// MEMORY USAGE: about the bytes the key and its value take.
+    MemoryUsage,
 }
 
 /// What GETEX does to the key's expiry.

@@ -369,6 +369,35 @@ fn restamped(entry: Entry, stamp: Stamp, node: NodeId) -> Entry {
     Entry { epoch: stamp, value, expiry }
 }
 
+/// The encoding Redis gives a value like this one, by its default
+/// thresholds (`*-max-listpack-entries` 128, `-value` 64, `set-max-intset-entries` 512).
+fn encoding(body: Body<'_>) -> &'static str {
+    let int = |b: &[u8]| b.len() <= 20 && std::str::from_utf8(b).is_ok_and(|s| s.parse::<i64>().is_ok());
+    let string = |b: &[u8]| {
+        if int(b) {
+            "int"
+        } else if b.len() <= 44 {
+            "embstr"
+        } else {
+            "raw"
+        }
+    };
+    match body {
+        Body::Register(v) => string(v),
+        Body::Other(Value::Register(v)) => string(v),
+        Body::Counter(_) | Body::Other(Value::Counter(_)) => "int",
+        Body::Other(Value::Set(m)) if m.len() <= 512 && m.iter().all(|(k, _)| int(k)) => "intset",
+        Body::Other(Value::Set(m)) if m.len() <= 128 && m.iter().all(|(k, _)| k.len() <= 64) => "listpack",
+        Body::Other(Value::Map(m))
+            if m.len() <= 128
+                && m.iter().all(|(k, r)| k.len() <= 64 && r.value.as_ref().is_none_or(|v| v.len() <= 64)) =>
+        {
+            "listpack"
+        }
+        Body::Other(_) => "hashtable",
+    }
+}
+
 /// The most members SRANDMEMBER with a negative count picks.
 const MAX_PICKS: u64 = 1_000_000;
 
@@ -474,6 +503,8 @@ impl Keyspace {
             Op::Pttl => {
                 Reply::Int(slot.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
             }
+            Op::MemoryUsage => Reply::Int(slot.approx_bytes() as i64),
+            Op::Encoding => Reply::Bytes(Bytes::from_static(encoding(slot.body(node)).as_bytes())),
             Op::SMembers | Op::SIsMember(_) | Op::SMIsMember(_) | Op::SCard | Op::SRandMember(_) => {
                 let Body::Other(Value::Set(m)) = slot.body(node) else { return Err(OpError::WrongType) };
                 let has = |x: &Bytes| Reply::Int(m.get(x).is_some_and(|r| r.value) as i64);
