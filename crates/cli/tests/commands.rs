@@ -81,6 +81,7 @@ fn string_commands_answer_as_redis_does() {
             ("EXISTS nope2", int(0)),
             ("SETRANGE s -1 x", Want::Error("offset is out of range")),
             ("SETRANGE s 536870912 x", Want::Error("string exceeds maximum allowed size")),
+            ("SETRANGE s 8388608 x", Want::Error("string exceeds maximum allowed size")),
             ("INCRBYFLOAT f 10.5", bulk("10.5")),
             ("INCRBYFLOAT f 0.1", bulk("10.6")),
             ("INCRBYFLOAT f -5", bulk("5.6")),

@@ -440,7 +440,7 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
                 return Err(Frame::err("offset is out of range"));
             }
             // Checked again against the node's own limit (the same as for an argument).
-            if (offset as u64).saturating_add(args[3].len() as u64) > MAX_STRING {
+            if (offset as u64).saturating_add(args[3].len() as u64) > squall_store::MAX_STRING as u64 {
                 return Err(Frame::err("string exceeds maximum allowed size (proto-max-bulk-len)"));
             }
             one(Op::SetRange(offset as u64, args[3].clone()))
@@ -522,10 +522,6 @@ pub fn combine_sets(results: Vec<OpResult>, how: Combine) -> Result<Vec<Bytes>, 
     }
     Ok(acc.into_iter().collect())
 }
-
-/// The longest string SETRANGE makes: Redis's default
-/// `proto-max-bulk-len`; a node's argument limit is lower by default.
-const MAX_STRING: u64 = 512 << 20;
 
 /// GETEX's options: at most one of EX, PX, EXAT, PXAT and PERSIST.
 fn getex_options(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Option<GetExpiry>, Frame> {

@@ -57,6 +57,7 @@ impl From<OpError> for ApiError {
             | OpError::NotFloat
             | OpError::NotFinite
             | OpError::HashNotInteger => StatusCode::CONFLICT,
+            OpError::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             OpError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             OpError::DiskFailed => StatusCode::SERVICE_UNAVAILABLE,
         };

@@ -86,6 +86,10 @@ pub enum Op {
     MemoryUsage,
 }
 
+/// The longest string APPEND and SETRANGE make: the longest argument a
+/// client may send (the Redis protocol's default `max_bulk_len` here).
+pub const MAX_STRING: usize = 8 << 20;
+
 /// What GETEX does to the key's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GetExpiry {
@@ -221,6 +225,8 @@ pub enum OpError {
     NotFinite,
     #[error("ERR hash value is not an integer")]
     HashNotInteger,
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    TooLong,
     #[error("ERR disk full: writes are refused until space is freed on the data dir's disk (reads still work)")]
     DiskFull,
     #[error("ERR disk failure: writes are refused (reads still work); the node must be restarted, see its log")]
@@ -237,6 +243,7 @@ impl OpError {
             OpError::NotFloat => "not_float",
             OpError::NotFinite => "not_finite",
             OpError::HashNotInteger => "not_integer",
+            OpError::TooLong => "too_long",
             OpError::DiskFull => "disk_full",
             OpError::DiskFailed => "disk_failed",
         }

@@ -641,7 +641,10 @@ impl Keyspace {
                 out.undo_elements(ns, key, made, states);
             }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
-            (Op::ExpireAt(at) | Op::ExpireAtIf(at, _), _) if live && *at > now => {
+            (Op::ExpireAt(at) | Op::ExpireAtIf(at, _) | Op::GetEx(Some(GetExpiry::At(at))), _) if live && *at > now => {
+                out.undo_expiry(ns, key, made, slot.expiry(node).as_ref())
+            }
+            (Op::GetEx(Some(GetExpiry::Persist)), _) if live => {
                 out.undo_expiry(ns, key, made, slot.expiry(node).as_ref())
             }
             _ => undo_slot(slot, node, ns, key, made, out),
@@ -773,6 +776,9 @@ impl Keyspace {
             // key's owner serialises them; they are not lattice merges.
             Op::Append(tail) => {
                 let mut v = self.string(ns, key, now)?.map(|b| b.to_vec()).unwrap_or_default();
+                if v.len() + tail.len() > crate::op::MAX_STRING {
+                    return Err(OpError::TooLong);
+                }
                 v.extend_from_slice(&tail);
                 self.set(ns, h, key, &v, SetExpiry::Keep, false, stamp, now, changes, None)?;
                 Ok(Reply::Int(v.len() as i64))
@@ -781,6 +787,9 @@ impl Keyspace {
                 let old = self.string(ns, key, now)?;
                 if part.is_empty() {
                     return Ok(Reply::Int(old.map_or(0, |b| b.len() as i64)));
+                }
+                if offset.saturating_add(part.len() as u64) > crate::op::MAX_STRING as u64 {
+                    return Err(OpError::TooLong);
                 }
                 let mut v = old.map(|b| b.to_vec()).unwrap_or_default();
                 let (at, end) = (offset as usize, offset as usize + part.len());
