@@ -82,6 +82,7 @@ fn string_commands_answer_as_redis_does() {
             ("SETRANGE s -1 x", Want::Error("offset is out of range")),
             ("SETRANGE s 536870912 x", Want::Error("string exceeds maximum allowed size")),
             ("SETRANGE s 8388608 x", Want::Error("string exceeds maximum allowed size")),
+            ("SETRANGE s 536870912 ''", int(11)),
             ("INCRBYFLOAT f 10.5", bulk("10.5")),
             ("INCRBYFLOAT f 0.1", bulk("10.6")),
             ("INCRBYFLOAT f -5", bulk("5.6")),
@@ -232,6 +233,7 @@ fn set_algebra_moves_and_pops_answer_as_redis_does() {
             ("SUNIONSTORE d b str", Want::Error("WRONGTYPE")),
             ("SMOVE b str 3", Want::Error("WRONGTYPE")),
             ("SMOVE str b 3", Want::Error("WRONGTYPE")),
+            ("SMOVE nope str 3", int(0)),
             ("SPOP str", Want::Error("WRONGTYPE")),
             ("SRANDMEMBER str", Want::Error("WRONGTYPE")),
             ("SPOP nope", Want::Is(Value::Nil)),
@@ -289,10 +291,14 @@ fn config_set_and_select_answer_as_redis_does() {
             ("SELECT 15", Want::Is(Value::Okay)),
             ("SELECT 16", Want::Error("DB index is out of range")),
             ("SELECT -1", Want::Error("DB index is out of range")),
-            ("SELECT 1", Want::Is(Value::Okay)),
+            ("SELECT 01", Want::Is(Value::Okay)),
             ("GET k", bulk("one")),
+            ("CONFIG GET databases", array(vec![b("databases"), b("16")])),
         ],
     );
+    // Each parameter once, however many patterns name it.
+    let max: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxclients").arg("max*").query(&mut c).unwrap();
+    assert_eq!(max.len(), 2, "{max:?}");
     // INFO by section, with the fields clients read.
     let mut info = |section: Option<&str>| -> String {
         let mut cmd = redis::cmd("INFO");

@@ -440,7 +440,10 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
                 return Err(Frame::err("offset is out of range"));
             }
             // Checked again against the node's own limit (the same as for an argument).
-            if (offset as u64).saturating_add(args[3].len() as u64) > squall_store::MAX_STRING as u64 {
+            // An empty part changes nothing, so nothing is too long (as in Redis).
+            if !args[3].is_empty()
+                && (offset as u64).saturating_add(args[3].len() as u64) > squall_store::MAX_STRING as u64
+            {
                 return Err(Frame::err("string exceeds maximum allowed size (proto-max-bulk-len)"));
             }
             one(Op::SetRange(offset as u64, args[3].clone()))

@@ -1052,7 +1052,7 @@ impl Conn {
                 let known = [
                     ("save", String::new()),
                     ("appendonly", "no".into()),
-                    ("databases", "1".into()),
+                    ("databases", "16".into()),
                     ("maxclients", self.opts.max_clients.to_string()),
                     ("client-output-buffer-limit", self.opts.output_limit.render()),
                 ];
@@ -1060,12 +1060,15 @@ impl Conn {
                     let settings = self.opts.settings.lock().unwrap_or_else(|e| e.into_inner());
                     settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
                 };
-                let mut out = Vec::new();
+                let mut out: Vec<(Frame, Frame)> = Vec::new();
+                let mut named = std::collections::HashSet::new();
                 for p in &params {
                     let unset = known.iter().filter(|(k, _)| !set.iter().any(|(s, _)| s == k));
                     let known = unset.map(|(k, v)| (k.to_string(), v.clone()));
                     for (k, v) in known.chain(set.iter().cloned()) {
-                        if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) {
+                        // Each parameter once, however many patterns match it.
+                        if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) && named.insert(k.clone())
+                        {
                             out.push((Frame::Bulk(Bytes::from(k)), Frame::Bulk(Bytes::from(v.clone()))));
                         }
                     }
@@ -1226,6 +1229,10 @@ impl Conn {
             let set = |r: &squall_store::OpResult| {
                 matches!(r, Ok(Reply::Type(None)) | Ok(Reply::Type(Some(squall_store::lattice::Kind::Set))))
             };
+            // No source: nothing to move, whatever the destination is (as Redis checks).
+            if types[0] == Ok(Reply::Type(None)) {
+                return Frame::Integer(0);
+            }
             if !types.iter().all(set) {
                 return commands::op_error(squall_store::OpError::WrongType);
             }
@@ -1459,6 +1466,9 @@ impl Conn {
         if numbered.is_some_and(|n| !(0..16).contains(&n)) {
             return Frame::err("DB index is out of range");
         }
+        // `01` and `+1` are database 1, as in Redis.
+        let canonical = numbered.map(|n| n.to_string());
+        let db = canonical.as_deref().map_or(db, str::as_bytes);
         let name = match db {
             b"0" => squall_scheduler::namespace::DEFAULT,
             other => match std::str::from_utf8(other) {

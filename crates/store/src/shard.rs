@@ -357,7 +357,8 @@ impl Shard {
                 self.pending.append(&self.scratch);
                 self.pending_undo += self.scratch.bytes().len() as u64;
                 self.pending_newest = self.pending_newest.max(stamp);
-                self.window.push(stamp, self.scratch.bytes(), adds || self.keys.holds(ns, key));
+                // A failed write may still have removed an expired key.
+                self.window.push(stamp, self.scratch.bytes(), (adds && r.is_ok()) || self.keys.holds(ns, key));
                 // Past the retention, the reaper's rounds trim (ten times
                 // a second); past the bytes, a write does.
                 if self.window.over_cap() {
@@ -511,7 +512,10 @@ impl Shard {
         let Some(since) = self.past.iter().map(|(msg, _)| since(&msg.request)).min() else {
             return true;
         };
-        let since = since.max(self.window.oldest(self.now_ms()));
+        let now = self.now_ms();
+        let since = since.max(self.window.oldest(now));
+        // Building it is reading: the index is kept for as long.
+        self.window.reading(now);
         let done = self.window.catch_up(&self.keys, crate::window::INDEX_STEP, since);
         if done {
             self.retry_past();
@@ -587,7 +591,10 @@ impl Shard {
             self.pending_newest = self.pending_newest.max(time);
         }
         self.window.trim(now);
-        self.window.idle(now);
+        // Not while reads wait for the index: it is theirs.
+        if self.past.is_empty() {
+            self.window.idle(now);
+        }
         if n > 0 {
             self.seq += 1;
             self.stats.expired.fetch_add(n as u64, Ordering::Relaxed);

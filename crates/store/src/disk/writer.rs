@@ -176,8 +176,11 @@ impl Writer {
                     let _ = tx.send(answer);
                 }
             }
-            let data = self.log.end.saturating_sub(self.undo_in_log);
-            if !snapshotting && open && stuck.is_none() && data >= self.snapshot_at && self.disk.is_ok() {
+            // The data outgrew the snapshot, or the segment (undo records
+            // and all) grew to four times it: a segment stays bounded even
+            // when undo records are most of it.
+            let due = self.data_bytes() >= self.snapshot_at || self.log.end >= self.snapshot_at.saturating_mul(4);
+            if !snapshotting && open && stuck.is_none() && due && self.disk.is_ok() {
                 snapshotting = self.start_snapshot();
             }
             if !self.sync && open && !ready.is_empty() {
@@ -272,6 +275,11 @@ impl Writer {
         }
     }
 
+    /// The bytes of the segment being appended to that are not undo records.
+    fn data_bytes(&self) -> u64 {
+        self.log.end.saturating_sub(self.undo_in_log)
+    }
+
     /// Starts a new segment and asks the snapshot thread for a snapshot
     /// that replays from it. False if it could not be started.
     fn start_snapshot(&mut self) -> bool {
@@ -284,7 +292,7 @@ impl Writer {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a new log segment for a snapshot; trying again later");
-                self.snapshot_at = self.log.end + self.snapshot_min;
+                self.snapshot_at = self.data_bytes() + self.snapshot_min;
                 return false;
             }
         };
@@ -292,7 +300,7 @@ impl Writer {
             tracing::warn!(error = %e, "cannot reserve space in a new log segment; trying a snapshot later");
             drop(seg);
             let _ = std::fs::remove_file(segment_path(&self.dir, next));
-            self.snapshot_at = self.log.end + self.snapshot_min;
+            self.snapshot_at = self.data_bytes() + self.snapshot_min;
             return false;
         }
         let old = std::mem::replace(&mut self.log, seg);
@@ -319,7 +327,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "snapshot failed; the log keeps everything until the next one");
-                self.snapshot_at = self.log.end + self.snapshot_min;
+                self.snapshot_at = self.data_bytes() + self.snapshot_min;
             }
         }
     }
