@@ -4,9 +4,10 @@
 # ops/s and p50 latency per row, with the ratio Squall/Redis.
 #
 # Usage: bench/redis_compare.sh            (REPEATS=3 REQUESTS=200000 by default)
-# Env:   REPEATS, REQUESTS, CLIENTS, DURABILITY (async|sync), SHARDS, SQUALL (binary path)
+# Env:   REPEATS, REQUESTS, CLIENTS, DURABILITY (async|sync), SHARDS, SQUALL (binary path),
+#        TESTS (redis-benchmark's -t, set,get,incr,sadd by default)
 #
-# Rows (tests SET,GET,INCR,SADD; 50 clients):
+# Rows (each of TESTS; 50 clients):
 #   P1_r100000   -r 100000 -P 1    100k random keys, no pipelining
 #   P16_r100000  -r 100000 -P 16   same, 16 commands pipelined per connection
 #                                  (5 x REQUESTS: at REQUESTS a run lasts a
@@ -21,6 +22,7 @@ REPEATS="${REPEATS:-3}"
 REQUESTS="${REQUESTS:-200000}"
 CLIENTS="${CLIENTS:-50}"
 DURABILITY="${DURABILITY:-async}"
+TESTS="${TESTS:-set,get,incr,sadd}"
 NEEDED="redis-server redis-benchmark redis-cli python3"
 # shellcheck source=bench/common.sh
 . bench/common.sh
@@ -43,7 +45,7 @@ for rep in $(seq 1 "$REPEATS"); do
       sys="${target%%:*}"; port="${target#*:}"
       echo "[$rep/$REPEATS] $name $sys" >&2
       # shellcheck disable=SC2086
-      redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n $((REQUESTS * scale)) -t set,get,incr,sadd $flags --csv 2>/dev/null \
+      redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n $((REQUESTS * scale)) -t "$TESTS" $flags --csv 2>/dev/null \
         | tail -n +2 | tr -d '"' | awk -F, -v s="$sys" -v r="$name" -v k="$rep" '{print s","r","k","$1","$2","$5","$7}' >>"$OUT"
     done
   done
@@ -59,8 +61,9 @@ def med(sys_, run, test, field):
 print(f"Squall (durability={durability}) vs Redis (persistence off); redis-benchmark -c {clients} -n {requests} (P16 rows -n {int(requests) * 5}); median of runs\n")
 print("| run | test | Redis ops/s | Squall ops/s | ratio | Redis p50 ms | Squall p50 ms |")
 print("|---|---|---:|---:|---:|---:|---:|")
+tests = list(dict.fromkeys(r["test"] for r in rows))
 for run in ["P1_r100000", "P16_r100000", "P1_r1"]:
-    for test in ["SET", "GET", "INCR", "SADD"]:
+    for test in tests:
         r, s = med("redis", run, test, "rps"), med("squall", run, test, "rps")
         print(f"| {run} | {test} | {r:,.0f} | {s:,.0f} | {s/r:.2f} | {med('redis', run, test, 'p50_ms'):.3f} | {med('squall', run, test, 'p50_ms'):.3f} |")
 PY
