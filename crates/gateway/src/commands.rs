@@ -766,20 +766,18 @@ fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {
 
 /// The frame for one op's result.
 pub fn render(result: OpResult, how: Render) -> Frame {
-    match result {
-        Err(e) => op_error(e),
-        Ok(Reply::Int(ms)) if how == Render::Seconds => {
-            Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 })
-        }
-        Ok(reply) if how == Render::Flag => Frame::Integer(i64::from(reply != Reply::Nil)),
-        Ok(Reply::Bytes(b)) if how == Render::Len => Frame::Integer(b.len() as i64),
-        Ok(Reply::Nil) if how == Render::Len => Frame::Integer(0),
-        Ok(Reply::Bytes(b)) if matches!(how, Render::Range(..)) => {
-            let Render::Range(start, end) = how else { unreachable!("matched above") };
-            Frame::Bulk(range(&b, start, end))
-        }
-        Ok(Reply::Nil) if matches!(how, Render::Range(..)) => Frame::Bulk(Bytes::new()),
-        Ok(Reply::List(pairs)) if how == Render::Pairs => {
+    let reply = match result {
+        Err(e) => return op_error(e),
+        Ok(reply) => reply,
+    };
+    match (how, reply) {
+        (Render::Seconds, Reply::Int(ms)) => Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 }),
+        (Render::Flag, reply) => Frame::Integer(i64::from(reply != Reply::Nil)),
+        (Render::Len, Reply::Bytes(b)) => Frame::Integer(b.len() as i64),
+        (Render::Len, Reply::Nil) => Frame::Integer(0),
+        (Render::Range(start, end), Reply::Bytes(b)) => Frame::Bulk(range(&b, start, end)),
+        (Render::Range(..), Reply::Nil) => Frame::Bulk(Bytes::new()),
+        (Render::Pairs, Reply::List(pairs)) => {
             let mut pairs = pairs.into_iter();
             let mut out = Vec::with_capacity(pairs.len() / 2);
             while let (Some(k), Some(v)) = (pairs.next(), pairs.next()) {
@@ -787,14 +785,12 @@ pub fn render(result: OpResult, how: Render) -> Frame {
             }
             Frame::Map(out)
         }
-        Ok(Reply::List(members)) if how == Render::Members => {
-            Frame::Set(members.into_iter().map(Frame::Bulk).collect())
-        }
-        Ok(Reply::List(pairs)) if matches!(how, Render::Fields | Render::Values) => {
+        (Render::Members, Reply::List(members)) => Frame::Set(members.into_iter().map(Frame::Bulk).collect()),
+        (Render::Fields | Render::Values, Reply::List(pairs)) => {
             let skip = usize::from(how == Render::Values);
             Frame::Array(pairs.into_iter().skip(skip).step_by(2).map(Frame::Bulk).collect())
         }
-        Ok(reply) => reply_frame(reply),
+        (_, reply) => reply_frame(reply),
     }
 }
 

@@ -559,6 +559,8 @@ impl Conn {
     }
 
     async fn run(mut self, mut stream: Stream) {
+        self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
+        self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
         self.publish_state();
         let clients = self.opts.clients.clone();
         clients.all.lock().unwrap_or_else(|e| e.into_inner()).insert(self.id, self.state.clone());
@@ -584,9 +586,8 @@ impl Conn {
         *self.state.shown.lock().unwrap_or_else(|e| e.into_inner()) = shown;
     }
 
+    /// Reads, runs and answers commands until the connection ends.
     async fn serve_conn(&mut self, stream: &mut Stream) {
-        self.metrics.resp_connections.fetch_add(1, Ordering::Relaxed);
-        self.metrics.resp_connections_total.fetch_add(1, Ordering::Relaxed);
         // Empty until used: an idle connection holds no buffer (10,000 of
         // them would hold hundreds of MiB of 16 KiB ones).
         let mut rbuf = BytesMut::new();
@@ -886,11 +887,18 @@ impl Conn {
             }
             Cmd::Server(s) => {
                 let before = self.resp3;
+                // Only these change what CLIENT LIST shows of it.
+                let shown = matches!(
+                    s,
+                    Server::Select(_) | Server::Auth { .. } | Server::Hello { .. } | Server::ClientSetName(_)
+                );
                 let frame = self.server(s).await;
                 if self.resp3 != before {
                     pending.push(Pending::Protocol(self.resp3));
                 }
-                self.publish_state();
+                if shown {
+                    self.publish_state();
+                }
                 frame
             }
         };
@@ -1056,23 +1064,15 @@ impl Conn {
                     ("maxclients", self.opts.max_clients.to_string()),
                     ("client-output-buffer-limit", self.opts.output_limit.render()),
                 ];
-                let set: Vec<(String, String)> = {
-                    let settings = self.opts.settings.lock().unwrap_or_else(|e| e.into_inner());
-                    settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-                };
-                let mut out: Vec<(Frame, Frame)> = Vec::new();
-                let mut named = std::collections::HashSet::new();
-                for p in &params {
-                    let unset = known.iter().filter(|(k, _)| !set.iter().any(|(s, _)| s == k));
-                    let known = unset.map(|(k, v)| (k.to_string(), v.clone()));
-                    for (k, v) in known.chain(set.iter().cloned()) {
-                        // Each parameter once, however many patterns match it.
-                        if squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()) && named.insert(k.clone())
-                        {
-                            out.push((Frame::Bulk(Bytes::from(k)), Frame::Bulk(Bytes::from(v.clone()))));
-                        }
-                    }
-                }
+                // What CONFIG SET accepted shows over the defaults.
+                let mut all: std::collections::BTreeMap<String, String> =
+                    known.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                all.extend(self.opts.settings.lock().unwrap_or_else(|e| e.into_inner()).clone());
+                // Each parameter once, however many patterns match it.
+                let matching = all.into_iter().filter(|(k, _)| {
+                    params.iter().any(|p| squall_store::glob_matches(&p.to_ascii_lowercase(), k.as_bytes()))
+                });
+                let out = matching.map(|(k, v)| (Frame::Bulk(Bytes::from(k)), Frame::Bulk(Bytes::from(v)))).collect();
                 Frame::Map(out)
             }
             Server::ConfigSet(pairs) => self.config_set(pairs),
@@ -1136,20 +1136,14 @@ impl Conn {
     /// every set still reads the same (its owners check, holding them);
     /// if one changed in between, again, a bounded number of times.
     async fn store_sets(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::Combine) -> Frame {
-        use squall_store::{Check, Op};
+        use squall_store::Op;
         for _ in 0..OPTIMISTIC_TRIES {
             let reads = keys.iter().map(|k| (k.clone(), Op::SMembers)).collect();
             let results = match self.store.atomic(&self.ns, reads, &mut self.session).await {
                 Ok(r) => r,
                 Err(e) => return store_error(e),
             };
-            let checks = keys.iter().zip(&results).map(|(k, saw)| Check {
-                ns: self.ns.clone(),
-                key: k.clone(),
-                op: Op::SMembers,
-                saw: saw.clone(),
-            });
-            let checks: Vec<Check> = checks.collect();
+            let checks = keys.iter().zip(&results).map(|(k, saw)| self.check(k, Op::SMembers, saw.clone())).collect();
             let members = match commands::combine_sets(results, how) {
                 Ok(m) => m,
                 Err(e) => return commands::op_error(e),
@@ -1173,7 +1167,7 @@ impl Conn {
     /// if `from` still reads the same (and, `only_new`, `to` is not there);
     /// if one changed in between, again.
     async fn relocate(&mut self, from: Bytes, to: Bytes, copy: bool, only_new: bool) -> Frame {
-        use squall_store::{Check, Op, Reply};
+        use squall_store::{Op, Reply};
         let answer = |done: bool| match (copy, only_new) {
             (false, false) => Frame::ok(),
             _ => Frame::Integer(i64::from(done)),
@@ -1197,10 +1191,9 @@ impl Conn {
             if only_new && read[1] == Ok(Reply::Int(1)) {
                 return answer(false);
             }
-            let mut checks =
-                vec![Check { ns: self.ns.clone(), key: from.clone(), op: Op::Snapshot, saw: read[0].clone() }];
+            let mut checks = vec![self.check(&from, Op::Snapshot, read[0].clone())];
             if only_new {
-                checks.push(Check { ns: self.ns.clone(), key: to.clone(), op: Op::Exists, saw: Ok(Reply::Int(0)) });
+                checks.push(self.check(&to, Op::Exists, Ok(Reply::Int(0))));
             }
             let mut ops = vec![(to.clone(), Op::Put(entry.clone()))];
             if !copy {
@@ -1219,7 +1212,7 @@ impl Conn {
     /// applies only if the member is in `from` then and neither key has
     /// changed type (their owners check).
     async fn smove(&mut self, from: Bytes, to: Bytes, member: Bytes) -> Frame {
-        use squall_store::{Check, Op, Reply};
+        use squall_store::{Op, Reply};
         for _ in 0..OPTIMISTIC_TRIES {
             let reads = vec![(from.clone(), Op::Type), (to.clone(), Op::Type)];
             let types = match self.store.atomic(&self.ns, reads, &mut self.session).await {
@@ -1236,10 +1229,9 @@ impl Conn {
             if !types.iter().all(set) {
                 return commands::op_error(squall_store::OpError::WrongType);
             }
-            let check = |key: &Bytes, op: Op, saw| Check { ns: self.ns.clone(), key: key.clone(), op, saw };
             let checks = vec![
-                check(&from, Op::SIsMember(member.clone()), Ok(Reply::Int(1))),
-                check(&to, Op::Type, types[1].clone()),
+                self.check(&from, Op::SIsMember(member.clone()), Ok(Reply::Int(1))),
+                self.check(&to, Op::Type, types[1].clone()),
             ];
             let ops =
                 vec![(from.clone(), Op::SRem(vec![member.clone()])), (to.clone(), Op::SAdd(vec![member.clone()]))];
@@ -1312,9 +1304,16 @@ impl Conn {
                 Ok(saw) => saw,
                 Err(e) => return store_error(e),
             };
-            self.watched.push(squall_store::Check { ns: self.ns.clone(), key, op: squall_store::Op::Snapshot, saw });
+            let check = self.check(&key, squall_store::Op::Snapshot, saw);
+            self.watched.push(check);
         }
         Frame::ok()
+    }
+
+    /// A check of a unit: `op` on `key`, in this connection's namespace,
+    /// still answers `saw`.
+    fn check(&self, key: &Bytes, op: squall_store::Op, saw: OpResult) -> squall_store::Check {
+        squall_store::Check { ns: self.ns.clone(), key: key.clone(), op, saw }
     }
 
     /// KEYS: every key matching `pattern`, gathered a page at a time (no

@@ -203,8 +203,9 @@ impl Shard {
                 return Err(msg);
             }
             let now = self.now_ms();
-            let since = since(&msg.request).max(self.window.oldest(now));
-            if at >= self.window.oldest(now) {
+            let oldest = self.window.oldest(now);
+            let since = since(&msg.request).max(oldest);
+            if at >= oldest {
                 self.window.reading(now);
                 if !self.window.catch_up(&self.keys, crate::window::INDEX_STEP, since) {
                     self.indexing.notify_one();

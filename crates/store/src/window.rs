@@ -195,6 +195,15 @@ struct Changed {
     ghost: bool,
 }
 
+/// Where a change goes in its key's list in the index.
+enum Place<'k> {
+    /// After every change there (a new one); whether a slot holds the key now.
+    Newest(bool),
+    /// Before every change there (the index built back); the keyspace says
+    /// whether a slot holds the key, if no newer change has.
+    Oldest(&'k Keyspace),
+}
+
 /// A namespace's keys with changes in the window.
 #[derive(Default)]
 struct Space {
@@ -357,58 +366,40 @@ impl Window {
         self.changes.push_back(Change { time, upto, chunk, at, len: record.len() as u32 });
         self.bytes += record.len() + CHANGE_OVERHEAD;
         if self.reading_until > 0 {
-            self.index_one(n, held);
+            self.index_change(n, Place::Newest(held));
         }
     }
 
-    /// Puts change `n`, the newest, at the end of its key's list; `held`:
-    /// whether a slot holds the key now.
-    fn index_one(&mut self, n: u64, held: bool) {
+    /// Puts change `n` in its key's list, at the place `place` says.
+    fn index_change(&mut self, n: u64, place: Place<'_>) {
         let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
         let space = match self.index.get_mut(ns) {
             Some(space) => space,
             None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
         };
         let h = key_hash(key);
-        let place = || (position(h), Bytes::copy_from_slice(key));
-        match space.keys.find_mut(h, |c| c.hash == h && c.name.get() == key) {
-            Some(c) => {
+        let ghost = || (position(h), Bytes::copy_from_slice(key));
+        match (space.keys.find_mut(h, |c| c.hash == h && c.name.get() == key), place) {
+            // Its newer changes already said whether it is a ghost.
+            (Some(c), Place::Oldest(_)) => c.seqs.push_front(n),
+            (Some(c), Place::Newest(held)) => {
                 c.seqs.push(n);
                 if c.ghost == held {
                     c.ghost = !held;
                     if held {
-                        space.ghosts.remove(&place());
+                        space.ghosts.remove(&ghost());
                     } else {
-                        space.ghosts.insert(place());
+                        space.ghosts.insert(ghost());
                     }
                 }
             }
-            None => {
+            (None, place) => {
+                let held = match place {
+                    Place::Newest(held) => held,
+                    Place::Oldest(keys) => keys.holds(ns, key),
+                };
                 if !held {
-                    space.ghosts.insert(place());
-                }
-                let c = Changed { hash: h, name: Name::new(key), seqs: Seqs::One(n), ghost: !held };
-                space.keys.insert_unique(h, c, |c| c.hash);
-            }
-        }
-    }
-
-    /// Puts change `n`, older than every change in the index, at the
-    /// front of its key's list.
-    fn index_older(&mut self, keys: &Keyspace, n: u64) {
-        let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
-        let space = match self.index.get_mut(ns) {
-            Some(space) => space,
-            None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
-        };
-        let h = key_hash(key);
-        match space.keys.find_mut(h, |c| c.hash == h && c.name.get() == key) {
-            // Its newer changes already said whether it is a ghost.
-            Some(c) => c.seqs.push_front(n),
-            None => {
-                let held = keys.holds(ns, key);
-                if !held {
-                    space.ghosts.insert((position(h), Bytes::copy_from_slice(key)));
+                    space.ghosts.insert(ghost());
                 }
                 let c = Changed { hash: h, name: Name::new(key), seqs: Seqs::One(n), ghost: !held };
                 space.keys.insert_unique(h, c, |c| c.hash);
@@ -438,7 +429,7 @@ impl Window {
                 return true;
             }
             self.low -= 1;
-            self.index_older(keys, self.low);
+            self.index_change(self.low, Place::Oldest(keys));
         }
         self.covers(at)
     }

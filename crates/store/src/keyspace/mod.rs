@@ -186,17 +186,59 @@ fn undo_slot(slot: &Slot, node: NodeId, ns: &[u8], key: &[u8], made: Made<'_>, o
     }
 }
 
-/// For a command naming `items`, which are the first of their name
-/// (`None`: all are, there is at most one), and how many names there are.
-fn firsts<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> (Option<Vec<bool>>, usize) {
-    let n = items.len();
-    if n <= 1 {
-        return (None, n);
+/// Writes the undo record of a write that replaces whatever `spot` holds:
+/// the whole entry there, or that there was none. (A write that then fails
+/// changes nothing, and its undo record is not kept.)
+fn undo_replaced(undo: Option<&mut Undo<'_>>, spot: &Spot<'_>, node: NodeId, ns: &[u8], key: &[u8]) {
+    if let Some(u) = undo {
+        match spot {
+            Spot::Taken(slot) => undo_slot(slot, node, ns, key, u.made, u.out),
+            Spot::Free(_) => u.out.undo_absent(ns, key, u.made),
+        }
     }
-    let mut seen: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
-    seen.reserve(n);
-    let firsts: Vec<bool> = items.map(|i| seen.insert(i)).collect();
-    (Some(firsts), seen.len())
+}
+
+/// A big set's or hash's undo record, written while its merge runs: each
+/// element the op names, as it was the first time the op named it.
+struct ElementsUndo<'u, 'm> {
+    undo: &'u mut Undo<'m>,
+    /// Where the record starts (for its length).
+    at: usize,
+    /// Which of the named are the first of their name (`None`: all are,
+    /// there is at most one).
+    firsts: Option<Vec<bool>>,
+}
+
+impl<'u, 'm> ElementsUndo<'u, 'm> {
+    fn start(
+        undo: &'u mut Undo<'m>,
+        ns: &[u8],
+        key: &[u8],
+        names: impl ExactSizeIterator<Item = &'u [u8]>,
+    ) -> ElementsUndo<'u, 'm> {
+        let (firsts, count) = if names.len() <= 1 {
+            (None, names.len())
+        } else {
+            let mut seen: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
+            seen.reserve(names.len());
+            let firsts: Vec<bool> = names.map(|n| seen.insert(n)).collect();
+            let count = seen.len();
+            (Some(firsts), count)
+        };
+        let at = undo.out.undo_elements_start(ns, key, undo.made, count);
+        ElementsUndo { undo, at, firsts }
+    }
+
+    /// The `i`th element named, `name`, was `old` before the op.
+    fn was(&mut self, i: usize, name: &[u8], old: Option<StateRef<'_>>) {
+        if self.firsts.as_ref().is_none_or(|f| f[i]) {
+            self.undo.out.undo_element(name, old);
+        }
+    }
+
+    fn end(self) {
+        self.undo.out.end_undo(self.at);
+    }
 }
 
 /// What a change overwrote: enough to undo it. The window log's entries.
@@ -934,7 +976,9 @@ impl Keyspace {
             SetExpiry::At(at) => Some(Lww::new(stamp, Some(at))),
             SetExpiry::Keep => old.and_then(|o| o.expiry(node)),
         };
-        let (slot, previous) = match table.entry(h, key) {
+        let spot = table.entry(h, key);
+        undo_replaced(undo, &spot, node, ns, key);
+        let (slot, previous) = match spot {
             Spot::Taken(slot) => {
                 // An expired key is no longer there.
                 let old = (!slot.is_expired(now)).then_some(&*slot);
@@ -943,9 +987,6 @@ impl Keyspace {
                     (None, true) => Reply::Nil,
                     (Some(o), true) => Reply::Bytes(o.string().ok_or(OpError::WrongType)?),
                 };
-                if let Some(u) = undo {
-                    undo_slot(slot, node, ns, key, u.made, u.out);
-                }
                 let (was_at, was_bytes) = (slot.expires_at(), slot.approx_bytes() as i64);
                 slot.set_register(stamp, expiry_of(old), value, node);
                 reindex(expiring, h, was_at, slot.expires_at());
@@ -953,9 +994,6 @@ impl Keyspace {
                 (slot, previous)
             }
             Spot::Free(free) => {
-                if let Some(u) = undo {
-                    u.out.undo_absent(ns, key, u.made);
-                }
                 let fresh = Slot::register(key, stamp, expiry_of(None), value, node);
                 reindex(expiring, h, None, fresh.expires_at());
                 *keys += 1;
@@ -999,12 +1037,7 @@ impl Keyspace {
             Ok((Slot::new(key, entry, node), n))
         };
         let spot = table.entry(h, key);
-        if let Some(u) = undo {
-            match &spot {
-                Spot::Taken(slot) => undo_slot(slot, node, ns, key, u.made, u.out),
-                Spot::Free(_) => u.out.undo_absent(ns, key, u.made),
-            }
-        }
+        undo_replaced(undo, &spot, node, ns, key);
         let (slot, n) = match spot {
             Spot::Taken(slot) if !slot.is_expired(now) => match slot.body(node) {
                 // INCR on a register holding an integer turns it into a
@@ -1065,22 +1098,17 @@ impl Keyspace {
         let (table, expiring, keys, bytes) = self.space_parts(ns);
         let fresh = || Slot::new(key, Entry::new(stamp, empty()), node);
         let spot = table.entry(h, key);
-        let mut by_elements = false;
-        if let Some(u) = undo {
-            match &spot {
-                Spot::Taken(slot) => {
-                    let len = match slot.body(node) {
-                        Body::Other(Value::Set(m)) => Some(m.len()),
-                        Body::Other(Value::Map(m)) => Some(m.len()),
-                        _ => None,
-                    };
-                    match len {
-                        Some(len) if !slot.is_expired(now) && big(slot, len) => by_elements = true,
-                        _ => undo_slot(slot, node, ns, key, u.made, u.out),
-                    }
-                }
-                Spot::Free(_) => u.out.undo_absent(ns, key, u.made),
-            }
+        let by_elements = undo.is_some()
+            && match &spot {
+                Spot::Taken(slot) if !slot.is_expired(now) => match slot.body(node) {
+                    Body::Other(Value::Set(m)) => big(slot, m.len()),
+                    Body::Other(Value::Map(m)) => big(slot, m.len()),
+                    _ => false,
+                },
+                _ => false,
+            };
+        if !by_elements {
+            undo_replaced(undo, &spot, node, ns, key);
         }
         let (entry, header) = match spot {
             Spot::Taken(slot) if !slot.is_expired(now) => {
@@ -1128,25 +1156,20 @@ impl Keyspace {
         let set = members_of(entry)?;
         let mut added = 0i64;
         let mut grew = 0i64;
-        // A big set's undo record: each member named, as it was (the first time).
-        let mut record = undo.filter(|_| by_elements).map(|u| {
-            let (firsts, count) = firsts(members.iter().map(|m| m.as_ref()));
-            (u.out.undo_elements_start(ns, key, u.made, count), firsts, u)
-        });
+        let mut record =
+            undo.filter(|_| by_elements).map(|u| ElementsUndo::start(u, ns, key, members.iter().map(|m| m.as_ref())));
         for (i, m) in members.iter().enumerate() {
             let old = set.assign_borrowed(m.as_ref(), copy, Lww::new(stamp, true));
-            if let Some((_, firsts, u)) = &mut record
-                && firsts.as_ref().is_none_or(|f| f[i])
-            {
-                u.out.undo_element(m, old.as_ref().map(StateRef::Member));
+            if let Some(r) = &mut record {
+                r.was(i, m, old.as_ref().map(StateRef::Member));
             }
             if old.is_none_or(|r| !r.value) {
                 added += 1;
                 grew += (m.len() + MEMBER_OVERHEAD) as i64;
             }
         }
-        if let Some((at, _, u)) = record {
-            u.out.end_undo(at);
+        if let Some(r) = record {
+            r.end();
         }
         self.bytes += grew;
         if let Some(header) = header {
@@ -1233,18 +1256,14 @@ impl Keyspace {
         let map = fields_of(entry)?;
         let mut added = 0i64;
         let mut grew = 0i64;
-        // A big hash's undo record: each field named, as it was (the first time).
-        let mut record = undo.filter(|_| by_elements).map(|u| {
-            let (firsts, count) = firsts(pairs.iter().map(|(f, _)| f.as_ref()));
-            (u.out.undo_elements_start(ns, key, u.made, count), firsts, u)
-        });
+        let mut record = undo
+            .filter(|_| by_elements)
+            .map(|u| ElementsUndo::start(u, ns, key, pairs.iter().map(|(f, _)| f.as_ref())));
         for (i, (f, v)) in pairs.iter().enumerate() {
             // A field named twice keeps its last value, as in Redis.
             let old = map.assign_borrowed(f.as_ref(), copy, Lww::new(stamp, Some(copy(v))));
-            if let Some((_, firsts, u)) = &mut record
-                && firsts.as_ref().is_none_or(|f| f[i])
-            {
-                u.out.undo_element(f, old.as_ref().map(StateRef::Field));
+            if let Some(r) = &mut record {
+                r.was(i, f, old.as_ref().map(StateRef::Field));
             }
             match old {
                 Some(Lww { value: Some(old), .. }) => grew += v.len() as i64 - old.len() as i64,
@@ -1254,8 +1273,8 @@ impl Keyspace {
                 }
             }
         }
-        if let Some((at, _, u)) = record {
-            u.out.end_undo(at);
+        if let Some(r) = record {
+            r.end();
         }
         if let Some(header) = header {
             changes.header(ns, key, &header);
