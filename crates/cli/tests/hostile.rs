@@ -201,7 +201,13 @@ fn replies_over_the_output_buffer_limit_close_the_client() {
     let _: () = redis::cmd("SET").arg("big").arg(&big).query(&mut redis).unwrap();
     let limit: Vec<String> =
         redis::cmd("CONFIG").arg("GET").arg("client-output-buffer-limit").query(&mut redis).unwrap();
-    assert_eq!(limit, ["client-output-buffer-limit", &format!("normal {} {} 2", 64 << 20, 256 << 10)]);
+    assert_eq!(
+        limit,
+        [
+            "client-output-buffer-limit",
+            &format!("normal {} {} 2 pubsub {} {} 60", 64 << 20, 256 << 10, 32 << 20, 8 << 20)
+        ]
+    );
     // A client that reads what it asked for gets it all, over the soft limit.
     let (got, closed) = read_after(&addr, &[gets("big", 8), b"*1\r\n$4\r\nQUIT\r\n".to_vec()].concat(), Duration::ZERO);
     assert_eq!((got, closed), (8 * ((1 << 20) + 12) + 5, true));

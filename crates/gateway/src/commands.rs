@@ -4,6 +4,7 @@
 //! for relative expiries comes from the caller's clock (the store's), read
 //! only by the commands that need it.
 
+use crate::pubsub::Kind as PubKind;
 use crate::resp::Frame;
 use bytes::Bytes;
 use squall_store::lattice::PhysicalClock;
@@ -127,6 +128,32 @@ pub enum Server {
     Ok,
     Watch(Vec<Bytes>),
     Unwatch,
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: the names to listen to.
+    Subscribe(PubKind, Vec<Bytes>),
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: the names (none: all).
+    Unsubscribe(PubKind, Vec<Bytes>),
+    /// PUBLISH (`shard` false) or SPUBLISH.
+    Publish {
+        shard: bool,
+        channel: Bytes,
+        message: Bytes,
+    },
+    /// PUBSUB CHANNELS or SHARDCHANNELS.
+    PubsubChannels {
+        shard: bool,
+        pattern: Option<Bytes>,
+    },
+    /// PUBSUB NUMSUB or SHARDNUMSUB.
+    PubsubNumsub {
+        shard: bool,
+        channels: Vec<Bytes>,
+    },
+    PubsubNumpat,
+    /// A HELP subcommand's lines.
+    Help(&'static [&'static str]),
+    /// RESET: the connection as new (no transaction, no watches, no
+    /// subscriptions, RESP2, database 0, not authenticated unless the node is open).
+    Reset,
 }
 
 /// The commands this server answers (for COMMAND, and for arity checks).
@@ -217,6 +244,34 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("discard", 1),
     ("watch", -2),
     ("unwatch", 1),
+    ("subscribe", -2),
+    ("psubscribe", -2),
+    ("ssubscribe", -2),
+    ("unsubscribe", -1),
+    ("punsubscribe", -1),
+    ("sunsubscribe", -1),
+    ("publish", 3),
+    ("spublish", 3),
+    ("pubsub", -2),
+    ("reset", 1),
+];
+
+/// PUBSUB HELP.
+const PUBSUB_HELP: &[&str] = &[
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
 ];
 
 /// The command's name as errors show it. Only error paths call this: an
@@ -734,6 +789,44 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
             )));
         }
         b"SCAN" => parse_scan(args)?,
+        b"SUBSCRIBE" => Server::Subscribe(PubKind::Channel, args[1..].to_vec()),
+        b"PSUBSCRIBE" => Server::Subscribe(PubKind::Pattern, args[1..].to_vec()),
+        b"SSUBSCRIBE" => Server::Subscribe(PubKind::Shard, args[1..].to_vec()),
+        b"UNSUBSCRIBE" => Server::Unsubscribe(PubKind::Channel, args[1..].to_vec()),
+        b"PUNSUBSCRIBE" => Server::Unsubscribe(PubKind::Pattern, args[1..].to_vec()),
+        b"SUNSUBSCRIBE" => Server::Unsubscribe(PubKind::Shard, args[1..].to_vec()),
+        b"PUBLISH" | b"SPUBLISH" => {
+            Server::Publish { shard: name == b"SPUBLISH", channel: args[1].clone(), message: args[2].clone() }
+        }
+        b"PUBSUB" => {
+            let sub = args[1].to_ascii_uppercase();
+            match (sub.as_slice(), args.len()) {
+                (b"CHANNELS" | b"SHARDCHANNELS", 2 | 3) => {
+                    Server::PubsubChannels { shard: sub.as_slice() == b"SHARDCHANNELS", pattern: args.get(2).cloned() }
+                }
+                (b"NUMSUB" | b"SHARDNUMSUB", _) => {
+                    Server::PubsubNumsub { shard: sub.as_slice() == b"SHARDNUMSUB", channels: args[2..].to_vec() }
+                }
+                (b"NUMPAT", 2) => Server::PubsubNumpat,
+                (b"HELP", 2) => Server::Help(PUBSUB_HELP),
+                (b"NUMPAT" | b"HELP", _) => {
+                    return Err(Frame::err(format!("wrong number of arguments for 'pubsub|{}' command", lower(&sub))));
+                }
+                (b"CHANNELS" | b"SHARDCHANNELS", _) => {
+                    return Err(Frame::err(format!(
+                        "unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+                        String::from_utf8_lossy(&args[1])
+                    )));
+                }
+                _ => {
+                    return Err(Frame::err(format!(
+                        "unknown subcommand '{}'. Try PUBSUB HELP.",
+                        String::from_utf8_lossy(&args[1])
+                    )));
+                }
+            }
+        }
+        b"RESET" => Server::Reset,
         _ => return Err(arity_error(&args[0])),
     })
 }

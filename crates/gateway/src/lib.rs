@@ -41,6 +41,7 @@ mod jobs;
 mod kv;
 mod listen;
 pub mod metrics;
+pub mod pubsub;
 pub mod redis;
 pub mod resp;
 mod snapshots;

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub resp_errors: AtomicU64,
     pub resp_protocol_errors: AtomicU64,
     pub resp_output_limit_closed: AtomicU64,
+    /// Subscribers closed for falling behind their messages.
+    pub resp_pubsub_slow_closed: AtomicU64,
     pub resp_latency: Histogram,
     pub http_requests: AtomicU64,
     pub http_errors: AtomicU64,
@@ -90,6 +92,7 @@ impl Default for Metrics {
             resp_errors: AtomicU64::new(0),
             resp_protocol_errors: AtomicU64::new(0),
             resp_output_limit_closed: AtomicU64::new(0),
+            resp_pubsub_slow_closed: AtomicU64::new(0),
             resp_latency: Histogram::default(),
             http_requests: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
@@ -104,7 +107,7 @@ impl Metrics {
     pub fn render(&self, store: &Handle) -> String {
         let mut out = String::with_capacity(4096);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
-        let singles: [(&str, &str, &str, String); 9] = [
+        let singles: [(&str, &str, &str, String); 10] = [
             (
                 "squall_uptime_seconds",
                 "gauge",
@@ -136,6 +139,12 @@ impl Metrics {
                 "counter",
                 "Connections closed for unread replies over the output buffer limit (client-output-buffer-limit).",
                 load(&self.resp_output_limit_closed),
+            ),
+            (
+                "squall_resp_pubsub_slow_closed_total",
+                "counter",
+                "Subscribers closed for unread messages over the pub/sub output limit (client-output-buffer-limit pubsub).",
+                load(&self.resp_pubsub_slow_closed),
             ),
             ("squall_http_requests_total", "counter", "HTTP requests served.", load(&self.http_requests)),
             (

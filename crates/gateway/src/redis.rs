@@ -12,6 +12,7 @@ use crate::DEFAULT_NS;
 use crate::auth::{Access, User};
 use crate::commands::{self, Cmd, Render, Server};
 use crate::metrics::Metrics;
+use crate::pubsub::{self, Broker, Kind as PubKind};
 use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
 use squall_store::lattice::Timestamp;
@@ -53,6 +54,8 @@ pub struct Options {
     pub settings: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
     /// The node's connections, for CLIENT LIST and CLIENT KILL.
     pub clients: Arc<Clients>,
+    /// The node's pub/sub channels.
+    pub broker: Arc<Broker>,
 }
 
 /// The node's Redis-protocol connections, by id.
@@ -87,6 +90,8 @@ struct Shown {
     db: String,
     user: String,
     resp: u8,
+    /// Channels, patterns and shard channels it listens to.
+    subs: [usize; 3],
 }
 
 impl ClientState {
@@ -96,13 +101,18 @@ impl ClientState {
         let age = self.since.elapsed().as_secs();
         let idle = (self.since.elapsed().as_millis() as u64).saturating_sub(self.last.load(Ordering::Relaxed));
         format!(
-            "id={} addr={} laddr={} name={} age={age} idle={} flags=N db={} multi={multi} resp={} user={}\n",
+            "id={} addr={} laddr={} name={} age={age} idle={} flags={} db={} sub={} psub={} ssub={} multi={multi} \
+             resp={} user={}\n",
             self.id,
             self.addr,
             self.laddr,
             s.name,
             idle / 1000,
+            if s.subs.iter().any(|n| *n > 0) { "P" } else { "N" },
             s.db,
+            s.subs[0],
+            s.subs[1],
+            s.subs[2],
             s.resp,
             s.user,
         )
@@ -232,6 +242,7 @@ impl Default for Options {
             quotas: Arc::default(),
             settings: Arc::default(),
             clients: Arc::default(),
+            broker: Arc::default(),
         }
     }
 }
@@ -275,6 +286,7 @@ pub async fn serve(
     // A TLS client could not read a plain-text refusal: it is only closed.
     let refusal = if tls.is_some() { b"".as_slice() } else { REFUSAL };
     let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal, what: "Redis protocol" };
+    let notifications = tokio::spawn(pubsub::notify::run(opts.broker.clone(), store.clone(), stop.clone()));
     crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
         let addr = |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         let peer = (addr(std.peer_addr()), addr(std.local_addr()));
@@ -303,6 +315,7 @@ pub async fn serve(
         }
     })
     .await;
+    let _ = notifications.await;
 }
 
 /// A connection's socket: plain (read and written in place, readiness
@@ -383,8 +396,76 @@ struct Transaction {
     over: bool,
 }
 
+/// A connection's subscriptions: its end of the broker (made at its first
+/// SUBSCRIBE), and what it listens to, by kind, each name with the
+/// namespace it listens in.
+#[derive(Default)]
+struct Subscriptions {
+    end: Option<(Arc<pubsub::Subscriber>, tokio::sync::mpsc::UnboundedReceiver<pubsub::Message>)>,
+    names: [std::collections::HashMap<Bytes, Bytes>; 3],
+}
+
+impl Subscriptions {
+    /// The count a (un)subscribe reply shows: channels and patterns
+    /// together, shard channels apart, as in Redis.
+    fn count(&self, kind: PubKind) -> i64 {
+        match kind {
+            PubKind::Shard => self.names[2].len() as i64,
+            _ => (self.names[0].len() + self.names[1].len()) as i64,
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.names.iter().any(|n| !n.is_empty())
+    }
+
+    /// The next message to deliver; `None` when the subscriber was cut off
+    /// for being too slow. Never ready without a subscription.
+    async fn next(&mut self) -> Option<pubsub::Message> {
+        match &mut self.end {
+            Some((sub, rx)) if !sub.is_slow() => tokio::select! {
+                m = rx.recv() => m,
+                () = sub.cut.notified() => None,
+            },
+            Some(_) => None,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn kind_index(kind: PubKind) -> usize {
+    match kind {
+        PubKind::Channel => 0,
+        PubKind::Pattern => 1,
+        PubKind::Shard => 2,
+    }
+}
+
+/// A message as its subscriber receives it.
+fn message_frame(m: pubsub::Message) -> Frame {
+    let word = |w: &'static str| Frame::Bulk(Bytes::from_static(w.as_bytes()));
+    match m {
+        pubsub::Message::Channel { shard, channel, payload } => Frame::Push(vec![
+            word(if shard { "smessage" } else { "message" }),
+            Frame::Bulk(channel),
+            Frame::Bulk(payload),
+        ]),
+        pubsub::Message::Pattern { pattern, channel, payload } => {
+            Frame::Push(vec![word("pmessage"), Frame::Bulk(pattern), Frame::Bulk(channel), Frame::Bulk(payload)])
+        }
+    }
+}
+
+/// What woke a connection between rounds.
+enum Woke {
+    Read(std::io::Result<usize>),
+    Message(Option<pubsub::Message>),
+    Close,
+}
+
 struct Conn {
     store: Handle,
+    subs: Subscriptions,
     ns: Bytes,
     id: u64,
     name: Option<Bytes>,
@@ -453,6 +534,7 @@ impl Conn {
             allowed: opts.access.is_open(),
             failed_logins: 0,
             store,
+            subs: Subscriptions::default(),
             ns: Bytes::from_static(DEFAULT_NS),
             id,
             name: None,
@@ -565,6 +647,9 @@ impl Conn {
         let clients = self.opts.clients.clone();
         clients.all.lock().unwrap_or_else(|e| e.into_inner()).insert(self.id, self.state.clone());
         self.serve_conn(&mut stream).await;
+        for kind in [PubKind::Channel, PubKind::Pattern, PubKind::Shard] {
+            self.unsubscribe(kind, Vec::new(), None);
+        }
         clients.all.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
         stream.close().await;
         self.metrics.resp_connections.fetch_sub(1, Ordering::Relaxed);
@@ -582,6 +667,7 @@ impl Conn {
             db,
             user: self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
             resp: if self.resp3 { 3 } else { 2 },
+            subs: [self.subs.names[0].len(), self.subs.names[1].len(), self.subs.names[2].len()],
         };
         *self.state.shown.lock().unwrap_or_else(|e| e.into_inner()) = shown;
     }
@@ -596,10 +682,25 @@ impl Conn {
         let mut parser = resp::Parser::default();
         'conn: loop {
             // Between rounds: what was read has been answered.
-            let got = tokio::select! {
-                r = stream.read(&mut rbuf) => r,
-                _ = self.stop.wait_for(|s| *s) => break,
-                () = self.state.kill.notified() => break,
+            let woke = tokio::select! {
+                r = stream.read(&mut rbuf) => Woke::Read(r),
+                _ = self.stop.wait_for(|s| *s) => Woke::Close,
+                () = self.state.kill.notified() => Woke::Close,
+                m = self.subs.next() => Woke::Message(m),
+            };
+            let got = match woke {
+                Woke::Read(r) => r,
+                Woke::Close => break,
+                Woke::Message(None) => {
+                    self.metrics.resp_pubsub_slow_closed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Woke::Message(Some(m)) => {
+                    if !self.deliver(m, &mut wbuf, stream).await {
+                        break;
+                    }
+                    continue;
+                }
             };
             match got {
                 Ok(0) | Err(_) => break,
@@ -660,6 +761,103 @@ impl Conn {
                 break;
             }
         }
+    }
+
+    /// Writes out `first` and the messages queued after it (up to a
+    /// bounded batch). False when the connection must close: its client
+    /// is gone, or it fell so far behind that the broker cut it off.
+    async fn deliver(&mut self, first: pubsub::Message, wbuf: &mut BytesMut, stream: &mut Stream) -> bool {
+        let Some((sub, rx)) = &mut self.subs.end else { return true };
+        let sub = sub.clone();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(m) = next {
+            bytes += m.bytes();
+            message_frame(m).encode_as(wbuf, self.encoding);
+            n += 1;
+            if n >= 1024 || wbuf.len() >= WRITE_AT {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        let ok = tokio::select! {
+            r = stream.write_all(wbuf) => r.is_ok(),
+            () = sub.cut.notified() => false,
+        };
+        sub.written(bytes);
+        wbuf.clear();
+        if wbuf.capacity() > BUFFER_KEEP {
+            *wbuf = BytesMut::new();
+        }
+        if sub.is_slow() {
+            self.metrics.resp_pubsub_slow_closed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        ok
+    }
+
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: listens to each name, in this
+    /// connection's namespace; a reply for each.
+    fn subscribe(&mut self, kind: PubKind, names: Vec<Bytes>, pending: &mut Vec<Pending>) {
+        let id = self.id;
+        let sub = self.subs.end.get_or_insert_with(|| Broker::subscriber(id)).0.clone();
+        for name in names {
+            let listening = &mut self.subs.names[kind_index(kind)];
+            if !listening.contains_key(&name) {
+                self.opts.broker.subscribe(&self.ns, kind, name.clone(), &sub);
+                listening.insert(name.clone(), self.ns.clone());
+            }
+            let word = Frame::Bulk(Bytes::from_static(kind.words().0.as_bytes()));
+            let count = Frame::Integer(self.subs.count(kind));
+            pending.push(Pending::Ready(Frame::Push(vec![word, Frame::Bulk(name), count])));
+        }
+        self.publish_state();
+    }
+
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: stops listening to each
+    /// name (none: to all of its kind); a reply for each, if `pending`.
+    fn unsubscribe(&mut self, kind: PubKind, names: Vec<Bytes>, mut pending: Option<&mut Vec<Pending>>) {
+        let i = kind_index(kind);
+        let names: Vec<Bytes> = if names.is_empty() { self.subs.names[i].keys().cloned().collect() } else { names };
+        let word = || Frame::Bulk(Bytes::from_static(kind.words().1.as_bytes()));
+        if names.is_empty()
+            && let Some(p) = pending.as_deref_mut()
+        {
+            p.push(Pending::Ready(Frame::Push(vec![word(), Frame::Nil, Frame::Integer(self.subs.count(kind))])));
+        }
+        for name in names {
+            if let Some(scope) = self.subs.names[i].remove(&name) {
+                self.opts.broker.unsubscribe(&scope, kind, &name, self.id);
+            }
+            if let Some(p) = pending.as_deref_mut() {
+                let count = Frame::Integer(self.subs.count(kind));
+                p.push(Pending::Ready(Frame::Push(vec![word(), Frame::Bulk(name), count])));
+            }
+        }
+        if pending.is_some() {
+            self.publish_state();
+        }
+    }
+
+    /// RESET: the connection as it was when it opened.
+    fn reset(&mut self, pending: &mut Vec<Pending>) {
+        self.multi = None;
+        self.watched.clear();
+        for kind in [PubKind::Channel, PubKind::Pattern, PubKind::Shard] {
+            self.unsubscribe(kind, Vec::new(), None);
+        }
+        if self.resp3 {
+            self.resp3 = false;
+            pending.push(Pending::Protocol(false));
+        }
+        self.ns = Bytes::from_static(DEFAULT_NS);
+        self.name = None;
+        self.user = self.opts.access.anonymous();
+        self.user_generation = self.opts.access.generation();
+        self.allowed = self.opts.access.is_open();
+        self.publish_state();
+        pending.push(Pending::Ready(Frame::Simple("RESET")));
     }
 
     /// Collects the answers of everything started, waits for durability,
@@ -787,6 +985,18 @@ impl Conn {
                 return true;
             }
         };
+        if self.subs.any() && !self.resp3 && !allowed_subscribed(&cmd) {
+            pending.push(Pending::Ready(Frame::err(format!(
+                "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in \
+                 this context",
+                String::from_utf8_lossy(&args[0]).to_lowercase()
+            ))));
+            return true;
+        }
+        if let Cmd::Server(Server::Reset) = cmd {
+            self.reset(pending);
+            return true;
+        }
         if let Some(refusal) = self.refusal(&cmd).or_else(|| self.over_quota(&cmd)) {
             if let Some(tx) = &mut self.multi {
                 tx.failed = true;
@@ -834,7 +1044,13 @@ impl Conn {
                         "{name} inside MULTI is not supported yet (the transaction is discarded)"
                     ))));
                 }
-                Cmd::Server(Server::Select(_) | Server::Auth { .. } | Server::Hello { .. }) => {
+                Cmd::Server(
+                    Server::Select(_)
+                    | Server::Auth { .. }
+                    | Server::Hello { .. }
+                    | Server::Subscribe(..)
+                    | Server::Unsubscribe(..),
+                ) => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
                     pending.push(Pending::Ready(Frame::err(format!(
@@ -884,6 +1100,14 @@ impl Conn {
             Cmd::Server(Server::Quit) => {
                 pending.push(Pending::Ready(Frame::ok()));
                 return false;
+            }
+            Cmd::Server(Server::Subscribe(kind, names)) => {
+                self.subscribe(kind, names, pending);
+                return true;
+            }
+            Cmd::Server(Server::Unsubscribe(kind, names)) => {
+                self.unsubscribe(kind, names, Some(pending));
+                return true;
             }
             Cmd::Server(s) => {
                 let before = self.resp3;
@@ -956,6 +1180,10 @@ impl Conn {
     async fn server(&mut self, s: Server) -> Frame {
         let ns = self.ns.clone();
         match s {
+            // In RESP2, a subscribed connection's PING answers in the shape of a message.
+            Server::Ping(m) if self.subs.any() && !self.resp3 => {
+                Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"pong")), Frame::Bulk(m.unwrap_or_default())])
+            }
             Server::Ping(None) => Frame::Simple("PONG"),
             Server::Ping(Some(m)) | Server::Echo(m) => Frame::Bulk(m),
             Server::Quit => Frame::ok(),
@@ -1062,7 +1290,11 @@ impl Conn {
                     ("appendonly", "no".into()),
                     ("databases", "16".into()),
                     ("maxclients", self.opts.max_clients.to_string()),
-                    ("client-output-buffer-limit", self.opts.output_limit.render()),
+                    ("client-output-buffer-limit", {
+                        let p = self.opts.broker.limit();
+                        format!("{} pubsub {} {} {}", self.opts.output_limit.render(), p.hard, p.soft, p.soft_seconds)
+                    }),
+                    ("notify-keyspace-events", self.opts.broker.notify()),
                 ];
                 // What CONFIG SET accepted shows over the defaults.
                 let mut all: std::collections::BTreeMap<String, String> =
@@ -1127,6 +1359,26 @@ impl Conn {
             Server::Unwatch => {
                 self.watched.clear();
                 Frame::ok()
+            }
+            Server::Publish { shard, channel, message } => {
+                Frame::Integer(self.opts.broker.publish(&ns, shard, &channel, &message) as i64)
+            }
+            Server::PubsubChannels { shard, pattern } => Frame::Array(
+                self.opts.broker.channels(&ns, shard, pattern.as_deref()).into_iter().map(Frame::Bulk).collect(),
+            ),
+            Server::PubsubNumsub { shard, channels } => Frame::Map(
+                self.opts
+                    .broker
+                    .numsub(&ns, shard, &channels)
+                    .into_iter()
+                    .map(|(c, n)| (Frame::Bulk(c), Frame::Integer(n as i64)))
+                    .collect(),
+            ),
+            Server::PubsubNumpat => Frame::Integer(self.opts.broker.numpat(&ns) as i64),
+            Server::Help(lines) => Frame::Array(lines.iter().map(|l| Frame::SimpleOwned((*l).to_string())).collect()),
+            // Handled by the connection, never queued.
+            Server::Subscribe(..) | Server::Unsubscribe(..) | Server::Reset => {
+                Frame::err("not allowed in a transaction")
             }
         }
     }
@@ -1271,18 +1523,34 @@ impl Conn {
     /// anything else is unknown, as Redis says it.
     fn config_set(&mut self, pairs: Vec<(Bytes, Bytes)>) -> Frame {
         let mut accepted = Vec::with_capacity(pairs.len());
+        let mut notify = None;
+        let mut pubsub_limit = None;
         for (name, value) in pairs {
             let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+            // The pub/sub class changes while running; the normal one is set at start.
+            if name == "client-output-buffer-limit"
+                && let Some(rest) = String::from_utf8_lossy(&value).trim().strip_prefix("pubsub ")
+            {
+                match OutputLimit::parse(rest) {
+                    Ok(l) => {
+                        pubsub_limit = Some(pubsub::Limit { hard: l.hard, soft: l.soft, soft_seconds: l.soft_seconds });
+                        continue;
+                    }
+                    Err(e) => {
+                        return Frame::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {e}"));
+                    }
+                }
+            }
             if let Some((_, flag)) = START_SETTINGS.iter().find(|(p, _)| *p == name) {
                 return Frame::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {flag}"));
             }
             if name == "notify-keyspace-events" {
-                if value.is_empty() {
-                    continue;
+                let text = String::from_utf8_lossy(&value).into_owned();
+                if let Err(e) = pubsub::notify::parse(&text) {
+                    return Frame::err(e);
                 }
-                return Frame::err(format!(
-                    "CONFIG SET failed (possibly related to argument '{name}') - keyspace notifications are not supported yet"
-                ));
+                notify = Some(text);
+                continue;
             }
             if !NO_OP_SETTINGS.contains(&name.as_str()) {
                 return Frame::err(format!("Unknown option or number of arguments for CONFIG SET - '{name}'"));
@@ -1290,6 +1558,12 @@ impl Conn {
             accepted.push((name, String::from_utf8_lossy(&value).into_owned()));
         }
         self.opts.settings.lock().unwrap_or_else(|e| e.into_inner()).extend(accepted);
+        if let Some(text) = notify {
+            self.opts.broker.set_notify(&text).expect("checked above");
+        }
+        if let Some(limit) = pubsub_limit {
+            self.opts.broker.set_limit(limit);
+        }
         Frame::ok()
     }
 
@@ -1517,6 +1791,9 @@ impl Conn {
             expired += s.expired.load(Ordering::Relaxed);
         }
         let (cpu_user, cpu_sys, rss) = process_usage();
+        let pubsub_totals = self.opts.broker.totals();
+        let slow = self.metrics.resp_pubsub_slow_closed.load(Ordering::Relaxed)
+            + self.metrics.resp_output_limit_closed.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut section = |name: &str, title: &str, lines: Vec<(&str, String)>| {
             if !wanted(name) {
@@ -1575,6 +1852,10 @@ impl Conn {
                 ("expired_keys", expired.to_string()),
                 ("keyspace_reads", reads.to_string()),
                 ("keyspace_writes", writes.to_string()),
+                ("pubsub_channels", pubsub_totals.0.to_string()),
+                ("pubsub_patterns", pubsub_totals.1.to_string()),
+                ("pubsubshard_channels", pubsub_totals.2.to_string()),
+                ("client_output_buffer_limit_disconnections", slow.to_string()),
             ],
         );
         section("replication", "Replication", vec![("role", "master".into()), ("connected_slaves", "0".into())]);
@@ -1666,6 +1947,14 @@ async fn write_all(fd: &AsyncFd<std::net::TcpStream>, mut buf: &[u8]) -> std::io
 }
 
 /// About the bytes a frame takes once encoded.
+/// Whether a RESP2 connection that listens to channels may run `cmd`.
+fn allowed_subscribed(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Server(Server::Subscribe(..) | Server::Unsubscribe(..) | Server::Ping(_) | Server::Quit | Server::Reset)
+    )
+}
+
 fn frame_bytes(f: &Frame) -> usize {
     match f {
         Frame::Bulk(b) => b.len() + 16,

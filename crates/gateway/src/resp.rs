@@ -518,6 +518,9 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// A RESP3 set (`~`), or an array in RESP2.
     Set(Vec<Frame>),
+    /// A RESP3 push (`>`): what the server sends unasked (pub/sub
+    /// messages, and the replies of subscribing); an array in RESP2.
+    Push(Vec<Frame>),
 }
 
 const CRLF: &[u8] = b"\r\n";
@@ -581,8 +584,13 @@ impl Frame {
                     v.encode_as(out, resp3);
                 }
             }
-            Frame::Set(items) => {
-                put_len_line(out, if resp3 { b'~' } else { b'*' }, items.len());
+            Frame::Set(items) | Frame::Push(items) => {
+                let mark = match self {
+                    Frame::Set(_) if resp3 => b'~',
+                    Frame::Push(_) if resp3 => b'>',
+                    _ => b'*',
+                };
+                put_len_line(out, mark, items.len());
                 for item in items {
                     item.encode_as(out, resp3);
                 }

@@ -28,6 +28,7 @@
 //! functions, HTTP or RESP, and never exits the process.
 
 mod disk;
+pub mod events;
 mod glob;
 mod keyspace;
 mod op;
@@ -234,6 +235,7 @@ struct Inner {
     floor: AtomicU64,
     clock: Clock,
     health: watch::Receiver<Health>,
+    events: Arc<events::KeyEvents>,
 }
 
 /// A cheap, cloneable way to reach the store from any thread or task.
@@ -377,6 +379,7 @@ impl Store {
             .map_err(spawn_error)?;
 
         let id = NEXT_STORE.fetch_add(1, Ordering::Relaxed);
+        let key_events = events::KeyEvents::new();
         let mut refs = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let parts = recovered.keyspaces.into_iter().zip(recovered.windows).zip(durable_rx).zip(mail_tx).zip(mail_rx);
@@ -385,7 +388,7 @@ impl Store {
             // New writes order after everything recovered, even if this
             // machine's clock went backwards across the restart.
             hlc.observe(recovered.latest.time);
-            let state = Shard::new(i, keys, window, hlc, disk.clone(), writer_tx.clone());
+            let state = Shard::new(i, keys, window, hlc, disk.clone(), writer_tx.clone(), key_events.clone());
             let stats = state.stats.clone();
             let stop = Arc::new(Notify::new());
             let (rt_tx, rt_rx) = std::sync::mpsc::channel();
@@ -407,6 +410,7 @@ impl Store {
             floor: AtomicU64::new(recovered.latest.time.0),
             clock,
             health,
+            events: key_events,
         };
         Ok(Store {
             handle: Handle { inner: Arc::new(inner) },
@@ -659,6 +663,11 @@ impl Handle {
     /// The node's physical clock.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// Starts listening to what writes do to keys (see [`events`]).
+    pub fn key_events(&self) -> events::Listener {
+        self.inner.events.listen()
     }
 
     /// Physical time now (ms since the Unix epoch), from the store's clock.

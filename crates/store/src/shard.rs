@@ -8,6 +8,7 @@
 //! to the store: the protocol is the way in.
 
 use crate::disk::{Chunk, DiskState, Records, WriterMsg};
+use crate::events::{self, KeyEvent, KeyEvents};
 use crate::keyspace::{Keyspace, Undo};
 use crate::op::{Op, OpError, OpResult};
 use crate::protocol::{Answer, Check, Message, Request, Response, TxnId, Vote, Write};
@@ -93,6 +94,8 @@ pub(crate) struct Shard {
     /// For each key parked requests name, their numbers in arrival order.
     lines: HashMap<LockKey, VecDeque<u64>, foldhash::fast::RandomState>,
     next_parked: u64,
+    /// Where writes say what they did, while someone listens.
+    events: Arc<KeyEvents>,
 }
 
 /// How a request uses a key.
@@ -110,6 +113,7 @@ impl Shard {
         hlc: Hlc,
         disk: Arc<DiskState>,
         writer: SyncSender<WriterMsg>,
+        events: Arc<KeyEvents>,
     ) -> Shard {
         let shard = Shard {
             id,
@@ -133,6 +137,7 @@ impl Shard {
             parked: HashMap::default(),
             lines: HashMap::default(),
             next_parked: 0,
+            events,
         };
         shard.publish_stats();
         shard
@@ -351,9 +356,24 @@ impl Shard {
         self.scratch.clear();
         let mut undo = window.then_some(Undo { out: &mut self.scratch, made });
         let at = Stamp::new(stamp, self.keys.node());
+        // What it will say it did, if anyone listens (the op is the keyspace's once applied).
+        let said = self.events.on().then(|| {
+            let on = |gone| (events::of(&op, gone), events::after(&op, gone));
+            [on(false), on(true)]
+        });
         let r = self.keys.apply_with(ns, key, op, at, now, &mut self.pending, undo.as_mut());
         if self.pending.len() > before {
             self.seq += 1;
+            if let Some(said) = said
+                && r.is_ok()
+            {
+                let gone = !self.keys.holds(ns, key);
+                let (first, then) = said[gone as usize];
+                for (event, class) in first.into_iter().chain(then) {
+                    let (ns, key) = (ns.clone(), Bytes::copy_from_slice(key));
+                    self.events.emit(KeyEvent { ns, key, event, class, stamp });
+                }
+            }
             if window {
                 self.pending.append(&self.scratch);
                 self.pending_undo += self.scratch.bytes().len() as u64;
@@ -567,6 +587,7 @@ impl Shard {
         let on = self.window.is_on();
         let time = if on { self.hlc.now_at(now) } else { self.hlc.last() };
         let (window, scratch, locks) = (&mut self.window, &mut self.scratch, &self.locks);
+        let events = self.events.on().then_some(&self.events);
         let mut undos = Records::default();
         // A key a commit holds is the commit's to change first.
         let held = |ns: &Bytes, key: &[u8]| {
@@ -577,6 +598,10 @@ impl Shard {
             limit,
             &mut self.pending,
             |keys, ns, key| {
+                if let Some(events) = events {
+                    let (ns, key) = (ns.clone(), Bytes::copy_from_slice(key));
+                    events.emit(KeyEvent { ns, key, event: "expired", class: events::Class::Expired, stamp: time });
+                }
                 if on {
                     let made = crate::disk::Made { time, origin: &[] };
                     crate::window::undo_record(keys, ns, key, &Op::Del, made, now, scratch);
