@@ -331,6 +331,8 @@ pub enum Value {
     Set { members: Vec<String> },
     /// `{"fields": {...}, "type": "map"}`
     Map { fields: BTreeMap<String, String> },
+    /// `{"items": [...], "type": "list"}`, head first
+    List { items: Vec<String> },
 }
 
 impl Value {
@@ -342,6 +344,7 @@ impl Value {
             Value::Max { .. } => "max",
             Value::Set { .. } => "set",
             Value::Map { .. } => "map",
+            Value::List { .. } => "list",
         }
     }
 }
@@ -367,6 +370,10 @@ impl Serialize for Value {
             }
             Value::Map { fields } => {
                 st.serialize_field("fields", fields)?;
+                st.serialize_field("type", self.kind())?;
+            }
+            Value::List { items } => {
+                st.serialize_field("items", items)?;
                 st.serialize_field("type", self.kind())?;
             }
         }

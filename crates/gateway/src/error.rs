@@ -58,6 +58,8 @@ impl From<OpError> for ApiError {
             | OpError::NotFinite
             | OpError::HashNotInteger => StatusCode::CONFLICT,
             OpError::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
+            OpError::NoSuchKey => StatusCode::NOT_FOUND,
+            OpError::OutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
             OpError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             OpError::DiskFailed => StatusCode::SERVICE_UNAVAILABLE,
         };

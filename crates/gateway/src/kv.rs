@@ -107,6 +107,9 @@ pub(crate) fn api_value(entry: &Entry) -> Option<squall_api::Value> {
         Value::Map(m) => squall_api::Value::Map {
             fields: m.iter().filter_map(|(f, r)| r.value.as_ref().map(|v| (text(f), text(v)))).collect(),
         },
+        Value::List(items) => squall_api::Value::List {
+            items: items.iter().filter_map(|(_, r)| r.value.as_ref().map(|v| text(v))).collect(),
+        },
         Value::Tombstone => return None,
     })
 }

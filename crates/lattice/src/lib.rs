@@ -37,7 +37,7 @@ mod value;
 pub use hint::prefetch;
 pub use hlc::{Clock, DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp};
 pub use types::{LMap, Lww, Max, PnCounter, Slot};
-pub use value::{Entry, Fields, Kind, Members, Value};
+pub use value::{Entry, Fields, Items, Kind, Members, Place, Value};
 
 use serde::{Deserialize, Serialize};
 

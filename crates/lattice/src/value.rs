@@ -19,6 +19,7 @@ pub enum Kind {
     Set,
     Map,
     Max,
+    List,
 }
 
 impl Kind {
@@ -28,6 +29,7 @@ impl Kind {
             Kind::Register | Kind::Counter | Kind::Max => "string",
             Kind::Set => "set",
             Kind::Map => "hash",
+            Kind::List => "list",
         }
     }
     pub fn name(self) -> &'static str {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::Map => "map",
             Kind::Max => "max",
+            Kind::List => "list",
         }
     }
 }
@@ -47,6 +50,112 @@ pub type Members = LMap<Bytes, Lww<bool>>;
 
 /// A hash's fields: each one a register; a deleted field holds `None`.
 pub type Fields = LMap<Bytes, Lww<Option<Bytes>>>;
+
+/// Where a list item sits: its place (lower is nearer the head), then the
+/// stamp of the write that put it there, so that two replicas pushing at
+/// one place both keep their item (in stamp order).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Place {
+    pub at: i64,
+    pub made: Stamp,
+}
+
+impl Place {
+    /// The length of a place as an element name.
+    pub const BYTES: usize = 24;
+
+    /// As an element name: bytes that sort as places do.
+    pub fn encode(&self) -> [u8; Place::BYTES] {
+        let mut out = [0u8; Place::BYTES];
+        out[..8].copy_from_slice(&((self.at as u64) ^ (1 << 63)).to_be_bytes());
+        out[8..16].copy_from_slice(&self.made.time.0.to_be_bytes());
+        out[16..].copy_from_slice(&self.made.node.to_be_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Place> {
+        let b: &[u8; Place::BYTES] = b.try_into().ok()?;
+        let word = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let made = Stamp::new(crate::Timestamp(word(8)), word(16));
+        Some(Place { at: (word(0) ^ (1 << 63)) as i64, made })
+    }
+}
+
+/// A list: its items by place, each a register (a removed item holds
+/// `None`; the node that holds the list prunes it at once).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<(Place, Lww<Option<Bytes>>)>", into = "Vec<(Place, Lww<Option<Bytes>>)>")]
+pub struct Items(std::collections::BTreeMap<Place, Lww<Option<Bytes>>>);
+
+impl From<Vec<(Place, Lww<Option<Bytes>>)>> for Items {
+    fn from(v: Vec<(Place, Lww<Option<Bytes>>)>) -> Self {
+        let mut items = Items::default();
+        for (p, r) in v {
+            items.merge_item(p, r);
+        }
+        items
+    }
+}
+
+impl From<Items> for Vec<(Place, Lww<Option<Bytes>>)> {
+    fn from(items: Items) -> Self {
+        items.0.into_iter().collect()
+    }
+}
+
+impl Items {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Head to tail.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Place, &Lww<Option<Bytes>>)> {
+        self.0.iter()
+    }
+
+    pub fn first(&self) -> Option<&Place> {
+        self.0.keys().next()
+    }
+
+    pub fn last(&self) -> Option<&Place> {
+        self.0.keys().next_back()
+    }
+
+    pub fn get(&self, place: &Place) -> Option<&Lww<Option<Bytes>>> {
+        self.0.get(place)
+    }
+
+    /// Puts `r` at `place`, whatever was there; returns what was.
+    pub fn assign(&mut self, place: Place, r: Lww<Option<Bytes>>) -> Option<Lww<Option<Bytes>>> {
+        self.0.insert(place, r)
+    }
+
+    pub fn prune(&mut self, place: &Place) -> Option<Lww<Option<Bytes>>> {
+        self.0.remove(place)
+    }
+
+    /// Joins `r` into the item at `place`.
+    pub fn merge_item(&mut self, place: Place, r: Lww<Option<Bytes>>) {
+        match self.0.get_mut(&place) {
+            Some(have) => have.merge(r),
+            None => {
+                self.0.insert(place, r);
+            }
+        }
+    }
+}
+
+impl Lattice for Items {
+    fn merge(&mut self, other: Self) {
+        for (p, r) in other.0 {
+            self.merge_item(p, r);
+        }
+    }
+}
 
 /// A value. Within one epoch, different types order by their rank (a
 /// deterministic choice for the rare concurrent type change), and a tombstone
@@ -64,6 +173,7 @@ pub enum Value {
     Set(Members),
     Map(Fields),
     Max(Max<i64>),
+    List(Items),
 }
 
 impl Value {
@@ -75,6 +185,7 @@ impl Value {
             Value::Set(_) => Kind::Set,
             Value::Map(_) => Kind::Map,
             Value::Max(_) => Kind::Max,
+            Value::List(_) => Kind::List,
         })
     }
 
@@ -86,6 +197,7 @@ impl Value {
             Value::Set(_) => 3,
             Value::Map(_) => 4,
             Value::Max(_) => 5,
+            Value::List(_) => 6,
         }
     }
 }
@@ -102,6 +214,7 @@ impl Lattice for Value {
             (Value::Set(a), Value::Set(b)) => a.merge(b),
             (Value::Map(a), Value::Map(b)) => a.merge(b),
             (Value::Max(a), Value::Max(b)) => a.merge(b),
+            (Value::List(a), Value::List(b)) => a.merge(b),
             (this, other) => {
                 if other.rank() > this.rank() {
                     *this = other;
@@ -140,6 +253,7 @@ impl Entry {
         match &self.value {
             Value::Map(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
             Value::Set(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
+            Value::List(items) => latest = items.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
             Value::Counter(c) => {
                 latest = c.slots().iter().map(|s| Stamp::new(s.stamp, s.node)).fold(latest, Stamp::max)
             }

@@ -117,7 +117,7 @@ fn store_error(e: OpError) -> StoreError {
         OpError::NotInteger | OpError::Overflow | OpError::NotFloat | OpError::NotFinite | OpError::HashNotInteger => {
             StoreError::NotInteger
         }
-        OpError::TooLong => StoreError::Unavailable(e.message()),
+        OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange => StoreError::Unavailable(e.message()),
         OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),
     }
 }

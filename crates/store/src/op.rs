@@ -71,6 +71,31 @@ pub enum Op {
     /// SRANDMEMBER: members picked at random, one (or nil), up to a count
     /// of distinct ones, or (a negative count) that many with repeats.
     SRandMember(Option<i64>),
+    /// LPUSH (`head`) or RPUSH; LPUSHX or RPUSHX (`existing`: only onto
+    /// a list that is there). Answers the list's length.
+    Push {
+        head: bool,
+        items: Vec<Bytes>,
+        existing: bool,
+    },
+    /// LPOP (`head`) or RPOP: one item (or nil), or up to a count (a list;
+    /// nil if there is no list).
+    Pop {
+        head: bool,
+        count: Option<u64>,
+    },
+    LLen,
+    /// LINDEX: the item at an index (negative ones count from the tail).
+    LIndex(i64),
+    /// LRANGE: the items from `start` to `stop`, both included.
+    LRange(i64, i64),
+    /// LSET: the item at an index replaced.
+    LSet(i64, Bytes),
+    /// LREM: items equal to the value removed, up to `count` from the head
+    /// (from the tail if negative, all if 0); answers how many.
+    LRem(i64, Bytes),
+    /// LTRIM: only the items from `start` to `stop` kept.
+    LTrim(i64, i64),
     /// Sets an absolute expiry (ms since the Unix epoch); a time in the past deletes the key.
     ExpireAt(u64),
     /// EXPIRE with NX, XX, GT or LT: an [`Op::ExpireAt`] only if the
@@ -147,6 +172,7 @@ impl Op {
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
                 | Op::HSetNx(..)
+                | Op::Push { existing: false, .. }
         )
     }
 
@@ -173,6 +199,11 @@ impl Op {
                 | Op::HDel(_)
                 | Op::ExpireAt(_)
                 | Op::Persist
+                | Op::Push { .. }
+                | Op::Pop { .. }
+                | Op::LSet(..)
+                | Op::LRem(..)
+                | Op::LTrim(..)
         )
     }
 
@@ -181,13 +212,16 @@ impl Op {
     pub fn size(&self) -> usize {
         match self {
             Op::Set { value, .. } | Op::SetIf { value, .. } | Op::Append(value) | Op::SetRange(_, value) => value.len(),
-            Op::SAdd(ms) | Op::SRem(ms) | Op::HDel(ms) | Op::HMGet(ms) | Op::SMIsMember(ms) => {
-                ms.iter().map(Bytes::len).sum()
-            }
+            Op::SAdd(ms)
+            | Op::SRem(ms)
+            | Op::HDel(ms)
+            | Op::HMGet(ms)
+            | Op::SMIsMember(ms)
+            | Op::Push { items: ms, .. } => ms.iter().map(Bytes::len).sum(),
             Op::HIncrBy(f, _) => f.len(),
             Op::HSetNx(f, v) => f.len() + v.len(),
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
-            Op::SIsMember(m) | Op::HGet(m) => m.len(),
+            Op::SIsMember(m) | Op::HGet(m) | Op::LSet(_, m) | Op::LRem(_, m) => m.len(),
             _ => 0,
         }
     }
@@ -227,6 +261,10 @@ pub enum OpError {
     HashNotInteger,
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     TooLong,
+    #[error("ERR no such key")]
+    NoSuchKey,
+    #[error("ERR index out of range")]
+    OutOfRange,
     #[error("ERR disk full: writes are refused until space is freed on the data dir's disk (reads still work)")]
     DiskFull,
     #[error("ERR disk failure: writes are refused (reads still work); the node must be restarted, see its log")]
@@ -244,6 +282,8 @@ impl OpError {
             OpError::NotFinite => "not_finite",
             OpError::HashNotInteger => "not_integer",
             OpError::TooLong => "too_long",
+            OpError::NoSuchKey => "no_such_key",
+            OpError::OutOfRange => "out_of_range",
             OpError::DiskFull => "disk_full",
             OpError::DiskFailed => "disk_failed",
         }

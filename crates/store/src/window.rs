@@ -299,6 +299,18 @@ fn undo(state: &mut Option<Entry>, before: Before) {
                     (Value::Map(m), None) => {
                         m.prune(&name);
                     }
+                    (Value::List(items), was) => {
+                        if let Some(place) = squall_lattice::Place::decode(&name) {
+                            match was {
+                                Some(Element::Item(r)) => {
+                                    items.assign(place, r);
+                                }
+                                _ => {
+                                    items.prune(&place);
+                                }
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }

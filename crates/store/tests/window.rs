@@ -43,7 +43,7 @@ impl Rng {
     }
 }
 
-const KEYS: [&str; 10] = ["r0", "r1", "r2", "c0", "c1", "s0", "S0", "h0", "H0", "x"];
+const KEYS: [&str; 12] = ["r0", "r1", "r2", "c0", "c1", "s0", "S0", "h0", "H0", "x", "l0", "L0"];
 
 fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
     let member = |rng: &mut Rng| b(&format!("m{}", rng.below(60)));
@@ -69,6 +69,21 @@ fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
             }
         }
         (b'c', _) => Op::IncrBy(rng.below(21) as i64 - 10),
+        (b'l' | b'L', n) => {
+            let head = rng.below(2) == 0;
+            let i = rng.below(8) as i64 - 4;
+            match n {
+                3 | 4 | 5 => {
+                    Op::Push { head, items: (0..1 + rng.below(3)).map(|_| member(rng)).collect(), existing: n == 5 }
+                }
+                6 => Op::Pop { head, count: if rng.below(2) == 0 { None } else { Some(rng.below(3)) } },
+                7 => Op::LSet(i, member(rng)),
+                8 => Op::LRem(i, member(rng)),
+                // A big list stays big: LTRIM keeps most of it.
+                _ if big => Op::LTrim(rng.below(2) as i64, -1 - rng.below(2) as i64),
+                _ => Op::LTrim(i, i + rng.below(4) as i64),
+            }
+        }
         (b's' | b'S', n) if n < 7 => Op::SAdd((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
         (b's' | b'S', 7) => Op::SPop(if rng.below(2) == 0 { None } else { Some(rng.below(3)) }),
         (b's' | b'S', _) => Op::SRem((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
@@ -124,6 +139,8 @@ async fn seed(h: &Handle) {
     h.exec(&ns(), b("S0"), Op::SAdd(many.clone())).await.unwrap().unwrap();
     let fields = many.iter().map(|m| (m.clone(), b("1"))).collect();
     h.exec(&ns(), b("H0"), Op::HSet(fields)).await.unwrap().unwrap();
+    let items: Vec<Bytes> = (0..80).map(|i| b(&format!("m{}", i % 60))).collect();
+    h.exec(&ns(), b("L0"), Op::Push { head: false, items, existing: false }).await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

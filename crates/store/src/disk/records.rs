@@ -16,8 +16,10 @@
 //! header:  [flags: u8][epoch time: u64][epoch node: u64]
 //!          [expiry, if flagged: time u64, node u64, at u64 unless it persists]
 //!          register: [bytes...]  counter: [slots: varint] × [node u64][plus u64][minus u64][time u64]
-//!          max: [i64]            set, hash: nothing (their elements have records)
+//!          max: [i64]            set, hash, list: nothing (their elements have records)
 //! state:   member: [0][time u64][node u64][in: u8]   field: [1][time u64][node u64][has: u8][value...]
+//!          list item: [2] then as a field (its name is its place: at i64 with the sign bit flipped,
+//!          then the stamp that made it, all big-endian, so names sort as the list does)
 //! ```
 //!
 //! Numbers are little-endian; a varint is LEB128. Written by hand: one
@@ -51,11 +53,13 @@ const COUNTER: u8 = 1;
 const SET: u8 = 2;
 const MAP: u8 = 3;
 const MAX: u8 = 4;
+const LIST: u8 = 5;
 const HAS_EXPIRY: u8 = 1 << 3;
 const PERSISTS: u8 = 1 << 4;
 
 const MEMBER: u8 = 0;
 const FIELD: u8 = 1;
+const ITEM: u8 = 2;
 
 /// Encoded records, back to back.
 #[derive(Debug, Default)]
@@ -94,7 +98,7 @@ fn header_len(h: &Header<'_>) -> usize {
     let body = match &h.body {
         HeaderBody::Register(b) => b.len(),
         HeaderBody::Counter(c) => varint_len(c.slots().len() as u64) + 32 * c.slots().len(),
-        HeaderBody::Set | HeaderBody::Map => 0,
+        HeaderBody::Set | HeaderBody::Map | HeaderBody::List => 0,
         HeaderBody::Max(_) => 8,
     };
     1 + 16 + expiry + body
@@ -144,6 +148,7 @@ fn put_header(b: &mut Vec<u8>, h: &Header<'_>) {
         HeaderBody::Set => (SET, &[]),
         HeaderBody::Map => (MAP, &[]),
         HeaderBody::Max(_) => (MAX, &[]),
+        HeaderBody::List => (LIST, &[]),
     };
     let mut flags = kind;
     if let Some(e) = &h.expiry {
@@ -188,10 +193,10 @@ fn put_element(b: &mut Vec<u8>, element: &[u8], state: StateRef<'_>) {
             stamp(b, r.stamp);
             b.push(r.value as u8);
         }
-        StateRef::Field(r) => {
+        StateRef::Field(r) | StateRef::Item(r) => {
             let value = r.value.as_ref().map_or(0, Bytes::len);
             varint(b, (18 + value) as u64);
-            b.push(FIELD);
+            b.push(if matches!(state, StateRef::Item(_)) { ITEM } else { FIELD });
             stamp(b, r.stamp);
             b.push(r.value.is_some() as u8);
             if let Some(v) = &r.value {
@@ -204,7 +209,7 @@ fn put_element(b: &mut Vec<u8>, element: &[u8], state: StateRef<'_>) {
 fn element_len(element: &[u8], state: &Element) -> usize {
     let value = match state {
         Element::Member(_) => 0,
-        Element::Field(r) => r.value.as_ref().map_or(0, Bytes::len),
+        Element::Field(r) | Element::Item(r) => r.value.as_ref().map_or(0, Bytes::len),
     };
     5 + element.len() + 5 + 18 + value
 }
@@ -434,6 +439,7 @@ impl<'a> Reader<'a> {
             SET => HeaderBody::Set,
             MAP => HeaderBody::Map,
             MAX => HeaderBody::Max(self.u64()? as i64),
+            LIST => HeaderBody::List,
             _ => return Err(corrupt()),
         };
         Ok(Header { epoch, expiry, body })
@@ -460,6 +466,9 @@ impl<'a> Reader<'a> {
                         }
                         ((name, Element::Field(r)), Value::Map(m)) => {
                             m.assign(name, r);
+                        }
+                        ((name, Element::Item(r)), Value::List(items)) => {
+                            items.assign(squall_lattice::Place::decode(&name).ok_or_else(corrupt)?, r);
                         }
                         _ => return Err(corrupt()),
                     }
@@ -497,9 +506,9 @@ impl<'a> Reader<'a> {
         let flag = self.u8()?;
         match kind {
             MEMBER => Ok(Element::Member(Lww::new(at, flag != 0))),
-            FIELD => {
+            FIELD | ITEM => {
                 let value = (flag != 0).then(|| Bytes::copy_from_slice(self.rest()));
-                Ok(Element::Field(Lww::new(at, value)))
+                Ok(if kind == ITEM { Element::Item(Lww::new(at, value)) } else { Element::Field(Lww::new(at, value)) })
             }
             _ => Err(corrupt()),
         }

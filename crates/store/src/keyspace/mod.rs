@@ -27,8 +27,10 @@ use crate::disk::{Made, Records};
 use crate::glob;
 use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, SetExpiry};
 use bytes::Bytes;
-use slot::{Body, FIELD_OVERHEAD, MEMBER_OVERHEAD, Slot};
-use squall_lattice::{Entry, Fields, Lww, Max, Members, NodeId, PnCounter, Slot as CounterSlot, Stamp, Value};
+use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, Slot};
+use squall_lattice::{
+    Entry, Fields, Items, Lww, Max, Members, NodeId, Place, PnCounter, Slot as CounterSlot, Stamp, Value,
+};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use table::{Spot, Table};
@@ -52,6 +54,7 @@ pub(crate) enum HeaderBody<'a> {
     Set,
     Map,
     Max(i64),
+    List,
 }
 
 /// A counter's slots: most counters have one (this node's), kept inline.
@@ -80,6 +83,7 @@ impl<'a> Header<'a> {
             Body::Other(Value::Set(_)) => HeaderBody::Set,
             Body::Other(Value::Map(_)) => HeaderBody::Map,
             Body::Other(Value::Max(m)) => HeaderBody::Max(m.0),
+            Body::Other(Value::List(_)) => HeaderBody::List,
             // A key whose entry is a tombstone is not kept.
             Body::Other(Value::Tombstone) => HeaderBody::Map,
         };
@@ -93,16 +97,19 @@ impl<'a> Header<'a> {
             HeaderBody::Set => Value::Set(Members::default()),
             HeaderBody::Map => Value::Map(Fields::default()),
             HeaderBody::Max(m) => Value::Max(Max(m)),
+            HeaderBody::List => Value::List(Items::default()),
         };
         Entry { epoch: self.epoch, value, expiry: self.expiry }
     }
 }
 
-/// A change to a set member or hash field: its register as it is now.
+/// A change to a set member, hash field or list item (named by its
+/// [`Place`], encoded): its register as it is now.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Element {
     Member(Lww<bool>),
     Field(Lww<Option<Bytes>>),
+    Item(Lww<Option<Bytes>>),
 }
 
 /// An element's register, borrowed (for encoding without a copy).
@@ -110,6 +117,7 @@ pub(crate) enum Element {
 pub(crate) enum StateRef<'a> {
     Member(&'a Lww<bool>),
     Field(&'a Lww<Option<Bytes>>),
+    Item(&'a Lww<Option<Bytes>>),
 }
 
 impl Element {
@@ -117,6 +125,7 @@ impl Element {
         match self {
             Element::Member(r) => StateRef::Member(r),
             Element::Field(r) => StateRef::Field(r),
+            Element::Item(r) => StateRef::Item(r),
         }
     }
 }
@@ -182,6 +191,11 @@ fn undo_slot(slot: &Slot, node: NodeId, ns: &[u8], key: &[u8], made: Made<'_>, o
             &header,
             m.iter().map(|(n, r)| (n.as_ref(), StateRef::Field(r))).collect::<Vec<_>>().into_iter(),
         ),
+        Body::Other(Value::List(items)) => {
+            let names: Vec<[u8; Place::BYTES]> = items.iter().map(|(p, _)| p.encode()).collect();
+            let states = names.iter().zip(items.iter()).map(|(n, (_, r))| (n.as_ref(), StateRef::Item(r)));
+            out.undo_whole(ns, key, made, &header, states.collect::<Vec<_>>().into_iter())
+        }
         _ => out.undo_whole(ns, key, made, &header, std::iter::empty()),
     }
 }
@@ -327,7 +341,11 @@ fn copy(b: &[u8]) -> Bytes {
 
 /// A collection just made, with the header record that announces it.
 fn created(entry: &mut Entry) -> (&mut Entry, Option<Header<'static>>) {
-    let body = if matches!(entry.value, Value::Map(_)) { HeaderBody::Map } else { HeaderBody::Set };
+    let body = match entry.value {
+        Value::Map(_) => HeaderBody::Map,
+        Value::List(_) => HeaderBody::List,
+        _ => HeaderBody::Set,
+    };
     let header = Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body };
     (entry, Some(header))
 }
@@ -351,8 +369,8 @@ fn empty_reply(op: &Op) -> Reply {
         Op::SRandMember(Some(_)) | Op::SPop(Some(_)) => Reply::List(Vec::new()),
         Op::HMGet(fields) => Reply::Array(vec![Reply::Nil; fields.len()]),
         Op::SMIsMember(members) => Reply::Array(vec![Reply::Int(0); members.len()]),
-        Op::SMembers | Op::HGetAll => Reply::List(Vec::new()),
-        Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) => Reply::Int(0),
+        Op::SMembers | Op::HGetAll | Op::LRange(..) => Reply::List(Vec::new()),
+        Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) | Op::LLen => Reply::Int(0),
         Op::Type => Reply::Type(None),
         Op::Pttl => Reply::Int(-2),
         _ => Reply::Nil,
@@ -373,6 +391,11 @@ fn records_of(slot: &Slot, ns: &[u8], node: NodeId, changes: &mut impl Changes) 
         Body::Other(Value::Map(m)) => {
             for (field, r) in m.iter() {
                 changes.element(ns, slot.key(), header.epoch, field, &Element::Field(r.clone()));
+            }
+        }
+        Body::Other(Value::List(items)) => {
+            for (place, r) in items.iter() {
+                changes.element(ns, slot.key(), header.epoch, &place.encode(), &Element::Item(r.clone()));
             }
         }
         _ => {}
@@ -405,6 +428,13 @@ fn restamped(entry: Entry, stamp: Stamp, node: NodeId) -> Entry {
             }
             Value::Map(fresh)
         }
+        Value::List(items) => {
+            let mut fresh = Items::default();
+            for (at, (_, r)) in items.iter().filter(|(_, r)| r.value.is_some()).enumerate() {
+                fresh.assign(Place { at: at as i64, made: stamp }, Lww::new(stamp, r.value.clone()));
+            }
+            Value::List(fresh)
+        }
         other => other,
     };
     let expiry = entry.expiry.map(|e| Lww::new(stamp, e.value));
@@ -436,7 +466,93 @@ fn encoding(body: Body<'_>) -> &'static str {
         {
             "listpack"
         }
+        Body::Other(Value::List(items))
+            if items.len() <= 128
+                && items.iter().map(|(_, r)| r.value.as_ref().map_or(0, Bytes::len)).sum::<usize>() <= 8192 =>
+        {
+            "listpack"
+        }
+        Body::Other(Value::List(_)) => "quicklist",
         Body::Other(_) => "hashtable",
+    }
+}
+
+/// A Redis index (negative ones count from the tail) as a position in a
+/// list of `n` items, if it is in the list.
+fn index(i: i64, n: usize) -> Option<usize> {
+    let i = if i < 0 { i.checked_add(n as i64)? } else { i };
+    (0..n as i64).contains(&i).then_some(i as usize)
+}
+
+/// LRANGE's and LTRIM's `start` and `stop` (both included, negative ones
+/// from the tail, clamped) as positions `from..to` in a list of `n`.
+fn range(start: i64, stop: i64, n: usize) -> (usize, usize) {
+    let n = n as i64;
+    let from = if start < 0 { (start.saturating_add(n)).max(0) } else { start };
+    let to = if stop < 0 { stop.saturating_add(n) } else { stop.min(n - 1) };
+    if from > to || from >= n { (0, 0) } else { (from as usize, to as usize + 1) }
+}
+
+/// The items at positions `from..to`, walking from the nearer end.
+fn slice(items: &Items, from: usize, to: usize) -> Vec<(&Place, &Lww<Option<Bytes>>)> {
+    let n = items.len();
+    if to <= from {
+        return Vec::new();
+    }
+    if from <= n - to {
+        items.iter().skip(from).take(to - from).collect()
+    } else {
+        let mut out: Vec<_> = items.iter().rev().skip(n - to).take(to - from).collect();
+        out.reverse();
+        out
+    }
+}
+
+/// The places a push of `n` items takes: before the head (each new one
+/// nearer it) or after the tail, stamped with the push.
+fn push_places(items: &Items, head: bool, n: usize, made: Stamp) -> Result<Vec<Place>, OpError> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as i64 {
+        let at = if head {
+            items.first().map_or(Some(1), |p| Some(p.at)).and_then(|b| b.checked_sub(1 + i))
+        } else {
+            items.last().map_or(Some(-1), |p| Some(p.at)).and_then(|b| b.checked_add(1 + i))
+        };
+        out.push(Place { at: at.ok_or(OpError::Overflow)?, made });
+    }
+    Ok(out)
+}
+
+/// The items POP, LREM or LTRIM removes, in the order they go.
+fn removed_places(items: &Items, op: &Op) -> Vec<Place> {
+    let n = items.len();
+    match op {
+        Op::Pop { head, count } => {
+            let c = count.unwrap_or(1).min(n as u64) as usize;
+            if *head {
+                items.iter().take(c).map(|(p, _)| *p).collect()
+            } else {
+                items.iter().rev().take(c).map(|(p, _)| *p).collect()
+            }
+        }
+        Op::LRem(count, value) => {
+            let limit = if *count == 0 { usize::MAX } else { count.unsigned_abs().min(usize::MAX as u64) as usize };
+            let same = |(_, r): &(&Place, &Lww<Option<Bytes>>)| r.value.as_ref() == Some(value);
+            let places = |it: &mut dyn Iterator<Item = (&Place, &Lww<Option<Bytes>>)>| {
+                it.filter(same).take(limit).map(|(p, _)| *p).collect::<Vec<_>>()
+            };
+            if *count >= 0 { places(&mut items.iter()) } else { places(&mut items.iter().rev()) }
+        }
+        Op::LTrim(start, stop) => {
+            let (from, to) = range(*start, *stop, n);
+            if to == 0 {
+                return items.iter().map(|(p, _)| *p).collect();
+            }
+            let mut out: Vec<Place> = items.iter().take(from).map(|(p, _)| *p).collect();
+            out.extend(items.iter().rev().take(n - to).map(|(p, _)| *p));
+            out
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -567,6 +683,22 @@ impl Keyspace {
                     _ => Reply::Int(m.len() as i64),
                 }
             }
+            Op::LLen | Op::LIndex(_) | Op::LRange(..) => {
+                let Body::Other(Value::List(items)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let n = items.len();
+                let value = |r: &Lww<Option<Bytes>>| r.value.clone().unwrap_or_default();
+                match op {
+                    Op::LIndex(i) => match index(*i, n) {
+                        Some(i) => Reply::Bytes(value(slice(items, i, i + 1)[0].1)),
+                        None => Reply::Nil,
+                    },
+                    Op::LRange(start, stop) => {
+                        let (from, to) = range(*start, *stop, n);
+                        Reply::List(slice(items, from, to).into_iter().map(|(_, r)| value(r)).collect())
+                    }
+                    _ => Reply::Int(n as i64),
+                }
+            }
             Op::HGet(_) | Op::HMGet(_) | Op::HGetAll | Op::HLen => {
                 let Body::Other(Value::Map(m)) = slot.body(node) else { return Err(OpError::WrongType) };
                 let value = |f: &Bytes| m.get(f).and_then(|r| r.value.clone()).map_or(Reply::Nil, Reply::Bytes);
@@ -682,6 +814,25 @@ impl Keyspace {
                 let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Field)));
                 out.undo_elements(ns, key, made, states);
             }
+            (
+                Op::Push { .. } | Op::Pop { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..),
+                Body::Other(Value::List(l)),
+            ) if live && big(l.len()) => {
+                let places = match op {
+                    Op::Push { head, items, .. } => {
+                        push_places(l, *head, items.len(), Stamp::new(made.time, node)).unwrap_or_default()
+                    }
+                    Op::LSet(i, _) => index(*i, l.len()).map(|i| *slice(l, i, i + 1)[0].0).into_iter().collect(),
+                    op => removed_places(l, op),
+                };
+                if places.len() >= l.len() && !matches!(op, Op::Push { .. }) {
+                    // It empties the list: the key goes, so all of it is kept.
+                    return undo_slot(slot, node, ns, key, made, out);
+                }
+                let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
+                let states = names.iter().zip(&places).map(|(n, p)| (n.as_ref(), l.get(p).map(StateRef::Item)));
+                out.undo_elements(ns, key, made, states);
+            }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
             (Op::ExpireAt(at) | Op::ExpireAtIf(at, _) | Op::GetEx(Some(GetExpiry::At(at))), _) if live && *at > now => {
                 out.undo_expiry(ns, key, made, slot.expiry(node).as_ref())
@@ -780,6 +931,9 @@ impl Keyspace {
             }
             Op::HDel(fields) => {
                 self.remove_elements(ns, h, key, &fields, Element::Field(Lww::new(stamp, None)), changes)
+            }
+            op @ (Op::Push { .. } | Op::Pop { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..)) => {
+                self.list_write(ns, h, key, op, stamp, now, changes)
             }
             Op::GetDel => {
                 let value = self.read(ns, key, &Op::Get, now)?;
@@ -1114,7 +1268,9 @@ impl Keyspace {
             Spot::Taken(slot) if !slot.is_expired(now) => {
                 let same = matches!(
                     (slot.body(node), empty()),
-                    (Body::Other(Value::Set(_)), Value::Set(_)) | (Body::Other(Value::Map(_)), Value::Map(_))
+                    (Body::Other(Value::Set(_)), Value::Set(_))
+                        | (Body::Other(Value::Map(_)), Value::Map(_))
+                        | (Body::Other(Value::List(_)), Value::List(_))
                 );
                 if !same {
                     return Err(OpError::WrongType);
@@ -1236,6 +1392,95 @@ impl Keyspace {
             }
         }
         Ok(Reply::Int(removed.len() as i64))
+    }
+
+    /// The list writes: pushes make the list, and the last item removed
+    /// takes the key with it, as in Redis. Work is linear in the items
+    /// pushed, or in how far into the list the op reaches.
+    #[allow(clippy::too_many_arguments)]
+    fn list_write(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        op: Op,
+        stamp: Stamp,
+        now: u64,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        let node = self.node;
+        if let Op::Push { head, items, existing } = op {
+            match self.live(ns, h, key, now).map(|s| matches!(s.body(node), Body::Other(Value::List(_)))) {
+                Some(false) => return Err(OpError::WrongType),
+                None if existing => return Ok(Reply::Int(0)),
+                _ => {}
+            }
+            let empty = || Value::List(Items::default());
+            let (entry, header, _) = self.collection(ns, h, key, stamp, now, empty, None)?;
+            let epoch = entry.epoch;
+            let Value::List(list) = &mut entry.value else { return Err(OpError::WrongType) };
+            let places = push_places(list, head, items.len(), stamp)?;
+            let mut grew = 0i64;
+            for (place, item) in places.iter().zip(&items) {
+                grew += (item.len() + ITEM_OVERHEAD) as i64;
+                list.assign(*place, Lww::new(stamp, Some(copy(item))));
+            }
+            let len = list.len();
+            self.bytes += grew;
+            if let Some(header) = header {
+                changes.header(ns, key, &header);
+            }
+            for (place, item) in places.iter().zip(items) {
+                changes.element(ns, key, epoch, &place.encode(), &Element::Item(Lww::new(stamp, Some(item))));
+            }
+            return Ok(Reply::Int(len as i64));
+        }
+        let Some(slot) = self.slot_mut(ns, h, key) else {
+            return match op {
+                Op::LSet(..) => Err(OpError::NoSuchKey),
+                Op::LRem(..) => Ok(Reply::Int(0)),
+                Op::LTrim(..) => Ok(Reply::Ok),
+                _ => Ok(Reply::Nil),
+            };
+        };
+        if !matches!(slot.body(node), Body::Other(Value::List(_))) {
+            return Err(OpError::WrongType);
+        }
+        let epoch = slot.epoch(node);
+        let Value::List(list) = &mut slot.full_mut(node).value else { return Err(OpError::WrongType) };
+        if let Op::LSet(i, value) = op {
+            let Some(i) = index(i, list.len()) else { return Err(OpError::OutOfRange) };
+            let place = *slice(list, i, i + 1)[0].0;
+            let r = Lww::new(stamp, Some(value));
+            let old = list.assign(place, r.clone());
+            let old_len = old.and_then(|o| o.value).map_or(0, |v| v.len());
+            self.bytes += r.value.as_ref().map_or(0, Bytes::len) as i64 - old_len as i64;
+            changes.element(ns, key, epoch, &place.encode(), &Element::Item(r));
+            return Ok(Reply::Ok);
+        }
+        let places = removed_places(list, &op);
+        let mut taken = Vec::with_capacity(places.len());
+        for place in &places {
+            if let Some(Lww { value: Some(v), .. }) = list.prune(place) {
+                taken.push(v);
+            }
+        }
+        let empty = list.is_empty();
+        self.bytes -= taken.iter().map(|v| (v.len() + ITEM_OVERHEAD) as i64).sum::<i64>();
+        if empty {
+            self.del(ns, h, key, changes);
+        } else {
+            let gone = Element::Item(Lww::new(stamp, None));
+            for place in &places {
+                changes.element(ns, key, epoch, &place.encode(), &gone);
+            }
+        }
+        Ok(match op {
+            Op::Pop { count: None, .. } => taken.pop().map_or(Reply::Nil, Reply::Bytes),
+            Op::Pop { .. } => Reply::List(taken),
+            Op::LRem(..) => Reply::Int(taken.len() as i64),
+            _ => Reply::Ok,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1398,7 +1643,7 @@ impl Keyspace {
                 let stamp = header.epoch.max(header.expiry.as_ref().map_or(Stamp::ZERO, |e| e.stamp));
                 let same_epoch = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, &key)).map(|s| s.epoch(node))
                     == Some(header.epoch);
-                let keeps_elements = matches!(header.body, HeaderBody::Set | HeaderBody::Map);
+                let keeps_elements = matches!(header.body, HeaderBody::Set | HeaderBody::Map | HeaderBody::List);
                 if same_epoch && keeps_elements {
                     self.set_expiry_quiet(&ns, h, &key, header.expiry);
                 } else {
@@ -1430,6 +1675,14 @@ impl Keyspace {
                         };
                         let added = size(&r.value);
                         let old = if r.value.is_some() { m.assign(element.clone(), r) } else { m.prune(&element) };
+                        (stamp, added - old.map_or(0, |o| size(&o.value)))
+                    }
+                    (Value::List(items), Element::Item(r)) => {
+                        let Some(place) = Place::decode(&element) else { return Stamp::ZERO };
+                        let stamp = r.stamp;
+                        let size = |v: &Option<Bytes>| v.as_ref().map_or(0, |v| (v.len() + ITEM_OVERHEAD) as i64);
+                        let added = size(&r.value);
+                        let old = if r.value.is_some() { items.assign(place, r) } else { items.prune(&place) };
                         (stamp, added - old.map_or(0, |o| size(&o.value)))
                     }
                     _ => return Stamp::ZERO,
@@ -1466,6 +1719,7 @@ impl Keyspace {
                 let empty = match s.body(node) {
                     Body::Other(Value::Set(m)) => m.is_empty(),
                     Body::Other(Value::Map(m)) => m.is_empty(),
+                    Body::Other(Value::List(items)) => items.is_empty(),
                     Body::Other(Value::Tombstone) => true,
                     _ => false,
                 };
@@ -1521,6 +1775,8 @@ fn for_each_once(items: &[impl AsRef<[u8]>], mut f: impl FnMut(&[u8])) {
 fn holds(body: Body<'_>, element: &Element) -> bool {
     matches!(
         (body, element),
-        (Body::Other(Value::Set(_)), Element::Member(_)) | (Body::Other(Value::Map(_)), Element::Field(_))
+        (Body::Other(Value::Set(_)), Element::Member(_))
+            | (Body::Other(Value::Map(_)), Element::Field(_))
+            | (Body::Other(Value::List(_)), Element::Item(_))
     )
 }

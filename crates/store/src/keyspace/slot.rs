@@ -416,6 +416,9 @@ impl Slot {
                     Value::Map(m) => {
                         m.iter().map(|(f, r)| f.len() + r.value.as_ref().map_or(0, Bytes::len) + FIELD_OVERHEAD).sum()
                     }
+                    Value::List(items) => {
+                        items.iter().map(|(_, r)| r.value.as_ref().map_or(0, Bytes::len) + ITEM_OVERHEAD).sum()
+                    }
                 };
                 f.key.len() + 160 + value
             }
@@ -428,6 +431,9 @@ impl Slot {
 pub(crate) const MEMBER_OVERHEAD: usize = 72;
 /// The same for a hash field, beyond its name and value.
 pub(crate) const FIELD_OVERHEAD: usize = 96;
+/// The same for a list item, beyond its value (its place, its stamp, the
+/// tree's node).
+pub(crate) const ITEM_OVERHEAD: usize = 80;
 
 #[cfg(test)]
 mod tests {

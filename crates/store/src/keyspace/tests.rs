@@ -29,7 +29,7 @@ impl Changes for Deltas {
         match self.keys.get_mut(key) {
             Some(e) if e.epoch == header.epoch && !matches!(e.value, Value::Tombstone) => {
                 e.expiry = fresh.expiry;
-                if !matches!(fresh.value, Value::Set(_) | Value::Map(_)) {
+                if !matches!(fresh.value, Value::Set(_) | Value::Map(_) | Value::List(_)) {
                     e.value = fresh.value;
                 }
             }
@@ -44,6 +44,7 @@ impl Changes for Deltas {
             let value = match state {
                 Element::Member(_) => Value::Set(Members::default()),
                 Element::Field(_) => Value::Map(Fields::default()),
+                Element::Item(_) => Value::List(Items::default()),
             };
             Entry::new(epoch, value)
         });
@@ -53,6 +54,9 @@ impl Changes for Deltas {
             }
             (Value::Map(m), Element::Field(r)) => {
                 m.assign(copy(element), r.clone());
+            }
+            (Value::List(items), Element::Item(r)) => {
+                items.assign(Place::decode(element).expect("a place"), r.clone());
             }
             _ => panic!("an element of another type"),
         }
@@ -87,6 +91,15 @@ fn observed(e: &Entry) -> Option<Entry> {
                 return None;
             }
         }
+        Value::List(items) => {
+            let gone: Vec<Place> = items.iter().filter(|(_, r)| r.value.is_none()).map(|(p, _)| *p).collect();
+            for p in &gone {
+                items.prune(p);
+            }
+            if items.is_empty() {
+                return None;
+            }
+        }
         _ => {}
     }
     Some(e)
@@ -109,7 +122,14 @@ fn op() -> impl Strategy<Value = (u8, Op)> {
         (key.clone(), members.clone()).prop_map(|(k, m)| (k, Op::SRem(m))),
         (key.clone(), members.clone())
             .prop_map(|(k, m)| (k, Op::HSet(m.into_iter().map(|f| (f.clone(), f)).collect()))),
-        (key.clone(), members).prop_map(|(k, m)| (k, Op::HDel(m))),
+        (key.clone(), members.clone()).prop_map(|(k, m)| (k, Op::HDel(m))),
+        (key.clone(), any::<bool>(), members.clone())
+            .prop_map(|(k, head, items)| (k, Op::Push { head, items, existing: false })),
+        (key.clone(), any::<bool>(), prop::option::of(0u64..3))
+            .prop_map(|(k, head, count)| (k, Op::Pop { head, count })),
+        (key.clone(), -3i64..3).prop_map(|(k, i)| (k, Op::LSet(i, b("set")))),
+        (key.clone(), -2i64..2, member).prop_map(|(k, c, v)| (k, Op::LRem(c, v))),
+        (key.clone(), -3i64..3, -3i64..3).prop_map(|(k, a, z)| (k, Op::LTrim(a, z))),
         (key.clone(), 1u64..5).prop_map(|(k, t)| (k, Op::ExpireAt((1 << 40) + t))),
         key.prop_map(|k| (k, Op::Persist)),
     ]
