@@ -458,3 +458,115 @@ fn client_list_info_and_kill() {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut me).unwrap();
     assert_eq!(list.lines().count(), 1, "{list}");
 }
+
+fn list(items: &[&str]) -> Want {
+    array(items.iter().map(|i| b(i)).collect())
+}
+
+#[test]
+fn list_commands_answer_as_redis_does() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("RPUSH l a b c", int(3)),
+            ("LPUSH l z y", int(5)),
+            ("LRANGE l 0 -1", list(&["y", "z", "a", "b", "c"])),
+            ("LRANGE l -2 -1", list(&["b", "c"])),
+            ("LRANGE l -100 100", list(&["y", "z", "a", "b", "c"])),
+            ("LRANGE l 3 1", list(&[])),
+            ("LRANGE nol 0 -1", list(&[])),
+            ("LLEN l", int(5)),
+            ("LLEN nol", int(0)),
+            ("LINDEX l -1", bulk("c")),
+            ("LINDEX l 5", Want::Is(Value::Nil)),
+            ("LINDEX l x", Want::Error("value is not an integer or out of range")),
+            ("LSET l 1 Z", Want::Is(Value::Okay)),
+            ("LSET l 9 x", Want::Error("index out of range")),
+            ("LSET nol 0 x", Want::Error("no such key")),
+            ("RPUSH l a a b a", int(9)),
+            ("LREM l 2 a", int(2)),
+            ("LREM l -1 a", int(1)),
+            ("LRANGE l 0 -1", list(&["y", "Z", "b", "c", "a", "b"])),
+            ("LREM l 0 b", int(2)),
+            ("LTRIM l 1 -2", Want::Is(Value::Okay)),
+            ("LRANGE l 0 -1", list(&["Z", "c"])),
+            // Trimming everything takes the key, as popping the last item does.
+            ("LTRIM l 5 10", Want::Is(Value::Okay)),
+            ("EXISTS l", int(0)),
+            ("RPUSH l 1 2 3 4 5", int(5)),
+            ("LPOP l", bulk("1")),
+            ("RPOP l", bulk("5")),
+            ("LPOP l 2", list(&["2", "3"])),
+            ("RPOP l 0", list(&[])),
+            ("RPOP l 5", list(&["4"])),
+            ("EXISTS l", int(0)),
+            ("LPOP l", Want::Is(Value::Nil)),
+            ("LPOP l 1", Want::Is(Value::Nil)),
+            ("LPOP l -1", Want::Error("value is out of range, must be positive")),
+            ("LPUSHX l a", int(0)),
+            ("LPUSH l a", int(1)),
+            ("RPUSHX l b", int(2)),
+            ("SET s x", Want::Is(Value::Okay)),
+            ("LPUSH s a", Want::Error("WRONGTYPE")),
+            ("LRANGE s 0 1", Want::Error("WRONGTYPE")),
+            ("TYPE l", Want::Is(Value::SimpleString("list".into()))),
+            // LMOVE, RPOPLPUSH, and a list moved onto itself (a rotation).
+            ("LMOVE l l2 LEFT UP", Want::Error("syntax error")),
+            ("LMOVE l l2 left right", bulk("a")),
+            ("RPOPLPUSH l l2", bulk("b")),
+            ("LRANGE l2 0 -1", list(&["b", "a"])),
+            ("EXISTS l", int(0)),
+            ("LMOVE nol l2 left left", Want::Is(Value::Nil)),
+            ("LMOVE l2 s left left", Want::Error("WRONGTYPE")),
+            ("LMOVE l2 l2 left right", bulk("b")),
+            ("LRANGE l2 0 -1", list(&["a", "b"])),
+            // Blocking forms answer at once when there is an item.
+            ("BLPOP nol l2 0.1", list(&["l2", "a"])),
+            ("BLPOP nol 0.05", Want::Is(Value::Nil)),
+            ("BLPOP nol -1", Want::Error("timeout is negative")),
+            ("BLPOP nol x", Want::Error("timeout is not a float or out of range")),
+            ("BLMOVE l2 l3 right left 0.1", bulk("b")),
+            ("BRPOPLPUSH nol l3 0.05", Want::Is(Value::Nil)),
+        ],
+    );
+
+    // A blocked client is woken by a push from another, and only one of
+    // two waiters gets each item.
+    let addr = node.resp_addr();
+    let waiter = |key: &'static str| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            let got: Option<(String, String)> = redis::cmd("BRPOP").arg(key).arg(5).query(&mut c).unwrap();
+            got
+        })
+    };
+    let (a, b) = (waiter("jobs"), waiter("jobs"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, vec![("LPUSH jobs one", int(1))]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, vec![("LPUSH jobs two", int(1))]);
+    let mut got: Vec<String> = [a.join().unwrap(), b.join().unwrap()].into_iter().map(|g| g.unwrap().1).collect();
+    got.sort();
+    assert_eq!(got, ["one", "two"]);
+    check(&mut c, vec![("LLEN jobs", int(0))]);
+
+    // A blocked BLMOVE is woken too; a timeout answers nil.
+    let blmove = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            let got: Option<String> =
+                redis::cmd("BLMOVE").arg("src").arg("dst").arg("LEFT").arg("RIGHT").arg(5).query(&mut c).unwrap();
+            got
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, vec![("RPUSH src item", int(1))]);
+    assert_eq!(blmove.join().unwrap().as_deref(), Some("item"));
+    check(&mut c, vec![("LRANGE dst 0 -1", list(&["item"])), ("EXISTS src", int(0))]);
+}

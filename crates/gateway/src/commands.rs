@@ -26,6 +26,12 @@ pub enum Cmd {
     /// RENAME (`copy` false), RENAMENX (`only_new` too) and COPY (`copy`;
     /// `only_new` unless REPLACE): the value at `from` written at `to`.
     Relocate { from: Bytes, to: Bytes, copy: bool, only_new: bool },
+    /// LMOVE, RPOPLPUSH (and, with `block`, BLMOVE, BRPOPLPUSH): the item
+    /// at one end of `from` to one end of `to`, in one unit.
+    ListMove { from: Bytes, to: Bytes, from_head: bool, to_head: bool, block: Option<std::time::Duration> },
+    /// BLPOP, BRPOP: the first item of the first of `keys` that has one,
+    /// waiting up to `block` (zero: for ever) for one to.
+    BlockingPop { keys: Vec<Bytes>, head: bool, block: std::time::Duration },
     /// Everything that is not about keys: connection and server commands.
     Server(Server),
 }
@@ -50,6 +56,8 @@ pub enum Render {
     Pairs,
     /// SMEMBERS' members, as a set (in RESP3).
     Members,
+    /// LPOP's and RPOP's with a count: no list is a null array.
+    Popped,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -254,7 +262,49 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("spublish", 3),
     ("pubsub", -2),
     ("reset", 1),
+    ("lpush", -3),
+    ("rpush", -3),
+    ("lpushx", -3),
+    ("rpushx", -3),
+    ("lpop", -2),
+    ("rpop", -2),
+    ("llen", 2),
+    ("lindex", 3),
+    ("lrange", 4),
+    ("lset", 4),
+    ("lrem", 4),
+    ("ltrim", 4),
+    ("lmove", 5),
+    ("rpoplpush", 3),
+    ("blmove", 6),
+    ("brpoplpush", 4),
+    ("blpop", -3),
+    ("brpop", -3),
 ];
+
+/// LMOVE's LEFT or RIGHT: whether it is the head.
+fn side(b: &Bytes) -> Result<bool, Frame> {
+    if b.eq_ignore_ascii_case(b"LEFT") {
+        Ok(true)
+    } else if b.eq_ignore_ascii_case(b"RIGHT") {
+        Ok(false)
+    } else {
+        Err(syntax())
+    }
+}
+
+/// A blocking command's timeout: seconds, fractions allowed; 0 waits for ever.
+fn timeout(b: &Bytes) -> Result<std::time::Duration, Frame> {
+    let secs = std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| Frame::err("timeout is not a float or out of range"))?;
+    if secs < 0.0 {
+        return Err(Frame::err("timeout is negative"));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| Frame::err("timeout is out of range"))
+}
 
 /// PUBSUB HELP.
 const PUBSUB_HELP: &[&str] = &[
@@ -485,6 +535,42 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
                 String::from_utf8_lossy(&args[1])
             ))),
         },
+        b"LPUSH" | b"RPUSH" | b"LPUSHX" | b"RPUSHX" => {
+            one(Op::Push { head: name[0] == b'L', items: args[2..].to_vec(), existing: name.len() == 6 })
+        }
+        b"LPOP" | b"RPOP" => {
+            let head = name[0] == b'L';
+            match args {
+                [_, _] => one(Op::Pop { head, count: None }),
+                [_, _, count] => {
+                    let count = int(count)?;
+                    if count < 0 {
+                        return Err(Frame::err("value is out of range, must be positive"));
+                    }
+                    Ok(Cmd::Key { key: key(), op: Op::Pop { head, count: Some(count as u64) }, render: Render::Popped })
+                }
+                _ => Err(arity_error(&args[0])),
+            }
+        }
+        b"LLEN" => one(Op::LLen),
+        b"LINDEX" => one(Op::LIndex(int(&args[2])?)),
+        b"LRANGE" => one(Op::LRange(int(&args[2])?, int(&args[3])?)),
+        b"LSET" => one(Op::LSet(int(&args[2])?, args[3].clone())),
+        b"LREM" => one(Op::LRem(int(&args[2])?, args[3].clone())),
+        b"LTRIM" => one(Op::LTrim(int(&args[2])?, int(&args[3])?)),
+        b"LMOVE" | b"BLMOVE" => {
+            let block = if name == b"BLMOVE" { Some(timeout(&args[5])?) } else { None };
+            let (from_head, to_head) = (side(&args[3])?, side(&args[4])?);
+            Ok(Cmd::ListMove { from: key(), to: args[2].clone(), from_head, to_head, block })
+        }
+        b"RPOPLPUSH" | b"BRPOPLPUSH" => {
+            let block = if name == b"BRPOPLPUSH" { Some(timeout(&args[3])?) } else { None };
+            Ok(Cmd::ListMove { from: key(), to: args[2].clone(), from_head: false, to_head: true, block })
+        }
+        b"BLPOP" | b"BRPOP" => {
+            let block = timeout(&args[args.len() - 1])?;
+            Ok(Cmd::BlockingPop { keys: args[1..args.len() - 1].to_vec(), head: name == b"BLPOP", block })
+        }
         b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),
@@ -879,6 +965,7 @@ pub fn render(result: OpResult, how: Render) -> Frame {
             Frame::Map(out)
         }
         (Render::Members, Reply::List(members)) => Frame::Set(members.into_iter().map(Frame::Bulk).collect()),
+        (Render::Popped, Reply::Nil) => Frame::NilArray,
         (Render::Fields | Render::Values, Reply::List(pairs)) => {
             let skip = usize::from(how == Render::Values);
             Frame::Array(pairs.into_iter().skip(skip).step_by(2).map(Frame::Bulk).collect())

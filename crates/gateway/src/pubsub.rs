@@ -409,6 +409,7 @@ pub mod notify {
             Class::String => b'$',
             Class::Set => b's',
             Class::Hash => b'h',
+            Class::List => b'l',
             Class::Expired => b'x',
         };
         CLASSES.iter().find(|(l, _)| *l == letter).map_or(0, |(_, b)| *b)

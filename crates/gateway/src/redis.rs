@@ -1037,7 +1037,11 @@ impl Conn {
                 // one namespace, as the connection's user: these cannot
                 // change either halfway.
                 // Each is its own unit, read then written: not yet part of another.
-                Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => {
+                Cmd::Stored { .. }
+                | Cmd::Move { .. }
+                | Cmd::Relocate { .. }
+                | Cmd::ListMove { .. }
+                | Cmd::BlockingPop { .. } => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
                     pending.push(Pending::Ready(Frame::err(format!(
@@ -1093,6 +1097,33 @@ impl Conn {
             Cmd::Stored { dest, keys, combine } => self.store_sets(dest, keys, combine).await,
             Cmd::Move { from, to, member } => self.smove(from, to, member).await,
             Cmd::Relocate { from, to, copy, only_new } => self.relocate(from, to, copy, only_new).await,
+            Cmd::ListMove { from, to, from_head, to_head, block: None } => {
+                self.lmove(&from, &to, from_head, to_head).await
+            }
+            Cmd::ListMove { from, to, from_head, to_head, block: Some(block) } => {
+                let keys = vec![from.clone()];
+                self.blocking(keys, block, move |c, _| {
+                    let (from, to) = (from.clone(), to.clone());
+                    Box::pin(async move { c.lmove(&from, &to, from_head, to_head).await })
+                })
+                .await
+            }
+            Cmd::BlockingPop { keys, head, block } => {
+                self.blocking(keys.clone(), block, move |c, key| {
+                    Box::pin(async move {
+                        let op = squall_store::Op::Pop { head, count: None };
+                        match c.store.exec(&c.ns, key.clone(), op).await {
+                            Ok(Ok(squall_store::Reply::Bytes(item))) => {
+                                Frame::Array(vec![Frame::Bulk(key), Frame::Bulk(item)])
+                            }
+                            Ok(Ok(_)) => Frame::NilArray,
+                            Ok(Err(e)) => commands::op_error(e),
+                            Err(e) => store_error(e),
+                        }
+                    })
+                })
+                .await
+            }
             Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops, &mut self.session).await {
                 Ok(results) => commands::combine(results, combine),
                 Err(e) => store_error(e),
@@ -1151,7 +1182,12 @@ impl Conn {
             match cmd {
                 Cmd::Key { key, op, .. } => ops.push((key.clone(), op.clone())),
                 Cmd::Keys { ops: more, .. } => ops.extend(more.iter().cloned()),
-                Cmd::Server(_) | Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => {}
+                Cmd::Server(_)
+                | Cmd::Stored { .. }
+                | Cmd::Move { .. }
+                | Cmd::Relocate { .. }
+                | Cmd::ListMove { .. }
+                | Cmd::BlockingPop { .. } => {}
             }
         }
         let mut results = match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
@@ -1168,9 +1204,11 @@ impl Conn {
                     commands::combine(ops.iter().map(|_| next(&mut results)).collect(), combine)
                 }
                 Cmd::Server(s) => self.server(s).await,
-                Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => {
-                    Frame::err("not queued in a transaction")
-                }
+                Cmd::Stored { .. }
+                | Cmd::Move { .. }
+                | Cmd::Relocate { .. }
+                | Cmd::ListMove { .. }
+                | Cmd::BlockingPop { .. } => Frame::err("not queued in a transaction"),
             };
             frames.push(frame);
         }
@@ -1506,6 +1544,88 @@ impl Conn {
         Frame::err("the sets kept changing during SMOVE; try again")
     }
 
+    /// LMOVE: the item at one end of `from` pushed at one end of `to`, in
+    /// one unit that applies only if `from`'s end and `to`'s type are
+    /// still as read (their owners check); read again if they changed.
+    async fn lmove(&mut self, from: &Bytes, to: &Bytes, from_head: bool, to_head: bool) -> Frame {
+        use squall_store::{Op, Reply};
+        let end = Op::LIndex(if from_head { 0 } else { -1 });
+        for _ in 0..OPTIMISTIC_TRIES {
+            let reads = vec![(from.clone(), end.clone()), (to.clone(), Op::Type)];
+            let read = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let item = match &read[0] {
+                Ok(Reply::Bytes(item)) => item.clone(),
+                Ok(_) => return Frame::Nil,
+                Err(e) => return commands::op_error(*e),
+            };
+            if !matches!(read[1], Ok(Reply::Type(None | Some(squall_store::lattice::Kind::List)))) {
+                return commands::op_error(squall_store::OpError::WrongType);
+            }
+            let checks =
+                vec![self.check(from, end.clone(), read[0].clone()), self.check(to, Op::Type, read[1].clone())];
+            let ops = vec![
+                (from.clone(), Op::Pop { head: from_head, count: None }),
+                (to.clone(), Op::Push { head: to_head, items: vec![item.clone()], existing: false }),
+            ];
+            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+                Ok(Some(_)) => return Frame::Bulk(item),
+                Ok(None) => {}
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the lists kept changing during LMOVE; try again")
+    }
+
+    /// A blocking command: `attempt` on each key in turn until one answers
+    /// something other than a null; if none does, waits for a write to one
+    /// of the keys and tries again, until `block` has passed (zero: for
+    /// ever), then answers a null. The connection does nothing else
+    /// meanwhile, as in Redis; CLIENT KILL and the node's stop end the wait.
+    async fn blocking<F>(&mut self, keys: Vec<Bytes>, block: std::time::Duration, attempt: F) -> Frame
+    where
+        F: for<'c> Fn(&'c mut Conn, Bytes) -> std::pin::Pin<Box<dyn std::future::Future<Output = Frame> + Send + 'c>>,
+    {
+        let deadline = (!block.is_zero()).then(|| tokio::time::Instant::now() + block);
+        // Listening before trying: a push between a try and the wait is not missed.
+        let mut events = self.store.key_events();
+        let nil = || Frame::NilArray;
+        loop {
+            for key in &keys {
+                let frame = attempt(self, key.clone()).await;
+                if !matches!(frame, Frame::Nil | Frame::NilArray) {
+                    return frame;
+                }
+            }
+            loop {
+                let sleep = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    e = events.next() => match e {
+                        Some(Ok(e)) if e.ns == self.ns && keys.contains(&e.key) => break,
+                        Some(Ok(_)) => continue,
+                        // Fell behind: one of them may have been written.
+                        Some(Err(_)) => break,
+                        None => return Frame::err("the store is closing"),
+                    },
+                    () = sleep => return nil(),
+                    () = self.state.kill.notified() => {
+                        // Seen again between rounds, which closes the connection.
+                        self.state.kill.notify_one();
+                        return nil();
+                    }
+                    _ = self.stop.wait_for(|s| *s) => return nil(),
+                }
+            }
+        }
+    }
+
     /// Whether this connection's user may see (and kill) `other`: on an
     /// open node every connection, else its own user's.
     fn sees(&self, other: &ClientState) -> bool {
@@ -1721,7 +1841,8 @@ impl Conn {
         let adds = match cmd {
             Cmd::Key { op, .. } => op.may_add_key(),
             Cmd::Keys { ops, .. } => ops.iter().any(|(_, op)| op.may_add_key()),
-            Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } => true,
+            Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } | Cmd::ListMove { .. } => true,
+            Cmd::BlockingPop { .. } => false,
             Cmd::Server(_) => false,
         };
         if !adds {

@@ -28,6 +28,8 @@ pub enum Class {
     Set,
     /// `h`: hash commands.
     Hash,
+    /// `l`: list commands.
+    List,
     /// `x`: a key expired.
     Expired,
 }
@@ -116,6 +118,13 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         Op::HSet(_) | Op::HSetNx(..) => ("hset", Hash),
         Op::HDel(_) => ("hdel", Hash),
         Op::HIncrBy(..) => ("hincrby", Hash),
+        Op::Push { head: true, .. } => ("lpush", List),
+        Op::Push { head: false, .. } => ("rpush", List),
+        Op::Pop { head: true, .. } => ("lpop", List),
+        Op::Pop { head: false, .. } => ("rpop", List),
+        Op::LSet(..) => ("lset", List),
+        Op::LRem(..) => ("lrem", List),
+        Op::LTrim(..) => ("ltrim", List),
         _ => return None,
     })
 }
@@ -125,7 +134,9 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
 pub(crate) fn after(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
     use crate::op::SetExpiry;
     match op {
-        Op::SRem(_) | Op::SPop(_) | Op::HDel(_) if gone => Some(("del", Class::Generic)),
+        Op::SRem(_) | Op::SPop(_) | Op::HDel(_) | Op::Pop { .. } | Op::LRem(..) | Op::LTrim(..) if gone => {
+            Some(("del", Class::Generic))
+        }
         Op::Set { expiry: SetExpiry::At(_), .. } | Op::SetIf { expiry: SetExpiry::At(_), .. } if !gone => {
             Some(("expire", Class::Generic))
         }

@@ -73,7 +73,7 @@ fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
             let head = rng.below(2) == 0;
             let i = rng.below(8) as i64 - 4;
             match n {
-                3 | 4 | 5 => {
+                3..=5 => {
                     Op::Push { head, items: (0..1 + rng.below(3)).map(|_| member(rng)).collect(), existing: n == 5 }
                 }
                 6 => Op::Pop { head, count: if rng.below(2) == 0 { None } else { Some(rng.below(3)) } },
