@@ -410,6 +410,7 @@ pub mod notify {
             Class::Set => b's',
             Class::Hash => b'h',
             Class::List => b'l',
+            Class::ZSet => b'z',
             Class::Expired => b'x',
         };
         CLASSES.iter().find(|(l, _)| *l == letter).map_or(0, |(_, b)| *b)

@@ -33,11 +33,13 @@ mod hint;
 mod hlc;
 mod types;
 mod value;
+mod zset;
 
 pub use hint::prefetch;
 pub use hlc::{Clock, DEFAULT_MAX_DRIFT_MS, DriftError, Hlc, ManualClock, PhysicalClock, SystemClock, Timestamp};
 pub use types::{LMap, Lww, Max, PnCounter, Slot};
 pub use value::{Entry, Fields, Items, Kind, Members, Place, Value};
+pub use zset::{Score, ScoreReg, ZSet, format_score};
 
 use serde::{Deserialize, Serialize};
 

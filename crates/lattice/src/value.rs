@@ -7,7 +7,7 @@
 //! epoch holding a tombstone) stay lattices: both start a new epoch, and
 //! writes that a replica made in an older epoch lose to them.
 
-use crate::{LMap, Lattice, Lww, Max, PnCounter, Stamp};
+use crate::{LMap, Lattice, Lww, Max, PnCounter, Stamp, ZSet};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,7 @@ pub enum Kind {
     Map,
     Max,
     List,
+    ZSet,
 }
 
 impl Kind {
@@ -30,6 +31,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::Map => "hash",
             Kind::List => "list",
+            Kind::ZSet => "zset",
         }
     }
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Map => "map",
             Kind::Max => "max",
             Kind::List => "list",
+            Kind::ZSet => "zset",
         }
     }
 }
@@ -174,6 +177,7 @@ pub enum Value {
     Map(Fields),
     Max(Max<i64>),
     List(Items),
+    ZSet(ZSet),
 }
 
 impl Value {
@@ -186,6 +190,7 @@ impl Value {
             Value::Map(_) => Kind::Map,
             Value::Max(_) => Kind::Max,
             Value::List(_) => Kind::List,
+            Value::ZSet(_) => Kind::ZSet,
         })
     }
 
@@ -198,6 +203,7 @@ impl Value {
             Value::Map(_) => 4,
             Value::Max(_) => 5,
             Value::List(_) => 6,
+            Value::ZSet(_) => 7,
         }
     }
 }
@@ -215,6 +221,7 @@ impl Lattice for Value {
             (Value::Map(a), Value::Map(b)) => a.merge(b),
             (Value::Max(a), Value::Max(b)) => a.merge(b),
             (Value::List(a), Value::List(b)) => a.merge(b),
+            (Value::ZSet(a), Value::ZSet(b)) => a.merge(b),
             (this, other) => {
                 if other.rank() > this.rank() {
                     *this = other;
@@ -254,6 +261,7 @@ impl Entry {
             Value::Map(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
             Value::Set(m) => latest = m.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
             Value::List(items) => latest = items.iter().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
+            Value::ZSet(z) => latest = z.registers().map(|(_, r)| r.stamp).fold(latest, Stamp::max),
             Value::Counter(c) => {
                 latest = c.slots().iter().map(|s| Stamp::new(s.stamp, s.node)).fold(latest, Stamp::max)
             }

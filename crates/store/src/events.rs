@@ -30,6 +30,8 @@ pub enum Class {
     Hash,
     /// `l`: list commands.
     List,
+    /// `z`: sorted set commands.
+    ZSet,
     /// `x`: a key expired.
     Expired,
 }
@@ -125,6 +127,11 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         Op::LSet(..) => ("lset", List),
         Op::LRem(..) => ("lrem", List),
         Op::LTrim(..) => ("ltrim", List),
+        Op::ZAdd { opts, .. } if opts.incr => ("zincr", ZSet),
+        Op::ZAdd { .. } => ("zadd", ZSet),
+        Op::ZRem(_) => ("zrem", ZSet),
+        Op::ZPop { max: false, .. } => ("zpopmin", ZSet),
+        Op::ZPop { max: true, .. } => ("zpopmax", ZSet),
         _ => return None,
     })
 }
@@ -134,7 +141,16 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
 pub(crate) fn after(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
     use crate::op::SetExpiry;
     match op {
-        Op::SRem(_) | Op::SPop(_) | Op::HDel(_) | Op::Pop { .. } | Op::LRem(..) | Op::LTrim(..) if gone => {
+        Op::SRem(_)
+        | Op::SPop(_)
+        | Op::HDel(_)
+        | Op::Pop { .. }
+        | Op::LRem(..)
+        | Op::LTrim(..)
+        | Op::ZRem(_)
+        | Op::ZPop { .. }
+            if gone =>
+        {
             Some(("del", Class::Generic))
         }
         Op::Set { expiry: SetExpiry::At(_), .. } | Op::SetIf { expiry: SetExpiry::At(_), .. } if !gone => {

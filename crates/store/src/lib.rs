@@ -40,7 +40,10 @@ mod window;
 pub use disk::Health;
 pub use glob::{matches as glob_matches, prefix_pattern};
 pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash};
-pub use op::{ExpireIf, GetExpiry, MAX_STRING, Op, OpError, OpResult, Reply, SetExpiry};
+pub use op::{
+    ExpireIf, GetExpiry, LexBound, MAX_STRING, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy,
+    ZRange,
+};
 pub use protocol::{Answer, ChangeAt, Check, Message, Request, Response, TxnId, Vote, Write};
 pub use shard::ShardStats;
 pub use squall_lattice as lattice;

@@ -96,6 +96,29 @@ pub enum Op {
     LRem(i64, Bytes),
     /// LTRIM: only the items from `start` to `stop` kept.
     LTrim(i64, i64),
+    /// ZADD (and ZINCRBY: one pair, `incr`): answers how many members it
+    /// added (with `ch`, added or changed), or with `incr` the new score (nil
+    /// when an option kept it from applying).
+    ZAdd {
+        pairs: Vec<(f64, Bytes)>,
+        opts: ZAddOpts,
+    },
+    ZRem(Vec<Bytes>),
+    ZScore(Bytes),
+    ZMScore(Vec<Bytes>),
+    ZCard,
+    /// ZRANK (ZREVRANK: `rev`).
+    ZRank {
+        member: Bytes,
+        rev: bool,
+    },
+    ZCount(ScoreBound, ScoreBound),
+    ZRange(ZRange),
+    /// ZPOPMIN (ZPOPMAX: `max`): the lowest (highest) members with their scores.
+    ZPop {
+        max: bool,
+        count: Option<u64>,
+    },
     /// Sets an absolute expiry (ms since the Unix epoch); a time in the past deletes the key.
     ExpireAt(u64),
     /// EXPIRE with NX, XX, GT or LT: an [`Op::ExpireAt`] only if the
@@ -114,6 +137,89 @@ pub enum Op {
 /// The longest string APPEND and SETRANGE make: the longest argument a
 /// client may send (the Redis protocol's default `max_bulk_len` here).
 pub const MAX_STRING: usize = 8 << 20;
+
+/// ZADD's options (ZINCRBY is ZADD with INCR).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZAddOpts {
+    pub nx: bool,
+    pub xx: bool,
+    pub gt: bool,
+    pub lt: bool,
+    pub ch: bool,
+    pub incr: bool,
+}
+
+/// One end of a score range: `1.5`, or `(1.5` (`open`: not included).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBound {
+    pub value: f64,
+    pub open: bool,
+}
+
+impl ScoreBound {
+    /// Whether `s` is at or above this bound, taken as a minimum.
+    pub fn below(&self, s: f64) -> bool {
+        if self.open { s > self.value } else { s >= self.value }
+    }
+
+    /// Whether `s` is at or below this bound, taken as a maximum.
+    pub fn above(&self, s: f64) -> bool {
+        if self.open { s < self.value } else { s <= self.value }
+    }
+}
+
+/// One end of a lexical range: `-`, `+`, `[member` or `(member`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LexBound {
+    Lowest,
+    Highest,
+    In(Bytes),
+    Out(Bytes),
+}
+
+impl LexBound {
+    /// Whether `m` is at or after this bound, taken as a minimum.
+    pub fn below(&self, m: &[u8]) -> bool {
+        match self {
+            LexBound::Lowest => true,
+            LexBound::Highest => false,
+            LexBound::In(b) => m >= b.as_ref(),
+            LexBound::Out(b) => m > b.as_ref(),
+        }
+    }
+
+    /// Whether `m` is at or before this bound, taken as a maximum.
+    pub fn above(&self, m: &[u8]) -> bool {
+        match self {
+            LexBound::Lowest => false,
+            LexBound::Highest => true,
+            LexBound::In(b) => m <= b.as_ref(),
+            LexBound::Out(b) => m < b.as_ref(),
+        }
+    }
+}
+
+/// What ZRANGE (and the older ZRANGEBYSCORE, ZREVRANGE...) asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZRange {
+    pub by: ZBy,
+    /// Highest first.
+    pub rev: bool,
+    /// LIMIT offset count (a negative count: all the rest).
+    pub limit: Option<(i64, i64)>,
+    /// WITHSCORES.
+    pub scores: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ZBy {
+    /// Ranks, both included, negative ones from the end.
+    Index(i64, i64),
+    /// Scores from the minimum to the maximum.
+    Score(ScoreBound, ScoreBound),
+    /// Members from the minimum to the maximum (among members of one score).
+    Lex(LexBound, LexBound),
+}
 
 /// What GETEX does to the key's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +279,7 @@ impl Op {
                 | Op::HIncrBy(..)
                 | Op::HSetNx(..)
                 | Op::Push { existing: false, .. }
+                | Op::ZAdd { .. }
         )
     }
 
@@ -204,6 +311,9 @@ impl Op {
                 | Op::LSet(..)
                 | Op::LRem(..)
                 | Op::LTrim(..)
+                | Op::ZAdd { .. }
+                | Op::ZRem(_)
+                | Op::ZPop { .. }
         )
     }
 
@@ -217,10 +327,13 @@ impl Op {
             | Op::HDel(ms)
             | Op::HMGet(ms)
             | Op::SMIsMember(ms)
-            | Op::Push { items: ms, .. } => ms.iter().map(Bytes::len).sum(),
+            | Op::Push { items: ms, .. }
+            | Op::ZRem(ms)
+            | Op::ZMScore(ms) => ms.iter().map(Bytes::len).sum(),
             Op::HIncrBy(f, _) => f.len(),
             Op::HSetNx(f, v) => f.len() + v.len(),
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
+            Op::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.len() + 8).sum(),
             Op::SIsMember(m) | Op::HGet(m) | Op::LSet(_, m) | Op::LRem(_, m) => m.len(),
             _ => 0,
         }
@@ -238,6 +351,10 @@ pub enum Reply {
     List(Vec<Bytes>),
     /// One reply for each of several (HMGET, SMISMEMBER).
     Array(Vec<Reply>),
+    /// A sorted set's score (a double in RESP3).
+    Score(f64),
+    /// Members with their scores, in order.
+    Scored(Vec<(Bytes, f64)>),
     /// A key's type (TYPE); `None` when there is no such key.
     Type(Option<Kind>),
     Entry(Box<Entry>),
@@ -265,6 +382,8 @@ pub enum OpError {
     NoSuchKey,
     #[error("ERR index out of range")]
     OutOfRange,
+    #[error("ERR resulting score is not a number (NaN)")]
+    ScoreNaN,
     #[error("ERR disk full: writes are refused until space is freed on the data dir's disk (reads still work)")]
     DiskFull,
     #[error("ERR disk failure: writes are refused (reads still work); the node must be restarted, see its log")]
@@ -284,6 +403,7 @@ impl OpError {
             OpError::TooLong => "too_long",
             OpError::NoSuchKey => "no_such_key",
             OpError::OutOfRange => "out_of_range",
+            OpError::ScoreNaN => "not_a_number",
             OpError::DiskFull => "disk_full",
             OpError::DiskFailed => "disk_failed",
         }

@@ -299,6 +299,12 @@ fn undo(state: &mut Option<Entry>, before: Before) {
                     (Value::Map(m), None) => {
                         m.prune(&name);
                     }
+                    (Value::ZSet(z), Some(Element::Score(r))) => {
+                        z.assign(name, r);
+                    }
+                    (Value::ZSet(z), None) => {
+                        z.prune(&name);
+                    }
                     (Value::List(items), was) => {
                         if let Some(place) = squall_lattice::Place::decode(&name) {
                             match was {

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use squall_store::lattice::{Entry, ManualClock, Timestamp};
-use squall_store::{Durability, Error, ExpireIf, GetExpiry, Handle, Op, Options, Retention, Session, SetExpiry, Store};
+use squall_store::{
+    Durability, Error, ExpireIf, GetExpiry, Handle, Op, Options, Retention, Session, SetExpiry, Store, ZAddOpts,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -43,7 +45,7 @@ impl Rng {
     }
 }
 
-const KEYS: [&str; 12] = ["r0", "r1", "r2", "c0", "c1", "s0", "S0", "h0", "H0", "x", "l0", "L0"];
+const KEYS: [&str; 14] = ["r0", "r1", "r2", "c0", "c1", "s0", "S0", "h0", "H0", "x", "l0", "L0", "z0", "Z0"];
 
 fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
     let member = |rng: &mut Rng| b(&format!("m{}", rng.below(60)));
@@ -69,6 +71,20 @@ fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
             }
         }
         (b'c', _) => Op::IncrBy(rng.below(21) as i64 - 10),
+        (b'z' | b'Z', n) => {
+            let score = rng.below(7) as f64 - 3.0;
+            match n {
+                3..=6 => {
+                    let opts = ZAddOpts { incr: n == 6, gt: n == 5, ..ZAddOpts::default() };
+                    Op::ZAdd { pairs: vec![(score, member(rng))], opts }
+                }
+                7 => Op::ZPop {
+                    max: rng.below(2) == 0,
+                    count: if rng.below(2) == 0 { None } else { Some(rng.below(3)) },
+                },
+                _ => Op::ZRem((0..1 + rng.below(3)).map(|_| member(rng)).collect()),
+            }
+        }
         (b'l' | b'L', n) => {
             let head = rng.below(2) == 0;
             let i = rng.below(8) as i64 - 4;
@@ -141,6 +157,8 @@ async fn seed(h: &Handle) {
     h.exec(&ns(), b("H0"), Op::HSet(fields)).await.unwrap().unwrap();
     let items: Vec<Bytes> = (0..80).map(|i| b(&format!("m{}", i % 60))).collect();
     h.exec(&ns(), b("L0"), Op::Push { head: false, items, existing: false }).await.unwrap().unwrap();
+    let pairs = many.iter().enumerate().map(|(i, m)| (i as f64, m.clone())).collect();
+    h.exec(&ns(), b("Z0"), Op::ZAdd { pairs, opts: ZAddOpts::default() }).await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

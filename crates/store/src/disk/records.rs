@@ -16,8 +16,9 @@
 //! header:  [flags: u8][epoch time: u64][epoch node: u64]
 //!          [expiry, if flagged: time u64, node u64, at u64 unless it persists]
 //!          register: [bytes...]  counter: [slots: varint] × [node u64][plus u64][minus u64][time u64]
-//!          max: [i64]            set, hash, list: nothing (their elements have records)
+//!          max: [i64]            set, hash, list, sorted set: nothing (their elements have records)
 //! state:   member: [0][time u64][node u64][in: u8]   field: [1][time u64][node u64][has: u8][value...]
+//!          sorted set member: [3][time u64][node u64][has: u8][score f64, if it has one]
 //!          list item: [2] then as a field (its name is its place: at i64 with the sign bit flipped,
 //!          then the stamp that made it, all big-endian, so names sort as the list does)
 //! ```
@@ -54,12 +55,14 @@ const SET: u8 = 2;
 const MAP: u8 = 3;
 const MAX: u8 = 4;
 const LIST: u8 = 5;
+const ZSET: u8 = 6;
 const HAS_EXPIRY: u8 = 1 << 3;
 const PERSISTS: u8 = 1 << 4;
 
 const MEMBER: u8 = 0;
 const FIELD: u8 = 1;
 const ITEM: u8 = 2;
+const SCORE: u8 = 3;
 
 /// Encoded records, back to back.
 #[derive(Debug, Default)]
@@ -98,7 +101,7 @@ fn header_len(h: &Header<'_>) -> usize {
     let body = match &h.body {
         HeaderBody::Register(b) => b.len(),
         HeaderBody::Counter(c) => varint_len(c.slots().len() as u64) + 32 * c.slots().len(),
-        HeaderBody::Set | HeaderBody::Map | HeaderBody::List => 0,
+        HeaderBody::Set | HeaderBody::Map | HeaderBody::List | HeaderBody::ZSet => 0,
         HeaderBody::Max(_) => 8,
     };
     1 + 16 + expiry + body
@@ -149,6 +152,7 @@ fn put_header(b: &mut Vec<u8>, h: &Header<'_>) {
         HeaderBody::Map => (MAP, &[]),
         HeaderBody::Max(_) => (MAX, &[]),
         HeaderBody::List => (LIST, &[]),
+        HeaderBody::ZSet => (ZSET, &[]),
     };
     let mut flags = kind;
     if let Some(e) = &h.expiry {
@@ -193,6 +197,15 @@ fn put_element(b: &mut Vec<u8>, element: &[u8], state: StateRef<'_>) {
             stamp(b, r.stamp);
             b.push(r.value as u8);
         }
+        StateRef::Score(r) => {
+            varint(b, if r.value.is_some() { 26 } else { 18 });
+            b.push(SCORE);
+            stamp(b, r.stamp);
+            b.push(r.value.is_some() as u8);
+            if let Some(s) = r.value {
+                b.extend_from_slice(&s.0.to_le_bytes());
+            }
+        }
         StateRef::Field(r) | StateRef::Item(r) => {
             let value = r.value.as_ref().map_or(0, Bytes::len);
             varint(b, (18 + value) as u64);
@@ -210,6 +223,7 @@ fn element_len(element: &[u8], state: &Element) -> usize {
     let value = match state {
         Element::Member(_) => 0,
         Element::Field(r) | Element::Item(r) => r.value.as_ref().map_or(0, Bytes::len),
+        Element::Score(_) => 8,
     };
     5 + element.len() + 5 + 18 + value
 }
@@ -440,6 +454,7 @@ impl<'a> Reader<'a> {
             MAP => HeaderBody::Map,
             MAX => HeaderBody::Max(self.u64()? as i64),
             LIST => HeaderBody::List,
+            ZSET => HeaderBody::ZSet,
             _ => return Err(corrupt()),
         };
         Ok(Header { epoch, expiry, body })
@@ -466,6 +481,9 @@ impl<'a> Reader<'a> {
                         }
                         ((name, Element::Field(r)), Value::Map(m)) => {
                             m.assign(name, r);
+                        }
+                        ((name, Element::Score(r)), Value::ZSet(z)) => {
+                            z.assign(name, r);
                         }
                         ((name, Element::Item(r)), Value::List(items)) => {
                             items.assign(squall_lattice::Place::decode(&name).ok_or_else(corrupt)?, r);
@@ -506,6 +524,15 @@ impl<'a> Reader<'a> {
         let flag = self.u8()?;
         match kind {
             MEMBER => Ok(Element::Member(Lww::new(at, flag != 0))),
+            SCORE => {
+                let value = if flag != 0 {
+                    let bits: [u8; 8] = self.rest().try_into().map_err(|_| corrupt())?;
+                    Some(squall_lattice::Score(f64::from_le_bytes(bits)))
+                } else {
+                    None
+                };
+                Ok(Element::Score(Lww::new(at, value)))
+            }
             FIELD | ITEM => {
                 let value = (flag != 0).then(|| Bytes::copy_from_slice(self.rest()));
                 Ok(if kind == ITEM { Element::Item(Lww::new(at, value)) } else { Element::Field(Lww::new(at, value)) })

@@ -25,11 +25,12 @@ pub use table::{POSITION_BITS, key_hash};
 
 use crate::disk::{Made, Records};
 use crate::glob;
-use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, SetExpiry};
+use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, SetExpiry, ZAddOpts, ZBy, ZRange};
 use bytes::Bytes;
-use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, Slot};
+use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD, Slot};
 use squall_lattice::{
-    Entry, Fields, Items, Lww, Max, Members, NodeId, Place, PnCounter, Slot as CounterSlot, Stamp, Value,
+    Entry, Fields, Items, Lww, Max, Members, NodeId, Place, PnCounter, Score, ScoreReg, Slot as CounterSlot, Stamp,
+    Value, ZSet,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -55,6 +56,7 @@ pub(crate) enum HeaderBody<'a> {
     Map,
     Max(i64),
     List,
+    ZSet,
 }
 
 /// A counter's slots: most counters have one (this node's), kept inline.
@@ -84,6 +86,7 @@ impl<'a> Header<'a> {
             Body::Other(Value::Map(_)) => HeaderBody::Map,
             Body::Other(Value::Max(m)) => HeaderBody::Max(m.0),
             Body::Other(Value::List(_)) => HeaderBody::List,
+            Body::Other(Value::ZSet(_)) => HeaderBody::ZSet,
             // A key whose entry is a tombstone is not kept.
             Body::Other(Value::Tombstone) => HeaderBody::Map,
         };
@@ -98,6 +101,7 @@ impl<'a> Header<'a> {
             HeaderBody::Map => Value::Map(Fields::default()),
             HeaderBody::Max(m) => Value::Max(Max(m)),
             HeaderBody::List => Value::List(Items::default()),
+            HeaderBody::ZSet => Value::ZSet(ZSet::default()),
         };
         Entry { epoch: self.epoch, value, expiry: self.expiry }
     }
@@ -110,6 +114,7 @@ pub(crate) enum Element {
     Member(Lww<bool>),
     Field(Lww<Option<Bytes>>),
     Item(Lww<Option<Bytes>>),
+    Score(ScoreReg),
 }
 
 /// An element's register, borrowed (for encoding without a copy).
@@ -118,6 +123,7 @@ pub(crate) enum StateRef<'a> {
     Member(&'a Lww<bool>),
     Field(&'a Lww<Option<Bytes>>),
     Item(&'a Lww<Option<Bytes>>),
+    Score(&'a ScoreReg),
 }
 
 impl Element {
@@ -126,6 +132,7 @@ impl Element {
             Element::Member(r) => StateRef::Member(r),
             Element::Field(r) => StateRef::Field(r),
             Element::Item(r) => StateRef::Item(r),
+            Element::Score(r) => StateRef::Score(r),
         }
     }
 }
@@ -190,6 +197,13 @@ fn undo_slot(slot: &Slot, node: NodeId, ns: &[u8], key: &[u8], made: Made<'_>, o
             made,
             &header,
             m.iter().map(|(n, r)| (n.as_ref(), StateRef::Field(r))).collect::<Vec<_>>().into_iter(),
+        ),
+        Body::Other(Value::ZSet(z)) => out.undo_whole(
+            ns,
+            key,
+            made,
+            &header,
+            z.registers().map(|(n, r)| (n.as_ref(), StateRef::Score(r))).collect::<Vec<_>>().into_iter(),
         ),
         Body::Other(Value::List(items)) => {
             let names: Vec<[u8; Place::BYTES]> = items.iter().map(|(p, _)| p.encode()).collect();
@@ -344,6 +358,7 @@ fn created(entry: &mut Entry) -> (&mut Entry, Option<Header<'static>>) {
     let body = match entry.value {
         Value::Map(_) => HeaderBody::Map,
         Value::List(_) => HeaderBody::List,
+        Value::ZSet(_) => HeaderBody::ZSet,
         _ => HeaderBody::Set,
     };
     let header = Header { epoch: entry.epoch, expiry: entry.expiry.clone(), body };
@@ -370,7 +385,10 @@ fn empty_reply(op: &Op) -> Reply {
         Op::HMGet(fields) => Reply::Array(vec![Reply::Nil; fields.len()]),
         Op::SMIsMember(members) => Reply::Array(vec![Reply::Int(0); members.len()]),
         Op::SMembers | Op::HGetAll | Op::LRange(..) => Reply::List(Vec::new()),
-        Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) | Op::LLen => Reply::Int(0),
+        Op::ZRange(ZRange { scores: false, .. }) => Reply::List(Vec::new()),
+        Op::ZRange(_) | Op::ZPop { .. } => Reply::Scored(Vec::new()),
+        Op::ZMScore(members) => Reply::Array(vec![Reply::Nil; members.len()]),
+        Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) | Op::LLen | Op::ZCard | Op::ZCount(..) => Reply::Int(0),
         Op::Type => Reply::Type(None),
         Op::Pttl => Reply::Int(-2),
         _ => Reply::Nil,
@@ -396,6 +414,11 @@ fn records_of(slot: &Slot, ns: &[u8], node: NodeId, changes: &mut impl Changes) 
         Body::Other(Value::List(items)) => {
             for (place, r) in items.iter() {
                 changes.element(ns, slot.key(), header.epoch, &place.encode(), &Element::Item(r.clone()));
+            }
+        }
+        Body::Other(Value::ZSet(z)) => {
+            for (member, r) in z.registers() {
+                changes.element(ns, slot.key(), header.epoch, member, &Element::Score(r.clone()));
             }
         }
         _ => {}
@@ -435,6 +458,13 @@ fn restamped(entry: Entry, stamp: Stamp, node: NodeId) -> Entry {
             }
             Value::List(fresh)
         }
+        Value::ZSet(z) => {
+            let mut fresh = ZSet::default();
+            for (member, score) in z.ordered() {
+                fresh.assign(member.clone(), Lww::new(stamp, Some(Score(score))));
+            }
+            Value::ZSet(fresh)
+        }
         other => other,
     };
     let expiry = entry.expiry.map(|e| Lww::new(stamp, e.value));
@@ -473,6 +503,8 @@ fn encoding(body: Body<'_>) -> &'static str {
             "listpack"
         }
         Body::Other(Value::List(_)) => "quicklist",
+        Body::Other(Value::ZSet(z)) if z.len() <= 128 && z.registers().all(|(m, _)| m.len() <= 64) => "listpack",
+        Body::Other(Value::ZSet(_)) => "skiplist",
         Body::Other(_) => "hashtable",
     }
 }
@@ -521,6 +553,74 @@ fn push_places(items: &Items, head: bool, n: usize, made: Stamp) -> Result<Vec<P
         out.push(Place { at: at.ok_or(OpError::Overflow)?, made });
     }
     Ok(out)
+}
+
+/// What ZRANGE picks of `z`, in the order it answers.
+fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
+    let n = z.len();
+    let (offset, count) = match q.limit {
+        Some((o, c)) if o >= 0 => (o as usize, if c < 0 { usize::MAX } else { c as usize }),
+        Some(_) => return Vec::new(),
+        None => (0, usize::MAX),
+    };
+    let own = |(m, s): (&Bytes, f64)| (m.clone(), s);
+    match &q.by {
+        ZBy::Index(start, stop) => {
+            let (from, to) = range(*start, *stop, n);
+            if to <= from {
+                return Vec::new();
+            }
+            // Ranks from the nearer end.
+            let (near, skip) = if q.rev { (n - to, from) } else { (from, n - to) };
+            let mut out: Vec<(Bytes, f64)> = if near <= skip {
+                let it: Box<dyn Iterator<Item = (&Bytes, f64)>> =
+                    if q.rev { Box::new(z.ordered().rev()) } else { Box::new(z.ordered()) };
+                it.skip(from).take(to - from).map(own).collect()
+            } else {
+                let it: Box<dyn Iterator<Item = (&Bytes, f64)>> =
+                    if q.rev { Box::new(z.ordered()) } else { Box::new(z.ordered().rev()) };
+                let mut v: Vec<_> = it.skip(n - to).take(to - from).map(own).collect();
+                v.reverse();
+                v
+            };
+            out.truncate(to - from);
+            out
+        }
+        ZBy::Score(min, max) => {
+            if q.rev {
+                z.down_from_score(max.value)
+                    .skip_while(|(_, s)| !max.above(*s))
+                    .take_while(|(_, s)| min.below(*s))
+                    .skip(offset)
+                    .take(count)
+                    .map(own)
+                    .collect()
+            } else {
+                z.from_score(min.value)
+                    .skip_while(|(_, s)| !min.below(*s))
+                    .take_while(|(_, s)| max.above(*s))
+                    .skip(offset)
+                    .take(count)
+                    .map(own)
+                    .collect()
+            }
+        }
+        ZBy::Lex(min, max) => {
+            let within = |(m, _): &(&Bytes, f64)| min.below(m) && max.above(m);
+            if q.rev {
+                z.ordered().rev().filter(within).skip(offset).take(count).map(own).collect()
+            } else {
+                z.ordered().filter(within).skip(offset).take(count).map(own).collect()
+            }
+        }
+    }
+}
+
+/// The members ZPOPMIN or ZPOPMAX takes, in the order they go.
+fn zpopped(z: &ZSet, max: bool, count: Option<u64>) -> Vec<(Bytes, f64)> {
+    let c = count.unwrap_or(1).min(z.len() as u64) as usize;
+    let own = |(m, s): (&Bytes, f64)| (m.clone(), s);
+    if max { z.ordered().rev().take(c).map(own).collect() } else { z.ordered().take(c).map(own).collect() }
 }
 
 /// The items POP, LREM or LTRIM removes, in the order they go.
@@ -683,6 +783,30 @@ impl Keyspace {
                     _ => Reply::Int(m.len() as i64),
                 }
             }
+            Op::ZScore(_) | Op::ZMScore(_) | Op::ZCard | Op::ZRank { .. } | Op::ZCount(..) | Op::ZRange(_) => {
+                let Body::Other(Value::ZSet(z)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let score = |m: &Bytes| z.score(m).map_or(Reply::Nil, Reply::Score);
+                match op {
+                    Op::ZScore(m) => score(m),
+                    Op::ZMScore(ms) => Reply::Array(ms.iter().map(score).collect()),
+                    Op::ZRank { member, rev } => match z.score(member) {
+                        None => Reply::Nil,
+                        Some(s) => {
+                            let below = z.ordered().take_while(|(m, t)| (Score(*t), *m) < (Score(s), member)).count();
+                            Reply::Int(if *rev { z.len() - 1 - below } else { below } as i64)
+                        }
+                    },
+                    Op::ZCount(min, max) => Reply::Int(
+                        z.from_score(min.value)
+                            .skip_while(|(_, s)| !min.below(*s))
+                            .take_while(|(_, s)| max.above(*s))
+                            .count() as i64,
+                    ),
+                    Op::ZRange(q) if q.scores => Reply::Scored(zrange(z, q)),
+                    Op::ZRange(q) => Reply::List(zrange(z, q).into_iter().map(|(m, _)| m).collect()),
+                    _ => Reply::Int(z.len() as i64),
+                }
+            }
             Op::LLen | Op::LIndex(_) | Op::LRange(..) => {
                 let Body::Other(Value::List(items)) = slot.body(node) else { return Err(OpError::WrongType) };
                 let n = items.len();
@@ -833,6 +957,20 @@ impl Keyspace {
                 let states = names.iter().zip(&places).map(|(n, p)| (n.as_ref(), l.get(p).map(StateRef::Item)));
                 out.undo_elements(ns, key, made, states);
             }
+            (Op::ZAdd { .. } | Op::ZRem(_) | Op::ZPop { .. }, Body::Other(Value::ZSet(z))) if live && big(z.len()) => {
+                let named: Vec<Bytes> = match op {
+                    Op::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.clone()).collect(),
+                    Op::ZRem(ms) => ms.clone(),
+                    Op::ZPop { max, count } => zpopped(z, *max, *count).into_iter().map(|(m, _)| m).collect(),
+                    _ => Vec::new(),
+                };
+                let named = distinct(named.iter().map(|m| m.as_ref()), named.len());
+                if !matches!(op, Op::ZAdd { .. }) && named.len() >= z.len() {
+                    // It could empty the set: the key would go, so all of it is kept.
+                    return undo_slot(slot, node, ns, key, made, out);
+                }
+                out.undo_elements(ns, key, made, named.iter().map(|m| (*m, z.get(m).map(StateRef::Score))));
+            }
             (Op::Persist, _) if live => out.undo_expiry(ns, key, made, slot.expiry(node).as_ref()),
             (Op::ExpireAt(at) | Op::ExpireAtIf(at, _) | Op::GetEx(Some(GetExpiry::At(at))), _) if live && *at > now => {
                 out.undo_expiry(ns, key, made, slot.expiry(node).as_ref())
@@ -934,6 +1072,17 @@ impl Keyspace {
             }
             op @ (Op::Push { .. } | Op::Pop { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..)) => {
                 self.list_write(ns, h, key, op, stamp, now, changes)
+            }
+            Op::ZAdd { pairs, opts } => self.zadd(ns, h, key, &pairs, opts, stamp, now, changes),
+            Op::ZRem(members) => self.zremove(ns, h, key, members, stamp, changes, None),
+            Op::ZPop { max, count } => {
+                let popped = match self.live(ns, h, key, now).map(|s| s.body(self.node)) {
+                    None => return Ok(Reply::Scored(Vec::new())),
+                    Some(Body::Other(Value::ZSet(z))) => zpopped(z, max, count),
+                    Some(_) => return Err(OpError::WrongType),
+                };
+                let members = popped.iter().map(|(m, _)| m.clone()).collect();
+                self.zremove(ns, h, key, members, stamp, changes, Some(popped))
             }
             Op::GetDel => {
                 let value = self.read(ns, key, &Op::Get, now)?;
@@ -1271,6 +1420,7 @@ impl Keyspace {
                     (Body::Other(Value::Set(_)), Value::Set(_))
                         | (Body::Other(Value::Map(_)), Value::Map(_))
                         | (Body::Other(Value::List(_)), Value::List(_))
+                        | (Body::Other(Value::ZSet(_)), Value::ZSet(_))
                 );
                 if !same {
                     return Err(OpError::WrongType);
@@ -1392,6 +1542,127 @@ impl Keyspace {
             }
         }
         Ok(Reply::Int(removed.len() as i64))
+    }
+
+    /// ZADD, ZINCRBY: each member's score set (or, with INCR, raised) as
+    /// the options allow.
+    #[allow(clippy::too_many_arguments)]
+    fn zadd(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        pairs: &[(f64, Bytes)],
+        opts: ZAddOpts,
+        stamp: Stamp,
+        now: u64,
+        changes: &mut impl Changes,
+    ) -> OpResult {
+        let node = self.node;
+        match self.live(ns, h, key, now).map(|s| matches!(s.body(node), Body::Other(Value::ZSet(_)))) {
+            Some(false) => return Err(OpError::WrongType),
+            // XX never makes a set.
+            None if opts.xx => return Ok(if opts.incr { Reply::Nil } else { Reply::Int(0) }),
+            _ => {}
+        }
+        let empty = || Value::ZSet(ZSet::default());
+        let (entry, header, _) = self.collection(ns, h, key, stamp, now, empty, None)?;
+        let epoch = entry.epoch;
+        let Value::ZSet(z) = &mut entry.value else { return Err(OpError::WrongType) };
+        let (mut added, mut changed, mut grew) = (0i64, 0i64, 0i64);
+        let mut written: Vec<(Bytes, f64)> = Vec::with_capacity(pairs.len());
+        let mut last = None;
+        for (score, member) in pairs {
+            let current = z.score(member);
+            if (opts.nx && current.is_some()) || (opts.xx && current.is_none()) {
+                continue;
+            }
+            let new = match (opts.incr, current) {
+                (true, Some(c)) => c + score,
+                _ => *score,
+            };
+            if new.is_nan() {
+                // Only INCR can get here (the commands refuse NaN): nothing was written.
+                return Err(OpError::ScoreNaN);
+            }
+            if let Some(c) = current
+                && ((opts.gt && new <= c) || (opts.lt && new >= c))
+            {
+                continue;
+            }
+            last = Some(new);
+            match current {
+                None => {
+                    added += 1;
+                    grew += (member.len() + SCORED_OVERHEAD) as i64;
+                }
+                Some(c) if Score(c) != Score(new) => changed += 1,
+                Some(_) => continue,
+            }
+            z.assign(copy(member), Lww::new(stamp, Some(Score(new))));
+            written.push((member.clone(), new));
+        }
+        let empty = z.is_empty();
+        self.bytes += grew;
+        if empty {
+            // Nothing was added to a set made for it.
+            self.del(ns, h, key, &mut ());
+        } else {
+            if let Some(header) = header {
+                changes.header(ns, key, &header);
+            }
+            for (member, score) in written {
+                changes.element(ns, key, epoch, &member, &Element::Score(Lww::new(stamp, Some(Score(score)))));
+            }
+        }
+        Ok(match (opts.incr, last) {
+            (true, Some(s)) => Reply::Score(s),
+            (true, None) => Reply::Nil,
+            _ => Reply::Int(added + if opts.ch { changed } else { 0 }),
+        })
+    }
+
+    /// ZREM, and ZPOP's removal (answering what it `popped`); the last
+    /// member to go takes the key with it.
+    #[allow(clippy::too_many_arguments)]
+    fn zremove(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        members: Vec<Bytes>,
+        stamp: Stamp,
+        changes: &mut impl Changes,
+        popped: Option<Vec<(Bytes, f64)>>,
+    ) -> OpResult {
+        let node = self.node;
+        let answer = |removed: i64, popped: Option<Vec<(Bytes, f64)>>| match popped {
+            Some(p) => Reply::Scored(p),
+            None => Reply::Int(removed),
+        };
+        let Some(slot) = self.slot_mut(ns, h, key) else { return Ok(answer(0, popped)) };
+        if !matches!(slot.body(node), Body::Other(Value::ZSet(_))) {
+            return Err(OpError::WrongType);
+        }
+        let epoch = slot.epoch(node);
+        let Value::ZSet(z) = &mut slot.full_mut(node).value else { return Err(OpError::WrongType) };
+        let mut removed = Vec::new();
+        for m in &members {
+            if z.prune(m).is_some() {
+                removed.push(m);
+            }
+        }
+        let empty = z.is_empty();
+        self.bytes -= removed.iter().map(|m| (m.len() + SCORED_OVERHEAD) as i64).sum::<i64>();
+        if empty {
+            self.del(ns, h, key, changes);
+        } else {
+            let gone = Element::Score(Lww::new(stamp, None));
+            for m in &removed {
+                changes.element(ns, key, epoch, m, &gone);
+            }
+        }
+        Ok(answer(removed.len() as i64, popped))
     }
 
     /// The list writes: pushes make the list, and the last item removed
@@ -1643,7 +1914,8 @@ impl Keyspace {
                 let stamp = header.epoch.max(header.expiry.as_ref().map_or(Stamp::ZERO, |e| e.stamp));
                 let same_epoch = self.spaces.get(ns.as_ref()).and_then(|s| s.table.get(h, &key)).map(|s| s.epoch(node))
                     == Some(header.epoch);
-                let keeps_elements = matches!(header.body, HeaderBody::Set | HeaderBody::Map | HeaderBody::List);
+                let keeps_elements =
+                    matches!(header.body, HeaderBody::Set | HeaderBody::Map | HeaderBody::List | HeaderBody::ZSet);
                 if same_epoch && keeps_elements {
                     self.set_expiry_quiet(&ns, h, &key, header.expiry);
                 } else {
@@ -1676,6 +1948,13 @@ impl Keyspace {
                         let added = size(&r.value);
                         let old = if r.value.is_some() { m.assign(element.clone(), r) } else { m.prune(&element) };
                         (stamp, added - old.map_or(0, |o| size(&o.value)))
+                    }
+                    (Value::ZSet(z), Element::Score(r)) => {
+                        let stamp = r.stamp;
+                        let size = (element.len() + SCORED_OVERHEAD) as i64;
+                        let added = if r.value.is_some() { size } else { 0 };
+                        let old = if r.value.is_some() { z.assign(element, r) } else { z.prune(&element) };
+                        (stamp, added - old.and_then(|o| o.value).map_or(0, |_| size))
                     }
                     (Value::List(items), Element::Item(r)) => {
                         let Some(place) = Place::decode(&element) else { return Stamp::ZERO };
@@ -1720,6 +1999,7 @@ impl Keyspace {
                     Body::Other(Value::Set(m)) => m.is_empty(),
                     Body::Other(Value::Map(m)) => m.is_empty(),
                     Body::Other(Value::List(items)) => items.is_empty(),
+                    Body::Other(Value::ZSet(z)) => z.is_empty(),
                     Body::Other(Value::Tombstone) => true,
                     _ => false,
                 };
@@ -1778,5 +2058,6 @@ fn holds(body: Body<'_>, element: &Element) -> bool {
         (Body::Other(Value::Set(_)), Element::Member(_))
             | (Body::Other(Value::Map(_)), Element::Field(_))
             | (Body::Other(Value::List(_)), Element::Item(_))
+            | (Body::Other(Value::ZSet(_)), Element::Score(_))
     )
 }

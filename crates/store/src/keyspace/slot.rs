@@ -419,6 +419,7 @@ impl Slot {
                     Value::List(items) => {
                         items.iter().map(|(_, r)| r.value.as_ref().map_or(0, Bytes::len) + ITEM_OVERHEAD).sum()
                     }
+                    Value::ZSet(z) => z.registers().map(|(m, _)| m.len() + SCORED_OVERHEAD).sum(),
                 };
                 f.key.len() + 160 + value
             }
@@ -434,6 +435,9 @@ pub(crate) const FIELD_OVERHEAD: usize = 96;
 /// The same for a list item, beyond its value (its place, its stamp, the
 /// tree's node).
 pub(crate) const ITEM_OVERHEAD: usize = 80;
+/// The same for a sorted set's member, beyond its name (its register in the
+/// map, and its place in the order, which holds the name again).
+pub(crate) const SCORED_OVERHEAD: usize = 144;
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,7 @@ impl Changes for Deltas {
         match self.keys.get_mut(key) {
             Some(e) if e.epoch == header.epoch && !matches!(e.value, Value::Tombstone) => {
                 e.expiry = fresh.expiry;
-                if !matches!(fresh.value, Value::Set(_) | Value::Map(_) | Value::List(_)) {
+                if !matches!(fresh.value, Value::Set(_) | Value::Map(_) | Value::List(_) | Value::ZSet(_)) {
                     e.value = fresh.value;
                 }
             }
@@ -45,6 +45,7 @@ impl Changes for Deltas {
                 Element::Member(_) => Value::Set(Members::default()),
                 Element::Field(_) => Value::Map(Fields::default()),
                 Element::Item(_) => Value::List(Items::default()),
+                Element::Score(_) => Value::ZSet(ZSet::default()),
             };
             Entry::new(epoch, value)
         });
@@ -57,6 +58,9 @@ impl Changes for Deltas {
             }
             (Value::List(items), Element::Item(r)) => {
                 items.assign(Place::decode(element).expect("a place"), r.clone());
+            }
+            (Value::ZSet(z), Element::Score(r)) => {
+                z.assign(copy(element), r.clone());
             }
             _ => panic!("an element of another type"),
         }
@@ -88,6 +92,15 @@ fn observed(e: &Entry) -> Option<Entry> {
                 m.prune(k);
             }
             if m.is_empty() {
+                return None;
+            }
+        }
+        Value::ZSet(z) => {
+            let gone: Vec<Bytes> = z.registers().filter(|(_, r)| r.value.is_none()).map(|(m, _)| m.clone()).collect();
+            for m in &gone {
+                z.prune(m);
+            }
+            if z.is_empty() {
                 return None;
             }
         }
@@ -128,8 +141,21 @@ fn op() -> impl Strategy<Value = (u8, Op)> {
         (key.clone(), any::<bool>(), prop::option::of(0u64..3))
             .prop_map(|(k, head, count)| (k, Op::Pop { head, count })),
         (key.clone(), -3i64..3).prop_map(|(k, i)| (k, Op::LSet(i, b("set")))),
-        (key.clone(), -2i64..2, member).prop_map(|(k, c, v)| (k, Op::LRem(c, v))),
+        (key.clone(), -2i64..2, member.clone()).prop_map(|(k, c, v)| (k, Op::LRem(c, v))),
         (key.clone(), -3i64..3, -3i64..3).prop_map(|(k, a, z)| (k, Op::LTrim(a, z))),
+        (key.clone(), prop::collection::vec((-2i8..3, member.clone()), 1..3), any::<(bool, bool, bool)>()).prop_map(
+            |(k, pairs, (xx, gt, ch))| {
+                let pairs = pairs.into_iter().map(|(s, m)| (f64::from(s), m)).collect();
+                (k, Op::ZAdd { pairs, opts: ZAddOpts { xx, gt, ch, ..ZAddOpts::default() } })
+            }
+        ),
+        (key.clone(), -2i8..3, member.clone()).prop_map(|(k, s, m)| (
+            k,
+            Op::ZAdd { pairs: vec![(f64::from(s), m)], opts: ZAddOpts { incr: true, ..ZAddOpts::default() } }
+        )),
+        (key.clone(), members.clone()).prop_map(|(k, m)| (k, Op::ZRem(m))),
+        (key.clone(), any::<bool>(), prop::option::of(0u64..3))
+            .prop_map(|(k, max, count)| (k, Op::ZPop { max, count })),
         (key.clone(), 1u64..5).prop_map(|(k, t)| (k, Op::ExpireAt((1 << 40) + t))),
         key.prop_map(|k| (k, Op::Persist)),
     ]
