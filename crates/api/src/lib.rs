@@ -333,6 +333,10 @@ pub enum Value {
     Map { fields: BTreeMap<String, String> },
     /// `{"items": [...], "type": "list"}`, head first
     List { items: Vec<String> },
+    /// `{"members": [[member, score], ...], "type": "zset"}`, lowest score
+    /// first, each score as Redis writes it
+    #[serde(rename = "zset")]
+    SortedSet { members: Vec<(String, String)> },
 }
 
 impl Value {
@@ -345,6 +349,7 @@ impl Value {
             Value::Set { .. } => "set",
             Value::Map { .. } => "map",
             Value::List { .. } => "list",
+            Value::SortedSet { .. } => "zset",
         }
     }
 }
@@ -374,6 +379,10 @@ impl Serialize for Value {
             }
             Value::List { items } => {
                 st.serialize_field("items", items)?;
+                st.serialize_field("type", self.kind())?;
+            }
+            Value::SortedSet { members } => {
+                st.serialize_field("members", members)?;
                 st.serialize_field("type", self.kind())?;
             }
         }

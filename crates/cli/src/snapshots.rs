@@ -127,6 +127,7 @@ fn show(v: &Option<squall_api::Value>) -> String {
         Some(squall_api::Value::Set { members }) => serde_json::to_string(members).unwrap_or_default(),
         Some(squall_api::Value::Map { fields }) => serde_json::to_string(fields).unwrap_or_default(),
         Some(squall_api::Value::List { items }) => serde_json::to_string(items).unwrap_or_default(),
+        Some(squall_api::Value::SortedSet { members }) => serde_json::to_string(members).unwrap_or_default(),
     }
 }
 

@@ -8,7 +8,9 @@ use crate::pubsub::Kind as PubKind;
 use crate::resp::Frame;
 use bytes::Bytes;
 use squall_store::lattice::PhysicalClock;
-use squall_store::{ExpireIf, GetExpiry, Op, OpError, OpResult, Reply, SetExpiry};
+use squall_store::{
+    ExpireIf, GetExpiry, LexBound, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange,
+};
 
 /// A parsed command.
 #[derive(Debug)]
@@ -29,11 +31,30 @@ pub enum Cmd {
     /// LMOVE, RPOPLPUSH (and, with `block`, BLMOVE, BRPOPLPUSH): the item
     /// at one end of `from` to one end of `to`, in one unit.
     ListMove { from: Bytes, to: Bytes, from_head: bool, to_head: bool, block: Option<std::time::Duration> },
+    /// ZUNIONSTORE, ZINTERSTORE (`inter`), ZRANGESTORE (`range`): the
+    /// sorted sets (or sets, their members scored 1) at `keys` combined into
+    /// `dest`, in one unit that applies only if they still read as combined.
+    ZStore { dest: Bytes, keys: Vec<Bytes>, how: ZStoreHow },
     /// BLPOP, BRPOP: the first item of the first of `keys` that has one,
     /// waiting up to `block` (zero: for ever) for one to.
     BlockingPop { keys: Vec<Bytes>, head: bool, block: std::time::Duration },
     /// Everything that is not about keys: connection and server commands.
     Server(Server),
+}
+
+/// What ZUNIONSTORE, ZINTERSTORE and ZRANGESTORE make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZStoreHow {
+    Union { weights: Vec<f64>, aggregate: Aggregate },
+    Inter { weights: Vec<f64>, aggregate: Aggregate },
+    Range(ZRange),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Sum,
+    Min,
+    Max,
 }
 
 /// How a single-key op's reply becomes a frame.
@@ -58,6 +79,8 @@ pub enum Render {
     Members,
     /// LPOP's and RPOP's with a count: no list is a null array.
     Popped,
+    /// ZPOPMIN's and ZPOPMAX's without a count: member and score, flat.
+    ScoredFlat,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -280,7 +303,161 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("brpoplpush", 4),
     ("blpop", -3),
     ("brpop", -3),
+    ("zadd", -4),
+    ("zincrby", 4),
+    ("zrem", -3),
+    ("zscore", 3),
+    ("zmscore", -3),
+    ("zcard", 2),
+    ("zrank", 3),
+    ("zrevrank", 3),
+    ("zcount", 4),
+    ("zrange", -4),
+    ("zrangebyscore", -4),
+    ("zrevrangebyscore", -4),
+    ("zrevrange", -4),
+    ("zrangebylex", -4),
+    ("zrevrangebylex", -4),
+    ("zremrangebyrank", 4),
+    ("zremrangebyscore", 4),
+    ("zremrangebylex", 4),
+    ("zpopmin", -2),
+    ("zpopmax", -2),
+    ("zrangestore", -5),
+    ("zunionstore", -4),
+    ("zinterstore", -4),
 ];
+
+/// A score as ZADD and ZINCRBY take it (`inf`, `-inf`, `+inf` too; never NaN).
+fn score(b: &Bytes) -> Result<f64, Frame> {
+    parse_score(b).ok_or_else(|| Frame::err("value is not a valid float"))
+}
+
+fn parse_score(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    let f = match s.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ if s.is_empty() || s.starts_with(|c: char| c.is_ascii_whitespace()) => return None,
+        _ => s.parse::<f64>().ok()?,
+    };
+    (!f.is_nan()).then_some(f)
+}
+
+/// One end of a score range: `1.5`, `(1.5`, `-inf`, `+inf`.
+fn score_bound(b: &Bytes) -> Result<ScoreBound, Frame> {
+    let (open, text) = match b.strip_prefix(b"(") {
+        Some(rest) => (true, rest),
+        None => (false, &b[..]),
+    };
+    parse_score(text).map(|value| ScoreBound { value, open }).ok_or_else(|| Frame::err("min or max is not a float"))
+}
+
+/// One end of a lexical range: `-`, `+`, `[member`, `(member`.
+fn lex_bound(b: &Bytes) -> Result<LexBound, Frame> {
+    match b.first() {
+        Some(b'-') if b.len() == 1 => Ok(LexBound::Lowest),
+        Some(b'+') if b.len() == 1 => Ok(LexBound::Highest),
+        Some(b'[') => Ok(LexBound::In(b.slice(1..))),
+        Some(b'(') => Ok(LexBound::Out(b.slice(1..))),
+        _ => Err(Frame::err("min or max not valid string range item")),
+    }
+}
+
+/// ZRANGE's (and ZRANGESTORE's) arguments after the key: start stop
+/// [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]. REV's bounds
+/// come max first.
+fn parse_zrange(args: &[Bytes], store: bool) -> Result<ZRange, Frame> {
+    let (mut byscore, mut bylex, mut rev, mut limit, mut scores) = (false, false, false, None, false);
+    let mut i = 2;
+    while i < args.len() {
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"BYSCORE" => byscore = true,
+            b"BYLEX" => bylex = true,
+            b"REV" => rev = true,
+            b"WITHSCORES" if !store => scores = true,
+            b"LIMIT" if i + 2 < args.len() => {
+                limit = Some((int(&args[i + 1])?, int(&args[i + 2])?));
+                i += 2;
+            }
+            _ => return Err(syntax()),
+        }
+        i += 1;
+    }
+    if byscore && bylex {
+        return Err(syntax());
+    }
+    if limit.is_some() && !byscore && !bylex {
+        return Err(Frame::err("syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"));
+    }
+    if scores && bylex {
+        return Err(Frame::err("syntax error, WITHSCORES not supported in combination with BYLEX"));
+    }
+    let (lo, hi) = if rev && (byscore || bylex) { (&args[1], &args[0]) } else { (&args[0], &args[1]) };
+    let by = if byscore {
+        ZBy::Score(score_bound(lo)?, score_bound(hi)?)
+    } else if bylex {
+        ZBy::Lex(lex_bound(lo)?, lex_bound(hi)?)
+    } else {
+        ZBy::Index(int(&args[0])?, int(&args[1])?)
+    };
+    Ok(ZRange { by, rev, limit, scores })
+}
+
+/// The older range commands' options: [WITHSCORES] [LIMIT offset count].
+fn old_range_options(args: &[Bytes], scores_allowed: bool) -> Result<(bool, Option<(i64, i64)>), Frame> {
+    let (mut scores, mut limit) = (false, None);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"WITHSCORES" if scores_allowed => scores = true,
+            b"LIMIT" if i + 2 < args.len() => {
+                limit = Some((int(&args[i + 1])?, int(&args[i + 2])?));
+                i += 2;
+            }
+            _ => return Err(syntax()),
+        }
+        i += 1;
+    }
+    Ok((scores, limit))
+}
+
+/// ZUNIONSTORE's and ZINTERSTORE's `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]`.
+fn parse_zstore(name: &str, args: &[Bytes]) -> Result<(Vec<Bytes>, Vec<f64>, Aggregate), Frame> {
+    let n = int(&args[0])?;
+    if n <= 0 {
+        return Err(Frame::err(format!("at least 1 input key is needed for '{name}' command")));
+    }
+    let n = n as usize;
+    if args.len() < 1 + n {
+        return Err(syntax());
+    }
+    let keys = args[1..1 + n].to_vec();
+    let (mut weights, mut aggregate) = (vec![1.0; n], Aggregate::Sum);
+    let mut i = 1 + n;
+    while i < args.len() {
+        match args[i].to_ascii_uppercase().as_slice() {
+            b"WEIGHTS" if i + n < args.len() => {
+                for (w, arg) in weights.iter_mut().zip(&args[i + 1..i + 1 + n]) {
+                    *w = parse_score(arg).ok_or_else(|| Frame::err("weight value is not a float"))?;
+                }
+                i += n;
+            }
+            b"AGGREGATE" if i + 1 < args.len() => {
+                aggregate = match args[i + 1].to_ascii_uppercase().as_slice() {
+                    b"SUM" => Aggregate::Sum,
+                    b"MIN" => Aggregate::Min,
+                    b"MAX" => Aggregate::Max,
+                    _ => return Err(syntax()),
+                };
+                i += 1;
+            }
+            _ => return Err(syntax()),
+        }
+        i += 1;
+    }
+    Ok((keys, weights, aggregate))
+}
 
 /// LMOVE's LEFT or RIGHT: whether it is the head.
 fn side(b: &Bytes) -> Result<bool, Frame> {
@@ -566,6 +743,103 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
         b"RPOPLPUSH" | b"BRPOPLPUSH" => {
             let block = if name == b"BRPOPLPUSH" { Some(timeout(&args[3])?) } else { None };
             Ok(Cmd::ListMove { from: key(), to: args[2].clone(), from_head: false, to_head: true, block })
+        }
+        b"ZADD" => {
+            let mut opts = ZAddOpts::default();
+            let mut i = 2;
+            while i < args.len() {
+                match args[i].to_ascii_uppercase().as_slice() {
+                    b"NX" => opts.nx = true,
+                    b"XX" => opts.xx = true,
+                    b"GT" => opts.gt = true,
+                    b"LT" => opts.lt = true,
+                    b"CH" => opts.ch = true,
+                    b"INCR" => opts.incr = true,
+                    _ => break,
+                }
+                i += 1;
+            }
+            let rest = &args[i..];
+            if rest.is_empty() || !rest.len().is_multiple_of(2) {
+                return Err(if rest.is_empty() { arity_error(&args[0]) } else { syntax() });
+            }
+            if opts.nx && opts.xx {
+                return Err(Frame::err("XX and NX options at the same time are not compatible"));
+            }
+            if (opts.gt && opts.lt) || (opts.nx && (opts.gt || opts.lt)) {
+                return Err(Frame::err("GT, LT, and/or NX options at the same time are not compatible"));
+            }
+            let pairs = rest.chunks(2).map(|p| Ok((score(&p[0])?, p[1].clone()))).collect::<Result<Vec<_>, Frame>>()?;
+            if opts.incr && pairs.len() > 1 {
+                return Err(Frame::err("INCR option supports a single increment-element pair"));
+            }
+            one(Op::ZAdd { pairs, opts })
+        }
+        b"ZINCRBY" => {
+            let opts = ZAddOpts { incr: true, ..ZAddOpts::default() };
+            one(Op::ZAdd { pairs: vec![(score(&args[2])?, args[3].clone())], opts })
+        }
+        b"ZREM" => one(Op::ZRem(args[2..].to_vec())),
+        b"ZSCORE" => one(Op::ZScore(args[2].clone())),
+        b"ZMSCORE" => one(Op::ZMScore(args[2..].to_vec())),
+        b"ZCARD" => one(Op::ZCard),
+        b"ZRANK" | b"ZREVRANK" => one(Op::ZRank { member: args[2].clone(), rev: name == b"ZREVRANK" }),
+        b"ZCOUNT" => one(Op::ZCount(score_bound(&args[2])?, score_bound(&args[3])?)),
+        b"ZRANGE" => {
+            let q = parse_zrange(&args[2..], false)?;
+            let render = Render::Plain;
+            Ok(Cmd::Key { key: key(), op: Op::ZRange(q), render })
+        }
+        b"ZREVRANGE" => {
+            let (scores, limit) = old_range_options(&args[4..], true)?;
+            if limit.is_some() {
+                return Err(syntax());
+            }
+            let q = ZRange { by: ZBy::Index(int(&args[2])?, int(&args[3])?), rev: true, limit: None, scores };
+            Ok(Cmd::Key { key: key(), op: Op::ZRange(q), render: Render::Plain })
+        }
+        b"ZRANGEBYSCORE" | b"ZREVRANGEBYSCORE" | b"ZRANGEBYLEX" | b"ZREVRANGEBYLEX" => {
+            let rev = name.starts_with(b"ZREV");
+            let lex = name.ends_with(b"LEX");
+            let (scores, limit) = old_range_options(&args[4..], !lex)?;
+            let (lo, hi) = if rev { (&args[3], &args[2]) } else { (&args[2], &args[3]) };
+            let by = if lex {
+                ZBy::Lex(lex_bound(lo)?, lex_bound(hi)?)
+            } else {
+                ZBy::Score(score_bound(lo)?, score_bound(hi)?)
+            };
+            let q = ZRange { by, rev, limit, scores };
+            Ok(Cmd::Key { key: key(), op: Op::ZRange(q), render: Render::Plain })
+        }
+        b"ZREMRANGEBYRANK" => one(Op::ZRemRange(ZBy::Index(int(&args[2])?, int(&args[3])?))),
+        b"ZREMRANGEBYSCORE" => one(Op::ZRemRange(ZBy::Score(score_bound(&args[2])?, score_bound(&args[3])?))),
+        b"ZREMRANGEBYLEX" => one(Op::ZRemRange(ZBy::Lex(lex_bound(&args[2])?, lex_bound(&args[3])?))),
+        b"ZPOPMIN" | b"ZPOPMAX" => {
+            let max = name == b"ZPOPMAX";
+            match args {
+                [_, _] => Ok(Cmd::Key { key: key(), op: Op::ZPop { max, count: None }, render: Render::ScoredFlat }),
+                [_, _, count] => {
+                    let count = int(count)?;
+                    if count < 0 {
+                        return Err(Frame::err("value is out of range, must be positive"));
+                    }
+                    Ok(Cmd::Key { key: key(), op: Op::ZPop { max, count: Some(count as u64) }, render: Render::Plain })
+                }
+                _ => Err(syntax()),
+            }
+        }
+        b"ZRANGESTORE" => {
+            let q = parse_zrange(&args[3..], true)?;
+            Ok(Cmd::ZStore { dest: key(), keys: vec![args[2].clone()], how: ZStoreHow::Range(q) })
+        }
+        b"ZUNIONSTORE" | b"ZINTERSTORE" => {
+            let (keys, weights, aggregate) = parse_zstore(&lower(name), &args[2..])?;
+            let how = if name == b"ZUNIONSTORE" {
+                ZStoreHow::Union { weights, aggregate }
+            } else {
+                ZStoreHow::Inter { weights, aggregate }
+            };
+            Ok(Cmd::ZStore { dest: key(), keys, how })
         }
         b"BLPOP" | b"BRPOP" => {
             let block = timeout(&args[args.len() - 1])?;
@@ -966,6 +1240,9 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         }
         (Render::Members, Reply::List(members)) => Frame::Set(members.into_iter().map(Frame::Bulk).collect()),
         (Render::Popped, Reply::Nil) => Frame::NilArray,
+        (Render::ScoredFlat, Reply::Scored(pairs)) => {
+            Frame::Array(pairs.into_iter().flat_map(|(m, s)| [Frame::Bulk(m), Frame::Double(s)]).collect())
+        }
         (Render::Fields | Render::Values, Reply::List(pairs)) => {
             let skip = usize::from(how == Render::Values);
             Frame::Array(pairs.into_iter().skip(skip).step_by(2).map(Frame::Bulk).collect())
@@ -999,9 +1276,69 @@ fn reply_frame(reply: Reply) -> Frame {
         Reply::List(items) => Frame::Array(items.into_iter().map(Frame::Bulk).collect()),
         Reply::Array(replies) => Frame::Array(replies.into_iter().map(reply_frame).collect()),
         Reply::Type(kind) => Frame::Simple(kind.map_or("none", |k| k.redis_name())),
+        Reply::Score(s) => Frame::Double(s),
+        Reply::Scored(pairs) => Frame::Scored(pairs),
         // Entries only go to HTTP; a RESP command never asks for one.
         Reply::Entry(_) => Frame::Nil,
     }
+}
+
+/// The result of ZUNIONSTORE, ZINTERSTORE or ZRANGESTORE over the entries
+/// read (sets count as sorted sets of score 1), as (member, score).
+pub fn combine_zsets(results: Vec<OpResult>, how: &ZStoreHow) -> Result<Vec<(Bytes, f64)>, OpError> {
+    use squall_store::lattice::{Value, ZSet};
+    use std::collections::HashMap;
+    let mut sets: Vec<Vec<(Bytes, f64)>> = Vec::with_capacity(results.len());
+    for r in results {
+        sets.push(match r? {
+            Reply::Entry(e) => match e.value {
+                Value::ZSet(z) => z.ordered().map(|(m, s)| (m.clone(), s)).collect(),
+                Value::Set(m) => m.iter().filter(|(_, r)| r.value).map(|(k, _)| (k.clone(), 1.0)).collect(),
+                Value::Tombstone => Vec::new(),
+                _ => return Err(OpError::WrongType),
+            },
+            _ => Vec::new(),
+        });
+    }
+    let (weights, aggregate, inter) = match how {
+        ZStoreHow::Range(q) => {
+            let Some(only) = sets.pop() else { return Ok(Vec::new()) };
+            let mut z = ZSet::default();
+            let st = squall_store::lattice::Stamp::ZERO;
+            for (m, s) in only {
+                z.assign(m, squall_store::lattice::Lww::new(st, Some(squall_store::lattice::Score(s))));
+            }
+            return Ok(squall_store::zrange(&z, q));
+        }
+        ZStoreHow::Union { weights, aggregate } => (weights, *aggregate, false),
+        ZStoreHow::Inter { weights, aggregate } => (weights, *aggregate, true),
+    };
+    let mut acc: HashMap<Bytes, (f64, usize)> = HashMap::new();
+    for (set, w) in sets.iter().zip(weights) {
+        for (m, s) in set {
+            // 0 times infinity is 0 here, as in Redis.
+            let s = if *w == 0.0 || *s == 0.0 { 0.0 } else { s * w };
+            let s = if s.is_nan() { 0.0 } else { s };
+            match acc.get_mut(m) {
+                Some((have, seen)) => {
+                    *have = match aggregate {
+                        Aggregate::Sum => {
+                            let sum = *have + s;
+                            if sum.is_nan() { 0.0 } else { sum }
+                        }
+                        Aggregate::Min => have.min(s),
+                        Aggregate::Max => have.max(s),
+                    };
+                    *seen += 1;
+                }
+                None => {
+                    acc.insert(m.clone(), (s, 1));
+                }
+            }
+        }
+    }
+    let all = sets.len();
+    Ok(acc.into_iter().filter(|(_, (_, seen))| !inter || *seen == all).map(|(m, (s, _))| (m, s)).collect())
 }
 
 /// The frame for a multi-key command's results.

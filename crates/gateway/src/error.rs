@@ -56,7 +56,8 @@ impl From<OpError> for ApiError {
             | OpError::Overflow
             | OpError::NotFloat
             | OpError::NotFinite
-            | OpError::HashNotInteger => StatusCode::CONFLICT,
+            | OpError::HashNotInteger
+            | OpError::ScoreNaN => StatusCode::CONFLICT,
             OpError::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             OpError::NoSuchKey => StatusCode::NOT_FOUND,
             OpError::OutOfRange => StatusCode::UNPROCESSABLE_ENTITY,

@@ -110,6 +110,9 @@ pub(crate) fn api_value(entry: &Entry) -> Option<squall_api::Value> {
         Value::List(items) => squall_api::Value::List {
             items: items.iter().filter_map(|(_, r)| r.value.as_ref().map(|v| text(v))).collect(),
         },
+        Value::ZSet(z) => squall_api::Value::SortedSet {
+            members: z.ordered().map(|(m, s)| (text(m), squall_store::lattice::format_score(s))).collect(),
+        },
         Value::Tombstone => return None,
     })
 }

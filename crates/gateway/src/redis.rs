@@ -1041,6 +1041,7 @@ impl Conn {
                 | Cmd::Move { .. }
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
+                | Cmd::ZStore { .. }
                 | Cmd::BlockingPop { .. } => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
@@ -1097,6 +1098,7 @@ impl Conn {
             Cmd::Stored { dest, keys, combine } => self.store_sets(dest, keys, combine).await,
             Cmd::Move { from, to, member } => self.smove(from, to, member).await,
             Cmd::Relocate { from, to, copy, only_new } => self.relocate(from, to, copy, only_new).await,
+            Cmd::ZStore { dest, keys, how } => self.zstore(dest, keys, how).await,
             Cmd::ListMove { from, to, from_head, to_head, block: None } => {
                 self.lmove(&from, &to, from_head, to_head).await
             }
@@ -1187,6 +1189,7 @@ impl Conn {
                 | Cmd::Move { .. }
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
+                | Cmd::ZStore { .. }
                 | Cmd::BlockingPop { .. } => {}
             }
         }
@@ -1208,6 +1211,7 @@ impl Conn {
                 | Cmd::Move { .. }
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
+                | Cmd::ZStore { .. }
                 | Cmd::BlockingPop { .. } => Frame::err("not queued in a transaction"),
             };
             frames.push(frame);
@@ -1450,6 +1454,38 @@ impl Conn {
             }
         }
         Frame::err("the sets kept changing while being combined; try again")
+    }
+
+    /// ZUNIONSTORE, ZINTERSTORE, ZRANGESTORE: reads the sources whole,
+    /// combines them, and replaces `dest` with the result in one unit that
+    /// applies only if every source still reads the same; again if one
+    /// changed in between.
+    async fn zstore(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::ZStoreHow) -> Frame {
+        use squall_store::{Op, ZAddOpts};
+        for _ in 0..OPTIMISTIC_TRIES {
+            let reads = keys.iter().map(|k| (k.clone(), Op::Snapshot)).collect();
+            let results = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let checks = keys.iter().zip(&results).map(|(k, saw)| self.check(k, Op::Snapshot, saw.clone())).collect();
+            let pairs = match commands::combine_zsets(results, &how) {
+                Ok(p) => p,
+                Err(e) => return commands::op_error(e),
+            };
+            let n = pairs.len() as i64;
+            let mut ops = vec![(dest.clone(), Op::Del)];
+            if !pairs.is_empty() {
+                let pairs = pairs.into_iter().map(|(m, s)| (s, m)).collect();
+                ops.push((dest.clone(), Op::ZAdd { pairs, opts: ZAddOpts::default() }));
+            }
+            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+                Ok(Some(_)) => return Frame::Integer(n),
+                Ok(None) => continue,
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the sorted sets kept changing while being combined; try again")
     }
 
     /// RENAME, RENAMENX and COPY: reads the value at `from`, then writes it
@@ -1841,7 +1877,11 @@ impl Conn {
         let adds = match cmd {
             Cmd::Key { op, .. } => op.may_add_key(),
             Cmd::Keys { ops, .. } => ops.iter().any(|(_, op)| op.may_add_key()),
-            Cmd::Stored { .. } | Cmd::Move { .. } | Cmd::Relocate { .. } | Cmd::ListMove { .. } => true,
+            Cmd::Stored { .. }
+            | Cmd::Move { .. }
+            | Cmd::Relocate { .. }
+            | Cmd::ListMove { .. }
+            | Cmd::ZStore { .. } => true,
             Cmd::BlockingPop { .. } => false,
             Cmd::Server(_) => false,
         };

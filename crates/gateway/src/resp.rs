@@ -518,6 +518,12 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// A RESP3 set (`~`), or an array in RESP2.
     Set(Vec<Frame>),
+    /// A RESP3 double (`,1.5`), or in RESP2 its text as a bulk string,
+    /// written as Redis 7.0 writes scores.
+    Double(f64),
+    /// Members with their scores (ZRANGE WITHSCORES...): a flat array of
+    /// member, score, member... in RESP2, an array of pairs in RESP3.
+    Scored(Vec<(Bytes, f64)>),
     /// A RESP3 push (`>`): what the server sends unasked (pub/sub
     /// messages, and the replies of subscribing); an array in RESP2.
     Push(Vec<Frame>),
@@ -563,6 +569,24 @@ impl Frame {
                 put_len_line(out, b'$', bytes.len());
                 out.put_slice(bytes);
                 out.put_slice(CRLF);
+            }
+            Frame::Double(f) => {
+                let text = squall_store::lattice::format_score(*f);
+                if resp3 {
+                    put_line(out, b',', text.as_bytes());
+                } else {
+                    Frame::Bulk(Bytes::from(text)).encode_as(out, false);
+                }
+            }
+            Frame::Scored(pairs) => {
+                put_len_line(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
+                for (m, score) in pairs {
+                    if resp3 {
+                        put_len_line(out, b'*', 2);
+                    }
+                    Frame::Bulk(m.clone()).encode_as(out, resp3);
+                    Frame::Double(*score).encode_as(out, resp3);
+                }
             }
             Frame::Nil | Frame::NilArray if resp3 => out.put_slice(b"_\r\n"),
             Frame::Nil => out.put_slice(b"$-1\r\n"),

@@ -114,9 +114,12 @@ pub struct StoreTxn {
 fn store_error(e: OpError) -> StoreError {
     match e {
         OpError::WrongType => StoreError::WrongType,
-        OpError::NotInteger | OpError::Overflow | OpError::NotFloat | OpError::NotFinite | OpError::HashNotInteger => {
-            StoreError::NotInteger
-        }
+        OpError::NotInteger
+        | OpError::ScoreNaN
+        | OpError::Overflow
+        | OpError::NotFloat
+        | OpError::NotFinite
+        | OpError::HashNotInteger => StoreError::NotInteger,
         OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange => StoreError::Unavailable(e.message()),
         OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),
     }

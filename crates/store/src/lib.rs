@@ -39,7 +39,7 @@ mod window;
 
 pub use disk::Health;
 pub use glob::{matches as glob_matches, prefix_pattern};
-pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash};
+pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash, zrange};
 pub use op::{
     ExpireIf, GetExpiry, LexBound, MAX_STRING, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy,
     ZRange,

@@ -114,6 +114,9 @@ pub enum Op {
     },
     ZCount(ScoreBound, ScoreBound),
     ZRange(ZRange),
+    /// ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX: removes what
+    /// ZRANGE would pick; answers how many.
+    ZRemRange(ZBy),
     /// ZPOPMIN (ZPOPMAX: `max`): the lowest (highest) members with their scores.
     ZPop {
         max: bool,
@@ -314,6 +317,7 @@ impl Op {
                 | Op::ZAdd { .. }
                 | Op::ZRem(_)
                 | Op::ZPop { .. }
+                | Op::ZRemRange(_)
         )
     }
 

@@ -555,8 +555,9 @@ fn push_places(items: &Items, head: bool, n: usize, made: Stamp) -> Result<Vec<P
     Ok(out)
 }
 
-/// What ZRANGE picks of `z`, in the order it answers.
-fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
+/// What ZRANGE picks of `z`, in the order it answers (with scores,
+/// whatever `q.scores` says).
+pub fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
     let n = z.len();
     let (offset, count) = match q.limit {
         Some((o, c)) if o >= 0 => (o as usize, if c < 0 { usize::MAX } else { c as usize }),
@@ -614,6 +615,11 @@ fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
             }
         }
     }
+}
+
+/// ZRANGE of everything `by` selects, lowest first, without scores.
+fn whole(by: &ZBy) -> ZRange {
+    ZRange { by: by.clone(), rev: false, limit: None, scores: false }
 }
 
 /// The members ZPOPMIN or ZPOPMAX takes, in the order they go.
@@ -957,11 +963,14 @@ impl Keyspace {
                 let states = names.iter().zip(&places).map(|(n, p)| (n.as_ref(), l.get(p).map(StateRef::Item)));
                 out.undo_elements(ns, key, made, states);
             }
-            (Op::ZAdd { .. } | Op::ZRem(_) | Op::ZPop { .. }, Body::Other(Value::ZSet(z))) if live && big(z.len()) => {
+            (Op::ZAdd { .. } | Op::ZRem(_) | Op::ZPop { .. } | Op::ZRemRange(_), Body::Other(Value::ZSet(z)))
+                if live && big(z.len()) =>
+            {
                 let named: Vec<Bytes> = match op {
                     Op::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.clone()).collect(),
                     Op::ZRem(ms) => ms.clone(),
                     Op::ZPop { max, count } => zpopped(z, *max, *count).into_iter().map(|(m, _)| m).collect(),
+                    Op::ZRemRange(by) => zrange(z, &whole(by)).into_iter().map(|(m, _)| m).collect(),
                     _ => Vec::new(),
                 };
                 let named = distinct(named.iter().map(|m| m.as_ref()), named.len());
@@ -1075,6 +1084,15 @@ impl Keyspace {
             }
             Op::ZAdd { pairs, opts } => self.zadd(ns, h, key, &pairs, opts, stamp, now, changes),
             Op::ZRem(members) => self.zremove(ns, h, key, members, stamp, changes, None),
+            Op::ZRemRange(by) => {
+                let picked = match self.live(ns, h, key, now).map(|s| s.body(self.node)) {
+                    None => return Ok(Reply::Int(0)),
+                    Some(Body::Other(Value::ZSet(z))) => zrange(z, &whole(&by)),
+                    Some(_) => return Err(OpError::WrongType),
+                };
+                let members = picked.into_iter().map(|(m, _)| m).collect();
+                self.zremove(ns, h, key, members, stamp, changes, None)
+            }
             Op::ZPop { max, count } => {
                 let popped = match self.live(ns, h, key, now).map(|s| s.body(self.node)) {
                     None => return Ok(Reply::Scored(Vec::new())),
