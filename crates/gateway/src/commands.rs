@@ -459,6 +459,12 @@ fn parse_zstore(name: &str, args: &[Bytes]) -> Result<(Vec<Bytes>, Vec<f64>, Agg
     Ok((keys, weights, aggregate))
 }
 
+/// Each command's arity by its upper-cased name: one hash lookup per
+/// command, however long the table grows.
+static ARITY: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, i64>> = std::sync::LazyLock::new(|| {
+    COMMANDS.iter().map(|(name, arity)| (name.to_ascii_uppercase().into_bytes(), *arity)).collect()
+});
+
 /// LMOVE's LEFT or RIGHT: whether it is the head.
 fn side(b: &Bytes) -> Result<bool, Frame> {
     if b.eq_ignore_ascii_case(b"LEFT") {
@@ -549,7 +555,7 @@ pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
     let mut buf = [0u8; 24];
     let n = upper(&args[0], &mut buf).unwrap_or(0);
     let name = &buf[..n];
-    let Some(&(_, arity)) = COMMANDS.iter().find(|(c, _)| c.as_bytes().eq_ignore_ascii_case(name)) else {
+    let Some(&arity) = ARITY.get(name) else {
         let shown: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
         let mut rest = String::new();
         for a in args.iter().skip(1).take(8) {

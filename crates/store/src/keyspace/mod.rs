@@ -1583,6 +1583,9 @@ impl Keyspace {
             None if opts.xx => return Ok(if opts.incr { Reply::Nil } else { Reply::Int(0) }),
             _ => {}
         }
+        if pairs.iter().any(|(s, _)| s.is_nan()) {
+            return Err(OpError::NotFloat);
+        }
         let empty = || Value::ZSet(ZSet::default());
         let (entry, header, _) = self.collection(ns, h, key, stamp, now, empty, None)?;
         let epoch = entry.epoch;
@@ -1600,7 +1603,7 @@ impl Keyspace {
                 _ => *score,
             };
             if new.is_nan() {
-                // Only INCR can get here (the commands refuse NaN): nothing was written.
+                // Only INCR gets here (inf plus -inf), on a member that is there: nothing was written.
                 return Err(OpError::ScoreNaN);
             }
             if let Some(c) = current
