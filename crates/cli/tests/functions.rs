@@ -378,7 +378,11 @@ fn deleting_a_hundred_functions_gives_their_memory_back() {
     let (full1, after1) = flood(1);
     let (full2, after2) = flood(2);
     eprintln!("RSS MiB: start {start}, round 1 {full1} -> {after1} after deleting, round 2 {full2} -> {after2}");
-    assert!(after2 <= after1 + 16, "RSS {after1} -> {after2} MiB: the deleted functions' memory stayed");
+    // The allocator gives freed pages back to the system when it likes (a
+    // loaded machine saw round 1 end at 76 MiB, another run at 110), so the
+    // low point of a round is no baseline; its high point is: memory that
+    // stayed would add a round's worth (some 60 MiB) on top of it.
+    assert!(after2 <= full1 + 16, "RSS {full1} -> {after2} MiB: the deleted functions' memory stayed");
     assert!(full2 <= full1 + 16, "RSS {full1} -> {full2} MiB at the full point of each round");
 }
 

@@ -1425,67 +1425,60 @@ impl Conn {
         }
     }
 
-    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: reads the sets, combines them,
-    /// and replaces `dest` with the result in one unit that applies only if
-    /// every set still reads the same (its owners check, holding them);
-    /// if one changed in between, again, a bounded number of times.
-    async fn store_sets(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::Combine) -> Frame {
-        use squall_store::Op;
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE, ZUNIONSTORE, ZINTERSTORE,
+    /// ZRANGESTORE: reads `keys` with `read`, makes from what they hold
+    /// what `dest` becomes (how many it holds, and the write that fills it),
+    /// and replaces `dest` with that in one unit that applies only if every
+    /// key still reads the same (its owners check, holding them); if one
+    /// changed in between, again, a bounded number of times.
+    async fn store_combined(
+        &mut self,
+        dest: Bytes,
+        keys: Vec<Bytes>,
+        read: squall_store::Op,
+        make: impl Fn(Vec<OpResult>) -> Result<(i64, Option<squall_store::Op>), squall_store::OpError>,
+    ) -> Frame {
         for _ in 0..OPTIMISTIC_TRIES {
-            let reads = keys.iter().map(|k| (k.clone(), Op::SMembers)).collect();
+            let reads = keys.iter().map(|k| (k.clone(), read.clone())).collect();
             let results = match self.store.atomic(&self.ns, reads, &mut self.session).await {
                 Ok(r) => r,
                 Err(e) => return store_error(e),
             };
-            let checks = keys.iter().zip(&results).map(|(k, saw)| self.check(k, Op::SMembers, saw.clone())).collect();
-            let members = match commands::combine_sets(results, how) {
-                Ok(m) => m,
+            let checks = keys.iter().zip(&results).map(|(k, saw)| self.check(k, read.clone(), saw.clone())).collect();
+            let (n, fill) = match make(results) {
+                Ok(made) => made,
                 Err(e) => return commands::op_error(e),
             };
-            let n = members.len() as i64;
-            let mut ops = vec![(dest.clone(), Op::Del)];
-            if !members.is_empty() {
-                ops.push((dest.clone(), Op::SAdd(members)));
-            }
+            let mut ops = vec![(dest.clone(), squall_store::Op::Del)];
+            ops.extend(fill.map(|op| (dest.clone(), op)));
             match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
                 Ok(Some(_)) => return Frame::Integer(n),
                 Ok(None) => continue,
                 Err(e) => return store_error(e),
             }
         }
-        Frame::err("the sets kept changing while being combined; try again")
+        Frame::err("the keys kept changing while being combined; try again")
     }
 
-    /// ZUNIONSTORE, ZINTERSTORE, ZRANGESTORE: reads the sources whole,
-    /// combines them, and replaces `dest` with the result in one unit that
-    /// applies only if every source still reads the same; again if one
-    /// changed in between.
+    async fn store_sets(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::Combine) -> Frame {
+        use squall_store::Op;
+        self.store_combined(dest, keys, Op::SMembers, |results| {
+            let members = commands::combine_sets(results, how)?;
+            Ok((members.len() as i64, (!members.is_empty()).then_some(Op::SAdd(members))))
+        })
+        .await
+    }
+
+    /// A set counts as a sorted set of scores 1, so the sources are read whole.
     async fn zstore(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::ZStoreHow) -> Frame {
         use squall_store::{Op, ZAddOpts};
-        for _ in 0..OPTIMISTIC_TRIES {
-            let reads = keys.iter().map(|k| (k.clone(), Op::Snapshot)).collect();
-            let results = match self.store.atomic(&self.ns, reads, &mut self.session).await {
-                Ok(r) => r,
-                Err(e) => return store_error(e),
-            };
-            let checks = keys.iter().zip(&results).map(|(k, saw)| self.check(k, Op::Snapshot, saw.clone())).collect();
-            let pairs = match commands::combine_zsets(results, &how) {
-                Ok(p) => p,
-                Err(e) => return commands::op_error(e),
-            };
+        self.store_combined(dest, keys, Op::Snapshot, |results| {
+            let pairs = commands::combine_zsets(results, &how)?;
             let n = pairs.len() as i64;
-            let mut ops = vec![(dest.clone(), Op::Del)];
-            if !pairs.is_empty() {
-                let pairs = pairs.into_iter().map(|(m, s)| (s, m)).collect();
-                ops.push((dest.clone(), Op::ZAdd { pairs, opts: ZAddOpts::default() }));
-            }
-            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
-                Ok(Some(_)) => return Frame::Integer(n),
-                Ok(None) => continue,
-                Err(e) => return store_error(e),
-            }
-        }
-        Frame::err("the sorted sets kept changing while being combined; try again")
+            let pairs: Vec<(f64, Bytes)> = pairs.into_iter().map(|(m, s)| (s, m)).collect();
+            Ok((n, (!pairs.is_empty()).then_some(Op::ZAdd { pairs, opts: ZAddOpts::default() })))
+        })
+        .await
     }
 
     /// RENAME, RENAMENX and COPY: reads the value at `from`, then writes it

@@ -1552,14 +1552,31 @@ impl Keyspace {
             _ => false,
         };
         self.bytes -= shrunk;
+        self.removed_elements(ns, h, key, epoch, empty, &removed, &gone, changes);
+        Ok(Reply::Int(removed.len() as i64))
+    }
+
+    /// After elements went from a collection: the key goes if it is
+    /// `empty` now (as in Redis), else each removal is recorded as `gone`.
+    #[allow(clippy::too_many_arguments)]
+    fn removed_elements(
+        &mut self,
+        ns: &[u8],
+        h: u64,
+        key: &[u8],
+        epoch: Stamp,
+        empty: bool,
+        names: &[impl AsRef<[u8]>],
+        gone: &Element,
+        changes: &mut impl Changes,
+    ) {
         if empty {
             self.del(ns, h, key, changes);
         } else {
-            for name in &removed {
-                changes.element(ns, key, epoch, name, &gone);
+            for name in names {
+                changes.element(ns, key, epoch, name.as_ref(), gone);
             }
         }
-        Ok(Reply::Int(removed.len() as i64))
     }
 
     /// ZADD, ZINCRBY: each member's score set (or, with INCR, raised) as
@@ -1675,14 +1692,8 @@ impl Keyspace {
         }
         let empty = z.is_empty();
         self.bytes -= removed.iter().map(|m| (m.len() + SCORED_OVERHEAD) as i64).sum::<i64>();
-        if empty {
-            self.del(ns, h, key, changes);
-        } else {
-            let gone = Element::Score(Lww::new(stamp, None));
-            for m in &removed {
-                changes.element(ns, key, epoch, m, &gone);
-            }
-        }
+        let gone = Element::Score(Lww::new(stamp, None));
+        self.removed_elements(ns, h, key, epoch, empty, &removed, &gone, changes);
         Ok(answer(removed.len() as i64, popped))
     }
 
@@ -1759,14 +1770,9 @@ impl Keyspace {
         }
         let empty = list.is_empty();
         self.bytes -= taken.iter().map(|v| (v.len() + ITEM_OVERHEAD) as i64).sum::<i64>();
-        if empty {
-            self.del(ns, h, key, changes);
-        } else {
-            let gone = Element::Item(Lww::new(stamp, None));
-            for place in &places {
-                changes.element(ns, key, epoch, &place.encode(), &gone);
-            }
-        }
+        let gone = Element::Item(Lww::new(stamp, None));
+        let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
+        self.removed_elements(ns, h, key, epoch, empty, &names, &gone, changes);
         Ok(match op {
             Op::Pop { count: None, .. } => taken.pop().map_or(Reply::Nil, Reply::Bytes),
             Op::Pop { .. } => Reply::List(taken),
