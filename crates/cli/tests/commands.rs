@@ -571,3 +571,30 @@ fn list_commands_answer_as_redis_does() {
     assert_eq!(blmove.join().unwrap().as_deref(), Some("item"));
     check(&mut c, vec![("LRANGE dst 0 -1", list(&["item"])), ("EXISTS src", int(0))]);
 }
+
+#[test]
+fn info_counts_commands_and_errors_until_resetstat() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("SET a 1", Want::Is(Value::Okay)),
+            ("GET a", bulk("1")),
+            ("GET a", bulk("1")),
+            ("LPUSH a x", Want::Error("WRONGTYPE")),
+            ("NOSUCH", Want::Error("unknown command")),
+        ],
+    );
+    let info = |c: &mut Connection, section: &str| -> String { redis::cmd("INFO").arg(section).query(c).unwrap() };
+    let stats = info(&mut c, "commandstats");
+    assert!(stats.contains("cmdstat_get:calls=2,usec="), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=1,usec="), "{stats}");
+    let errors = info(&mut c, "errorstats");
+    assert!(errors.contains("errorstat_ERR:count=1") && errors.contains("errorstat_WRONGTYPE:count=1"), "{errors}");
+    // Not among the default sections; errorstats is.
+    let default: String = redis::cmd("INFO").query(&mut c).unwrap();
+    assert!(!default.contains("cmdstat_") && default.contains("errorstat_ERR"), "{default}");
+    check(&mut c, vec![("CONFIG RESETSTAT", Want::Is(Value::Okay))]);
+    assert!(!info(&mut c, "errorstats").contains("errorstat_"));
+}

@@ -157,6 +157,8 @@ pub enum Server {
     },
     /// A command that only answers OK.
     Ok,
+    /// CONFIG RESETSTAT: the command and error statistics start again.
+    ResetStat,
     Watch(Vec<Bytes>),
     Unwatch,
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: the names to listen to.
@@ -459,10 +461,14 @@ fn parse_zstore(name: &str, args: &[Bytes]) -> Result<(Vec<Bytes>, Vec<f64>, Agg
     Ok((keys, weights, aggregate))
 }
 
-/// Each command's arity by its upper-cased name: one hash lookup per
-/// command, however long the table grows.
-static ARITY: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, i64>> = std::sync::LazyLock::new(|| {
-    COMMANDS.iter().map(|(name, arity)| (name.to_ascii_uppercase().into_bytes(), *arity)).collect()
+/// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
+/// name: one hash lookup per command, however long the table grows.
+static ARITY: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, (usize, i64)>> = std::sync::LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, arity))| (name.to_ascii_uppercase().into_bytes(), (i, *arity)))
+        .collect()
 });
 
 /// LMOVE's LEFT or RIGHT: whether it is the head.
@@ -552,17 +558,34 @@ fn upper(name: &[u8], buf: &mut [u8; 24]) -> Option<usize> {
 /// frame Redis would answer. `clock` turns relative expiries (SET EX,
 /// SETEX, EXPIRE...) into absolute ones.
 pub fn parse(args: &[Bytes], clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
+    parse_indexed(args, clock).1
+}
+
+/// [`parse`], and the command's place in [`COMMANDS`] if it is one (for
+/// its statistics, even when its arguments are wrong).
+pub fn parse_indexed(args: &[Bytes], clock: &dyn PhysicalClock) -> (Option<usize>, Result<Cmd, Frame>) {
     let mut buf = [0u8; 24];
     let n = upper(&args[0], &mut buf).unwrap_or(0);
     let name = &buf[..n];
-    let Some(&arity) = ARITY.get(name) else {
+    let Some(&(index, arity)) = ARITY.get(name) else {
+        return (None, Err(unknown(args)));
+    };
+    (Some(index), parse_known(args, name, arity, clock))
+}
+
+/// `-ERR unknown command`, as Redis words it.
+fn unknown(args: &[Bytes]) -> Frame {
+    {
         let shown: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
         let mut rest = String::new();
         for a in args.iter().skip(1).take(8) {
             rest.push_str(&format!("'{}' ", String::from_utf8_lossy(a).chars().take(64).collect::<String>()));
         }
-        return Err(Frame::err(format!("unknown command '{shown}', with args beginning with: {rest}")));
-    };
+        Frame::err(format!("unknown command '{shown}', with args beginning with: {rest}"))
+    }
+}
+
+fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
     let argc = args.len() as i64;
     if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
         return Err(arity_error(&args[0]));
@@ -1147,7 +1170,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
             }
             Server::ConfigSet(args[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect())
         }
-        b"CONFIG" if args[1].eq_ignore_ascii_case(b"RESETSTAT") => Server::Ok,
+        b"CONFIG" if args[1].eq_ignore_ascii_case(b"RESETSTAT") => Server::ResetStat,
         b"CONFIG" => {
             let sub = String::from_utf8_lossy(&args[1]);
             return Err(Frame::err(format!(

@@ -63,6 +63,14 @@ impl Histogram {
     }
 }
 
+/// One command's calls, and the microseconds of the rounds they ran in
+/// (a round's time shared evenly among its commands).
+#[derive(Debug, Default)]
+pub struct CommandStat {
+    pub calls: AtomicU64,
+    pub usec: AtomicU64,
+}
+
 /// The gateway's own measurements; the store's come from its shard stats.
 #[derive(Debug)]
 pub struct Metrics {
@@ -76,6 +84,11 @@ pub struct Metrics {
     /// Subscribers closed for falling behind their messages.
     pub resp_pubsub_slow_closed: AtomicU64,
     pub resp_latency: Histogram,
+    /// Per Redis command (by its place in `commands::COMMANDS`): calls and
+    /// microseconds, for INFO commandstats.
+    pub command_stats: Box<[CommandStat]>,
+    /// Error replies by their code (`ERR`, `WRONGTYPE`...), for INFO errorstats.
+    pub error_stats: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub http_requests: AtomicU64,
     pub http_errors: AtomicU64,
     pub http_latency: Histogram,
@@ -94,6 +107,8 @@ impl Default for Metrics {
             resp_output_limit_closed: AtomicU64::new(0),
             resp_pubsub_slow_closed: AtomicU64::new(0),
             resp_latency: Histogram::default(),
+            command_stats: crate::commands::COMMANDS.iter().map(|_| CommandStat::default()).collect(),
+            error_stats: Default::default(),
             http_requests: AtomicU64::new(0),
             http_errors: AtomicU64::new(0),
             http_latency: Histogram::default(),
@@ -103,6 +118,31 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// An error reply went out: counted under its code.
+    pub fn error_reply(&self, text: &str) {
+        let code = text.split(' ').next().unwrap_or("ERR");
+        let code = if !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase()) { code } else { "ERR" };
+        let mut stats = self.error_stats.lock().unwrap_or_else(|e| e.into_inner());
+        let full = stats.len() >= 128;
+        match stats.get_mut(code) {
+            Some(n) => *n += 1,
+            // Bounded: codes come from a fixed set in Squall's own replies.
+            None if !full => {
+                stats.insert(code.to_string(), 1);
+            }
+            None => {}
+        }
+    }
+
+    /// CONFIG RESETSTAT.
+    pub fn reset_command_stats(&self) {
+        for c in self.command_stats.iter() {
+            c.calls.store(0, Ordering::Relaxed);
+            c.usec.store(0, Ordering::Relaxed);
+        }
+        self.error_stats.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// The whole exposition.
     pub fn render(&self, store: &Handle) -> String {
         let mut out = String::with_capacity(4096);

@@ -465,6 +465,9 @@ enum Woke {
 
 struct Conn {
     store: Handle,
+    /// This round's commands, by their place in `commands::COMMANDS`, and
+    /// how many of each: counted into the node's statistics when it ends.
+    round_calls: Vec<(u16, u32)>,
     subs: Subscriptions,
     ns: Bytes,
     id: u64,
@@ -534,6 +537,7 @@ impl Conn {
             allowed: opts.access.is_open(),
             failed_logins: 0,
             store,
+            round_calls: Vec::new(),
             subs: Subscriptions::default(),
             ns: Bytes::from_static(DEFAULT_NS),
             id,
@@ -756,7 +760,14 @@ impl Conn {
                 rbuf = BytesMut::new();
             }
             self.metrics.resp_commands.fetch_add(commands, Ordering::Relaxed);
-            self.metrics.resp_latency.observe_n(started.elapsed(), commands);
+            let took = started.elapsed();
+            self.metrics.resp_latency.observe_n(took, commands);
+            let each = took.as_micros() as u64 / commands.max(1);
+            for (i, n) in self.round_calls.drain(..) {
+                let stat = &self.metrics.command_stats[i as usize];
+                stat.calls.fetch_add(u64::from(n), Ordering::Relaxed);
+                stat.usec.fetch_add(each * u64::from(n), Ordering::Relaxed);
+            }
             if close || !ok {
                 break;
             }
@@ -882,8 +893,9 @@ impl Conn {
                     Err(e) => Frame::err(e),
                 },
             };
-            if matches!(frame, Frame::Error(_)) {
+            if let Frame::Error(text) = &frame {
                 self.metrics.resp_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.error_reply(text);
             }
             frame.encode_as(wbuf, self.encoding);
             ok = if self.over_hard_limit(wbuf.len() + self.unencoded) {
@@ -963,7 +975,14 @@ impl Conn {
 
     /// Starts one command. Returns false when the connection should close.
     async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>) -> bool {
-        let cmd = match commands::parse(args, &**self.store.clock()) {
+        let (index, parsed) = commands::parse_indexed(args, &**self.store.clock());
+        if let Some(i) = index {
+            match self.round_calls.iter_mut().find(|(c, _)| *c == i as u16) {
+                Some((_, n)) => *n += 1,
+                None => self.round_calls.push((i as u16, 1)),
+            }
+        }
+        let cmd = match parsed {
             Ok(cmd) => cmd,
             Err(frame) => {
                 // An HTTP request sent here (a browser page made to POST to
@@ -1351,6 +1370,10 @@ impl Conn {
             }
             Server::ConfigSet(pairs) => self.config_set(pairs),
             Server::Ok => Frame::ok(),
+            Server::ResetStat => {
+                self.metrics.reset_command_stats();
+                Frame::ok()
+            }
             Server::Flush { all: false } => self.flush(&ns).await,
             Server::Flush { all: true } => {
                 let user = self.user.clone().expect("authenticated before FLUSHALL");
@@ -2018,6 +2041,30 @@ impl Conn {
             "CPU",
             vec![("used_cpu_sys", format!("{cpu_sys:.6}")), ("used_cpu_user", format!("{cpu_user:.6}"))],
         );
+        // Not among the default sections, as in Redis.
+        if asked.iter().any(|s| matches!(s.as_str(), "commandstats" | "all" | "everything")) {
+            let stats = commands::COMMANDS.iter().zip(self.metrics.command_stats.iter());
+            let lines: Vec<(String, String)> = stats
+                .filter_map(|((name, _), c)| {
+                    let calls = c.calls.load(Ordering::Relaxed);
+                    let usec = c.usec.load(Ordering::Relaxed);
+                    (calls > 0).then(|| {
+                        let per = usec as f64 / calls as f64;
+                        (format!("cmdstat_{name}"), format!("calls={calls},usec={usec},usec_per_call={per:.2}"))
+                    })
+                })
+                .collect();
+            section("commandstats", "Commandstats", lines.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
+        }
+        let errors: Vec<(String, String)> = self
+            .metrics
+            .error_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(code, n)| (format!("errorstat_{code}"), format!("count={n}")))
+            .collect();
+        section("errorstats", "Errorstats", errors.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
         section("keyspace", "Keyspace", vec![("db0", format!("keys={keys},expires=0,avg_ttl=0"))]);
         out
     }
