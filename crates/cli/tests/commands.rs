@@ -570,6 +570,18 @@ fn list_commands_answer_as_redis_does() {
     check(&mut c, vec![("RPUSH src item", int(1))]);
     assert_eq!(blmove.join().unwrap().as_deref(), Some("item"));
     check(&mut c, vec![("LRANGE dst 0 -1", list(&["item"])), ("EXISTS src", int(0))]);
+
+    // A blocked client that hangs up takes nothing: the next push stays.
+    {
+        use std::io::Write;
+        let mut gone = std::net::TcpStream::connect(&addr).unwrap();
+        gone.write_all(b"*3\r\n$5\r\nBLPOP\r\n$6\r\norphan\r\n$1\r\n0\r\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, vec![("RPUSH orphan job", int(1))]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, vec![("LRANGE orphan 0 -1", list(&["job"]))]);
 }
 
 #[test]

@@ -1318,11 +1318,15 @@ pub fn combine_zsets(results: Vec<OpResult>, how: &ZStoreHow) -> Result<Vec<(Byt
     use squall_store::lattice::{Value, ZSet};
     use std::collections::HashMap;
     let mut sets: Vec<Vec<(Bytes, f64)>> = Vec::with_capacity(results.len());
+    let mut results_were_sets = false;
     for r in results {
         sets.push(match r? {
             Reply::Entry(e) => match e.value {
                 Value::ZSet(z) => z.ordered().map(|(m, s)| (m.clone(), s)).collect(),
-                Value::Set(m) => m.iter().filter(|(_, r)| r.value).map(|(k, _)| (k.clone(), 1.0)).collect(),
+                Value::Set(m) => {
+                    results_were_sets = true;
+                    m.iter().filter(|(_, r)| r.value).map(|(k, _)| (k.clone(), 1.0)).collect()
+                }
                 Value::Tombstone => Vec::new(),
                 _ => return Err(OpError::WrongType),
             },
@@ -1331,6 +1335,10 @@ pub fn combine_zsets(results: Vec<OpResult>, how: &ZStoreHow) -> Result<Vec<(Byt
     }
     let (weights, aggregate, inter) = match how {
         ZStoreHow::Range(q) => {
+            // ZRANGESTORE's source must be a sorted set (a set is one only to Z*STORE).
+            if results_were_sets {
+                return Err(OpError::WrongType);
+            }
             let Some(only) = sets.pop() else { return Ok(Vec::new()) };
             let mut z = ZSet::default();
             let st = squall_store::lattice::Stamp::ZERO;

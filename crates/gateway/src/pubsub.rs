@@ -93,9 +93,10 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// The connection wrote out messages of `bytes`.
-    pub fn written(&self, bytes: usize) {
+    pub fn written(&self, bytes: usize, limit: Limit) {
         let left = self.queued.fetch_sub(bytes, Ordering::Relaxed).saturating_sub(bytes);
-        if left == 0 {
+        // Back under the soft limit: its time starts again, as in Redis.
+        if left <= limit.soft {
             self.over_soft_since.store(0, Ordering::Relaxed);
         }
     }
@@ -282,8 +283,11 @@ impl Broker {
             if since == 0 {
                 sub.over_soft_since.store(now, Ordering::Relaxed);
             } else {
-                cut = now - since >= limit.soft_seconds.saturating_mul(1000);
+                // Another publisher may have set it after `now` was read.
+                cut = now.saturating_sub(since) >= limit.soft_seconds.saturating_mul(1000);
             }
+        } else if queued <= limit.soft {
+            sub.over_soft_since.store(0, Ordering::Relaxed);
         }
         if cut {
             if !sub.slow.swap(true, Ordering::Relaxed) {

@@ -348,6 +348,26 @@ impl Stream {
         }
     }
 
+    /// Resolves when the client has closed its end (what it sent is read
+    /// through first: data waiting means it is still there, and this
+    /// never resolves then). A blocked command stops waiting on it, so an
+    /// item is not popped for a client that is gone. Over TLS it never
+    /// resolves (the record layer hides the end of the stream).
+    async fn hung_up(&self) {
+        match self {
+            Stream::Plain(fd) => loop {
+                let Ok(mut guard) = fd.readable().await else { return };
+                match fd.get_ref().peek(&mut [0u8; 1]) {
+                    Ok(0) => return,
+                    Ok(_) => return std::future::pending().await,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(_) => return,
+                }
+            },
+            Stream::Tls(_) => std::future::pending().await,
+        }
+    }
+
     /// Ends the connection (a TLS one says so first, bounded in time).
     async fn close(&mut self) {
         match self {
@@ -720,7 +740,7 @@ impl Conn {
                     Ok(Some(args)) if args.is_empty() => {}
                     Ok(Some(args)) => {
                         commands += 1;
-                        if !self.command(&args, &mut pending).await {
+                        if !self.command(&args, &mut pending, stream).await {
                             close = true;
                             break;
                         }
@@ -796,7 +816,7 @@ impl Conn {
             r = stream.write_all(wbuf) => r.is_ok(),
             () = sub.cut.notified() => false,
         };
-        sub.written(bytes);
+        sub.written(bytes, self.opts.broker.limit());
         wbuf.clear();
         if wbuf.capacity() > BUFFER_KEEP {
             *wbuf = BytesMut::new();
@@ -830,6 +850,15 @@ impl Conn {
     /// name (none: to all of its kind); a reply for each, if `pending`.
     fn unsubscribe(&mut self, kind: PubKind, names: Vec<Bytes>, mut pending: Option<&mut Vec<Pending>>) {
         let i = kind_index(kind);
+        // What was published before this goes out before its replies.
+        if let (Some((sub, rx)), Some(p)) = (&mut self.subs.end, pending.as_deref_mut()) {
+            let mut bytes = 0;
+            while let Ok(m) = rx.try_recv() {
+                bytes += m.bytes();
+                p.push(Pending::Ready(message_frame(m)));
+            }
+            sub.written(bytes, self.opts.broker.limit());
+        }
         let names: Vec<Bytes> = if names.is_empty() { self.subs.names[i].keys().cloned().collect() } else { names };
         let word = || Frame::Bulk(Bytes::from_static(kind.words().1.as_bytes()));
         if names.is_empty()
@@ -845,6 +874,11 @@ impl Conn {
                 let count = Frame::Integer(self.subs.count(kind));
                 p.push(Pending::Ready(Frame::Push(vec![word(), Frame::Bulk(name), count])));
             }
+        }
+        if !self.subs.any() {
+            // Out of the subscribed state: nothing more may arrive (a message
+            // a publisher was still handing over is dropped with the queue).
+            self.subs.end = None;
         }
         if pending.is_some() {
             self.publish_state();
@@ -974,7 +1008,7 @@ impl Conn {
     }
 
     /// Starts one command. Returns false when the connection should close.
-    async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>) -> bool {
+    async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>, stream: &Stream) -> bool {
         let (index, parsed) = commands::parse_indexed(args, &**self.store.clock());
         if let Some(i) = index {
             match self.round_calls.iter_mut().find(|(c, _)| *c == i as u16) {
@@ -1013,6 +1047,9 @@ impl Conn {
             return true;
         }
         if let Cmd::Server(Server::Reset) = cmd {
+            // What came before it runs as the connection was then (its namespace).
+            self.send_batches();
+            self.settle().await;
             self.reset(pending);
             return true;
         }
@@ -1123,14 +1160,14 @@ impl Conn {
             }
             Cmd::ListMove { from, to, from_head, to_head, block: Some(block) } => {
                 let keys = vec![from.clone()];
-                self.blocking(keys, block, move |c, _| {
+                self.blocking(stream, keys, block, move |c, _| {
                     let (from, to) = (from.clone(), to.clone());
                     Box::pin(async move { c.lmove(&from, &to, from_head, to_head).await })
                 })
                 .await
             }
             Cmd::BlockingPop { keys, head, block } => {
-                self.blocking(keys.clone(), block, move |c, key| {
+                self.blocking(stream, keys.clone(), block, move |c, key| {
                     Box::pin(async move {
                         let op = squall_store::Op::Pop { head, count: None };
                         match c.store.exec(&c.ns, key.clone(), op).await {
@@ -1635,8 +1672,9 @@ impl Conn {
     /// something other than a null; if none does, waits for a write to one
     /// of the keys and tries again, until `block` has passed (zero: for
     /// ever), then answers a null. The connection does nothing else
-    /// meanwhile, as in Redis; CLIENT KILL and the node's stop end the wait.
-    async fn blocking<F>(&mut self, keys: Vec<Bytes>, block: std::time::Duration, attempt: F) -> Frame
+    /// meanwhile, as in Redis; CLIENT KILL, the node's stop and the client
+    /// hanging up end the wait.
+    async fn blocking<F>(&mut self, stream: &Stream, keys: Vec<Bytes>, block: std::time::Duration, attempt: F) -> Frame
     where
         F: for<'c> Fn(&'c mut Conn, Bytes) -> std::pin::Pin<Box<dyn std::future::Future<Output = Frame> + Send + 'c>>,
     {
@@ -1667,6 +1705,8 @@ impl Conn {
                         None => return Frame::err("the store is closing"),
                     },
                     () = sleep => return nil(),
+                    // Gone: nothing may be popped for it.
+                    () = stream.hung_up() => return nil(),
                     () = self.state.kill.notified() => {
                         // Seen again between rounds, which closes the connection.
                         self.state.kill.notify_one();

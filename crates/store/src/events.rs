@@ -152,6 +152,7 @@ pub(crate) fn after(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         | Op::LTrim(..)
         | Op::ZRem(_)
         | Op::ZPop { .. }
+        | Op::ZRemRange(_)
             if gone =>
         {
             Some(("del", Class::Generic))
