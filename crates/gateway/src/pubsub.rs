@@ -60,19 +60,12 @@ impl Message {
     }
 }
 
-/// How much a subscriber may leave unwritten.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit {
-    pub hard: usize,
-    pub soft: usize,
-    pub soft_seconds: u64,
-}
+/// How much a subscriber may leave unwritten: Redis's
+/// `client-output-buffer-limit pubsub`, in the normal class's shape.
+pub type Limit = crate::redis::OutputLimit;
 
-impl Default for Limit {
-    fn default() -> Self {
-        Limit { hard: 32 << 20, soft: 8 << 20, soft_seconds: 60 }
-    }
-}
+/// Redis's default for subscribers: 32 MiB, or 8 MiB for 60 s.
+pub const DEFAULT_LIMIT: Limit = Limit { hard: 32 << 20, soft: 8 << 20, soft_seconds: 60 };
 
 /// One subscribed connection's end of the broker: its queue and its state.
 pub struct Subscriber {
@@ -145,27 +138,17 @@ pub struct Broker {
     limit: Mutex<Limit>,
     /// `notify-keyspace-events`, as flags.
     notify: tokio::sync::watch::Sender<u16>,
-    /// Messages delivered (one per receiver).
-    pub delivered: AtomicU64,
-    /// Key events missed by the notifications for falling behind.
-    pub events_missed: AtomicU64,
 }
 
 impl Default for Broker {
     fn default() -> Self {
-        Broker::new(Limit::default())
+        Broker::new(DEFAULT_LIMIT)
     }
 }
 
 impl Broker {
     pub fn new(limit: Limit) -> Self {
-        Broker {
-            scopes: Mutex::default(),
-            limit: Mutex::new(limit),
-            notify: tokio::sync::watch::Sender::new(0),
-            delivered: AtomicU64::new(0),
-            events_missed: AtomicU64::new(0),
-        }
+        Broker { scopes: Mutex::default(), limit: Mutex::new(limit), notify: tokio::sync::watch::Sender::new(0) }
     }
 
     /// `CONFIG SET notify-keyspace-events`.
@@ -265,7 +248,6 @@ impl Broker {
         for (sub, m) in to {
             self.deliver(&sub, m, limit);
         }
-        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
@@ -343,7 +325,6 @@ pub mod notify {
     use bytes::{BufMut, Bytes, BytesMut};
     use squall_store::events::{Class, KeyEvent};
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
 
     const KEYSPACE: u16 = 1 << 0;
     const KEYEVENT: u16 = 1 << 1;
@@ -471,7 +452,6 @@ pub mod notify {
                     e = events.next() => match e {
                         Some(Ok(e)) => publish(&broker, flags, &e),
                         Some(Err(missed)) => {
-                            broker.events_missed.fetch_add(missed, Ordering::Relaxed);
                             tracing::warn!(missed, "keyspace notifications fell behind the writes; some were not sent");
                         }
                         None => return,

@@ -1745,7 +1745,7 @@ impl Conn {
             {
                 match OutputLimit::parse(rest) {
                     Ok(l) => {
-                        pubsub_limit = Some(pubsub::Limit { hard: l.hard, soft: l.soft, soft_seconds: l.soft_seconds });
+                        pubsub_limit = Some(l);
                         continue;
                     }
                     Err(e) => {

@@ -25,7 +25,7 @@ pub use table::{POSITION_BITS, key_hash};
 
 use crate::disk::{Made, Records};
 use crate::glob;
-use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, SetExpiry, ZAddOpts, ZBy, ZRange};
+use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD, Slot};
 use squall_lattice::{
@@ -571,21 +571,17 @@ pub fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
             if to <= from {
                 return Vec::new();
             }
-            // Ranks from the nearer end.
-            let (near, skip) = if q.rev { (n - to, from) } else { (from, n - to) };
-            let mut out: Vec<(Bytes, f64)> = if near <= skip {
-                let it: Box<dyn Iterator<Item = (&Bytes, f64)>> =
-                    if q.rev { Box::new(z.ordered().rev()) } else { Box::new(z.ordered()) };
-                it.skip(from).take(to - from).map(own).collect()
+            // Ranks walked from the nearer end: `from` steps in the order
+            // asked for, `n - to` in the other.
+            let asked: Box<dyn DoubleEndedIterator<Item = (&Bytes, f64)>> =
+                if q.rev { Box::new(z.ordered().rev()) } else { Box::new(z.ordered()) };
+            if from <= n - to {
+                asked.skip(from).take(to - from).map(own).collect()
             } else {
-                let it: Box<dyn Iterator<Item = (&Bytes, f64)>> =
-                    if q.rev { Box::new(z.ordered()) } else { Box::new(z.ordered().rev()) };
-                let mut v: Vec<_> = it.skip(n - to).take(to - from).map(own).collect();
+                let mut v: Vec<_> = asked.rev().skip(n - to).take(to - from).map(own).collect();
                 v.reverse();
                 v
-            };
-            out.truncate(to - from);
-            out
+            }
         }
         ZBy::Score(min, max) => {
             if q.rev {
@@ -597,13 +593,7 @@ pub fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
                     .map(own)
                     .collect()
             } else {
-                z.from_score(min.value)
-                    .skip_while(|(_, s)| !min.below(*s))
-                    .take_while(|(_, s)| max.above(*s))
-                    .skip(offset)
-                    .take(count)
-                    .map(own)
-                    .collect()
+                by_score(z, min, max).skip(offset).take(count).map(own).collect()
             }
         }
         ZBy::Lex(min, max) => {
@@ -615,6 +605,12 @@ pub fn zrange(z: &ZSet, q: &ZRange) -> Vec<(Bytes, f64)> {
             }
         }
     }
+}
+
+/// The members scored from `min` to `max`, lowest first.
+fn by_score<'a>(z: &'a ZSet, min: &ScoreBound, max: &ScoreBound) -> impl Iterator<Item = (&'a Bytes, f64)> {
+    let (min, max) = (*min, *max);
+    z.from_score(min.value).skip_while(move |(_, s)| !min.below(*s)).take_while(move |(_, s)| max.above(*s))
 }
 
 /// ZRANGE of everything `by` selects, lowest first, without scores.
@@ -802,12 +798,7 @@ impl Keyspace {
                             Reply::Int(if *rev { z.len() - 1 - below } else { below } as i64)
                         }
                     },
-                    Op::ZCount(min, max) => Reply::Int(
-                        z.from_score(min.value)
-                            .skip_while(|(_, s)| !min.below(*s))
-                            .take_while(|(_, s)| max.above(*s))
-                            .count() as i64,
-                    ),
+                    Op::ZCount(min, max) => Reply::Int(by_score(z, min, max).count() as i64),
                     Op::ZRange(q) if q.scores => Reply::Scored(zrange(z, q)),
                     Op::ZRange(q) => Reply::List(zrange(z, q).into_iter().map(|(m, _)| m).collect()),
                     _ => Reply::Int(z.len() as i64),
