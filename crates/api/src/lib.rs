@@ -102,6 +102,53 @@ pub struct DagList {
     pub dags: Vec<Dag>,
 }
 
+/// A trigger: `GET /v1/triggers/ID`, and the answer to `PUT` and `DELETE`.
+/// Exactly one of `channel`, `cron` and `keys` is there, as `kind` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// When it was added, in ms since the Unix epoch.
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// For `keys`: the changes that fire it (`set`, `del`, `expired`); empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    pub function: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<String>,
+    /// `channel`, `keys` or `cron`.
+    pub kind: String,
+    pub retries: u32,
+}
+
+/// `GET /v1/triggers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerList {
+    pub triggers: Vec<Trigger>,
+}
+
+/// An event whose runs all failed: its envelope, the last error, how many
+/// runs it had, and when it was given up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub attempts: u32,
+    pub code: String,
+    pub event: serde_json::Value,
+    pub message: String,
+    pub time_ms: u64,
+}
+
+/// `GET /v1/triggers/ID/dead`: a page of a trigger's dead letters, oldest
+/// first, and how many it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetters {
+    pub letters: Vec<DeadLetter>,
+    pub total: u64,
+}
+
 /// A map job's element counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobCounts {

@@ -6,6 +6,7 @@ mod dags;
 mod functions;
 mod jobs;
 mod snapshots;
+mod triggers;
 
 /// mimalloc rather than the system allocator: an invocation allocates many
 /// small, short-lived objects (wasmtime's store and instance, the WASI
@@ -61,6 +62,9 @@ enum Command {
     /// Read-only views of the keys as they were at a past time
     #[command(subcommand)]
     Snapshot(snapshots::SnapshotCommand),
+    /// Run functions on pub/sub messages, key changes and schedules
+    #[command(subcommand)]
+    Trigger(triggers::TriggerCommand),
 }
 
 #[derive(Args)]
@@ -217,6 +221,7 @@ fn main() {
             Command::Map(args) => jobs::map(args).await,
             Command::Jobs(cmd) => jobs::jobs_command(cmd).await,
             Command::Snapshot(cmd) => snapshots::run(cmd).await,
+            Command::Trigger(cmd) => triggers::trigger_command(cmd).await,
         }
     });
     if let Err(e) = result {

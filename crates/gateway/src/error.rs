@@ -72,12 +72,16 @@ impl From<squall_scheduler::Error> for ApiError {
     fn from(e: squall_scheduler::Error) -> Self {
         use squall_scheduler::Error;
         let (status, retry_after) = match &e {
-            Error::BadComponent(_) | Error::BadRequest(_) | Error::BadDag(_) | Error::OutOfWindow(_) => {
-                (StatusCode::BAD_REQUEST, None)
-            }
-            Error::NotFound(_) | Error::DagNotFound(_) | Error::JobNotFound(_) | Error::NotDeployedAt(_) => {
-                (StatusCode::NOT_FOUND, None)
-            }
+            Error::BadComponent(_)
+            | Error::BadRequest(_)
+            | Error::BadDag(_)
+            | Error::BadTrigger(_)
+            | Error::OutOfWindow(_) => (StatusCode::BAD_REQUEST, None),
+            Error::NotFound(_)
+            | Error::DagNotFound(_)
+            | Error::JobNotFound(_)
+            | Error::TriggerNotFound(_)
+            | Error::NotDeployedAt(_) => (StatusCode::NOT_FOUND, None),
             Error::InputTooLarge(..) | Error::TooManyInputs(..) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             Error::Busy { retry_after, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after.as_secs().max(1))),
             Error::Quota(_) => (StatusCode::TOO_MANY_REQUESTS, Some(1)),

@@ -359,7 +359,13 @@ async fn invoke_with(app: &App, started: Instant, name: String, headers: &Header
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let req = Request { input: input.to_vec(), idempotency_key: text("idempotency-key"), timeout, attempt: 1 };
+    let req = Request {
+        input: input.to_vec(),
+        idempotency_key: text("idempotency-key"),
+        timeout,
+        attempt: 1,
+        trigger_depth: 0,
+    };
     let result = app.functions.invoke(&name, req).await;
     let code = match &result {
         Ok(r) => r.outcome.as_ref().map_or_else(|f| f.code.as_str(), |_| "ok"),

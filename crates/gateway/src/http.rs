@@ -280,6 +280,7 @@ fn router(app: &App, max_body: usize) -> Router {
         .merge(crate::functions::routes(app))
         .merge(crate::dags::routes(app))
         .merge(crate::jobs::routes())
+        .merge(crate::triggers::routes())
         .merge(crate::snapshots::routes())
         // After the merge, so the functions' routes answer a wrong method
         // with the same JSON error as the others.

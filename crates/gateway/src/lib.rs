@@ -21,10 +21,11 @@
 //! - `kv` (imports `app`, `error`, `metrics`): `/v1/kv`, `/healthz`,
 //!   `/readyz`, `/metrics`.
 //! - `functions` (imports `app`, `error`): `/v1/functions`.
+//! - `triggers` (imports `app`, `error`): `/v1/triggers`.
 //! - `snapshots` (imports `app`, `error`, `kv`): `/v1/snapshots`, views of
 //!   the past.
 //! - `http` (imports `app`, `auth`, `tls`, `body`, `error`, `metrics`,
-//!   `listen`, `kv`, `functions`, `snapshots`): the [`http::Api`], its
+//!   `listen`, `kv`, `functions`, `snapshots`, `triggers`): the [`http::Api`], its
 //!   router, and `serve`.
 //!
 //! The JSON bodies are `squall_api`'s types, shared with the CLI.
@@ -46,6 +47,7 @@ pub mod redis;
 pub mod resp;
 mod snapshots;
 pub mod tls;
+mod triggers;
 
 pub use metrics::Metrics;
 

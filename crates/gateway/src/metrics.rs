@@ -339,6 +339,17 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{{}}} {v}", labels(&f));
             }
         }
+        let t = functions.trigger_stats();
+        let name = "squall_trigger_events_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Trigger events since start: queued, delivered (run once), retried (runs that failed and were tried again), dead (given up, in a dead-letter list).\n# TYPE {name} counter"
+        );
+        for (what, n) in
+            [("queued", &t.queued), ("delivered", &t.delivered), ("retried", &t.retried), ("dead", &t.dead)]
+        {
+            let _ = writeln!(out, "{name}{{outcome=\"{what}\"}} {}", n.load(std::sync::atomic::Ordering::Relaxed));
+        }
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Options {
     pub clients: Arc<Clients>,
     /// The node's pub/sub channels.
     pub broker: Arc<Broker>,
+    /// The function service, whose channel triggers hear PUBLISH (none:
+    /// no triggers).
+    pub functions: Option<squall_scheduler::Functions>,
 }
 
 /// The node's Redis-protocol connections, by id.
@@ -243,6 +246,7 @@ impl Default for Options {
             settings: Arc::default(),
             clients: Arc::default(),
             broker: Arc::default(),
+            functions: None,
         }
     }
 }
@@ -1463,6 +1467,12 @@ impl Conn {
                 Frame::ok()
             }
             Server::Publish { shard, channel, message } => {
+                // The triggers' events are durable before the message goes out.
+                if let Some(f) = self.opts.functions.as_ref().filter(|_| !shard)
+                    && let Err(e) = f.published(&ns, &channel, &message).await
+                {
+                    return Frame::err(format!("ERR the message's trigger events could not be recorded: {e}"));
+                }
                 Frame::Integer(self.opts.broker.publish(&ns, shard, &channel, &message) as i64)
             }
             Server::PubsubChannels { shard, pattern } => Frame::Array(

@@ -512,6 +512,7 @@ impl Node {
             access: access.clone(),
             output_limit: config.output_limit,
             quotas: functions.quotas(),
+            functions: Some(functions.clone()),
             ..redis::Options::default()
         };
         let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, resp_tls, stopped));

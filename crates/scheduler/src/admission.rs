@@ -200,6 +200,10 @@ impl Functions {
         if !self.stop_jobs(limit).await {
             return false;
         }
+        // Triggers deliver no more events (queued ones go on after a restart).
+        if !self.stop_triggers(limit).await {
+            return false;
+        }
         loop {
             let busy = self.load_by_function().iter().any(|(_, queued, running)| queued + running > 0);
             if !busy {

@@ -257,6 +257,9 @@ impl Functions {
     ) -> (Result<Response, Error>, Option<Used>) {
         let settings = &self.inner.settings;
         let id = self.invocation_id();
+        if req.trigger_depth > 0 {
+            self.inner.triggers.note_depth(&id, req.trigger_depth, self.inner.store.now_ms());
+        }
         let mut inv = d.template.clone();
         inv.id.clone_from(&id);
         inv.input = req.input;

@@ -192,7 +192,7 @@ impl Remembered for Element {
 }
 
 impl Functions {
-    async fn commit_writes(&self, writes: Vec<Write>) -> Result<(), Error> {
+    pub(crate) async fn commit_writes(&self, writes: Vec<Write>) -> Result<(), Error> {
         self.inner.store.commit(Vec::new(), writes).await?;
         Ok(())
     }

@@ -27,6 +27,7 @@ mod placement;
 mod quota;
 mod registry;
 mod replay;
+mod triggers;
 mod txn;
 mod warm;
 
@@ -49,6 +50,10 @@ pub use quota::{Quota, Quotas};
 pub use registry::check_name;
 pub use replay::Replayed;
 pub use squall_runtime::{Failure, FailureCode, Level, LogLine, digest};
+pub use triggers::{
+    DeadLetter, Envelope, KeyEventKind, MAX_DEPTH as MAX_TRIGGER_DEPTH, Source as TriggerSource, Stats as TriggerStats,
+    Trigger, TriggerSpec,
+};
 pub use txn::StoreTxn;
 
 /// The namespace of the registry and idempotency records.
@@ -182,6 +187,10 @@ pub enum Error {
     /// A replay of a function at a time it was not deployed.
     #[error("{0}")]
     NotDeployedAt(String),
+    #[error("{0}")]
+    BadTrigger(String),
+    #[error("no trigger {0:?}")]
+    TriggerNotFound(String),
 }
 
 impl Error {
@@ -201,6 +210,8 @@ impl Error {
             Error::Quota(_) => "quota_exceeded",
             Error::OutOfWindow(_) => "out_of_window",
             Error::NotDeployedAt(_) => "function_not_found",
+            Error::BadTrigger(_) => "bad_trigger",
+            Error::TriggerNotFound(_) => "trigger_not_found",
         }
     }
 }
@@ -224,6 +235,9 @@ pub struct Request {
     /// Which delivery of this input it is (0 or 1: the first; a map job's
     /// or a trigger's retries count up).
     pub attempt: u32,
+    /// For a trigger's event: how deep the chain of triggered runs it makes
+    /// is (0: it is not a trigger's).
+    pub trigger_depth: u32,
 }
 
 /// Where an invocation's time went.
@@ -278,6 +292,7 @@ struct Inner {
     logs: logs::Logs,
     mailboxes: calls::Mailboxes,
     jobs: jobs::Jobs,
+    triggers: triggers::State,
     next_invocation: AtomicU64,
     /// The shards' turn for invocations placed round robin.
     next_shard: AtomicUsize,
@@ -354,6 +369,7 @@ impl Functions {
                 logs: logs::Logs::new(keep),
                 mailboxes: calls::Mailboxes::default(),
                 jobs: jobs::Jobs::default(),
+                triggers: triggers::State::default(),
                 next_invocation: AtomicU64::new(1),
                 next_shard: AtomicUsize::new(0),
                 warm: warm::Share::new(runtime.options().instances as usize / 4),
@@ -365,6 +381,7 @@ impl Functions {
         f.load().await?;
         f.load_dags().await?;
         f.resume_jobs().await?;
+        f.start_triggers().await?;
         Ok(f)
     }
 

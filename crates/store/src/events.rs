@@ -1,6 +1,6 @@
 //! Key events: what each write did to its key, named as Redis names its
 //! keyspace events (`set`, `del`, `expired`, `sadd`...), for whoever
-//! listens: keyspace notifications, and later triggers.
+//! listens: keyspace notifications, and triggers.
 //!
 //! Shards emit events only while someone listens (one atomic load per
 //! write otherwise). Delivery is best effort, as Redis's notifications are:
@@ -45,6 +45,8 @@ pub struct KeyEvent {
     pub class: Class,
     /// The stamp of the unit that made it.
     pub stamp: Timestamp,
+    /// The invocation whose commit made it, when one did.
+    pub origin: Option<Bytes>,
 }
 
 /// The shards' side: where they put events.
@@ -89,6 +91,15 @@ impl Listener {
             Ok(e) => Some(Ok(e)),
             Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(n)),
             Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is there already (as [`Listener::next`]).
+    pub fn try_next(&mut self) -> Option<Result<KeyEvent, u64>> {
+        match self.rx.try_recv() {
+            Ok(e) => Some(Ok(e)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(n)),
+            Err(_) => None,
         }
     }
 }

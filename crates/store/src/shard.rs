@@ -371,7 +371,7 @@ impl Shard {
                 let (first, then) = said[gone as usize];
                 for (event, class) in first.into_iter().chain(then) {
                     let (ns, key) = (ns.clone(), Bytes::copy_from_slice(key));
-                    self.events.emit(KeyEvent { ns, key, event, class, stamp });
+                    self.events.emit(KeyEvent { ns, key, event, class, stamp, origin: origin.cloned() });
                 }
             }
             if window {
@@ -600,7 +600,8 @@ impl Shard {
             |keys, ns, key| {
                 if let Some(events) = events {
                     let (ns, key) = (ns.clone(), Bytes::copy_from_slice(key));
-                    events.emit(KeyEvent { ns, key, event: "expired", class: events::Class::Expired, stamp: time });
+                    let event = "expired";
+                    events.emit(KeyEvent { ns, key, event, class: events::Class::Expired, stamp: time, origin: None });
                 }
                 if on {
                     let made = crate::disk::Made { time, origin: &[] };
