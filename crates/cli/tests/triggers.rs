@@ -188,6 +188,16 @@ fn failing_runs_end_in_the_dead_letters_and_a_trigger_that_fires_itself_stops() 
     // The seed and one key for each run of depth 0 to 8.
     let keys: Vec<String> = con.keys("{\"trigger\":\"loop\"*").unwrap();
     assert_eq!(keys.len(), 10, "{keys:?}");
+    // A key whose time runs out fires an `expired` trigger (and not a `del` one).
+    add(&node, &["counter", "--keys", "tmp:*", "--events", "expired", "--id", "gone"]);
+    let _: () = redis::cmd("SET").arg("tmp:a").arg(1).arg("PX").arg(50).query(&mut con).unwrap();
+    let _: () = con.set("tmp:b", 1).unwrap();
+    let _: i64 = con.del("tmp:b").unwrap();
+    wait_until("the expired key's run", || runs(&mut con, "gone").len() == 1);
+    let gone = runs(&mut con, "gone");
+    let e = gone.keys().next().unwrap();
+    assert_eq!((e["key"].as_str(), e["event"].as_str()), (Some("tmp:a"), Some("expired")), "{gone:?}");
+
     let metrics = http(&node, "GET", "/metrics", b"").2;
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("squall_trigger_events_total{outcome=\"dead\"} 3"), "{metrics}");

@@ -14,7 +14,9 @@
 //!   it may have missed from the window log, from a little before that
 //!   stamp, so an acknowledged write's event is queued even after a
 //!   `kill -9`.
-//! - **Delivered at least once, run once**: the dispatcher invokes the
+//! - **Delivered at least once, run once**: the dispatcher (which reads
+//!   the queue once when the node starts, then gets each event as it is
+//!   queued) invokes the
 //!   function with the event's id as the idempotency key
 //!   (`trigger:TRIGGER:EVENT`), then drops the record. An event delivered
 //!   again (the node died between the two, or it was queued twice) gets
@@ -42,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use squall_store::events::KeyEvent;
 use squall_store::lattice::Timestamp;
 use squall_store::{ChangeAt, Op, Reply, SetExpiry, Write};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::{Error, Functions, Request, sys};
@@ -309,8 +311,10 @@ pub(crate) struct State {
     all: RwLock<HashMap<String, Arc<Trigger>>>,
     /// Wakes the loops when triggers come or go.
     changed: watch::Sender<u64>,
-    /// Wakes the dispatcher when events are queued.
-    queued: Notify,
+    /// The events queued since the start, for the dispatcher (which reads
+    /// those queued before from the store).
+    queued: mpsc::UnboundedSender<Bytes>,
+    queued_rx: Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>,
     stop: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
     /// The depth of the triggered invocations that ran lately, by id: the
@@ -332,10 +336,12 @@ pub struct Stats {
 
 impl Default for State {
     fn default() -> Self {
+        let (queued, queued_rx) = mpsc::unbounded_channel();
         State {
             all: RwLock::new(HashMap::new()),
             changed: watch::channel(0).0,
-            queued: Notify::new(),
+            queued,
+            queued_rx: Mutex::new(Some(queued_rx)),
             stop: watch::channel(false).0,
             tasks: tokio::sync::Mutex::new(JoinSet::new()),
             depths: Mutex::new(HashMap::new()),
@@ -523,7 +529,7 @@ impl Functions {
             };
             writes.push(set(queue_key(&t.id, &id), json(&e)?));
         }
-        self.queue(writes, fired.len()).await?;
+        self.queue(writes).await?;
         Ok(fired.len())
     }
 
@@ -544,12 +550,17 @@ impl Functions {
         }
     }
 
-    /// Commits `writes` (`events` queued events among them) and wakes the dispatcher.
-    async fn queue(&self, writes: Vec<Write>, events: usize) -> Result<(), Error> {
+    /// Commits `writes` and hands the events among them to the dispatcher.
+    async fn queue(&self, writes: Vec<Write>) -> Result<(), Error> {
+        let events: Vec<Bytes> =
+            writes.iter().filter(|w| w.key.starts_with(b"trigq:")).map(|w| w.key.clone()).collect();
         self.commit_writes(writes).await?;
         let state = &self.inner.triggers;
-        state.stats.queued.fetch_add(events as u64, Ordering::Relaxed);
-        state.queued.notify_one();
+        state.stats.queued.fetch_add(events.len() as u64, Ordering::Relaxed);
+        for key in events {
+            // No dispatcher (the node stops): the event runs after the next start.
+            let _ = state.queued.send(key);
+        }
         Ok(())
     }
 
@@ -557,47 +568,52 @@ impl Functions {
     async fn dispatch(self) {
         let state = &self.inner.triggers;
         let mut stop = state.stop.subscribe();
+        let Some(mut queued) = state.queued_rx.lock().expect("queue").take() else { return };
         let permits = Arc::new(Semaphore::new(DELIVERIES));
         let taken: Arc<Mutex<HashSet<Bytes>>> = Arc::default();
         let mut runs = JoinSet::new();
-        'scan: loop {
-            let mut cursor = 0;
-            loop {
-                let page = self.inner.store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"trigq:*")), None).await;
-                let (next, keys) = match page {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the trigger queue could not be read; trying again");
+        // What was queued before the node started; then what is queued as it comes.
+        let mut cursor = 0;
+        let mut found = Vec::new();
+        loop {
+            let page = self.inner.store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"trigq:*")), None).await;
+            match page {
+                Ok((next, keys)) => {
+                    found.extend(keys);
+                    if next == 0 {
                         break;
                     }
-                };
-                for key in keys {
-                    if !taken.lock().expect("taken").insert(key.clone()) {
-                        continue;
-                    }
-                    let permit = tokio::select! {
-                        p = permits.clone().acquire_owned() => p.expect("never closed"),
-                        _ = stop.wait_for(|s| *s) => break 'scan,
-                    };
-                    let (this, taken) = (self.clone(), taken.clone());
-                    runs.spawn(async move {
-                        this.deliver_event(&key).await;
-                        taken.lock().expect("taken").remove(&key);
-                        drop(permit);
-                    });
+                    cursor = next;
                 }
-                while runs.try_join_next().is_some() {}
-                if next == 0 {
+                Err(e) => {
+                    tracing::error!(error = %e, "the trigger queue could not be read: its events run after the next start");
                     break;
                 }
-                cursor = next;
             }
-            tokio::select! {
-                _ = state.queued.notified() => {}
-                // Retries that waited come back to the queue.
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let mut found = found.into_iter();
+        loop {
+            let key = match found.next() {
+                Some(key) => key,
+                None => tokio::select! {
+                    k = queued.recv() => match k { Some(k) => k, None => break },
+                    _ = stop.wait_for(|s| *s) => break,
+                },
+            };
+            if !taken.lock().expect("taken").insert(key.clone()) {
+                continue;
+            }
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("never closed"),
                 _ = stop.wait_for(|s| *s) => break,
-            }
+            };
+            let (this, taken) = (self.clone(), taken.clone());
+            runs.spawn(async move {
+                this.deliver_event(&key).await;
+                taken.lock().expect("taken").remove(&key);
+                drop(permit);
+            });
+            while runs.try_join_next().is_some() {}
         }
         while runs.join_next().await.is_some() {}
     }
@@ -765,7 +781,7 @@ impl Functions {
                     newest = newest.max(c.time);
                 }
                 let n = writes.len();
-                if n > 0 && self.queue(writes, n).await.is_err() {
+                if n > 0 && self.queue(writes).await.is_err() {
                     break;
                 }
                 queued += n;
@@ -861,7 +877,7 @@ impl Functions {
                 let now = self.inner.store.now_ms();
                 if n > 0 || now >= written_ms + CURSOR_EVERY_MS {
                     writes.push(set(Bytes::from_static(KEYS_CURSOR), newest.0.to_string().into_bytes()));
-                    match self.queue(writes, n).await {
+                    match self.queue(writes).await {
                         Ok(()) => {
                             cursor = Some(newest);
                             written_ms = now;
@@ -917,7 +933,7 @@ impl Functions {
                     Ok(e) => vec![set(queue_key(&t.id, &id), e), set(cron_key(&t.id), due.to_string().into_bytes())],
                     Err(_) => continue,
                 };
-                match self.queue(writes, 1).await {
+                match self.queue(writes).await {
                     Ok(()) => {
                         last.insert(t.id.clone(), due);
                     }
