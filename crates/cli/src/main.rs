@@ -128,6 +128,10 @@ struct UpArgs {
     /// that long, the client is closed; 0 turns a limit off [default: normal 256mb 64mb 60]
     #[arg(long, env = "SQUALL_CLIENT_OUTPUT_BUFFER_LIMIT", value_name = "LIMIT")]
     client_output_buffer_limit: Option<String>,
+    /// Longest value a Redis-protocol request may carry: bytes, or 512mb, 1gb
+    /// (at most 1gb; CONFIG SET proto-max-bulk-len changes it) [default: 512mb]
+    #[arg(long, env = "SQUALL_PROTO_MAX_BULK_LEN", value_name = "SIZE")]
+    proto_max_bulk_len: Option<String>,
     /// A PEM certificate (chain) to serve TLS with, on HTTP and the Redis
     /// protocol both (with --tls-key)
     #[arg(long, env = "SQUALL_TLS_CERT", value_name = "PEM")]
@@ -254,6 +258,7 @@ async fn up(args: UpArgs) -> Result<()> {
         token: args.token.map(squall_node::Secret),
         insecure: args.insecure.then_some(true),
         client_output_buffer_limit: args.client_output_buffer_limit,
+        proto_max_bulk_len: args.proto_max_bulk_len,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         users: None,

@@ -81,7 +81,7 @@ fn string_commands_answer_as_redis_does() {
             ("EXISTS nope2", int(0)),
             ("SETRANGE s -1 x", Want::Error("offset is out of range")),
             ("SETRANGE s 536870912 x", Want::Error("string exceeds maximum allowed size")),
-            ("SETRANGE s 8388608 x", Want::Error("string exceeds maximum allowed size")),
+            ("SETRANGE s 536870912 x", Want::Error("string exceeds maximum allowed size")),
             ("SETRANGE s 536870912 ''", int(11)),
             ("INCRBYFLOAT f 10.5", bulk("10.5")),
             ("INCRBYFLOAT f 0.1", bulk("10.6")),
@@ -277,6 +277,9 @@ fn config_set_and_select_answer_as_redis_does() {
             ("CONFIG SET notify-keyspace-events KEA", Want::Is(Value::Okay)),
             ("CONFIG SET notify-keyspace-events ''", Want::Is(Value::Okay)),
             ("CONFIG SET maxclients 10", Want::Error("--max-clients")),
+            ("CONFIG SET proto-max-bulk-len 10", Want::Error("between 1048576 and")),
+            ("CONFIG SET proto-max-bulk-len 1mb", Want::Is(Value::Okay)),
+            ("CONFIG SET proto-max-bulk-len 512mb", Want::Is(Value::Okay)),
             ("CONFIG SET foo bar", Want::Error("Unknown option or number of arguments for CONFIG SET - 'foo'")),
             ("CONFIG SET save", Want::Error("wrong number of arguments for 'config|set' command")),
             // All or nothing: the unknown one stops the known one too.

@@ -100,9 +100,18 @@ fn hostile_frames_get_errors_and_the_node_keeps_serving() {
 fn a_request_over_the_size_limit_is_refused_without_taking_the_memory() {
     let node = TestNode::start(&["--durability", "async"]);
     let addr = node.resp_addr();
-    // A bulk string longer than the 8 MiB argument limit: refused from its header.
-    let reply = send(&addr, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$104857600\r\n");
+    // A bulk string longer than proto-max-bulk-len (512 MiB): refused from its header.
+    let reply = send(&addr, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$600000000\r\n");
     assert!(reply.starts_with(b"-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&reply));
+    // CONFIG SET lowers it for every connection: a 2 MiB value is refused, then taken again.
+    let mut c = node.redis();
+    redis::cmd("CONFIG").arg("SET").arg("proto-max-bulk-len").arg("1mb").query::<()>(&mut c).unwrap();
+    let two = vec![b'x'; 2 << 20];
+    assert!(redis::cmd("SET").arg("k").arg(&two).query::<()>(&mut node.redis()).is_err());
+    redis::cmd("CONFIG").arg("SET").arg("proto-max-bulk-len").arg("512mb").query::<()>(&mut c).unwrap();
+    let mut fresh = node.redis();
+    redis::cmd("SET").arg("k").arg(&two).query::<()>(&mut fresh).unwrap();
+    assert_eq!(redis::cmd("STRLEN").arg("k").query::<usize>(&mut fresh).unwrap(), 2 << 20);
     // Too many arguments.
     let reply = send(&addr, b"*2000000\r\n");
     assert!(reply.starts_with(b"-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&reply));

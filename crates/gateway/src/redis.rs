@@ -59,6 +59,10 @@ pub struct Options {
     /// The function service, whose channel triggers hear PUBLISH (none:
     /// no triggers).
     pub functions: Option<squall_scheduler::Functions>,
+    /// Longest bulk string a request may carry (`proto-max-bulk-len`,
+    /// which CONFIG SET changes for every connection); it overrides
+    /// `limits.max_bulk_len`.
+    pub max_bulk_len: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The node's Redis-protocol connections, by id.
@@ -156,7 +160,6 @@ const NO_OP_SETTINGS: &[&str] = &[
 /// says how they are set.
 const START_SETTINGS: &[(&str, &str)] = &[
     ("maxclients", "set it when the node starts: --max-clients"),
-    ("proto-max-bulk-len", "it is 8 MiB in this version"),
     ("client-output-buffer-limit", "set it when the node starts: --client-output-buffer-limit"),
     ("appendonly", "the log is always on; set how it syncs when the node starts: --durability"),
     ("appendfsync", "set it when the node starts: --durability"),
@@ -214,6 +217,22 @@ impl OutputLimit {
     }
 }
 
+/// Redis's default `proto-max-bulk-len`.
+pub const DEFAULT_MAX_BULK_LEN: usize = 512 << 20;
+/// The longest `proto-max-bulk-len` may be: a value is held whole in memory
+/// (in the request, the shard's map and the disk writer's batch), so one is
+/// at most this, and a client's request buffer at most twice this.
+pub const MAX_MAX_BULK_LEN: usize = 1 << 30;
+
+/// A `proto-max-bulk-len`: a size from 1mb (Redis's least) to 1gb.
+pub fn max_bulk_len(word: &str) -> Result<usize, String> {
+    let n = memory(word)?;
+    if !(1 << 20..=MAX_MAX_BULK_LEN).contains(&n) {
+        return Err(format!("argument must be between 1048576 and {MAX_MAX_BULK_LEN} inclusive"));
+    }
+    Ok(n)
+}
+
 /// A size in Redis's config syntax: bytes, or with `k`, `kb`, `m`, `mb`,
 /// `g`, `gb` (the `b` forms are powers of 1024).
 pub fn memory(word: &str) -> Result<usize, String> {
@@ -247,6 +266,7 @@ impl Default for Options {
             clients: Arc::default(),
             broker: Arc::default(),
             functions: None,
+            max_bulk_len: Arc::new(std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_BULK_LEN)),
         }
     }
 }
@@ -739,8 +759,12 @@ impl Conn {
             let mut commands = 0u64;
             // Bytes of the answers made and not yet written (KEYS, EXEC...).
             let mut ready_bytes = 0usize;
+            let bulk = self.opts.max_bulk_len.load(Ordering::Relaxed);
+            let limits = Limits { max_bulk_len: bulk, ..self.opts.limits };
+            // A request may hold a value of the longest kind and more besides.
+            let max_request = self.opts.max_request_bytes.max(bulk.saturating_mul(2));
             loop {
-                match parser.next(&mut rbuf, &self.opts.limits) {
+                match parser.next(&mut rbuf, &limits) {
                     Ok(Some(args)) if args.is_empty() => {}
                     Ok(Some(args)) => {
                         commands += 1;
@@ -761,10 +785,9 @@ impl Conn {
                         }
                     }
                     Ok(None) => {
-                        if rbuf.len() > self.opts.max_request_bytes {
+                        if rbuf.len() > max_request {
                             pending.push(Pending::Ready(Frame::err(format!(
-                                "Protocol error: request larger than {} bytes",
-                                self.opts.max_request_bytes
+                                "Protocol error: request larger than {max_request} bytes"
                             ))));
                             close = true;
                         }
@@ -1397,6 +1420,7 @@ impl Conn {
                         format!("{} pubsub {} {} {}", self.opts.output_limit.render(), p.hard, p.soft, p.soft_seconds)
                     }),
                     ("notify-keyspace-events", self.opts.broker.notify()),
+                    ("proto-max-bulk-len", self.opts.max_bulk_len.load(Ordering::Relaxed).to_string()),
                 ];
                 // What CONFIG SET accepted shows over the defaults.
                 let mut all: std::collections::BTreeMap<String, String> =
@@ -1747,6 +1771,7 @@ impl Conn {
         let mut accepted = Vec::with_capacity(pairs.len());
         let mut notify = None;
         let mut pubsub_limit = None;
+        let mut bulk = None;
         for (name, value) in pairs {
             let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
             // The pub/sub class changes while running; the normal one is set at start.
@@ -1765,6 +1790,15 @@ impl Conn {
             }
             if let Some((_, flag)) = START_SETTINGS.iter().find(|(p, _)| *p == name) {
                 return Frame::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {flag}"));
+            }
+            if name == "proto-max-bulk-len" {
+                match max_bulk_len(String::from_utf8_lossy(&value).trim()) {
+                    Ok(n) => bulk = Some(n),
+                    Err(e) => {
+                        return Frame::err(format!("CONFIG SET failed (possibly related to argument '{name}') - {e}"));
+                    }
+                }
+                continue;
             }
             if name == "notify-keyspace-events" {
                 let text = String::from_utf8_lossy(&value).into_owned();
@@ -1785,6 +1819,9 @@ impl Conn {
         }
         if let Some(limit) = pubsub_limit {
             self.opts.broker.set_limit(limit);
+        }
+        if let Some(n) = bulk {
+            self.opts.max_bulk_len.store(n, Ordering::Relaxed);
         }
         Frame::ok()
     }

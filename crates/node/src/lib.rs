@@ -64,6 +64,9 @@ pub struct Config {
     pub quotas: HashMap<String, Quota>,
     /// How far back the window log reaches (reads of the past).
     pub retention: Retention,
+    /// Longest value (bulk string) a Redis-protocol request may carry
+    /// (Redis's `proto-max-bulk-len`).
+    pub proto_max_bulk_len: usize,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             users_file: None,
             quotas: HashMap::new(),
             retention: Retention::DEFAULT,
+            proto_max_bulk_len: redis::DEFAULT_MAX_BULK_LEN,
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Overrides {
     pub retention: Option<String>,
     /// The most the window log holds, in bytes or with Redis's units (`256mb`).
     pub retention_bytes: Option<String>,
+    /// Longest Redis-protocol value, in bytes or with Redis's units (`512mb`).
+    pub proto_max_bulk_len: Option<String>,
 }
 
 /// A users file: `[[users]]` tables, as in squall.toml.
@@ -286,7 +292,12 @@ impl Config {
             quotas,
             retention,
             retention_bytes,
+            proto_max_bulk_len,
         } = o;
+        if let Some(text) = proto_max_bulk_len {
+            self.proto_max_bulk_len =
+                redis::max_bulk_len(text.trim()).map_err(|e| Error::Config(format!("proto-max-bulk-len: {e}")))?;
+        }
         if let Some(text) = retention {
             self.retention.ms = parse_retention(&text)?;
         }
@@ -513,6 +524,7 @@ impl Node {
             output_limit: config.output_limit,
             quotas: functions.quotas(),
             functions: Some(functions.clone()),
+            max_bulk_len: Arc::new(std::sync::atomic::AtomicUsize::new(config.proto_max_bulk_len)),
             ..redis::Options::default()
         };
         let resp_task = tokio::spawn(redis::serve(resp_listener, handle, metrics, resp_opts, resp_tls, stopped));

@@ -137,9 +137,9 @@ pub enum Op {
     MemoryUsage,
 }
 
-/// The longest string APPEND and SETRANGE make: the longest argument a
-/// client may send (the Redis protocol's default `max_bulk_len` here).
-pub const MAX_STRING: usize = 8 << 20;
+/// The longest string APPEND and SETRANGE make: Redis's default
+/// `proto-max-bulk-len`.
+pub const MAX_STRING: usize = 512 << 20;
 
 /// ZADD's options (ZINCRBY is ZADD with INCR).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
