@@ -240,7 +240,34 @@ impl<K: Hash + Eq, V> LMap<K, V> {
         K: Borrow<Q>,
     {
         let h = self.hash(key);
-        self.entries.find_entry(h, |(k, _)| k.borrow() == key).ok().map(|e| e.remove().0.1)
+        let gone = self.entries.find_entry(h, |(k, _)| k.borrow() == key).ok().map(|e| e.remove().0.1);
+        // A map that lost most of its entries gives the room back (so that
+        // random picks, which try buckets, keep finding entries).
+        let (len, room) = (self.entries.len(), self.entries.capacity());
+        if room > 64 && len * 8 < room {
+            let hasher = &self.hasher;
+            self.entries.shrink_to(len * 2, |(k, _)| hasher.hash_one(k));
+        }
+        gone
+    }
+
+    /// An entry picked at random, each as likely as any other (a bucket at
+    /// random, again while it is empty or `keep` refuses its entry), with
+    /// its bucket; `None` after `tries` misses.
+    pub fn random_entry(
+        &self,
+        mut random: impl FnMut() -> u64,
+        tries: usize,
+        keep: impl Fn(&K, &V) -> bool,
+    ) -> Option<(usize, &K, &V)> {
+        let buckets = self.entries.num_buckets() as u64;
+        if buckets == 0 {
+            return None;
+        }
+        (0..tries).find_map(|_| {
+            let i = (random() % buckets) as usize;
+            self.entries.get_bucket(i).filter(|(k, v)| keep(k, v)).map(|(k, v)| (i, k, v))
+        })
     }
     pub fn reserve(&mut self, n: usize) {
         let hasher = &self.hasher;

@@ -684,6 +684,27 @@ fn random() -> u64 {
 /// Up to `n` distinct members of `set`, picked at random (reservoir
 /// sampling: one pass over the set).
 fn pick(set: &Members, n: usize) -> Vec<Bytes> {
+    // A few members of a bigger set: buckets at random, as Redis picks,
+    // each member once; about n tries, not the set's size.
+    const FEW: usize = 64;
+    if n <= FEW && set.len() >= 4 * n {
+        let mut out: Vec<(usize, Bytes)> = Vec::with_capacity(n);
+        // Bounded: a set of fewer live members than n repeats them.
+        for _ in 0..8 * n {
+            if out.len() == n {
+                break;
+            }
+            match set.random_entry(random, 64, |_, r| r.value) {
+                Some((i, m, _)) if !out.iter().any(|(j, _)| *j == i) => out.push((i, m.clone())),
+                Some(_) => {}
+                // Mostly tombstones: walk it instead.
+                None => break,
+            }
+        }
+        if out.len() == n {
+            return out.into_iter().map(|(_, m)| m).collect();
+        }
+    }
     let mut out: Vec<Bytes> = Vec::with_capacity(n.min(set.len()));
     if n == 0 {
         return out;

@@ -304,3 +304,37 @@ fn a_scan_pages_through_every_key_and_filters_by_pattern_and_type() {
     let sets = ks.scan(b"default", 0, 10_000, None, Some("set"), 0);
     assert_eq!(sets.keys, vec![b("tags")]);
 }
+
+#[test]
+fn random_picks_are_distinct_live_members_and_reach_them_all() {
+    let stamp = Stamp::new(Timestamp::new(1, 0), 1);
+    let mut set = Members::default();
+    for i in 0..1000u32 {
+        set.assign(Bytes::from(i.to_string()), Lww::new(stamp, true));
+    }
+    // Buckets at random: distinct members, all of them reached.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..5000 {
+        let p = super::pick(&set, 4);
+        assert_eq!(p.iter().collect::<std::collections::HashSet<_>>().len(), 4, "{p:?}");
+        seen.extend(p);
+    }
+    assert!(seen.len() > 950, "{} of 1000 reached", seen.len());
+    // Most removed: the table gives its room back, picks still find members.
+    for i in 0..990u32 {
+        set.prune(i.to_string().as_bytes());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..2000 {
+        let p = super::pick(&set, 3);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.iter().collect::<std::collections::HashSet<_>>().len(), 3, "{p:?}");
+        for m in p {
+            assert!(m.as_ref() >= b"990".as_slice(), "{m:?} was removed");
+            seen.insert(m);
+        }
+    }
+    assert_eq!(seen.len(), 10);
+    // More than there are: all of them.
+    assert_eq!(super::pick(&set, 50).len(), 10);
+}
