@@ -132,7 +132,7 @@ fn count_key(id: &str, what: &str) -> Bytes {
     Bytes::from(format!("jobn:{id}:{what}"))
 }
 
-fn set(ns: Bytes, key: Bytes, value: Vec<u8>) -> Write {
+pub(crate) fn set(ns: Bytes, key: Bytes, value: Vec<u8>) -> Write {
     Write { ns, key, op: Op::Set { value: Bytes::from(value), expiry: SetExpiry::None, get: false } }
 }
 
@@ -140,7 +140,7 @@ fn incr(key: Bytes) -> Write {
     Write { ns: sys(), key, op: Op::IncrBy(1) }
 }
 
-fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+pub(crate) fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(v).map_err(|e| Error::Unavailable(e.to_string()))
 }
 

@@ -43,10 +43,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use squall_store::events::KeyEvent;
 use squall_store::lattice::Timestamp;
-use squall_store::{ChangeAt, Op, Reply, SetExpiry, Write};
+use squall_store::{ChangeAt, Op, Reply, Write};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::jobs::json;
 use crate::{Error, Functions, Request, sys};
 
 /// Most triggers a node keeps.
@@ -287,12 +288,9 @@ fn cron_key(id: &str) -> Bytes {
 }
 const KEYS_CURSOR: &[u8] = b"trigkeys";
 
+/// A register of the `sys` namespace.
 fn set(key: Bytes, value: Vec<u8>) -> Write {
-    Write { ns: sys(), key, op: Op::Set { value: Bytes::from(value), expiry: SetExpiry::None, get: false } }
-}
-
-fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(v).map_err(|e| Error::Unavailable(e.to_string()))
+    crate::jobs::set(sys(), key, value)
 }
 
 /// One change of a key, live or read back from the window log.
