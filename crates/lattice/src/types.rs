@@ -170,11 +170,14 @@ impl Lattice for PnCounter {
 pub struct LMap<K: Hash + Eq, V> {
     entries: HashTable<(K, V)>,
     hasher: foldhash::fast::RandomState,
+    /// Counts the times entries may have moved between buckets (see
+    /// [`LMap::layout`]).
+    moves: u32,
 }
 
 impl<K: Hash + Eq, V> Default for LMap<K, V> {
     fn default() -> Self {
-        LMap { entries: HashTable::new(), hasher: foldhash::fast::RandomState::default() }
+        LMap { entries: HashTable::new(), hasher: foldhash::fast::RandomState::default(), moves: 0 }
     }
 }
 
@@ -203,6 +206,7 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     /// replaces the earlier (a lattice merge would keep the larger).
     pub fn assign(&mut self, key: K, value: V) -> Option<V> {
         let h = self.hash(&key);
+        self.may_move(1);
         let hasher = &self.hasher;
         match self.entries.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
             hash_table::Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
@@ -224,6 +228,7 @@ impl<K: Hash + Eq, V> LMap<K, V> {
         K: Borrow<Q>,
     {
         let h = self.hash(key);
+        self.may_move(1);
         let hasher = &self.hasher;
         match self.entries.entry(h, |(k, _)| k.borrow() == key, |(k, _)| hasher.hash_one(k)) {
             hash_table::Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
@@ -239,12 +244,12 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        let h = self.hash(key);
-        let gone = self.entries.find_entry(h, |(k, _)| k.borrow() == key).ok().map(|e| e.remove().0.1);
+        let gone = self.remove_entry(key).map(|(_, v)| v);
         // A map that lost most of its entries gives the room back (so that
         // random picks, which try buckets, keep finding entries).
         let (len, room) = (self.entries.len(), self.entries.capacity());
         if room > 64 && len * 8 < room {
+            self.moves = self.moves.wrapping_add(1);
             let hasher = &self.hasher;
             self.entries.shrink_to(len * 2, |(k, _)| hasher.hash_one(k));
         }
@@ -270,8 +275,52 @@ impl<K: Hash + Eq, V> LMap<K, V> {
         })
     }
     pub fn reserve(&mut self, n: usize) {
+        self.may_move(n);
         let hasher = &self.hasher;
         self.entries.reserve(n, |(k, _)| hasher.hash_one(k));
+    }
+
+    /// Notes that making room for `n` more entries would move entries (the
+    /// table grows, or is rehashed to reclaim removed entries' buckets):
+    /// hashbrown does that when it has no room left.
+    fn may_move(&mut self, n: usize) {
+        if n > self.entries.capacity() - self.entries.len() {
+            self.moves = self.moves.wrapping_add(1);
+        }
+    }
+
+    /// Changes whenever entries may have moved between buckets: a walk by
+    /// bucket ([`LMap::walk_buckets`]) resumes where it stopped only while
+    /// this is what it was, or it could miss entries.
+    pub fn layout(&self) -> u32 {
+        self.moves
+    }
+
+    /// Visits the entries in buckets `from` on, `budget` of them at most;
+    /// returns the bucket to resume at, or `None` when none are left. Costs
+    /// the buckets passed (at most 8 per entry: a map that lost most of its
+    /// entries shrinks).
+    pub fn walk_buckets(&self, from: usize, budget: usize, mut visit: impl FnMut(&K, &V)) -> Option<usize> {
+        let mut left = budget;
+        for i in from..self.entries.num_buckets() {
+            if let Some((k, v)) = self.entries.get_bucket(i) {
+                if left == 0 {
+                    return Some(i);
+                }
+                visit(k, v);
+                left -= 1;
+            }
+        }
+        None
+    }
+
+    /// Removes `key`'s entry, giving back the key held as well.
+    pub fn remove_entry<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+    {
+        let h = self.hash(key);
+        self.entries.find_entry(h, |(k, _)| k.borrow() == key).ok().map(|e| e.remove().0)
     }
 
     /// Starts loading the entry looking up `key` will read, without
@@ -337,6 +386,7 @@ impl<K: Hash + Eq, V: Lattice> LMap<K, V> {
     /// Merges `value` into the entry at `key`.
     pub fn merge_entry(&mut self, key: K, value: V) {
         let h = self.hash(&key);
+        self.may_move(1);
         let hasher = &self.hasher;
         match self.entries.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
             hash_table::Entry::Occupied(mut e) => e.get_mut().1.merge(value),
@@ -344,6 +394,14 @@ impl<K: Hash + Eq, V: Lattice> LMap<K, V> {
                 e.insert((key, value));
             }
         }
+    }
+}
+
+impl<K: Hash + Eq, V> IntoIterator for LMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = hash_table::IntoIter<(K, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
     }
 }
 

@@ -120,6 +120,26 @@ impl Items {
         self.0.iter()
     }
 
+    /// The items after `after` (from the head if `None`), `budget` at
+    /// most (at least one); the last one visited if more are left. Places do not move, so
+    /// a walk resumes after any writes.
+    pub fn walk_after(
+        &self,
+        after: Option<Place>,
+        budget: usize,
+        mut visit: impl FnMut(&Place, &Lww<Option<Bytes>>),
+    ) -> Option<Place> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut items = self.0.range((from, Bound::Unbounded));
+        let mut last = None;
+        for (place, r) in items.by_ref().take(budget.max(1)) {
+            visit(place, r);
+            last = Some(*place);
+        }
+        items.next().and(last)
+    }
+
     pub fn first(&self) -> Option<&Place> {
         self.0.keys().next()
     }

@@ -3,10 +3,10 @@
 //! ranges and ranks. The order is derived: it is not part of the lattice,
 //! equality or the serialized form.
 
-use crate::{Lattice, Lww};
+use crate::{LMap, Lattice, Lww};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// A score: a float with a total order (`-inf` < ... < `inf`; NaN is never
 /// stored, the commands refuse it).
@@ -42,7 +42,7 @@ pub type ScoreReg = Lww<Option<Score>>;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<(Bytes, ScoreReg)>", into = "Vec<(Bytes, ScoreReg)>")]
 pub struct ZSet {
-    scores: HashMap<Bytes, ScoreReg, foldhash::fast::RandomState>,
+    scores: LMap<Bytes, ScoreReg>,
     /// The members with a score, by (score, member): Redis's order.
     order: BTreeSet<(Score, Bytes)>,
 }
@@ -96,6 +96,17 @@ impl ZSet {
         self.scores.iter()
     }
 
+    /// The registers in buckets `from` on, `budget` at most (see
+    /// [`LMap::walk_buckets`]); `layout` says when a walk must start again.
+    pub fn walk_registers(&self, from: usize, budget: usize, visit: impl FnMut(&Bytes, &ScoreReg)) -> Option<usize> {
+        self.scores.walk_buckets(from, budget, visit)
+    }
+
+    /// See [`LMap::layout`].
+    pub fn layout(&self) -> u32 {
+        self.scores.layout()
+    }
+
     /// The scored members, lowest first (ties by member bytes).
     pub fn ordered(&self) -> impl DoubleEndedIterator<Item = (&Bytes, f64)> {
         self.order.iter().map(|(s, m)| (m, s.0))
@@ -125,7 +136,7 @@ impl ZSet {
         if let Some(s) = r.value {
             self.order.insert((s, member.clone()));
         }
-        let old = self.scores.insert(member.clone(), r);
+        let old = self.scores.assign(member.clone(), r);
         self.unorder(&member, old.as_ref());
         old
     }
@@ -157,7 +168,7 @@ impl ZSet {
         if let Some(s) = joined.value {
             self.order.insert((s, member.clone()));
         }
-        self.scores.insert(member.clone(), joined);
+        self.scores.assign(member.clone(), joined);
         self.unorder(&member, old.as_ref());
     }
 }

@@ -183,3 +183,33 @@ fn a_newer_epoch_replaces_the_value_whole() {
     e.merge(Entry::new(old, Value::Set(late)));
     assert_eq!(e.value, Value::Tombstone);
 }
+
+#[test]
+fn a_walk_by_bucket_sees_every_entry_while_the_layout_holds_and_says_when_it_moved() {
+    let mut m: LMap<u64, Max<u64>> = LMap::default();
+    for i in 0..1000 {
+        m.merge_entry(i, Max(i));
+    }
+    // Resumed in small steps, with writes to entries already there
+    // between them, the walk sees each entry once.
+    let layout = m.layout();
+    let (mut seen, mut at) = (Vec::new(), Some(0));
+    while let Some(from) = at {
+        at = m.walk_buckets(from, 7, |k, _| seen.push(*k));
+        m.merge_entry(seen[0], Max(5000));
+    }
+    assert_eq!(m.layout(), layout);
+    seen.sort_unstable();
+    assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    // Growing moves entries; so does losing most of them.
+    for i in 1000..10_000 {
+        m.merge_entry(i, Max(i));
+    }
+    assert_ne!(m.layout(), layout);
+    let layout = m.layout();
+    for i in 0..9_900 {
+        m.prune(&i);
+    }
+    assert_ne!(m.layout(), layout, "the table shrank");
+    assert_eq!(m.len(), 100);
+}

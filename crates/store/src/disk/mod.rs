@@ -11,8 +11,9 @@
 //! - **Snapshots** (`snapshot-N.squall`): once the log has grown past the
 //!   last snapshot's size (and 64 MiB), the writer starts a new segment N
 //!   and a snapshot thread asks each shard for its records a few hundred
-//!   keys at a time (no shard is held up for long); the snapshot holds every
-//!   key as it was at some moment after segment N began. Replaying segment
+//!   keys (and at most 8192 members, fields or items) at a time, so no
+//!   shard is held up for long; the snapshot holds every key (every element
+//!   of a big one) as it was at some moment after segment N began. Replaying segment
 //!   N and later on top of it ends in the live state, because records hold
 //!   whole states and replay goes to the end. When it is durable, older
 //!   segments and snapshots are deleted.

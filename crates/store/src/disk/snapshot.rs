@@ -1,5 +1,6 @@
 //! Snapshots: written by their own thread, which asks each shard for the
-//! records of a few hundred keys at a time, so no shard stops serving.
+//! records of a few hundred keys at a time, and of a key with many members
+//! a slice of them at a time, so no shard stops serving.
 //!
 //! A snapshot file is frames (see [`super::log`]): a head frame naming the
 //! format, one frame per dump step, and an end frame. It is written to a

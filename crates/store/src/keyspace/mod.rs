@@ -23,6 +23,16 @@ mod tests;
 pub(crate) use table::position;
 pub use table::{POSITION_BITS, key_hash};
 
+/// The layout of `slot`'s table, if its elements are in one.
+fn table_layout(slot: &Slot, node: NodeId) -> Option<u32> {
+    match slot.body(node) {
+        Body::Other(Value::Set(m)) => Some(m.layout()),
+        Body::Other(Value::Map(m)) => Some(m.layout()),
+        Body::Other(Value::ZSet(z)) => Some(z.layout()),
+        _ => None,
+    }
+}
+
 use crate::disk::{Made, Records};
 use crate::glob;
 use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange};
@@ -33,7 +43,7 @@ use squall_lattice::{
     Value, ZSet,
 };
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use table::{Spot, Table};
 
 type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -328,12 +338,44 @@ struct Space {
     expiring: BTreeSet<(u64, u64)>,
 }
 
-/// Where a snapshot dump resumes: a namespace and a position in it.
+/// Where a snapshot dump resumes: a namespace and a position in it, and
+/// the big keys whose elements are still to come.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DumpCursor {
     pub ns: Bytes,
     pub from: u64,
+    /// Every key has been visited; only `pending`'s elements are left.
+    pub walked: bool,
+    pub pending: VecDeque<PartKey>,
 }
+
+/// A key a dump has written the header and some elements of.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartKey {
+    pub ns: Bytes,
+    pub key: Bytes,
+    /// The epoch written: a key deleted or made anew since is left to the
+    /// log, which has all of that.
+    pub epoch: Stamp,
+    pub at: ElementAt,
+    /// Times its table moved its entries under the walk, which then began
+    /// again; past [`MAX_RESTARTS`] the rest is written in one step.
+    pub restarts: u8,
+}
+
+/// Where the elements of a key resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElementAt {
+    /// A set's, hash's or sorted set's table at this layout, from this bucket.
+    Bucket { layout: u32, next: usize },
+    /// A list after this place.
+    After(Place),
+}
+
+/// Elements a dump step writes at most (besides its keys' headers), so
+/// that a key of millions of members is written a slice at a time.
+pub const DUMP_ELEMENTS: usize = 8192;
+const MAX_RESTARTS: u8 = 3;
 
 /// A shard's keys, by namespace.
 pub struct Keyspace {
@@ -400,28 +442,90 @@ fn empty_reply(op: &Op) -> Reply {
 fn records_of(slot: &Slot, ns: &[u8], node: NodeId, changes: &mut impl Changes) {
     let header = Header::of(slot, node);
     changes.header(ns, slot.key(), &header);
+    elements_of(slot, ns, node, None, usize::MAX, changes);
+}
+
+/// [`elements_of`], counting the elements it writes.
+fn count_elements_of(
+    slot: &Slot,
+    ns: &[u8],
+    node: NodeId,
+    at: Option<ElementAt>,
+    budget: usize,
+    changes: &mut impl Changes,
+) -> (usize, Option<ElementAt>) {
+    let mut counted = Counted { inner: changes, elements: 0 };
+    let at = elements_of(slot, ns, node, at, budget, &mut counted);
+    (counted.elements, at)
+}
+
+struct Counted<'a, C> {
+    inner: &'a mut C,
+    elements: usize,
+}
+
+impl<C: Changes> Changes for Counted<'_, C> {
+    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>) {
+        self.inner.header(ns, key, header);
+    }
+    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element) {
+        self.elements += 1;
+        self.inner.element(ns, key, epoch, element, state);
+    }
+    fn removed(&mut self, ns: &[u8], key: &[u8]) {
+        self.inner.removed(ns, key);
+    }
+}
+
+/// The records of `slot`'s members, fields, items or scores, from `at` on
+/// (from the first if `None`), `budget` of them at most; where to resume,
+/// or `None` when all are written. A position by bucket holds only while
+/// the table's layout is the one it names: otherwise the walk starts again.
+fn elements_of(
+    slot: &Slot,
+    ns: &[u8],
+    node: NodeId,
+    at: Option<ElementAt>,
+    budget: usize,
+    changes: &mut impl Changes,
+) -> Option<ElementAt> {
+    let (key, epoch) = (slot.key(), slot.epoch(node));
+    let bucket = |layout: u32| match at {
+        Some(ElementAt::Bucket { layout: was, next }) if was == layout => next,
+        _ => 0,
+    };
+    let resume = |layout: u32, next: Option<usize>| next.map(|next| ElementAt::Bucket { layout, next });
     match slot.body(node) {
-        Body::Other(Value::Set(m)) => {
-            for (member, r) in m.iter() {
-                changes.element(ns, slot.key(), header.epoch, member, &Element::Member(r.clone()));
-            }
-        }
-        Body::Other(Value::Map(m)) => {
-            for (field, r) in m.iter() {
-                changes.element(ns, slot.key(), header.epoch, field, &Element::Field(r.clone()));
-            }
-        }
+        Body::Other(Value::Set(m)) => resume(
+            m.layout(),
+            m.walk_buckets(bucket(m.layout()), budget, |member, r| {
+                changes.element(ns, key, epoch, member, &Element::Member(r.clone()))
+            }),
+        ),
+        Body::Other(Value::Map(m)) => resume(
+            m.layout(),
+            m.walk_buckets(bucket(m.layout()), budget, |field, r| {
+                changes.element(ns, key, epoch, field, &Element::Field(r.clone()))
+            }),
+        ),
+        Body::Other(Value::ZSet(z)) => resume(
+            z.layout(),
+            z.walk_registers(bucket(z.layout()), budget, |member, r| {
+                changes.element(ns, key, epoch, member, &Element::Score(r.clone()))
+            }),
+        ),
         Body::Other(Value::List(items)) => {
-            for (place, r) in items.iter() {
-                changes.element(ns, slot.key(), header.epoch, &place.encode(), &Element::Item(r.clone()));
-            }
+            let after = match at {
+                Some(ElementAt::After(place)) => Some(place),
+                _ => None,
+            };
+            items
+                .walk_after(after, budget, |place, r| {
+                    changes.element(ns, key, epoch, &place.encode(), &Element::Item(r.clone()))
+                })
+                .map(ElementAt::After)
         }
-        Body::Other(Value::ZSet(z)) => {
-            for (member, r) in z.registers() {
-                changes.element(ns, slot.key(), header.epoch, member, &Element::Score(r.clone()));
-            }
-        }
-        _ => {}
+        _ => None,
     }
 }
 
@@ -1928,19 +2032,68 @@ impl Keyspace {
     }
 
     /// The records of about `budget` keys from `cursor` on (all namespaces,
-    /// in name order), into `changes`; where to go on, or `None` when done.
+    /// in name order), into `changes`, and of [`DUMP_ELEMENTS`] of their
+    /// elements at most; where to go on, or `None` when done.
+    ///
+    /// A snapshot replays with the log from before its first step, so a key
+    /// may be written in slices while it changes: what changed after a
+    /// slice was written is in the log.
     pub(crate) fn dump(&self, cursor: &DumpCursor, budget: usize, changes: &mut impl Changes) -> Option<DumpCursor> {
         let node = self.node;
+        let mut next = cursor.clone();
+        let mut left = DUMP_ELEMENTS;
+        while let Some(part) = next.pending.front_mut() {
+            let slot = self.spaces.get(&part.ns).and_then(|s| s.table.get(key_hash(&part.key), &part.key));
+            let Some(slot) = slot.filter(|s| s.epoch(node) == part.epoch) else {
+                next.pending.pop_front();
+                continue;
+            };
+            if let ElementAt::Bucket { layout, .. } = part.at
+                && Some(layout) != table_layout(slot, node)
+            {
+                part.restarts += 1;
+            }
+            let step = if part.restarts > MAX_RESTARTS { usize::MAX } else { left };
+            let (written, at) = count_elements_of(slot, &part.ns, node, Some(part.at), step, changes);
+            left = left.saturating_sub(written);
+            match at {
+                Some(at) => {
+                    part.at = at;
+                    return Some(next);
+                }
+                None => {
+                    next.pending.pop_front();
+                }
+            }
+            if left == 0 {
+                return (!next.pending.is_empty() || !next.walked).then_some(next);
+            }
+        }
+        if next.walked {
+            return None;
+        }
         let mut names: Vec<&Bytes> = self.spaces.keys().filter(|n| **n >= cursor.ns).collect();
         names.sort();
         for ns in names {
             let from = if *ns == cursor.ns { cursor.from } else { 0 };
-            let next = self.spaces[ns].table.walk(from, budget, |s| records_of(s, ns, node, changes));
-            if let Some(from) = next {
-                return Some(DumpCursor { ns: ns.clone(), from });
+            let pending = &mut next.pending;
+            let visit = |s: &Slot| {
+                let header = Header::of(s, node);
+                changes.header(ns, s.key(), &header);
+                let (written, at) = count_elements_of(s, ns, node, None, left.max(1), changes);
+                left = left.saturating_sub(written);
+                if let Some(at) = at {
+                    let (ns, key) = (ns.clone(), Bytes::copy_from_slice(s.key()));
+                    pending.push_back(PartKey { ns, key, epoch: s.epoch(node), at, restarts: 0 });
+                }
+            };
+            if let Some(from) = self.spaces[ns].table.walk(from, budget, visit) {
+                (next.ns, next.from) = (ns.clone(), from);
+                return Some(next);
             }
         }
-        None
+        next.walked = true;
+        (!next.pending.is_empty()).then_some(next)
     }
 
     /// Applies a record read back from disk (recovery replays them in the

@@ -338,3 +338,112 @@ fn random_picks_are_distinct_live_members_and_reach_them_all() {
     // More than there are: all of them.
     assert_eq!(super::pick(&set, 50).len(), 10);
 }
+
+/// Counts the elements a dump step writes, into deltas.
+struct Step<'a> {
+    deltas: &'a mut Deltas,
+    elements: usize,
+}
+
+impl Changes for Step<'_> {
+    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>) {
+        self.deltas.header(ns, key, header);
+    }
+    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element) {
+        self.elements += 1;
+        self.deltas.element(ns, key, epoch, element, state);
+    }
+    fn removed(&mut self, ns: &[u8], key: &[u8]) {
+        self.deltas.removed(ns, key);
+    }
+}
+
+#[test]
+fn a_dump_writes_big_keys_in_slices_and_with_the_writes_between_gives_the_live_state() {
+    let node = 3;
+    let mut ks = Keyspace::new(node);
+    let mut time = 100u64;
+    let mut stamp = || {
+        time += 1;
+        Stamp::new(Timestamp::new(time, 0), node)
+    };
+    let names = |from: usize, n: usize| (from..from + n).map(|i| b(&format!("m{i}"))).collect::<Vec<_>>();
+    let big = 3 * DUMP_ELEMENTS;
+    ks.apply(&ns(), b"s", Op::SAdd(names(0, big)), stamp(), 0).unwrap();
+    let fields = names(0, big).into_iter().map(|f| (f.clone(), f)).collect();
+    ks.apply(&ns(), b"h", Op::HSet(fields), stamp(), 0).unwrap();
+    let pairs = names(0, big).into_iter().enumerate().map(|(i, m)| (i as f64, m)).collect();
+    ks.apply(&ns(), b"z", Op::ZAdd { pairs, opts: ZAddOpts::default() }, stamp(), 0).unwrap();
+    ks.apply(&ns(), b"l", Op::Push { head: false, items: names(0, big), existing: false }, stamp(), 0).unwrap();
+    for i in 0..600 {
+        let set = Op::Set { value: b("v"), expiry: SetExpiry::None, get: false };
+        ks.apply(&ns(), format!("k{i}").as_bytes(), set, stamp(), 0).unwrap();
+    }
+
+    let mut snap = Deltas::default();
+    let mut after: Vec<BTreeMap<Bytes, Entry>> = Vec::new();
+    let mut cursor = DumpCursor::default();
+    let mut steps = 0;
+    let mut shrunk = std::collections::HashSet::new();
+    loop {
+        let mut step = Step { deltas: &mut snap, elements: 0 };
+        let next = ks.dump(&cursor, 256, &mut step);
+        assert!(step.elements <= DUMP_ELEMENTS + 256, "step {steps} wrote {} elements", step.elements);
+        steps += 1;
+        let Some(next) = next else { break };
+        cursor = next;
+        // Writes between steps: the set grows (its table moves its
+        // entries), the hash loses fields, the list gains and loses items,
+        // the sorted set changes scores, a key is made anew.
+        let writes = [
+            (b("s"), Op::SAdd(names(big + steps * 2000, 2000))),
+            (b("h"), Op::HDel(names(big + steps, 1))),
+            (b("l"), Op::Push { head: true, items: names(steps, 1), existing: false }),
+            (b("l"), Op::Pop { head: false, count: Some(3) }),
+            (b("z"), Op::ZAdd { pairs: vec![(-1.0, b(&format!("m{steps}")))], opts: ZAddOpts::default() }),
+            (b("k7"), Op::Del),
+            (b("k7"), Op::SAdd(names(0, 2))),
+        ];
+        // A table caught in the middle of its walk loses most of its
+        // entries at once, and shrinks.
+        let mut writes = writes.to_vec();
+        if let Some(PartKey { key, at: ElementAt::Bucket { next, .. }, .. }) = cursor.pending.front()
+            && *next > 0
+            && shrunk.insert(key.clone())
+        {
+            let most = names(0, big - big / 10);
+            let op = match key.as_ref() {
+                b"s" => Op::SRem(most),
+                b"h" => Op::HDel(most),
+                _ => Op::ZRem(most),
+            };
+            writes.push((key.clone(), op));
+        }
+        for (key, op) in writes {
+            let s = stamp();
+            let mut d = Deltas { stamp: s, keys: BTreeMap::new() };
+            ks.apply_with(&ns(), &key, op, s, 0, &mut d, None).unwrap();
+            after.push(d.keys);
+        }
+    }
+    assert!(steps >= 5, "the big keys were written in slices ({steps} steps)");
+    assert!(!shrunk.is_empty(), "a table shrank under its walk");
+
+    let mut merged = snap.keys;
+    for d in after {
+        for (k, e) in d {
+            match merged.get_mut(&k) {
+                Some(m) => m.merge(e),
+                None => {
+                    merged.insert(k, e);
+                }
+            }
+        }
+    }
+    let keys: Vec<Bytes> = merged.keys().cloned().collect();
+    assert_eq!(keys.len(), 604);
+    for key in keys {
+        let seen = merged.get(&key).and_then(observed);
+        assert_eq!(ks.snapshot(b"default", &key, 0), seen, "key {key:?}");
+    }
+}
