@@ -264,6 +264,71 @@ fn set_algebra_moves_and_pops_answer_as_redis_does() {
 }
 
 #[test]
+fn sscan_hscan_and_zscan_page_through_a_collection() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("SADD s a", int(1)),
+            ("SSCAN s 0 MATCH a", array(vec![b("0"), Value::Array(vec![b("a")])])),
+            ("SSCAN s 0 MATCH b", array(vec![b("0"), Value::Array(vec![])])),
+            ("HSET h f1 v1 g2 v2", int(2)),
+            ("HSCAN h 0 MATCH f*", array(vec![b("0"), Value::Array(vec![b("f1"), b("v1")])])),
+            ("ZADD z 1.5 a", int(1)),
+            ("ZSCAN z 0", array(vec![b("0"), Value::Array(vec![b("a"), b("1.5")])])),
+            ("SSCAN nope 0", array(vec![b("0"), Value::Array(vec![])])),
+            ("SSCAN h 0", Want::Error("WRONGTYPE")),
+            ("ZSCAN s 0", Want::Error("WRONGTYPE")),
+            ("HSCAN h x", Want::Error("invalid cursor")),
+            ("SSCAN s 0 COUNT 0", Want::Error("syntax error")),
+            ("SSCAN s 0 TYPE set", Want::Error("syntax error")),
+            ("SSCAN s", Want::Error("wrong number of arguments for 'sscan' command")),
+        ],
+    );
+    // A small collection comes in one page, whatever its COUNT.
+    let _: () = redis::cmd("SADD").arg("s").arg(&["b", "c"]).query(&mut c).unwrap();
+    let (next, mut page): (u64, Vec<String>) =
+        redis::cmd("SSCAN").arg("s").arg(0).arg("COUNT").arg(1).query(&mut c).unwrap();
+    page.sort();
+    assert_eq!((next, page), (0, vec!["a".to_string(), "b".into(), "c".into()]));
+    // A big set comes in pages that end with cursor 0 and hold each member.
+    let members: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    let _: () = redis::cmd("SADD").arg("big").arg(&members).query(&mut c).unwrap();
+    let (mut cursor, mut seen, mut pages) = (0u64, Vec::new(), 0);
+    loop {
+        let (next, page): (u64, Vec<String>) =
+            redis::cmd("SSCAN").arg("big").arg(cursor).arg("COUNT").arg(100).query(&mut c).unwrap();
+        assert!(page.len() <= 100, "a page of {}", page.len());
+        seen.extend(page);
+        pages += 1;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(pages >= 10, "{pages} pages");
+    seen.sort();
+    let mut want = members.clone();
+    want.sort();
+    assert_eq!(seen, want);
+    // MATCH filters what a page walked.
+    let mut matched = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) =
+            redis::cmd("SSCAN").arg("big").arg(cursor).arg("MATCH").arg("m99*").query(&mut c).unwrap();
+        matched.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    matched.sort();
+    assert_eq!(matched, vec!["m99", "m990", "m991", "m992", "m993", "m994", "m995", "m996", "m997", "m998", "m999"]);
+}
+
+#[test]
 fn config_set_and_select_answer_as_redis_does() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();

@@ -7,7 +7,7 @@
 use crate::pubsub::Kind as PubKind;
 use crate::resp::Frame;
 use bytes::Bytes;
-use squall_store::lattice::PhysicalClock;
+use squall_store::lattice::{Kind, PhysicalClock};
 use squall_store::{
     ExpireIf, GetExpiry, LexBound, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange,
 };
@@ -213,6 +213,9 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("smismember", -3),
     ("spop", -2),
     ("srandmember", -2),
+    ("sscan", -3),
+    ("hscan", -3),
+    ("zscan", -3),
     ("sinter", -2),
     ("sunion", -2),
     ("sdiff", -2),
@@ -703,6 +706,19 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             one(Op::SPop(count))
         }
         b"SRANDMEMBER" => one(Op::SRandMember(args.get(2).map(int).transpose()?)),
+        b"SSCAN" | b"HSCAN" | b"ZSCAN" => {
+            let kind = match name {
+                b"SSCAN" => Kind::Set,
+                b"HSCAN" => Kind::Map,
+                _ => Kind::ZSet,
+            };
+            let cursor = scan_cursor(&args[2])?;
+            let (pattern, count, kind_option) = scan_options(&args[3..])?;
+            if kind_option.is_some() {
+                return Err(syntax());
+            }
+            one(Op::ElementScan { kind, cursor, count, pattern })
+        }
         b"RENAME" | b"RENAMENX" => {
             Ok(Cmd::Relocate { from: key(), to: args[2].clone(), copy: false, only_new: name == b"RENAMENX" })
         }
@@ -1221,12 +1237,19 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
 }
 
 fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {
-    let cursor = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Frame::err("invalid cursor"))?;
+    let cursor = scan_cursor(&args[1])?;
+    let (pattern, count, kind) = scan_options(&args[2..])?;
+    Ok(Server::Scan { cursor, pattern, count, kind })
+}
+
+fn scan_cursor(arg: &[u8]) -> Result<u64, Frame> {
+    std::str::from_utf8(arg).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| Frame::err("invalid cursor"))
+}
+
+/// A scan's MATCH, COUNT (10 by default) and TYPE.
+fn scan_options(args: &[Bytes]) -> Result<(Option<Bytes>, usize, Option<String>), Frame> {
     let (mut pattern, mut count, mut kind) = (None, 10usize, None);
-    let mut i = 2;
+    let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1).ok_or_else(syntax)?;
         match args[i].to_ascii_uppercase().as_slice() {
@@ -1243,7 +1266,7 @@ fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {
         }
         i += 2;
     }
-    Ok(Server::Scan { cursor, pattern, count, kind })
+    Ok((pattern, count, kind))
 }
 
 /// The frame for one op's result.

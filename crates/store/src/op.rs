@@ -122,6 +122,17 @@ pub enum Op {
         max: bool,
         count: Option<u64>,
     },
+    /// SSCAN, HSCAN, ZSCAN: a page of the set's members, the hash's field
+    /// and value pairs, or the sorted set's members and scores (the score
+    /// as Redis writes it), from `cursor` on; answers the next cursor (as
+    /// bytes, "0" at the end) and the page. `kind` is the type the command
+    /// is for (another is WRONGTYPE).
+    ElementScan {
+        kind: Kind,
+        cursor: u64,
+        count: usize,
+        pattern: Option<Bytes>,
+    },
     /// Sets an absolute expiry (ms since the Unix epoch); a time in the past deletes the key.
     ExpireAt(u64),
     /// EXPIRE with NX, XX, GT or LT: an [`Op::ExpireAt`] only if the

@@ -83,6 +83,13 @@ assert "GT and LT options at the same time are not compatible" in error_of(
     r.execute_command, "EXPIRE", "s5", "1", "LT", "GT"
 )
 assert {"s4", "s5"} <= set(r.scan_iter(match="s*"))
+r.sadd("scanned", *range(300))
+assert sorted(int(m) for m in r.sscan_iter("scanned", count=20)) == list(range(300))
+r.hset("hscanned", mapping={f"f{i}": i for i in range(200)})
+assert dict(r.hscan_iter("hscanned", match="f1*")) == {f"f{i}": str(i) for i in range(200) if str(i).startswith("1")}
+r.zadd("zscanned", {f"m{i}": i / 2 for i in range(200)})
+assert dict(r.zscan_iter("zscanned")) == {f"m{i}": i / 2 for i in range(200)}
+assert r.delete("scanned", "hscanned", "zscanned") == 3
 assert r.unlink("s4", "s5", "none") == 2
 assert r.dbsize() == len(r.keys("*"))
 

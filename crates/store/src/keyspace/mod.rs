@@ -23,24 +23,14 @@ mod tests;
 pub(crate) use table::position;
 pub use table::{POSITION_BITS, key_hash};
 
-/// The layout of `slot`'s table, if its elements are in one.
-fn table_layout(slot: &Slot, node: NodeId) -> Option<u32> {
-    match slot.body(node) {
-        Body::Other(Value::Set(m)) => Some(m.layout()),
-        Body::Other(Value::Map(m)) => Some(m.layout()),
-        Body::Other(Value::ZSet(z)) => Some(z.layout()),
-        _ => None,
-    }
-}
-
 use crate::disk::{Made, Records};
 use crate::glob;
 use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD, Slot};
 use squall_lattice::{
-    Entry, Fields, Items, Lww, Max, Members, NodeId, Place, PnCounter, Score, ScoreReg, Slot as CounterSlot, Stamp,
-    Value, ZSet,
+    Entry, Fields, Items, Kind, Lww, Max, Members, NodeId, Place, PnCounter, Score, ScoreReg, Slot as CounterSlot,
+    Stamp, Value, ZSet, format_score,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -431,10 +421,59 @@ fn empty_reply(op: &Op) -> Reply {
         Op::ZRange(_) | Op::ZPop { .. } => Reply::Scored(Vec::new()),
         Op::ZMScore(members) => Reply::Array(vec![Reply::Nil; members.len()]),
         Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) | Op::LLen | Op::ZCard | Op::ZCount(..) => Reply::Int(0),
+        Op::ElementScan { .. } => scan_page(0, Vec::new()),
         Op::Type => Reply::Type(None),
         Op::Pttl => Reply::Int(-2),
         _ => Reply::Nil,
     }
+}
+
+/// A collection this small answers a scan in one page, whatever its
+/// COUNT, as Redis does for its compact encodings.
+const SCAN_WHOLE: usize = 128;
+
+/// An SSCAN, HSCAN or ZSCAN reply: the next cursor, and the page.
+fn scan_page(next: u64, page: Vec<Bytes>) -> Reply {
+    Reply::Array(vec![Reply::Bytes(Bytes::from(next.to_string())), Reply::List(page)])
+}
+
+/// A page of a set's, hash's or sorted set's elements from bucket
+/// `cursor` on, about `count` of them (every one if it is small); the
+/// cursor goes on from where the page stopped, 0 at the end. An element
+/// there for the whole scan is seen unless its table shrank under the scan
+/// (a set or hash that lost most of its elements).
+fn element_scan(body: Body<'_>, kind: Kind, cursor: u64, count: usize, pattern: Option<&[u8]>) -> OpResult {
+    let mut page = Vec::new();
+    let wanted = |name: &[u8]| pattern.is_none_or(|p| glob::matches(p, name));
+    let from_budget = |len: usize| if len <= SCAN_WHOLE { (0, usize::MAX) } else { (cursor as usize, count) };
+    let next = match (kind, body) {
+        (Kind::Set, Body::Other(Value::Set(m))) => {
+            let (from, budget) = from_budget(m.len());
+            m.walk_buckets(from, budget, |member, r| {
+                if r.value && wanted(member) {
+                    page.push(member.clone());
+                }
+            })
+        }
+        (Kind::Map, Body::Other(Value::Map(m))) => {
+            let (from, budget) = from_budget(m.len());
+            m.walk_buckets(from, budget, |field, r| {
+                if let Some(v) = r.value.as_ref().filter(|_| wanted(field)) {
+                    page.extend([field.clone(), v.clone()]);
+                }
+            })
+        }
+        (Kind::ZSet, Body::Other(Value::ZSet(z))) => {
+            let (from, budget) = from_budget(z.len());
+            z.walk_registers(from, budget, |member, r| {
+                if let Some(score) = r.value.filter(|_| wanted(member)) {
+                    page.extend([member.clone(), Bytes::from(format_score(score.0))]);
+                }
+            })
+        }
+        _ => return Err(OpError::WrongType),
+    };
+    Ok(scan_page(next.map_or(0, |n| n as u64), page))
 }
 
 /// The records that make `slot` whole: its header, then its members or
@@ -443,6 +482,16 @@ fn records_of(slot: &Slot, ns: &[u8], node: NodeId, changes: &mut impl Changes) 
     let header = Header::of(slot, node);
     changes.header(ns, slot.key(), &header);
     elements_of(slot, ns, node, None, usize::MAX, changes);
+}
+
+/// The layout of `slot`'s table, if its elements are in one.
+fn table_layout(slot: &Slot, node: NodeId) -> Option<u32> {
+    match slot.body(node) {
+        Body::Other(Value::Set(m)) => Some(m.layout()),
+        Body::Other(Value::Map(m)) => Some(m.layout()),
+        Body::Other(Value::ZSet(z)) => Some(z.layout()),
+        _ => None,
+    }
 }
 
 /// [`elements_of`], counting the elements it writes.
@@ -963,6 +1012,9 @@ impl Keyspace {
                     }
                     _ => Reply::Int(m.len() as i64),
                 }
+            }
+            Op::ElementScan { kind, cursor, count, pattern } => {
+                element_scan(slot.body(node), *kind, *cursor, *count, pattern.as_deref())?
             }
             _ => Reply::Nil,
         })
