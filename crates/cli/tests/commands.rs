@@ -653,6 +653,63 @@ fn list_commands_answer_as_redis_does() {
 }
 
 #[test]
+fn lmpop_zmpop_and_bzpopmin_pop_from_the_first_key_that_has_something() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    let nested = |key: &str, items: &[&str]| array(vec![b(key), Value::Array(items.iter().map(|i| b(i)).collect())]);
+    let scored = |key: &str, pairs: &[(&str, &str)]| {
+        let pairs = pairs.iter().map(|(m, s)| Value::Array(vec![b(m), b(s)])).collect();
+        array(vec![b(key), Value::Array(pairs)])
+    };
+    check(
+        &mut c,
+        vec![
+            ("RPUSH l a b c d", int(4)),
+            ("ZADD z 1 a 2.5 b 3 c", int(3)),
+            ("LMPOP 2 nol l LEFT", nested("l", &["a"])),
+            ("LMPOP 1 l RIGHT COUNT 2", nested("l", &["d", "c"])),
+            ("LMPOP 1 l LEFT COUNT 5", nested("l", &["b"])),
+            ("LMPOP 1 l LEFT", Want::Is(Value::Nil)),
+            ("LMPOP 0 l LEFT", Want::Error("numkeys should be greater than 0")),
+            ("LMPOP 1 l UP", Want::Error("syntax error")),
+            ("LMPOP 2 l LEFT", Want::Error("syntax error")),
+            ("LMPOP 1 l LEFT COUNT 0", Want::Error("count should be greater than 0")),
+            ("LMPOP 1 l LEFT COUNT 1 COUNT 2", Want::Error("syntax error")),
+            ("ZMPOP 1 z MIN", scored("z", &[("a", "1")])),
+            ("ZMPOP 1 z MAX COUNT 5", scored("z", &[("c", "3"), ("b", "2.5")])),
+            ("ZMPOP 1 z MAX", Want::Is(Value::Nil)),
+            ("ZMPOP 1 z LEFT", Want::Error("syntax error")),
+            ("BZPOPMIN z 0.05", Want::Is(Value::Nil)),
+            ("ZADD z 4 d 5 e", int(2)),
+            ("BZPOPMAX nol z 0", array(vec![b("z"), b("e"), b("5")])),
+            ("BZPOPMIN z 0", array(vec![b("z"), b("d"), b("4")])),
+            ("BLMPOP 0.05 1 l LEFT", Want::Is(Value::Nil)),
+            ("BZMPOP -1 1 z MIN", Want::Error("timeout is negative")),
+            ("SET s v", Want::Is(Value::Okay)),
+            ("LMPOP 1 s LEFT", Want::Error("WRONGTYPE")),
+            ("BZPOPMIN s 0", Want::Error("WRONGTYPE")),
+        ],
+    );
+    // A blocked BZPOPMIN and a blocked BLMPOP are woken by a write.
+    let addr = node.resp_addr();
+    let blocked = |args: &'static [&'static str]| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let mut c = client.get_connection().unwrap();
+            let got: Value = redis::cmd(args[0]).arg(&args[1..]).query(&mut c).unwrap();
+            got
+        })
+    };
+    let zpop = blocked(&["BZPOPMIN", "zq", "5"]);
+    let lmpop = blocked(&["BLMPOP", "5", "2", "nol", "lq", "RIGHT", "COUNT", "2"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(&mut c, vec![("ZADD zq 7 m", int(1)), ("RPUSH lq x y z", int(3))]);
+    assert_eq!(zpop.join().unwrap(), Value::Array(vec![b("zq"), b("m"), b("7")]));
+    assert_eq!(lmpop.join().unwrap(), Value::Array(vec![b("lq"), Value::Array(vec![b("z"), b("y")])]));
+}
+
+#[test]
 fn info_counts_commands_and_errors_until_resetstat() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();

@@ -35,11 +35,53 @@ pub enum Cmd {
     /// sorted sets (or sets, their members scored 1) at `keys` combined into
     /// `dest`, in one unit that applies only if they still read as combined.
     ZStore { dest: Bytes, keys: Vec<Bytes>, how: ZStoreHow },
-    /// BLPOP, BRPOP: the first item of the first of `keys` that has one,
-    /// waiting up to `block` (zero: for ever) for one to.
-    BlockingPop { keys: Vec<Bytes>, head: bool, block: std::time::Duration },
+    /// BLPOP, BRPOP, LMPOP, BLMPOP, BZPOPMIN, BZPOPMAX, ZMPOP, BZMPOP:
+    /// pops from the first of `keys` that has something, waiting up to
+    /// `block` (zero: for ever) for one to; at once if `None`.
+    Pop { keys: Vec<Bytes>, from: PopFrom, block: Option<std::time::Duration> },
     /// Everything that is not about keys: connection and server commands.
     Server(Server),
+}
+
+/// What a [`Cmd::Pop`] pops: with no count, one item (BLPOP: key and
+/// item) or member (BZPOPMIN: key, member, score); with one (the MPOP
+/// commands), up to that many, as the key and a list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PopFrom {
+    List { head: bool, count: Option<u64> },
+    ZSet { max: bool, count: Option<u64> },
+}
+
+impl PopFrom {
+    pub fn op(self) -> Op {
+        match self {
+            PopFrom::List { head, count } => Op::Pop { head, count },
+            PopFrom::ZSet { max, count } => Op::ZPop { max, count },
+        }
+    }
+
+    /// The reply for what was popped from `key`, or `None` if nothing was.
+    pub fn reply(self, key: Bytes, reply: Reply) -> Option<Frame> {
+        let pairs = |pairs: Vec<(Bytes, f64)>| {
+            pairs.into_iter().map(|(m, s)| Frame::Array(vec![Frame::Bulk(m), Frame::Double(s)])).collect()
+        };
+        match (self, reply) {
+            (PopFrom::List { count: None, .. }, Reply::Bytes(item)) => {
+                Some(Frame::Array(vec![Frame::Bulk(key), Frame::Bulk(item)]))
+            }
+            (PopFrom::List { count: Some(_), .. }, Reply::List(items)) if !items.is_empty() => {
+                Some(Frame::Array(vec![Frame::Bulk(key), Frame::Array(items.into_iter().map(Frame::Bulk).collect())]))
+            }
+            (PopFrom::ZSet { count: None, .. }, Reply::Scored(mut popped)) if !popped.is_empty() => {
+                let (member, score) = popped.swap_remove(0);
+                Some(Frame::Array(vec![Frame::Bulk(key), Frame::Bulk(member), Frame::Double(score)]))
+            }
+            (PopFrom::ZSet { count: Some(_), .. }, Reply::Scored(popped)) if !popped.is_empty() => {
+                Some(Frame::Array(vec![Frame::Bulk(key), Frame::Array(pairs(popped))]))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What ZUNIONSTORE, ZINTERSTORE and ZRANGESTORE make.
@@ -308,6 +350,12 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("brpoplpush", 4),
     ("blpop", -3),
     ("brpop", -3),
+    ("lmpop", -4),
+    ("blmpop", -5),
+    ("bzpopmin", -3),
+    ("bzpopmax", -3),
+    ("zmpop", -4),
+    ("bzmpop", -5),
     ("zadd", -4),
     ("zincrby", 4),
     ("zrem", -3),
@@ -886,10 +934,16 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             };
             Ok(Cmd::ZStore { dest: key(), keys, how })
         }
-        b"BLPOP" | b"BRPOP" => {
+        b"BLPOP" | b"BRPOP" | b"BZPOPMIN" | b"BZPOPMAX" => {
             let block = timeout(&args[args.len() - 1])?;
-            Ok(Cmd::BlockingPop { keys: args[1..args.len() - 1].to_vec(), head: name == b"BLPOP", block })
+            let from = match name {
+                b"BLPOP" | b"BRPOP" => PopFrom::List { head: name == b"BLPOP", count: None },
+                _ => PopFrom::ZSet { max: name == b"BZPOPMAX", count: None },
+            };
+            Ok(Cmd::Pop { keys: args[1..args.len() - 1].to_vec(), from, block: Some(block) })
         }
+        b"LMPOP" | b"ZMPOP" => parse_mpop(name, &args[1..], None),
+        b"BLMPOP" | b"BZMPOP" => parse_mpop(&name[1..], &args[2..], Some(timeout(&args[1])?)),
         b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),
@@ -1234,6 +1288,33 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         b"RESET" => Server::Reset,
         _ => return Err(arity_error(&args[0])),
     })
+}
+
+/// LMPOP's and ZMPOP's `numkeys key... LEFT|RIGHT|MIN|MAX [COUNT n]`.
+fn parse_mpop(name: &[u8], args: &[Bytes], block: Option<std::time::Duration>) -> Result<Cmd, Frame> {
+    let positive = |b: &Bytes, what: &str| {
+        int(b).ok().filter(|n| *n > 0).ok_or_else(|| Frame::err(format!("{what} should be greater than 0")))
+    };
+    let n = positive(&args[0], "numkeys")? as usize;
+    let Some(side) = args.get(n + 1) else { return Err(syntax()) };
+    let side = side.to_ascii_uppercase();
+    let mut count = None;
+    let mut rest = args[n + 2..].iter();
+    while let Some(opt) = rest.next() {
+        match rest.next() {
+            Some(c) if count.is_none() && opt.eq_ignore_ascii_case(b"COUNT") => {
+                count = Some(positive(c, "count")? as u64);
+            }
+            _ => return Err(syntax()),
+        }
+    }
+    let count = Some(count.unwrap_or(1));
+    let from = match (name, side.as_slice()) {
+        (b"LMPOP", b"LEFT" | b"RIGHT") => PopFrom::List { head: side == b"LEFT", count },
+        (b"ZMPOP", b"MIN" | b"MAX") => PopFrom::ZSet { max: side == b"MAX", count },
+        _ => return Err(syntax()),
+    };
+    Ok(Cmd::Pop { keys: args[1..=n].to_vec(), from, block })
 }
 
 fn parse_scan(args: &[Bytes]) -> Result<Server, Frame> {

@@ -10,7 +10,7 @@
 
 use crate::DEFAULT_NS;
 use crate::auth::{Access, User};
-use crate::commands::{self, Cmd, Render, Server};
+use crate::commands::{self, Cmd, PopFrom, Render, Server};
 use crate::metrics::Metrics;
 use crate::pubsub::{self, Broker, Kind as PubKind};
 use crate::resp::{self, Frame, Limits};
@@ -1125,7 +1125,7 @@ impl Conn {
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
-                | Cmd::BlockingPop { .. } => {
+                | Cmd::Pop { .. } => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
                     pending.push(Pending::Ready(Frame::err(format!(
@@ -1193,21 +1193,18 @@ impl Conn {
                 })
                 .await
             }
-            Cmd::BlockingPop { keys, head, block } => {
-                self.blocking(stream, keys.clone(), block, move |c, key| {
-                    Box::pin(async move {
-                        let op = squall_store::Op::Pop { head, count: None };
-                        match c.store.exec(&c.ns, key.clone(), op).await {
-                            Ok(Ok(squall_store::Reply::Bytes(item))) => {
-                                Frame::Array(vec![Frame::Bulk(key), Frame::Bulk(item)])
-                            }
-                            Ok(Ok(_)) => Frame::NilArray,
-                            Ok(Err(e)) => commands::op_error(e),
-                            Err(e) => store_error(e),
-                        }
-                    })
-                })
-                .await
+            Cmd::Pop { keys, from, block: Some(block) } => {
+                self.blocking(stream, keys, block, move |c, key| Box::pin(c.pop(key, from))).await
+            }
+            Cmd::Pop { keys, from, block: None } => {
+                let mut answer = Frame::NilArray;
+                for key in keys {
+                    answer = self.pop(key, from).await;
+                    if !matches!(answer, Frame::NilArray) {
+                        break;
+                    }
+                }
+                answer
             }
             Cmd::Keys { ops, combine } => match self.store.atomic(&self.ns, ops, &mut self.session).await {
                 Ok(results) => commands::combine(results, combine),
@@ -1273,7 +1270,7 @@ impl Conn {
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
-                | Cmd::BlockingPop { .. } => {}
+                | Cmd::Pop { .. } => {}
             }
         }
         let mut results = match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
@@ -1295,7 +1292,7 @@ impl Conn {
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
-                | Cmd::BlockingPop { .. } => Frame::err("not queued in a transaction"),
+                | Cmd::Pop { .. } => Frame::err("not queued in a transaction"),
             };
             frames.push(frame);
         }
@@ -1702,6 +1699,16 @@ impl Conn {
         Frame::err("the lists kept changing during LMOVE; try again")
     }
 
+    /// A pop from `key`, as a pop command answers it (a null array if
+    /// there was nothing).
+    async fn pop(&mut self, key: Bytes, from: PopFrom) -> Frame {
+        match self.store.exec(&self.ns, key.clone(), from.op()).await {
+            Ok(Ok(reply)) => from.reply(key, reply).unwrap_or(Frame::NilArray),
+            Ok(Err(e)) => commands::op_error(e),
+            Err(e) => store_error(e),
+        }
+    }
+
     /// A blocking command: `attempt` on each key in turn until one answers
     /// something other than a null; if none does, waits for a write to one
     /// of the keys and tries again, until `block` has passed (zero: for
@@ -1985,7 +1992,7 @@ impl Conn {
             | Cmd::Relocate { .. }
             | Cmd::ListMove { .. }
             | Cmd::ZStore { .. } => true,
-            Cmd::BlockingPop { .. } => false,
+            Cmd::Pop { .. } => false,
             Cmd::Server(_) => false,
         };
         if !adds {
