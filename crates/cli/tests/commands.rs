@@ -710,6 +710,61 @@ fn lmpop_zmpop_and_bzpopmin_pop_from_the_first_key_that_has_something() {
 }
 
 #[test]
+fn lpos_hrandfield_zrandmember_touch_and_expiretime_answer_as_redis_does() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    let ints = |v: &[i64]| array(v.iter().map(|i| Value::Int(*i)).collect());
+    check(
+        &mut c,
+        vec![
+            ("RPUSH l a b c a b c a", int(7)),
+            ("LPOS l a", int(0)),
+            ("LPOS l a RANK 2", int(3)),
+            ("LPOS l a RANK -1", int(6)),
+            ("LPOS l a COUNT 0", ints(&[0, 3, 6])),
+            ("LPOS l a COUNT 2 RANK -1", ints(&[6, 3])),
+            ("LPOS l a MAXLEN 3 COUNT 0", ints(&[0])),
+            ("LPOS l x", Want::Is(Value::Nil)),
+            ("LPOS l x COUNT 1", ints(&[])),
+            ("LPOS nol a COUNT 1", ints(&[])),
+            ("LPOS l a RANK 0", Want::Error("RANK can't be zero")),
+            ("LPOS l a COUNT -1", Want::Error("COUNT can't be negative")),
+            ("LPOS l a MAXLEN -1", Want::Error("MAXLEN can't be negative")),
+            ("LPOS l a RANK", Want::Error("syntax error")),
+            ("HSET h f v", int(1)),
+            ("HRANDFIELD h", bulk("f")),
+            ("HRANDFIELD h 2", list(&["f"])),
+            ("HRANDFIELD h -2 WITHVALUES", list(&["f", "v", "f", "v"])),
+            ("HRANDFIELD h 1 x", Want::Error("syntax error")),
+            ("HRANDFIELD h x", Want::Error("value is not an integer or out of range")),
+            ("HRANDFIELD noh", Want::Is(Value::Nil)),
+            ("HRANDFIELD noh 2", list(&[])),
+            ("ZADD z 1.5 m", int(1)),
+            ("ZRANDMEMBER z", bulk("m")),
+            ("ZRANDMEMBER z 1 WITHSCORES", list(&["m", "1.5"])),
+            ("ZRANDMEMBER z -2", list(&["m", "m"])),
+            ("ZRANDMEMBER h", Want::Error("WRONGTYPE")),
+            ("SET k v PXAT 4102444800000", Want::Is(Value::Okay)),
+            ("TOUCH k h nokey", int(2)),
+            ("SUBSTR k 0 0", bulk("v")),
+            ("PEXPIRETIME k", int(4_102_444_800_000)),
+            ("EXPIRETIME k", int(4_102_444_800)),
+            ("PEXPIRETIME h", int(-1)),
+            ("EXPIRETIME nokey", int(-2)),
+        ],
+    );
+    // A few distinct picks of a big hash, with their values.
+    let fields: Vec<(String, String)> = (0..500).map(|i| (format!("f{i}"), format!("v{i}"))).collect();
+    let _: () = redis::cmd("HSET").arg("big").arg(&fields).query(&mut c).unwrap();
+    let picked: Vec<(String, String)> =
+        redis::cmd("HRANDFIELD").arg("big").arg(10).arg("WITHVALUES").query(&mut c).unwrap();
+    assert_eq!(picked.len(), 10);
+    assert!(picked.iter().all(|(f, v)| f[1..] == v[1..]), "{picked:?}");
+    let distinct: std::collections::HashSet<&String> = picked.iter().map(|(f, _)| f).collect();
+    assert_eq!(distinct.len(), 10);
+}
+
+#[test]
 fn info_counts_commands_and_errors_until_resetstat() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();

@@ -123,6 +123,10 @@ pub enum Render {
     Popped,
     /// ZPOPMIN's and ZPOPMAX's without a count: member and score, flat.
     ScoredFlat,
+    /// HRANDFIELD WITHVALUES: field and value pairs, nested in RESP3.
+    PairList,
+    /// EXPIRETIME: milliseconds since the Unix epoch, shown in seconds.
+    AtSeconds,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -256,6 +260,13 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("spop", -2),
     ("srandmember", -2),
     ("sscan", -3),
+    ("hrandfield", -2),
+    ("zrandmember", -2),
+    ("lpos", -3),
+    ("touch", -2),
+    ("substr", 4),
+    ("expiretime", 2),
+    ("pexpiretime", 2),
     ("hscan", -3),
     ("zscan", -3),
     ("sinter", -2),
@@ -653,8 +664,8 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             let Some(at) = at else { return Err(expire_error(&args[0])) };
             one(Op::Set { value: args[3].clone(), expiry: SetExpiry::At(at as u64), get: false })
         }
-        b"DEL" | b"UNLINK" | b"EXISTS" => {
-            let op = || if name == b"EXISTS" { Op::Exists } else { Op::Del };
+        b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => {
+            let op = || if matches!(name, b"EXISTS" | b"TOUCH") { Op::Exists } else { Op::Del };
             if args.len() == 2 {
                 one(op())
             } else {
@@ -754,6 +765,22 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             one(Op::SPop(count))
         }
         b"SRANDMEMBER" => one(Op::SRandMember(args.get(2).map(int).transpose()?)),
+        b"HRANDFIELD" | b"ZRANDMEMBER" => {
+            let flag: &[u8] = if name == b"HRANDFIELD" { b"WITHVALUES" } else { b"WITHSCORES" };
+            let with = match args.get(3) {
+                None => false,
+                Some(w) if args.len() == 4 && w.eq_ignore_ascii_case(flag) => true,
+                Some(_) => return Err(syntax()),
+            };
+            let count = args.get(2).map(int).transpose()?;
+            if name == b"HRANDFIELD" {
+                let render = if with { Render::PairList } else { Render::Plain };
+                Ok(Cmd::Key { key: key(), op: Op::HRandField { count, values: with }, render })
+            } else {
+                one(Op::ZRandMember { count, scores: with })
+            }
+        }
+        b"LPOS" => parse_lpos(args),
         b"SSCAN" | b"HSCAN" | b"ZSCAN" => {
             let kind = match name {
                 b"SSCAN" => Kind::Set,
@@ -947,7 +974,9 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
         b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),
-        b"GETRANGE" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Range(int(&args[2])?, int(&args[3])?) }),
+        b"GETRANGE" | b"SUBSTR" => {
+            Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Range(int(&args[2])?, int(&args[3])?) })
+        }
         b"SETRANGE" => {
             let offset = int(&args[2])?;
             if offset < 0 {
@@ -994,6 +1023,8 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
         b"GETSET" => one(Op::Set { value: args[2].clone(), expiry: SetExpiry::None, get: true }),
         b"GETDEL" => one(Op::GetDel),
         b"TTL" => Ok(Cmd::Key { key: key(), op: Op::Pttl, render: Render::Seconds }),
+        b"EXPIRETIME" => Ok(Cmd::Key { key: key(), op: Op::ExpireTime, render: Render::AtSeconds }),
+        b"PEXPIRETIME" => one(Op::ExpireTime),
         b"PTTL" => one(Op::Pttl),
         b"PERSIST" => one(Op::Persist),
         b"WATCH" => Ok(Cmd::Server(Server::Watch(args[1..].to_vec()))),
@@ -1290,6 +1321,41 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
     })
 }
 
+/// LPOS key element [RANK rank] [COUNT count] [MAXLEN len].
+fn parse_lpos(args: &[Bytes]) -> Result<Cmd, Frame> {
+    let (mut rank, mut count, mut maxlen) = (1i64, None, 0u64);
+    let mut rest = args[3..].iter();
+    while let Some(opt) = rest.next() {
+        let Some(value) = rest.next() else { return Err(syntax()) };
+        let not_negative = |what: &str| {
+            let n = int(value)?;
+            u64::try_from(n).map_err(|_| Frame::err(format!("{what} can't be negative")))
+        };
+        match opt.to_ascii_uppercase().as_slice() {
+            b"RANK" => {
+                rank = int(value)?;
+                if rank == 0 {
+                    return Err(Frame::err(
+                        "RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
+                    ));
+                }
+                if rank == i64::MIN {
+                    return Err(Frame::err(format!(
+                        "value is out of range, value must between {} and {}",
+                        -i64::MAX,
+                        i64::MAX
+                    )));
+                }
+            }
+            b"COUNT" => count = Some(not_negative("COUNT")?),
+            b"MAXLEN" => maxlen = not_negative("MAXLEN")?,
+            _ => return Err(syntax()),
+        }
+    }
+    let op = Op::LPos { element: args[2].clone(), rank, count, maxlen };
+    Ok(Cmd::Key { key: args[1].clone(), op, render: Render::Plain })
+}
+
 /// LMPOP's and ZMPOP's `numkeys key... LEFT|RIGHT|MIN|MAX [COUNT n]`.
 fn parse_mpop(name: &[u8], args: &[Bytes], block: Option<std::time::Duration>) -> Result<Cmd, Frame> {
     let positive = |b: &Bytes, what: &str| {
@@ -1357,7 +1423,17 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         Ok(reply) => reply,
     };
     match (how, reply) {
-        (Render::Seconds, Reply::Int(ms)) => Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 }),
+        (Render::Seconds | Render::AtSeconds, Reply::Int(ms)) => {
+            Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 })
+        }
+        (Render::PairList, Reply::List(flat)) => {
+            let mut flat = flat.into_iter();
+            let mut pairs = Vec::with_capacity(flat.len() / 2);
+            while let (Some(a), Some(b)) = (flat.next(), flat.next()) {
+                pairs.push((a, b));
+            }
+            Frame::Pairs(pairs)
+        }
         (Render::Flag, reply) => Frame::Integer(i64::from(reply != Reply::Nil)),
         (Render::Len, Reply::Bytes(b)) => Frame::Integer(b.len() as i64),
         (Render::Len, Reply::Nil) => Frame::Integer(0),

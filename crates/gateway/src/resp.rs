@@ -524,6 +524,9 @@ pub enum Frame {
     /// Members with their scores (ZRANGE WITHSCORES...): a flat array of
     /// member, score, member... in RESP2, an array of pairs in RESP3.
     Scored(Vec<(Bytes, f64)>),
+    /// Pairs (HRANDFIELD WITHVALUES): a flat array in RESP2, an array of
+    /// pairs in RESP3.
+    Pairs(Vec<(Bytes, Bytes)>),
     /// A RESP3 push (`>`): what the server sends unasked (pub/sub
     /// messages, and the replies of subscribing); an array in RESP2.
     Push(Vec<Frame>),
@@ -586,6 +589,16 @@ impl Frame {
                     }
                     Frame::Bulk(m.clone()).encode_as(out, resp3);
                     Frame::Double(*score).encode_as(out, resp3);
+                }
+            }
+            Frame::Pairs(pairs) => {
+                put_len_line(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
+                for (a, b) in pairs {
+                    if resp3 {
+                        put_len_line(out, b'*', 2);
+                    }
+                    Frame::Bulk(a.clone()).encode_as(out, resp3);
+                    Frame::Bulk(b.clone()).encode_as(out, resp3);
                 }
             }
             Frame::Nil | Frame::NilArray if resp3 => out.put_slice(b"_\r\n"),

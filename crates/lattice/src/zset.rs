@@ -102,6 +102,11 @@ impl ZSet {
         self.scores.walk_buckets(from, budget, visit)
     }
 
+    /// The registers, as a map.
+    pub fn registers_map(&self) -> &LMap<Bytes, ScoreReg> {
+        &self.scores
+    }
+
     /// See [`LMap::layout`].
     pub fn layout(&self) -> u32 {
         self.scores.layout()

@@ -122,6 +122,30 @@ pub enum Op {
         max: bool,
         count: Option<u64>,
     },
+    /// HRANDFIELD: a field picked at random (or nil), or up to a count of
+    /// distinct ones, or (a negative count) that many with repeats; with
+    /// `values`, each with its value after it.
+    HRandField {
+        count: Option<i64>,
+        values: bool,
+    },
+    /// ZRANDMEMBER: as HRANDFIELD, of members; with `scores`, as
+    /// [`Reply::Scored`].
+    ZRandMember {
+        count: Option<i64>,
+        scores: bool,
+    },
+    /// LPOS: the index of the `rank`th item equal to `element` (from the
+    /// tail if negative), or with a count the indexes of that many (0: all),
+    /// looking at `maxlen` items at most (0: all).
+    LPos {
+        element: Bytes,
+        rank: i64,
+        count: Option<u64>,
+        maxlen: u64,
+    },
+    /// PEXPIRETIME: the expiry in ms since the Unix epoch; -1 none, -2 no key.
+    ExpireTime,
     /// SSCAN, HSCAN, ZSCAN: a page of the set's members, the hash's field
     /// and value pairs, or the sorted set's members and scores (the score
     /// as Redis writes it), from `cursor` on; answers the next cursor (as

@@ -29,8 +29,8 @@ use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, 
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD, Slot};
 use squall_lattice::{
-    Entry, Fields, Items, Kind, Lww, Max, Members, NodeId, Place, PnCounter, Score, ScoreReg, Slot as CounterSlot,
-    Stamp, Value, ZSet, format_score,
+    Entry, Fields, Items, Kind, LMap, Lww, Max, Members, NodeId, Place, PnCounter, Score, ScoreReg,
+    Slot as CounterSlot, Stamp, Value, ZSet, format_score,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -422,6 +422,12 @@ fn empty_reply(op: &Op) -> Reply {
         Op::ZMScore(members) => Reply::Array(vec![Reply::Nil; members.len()]),
         Op::Exists | Op::SCard | Op::HLen | Op::SIsMember(_) | Op::LLen | Op::ZCard | Op::ZCount(..) => Reply::Int(0),
         Op::ElementScan { .. } => scan_page(0, Vec::new()),
+        Op::HRandField { count: Some(_), .. } | Op::ZRandMember { count: Some(_), scores: false } => {
+            Reply::List(Vec::new())
+        }
+        Op::ZRandMember { count: Some(_), scores: true } => Reply::Scored(Vec::new()),
+        Op::LPos { count: Some(_), .. } => Reply::Array(Vec::new()),
+        Op::ExpireTime => Reply::Int(-2),
         Op::Type => Reply::Type(None),
         Op::Pttl => Reply::Int(-2),
         _ => Reply::Nil,
@@ -836,39 +842,62 @@ fn random() -> u64 {
 
 /// Up to `n` distinct members of `set`, picked at random (reservoir
 /// sampling: one pass over the set).
+/// HRANDFIELD's and ZRANDMEMBER's picks of the live entries of `map`: one
+/// (`None`), up to `n` distinct ones, or (a negative count) that many with
+/// repeats, at most [`MAX_PICKS`].
+fn random_entries<V>(map: &LMap<Bytes, V>, count: Option<i64>, live: impl Fn(&V) -> bool + Copy) -> Vec<(&Bytes, &V)> {
+    match count {
+        None => pick_entries(map, 1, live),
+        Some(n) if n >= 0 => pick_entries(map, n as usize, live),
+        Some(n) => {
+            let all: Vec<(&Bytes, &V)> = map.iter().filter(|(_, v)| live(v)).collect();
+            if all.is_empty() {
+                return all;
+            }
+            let picks = n.unsigned_abs().min(MAX_PICKS);
+            (0..picks).map(|_| all[(random() % all.len() as u64) as usize]).collect()
+        }
+    }
+}
+
 fn pick(set: &Members, n: usize) -> Vec<Bytes> {
-    // A few members of a bigger set: buckets at random, as Redis picks,
-    // each member once; about n tries, not the set's size.
+    pick_entries(set, n, |r| r.value).into_iter().map(|(m, _)| m.clone()).collect()
+}
+
+/// Up to `n` distinct live entries of `map`, picked at random.
+fn pick_entries<V>(map: &LMap<Bytes, V>, n: usize, live: impl Fn(&V) -> bool + Copy) -> Vec<(&Bytes, &V)> {
+    // A few entries of a bigger map: buckets at random, as Redis picks,
+    // each entry once; about n tries, not the map's size.
     const FEW: usize = 64;
-    if n <= FEW && set.len() >= 4 * n {
-        let mut out: Vec<(usize, Bytes)> = Vec::with_capacity(n);
-        // Bounded: a set of fewer live members than n repeats them.
+    if n <= FEW && map.len() >= 4 * n {
+        let mut out: Vec<(usize, &Bytes, &V)> = Vec::with_capacity(n);
+        // Bounded: a map of fewer live entries than n repeats them.
         for _ in 0..8 * n {
             if out.len() == n {
                 break;
             }
-            match set.random_entry(random, 64, |_, r| r.value) {
-                Some((i, m, _)) if !out.iter().any(|(j, _)| *j == i) => out.push((i, m.clone())),
+            match map.random_entry(random, 64, |_, v| live(v)) {
+                Some((i, k, v)) if !out.iter().any(|(j, _, _)| *j == i) => out.push((i, k, v)),
                 Some(_) => {}
                 // Mostly tombstones: walk it instead.
                 None => break,
             }
         }
         if out.len() == n {
-            return out.into_iter().map(|(_, m)| m).collect();
+            return out.into_iter().map(|(_, k, v)| (k, v)).collect();
         }
     }
-    let mut out: Vec<Bytes> = Vec::with_capacity(n.min(set.len()));
+    let mut out = Vec::with_capacity(n.min(map.len()));
     if n == 0 {
         return out;
     }
-    for (seen, (member, _)) in set.iter().filter(|(_, r)| r.value).enumerate() {
+    for (seen, entry) in map.iter().filter(|(_, v)| live(v)).enumerate() {
         if out.len() < n {
-            out.push(member.clone());
+            out.push(entry);
         } else {
             let j = (random() % (seen as u64 + 1)) as usize;
             if j < n {
-                out[j] = member.clone();
+                out[j] = entry;
             }
         }
     }
@@ -938,6 +967,62 @@ impl Keyspace {
                 Reply::Int(slot.expires_at().map_or(-1, |at| at.saturating_sub(now).min(i64::MAX as u64) as i64))
             }
             Op::MemoryUsage => Reply::Int(slot.approx_bytes() as i64),
+            Op::ExpireTime => Reply::Int(slot.expires_at().map_or(-1, |at| at.min(i64::MAX as u64) as i64)),
+            Op::HRandField { count, values } => {
+                let Body::Other(Value::Map(m)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let picked = random_entries(m, *count, |r| r.value.is_some());
+                let mut out = Vec::with_capacity(picked.len() * (1 + usize::from(*values)));
+                for (f, r) in picked {
+                    out.push(f.clone());
+                    if *values {
+                        out.push(r.value.clone().unwrap_or_default());
+                    }
+                }
+                match count {
+                    None => out.into_iter().next().map_or(Reply::Nil, Reply::Bytes),
+                    Some(_) => Reply::List(out),
+                }
+            }
+            Op::ZRandMember { count, scores } => {
+                let Body::Other(Value::ZSet(z)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let picked = random_entries(z.registers_map(), *count, |r| r.value.is_some());
+                let picked = picked.into_iter().map(|(m, r)| (m.clone(), r.value.map_or(0.0, |s| s.0)));
+                match (count, scores) {
+                    (None, _) => picked.map(|(m, _)| m).next().map_or(Reply::Nil, Reply::Bytes),
+                    (Some(_), true) => Reply::Scored(picked.collect()),
+                    (Some(_), false) => Reply::List(picked.map(|(m, _)| m).collect()),
+                }
+            }
+            Op::LPos { element, rank, count, maxlen } => {
+                let Body::Other(Value::List(items)) = slot.body(node) else { return Err(OpError::WrongType) };
+                let n = items.len();
+                let limit = if *maxlen == 0 { n } else { (*maxlen as usize).min(n) };
+                let equal = |(_, (_, r)): &(usize, (&Place, &Lww<Option<Bytes>>))| r.value.as_ref() == Some(element);
+                let skip = (rank.unsigned_abs() - 1) as usize;
+                let want = match count {
+                    None => 1,
+                    Some(0) => usize::MAX,
+                    Some(c) => *c as usize,
+                };
+                let found: Vec<Reply> = if *rank > 0 {
+                    items
+                        .iter()
+                        .enumerate()
+                        .take(limit)
+                        .filter(equal)
+                        .skip(skip)
+                        .take(want)
+                        .map(|(i, _)| Reply::Int(i as i64))
+                        .collect()
+                } else {
+                    let from_tail = items.iter().rev().enumerate().take(limit).filter(equal);
+                    from_tail.skip(skip).take(want).map(|(i, _)| Reply::Int((n - 1 - i) as i64)).collect()
+                };
+                match count {
+                    None => found.into_iter().next().unwrap_or(Reply::Nil),
+                    Some(_) => Reply::Array(found),
+                }
+            }
             Op::Encoding => Reply::Bytes(Bytes::from_static(encoding(slot.body(node)).as_bytes())),
             Op::SMembers | Op::SIsMember(_) | Op::SMIsMember(_) | Op::SCard | Op::SRandMember(_) => {
                 let Body::Other(Value::Set(m)) = slot.body(node) else { return Err(OpError::WrongType) };
