@@ -710,7 +710,7 @@ fn lmpop_zmpop_and_bzpopmin_pop_from_the_first_key_that_has_something() {
 }
 
 #[test]
-fn lpos_hrandfield_zrandmember_touch_and_expiretime_answer_as_redis_does() {
+fn lpos_hrandfield_zrandmember_hincrbyfloat_touch_and_expiretime_answer_as_redis_does() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();
     let ints = |v: &[i64]| array(v.iter().map(|i| Value::Int(*i)).collect());
@@ -739,6 +739,13 @@ fn lpos_hrandfield_zrandmember_touch_and_expiretime_answer_as_redis_does() {
             ("HRANDFIELD h x", Want::Error("value is not an integer or out of range")),
             ("HRANDFIELD noh", Want::Is(Value::Nil)),
             ("HRANDFIELD noh 2", list(&[])),
+            ("HSET n s abc f 10.5", int(2)),
+            ("HINCRBYFLOAT n f 0.1", bulk("10.6")),
+            ("HINCRBYFLOAT n new 5e3", bulk("5000")),
+            ("HINCRBYFLOAT n f -10.6", bulk("0")),
+            ("HINCRBYFLOAT n s 1", Want::Error("hash value is not a float")),
+            ("HINCRBYFLOAT n f x", Want::Error("value is not a valid float")),
+            ("HINCRBYFLOAT n f inf", Want::Error("value is NaN or Infinity")),
             ("ZADD z 1.5 m", int(1)),
             ("ZRANDMEMBER z", bulk("m")),
             ("ZRANDMEMBER z 1 WITHSCORES", list(&["m", "1.5"])),

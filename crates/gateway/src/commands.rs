@@ -260,6 +260,7 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("spop", -2),
     ("srandmember", -2),
     ("sscan", -3),
+    ("hincrbyfloat", 4),
     ("hrandfield", -2),
     ("zrandmember", -2),
     ("lpos", -3),
@@ -991,14 +992,13 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             }
             one(Op::SetRange(offset as u64, args[3].clone()))
         }
-        b"INCRBYFLOAT" => {
-            let delta = std::str::from_utf8(&args[2])
-                .ok()
-                .filter(|s| !s.starts_with(|c: char| c.is_ascii_whitespace()))
-                .and_then(|s| s.parse::<f64>().ok())
-                .filter(|f| !f.is_nan())
-                .ok_or_else(|| Frame::err("value is not a valid float"))?;
-            one(Op::IncrByFloat(delta))
+        b"INCRBYFLOAT" => one(Op::IncrByFloat(increment(&args[2])?)),
+        b"HINCRBYFLOAT" => {
+            let delta = increment(&args[3])?;
+            if delta.is_infinite() {
+                return Err(Frame::err("value is NaN or Infinity"));
+            }
+            one(Op::HIncrByFloat(args[2].clone(), delta))
         }
         b"GETEX" => one(Op::GetEx(getex_options(&args[2..], clock)?)),
         b"TYPE" => one(Op::Type),
@@ -1319,6 +1319,16 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         b"RESET" => Server::Reset,
         _ => return Err(arity_error(&args[0])),
     })
+}
+
+/// INCRBYFLOAT's and HINCRBYFLOAT's increment.
+fn increment(arg: &[u8]) -> Result<f64, Frame> {
+    std::str::from_utf8(arg)
+        .ok()
+        .filter(|s| !s.starts_with(|c: char| c.is_ascii_whitespace()))
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|f| !f.is_nan())
+        .ok_or_else(|| Frame::err("value is not a valid float"))
 }
 
 /// LPOS key element [RANK rank] [COUNT count] [MAXLEN len].

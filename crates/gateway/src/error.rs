@@ -57,6 +57,7 @@ impl From<OpError> for ApiError {
             | OpError::NotFloat
             | OpError::NotFinite
             | OpError::HashNotInteger
+            | OpError::HashNotFloat
             | OpError::ScoreNaN => StatusCode::CONFLICT,
             OpError::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             OpError::NoSuchKey => StatusCode::NOT_FOUND,

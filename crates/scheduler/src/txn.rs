@@ -119,7 +119,8 @@ fn store_error(e: OpError) -> StoreError {
         | OpError::Overflow
         | OpError::NotFloat
         | OpError::NotFinite
-        | OpError::HashNotInteger => StoreError::NotInteger,
+        | OpError::HashNotInteger
+        | OpError::HashNotFloat => StoreError::NotInteger,
         OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange => StoreError::Unavailable(e.message()),
         OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),
     }

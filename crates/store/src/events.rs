@@ -131,6 +131,7 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         Op::HSet(_) | Op::HSetNx(..) => ("hset", Hash),
         Op::HDel(_) => ("hdel", Hash),
         Op::HIncrBy(..) => ("hincrby", Hash),
+        Op::HIncrByFloat(..) => ("hincrbyfloat", Hash),
         Op::Push { head: true, .. } => ("lpush", List),
         Op::Push { head: false, .. } => ("rpush", List),
         Op::Pop { head: true, .. } => ("lpop", List),

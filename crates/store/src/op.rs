@@ -61,6 +61,8 @@ pub enum Op {
     HMGet(Vec<Bytes>),
     /// HINCRBY: the field read as an integer plus this; answers it.
     HIncrBy(Bytes, i64),
+    /// HINCRBYFLOAT: the field read as a number plus this; answers it.
+    HIncrByFloat(Bytes, f64),
     /// HSETNX: sets the field only if it is not there; 1 if it did.
     HSetNx(Bytes, Bytes),
     /// SMISMEMBER: 1 or 0 for each member.
@@ -315,6 +317,7 @@ impl Op {
                 | Op::SetRange(..)
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
+                | Op::HIncrByFloat(..)
                 | Op::HSetNx(..)
                 | Op::Push { existing: false, .. }
                 | Op::ZAdd { .. }
@@ -334,6 +337,7 @@ impl Op {
                 | Op::SetRange(..)
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
+                | Op::HIncrByFloat(..)
                 | Op::HSetNx(..)
                 | Op::ExpireAtIf(..)
                 | Op::Del
@@ -369,7 +373,7 @@ impl Op {
             | Op::Push { items: ms, .. }
             | Op::ZRem(ms)
             | Op::ZMScore(ms) => ms.iter().map(Bytes::len).sum(),
-            Op::HIncrBy(f, _) => f.len(),
+            Op::HIncrBy(f, _) | Op::HIncrByFloat(f, _) => f.len(),
             Op::HSetNx(f, v) => f.len() + v.len(),
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Op::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.len() + 8).sum(),
@@ -415,6 +419,8 @@ pub enum OpError {
     NotFinite,
     #[error("ERR hash value is not an integer")]
     HashNotInteger,
+    #[error("ERR hash value is not a float")]
+    HashNotFloat,
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     TooLong,
     #[error("ERR no such key")]
@@ -439,6 +445,7 @@ impl OpError {
             OpError::NotFloat => "not_float",
             OpError::NotFinite => "not_finite",
             OpError::HashNotInteger => "not_integer",
+            OpError::HashNotFloat => "not_float",
             OpError::TooLong => "too_long",
             OpError::NoSuchKey => "no_such_key",
             OpError::OutOfRange => "out_of_range",

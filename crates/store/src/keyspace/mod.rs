@@ -1186,12 +1186,13 @@ impl Keyspace {
                 let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Member)));
                 out.undo_elements(ns, key, made, states);
             }
-            (Op::HSet(_) | Op::HDel(_) | Op::HIncrBy(..) | Op::HSetNx(..), Body::Other(Value::Map(m)))
-                if live && big(m.len()) && !(could_empty && names.len() >= m.len()) =>
-            {
+            (
+                Op::HSet(_) | Op::HDel(_) | Op::HIncrBy(..) | Op::HIncrByFloat(..) | Op::HSetNx(..),
+                Body::Other(Value::Map(m)),
+            ) if live && big(m.len()) && !(could_empty && names.len() >= m.len()) => {
                 let named = match op {
                     Op::HSet(pairs) => distinct(pairs.iter().map(|(f, _)| f.as_ref()), pairs.len()),
-                    Op::HIncrBy(f, _) | Op::HSetNx(f, _) => vec![f.as_ref()],
+                    Op::HIncrBy(f, _) | Op::HIncrByFloat(f, _) | Op::HSetNx(f, _) => vec![f.as_ref()],
                     _ => distinct(names.iter().map(|n| n.as_ref()), names.len()),
                 };
                 let states = named.iter().map(|n| (*n, m.get(*n).map(StateRef::Field)));
@@ -1441,6 +1442,19 @@ impl Keyspace {
                 let pair = (field, Bytes::from(n.to_string()));
                 self.hset(ns, h, key, std::slice::from_ref(&pair), stamp, now, changes, None)?;
                 Ok(Reply::Int(n))
+            }
+            Op::HIncrByFloat(field, delta) => {
+                let n = match self.read(ns, key, &Op::HGet(field.clone()), now)? {
+                    Reply::Bytes(b) => parse_float(&b).ok_or(OpError::HashNotFloat)?,
+                    _ => 0.0,
+                };
+                let sum = n + delta;
+                if !sum.is_finite() {
+                    return Err(OpError::NotFinite);
+                }
+                let pair = (field, Bytes::from(format_float(sum)));
+                self.hset(ns, h, key, std::slice::from_ref(&pair), stamp, now, changes, None)?;
+                Ok(Reply::Bytes(pair.1))
             }
             Op::HSetNx(field, value) => {
                 if self.read(ns, key, &Op::HGet(field.clone()), now)? != Reply::Nil {
