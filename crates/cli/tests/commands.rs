@@ -772,6 +772,45 @@ fn lpos_hrandfield_zrandmember_hincrbyfloat_touch_and_expiretime_answer_as_redis
 }
 
 #[test]
+fn zunion_zinter_zdiff_zintercard_and_zlexcount_combine_as_redis_does() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("ZADD a 1 x 2 y 3 z", int(3)),
+            ("ZADD b 10 y 20 z 30 w", int(3)),
+            ("SADD s x w", int(2)),
+            ("SET str v", Want::Is(Value::Okay)),
+            ("ZUNION 2 a b", list(&["x", "y", "z", "w"])),
+            ("ZUNION 2 a b WITHSCORES", list(&["x", "1", "y", "12", "z", "23", "w", "30"])),
+            ("ZUNION 2 a b WEIGHTS 2 1 AGGREGATE MAX WITHSCORES", list(&["x", "2", "y", "10", "z", "20", "w", "30"])),
+            ("ZINTER 2 a b WITHSCORES", list(&["y", "12", "z", "23"])),
+            ("ZINTER 2 a s", list(&["x"])),
+            ("ZDIFF 2 a b WITHSCORES", list(&["x", "1"])),
+            ("ZDIFF 2 a s", list(&["y", "z"])),
+            ("ZDIFF 1 a WEIGHTS 1", Want::Error("syntax error")),
+            ("ZDIFFSTORE d 2 a b", int(1)),
+            ("ZRANGE d 0 -1 WITHSCORES", list(&["x", "1"])),
+            ("ZDIFFSTORE d 1 a WITHSCORES", Want::Error("syntax error")),
+            ("ZINTERCARD 2 a b", int(2)),
+            ("ZINTERCARD 2 a b LIMIT 1", int(1)),
+            ("ZINTERCARD 0 a", Want::Error("at least 1 input key is needed for 'zintercard' command")),
+            ("ZINTERCARD 3 a b", Want::Error("syntax error")),
+            ("ZINTERCARD 1 a LIMIT -1", Want::Error("LIMIT can't be negative")),
+            ("ZUNION 0 a", Want::Error("at least 1 input key is needed for 'zunion' command")),
+            ("ZUNION 2 a str", Want::Error("WRONGTYPE")),
+            ("ZUNION 1 nokey", list(&[])),
+            ("ZADD lex 0 a 0 b 0 c 0 d", int(4)),
+            ("ZLEXCOUNT lex - +", int(4)),
+            ("ZLEXCOUNT lex [b (d", int(2)),
+            ("ZLEXCOUNT lex x +", Want::Error("min or max not valid string range item")),
+            ("ZLEXCOUNT nokey - +", int(0)),
+        ],
+    );
+}
+
+#[test]
 fn info_counts_commands_and_errors_until_resetstat() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();

@@ -35,6 +35,9 @@ pub enum Cmd {
     /// sorted sets (or sets, their members scored 1) at `keys` combined into
     /// `dest`, in one unit that applies only if they still read as combined.
     ZStore { dest: Bytes, keys: Vec<Bytes>, how: ZStoreHow },
+    /// ZUNION, ZINTER, ZDIFF, ZINTERCARD: the sorted sets (or sets) at
+    /// `keys`, read in one unit and combined.
+    ZCombine { keys: Vec<Bytes>, how: ZStoreHow, out: ZOut },
     /// BLPOP, BRPOP, LMPOP, BLMPOP, BZPOPMIN, BZPOPMAX, ZMPOP, BZMPOP:
     /// pops from the first of `keys` that has something, waiting up to
     /// `block` (zero: for ever) for one to; at once if `None`.
@@ -84,11 +87,46 @@ impl PopFrom {
     }
 }
 
+/// What a [`Cmd::ZCombine`] answers: the members in score order, with
+/// their scores, or how many there are (up to a limit, 0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZOut {
+    Members,
+    Scored,
+    Card(usize),
+}
+
+/// The frame for what ZUNION, ZINTER, ZDIFF or ZINTERCARD combined.
+pub fn zcombined(pairs: Result<Vec<(Bytes, f64)>, OpError>, out: ZOut) -> Frame {
+    use squall_store::lattice::Score;
+    let mut pairs = match pairs {
+        Ok(p) => p,
+        Err(e) => return op_error(e),
+    };
+    if let ZOut::Card(limit) = out {
+        let n = if limit == 0 { pairs.len() } else { pairs.len().min(limit) };
+        return Frame::Integer(n as i64);
+    }
+    pairs.sort_by(|(m, s), (n, t)| Score(*s).cmp(&Score(*t)).then_with(|| m.cmp(n)));
+    match out {
+        ZOut::Scored => Frame::Scored(pairs),
+        _ => Frame::Array(pairs.into_iter().map(|(m, _)| Frame::Bulk(m)).collect()),
+    }
+}
+
 /// What ZUNIONSTORE, ZINTERSTORE and ZRANGESTORE make.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ZStoreHow {
-    Union { weights: Vec<f64>, aggregate: Aggregate },
-    Inter { weights: Vec<f64>, aggregate: Aggregate },
+    Union {
+        weights: Vec<f64>,
+        aggregate: Aggregate,
+    },
+    Inter {
+        weights: Vec<f64>,
+        aggregate: Aggregate,
+    },
+    /// The first's members that none of the others has, with its scores.
+    Diff,
     Range(ZRange),
 }
 
@@ -127,6 +165,8 @@ pub enum Render {
     PairList,
     /// EXPIRETIME: milliseconds since the Unix epoch, shown in seconds.
     AtSeconds,
+    /// ZLEXCOUNT: how many members the range has.
+    Count,
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -260,6 +300,12 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("spop", -2),
     ("srandmember", -2),
     ("sscan", -3),
+    ("zunion", -3),
+    ("zinter", -3),
+    ("zdiff", -3),
+    ("zdiffstore", -4),
+    ("zintercard", -3),
+    ("zlexcount", 4),
     ("hincrbyfloat", 4),
     ("hrandfield", -2),
     ("zrandmember", -2),
@@ -488,7 +534,15 @@ fn old_range_options(args: &[Bytes], scores_allowed: bool) -> Result<(bool, Opti
 }
 
 /// ZUNIONSTORE's and ZINTERSTORE's `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]`.
-fn parse_zstore(name: &str, args: &[Bytes]) -> Result<(Vec<Bytes>, Vec<f64>, Aggregate), Frame> {
+/// `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]`, and
+/// WITHSCORES if the command answers what it made (`read`); ZDIFF and
+/// ZDIFFSTORE (`diff`) take no weights nor aggregate.
+fn parse_zstore(
+    name: &str,
+    args: &[Bytes],
+    diff: bool,
+    read: bool,
+) -> Result<(Vec<Bytes>, Vec<f64>, Aggregate, bool), Frame> {
     let n = int(&args[0])?;
     if n <= 0 {
         return Err(Frame::err(format!("at least 1 input key is needed for '{name}' command")));
@@ -498,17 +552,18 @@ fn parse_zstore(name: &str, args: &[Bytes]) -> Result<(Vec<Bytes>, Vec<f64>, Agg
         return Err(syntax());
     }
     let keys = args[1..1 + n].to_vec();
-    let (mut weights, mut aggregate) = (vec![1.0; n], Aggregate::Sum);
+    let (mut weights, mut aggregate, mut scores) = (vec![1.0; n], Aggregate::Sum, false);
     let mut i = 1 + n;
     while i < args.len() {
         match args[i].to_ascii_uppercase().as_slice() {
-            b"WEIGHTS" if i + n < args.len() => {
+            b"WITHSCORES" if read => scores = true,
+            b"WEIGHTS" if !diff && i + n < args.len() => {
                 for (w, arg) in weights.iter_mut().zip(&args[i + 1..i + 1 + n]) {
                     *w = parse_score(arg).ok_or_else(|| Frame::err("weight value is not a float"))?;
                 }
                 i += n;
             }
-            b"AGGREGATE" if i + 1 < args.len() => {
+            b"AGGREGATE" if !diff && i + 1 < args.len() => {
                 aggregate = match args[i + 1].to_ascii_uppercase().as_slice() {
                     b"SUM" => Aggregate::Sum,
                     b"MIN" => Aggregate::Min,
@@ -521,7 +576,7 @@ fn parse_zstore(name: &str, args: &[Bytes]) -> Result<(Vec<Bytes>, Vec<f64>, Agg
         }
         i += 1;
     }
-    Ok((keys, weights, aggregate))
+    Ok((keys, weights, aggregate, scores))
 }
 
 /// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
@@ -729,28 +784,29 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             Ok(Cmd::Stored { dest: key(), keys: args[2..].to_vec(), combine })
         }
         b"SINTERCARD" => {
-            let n = int(&args[1]).map_err(|_| Frame::err("numkeys should be greater than 0"))?;
-            if n <= 0 {
-                return Err(Frame::err("numkeys should be greater than 0"));
-            }
-            let n = n as usize;
-            if n > args.len() - 2 {
-                return Err(Frame::err("Number of keys can't be greater than number of args"));
-            }
-            let mut limit = 0;
-            match &args[2 + n..] {
-                [] => {}
-                [opt, l] if opt.eq_ignore_ascii_case(b"LIMIT") => {
-                    let l = int(l)?;
-                    if l < 0 {
-                        return Err(Frame::err("LIMIT can't be negative"));
-                    }
-                    limit = l as usize;
-                }
-                _ => return Err(syntax()),
-            }
-            let ops = args[2..2 + n].iter().map(|k| (k.clone(), Op::SMembers)).collect();
+            let (keys, limit) = parse_intercard(args, false)?;
+            let ops = keys.into_iter().map(|k| (k, Op::SMembers)).collect();
             Ok(Cmd::Keys { ops, combine: Combine::InterCard(limit) })
+        }
+        b"ZINTERCARD" => {
+            let (keys, limit) = parse_intercard(args, true)?;
+            let how = ZStoreHow::Inter { weights: vec![1.0; keys.len()], aggregate: Aggregate::Sum };
+            Ok(Cmd::ZCombine { keys, how, out: ZOut::Card(limit) })
+        }
+        b"ZUNION" | b"ZINTER" | b"ZDIFF" => {
+            let diff = name == b"ZDIFF";
+            let (keys, weights, aggregate, scores) = parse_zstore(&lower(name), &args[1..], diff, true)?;
+            let how = match name {
+                b"ZUNION" => ZStoreHow::Union { weights, aggregate },
+                b"ZINTER" => ZStoreHow::Inter { weights, aggregate },
+                _ => ZStoreHow::Diff,
+            };
+            Ok(Cmd::ZCombine { keys, how, out: if scores { ZOut::Scored } else { ZOut::Members } })
+        }
+        b"ZLEXCOUNT" => {
+            let by = ZBy::Lex(lex_bound(&args[2])?, lex_bound(&args[3])?);
+            let q = ZRange { by, rev: false, limit: None, scores: false };
+            Ok(Cmd::Key { key: key(), op: Op::ZRange(q), render: Render::Count })
         }
         b"SPOP" | b"SRANDMEMBER" if args.len() > 3 => Err(syntax()),
         b"SPOP" => {
@@ -953,12 +1009,13 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             let q = parse_zrange(&args[3..], true)?;
             Ok(Cmd::ZStore { dest: key(), keys: vec![args[2].clone()], how: ZStoreHow::Range(q) })
         }
-        b"ZUNIONSTORE" | b"ZINTERSTORE" => {
-            let (keys, weights, aggregate) = parse_zstore(&lower(name), &args[2..])?;
-            let how = if name == b"ZUNIONSTORE" {
-                ZStoreHow::Union { weights, aggregate }
-            } else {
-                ZStoreHow::Inter { weights, aggregate }
+        b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => {
+            let diff = name == b"ZDIFFSTORE";
+            let (keys, weights, aggregate, _) = parse_zstore(&lower(name), &args[2..], diff, false)?;
+            let how = match name {
+                b"ZUNIONSTORE" => ZStoreHow::Union { weights, aggregate },
+                b"ZINTERSTORE" => ZStoreHow::Inter { weights, aggregate },
+                _ => ZStoreHow::Diff,
             };
             Ok(Cmd::ZStore { dest: key(), keys, how })
         }
@@ -1366,6 +1423,41 @@ fn parse_lpos(args: &[Bytes]) -> Result<Cmd, Frame> {
     Ok(Cmd::Key { key: args[1].clone(), op, render: Render::Plain })
 }
 
+/// SINTERCARD's and ZINTERCARD's `numkeys key... [LIMIT limit]`.
+/// Redis words their numkeys errors differently (`zset`: ZINTERCARD's).
+fn parse_intercard(args: &[Bytes], zset: bool) -> Result<(Vec<Bytes>, usize), Frame> {
+    let n = if zset {
+        let n = int(&args[1])?;
+        if n <= 0 {
+            return Err(Frame::err("at least 1 input key is needed for 'zintercard' command"));
+        }
+        n
+    } else {
+        let n = int(&args[1]).map_err(|_| Frame::err("numkeys should be greater than 0"))?;
+        if n <= 0 {
+            return Err(Frame::err("numkeys should be greater than 0"));
+        }
+        n
+    };
+    let n = n as usize;
+    if n > args.len() - 2 {
+        return Err(if zset { syntax() } else { Frame::err("Number of keys can't be greater than number of args") });
+    }
+    let mut limit = 0;
+    match &args[2 + n..] {
+        [] => {}
+        [opt, l] if opt.eq_ignore_ascii_case(b"LIMIT") => {
+            let l = int(l)?;
+            if l < 0 {
+                return Err(Frame::err("LIMIT can't be negative"));
+            }
+            limit = l as usize;
+        }
+        _ => return Err(syntax()),
+    }
+    Ok((args[2..2 + n].to_vec(), limit))
+}
+
 /// LMPOP's and ZMPOP's `numkeys key... LEFT|RIGHT|MIN|MAX [COUNT n]`.
 fn parse_mpop(name: &[u8], args: &[Bytes], block: Option<std::time::Duration>) -> Result<Cmd, Frame> {
     let positive = |b: &Bytes, what: &str| {
@@ -1436,6 +1528,7 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         (Render::Seconds | Render::AtSeconds, Reply::Int(ms)) => {
             Frame::Integer(if ms < 0 { ms } else { ms.saturating_add(500) / 1000 })
         }
+        (Render::Count, Reply::List(items)) => Frame::Integer(items.len() as i64),
         (Render::PairList, Reply::List(flat)) => {
             let mut flat = flat.into_iter();
             let mut pairs = Vec::with_capacity(flat.len() / 2);
@@ -1536,6 +1629,12 @@ pub fn combine_zsets(results: Vec<OpResult>, how: &ZStoreHow) -> Result<Vec<(Byt
                 z.assign(m, squall_store::lattice::Lww::new(st, Some(squall_store::lattice::Score(s))));
             }
             return Ok(squall_store::zrange(&z, q));
+        }
+        ZStoreHow::Diff => {
+            let mut sets = sets.into_iter();
+            let first = sets.next().unwrap_or_default();
+            let others: std::collections::HashSet<Bytes> = sets.flatten().map(|(m, _)| m).collect();
+            return Ok(first.into_iter().filter(|(m, _)| !others.contains(m)).collect());
         }
         ZStoreHow::Union { weights, aggregate } => (weights, *aggregate, false),
         ZStoreHow::Inter { weights, aggregate } => (weights, *aggregate, true),

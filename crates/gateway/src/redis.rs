@@ -1125,6 +1125,7 @@ impl Conn {
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
+                | Cmd::ZCombine { .. }
                 | Cmd::Pop { .. } => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
@@ -1182,6 +1183,13 @@ impl Conn {
             Cmd::Move { from, to, member } => self.smove(from, to, member).await,
             Cmd::Relocate { from, to, copy, only_new } => self.relocate(from, to, copy, only_new).await,
             Cmd::ZStore { dest, keys, how } => self.zstore(dest, keys, how).await,
+            Cmd::ZCombine { keys, how, out } => {
+                let reads = keys.into_iter().map(|k| (k, squall_store::Op::Snapshot)).collect();
+                match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                    Ok(results) => commands::zcombined(commands::combine_zsets(results, &how), out),
+                    Err(e) => store_error(e),
+                }
+            }
             Cmd::ListMove { from, to, from_head, to_head, block: None } => {
                 self.lmove(&from, &to, from_head, to_head).await
             }
@@ -1270,6 +1278,7 @@ impl Conn {
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
+                | Cmd::ZCombine { .. }
                 | Cmd::Pop { .. } => {}
             }
         }
@@ -1292,6 +1301,7 @@ impl Conn {
                 | Cmd::Relocate { .. }
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
+                | Cmd::ZCombine { .. }
                 | Cmd::Pop { .. } => Frame::err("not queued in a transaction"),
             };
             frames.push(frame);
@@ -1992,6 +2002,7 @@ impl Conn {
             | Cmd::Relocate { .. }
             | Cmd::ListMove { .. }
             | Cmd::ZStore { .. } => true,
+            Cmd::ZCombine { .. } => false,
             Cmd::Pop { .. } => false,
             Cmd::Server(_) => false,
         };
