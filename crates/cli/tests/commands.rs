@@ -811,6 +811,30 @@ fn zunion_zinter_zdiff_zintercard_and_zlexcount_combine_as_redis_does() {
 }
 
 #[test]
+fn msetnx_sets_all_or_nothing_and_randomkey_picks_a_key() {
+    let node = TestNode::start(&["--durability", "async", "--shards", "2"]);
+    let mut c = node.redis();
+    check(
+        &mut c,
+        vec![
+            ("RANDOMKEY", Want::Is(Value::Nil)),
+            ("MSETNX a 1 b 2", int(1)),
+            ("MSETNX b 3 c 4", int(0)),
+            ("MGET a b c", array(vec![b("1"), b("2"), Value::Nil])),
+            ("MSETNX x 1 x 2", int(1)),
+            ("GET x", bulk("2")),
+            ("MSETNX a", Want::Error("wrong number of arguments for 'msetnx' command")),
+        ],
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let key: String = redis::cmd("RANDOMKEY").query(&mut c).unwrap();
+        seen.insert(key);
+    }
+    assert!(seen.len() > 1 && seen.iter().all(|k| ["a", "b", "x"].contains(&k.as_str())), "{seen:?}");
+}
+
+#[test]
 fn info_counts_commands_and_errors_until_resetstat() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();

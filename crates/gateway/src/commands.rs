@@ -35,6 +35,8 @@ pub enum Cmd {
     /// sorted sets (or sets, their members scored 1) at `keys` combined into
     /// `dest`, in one unit that applies only if they still read as combined.
     ZStore { dest: Bytes, keys: Vec<Bytes>, how: ZStoreHow },
+    /// MSETNX: every pair set in one unit if none of the keys is there.
+    SetNew { pairs: Vec<(Bytes, Bytes)> },
     /// ZUNION, ZINTER, ZDIFF, ZINTERCARD: the sorted sets (or sets) at
     /// `keys`, read in one unit and combined.
     ZCombine { keys: Vec<Bytes>, how: ZStoreHow, out: ZOut },
@@ -225,6 +227,7 @@ pub enum Server {
     /// INFO's sections asked for (none: the default ones).
     Info(Vec<String>),
     DbSize,
+    RandomKey,
     Keys(Bytes),
     Scan {
         cursor: u64,
@@ -300,6 +303,8 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("spop", -2),
     ("srandmember", -2),
     ("sscan", -3),
+    ("randomkey", 1),
+    ("msetnx", -3),
     ("zunion", -3),
     ("zinter", -3),
     ("zdiff", -3),
@@ -740,6 +745,12 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
                 .map(|kv| (kv[0].clone(), Op::Set { value: kv[1].clone(), expiry: SetExpiry::None, get: false }))
                 .collect();
             Ok(Cmd::Keys { ops, combine: Combine::Ok })
+        }
+        b"MSETNX" => {
+            if args.len().is_multiple_of(2) {
+                return Err(arity_error(&args[0]));
+            }
+            Ok(Cmd::SetNew { pairs: args[1..].chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect() })
         }
         b"INCR" => one(Op::IncrBy(1)),
         b"DECR" => one(Op::IncrBy(-1)),
@@ -1250,6 +1261,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         },
         b"INFO" => Server::Info(args[1..].iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect()),
         b"DBSIZE" => Server::DbSize,
+        b"RANDOMKEY" => Server::RandomKey,
         b"KEYS" => Server::Keys(args[1].clone()),
         b"MULTI" => Server::Multi,
         b"TIME" => Server::Time,

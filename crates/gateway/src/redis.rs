@@ -1126,6 +1126,7 @@ impl Conn {
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
                 | Cmd::ZCombine { .. }
+                | Cmd::SetNew { .. }
                 | Cmd::Pop { .. } => {
                     tx.failed = true;
                     let name = String::from_utf8_lossy(&args[0]).to_uppercase();
@@ -1183,6 +1184,7 @@ impl Conn {
             Cmd::Move { from, to, member } => self.smove(from, to, member).await,
             Cmd::Relocate { from, to, copy, only_new } => self.relocate(from, to, copy, only_new).await,
             Cmd::ZStore { dest, keys, how } => self.zstore(dest, keys, how).await,
+            Cmd::SetNew { pairs } => self.set_new(pairs).await,
             Cmd::ZCombine { keys, how, out } => {
                 let reads = keys.into_iter().map(|k| (k, squall_store::Op::Snapshot)).collect();
                 match self.store.atomic(&self.ns, reads, &mut self.session).await {
@@ -1279,6 +1281,7 @@ impl Conn {
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
                 | Cmd::ZCombine { .. }
+                | Cmd::SetNew { .. }
                 | Cmd::Pop { .. } => {}
             }
         }
@@ -1302,6 +1305,7 @@ impl Conn {
                 | Cmd::ListMove { .. }
                 | Cmd::ZStore { .. }
                 | Cmd::ZCombine { .. }
+                | Cmd::SetNew { .. }
                 | Cmd::Pop { .. } => Frame::err("not queued in a transaction"),
             };
             frames.push(frame);
@@ -1477,6 +1481,10 @@ impl Conn {
                     Frame::Bulk(Bytes::from((us % 1_000_000).to_string())),
                 ])
             }
+            Server::RandomKey => match self.store.random_key(&ns).await {
+                Ok(key) => key.map_or(Frame::Nil, Frame::Bulk),
+                Err(e) => Frame::err(e.to_string()),
+            },
             Server::Scan { cursor, pattern, count, kind } => {
                 match self.store.scan(&ns, cursor, count, pattern, kind).await {
                     Ok((next, keys)) => Frame::Array(vec![
@@ -1580,6 +1588,19 @@ impl Conn {
             Ok((n, (!pairs.is_empty()).then_some(Op::ZAdd { pairs, opts: ZAddOpts::default() })))
         })
         .await
+    }
+
+    /// MSETNX: the pairs set in one unit that applies only if none of the
+    /// keys is there (their owners check); 0 if one was.
+    async fn set_new(&mut self, pairs: Vec<(Bytes, Bytes)>) -> Frame {
+        use squall_store::{Op, Reply, SetExpiry};
+        let checks = pairs.iter().map(|(k, _)| self.check(k, Op::Exists, Ok(Reply::Int(0)))).collect();
+        let ops =
+            pairs.into_iter().map(|(k, value)| (k, Op::Set { value, expiry: SetExpiry::None, get: false })).collect();
+        match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+            Ok(done) => Frame::Integer(i64::from(done.is_some())),
+            Err(e) => store_error(e),
+        }
     }
 
     /// RENAME, RENAMENX and COPY: reads the value at `from`, then writes it
@@ -2001,7 +2022,8 @@ impl Conn {
             | Cmd::Move { .. }
             | Cmd::Relocate { .. }
             | Cmd::ListMove { .. }
-            | Cmd::ZStore { .. } => true,
+            | Cmd::ZStore { .. }
+            | Cmd::SetNew { .. } => true,
             Cmd::ZCombine { .. } => false,
             Cmd::Pop { .. } => false,
             Cmd::Server(_) => false,

@@ -1006,6 +1006,23 @@ impl Handle {
         .await
     }
 
+    /// RANDOMKEY: a key of the namespace, the first found from a position
+    /// picked at random (so a key after a wide gap is likelier), or `None`
+    /// if it has none.
+    pub async fn random_key(&self, ns: &Bytes) -> Result<Option<Bytes>, Error> {
+        use std::hash::{BuildHasher, Hasher};
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let shard = random % self.shards() as u64;
+        let from = (shard << SCAN_POSITION_BITS) | (random & ((1 << SCAN_POSITION_BITS) - 1));
+        for cursor in [from, 0] {
+            let (_, keys) = self.scan(ns, cursor, 1, None, None).await?;
+            if let Some(key) = keys.into_iter().next() {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
+    }
+
     /// Walks the shards in order for a page of about `count` keys from
     /// `cursor`, asking each with `request(from, count)`.
     async fn pages(
