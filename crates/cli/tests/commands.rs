@@ -710,7 +710,7 @@ fn lmpop_zmpop_and_bzpopmin_pop_from_the_first_key_that_has_something() {
 }
 
 #[test]
-fn lpos_hrandfield_zrandmember_hincrbyfloat_touch_and_expiretime_answer_as_redis_does() {
+fn lpos_linsert_hrandfield_zrandmember_hincrbyfloat_touch_and_expiretime_answer_as_redis_does() {
     let node = TestNode::start(&["--durability", "async"]);
     let mut c = node.redis();
     let ints = |v: &[i64]| array(v.iter().map(|i| Value::Int(*i)).collect());
@@ -731,6 +731,16 @@ fn lpos_hrandfield_zrandmember_hincrbyfloat_touch_and_expiretime_answer_as_redis
             ("LPOS l a COUNT -1", Want::Error("COUNT can't be negative")),
             ("LPOS l a MAXLEN -1", Want::Error("MAXLEN can't be negative")),
             ("LPOS l a RANK", Want::Error("syntax error")),
+            ("RPUSH ins a b c d e", int(5)),
+            ("LINSERT ins BEFORE c X", int(6)),
+            ("LINSERT ins AFTER c Y", int(7)),
+            ("LINSERT ins BEFORE a H", int(8)),
+            ("LINSERT ins AFTER e T", int(9)),
+            ("LINSERT ins AFTER X X2", int(10)),
+            ("LRANGE ins 0 -1", list(&["H", "a", "b", "X", "X2", "c", "Y", "d", "e", "T"])),
+            ("LINSERT ins BEFORE nope Z", int(-1)),
+            ("LINSERT nol BEFORE a b", int(0)),
+            ("LINSERT ins MIDDLE a b", Want::Error("syntax error")),
             ("HSET h f v", int(1)),
             ("HRANDFIELD h", bulk("f")),
             ("HRANDFIELD h 2", list(&["f"])),

@@ -315,6 +315,7 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("hrandfield", -2),
     ("zrandmember", -2),
     ("lpos", -3),
+    ("linsert", 5),
     ("touch", -2),
     ("substr", 4),
     ("expiretime", 2),
@@ -849,6 +850,14 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             }
         }
         b"LPOS" => parse_lpos(args),
+        b"LINSERT" => {
+            let before = match args[2].to_ascii_uppercase().as_slice() {
+                b"BEFORE" => true,
+                b"AFTER" => false,
+                _ => return Err(syntax()),
+            };
+            one(Op::LInsert { before, pivot: args[3].clone(), item: args[4].clone() })
+        }
         b"SSCAN" | b"HSCAN" | b"ZSCAN" => {
             let kind = match name {
                 b"SSCAN" => Kind::Set,

@@ -137,6 +137,7 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         Op::Pop { head: true, .. } => ("lpop", List),
         Op::Pop { head: false, .. } => ("rpop", List),
         Op::LSet(..) => ("lset", List),
+        Op::LInsert { .. } => ("linsert", List),
         Op::LRem(..) => ("lrem", List),
         Op::LTrim(..) => ("ltrim", List),
         Op::ZAdd { opts, .. } if opts.incr => ("zincr", ZSet),

@@ -93,6 +93,13 @@ pub enum Op {
     LRange(i64, i64),
     /// LSET: the item at an index replaced.
     LSet(i64, Bytes),
+    /// LINSERT: `item` before (or after) the first item equal to `pivot`;
+    /// answers the list's length, -1 without the pivot, 0 without a list.
+    LInsert {
+        before: bool,
+        pivot: Bytes,
+        item: Bytes,
+    },
     /// LREM: items equal to the value removed, up to `count` from the head
     /// (from the tail if negative, all if 0); answers how many.
     LRem(i64, Bytes),
@@ -351,6 +358,7 @@ impl Op {
                 | Op::Push { .. }
                 | Op::Pop { .. }
                 | Op::LSet(..)
+                | Op::LInsert { .. }
                 | Op::LRem(..)
                 | Op::LTrim(..)
                 | Op::ZAdd { .. }
@@ -378,6 +386,7 @@ impl Op {
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Op::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.len() + 8).sum(),
             Op::SIsMember(m) | Op::HGet(m) | Op::LSet(_, m) | Op::LRem(_, m) => m.len(),
+            Op::LInsert { pivot, item, .. } => pivot.len() + item.len(),
             _ => 0,
         }
     }

@@ -93,7 +93,8 @@ fn random_op(rng: &mut Rng, key: &str, now: u64) -> Op {
                     Op::Push { head, items: (0..1 + rng.below(3)).map(|_| member(rng)).collect(), existing: n == 5 }
                 }
                 6 => Op::Pop { head, count: if rng.below(2) == 0 { None } else { Some(rng.below(3)) } },
-                7 => Op::LSet(i, member(rng)),
+                7 if rng.below(2) == 0 => Op::LSet(i, member(rng)),
+                7 => Op::LInsert { before: head, pivot: member(rng), item: member(rng) },
                 8 => Op::LRem(i, member(rng)),
                 // A big list stays big: LTRIM keeps most of it.
                 _ if big => Op::LTrim(rng.below(2) as i64, -1 - rng.below(2) as i64),

@@ -701,6 +701,59 @@ fn slice(items: &Items, from: usize, to: usize) -> Vec<(&Place, &Lww<Option<Byte
 
 /// The places a push of `n` items takes: before the head (each new one
 /// nearer it) or after the tail, stamped with the push.
+/// Room left between places that LINSERT spreads out, so that the next
+/// inserts there take a midpoint instead of moving items again.
+const INSERT_GAP: i64 = 1 << 16;
+
+/// Where LINSERT puts its item, and the items it moves to make room (old
+/// place, new place); `None` without the pivot. Between two places with
+/// room, the midpoint; else the items on the shorter side of the insertion
+/// move, spread [`INSERT_GAP`] apart, and so does the new one.
+fn insert_plan(items: &Items, before: bool, pivot: &[u8], made: Stamp) -> Result<Option<InsertPlan>, OpError> {
+    let all: Vec<&Place> = items.iter().map(|(p, _)| p).collect();
+    let Some(at) = items.iter().position(|(_, r)| r.value.as_deref() == Some(pivot)) else { return Ok(None) };
+    // The new item goes between all[i - 1] and all[i].
+    let i = if before { at } else { at + 1 };
+    let (lo, hi) = (i.checked_sub(1).map(|j| all[j].at), all.get(i).map(|p| p.at));
+    let overflow = || OpError::Overflow;
+    let fresh = |at: i64| Place { at, made };
+    let place = match (lo, hi) {
+        (None, Some(hi)) => {
+            return Ok(Some(InsertPlan { place: fresh(hi.checked_sub(1).ok_or_else(overflow)?), moves: Vec::new() }));
+        }
+        (Some(lo), None) => {
+            return Ok(Some(InsertPlan { place: fresh(lo.checked_add(1).ok_or_else(overflow)?), moves: Vec::new() }));
+        }
+        (Some(lo), Some(hi)) if hi - lo >= 2 => fresh(lo + (hi - lo) / 2),
+        (Some(lo), Some(hi)) => {
+            let step = |k: usize| INSERT_GAP.checked_mul(k as i64).ok_or_else(overflow);
+            let mut moves = Vec::new();
+            let place = if i <= all.len() - i {
+                // The head side moves down from below `hi`.
+                let new = fresh(hi.checked_sub(INSERT_GAP).ok_or_else(overflow)?);
+                for (k, old) in all[..i].iter().rev().enumerate() {
+                    moves.push((**old, fresh(new.at.checked_sub(step(k + 1)?).ok_or_else(overflow)?)));
+                }
+                new
+            } else {
+                let new = fresh(lo.checked_add(INSERT_GAP).ok_or_else(overflow)?);
+                for (k, old) in all[i..].iter().enumerate() {
+                    moves.push((**old, fresh(new.at.checked_add(step(k + 1)?).ok_or_else(overflow)?)));
+                }
+                new
+            };
+            return Ok(Some(InsertPlan { place, moves }));
+        }
+        (None, None) => unreachable!("the pivot is an item"),
+    };
+    Ok(Some(InsertPlan { place, moves: Vec::new() }))
+}
+
+struct InsertPlan {
+    place: Place,
+    moves: Vec<(Place, Place)>,
+}
+
 fn push_places(items: &Items, head: bool, n: usize, made: Stamp) -> Result<Vec<Place>, OpError> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n as i64 {
@@ -1199,17 +1252,25 @@ impl Keyspace {
                 out.undo_elements(ns, key, made, states);
             }
             (
-                Op::Push { .. } | Op::Pop { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..),
+                Op::Push { .. } | Op::Pop { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..) | Op::LInsert { .. },
                 Body::Other(Value::List(l)),
             ) if live && big(l.len()) => {
                 let places = match op {
+                    Op::LInsert { before, pivot, .. } => {
+                        match insert_plan(l, *before, pivot, Stamp::new(made.time, node)) {
+                            Ok(Some(plan)) => std::iter::once(plan.place)
+                                .chain(plan.moves.iter().flat_map(|(old, new)| [*old, *new]))
+                                .collect(),
+                            _ => Vec::new(),
+                        }
+                    }
                     Op::Push { head, items, .. } => {
                         push_places(l, *head, items.len(), Stamp::new(made.time, node)).unwrap_or_default()
                     }
                     Op::LSet(i, _) => index(*i, l.len()).map(|i| *slice(l, i, i + 1)[0].0).into_iter().collect(),
                     op => removed_places(l, op),
                 };
-                if places.len() >= l.len() && !matches!(op, Op::Push { .. }) {
+                if places.len() >= l.len() && !matches!(op, Op::Push { .. } | Op::LInsert { .. }) {
                     // It empties the list: the key goes, so all of it is kept.
                     return undo_slot(slot, node, ns, key, made, out);
                 }
@@ -1333,9 +1394,12 @@ impl Keyspace {
             Op::HDel(fields) => {
                 self.remove_elements(ns, h, key, &fields, Element::Field(Lww::new(stamp, None)), changes)
             }
-            op @ (Op::Push { .. } | Op::Pop { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..)) => {
-                self.list_write(ns, h, key, op, stamp, now, changes)
-            }
+            op @ (Op::Push { .. }
+            | Op::Pop { .. }
+            | Op::LSet(..)
+            | Op::LRem(..)
+            | Op::LTrim(..)
+            | Op::LInsert { .. }) => self.list_write(ns, h, key, op, stamp, now, changes),
             Op::ZAdd { pairs, opts } => self.zadd(ns, h, key, &pairs, opts, stamp, now, changes),
             Op::ZRem(members) => self.zremove(ns, h, key, members, stamp, changes, None),
             Op::ZRemRange(by) => {
@@ -2008,7 +2072,7 @@ impl Keyspace {
         let Some(slot) = self.slot_mut(ns, h, key) else {
             return match op {
                 Op::LSet(..) => Err(OpError::NoSuchKey),
-                Op::LRem(..) => Ok(Reply::Int(0)),
+                Op::LRem(..) | Op::LInsert { .. } => Ok(Reply::Int(0)),
                 Op::LTrim(..) => Ok(Reply::Ok),
                 _ => Ok(Reply::Nil),
             };
@@ -2018,6 +2082,27 @@ impl Keyspace {
         }
         let epoch = slot.epoch(node);
         let Value::List(list) = &mut slot.full_mut(node).value else { return Err(OpError::WrongType) };
+        if let Op::LInsert { before, pivot, item } = op {
+            let Some(plan) = insert_plan(list, before, &pivot, stamp)? else { return Ok(Reply::Int(-1)) };
+            // All out, then all in: a new place may be one a moved item
+            // held (a place made earlier in the same unit).
+            let mut moved = Vec::with_capacity(plan.moves.len());
+            for (old, new) in &plan.moves {
+                let Some(r) = list.prune(old) else { continue };
+                changes.element(ns, key, epoch, &old.encode(), &Element::Item(Lww::new(stamp, None)));
+                moved.push((*new, Lww::new(stamp, r.value)));
+            }
+            for (new, r) in moved {
+                list.assign(new, r.clone());
+                changes.element(ns, key, epoch, &new.encode(), &Element::Item(r));
+            }
+            let grew = (item.len() + ITEM_OVERHEAD) as i64;
+            list.assign(plan.place, Lww::new(stamp, Some(copy(&item))));
+            let len = list.len();
+            changes.element(ns, key, epoch, &plan.place.encode(), &Element::Item(Lww::new(stamp, Some(item))));
+            self.bytes += grew;
+            return Ok(Reply::Int(len as i64));
+        }
         if let Op::LSet(i, value) = op {
             let Some(i) = index(i, list.len()) else { return Err(OpError::OutOfRange) };
             let place = *slice(list, i, i + 1)[0].0;

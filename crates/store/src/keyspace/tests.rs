@@ -141,6 +141,8 @@ fn op() -> impl Strategy<Value = (u8, Op)> {
         (key.clone(), any::<bool>(), prop::option::of(0u64..3))
             .prop_map(|(k, head, count)| (k, Op::Pop { head, count })),
         (key.clone(), -3i64..3).prop_map(|(k, i)| (k, Op::LSet(i, b("set")))),
+        (key.clone(), any::<bool>(), member.clone(), member.clone())
+            .prop_map(|(k, before, pivot, item)| (k, Op::LInsert { before, pivot, item })),
         (key.clone(), -2i64..2, member.clone()).prop_map(|(k, c, v)| (k, Op::LRem(c, v))),
         (key.clone(), -3i64..3, -3i64..3).prop_map(|(k, a, z)| (k, Op::LTrim(a, z))),
         (key.clone(), prop::collection::vec((-2i8..3, member.clone()), 1..3), any::<(bool, bool, bool)>()).prop_map(
