@@ -198,6 +198,17 @@ fn failing_runs_end_in_the_dead_letters_and_a_trigger_that_fires_itself_stops() 
     let e = gone.keys().next().unwrap();
     assert_eq!((e["key"].as_str(), e["event"].as_str()), (Some("tmp:a"), Some("expired")), "{gone:?}");
 
+    // A trigger removed while its event waits to be tried again takes the
+    // event with it: no dead letter (the metric below stays at 3).
+    let (s, _, _) =
+        http(&node, "PUT", "/v1/triggers/gone-soon", br#"{"function":"fails","channel":"later","retries":2}"#);
+    assert_eq!(s, 201);
+    let _: i64 = con.publish("later", "x").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (s, _, _) = http(&node, "DELETE", "/v1/triggers/gone-soon", b"");
+    assert_eq!(s, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
     let metrics = http(&node, "GET", "/metrics", b"").2;
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("squall_trigger_events_total{outcome=\"dead\"} 3"), "{metrics}");

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use squall_store::events::KeyEvent;
 use squall_store::lattice::Timestamp;
 use squall_store::{ChangeAt, Op, Reply, Write};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::jobs::json;
@@ -316,9 +316,11 @@ pub(crate) struct State {
     stop: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
     /// The depth of the triggered invocations that ran lately, by id: the
-    /// key events their writes make are one deeper.
-    depths: Mutex<HashMap<String, (u32, u64)>>,
-    /// Makes message event ids unique within a millisecond.
+    /// key events their writes make are one deeper; and the size at which
+    /// it is pruned next (twice what pruning left, so pruning is amortised).
+    depths: Mutex<(Depths, usize)>,
+    /// Makes message event ids unique within a millisecond, and (its
+    /// start, random) across restarts, even if the clock went back.
     seq: AtomicU64,
     pub(crate) stats: Stats,
 }
@@ -342,12 +344,36 @@ impl Default for State {
             queued_rx: Mutex::new(Some(queued_rx)),
             stop: watch::channel(false).0,
             tasks: tokio::sync::Mutex::new(JoinSet::new()),
-            depths: Mutex::new(HashMap::new()),
-            seq: AtomicU64::new(0),
+            depths: Mutex::new((HashMap::new(), DEPTHS_PRUNED_AT)),
+            seq: AtomicU64::new({
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new().build_hasher().finish() >> 16 << 16
+            }),
             stats: Stats::default(),
         }
     }
 }
+
+/// How often the dispatcher reads the whole queue again.
+const RESCAN: Duration = Duration::from_secs(30);
+
+/// An event being delivered, in the dispatcher's set until it is dropped.
+struct Taken {
+    set: Arc<Mutex<HashSet<Bytes>>>,
+    key: Bytes,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+    }
+}
+
+/// Invocation id → (depth, when it ran, ms).
+type Depths = HashMap<String, (u32, u64)>;
+
+/// The depths map's size at which it is first pruned.
+const DEPTHS_PRUNED_AT: usize = 4096;
 
 /// How long a finished invocation's depth is kept for its key events.
 const DEPTH_KEPT_MS: u64 = 60_000;
@@ -363,16 +389,18 @@ impl State {
 
     /// Notes that invocation `id` runs for an event `depth - 1` deep.
     pub(crate) fn note_depth(&self, id: &str, depth: u32, now_ms: u64) {
-        let mut d = self.depths.lock().expect("depths");
-        if d.len() >= 4096 {
+        let mut guard = self.depths.lock().expect("depths");
+        let (d, prune_at) = &mut *guard;
+        if d.len() >= *prune_at {
             d.retain(|_, (_, at)| at.saturating_add(DEPTH_KEPT_MS) > now_ms);
+            *prune_at = (d.len() * 2).max(DEPTHS_PRUNED_AT);
         }
         d.insert(id.to_string(), (depth, now_ms));
     }
 
     fn depth_of(&self, origin: Option<&Bytes>) -> u32 {
         let Some(o) = origin.and_then(|o| std::str::from_utf8(o).ok()) else { return 0 };
-        self.depths.lock().expect("depths").get(o).map_or(0, |(d, _)| *d)
+        self.depths.lock().expect("depths").0.get(o).map_or(0, |(d, _)| *d)
     }
 }
 
@@ -570,33 +598,30 @@ impl Functions {
         let permits = Arc::new(Semaphore::new(DELIVERIES));
         let taken: Arc<Mutex<HashSet<Bytes>>> = Arc::default();
         let mut runs = JoinSet::new();
-        // What was queued before the node started; then what is queued as it comes.
-        let mut cursor = 0;
-        let mut found = Vec::new();
-        loop {
-            let page = self.inner.store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"trigq:*")), None).await;
-            match page {
-                Ok((next, keys)) => {
-                    found.extend(keys);
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the trigger queue could not be read: its events run after the next start");
-                    break;
-                }
-            }
-        }
-        let mut found = found.into_iter();
+        // What was queued before the node started, then what is queued as
+        // it comes; and, now and then, the whole queue again: an event whose
+        // delivery could not finish (the store refused a write) is still
+        // there, and runs again.
+        let mut found = self.queued_events().await.into_iter();
+        let mut rescan = tokio::time::interval(RESCAN);
+        rescan.tick().await;
         loop {
             let key = match found.next() {
                 Some(key) => key,
-                None => tokio::select! {
-                    k = queued.recv() => match k { Some(k) => k, None => break },
-                    _ = stop.wait_for(|s| *s) => break,
-                },
+                None => {
+                    let next = tokio::select! {
+                        k = queued.recv() => match k { Some(k) => Some(k), None => break },
+                        _ = rescan.tick() => None,
+                        _ = stop.wait_for(|s| *s) => break,
+                    };
+                    match next {
+                        Some(key) => key,
+                        None => {
+                            found = self.queued_events().await.into_iter();
+                            continue;
+                        }
+                    }
+                }
             };
             if !taken.lock().expect("taken").insert(key.clone()) {
                 continue;
@@ -605,20 +630,43 @@ impl Functions {
                 p = permits.clone().acquire_owned() => p.expect("never closed"),
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let (this, taken) = (self.clone(), taken.clone());
+            let (this, taken, permits) = (self.clone(), taken.clone(), permits.clone());
             runs.spawn(async move {
-                this.deliver_event(&key).await;
-                taken.lock().expect("taken").remove(&key);
-                drop(permit);
+                // Given back however the delivery ends, a panic included.
+                let _taken = Taken { set: taken, key: key.clone() };
+                this.deliver_event(&key, &permits, permit).await;
             });
             while runs.try_join_next().is_some() {}
         }
         while runs.join_next().await.is_some() {}
     }
 
+    /// The keys of the events in the queue, a page at a time.
+    async fn queued_events(&self) -> Vec<Bytes> {
+        let (mut cursor, mut found) = (0, Vec::new());
+        loop {
+            let page = self.inner.store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"trigq:*")), None).await;
+            match page {
+                Ok((next, keys)) => {
+                    found.extend(keys);
+                    if next == 0 {
+                        return found;
+                    }
+                    cursor = next;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the trigger queue could not be read: read again in {RESCAN:?}");
+                    return found;
+                }
+            }
+        }
+    }
+
     /// Runs one queued event's function (again after failures, with
-    /// backoff), then drops the event, to the dead letters if it failed.
-    async fn deliver_event(&self, key: &Bytes) {
+    /// backoff, its delivery slot given back while it waits), then drops
+    /// the event, to the dead letters if it failed. A function that is
+    /// busy or over its quota is waited for: that is not its failure.
+    async fn deliver_event(&self, key: &Bytes, permits: &Arc<Semaphore>, mut permit: OwnedSemaphorePermit) {
         let state = &self.inner.triggers;
         let Ok(Some(input)) = self.sys_get(key.clone()).await else { return };
         let Some((id, event)) = std::str::from_utf8(&key[b"trigq:".len()..]).ok().and_then(|k| k.rsplit_once(':'))
@@ -638,10 +686,17 @@ impl Functions {
             code = "trigger_depth".into();
             message = format!("{depth} triggered runs led to this event, more than {MAX_DEPTH}: it is not run");
         } else {
-            for attempt in 1..=t.retries + 1 {
+            let mut attempt = 0;
+            while attempt <= t.retries {
                 if *stop.borrow() {
                     return;
                 }
+                if self.trigger(id).is_err() {
+                    // Removed meanwhile: its events go with it.
+                    let _ = self.commit_writes(vec![drop_event()]).await;
+                    return;
+                }
+                attempt += 1;
                 attempts = attempt;
                 let req = Request {
                     input: input.to_vec(),
@@ -666,15 +721,36 @@ impl Functions {
                         let _ = self.commit_writes(vec![drop_event()]).await;
                         return;
                     }
+                    Err(Error::Busy { retry_after, .. }) => {
+                        attempt -= 1;
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry_after.clamp(Duration::from_millis(10), BACKOFF)) => {}
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
+                        continue;
+                    }
+                    Err(Error::Quota(_)) => {
+                        attempt -= 1;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
+                        continue;
+                    }
                     Err(e) => (code, message) = (e.code().to_string(), e.to_string()),
                 }
                 if attempt <= t.retries {
                     state.stats.retried.fetch_add(1, Ordering::Relaxed);
                     let wait = BACKOFF.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_BACKOFF);
+                    drop(permit);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.wait_for(|s| *s) => return,
                     }
+                    permit = tokio::select! {
+                        p = permits.clone().acquire_owned() => p.expect("never closed"),
+                        _ = stop.wait_for(|s| *s) => return,
+                    };
                 }
             }
         }
@@ -748,11 +824,17 @@ impl Functions {
 
     /// Queues the events of the changes stamped after `from` (less the
     /// margin) that the window log holds: those a node that stopped, or
-    /// fell behind, may not have queued.
-    async fn catch_up_keys(&self, by_ns: &HashMap<Bytes, Vec<Arc<Trigger>>>, from: Timestamp) {
+    /// fell behind, may not have queued. Moves the cursor only if all of
+    /// them were queued; whether they were (if not, try again later).
+    async fn catch_up_keys(&self, by_ns: &HashMap<Bytes, Vec<Arc<Trigger>>>, from: Timestamp) -> bool {
         let store = &self.inner.store;
         let mut from = Timestamp::new(from.wall_ms().saturating_sub(KEYS_MARGIN_MS), 0);
-        from = from.max(store.window_oldest());
+        if from < store.window_oldest() {
+            tracing::warn!(
+                "key triggers: the window log no longer holds every change since the last run; the events of the older ones are lost"
+            );
+            from = store.window_oldest();
+        }
         let to = Timestamp::new(store.now_ms() + 1, 0);
         let mut newest = Timestamp::new(from.wall_ms() + KEYS_MARGIN_MS, 0);
         let mut queued = 0;
@@ -762,8 +844,8 @@ impl Functions {
                 let (changes, upto) = match store.changes(ns, at, to, None, 1024).await {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!(error = %e, "key triggers: the changes since the last run could not be read; their events are lost");
-                        break;
+                        tracing::warn!(error = %e, "key triggers: the changes since the last run could not be read; trying again");
+                        return false;
                     }
                 };
                 let mut writes = Vec::new();
@@ -779,8 +861,11 @@ impl Functions {
                     newest = newest.max(c.time);
                 }
                 let n = writes.len();
-                if n > 0 && self.queue(writes).await.is_err() {
-                    break;
+                if n > 0
+                    && let Err(e) = self.queue(writes).await
+                {
+                    tracing::warn!(error = %e, "key triggers: events not queued; trying again");
+                    return false;
                 }
                 queued += n;
                 if upto <= at {
@@ -789,13 +874,17 @@ impl Functions {
                 at = upto;
             }
         }
-        let _ = self.commit_writes(vec![set(Bytes::from_static(KEYS_CURSOR), newest.0.to_string().into_bytes())]).await;
+        let cursor = set(Bytes::from_static(KEYS_CURSOR), newest.0.to_string().into_bytes());
+        if self.commit_writes(vec![cursor]).await.is_err() {
+            return false;
+        }
         if queued > 0 {
             tracing::info!(
                 events = queued,
                 "key triggers: events read again from the window log and queued (run once)"
             );
         }
+        true
     }
 
     /// Queues the events of the key triggers, from the store's key events,
@@ -815,8 +904,10 @@ impl Functions {
             }
             // Listen first, then read what was missed: nothing falls between.
             let mut listener = self.inner.store.key_events();
+            // Events missed (a lag, a failed read) not yet queued again.
+            let mut behind = false;
             match cursor {
-                Some(c) => self.catch_up_keys(&by_ns, c).await,
+                Some(c) => behind = !self.catch_up_keys(&by_ns, c).await,
                 // The first key trigger: its events count from now.
                 None => {
                     let now = Timestamp::new(self.inner.store.now_ms(), 0);
@@ -828,14 +919,22 @@ impl Functions {
             }
             let mut written_ms = 0;
             loop {
-                let first = tokio::select! {
-                    e = listener.next() => e,
+                let retry = async {
+                    if behind { tokio::time::sleep(Duration::from_secs(1)).await } else { std::future::pending().await }
+                };
+                let woke = tokio::select! {
+                    e = listener.next() => Some(e),
+                    () = retry => None,
                     _ = changed.changed() => {
                         by_ns = self.key_triggers();
                         if by_ns.is_empty() { break }
                         continue;
                     }
                     _ = stop.wait_for(|s| *s) => return,
+                };
+                let Some(first) = woke else {
+                    behind = !self.catch_up_keys(&by_ns, cursor.unwrap_or(Timestamp::ZERO)).await;
+                    continue;
                 };
                 let Some(first) = first else { return };
                 // What is there already, as one unit: the last event of a
@@ -873,21 +972,26 @@ impl Functions {
                 }
                 let n = writes.len();
                 let now = self.inner.store.now_ms();
-                if n > 0 || now >= written_ms + CURSOR_EVERY_MS {
+                // Behind, the cursor stays where the events missed begin.
+                let moves = !lagged && !behind;
+                if moves && (n > 0 || now >= written_ms + CURSOR_EVERY_MS) {
                     writes.push(set(Bytes::from_static(KEYS_CURSOR), newest.0.to_string().into_bytes()));
+                }
+                if !writes.is_empty() {
                     match self.queue(writes).await {
-                        Ok(()) => {
+                        Ok(()) if moves => {
                             cursor = Some(newest);
                             written_ms = now;
                         }
+                        Ok(()) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "key triggers: events not queued; reading them again from the window log");
                             lagged = true;
                         }
                     }
                 }
-                if lagged {
-                    self.catch_up_keys(&by_ns, cursor.unwrap_or(Timestamp::ZERO)).await;
+                if lagged || behind {
+                    behind = !self.catch_up_keys(&by_ns, cursor.unwrap_or(Timestamp::ZERO)).await;
                 }
             }
         }
@@ -934,12 +1038,14 @@ impl Functions {
                 match self.queue(writes).await {
                     Ok(()) => {
                         last.insert(t.id.clone(), due);
+                        // Its next tick is looked for at once.
+                        sleep_ms = 0;
                     }
                     Err(e) => {
-                        tracing::warn!(trigger = %t.id, error = %e, "a cron tick could not be queued; trying again")
+                        tracing::warn!(trigger = %t.id, error = %e, "a cron tick could not be queued; trying again in a second");
+                        sleep_ms = sleep_ms.min(1000);
                     }
                 }
-                sleep_ms = 0;
             }
             last.retain(|id, _| state.all.read().expect("triggers").contains_key(id));
             tokio::select! {
