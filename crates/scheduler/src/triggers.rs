@@ -354,6 +354,9 @@ impl Default for State {
     }
 }
 
+/// Dead letters a trigger keeps (the oldest go first).
+const DEAD_KEPT: usize = 10_000;
+
 /// How often the dispatcher reads the whole queue again.
 const RESCAN: Duration = Duration::from_secs(30);
 
@@ -762,7 +765,9 @@ impl Functions {
             key: dead_key(id),
             op: Op::Push { head: false, items: vec![letter.into()], existing: false },
         };
-        match self.commit_writes(vec![push, drop_event()]).await {
+        // The newest DEAD_KEPT only.
+        let trim = Write { ns: sys(), key: dead_key(id), op: Op::LTrim(-(DEAD_KEPT as i64), -1) };
+        match self.commit_writes(vec![push, trim, drop_event()]).await {
             Ok(()) => {
                 state.stats.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(trigger = id, event, "a trigger's event went to its dead letters");
