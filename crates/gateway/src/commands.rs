@@ -539,16 +539,13 @@ fn old_range_options(args: &[Bytes], scores_allowed: bool) -> Result<(bool, Opti
     Ok((scores, limit))
 }
 
-/// ZUNIONSTORE's and ZINTERSTORE's `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]`.
-/// `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]`, and
-/// WITHSCORES if the command answers what it made (`read`); ZDIFF and
-/// ZDIFFSTORE (`diff`) take no weights nor aggregate.
-fn parse_zstore(
-    name: &str,
-    args: &[Bytes],
-    diff: bool,
-    read: bool,
-) -> Result<(Vec<Bytes>, Vec<f64>, Aggregate, bool), Frame> {
+/// ZUNION's, ZINTER's and ZDIFF's (and their STORE forms', `name` in
+/// lower case) `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]`,
+/// and WITHSCORES if the command answers what it made (`read`): the keys,
+/// how to combine them, and WITHSCORES. The ZDIFFs take no weights nor
+/// aggregate.
+fn parse_zstore(name: &str, args: &[Bytes], read: bool) -> Result<(Vec<Bytes>, ZStoreHow, bool), Frame> {
+    let diff = name.starts_with("zdiff");
     let n = int(&args[0])?;
     if n <= 0 {
         return Err(Frame::err(format!("at least 1 input key is needed for '{name}' command")));
@@ -582,7 +579,12 @@ fn parse_zstore(
         }
         i += 1;
     }
-    Ok((keys, weights, aggregate, scores))
+    let how = match name.trim_end_matches("store") {
+        "zunion" => ZStoreHow::Union { weights, aggregate },
+        "zinter" => ZStoreHow::Inter { weights, aggregate },
+        _ => ZStoreHow::Diff,
+    };
+    Ok((keys, how, scores))
 }
 
 /// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
@@ -806,13 +808,7 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             Ok(Cmd::ZCombine { keys, how, out: ZOut::Card(limit) })
         }
         b"ZUNION" | b"ZINTER" | b"ZDIFF" => {
-            let diff = name == b"ZDIFF";
-            let (keys, weights, aggregate, scores) = parse_zstore(&lower(name), &args[1..], diff, true)?;
-            let how = match name {
-                b"ZUNION" => ZStoreHow::Union { weights, aggregate },
-                b"ZINTER" => ZStoreHow::Inter { weights, aggregate },
-                _ => ZStoreHow::Diff,
-            };
+            let (keys, how, scores) = parse_zstore(&lower(name), &args[1..], true)?;
             Ok(Cmd::ZCombine { keys, how, out: if scores { ZOut::Scored } else { ZOut::Members } })
         }
         b"ZLEXCOUNT" => {
@@ -1030,13 +1026,7 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             Ok(Cmd::ZStore { dest: key(), keys: vec![args[2].clone()], how: ZStoreHow::Range(q) })
         }
         b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => {
-            let diff = name == b"ZDIFFSTORE";
-            let (keys, weights, aggregate, _) = parse_zstore(&lower(name), &args[2..], diff, false)?;
-            let how = match name {
-                b"ZUNIONSTORE" => ZStoreHow::Union { weights, aggregate },
-                b"ZINTERSTORE" => ZStoreHow::Inter { weights, aggregate },
-                _ => ZStoreHow::Diff,
-            };
+            let (keys, how, _) = parse_zstore(&lower(name), &args[2..], false)?;
             Ok(Cmd::ZStore { dest: key(), keys, how })
         }
         b"BLPOP" | b"BRPOP" | b"BZPOPMIN" | b"BZPOPMAX" => {

@@ -581,26 +581,18 @@ impl Frame {
                     Frame::Bulk(Bytes::from(text)).encode_as(out, false);
                 }
             }
-            Frame::Scored(pairs) => {
-                put_len_line(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
-                for (m, score) in pairs {
-                    if resp3 {
-                        put_len_line(out, b'*', 2);
-                    }
-                    Frame::Bulk(m.clone()).encode_as(out, resp3);
-                    Frame::Double(*score).encode_as(out, resp3);
-                }
-            }
-            Frame::Pairs(pairs) => {
-                put_len_line(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
-                for (a, b) in pairs {
-                    if resp3 {
-                        put_len_line(out, b'*', 2);
-                    }
-                    Frame::Bulk(a.clone()).encode_as(out, resp3);
-                    Frame::Bulk(b.clone()).encode_as(out, resp3);
-                }
-            }
+            Frame::Scored(pairs) => put_pairs(
+                out,
+                resp3,
+                pairs.len(),
+                pairs.iter().map(|(m, score)| (Frame::Bulk(m.clone()), Frame::Double(*score))),
+            ),
+            Frame::Pairs(pairs) => put_pairs(
+                out,
+                resp3,
+                pairs.len(),
+                pairs.iter().map(|(a, b)| (Frame::Bulk(a.clone()), Frame::Bulk(b.clone()))),
+            ),
             Frame::Nil | Frame::NilArray if resp3 => out.put_slice(b"_\r\n"),
             Frame::Nil => out.put_slice(b"$-1\r\n"),
             Frame::Array(items) => {
@@ -633,6 +625,18 @@ impl Frame {
                 }
             }
         }
+    }
+}
+
+/// `n` pairs: flat in RESP2, each a two-element array in RESP3.
+fn put_pairs(out: &mut BytesMut, resp3: bool, n: usize, pairs: impl Iterator<Item = (Frame, Frame)>) {
+    put_len_line(out, b'*', if resp3 { n } else { n * 2 });
+    for (a, b) in pairs {
+        if resp3 {
+            put_len_line(out, b'*', 2);
+        }
+        a.encode_as(out, resp3);
+        b.encode_as(out, resp3);
     }
 }
 

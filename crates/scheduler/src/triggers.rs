@@ -35,7 +35,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -357,18 +357,25 @@ impl Default for State {
 /// Dead letters a trigger keeps (the oldest go first).
 const DEAD_KEPT: usize = 10_000;
 
-/// How often the dispatcher reads the whole queue again.
+/// How soon the dispatcher reads the whole queue again after a delivery
+/// that could not finish.
 const RESCAN: Duration = Duration::from_secs(30);
 
-/// An event being delivered, in the dispatcher's set until it is dropped.
+/// An event being delivered, in the dispatcher's set until it is dropped;
+/// a delivery that did not finish (or panicked) has the queue read again.
 struct Taken {
     set: Arc<Mutex<HashSet<Bytes>>>,
     key: Bytes,
+    behind: Arc<AtomicBool>,
+    finished: bool,
 }
 
 impl Drop for Taken {
     fn drop(&mut self) {
         self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+        if !self.finished {
+            self.behind.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -602,10 +609,13 @@ impl Functions {
         let taken: Arc<Mutex<HashSet<Bytes>>> = Arc::default();
         let mut runs = JoinSet::new();
         // What was queued before the node started, then what is queued as
-        // it comes; and, now and then, the whole queue again: an event whose
-        // delivery could not finish (the store refused a write) is still
+        // it comes; and the whole queue again after a delivery could not
+        // finish (the store refused a read or a write): its event is still
         // there, and runs again.
-        let mut found = self.queued_events().await.into_iter();
+        let behind = Arc::new(AtomicBool::new(false));
+        let (found, whole) = self.queued_events().await;
+        behind.store(!whole, Ordering::Relaxed);
+        let mut found = found.into_iter();
         let mut rescan = tokio::time::interval(RESCAN);
         rescan.tick().await;
         loop {
@@ -614,13 +624,16 @@ impl Functions {
                 None => {
                     let next = tokio::select! {
                         k = queued.recv() => match k { Some(k) => Some(k), None => break },
-                        _ = rescan.tick() => None,
+                        _ = rescan.tick(), if behind.load(Ordering::Relaxed) => None,
                         _ = stop.wait_for(|s| *s) => break,
                     };
                     match next {
                         Some(key) => key,
                         None => {
-                            found = self.queued_events().await.into_iter();
+                            behind.store(false, Ordering::Relaxed);
+                            let (again, whole) = self.queued_events().await;
+                            behind.fetch_or(!whole, Ordering::Relaxed);
+                            found = again.into_iter();
                             continue;
                         }
                     }
@@ -633,19 +646,20 @@ impl Functions {
                 p = permits.clone().acquire_owned() => p.expect("never closed"),
                 _ = stop.wait_for(|s| *s) => break,
             };
-            let (this, taken, permits) = (self.clone(), taken.clone(), permits.clone());
+            let (this, taken, permits, behind) = (self.clone(), taken.clone(), permits.clone(), behind.clone());
             runs.spawn(async move {
                 // Given back however the delivery ends, a panic included.
-                let _taken = Taken { set: taken, key: key.clone() };
-                this.deliver_event(&key, &permits, permit).await;
+                let mut taken = Taken { set: taken, key: key.clone(), behind, finished: false };
+                taken.finished = this.deliver_event(&key, &permits, permit).await;
             });
             while runs.try_join_next().is_some() {}
         }
         while runs.join_next().await.is_some() {}
     }
 
-    /// The keys of the events in the queue, a page at a time.
-    async fn queued_events(&self) -> Vec<Bytes> {
+    /// The keys of the events in the queue, a page at a time, and whether
+    /// that is all of them (the store answered every page).
+    async fn queued_events(&self) -> (Vec<Bytes>, bool) {
         let (mut cursor, mut found) = (0, Vec::new());
         loop {
             let page = self.inner.store.scan(&sys(), cursor, 256, Some(Bytes::from_static(b"trigq:*")), None).await;
@@ -653,13 +667,13 @@ impl Functions {
                 Ok((next, keys)) => {
                     found.extend(keys);
                     if next == 0 {
-                        return found;
+                        return (found, true);
                     }
                     cursor = next;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "the trigger queue could not be read: read again in {RESCAN:?}");
-                    return found;
+                    return (found, false);
                 }
             }
         }
@@ -669,18 +683,25 @@ impl Functions {
     /// backoff, its delivery slot given back while it waits), then drops
     /// the event, to the dead letters if it failed. A function that is
     /// busy or over its quota is waited for: that is not its failure.
-    async fn deliver_event(&self, key: &Bytes, permits: &Arc<Semaphore>, mut permit: OwnedSemaphorePermit) {
+    /// Whether it is done with the event (false: the store refused a read
+    /// or a write, and the event is still queued).
+    async fn deliver_event(&self, key: &Bytes, permits: &Arc<Semaphore>, mut permit: OwnedSemaphorePermit) -> bool {
         let state = &self.inner.triggers;
-        let Ok(Some(input)) = self.sys_get(key.clone()).await else { return };
+        let input = match self.sys_get(key.clone()).await {
+            Ok(Some(input)) => input,
+            // Delivered already.
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
         let Some((id, event)) = std::str::from_utf8(&key[b"trigq:".len()..]).ok().and_then(|k| k.rsplit_once(':'))
         else {
-            return;
+            return true;
         };
-        let drop_event = || Write { ns: sys(), key: key.clone(), op: Op::Del };
+        let drop_event =
+            || async { self.commit_writes(vec![Write { ns: sys(), key: key.clone(), op: Op::Del }]).await.is_ok() };
         let Ok(t) = self.trigger(id) else {
             // Its trigger was removed.
-            let _ = self.commit_writes(vec![drop_event()]).await;
-            return;
+            return drop_event().await;
         };
         let depth = serde_json::from_slice::<Envelope>(&input).map_or(0, |e| e.depth);
         let mut stop = state.stop.subscribe();
@@ -692,12 +713,11 @@ impl Functions {
             let mut attempt = 0;
             while attempt <= t.retries {
                 if *stop.borrow() {
-                    return;
+                    return true;
                 }
                 if self.trigger(id).is_err() {
                     // Removed meanwhile: its events go with it.
-                    let _ = self.commit_writes(vec![drop_event()]).await;
-                    return;
+                    return drop_event().await;
                 }
                 attempt += 1;
                 attempts = attempt;
@@ -711,24 +731,22 @@ impl Functions {
                 match self.invoke(&t.qualified_function(), req).await {
                     Ok(r) => match r.outcome {
                         Ok(_) => {
-                            if self.commit_writes(vec![drop_event()]).await.is_ok() {
+                            let dropped = drop_event().await;
+                            if dropped {
                                 state.stats.delivered.fetch_add(1, Ordering::Relaxed);
                             }
-                            return;
+                            return dropped;
                         }
                         Err(f) => (code, message) = (f.code.as_str().to_string(), f.message),
                     },
                     // The event ran already (and was queued again, from the
                     // window log, with a depth that is not known any more).
-                    Err(Error::IdempotencyMismatch(_)) => {
-                        let _ = self.commit_writes(vec![drop_event()]).await;
-                        return;
-                    }
+                    Err(Error::IdempotencyMismatch(_)) => return drop_event().await,
                     Err(Error::Busy { retry_after, .. }) => {
                         attempt -= 1;
                         tokio::select! {
                             _ = tokio::time::sleep(retry_after.clamp(Duration::from_millis(10), BACKOFF)) => {}
-                            _ = stop.wait_for(|s| *s) => return,
+                            _ = stop.wait_for(|s| *s) => return true,
                         }
                         continue;
                     }
@@ -736,7 +754,7 @@ impl Functions {
                         attempt -= 1;
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                            _ = stop.wait_for(|s| *s) => return,
+                            _ = stop.wait_for(|s| *s) => return true,
                         }
                         continue;
                     }
@@ -748,18 +766,18 @@ impl Functions {
                     drop(permit);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait_for(|s| *s) => return true,
                     }
                     permit = tokio::select! {
                         p = permits.clone().acquire_owned() => p.expect("never closed"),
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait_for(|s| *s) => return true,
                     };
                 }
             }
         }
         let envelope = serde_json::from_slice(&input).unwrap_or_else(|_| bytes_value(&input));
         let letter = DeadLetter { event: envelope, code, message, attempts, time_ms: self.inner.store.now_ms() };
-        let Ok(letter) = json(&letter) else { return };
+        let Ok(letter) = json(&letter) else { return false };
         let push = Write {
             ns: sys(),
             key: dead_key(id),
@@ -767,12 +785,17 @@ impl Functions {
         };
         // The newest DEAD_KEPT only.
         let trim = Write { ns: sys(), key: dead_key(id), op: Op::LTrim(-(DEAD_KEPT as i64), -1) };
-        match self.commit_writes(vec![push, trim, drop_event()]).await {
+        let drop = Write { ns: sys(), key: key.clone(), op: Op::Del };
+        match self.commit_writes(vec![push, trim, drop]).await {
             Ok(()) => {
                 state.stats.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(trigger = id, event, "a trigger's event went to its dead letters");
+                true
             }
-            Err(e) => tracing::warn!(trigger = id, event, error = %e, "a failed event stays queued"),
+            Err(e) => {
+                tracing::warn!(trigger = id, event, error = %e, "a failed event stays queued");
+                false
+            }
         }
     }
 

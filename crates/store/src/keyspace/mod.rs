@@ -500,41 +500,9 @@ fn table_layout(slot: &Slot, node: NodeId) -> Option<u32> {
     }
 }
 
-/// [`elements_of`], counting the elements it writes.
-fn count_elements_of(
-    slot: &Slot,
-    ns: &[u8],
-    node: NodeId,
-    at: Option<ElementAt>,
-    budget: usize,
-    changes: &mut impl Changes,
-) -> (usize, Option<ElementAt>) {
-    let mut counted = Counted { inner: changes, elements: 0 };
-    let at = elements_of(slot, ns, node, at, budget, &mut counted);
-    (counted.elements, at)
-}
-
-struct Counted<'a, C> {
-    inner: &'a mut C,
-    elements: usize,
-}
-
-impl<C: Changes> Changes for Counted<'_, C> {
-    fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>) {
-        self.inner.header(ns, key, header);
-    }
-    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element) {
-        self.elements += 1;
-        self.inner.element(ns, key, epoch, element, state);
-    }
-    fn removed(&mut self, ns: &[u8], key: &[u8]) {
-        self.inner.removed(ns, key);
-    }
-}
-
 /// The records of `slot`'s members, fields, items or scores, from `at` on
-/// (from the first if `None`), `budget` of them at most; where to resume,
-/// or `None` when all are written. A position by bucket holds only while
+/// (from the first if `None`), `budget` of them at most; how many it wrote,
+/// and where to resume (`None` when all are written). A position by bucket holds only while
 /// the table's layout is the one it names: otherwise the walk starts again.
 fn elements_of(
     slot: &Slot,
@@ -543,31 +511,30 @@ fn elements_of(
     at: Option<ElementAt>,
     budget: usize,
     changes: &mut impl Changes,
-) -> Option<ElementAt> {
+) -> (usize, Option<ElementAt>) {
     let (key, epoch) = (slot.key(), slot.epoch(node));
+    let mut written = 0;
+    let mut put = |name: &[u8], state: Element| {
+        written += 1;
+        changes.element(ns, key, epoch, name, &state);
+    };
     let bucket = |layout: u32| match at {
         Some(ElementAt::Bucket { layout: was, next }) if was == layout => next,
         _ => 0,
     };
     let resume = |layout: u32, next: Option<usize>| next.map(|next| ElementAt::Bucket { layout, next });
-    match slot.body(node) {
+    let next = match slot.body(node) {
         Body::Other(Value::Set(m)) => resume(
             m.layout(),
-            m.walk_buckets(bucket(m.layout()), budget, |member, r| {
-                changes.element(ns, key, epoch, member, &Element::Member(r.clone()))
-            }),
+            m.walk_buckets(bucket(m.layout()), budget, |member, r| put(member, Element::Member(r.clone()))),
         ),
         Body::Other(Value::Map(m)) => resume(
             m.layout(),
-            m.walk_buckets(bucket(m.layout()), budget, |field, r| {
-                changes.element(ns, key, epoch, field, &Element::Field(r.clone()))
-            }),
+            m.walk_buckets(bucket(m.layout()), budget, |field, r| put(field, Element::Field(r.clone()))),
         ),
         Body::Other(Value::ZSet(z)) => resume(
             z.layout(),
-            z.walk_registers(bucket(z.layout()), budget, |member, r| {
-                changes.element(ns, key, epoch, member, &Element::Score(r.clone()))
-            }),
+            z.walk_registers(bucket(z.layout()), budget, |member, r| put(member, Element::Score(r.clone()))),
         ),
         Body::Other(Value::List(items)) => {
             let after = match at {
@@ -575,13 +542,12 @@ fn elements_of(
                 _ => None,
             };
             items
-                .walk_after(after, budget, |place, r| {
-                    changes.element(ns, key, epoch, &place.encode(), &Element::Item(r.clone()))
-                })
+                .walk_after(after, budget, |place, r| put(&place.encode(), Element::Item(r.clone())))
                 .map(ElementAt::After)
         }
         _ => None,
-    }
+    };
+    (written, next)
 }
 
 /// `entry`'s value and expiry as written anew at `stamp` (RENAME, COPY):
@@ -913,6 +879,7 @@ fn random_entries<V>(map: &LMap<Bytes, V>, count: Option<i64>, live: impl Fn(&V)
     }
 }
 
+/// Up to `n` distinct members of `set`, picked at random.
 fn pick(set: &Members, n: usize) -> Vec<Bytes> {
     pick_entries(set, n, |r| r.value).into_iter().map(|(m, _)| m.clone()).collect()
 }
@@ -1085,15 +1052,9 @@ impl Keyspace {
                     Op::SIsMember(x) => has(x),
                     Op::SMIsMember(xs) => Reply::Array(xs.iter().map(has).collect()),
                     Op::SRandMember(None) => pick(m, 1).pop().map_or(Reply::Nil, Reply::Bytes),
-                    Op::SRandMember(Some(n)) if *n >= 0 => Reply::List(pick(m, *n as usize)),
-                    Op::SRandMember(Some(n)) => {
-                        let live: Vec<&Bytes> = m.iter().filter(|(_, r)| r.value).map(|(k, _)| k).collect();
-                        if live.is_empty() {
-                            return Ok(Reply::List(Vec::new()));
-                        }
-                        let picks = n.unsigned_abs().min(MAX_PICKS);
-                        Reply::List((0..picks).map(|_| live[(random() % live.len() as u64) as usize].clone()).collect())
-                    }
+                    Op::SRandMember(Some(n)) => Reply::List(
+                        random_entries(m, Some(*n), |r| r.value).into_iter().map(|(k, _)| k.clone()).collect(),
+                    ),
                     _ => Reply::Int(m.len() as i64),
                 }
             }
@@ -2290,7 +2251,7 @@ impl Keyspace {
                 part.restarts += 1;
             }
             let step = if part.restarts > MAX_RESTARTS { usize::MAX } else { left };
-            let (written, at) = count_elements_of(slot, &part.ns, node, Some(part.at), step, changes);
+            let (written, at) = elements_of(slot, &part.ns, node, Some(part.at), step, changes);
             left = left.saturating_sub(written);
             match at {
                 Some(at) => {
@@ -2316,7 +2277,7 @@ impl Keyspace {
             let visit = |s: &Slot| {
                 let header = Header::of(s, node);
                 changes.header(ns, s.key(), &header);
-                let (written, at) = count_elements_of(s, ns, node, None, left.max(1), changes);
+                let (written, at) = elements_of(s, ns, node, None, left.max(1), changes);
                 left = left.saturating_sub(written);
                 if let Some(at) = at {
                     let (ns, key) = (ns.clone(), Bytes::copy_from_slice(s.key()));
