@@ -967,6 +967,12 @@ impl Conn {
                 true
             };
         }
+        if ok && !wbuf.is_empty() {
+            // Replies go out after the other connections that were ready
+            // have had their turn, as Redis writes before it sleeps: the
+            // client wakes once for a burst of replies, not once for each.
+            tokio::task::yield_now().await;
+        }
         ok && self.write(wbuf, stream).await
     }
 

@@ -219,11 +219,11 @@ fn put_element(b: &mut Vec<u8>, element: &[u8], state: StateRef<'_>) {
     }
 }
 
-fn element_len(element: &[u8], state: &Element) -> usize {
+fn element_len(element: &[u8], state: StateRef<'_>) -> usize {
     let value = match state {
-        Element::Member(_) => 0,
-        Element::Field(r) | Element::Item(r) => r.value.as_ref().map_or(0, Bytes::len),
-        Element::Score(_) => 8,
+        StateRef::Member(_) => 0,
+        StateRef::Field(r) | StateRef::Item(r) => r.value.as_ref().map_or(0, Bytes::len),
+        StateRef::Score(_) => 8,
     };
     5 + element.len() + 5 + 18 + value
 }
@@ -236,9 +236,9 @@ impl Changes for Records {
 
     // The epoch is not written: replay follows the log's order, where the
     // element's header came first.
-    fn element(&mut self, ns: &[u8], key: &[u8], _epoch: Stamp, element: &[u8], state: &Element) {
+    fn element(&mut self, ns: &[u8], key: &[u8], _epoch: Stamp, element: &[u8], state: StateRef<'_>) {
         self.key(ELEMENT, ns, key, element_len(element, state));
-        put_element(&mut self.buf, element, state.as_state());
+        put_element(&mut self.buf, element, state);
     }
 
     fn removed(&mut self, ns: &[u8], key: &[u8]) {
@@ -632,7 +632,7 @@ mod tests {
         let header = Header { epoch: s, expiry: Some(Lww::new(s, Some(5))), body: HeaderBody::Set };
         let mut r = Records::default();
         r.header(b"ns", b"k", &header);
-        r.element(b"ns", b"k", s, b"m", &Element::Member(Lww::new(s, true)));
+        r.element(b"ns", b"k", s, b"m", StateRef::Member(&Lww::new(s, true)));
         r.removed(b"other", b"gone");
         // A header borrowed from a slot reads back as an owned one.
         let reg = Header { epoch: s, expiry: None, body: HeaderBody::Register(std::borrow::Cow::Borrowed(b"value")) };
@@ -646,8 +646,8 @@ mod tests {
         r.header(b"ns", b"c1", &counter);
         let many = Header { body: HeaderBody::Counter(Counts::Many(Cow::Borrowed(&slots))), ..counter.clone() };
         r.header(b"ns", b"c2", &many);
-        r.element(b"ns", b"h", s, b"f", &Element::Field(Lww::new(s, Some(Bytes::from_static(b"v")))));
-        r.element(b"ns", b"h", s, b"g", &Element::Field(Lww::new(s, None)));
+        r.element(b"ns", b"h", s, b"f", StateRef::Field(&Lww::new(s, Some(Bytes::from_static(b"v")))));
+        r.element(b"ns", b"h", s, b"g", StateRef::Field(&Lww::new(s, None)));
         assert_eq!(r.len(), 8);
         let buf = Bytes::from(r.into_bytes());
         let mut got = Vec::new();

@@ -142,14 +142,14 @@ impl Element {
 pub(crate) trait Changes {
     fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>);
     /// `epoch` is the epoch of the set or hash the element belongs to.
-    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element);
+    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: StateRef<'_>);
     fn removed(&mut self, ns: &[u8], key: &[u8]);
 }
 
 /// Keeps nothing: for a transaction's overlay.
 impl Changes for () {
     fn header(&mut self, _: &[u8], _: &[u8], _: &Header<'_>) {}
-    fn element(&mut self, _: &[u8], _: &[u8], _: Stamp, _: &[u8], _: &Element) {}
+    fn element(&mut self, _: &[u8], _: &[u8], _: Stamp, _: &[u8], _: StateRef<'_>) {}
     fn removed(&mut self, _: &[u8], _: &[u8]) {}
 }
 
@@ -514,9 +514,9 @@ fn elements_of(
 ) -> (usize, Option<ElementAt>) {
     let (key, epoch) = (slot.key(), slot.epoch(node));
     let mut written = 0;
-    let mut put = |name: &[u8], state: Element| {
+    let mut put = |name: &[u8], state: StateRef<'_>| {
         written += 1;
-        changes.element(ns, key, epoch, name, &state);
+        changes.element(ns, key, epoch, name, state);
     };
     let bucket = |layout: u32| match at {
         Some(ElementAt::Bucket { layout: was, next }) if was == layout => next,
@@ -524,26 +524,22 @@ fn elements_of(
     };
     let resume = |layout: u32, next: Option<usize>| next.map(|next| ElementAt::Bucket { layout, next });
     let next = match slot.body(node) {
-        Body::Other(Value::Set(m)) => resume(
-            m.layout(),
-            m.walk_buckets(bucket(m.layout()), budget, |member, r| put(member, Element::Member(r.clone()))),
-        ),
-        Body::Other(Value::Map(m)) => resume(
-            m.layout(),
-            m.walk_buckets(bucket(m.layout()), budget, |field, r| put(field, Element::Field(r.clone()))),
-        ),
+        Body::Other(Value::Set(m)) => {
+            resume(m.layout(), m.walk_buckets(bucket(m.layout()), budget, |member, r| put(member, StateRef::Member(r))))
+        }
+        Body::Other(Value::Map(m)) => {
+            resume(m.layout(), m.walk_buckets(bucket(m.layout()), budget, |field, r| put(field, StateRef::Field(r))))
+        }
         Body::Other(Value::ZSet(z)) => resume(
             z.layout(),
-            z.walk_registers(bucket(z.layout()), budget, |member, r| put(member, Element::Score(r.clone()))),
+            z.walk_registers(bucket(z.layout()), budget, |member, r| put(member, StateRef::Score(r))),
         ),
         Body::Other(Value::List(items)) => {
             let after = match at {
                 Some(ElementAt::After(place)) => Some(place),
                 _ => None,
             };
-            items
-                .walk_after(after, budget, |place, r| put(&place.encode(), Element::Item(r.clone())))
-                .map(ElementAt::After)
+            items.walk_after(after, budget, |place, r| put(&place.encode(), StateRef::Item(r))).map(ElementAt::After)
         }
         _ => None,
     };
@@ -1791,8 +1787,8 @@ impl Keyspace {
         if let Some(header) = header {
             changes.header(ns, key, &header);
         }
-        let state = Element::Member(Lww::new(stamp, true));
-        for_each_once(members, |m| changes.element(ns, key, epoch, m, &state));
+        let state = Lww::new(stamp, true);
+        for_each_once(members, |m| changes.element(ns, key, epoch, m, StateRef::Member(&state)));
         Ok(Reply::Int(added))
     }
 
@@ -1866,7 +1862,7 @@ impl Keyspace {
             self.del(ns, h, key, changes);
         } else {
             for name in names {
-                changes.element(ns, key, epoch, name.as_ref(), gone);
+                changes.element(ns, key, epoch, name.as_ref(), gone.as_state());
             }
         }
     }
@@ -1942,7 +1938,7 @@ impl Keyspace {
                 changes.header(ns, key, &header);
             }
             for (member, score) in written {
-                changes.element(ns, key, epoch, &member, &Element::Score(Lww::new(stamp, Some(Score(score)))));
+                changes.element(ns, key, epoch, &member, StateRef::Score(&Lww::new(stamp, Some(Score(score)))));
             }
         }
         Ok(match (opts.incr, last) {
@@ -2026,7 +2022,7 @@ impl Keyspace {
                 changes.header(ns, key, &header);
             }
             for (place, item) in places.iter().zip(items) {
-                changes.element(ns, key, epoch, &place.encode(), &Element::Item(Lww::new(stamp, Some(item))));
+                changes.element(ns, key, epoch, &place.encode(), StateRef::Item(&Lww::new(stamp, Some(item))));
             }
             return Ok(Reply::Int(len as i64));
         }
@@ -2050,17 +2046,17 @@ impl Keyspace {
             let mut moved = Vec::with_capacity(plan.moves.len());
             for (old, new) in &plan.moves {
                 let Some(r) = list.prune(old) else { continue };
-                changes.element(ns, key, epoch, &old.encode(), &Element::Item(Lww::new(stamp, None)));
+                changes.element(ns, key, epoch, &old.encode(), StateRef::Item(&Lww::new(stamp, None)));
                 moved.push((*new, Lww::new(stamp, r.value)));
             }
             for (new, r) in moved {
-                list.assign(new, r.clone());
-                changes.element(ns, key, epoch, &new.encode(), &Element::Item(r));
+                changes.element(ns, key, epoch, &new.encode(), StateRef::Item(&r));
+                list.assign(new, r);
             }
             let grew = (item.len() + ITEM_OVERHEAD) as i64;
             list.assign(plan.place, Lww::new(stamp, Some(copy(&item))));
             let len = list.len();
-            changes.element(ns, key, epoch, &plan.place.encode(), &Element::Item(Lww::new(stamp, Some(item))));
+            changes.element(ns, key, epoch, &plan.place.encode(), StateRef::Item(&Lww::new(stamp, Some(item))));
             self.bytes += grew;
             return Ok(Reply::Int(len as i64));
         }
@@ -2068,10 +2064,11 @@ impl Keyspace {
             let Some(i) = index(i, list.len()) else { return Err(OpError::OutOfRange) };
             let place = *slice(list, i, i + 1)[0].0;
             let r = Lww::new(stamp, Some(value));
-            let old = list.assign(place, r.clone());
+            changes.element(ns, key, epoch, &place.encode(), StateRef::Item(&r));
+            let grew = r.value.as_ref().map_or(0, Bytes::len) as i64;
+            let old = list.assign(place, r);
             let old_len = old.and_then(|o| o.value).map_or(0, |v| v.len());
-            self.bytes += r.value.as_ref().map_or(0, Bytes::len) as i64 - old_len as i64;
-            changes.element(ns, key, epoch, &place.encode(), &Element::Item(r));
+            self.bytes += grew - old_len as i64;
             return Ok(Reply::Ok);
         }
         let places = removed_places(list, &op);
@@ -2137,8 +2134,8 @@ impl Keyspace {
         }
         let fields: Vec<&Bytes> = pairs.iter().map(|(f, _)| f).collect();
         for_each_once(&fields, |f| {
-            if let Some(state) = map.get(f).cloned().map(Element::Field) {
-                changes.element(ns, key, epoch, f, &state);
+            if let Some(state) = map.get(f) {
+                changes.element(ns, key, epoch, f, StateRef::Field(state));
             }
         });
         self.bytes += grew;

@@ -39,27 +39,27 @@ impl Changes for Deltas {
         }
     }
 
-    fn element(&mut self, _: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element) {
+    fn element(&mut self, _: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: StateRef<'_>) {
         let e = self.keys.entry(copy(key)).or_insert_with(|| {
             let value = match state {
-                Element::Member(_) => Value::Set(Members::default()),
-                Element::Field(_) => Value::Map(Fields::default()),
-                Element::Item(_) => Value::List(Items::default()),
-                Element::Score(_) => Value::ZSet(ZSet::default()),
+                StateRef::Member(_) => Value::Set(Members::default()),
+                StateRef::Field(_) => Value::Map(Fields::default()),
+                StateRef::Item(_) => Value::List(Items::default()),
+                StateRef::Score(_) => Value::ZSet(ZSet::default()),
             };
             Entry::new(epoch, value)
         });
         match (&mut e.value, state) {
-            (Value::Set(m), Element::Member(r)) => {
+            (Value::Set(m), StateRef::Member(r)) => {
                 m.assign(copy(element), r.clone());
             }
-            (Value::Map(m), Element::Field(r)) => {
+            (Value::Map(m), StateRef::Field(r)) => {
                 m.assign(copy(element), r.clone());
             }
-            (Value::List(items), Element::Item(r)) => {
+            (Value::List(items), StateRef::Item(r)) => {
                 items.assign(Place::decode(element).expect("a place"), r.clone());
             }
-            (Value::ZSet(z), Element::Score(r)) => {
+            (Value::ZSet(z), StateRef::Score(r)) => {
                 z.assign(copy(element), r.clone());
             }
             _ => panic!("an element of another type"),
@@ -351,7 +351,7 @@ impl Changes for Step<'_> {
     fn header(&mut self, ns: &[u8], key: &[u8], header: &Header<'_>) {
         self.deltas.header(ns, key, header);
     }
-    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: &Element) {
+    fn element(&mut self, ns: &[u8], key: &[u8], epoch: Stamp, element: &[u8], state: StateRef<'_>) {
         self.elements += 1;
         self.deltas.element(ns, key, epoch, element, state);
     }
