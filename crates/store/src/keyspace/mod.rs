@@ -718,12 +718,9 @@ struct InsertPlan {
 
 fn push_places(items: &Items, head: bool, n: usize, made: Stamp) -> Result<Vec<Place>, OpError> {
     let mut out = Vec::with_capacity(n);
+    let end = if head { items.first().map_or(1, |p| p.at) } else { items.last().map_or(-1, |p| p.at) };
     for i in 0..n as i64 {
-        let at = if head {
-            items.first().map_or(Some(1), |p| Some(p.at)).and_then(|b| b.checked_sub(1 + i))
-        } else {
-            items.last().map_or(Some(-1), |p| Some(p.at)).and_then(|b| b.checked_add(1 + i))
-        };
+        let at = if head { end.checked_sub(1 + i) } else { end.checked_add(1 + i) };
         out.push(Place { at: at.ok_or(OpError::Overflow)?, made });
     }
     Ok(out)
@@ -1232,7 +1229,10 @@ impl Keyspace {
                     return undo_slot(slot, node, ns, key, made, out);
                 }
                 let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
-                let states = names.iter().zip(&places).map(|(n, p)| (n.as_ref(), l.get(p).map(StateRef::Item)));
+                // A push's places lie past either end: none is there to look up.
+                let fresh = matches!(op, Op::Push { .. });
+                let was = |p: &Place| if fresh { None } else { l.get(p).map(StateRef::Item) };
+                let states = names.iter().zip(&places).map(|(n, p)| (n.as_ref(), was(p)));
                 out.undo_elements(ns, key, made, states);
             }
             (Op::ZAdd { .. } | Op::ZRem(_) | Op::ZPop { .. } | Op::ZRemRange(_), Body::Other(Value::ZSet(z)))
