@@ -2063,7 +2063,7 @@ impl Keyspace {
         if let Op::LSet(i, value) = op {
             let Some(i) = index(i, list.len()) else { return Err(OpError::OutOfRange) };
             let place = *slice(list, i, i + 1)[0].0;
-            let r = Lww::new(stamp, Some(value));
+            let r = Lww::new(stamp, Some(copy(&value)));
             changes.element(ns, key, epoch, &place.encode(), StateRef::Item(&r));
             let grew = r.value.as_ref().map_or(0, Bytes::len) as i64;
             let old = list.assign(place, r);
