@@ -697,8 +697,8 @@ impl Functions {
         else {
             return true;
         };
-        let drop_event =
-            || async { self.commit_writes(vec![Write { ns: sys(), key: key.clone(), op: Op::Del }]).await.is_ok() };
+        let del = || Write { ns: sys(), key: key.clone(), op: Op::Del };
+        let drop_event = || async { self.commit_writes(vec![del()]).await.is_ok() };
         let Ok(t) = self.trigger(id) else {
             // Its trigger was removed.
             return drop_event().await;
@@ -742,18 +742,16 @@ impl Functions {
                     // The event ran already (and was queued again, from the
                     // window log, with a depth that is not known any more).
                     Err(Error::IdempotencyMismatch(_)) => return drop_event().await,
-                    Err(Error::Busy { retry_after, .. }) => {
+                    // Busy or over quota: not the function's failure, so
+                    // waited for without using a retry.
+                    Err(e @ (Error::Busy { .. } | Error::Quota(_))) => {
                         attempt -= 1;
+                        let pause = match e {
+                            Error::Busy { retry_after, .. } => retry_after.clamp(Duration::from_millis(10), BACKOFF),
+                            _ => Duration::from_millis(20),
+                        };
                         tokio::select! {
-                            _ = tokio::time::sleep(retry_after.clamp(Duration::from_millis(10), BACKOFF)) => {}
-                            _ = stop.wait_for(|s| *s) => return true,
-                        }
-                        continue;
-                    }
-                    Err(Error::Quota(_)) => {
-                        attempt -= 1;
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            _ = tokio::time::sleep(pause) => {}
                             _ = stop.wait_for(|s| *s) => return true,
                         }
                         continue;
@@ -785,8 +783,7 @@ impl Functions {
         };
         // The newest DEAD_KEPT only.
         let trim = Write { ns: sys(), key: dead_key(id), op: Op::LTrim(-(DEAD_KEPT as i64), -1) };
-        let drop = Write { ns: sys(), key: key.clone(), op: Op::Del };
-        match self.commit_writes(vec![push, trim, drop]).await {
+        match self.commit_writes(vec![push, trim, del()]).await {
             Ok(()) => {
                 state.stats.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(trigger = id, event, "a trigger's event went to its dead letters");
