@@ -10,6 +10,7 @@
 use crate::{LMap, Lattice, Lww, Max, PnCounter, Stamp, ZSet};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// The type of a value, as a Redis client sees it and as errors name it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -86,9 +87,41 @@ impl Place {
 
 /// A list: its items by place, each a register (a removed item holds
 /// `None`; the node that holds the list prunes it at once).
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+///
+/// Kept in place order in chunks of up to [`Items::CHUNK`] items (as Redis's
+/// quicklist keeps its items in listpacks): a push or pop at either end
+/// (what lists mostly do) costs no search and, but once a chunk, no
+/// allocation, and a growing list never copies what it holds. An item put
+/// in the middle (LINSERT, a replica's write) shifts at most one chunk, and
+/// splits it when full; a place is found by a binary search over the
+/// chunks, then in one; a position, by counting chunks from the nearer end.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<(Place, Lww<Option<Bytes>>)>", into = "Vec<(Place, Lww<Option<Bytes>>)>")]
-pub struct Items(std::collections::BTreeMap<Place, Lww<Option<Bytes>>>);
+pub struct Items {
+    /// None empty; in place order, within and across.
+    chunks: VecDeque<Chunk>,
+    len: usize,
+}
+
+type Item = (Place, Lww<Option<Bytes>>);
+type Chunk = VecDeque<Item>;
+
+/// Where a place is (its chunk and the offset in it), or where it would go.
+type Found = Result<(usize, usize), (usize, usize)>;
+
+impl PartialEq for Items {
+    fn eq(&self, other: &Items) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Items {}
+
+impl std::fmt::Debug for Items {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
 
 impl From<Vec<(Place, Lww<Option<Bytes>>)>> for Items {
     fn from(v: Vec<(Place, Lww<Option<Bytes>>)>) -> Self {
@@ -102,22 +135,66 @@ impl From<Vec<(Place, Lww<Option<Bytes>>)>> for Items {
 
 impl From<Items> for Vec<(Place, Lww<Option<Bytes>>)> {
     fn from(items: Items) -> Self {
-        items.0.into_iter().collect()
+        items.chunks.into_iter().flatten().collect()
     }
 }
 
 impl Items {
+    /// The most items a chunk holds.
+    pub const CHUNK: usize = 128;
+
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
     /// Head to tail.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Place, &Lww<Option<Bytes>>)> {
-        self.0.iter()
+        self.chunks.iter().flatten().map(|(p, r)| (p, r))
+    }
+
+    /// The chunk and offset of position `i` (at most the length), counted
+    /// from the nearer end.
+    fn position(&self, i: usize) -> (usize, usize) {
+        if i >= self.len {
+            return (self.chunks.len(), 0);
+        }
+        if i <= self.len - i {
+            let mut left = i;
+            for (c, chunk) in self.chunks.iter().enumerate() {
+                if left < chunk.len() {
+                    return (c, left);
+                }
+                left -= chunk.len();
+            }
+        } else {
+            let mut right = self.len - i;
+            for (c, chunk) in self.chunks.iter().enumerate().rev() {
+                if right <= chunk.len() {
+                    return (c, chunk.len() - right);
+                }
+                right -= chunk.len();
+            }
+        }
+        unreachable!("the chunks hold `len` items")
+    }
+
+    /// The items from chunk `c`, offset `o` on, head to tail.
+    fn onwards(&self, (c, o): (usize, usize)) -> impl Iterator<Item = &Item> {
+        self.chunks
+            .range(c.min(self.chunks.len())..)
+            .enumerate()
+            .flat_map(move |(k, chunk)| chunk.range(if k == 0 { o } else { 0 }..))
+    }
+
+    /// The items at positions `from..to` (clamped to the list), head to tail.
+    pub fn range(&self, from: usize, to: usize) -> impl Iterator<Item = (&Place, &Lww<Option<Bytes>>)> {
+        let to = to.min(self.len);
+        let from = from.min(to);
+        self.onwards(self.position(from)).take(to - from).map(|(p, r)| (p, r))
     }
 
     /// The items after `after` (from the head if `None`), `budget` at
@@ -129,9 +206,14 @@ impl Items {
         budget: usize,
         mut visit: impl FnMut(&Place, &Lww<Option<Bytes>>),
     ) -> Option<Place> {
-        use std::ops::Bound;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut items = self.0.range((from, Bound::Unbounded));
+        let start = match after {
+            None => (0, 0),
+            Some(a) => match self.find(&a) {
+                Ok((c, o)) => (c, o + 1),
+                Err(at) => at,
+            },
+        };
+        let mut items = self.onwards(start);
         let mut last = None;
         for (place, r) in items.by_ref().take(budget.max(1)) {
             visit(place, r);
@@ -141,42 +223,157 @@ impl Items {
     }
 
     pub fn first(&self) -> Option<&Place> {
-        self.0.keys().next()
+        self.chunks.front().and_then(|c| c.front()).map(|(p, _)| p)
     }
 
     pub fn last(&self) -> Option<&Place> {
-        self.0.keys().next_back()
+        self.chunks.back().and_then(|c| c.back()).map(|(p, _)| p)
+    }
+
+    /// Where `place` is, or where it would go (an end when it lies past one).
+    fn find(&self, place: &Place) -> Found {
+        let (Some(first), Some(last)) = (self.first(), self.last()) else { return Err((0, 0)) };
+        if place < first {
+            return Err((0, 0));
+        }
+        if place > last {
+            let c = self.chunks.len() - 1;
+            return Err((c, self.chunks[c].len()));
+        }
+        // The first chunk whose last place is not below `place` holds it,
+        // or it goes there.
+        let c = self.chunks.partition_point(|chunk| chunk.back().is_some_and(|(p, _)| p < place));
+        let chunk = &self.chunks[c];
+        chunk.binary_search_by(|(p, _)| p.cmp(place)).map(|o| (c, o)).map_err(|o| (c, o))
     }
 
     pub fn get(&self, place: &Place) -> Option<&Lww<Option<Bytes>>> {
-        self.0.get(place)
+        self.find(place).ok().map(|(c, o)| &self.chunks[c][o].1)
     }
 
     /// Puts `r` at `place`, whatever was there; returns what was.
     pub fn assign(&mut self, place: Place, r: Lww<Option<Bytes>>) -> Option<Lww<Option<Bytes>>> {
-        self.0.insert(place, r)
+        match self.find(&place) {
+            Ok((c, o)) => Some(std::mem::replace(&mut self.chunks[c][o].1, r)),
+            Err(at) => {
+                self.insert(at, (place, r));
+                None
+            }
+        }
+    }
+
+    /// Puts `item` in at chunk `c`, offset `o`.
+    fn insert(&mut self, (c, o): (usize, usize), item: Item) {
+        self.len += 1;
+        let fresh = |item: Item| {
+            let mut chunk = Chunk::with_capacity(Items::CHUNK);
+            chunk.push_back(item);
+            chunk
+        };
+        let n = self.chunks.len();
+        let Some(chunk) = self.chunks.get_mut(c) else {
+            self.chunks.push_back(fresh(item));
+            return;
+        };
+        if chunk.len() < Items::CHUNK {
+            match o {
+                0 => chunk.push_front(item),
+                o if o == chunk.len() => chunk.push_back(item),
+                o => chunk.insert(o, item),
+            }
+        } else if o == 0 && c == 0 {
+            self.chunks.push_front(fresh(item));
+        } else if o == chunk.len() && c + 1 == n {
+            self.chunks.push_back(fresh(item));
+        } else {
+            // Full: its second half moves to a new chunk after it.
+            let mut tail = Chunk::with_capacity(Items::CHUNK);
+            tail.extend(chunk.drain(Items::CHUNK / 2..));
+            if o <= Items::CHUNK / 2 {
+                chunk.insert(o, item);
+            } else {
+                tail.insert(o - Items::CHUNK / 2, item);
+            }
+            self.chunks.insert(c + 1, tail);
+        }
     }
 
     pub fn prune(&mut self, place: &Place) -> Option<Lww<Option<Bytes>>> {
-        self.0.remove(place)
+        let (c, o) = self.find(place).ok()?;
+        let chunk = &mut self.chunks[c];
+        let (_, r) = if o == 0 { chunk.pop_front() } else { chunk.remove(o) }?;
+        if chunk.is_empty() {
+            self.chunks.remove(c);
+        }
+        self.len -= 1;
+        Some(r)
+    }
+
+    /// Takes out the items at `places` in one pass (linear in the list,
+    /// however many go): their registers, head to tail.
+    pub fn prune_many(&mut self, places: &[Place]) -> Vec<Lww<Option<Bytes>>> {
+        let mut gone: Vec<Place> = places.to_vec();
+        gone.sort_unstable();
+        let mut next = gone.iter().peekable();
+        let mut taken = Vec::with_capacity(gone.len());
+        let mut kept = Vec::with_capacity(self.len.saturating_sub(gone.len()));
+        for (place, r) in std::mem::take(&mut self.chunks).into_iter().flatten() {
+            while next.next_if(|g| **g < place).is_some() {}
+            if next.next_if(|g| **g == place).is_some() {
+                taken.push(r);
+            } else {
+                kept.push((place, r));
+            }
+        }
+        *self = Items::in_order(kept);
+        taken
+    }
+
+    /// A list of `items`, already in place order and without repeats.
+    fn in_order(items: Vec<Item>) -> Items {
+        let len = items.len();
+        let mut chunks = VecDeque::with_capacity(len.div_ceil(Items::CHUNK));
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut chunk = Chunk::with_capacity(Items::CHUNK);
+            chunk.extend(items.by_ref().take(Items::CHUNK));
+            chunks.push_back(chunk);
+        }
+        Items { chunks, len }
     }
 
     /// Joins `r` into the item at `place`.
     pub fn merge_item(&mut self, place: Place, r: Lww<Option<Bytes>>) {
-        match self.0.get_mut(&place) {
-            Some(have) => have.merge(r),
-            None => {
-                self.0.insert(place, r);
-            }
+        match self.find(&place) {
+            Ok((c, o)) => self.chunks[c][o].1.merge(r),
+            Err(at) => self.insert(at, (place, r)),
         }
     }
 }
 
 impl Lattice for Items {
     fn merge(&mut self, other: Self) {
-        for (p, r) in other.0 {
-            self.merge_item(p, r);
+        // A few items join one by one; many, in one ordered pass (linear
+        // in both, however they interleave).
+        if other.len <= 16 {
+            for (p, r) in other.chunks.into_iter().flatten() {
+                self.merge_item(p, r);
+            }
+            return;
         }
+        let mut out = Vec::with_capacity(self.len + other.len);
+        let mut theirs = other.chunks.into_iter().flatten().peekable();
+        for (place, mut r) in std::mem::take(&mut self.chunks).into_iter().flatten() {
+            while let Some(t) = theirs.next_if(|(p, _)| *p < place) {
+                out.push(t);
+            }
+            if let Some((_, t)) = theirs.next_if(|(p, _)| *p == place) {
+                r.merge(t);
+            }
+            out.push((place, r));
+        }
+        out.extend(theirs);
+        *self = Items::in_order(out);
     }
 }
 

@@ -7,7 +7,8 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use squall_lattice::{Entry, LMap, Lattice, Lww, Max, Members, PnCounter, Stamp, Timestamp, Value, laws};
+use squall_lattice::{Entry, Items, LMap, Lattice, Lww, Max, Members, Place, PnCounter, Stamp, Timestamp, Value, laws};
+use std::collections::BTreeMap;
 
 const NODES: u64 = 3;
 
@@ -51,6 +52,16 @@ fn members() -> impl Strategy<Value = Members> {
 
 fn maps() -> impl Strategy<Value = LMap<Bytes, Lww<Option<Bytes>>>> {
     prop::collection::vec((small_bytes(), lww()), 0..6).prop_map(|v| v.into_iter().collect())
+}
+
+fn place() -> impl Strategy<Value = Place> {
+    (-20i64..20, stamp()).prop_map(|(at, made)| Place { at, made })
+}
+
+/// Lists short and long (past the size where a merge goes in one pass),
+/// with places that interleave and collide.
+fn lists() -> impl Strategy<Value = Items> {
+    prop::collection::vec((place(), lww()), 0..40).prop_map(|v| v.into_iter().collect::<Vec<_>>().into())
 }
 
 /// Values of every type, with the reachable counter states mixed in.
@@ -123,8 +134,89 @@ lattice_laws!(
             .collect::<Vec<_>>()
     })
 );
+lattice_laws!(list_is_a_lattice, prop::collection::vec(lists(), 3));
 lattice_laws!(value_is_a_lattice, values());
 lattice_laws!(entry_is_a_lattice, entries());
+
+/// A change to a list, done to it and to a model of it.
+#[derive(Debug, Clone)]
+enum ListOp {
+    Assign(Place, Lww<Option<Bytes>>),
+    Merge(Place, Lww<Option<Bytes>>),
+    Prune(Place),
+    /// Positions (taken modulo the length) of items to take out at once,
+    /// and places that may not be there.
+    PruneMany(Vec<usize>, Vec<Place>),
+    /// Items at `n` places in a row from one, one stamp: lists long
+    /// enough to fill chunks, so that later writes in the middle split them.
+    Fill(Place, usize),
+}
+
+fn list_op() -> impl Strategy<Value = ListOp> {
+    prop_oneof![
+        (place(), lww()).prop_map(|(p, r)| ListOp::Assign(p, r)),
+        (place(), lww()).prop_map(|(p, r)| ListOp::Merge(p, r)),
+        place().prop_map(ListOp::Prune),
+        (prop::collection::vec(0usize..64, 0..8), prop::collection::vec(place(), 0..3))
+            .prop_map(|(at, p)| ListOp::PruneMany(at, p)),
+        (place(), 0usize..400).prop_map(|(p, n)| ListOp::Fill(p, n)),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn a_list_keeps_its_items_in_place_order_as_a_sorted_map_would(
+        ops in prop::collection::vec(list_op(), 0..60),
+        walks in prop::collection::vec((prop::option::of(place()), 1usize..300, 0usize..1000, 0usize..1000), 4),
+    ) {
+        let mut list = Items::default();
+        let mut model: BTreeMap<Place, Lww<Option<Bytes>>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                ListOp::Assign(p, r) => prop_assert_eq!(list.assign(p, r.clone()), model.insert(p, r)),
+                ListOp::Merge(p, r) => {
+                    list.merge_item(p, r.clone());
+                    model.entry(p).and_modify(|have| have.merge(r.clone())).or_insert(r);
+                }
+                ListOp::Prune(p) => prop_assert_eq!(list.prune(&p), model.remove(&p)),
+                ListOp::Fill(from, n) => {
+                    for i in 0..n as i64 {
+                        let p = Place { at: from.at * 20 + i, made: from.made };
+                        let r = Lww::new(from.made, Some(Bytes::from(i.to_string())));
+                        prop_assert_eq!(list.assign(p, r.clone()), model.insert(p, r));
+                    }
+                }
+                ListOp::PruneMany(at, extra) => {
+                    let keys: Vec<Place> = model.keys().copied().collect();
+                    let mut gone: Vec<Place> = at.iter().filter(|_| !keys.is_empty()).map(|i| keys[i % keys.len()]).collect();
+                    gone.extend(extra);
+                    let mut unique = gone.clone();
+                    unique.sort();
+                    unique.dedup();
+                    let expected: Vec<_> = unique.iter().filter_map(|p| model.remove(p)).collect();
+                    prop_assert_eq!(list.prune_many(&gone), expected);
+                }
+            }
+            prop_assert_eq!(list.len(), model.len());
+            prop_assert!(list.iter().map(|(p, r)| (*p, r.clone())).eq(model.iter().map(|(p, r)| (*p, r.clone()))));
+            prop_assert_eq!(list.first(), model.keys().next());
+            prop_assert_eq!(list.last(), model.keys().next_back());
+        }
+        for (p, r) in &model {
+            prop_assert_eq!(list.get(p), Some(r));
+        }
+        for (after, budget, from, to) in walks {
+            let mut seen = Vec::new();
+            let next = list.walk_after(after, budget, |p, _| seen.push(*p));
+            let rest: Vec<Place> = model.keys().copied().filter(|p| after.is_none_or(|a| *p > a)).collect();
+            prop_assert_eq!(&seen[..], &rest[..budget.min(rest.len())]);
+            prop_assert_eq!(next, (rest.len() > budget).then(|| rest[budget - 1]));
+            let positions: Vec<Place> = list.range(from, to).map(|(p, _)| *p).collect();
+            let expected: Vec<Place> = model.keys().copied().skip(from).take(to.saturating_sub(from)).collect();
+            prop_assert_eq!(positions, expected);
+        }
+    }
+}
 
 proptest! {
     #[test]

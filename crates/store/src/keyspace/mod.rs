@@ -646,19 +646,9 @@ fn range(start: i64, stop: i64, n: usize) -> (usize, usize) {
     if from > to || from >= n { (0, 0) } else { (from as usize, to as usize + 1) }
 }
 
-/// The items at positions `from..to`, walking from the nearer end.
+/// The items at positions `from..to`.
 fn slice(items: &Items, from: usize, to: usize) -> Vec<(&Place, &Lww<Option<Bytes>>)> {
-    let n = items.len();
-    if to <= from {
-        return Vec::new();
-    }
-    if from <= n - to {
-        items.iter().skip(from).take(to - from).collect()
-    } else {
-        let mut out: Vec<_> = items.iter().rev().skip(n - to).take(to - from).collect();
-        out.reverse();
-        out
-    }
+    items.range(from, to).collect()
 }
 
 /// The places a push of `n` items takes: before the head (each new one
@@ -2043,13 +2033,16 @@ impl Keyspace {
             let Some(plan) = insert_plan(list, before, &pivot, stamp)? else { return Ok(Reply::Int(-1)) };
             // All out, then all in: a new place may be one a moved item
             // held (a place made earlier in the same unit).
+            // The moves run from the insertion outwards: taken out from
+            // the far end in and put back from the insertion out, each is
+            // at an end of the list when it happens.
             let mut moved = Vec::with_capacity(plan.moves.len());
-            for (old, new) in &plan.moves {
+            for (old, new) in plan.moves.iter().rev() {
                 let Some(r) = list.prune(old) else { continue };
                 changes.element(ns, key, epoch, &old.encode(), StateRef::Item(&Lww::new(stamp, None)));
                 moved.push((*new, Lww::new(stamp, r.value)));
             }
-            for (new, r) in moved {
+            for (new, r) in moved.into_iter().rev() {
                 changes.element(ns, key, epoch, &new.encode(), StateRef::Item(&r));
                 list.assign(new, r);
             }
@@ -2072,12 +2065,13 @@ impl Keyspace {
             return Ok(Reply::Ok);
         }
         let places = removed_places(list, &op);
-        let mut taken = Vec::with_capacity(places.len());
-        for place in &places {
-            if let Some(Lww { value: Some(v), .. }) = list.prune(place) {
-                taken.push(v);
-            }
-        }
+        // Pops and trims take from the ends, one by one in the order the
+        // reply wants; LREM's may lie anywhere, so they go in one pass.
+        let mut taken: Vec<Bytes> = if matches!(op, Op::LRem(..)) {
+            list.prune_many(&places).into_iter().filter_map(|r| r.value).collect()
+        } else {
+            places.iter().filter_map(|place| list.prune(place).and_then(|r| r.value)).collect()
+        };
         let empty = list.is_empty();
         self.bytes -= taken.iter().map(|v| (v.len() + ITEM_OVERHEAD) as i64).sum::<i64>();
         let gone = Element::Item(Lww::new(stamp, None));
