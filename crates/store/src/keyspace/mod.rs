@@ -1304,6 +1304,10 @@ impl Keyspace {
             Op::IncrBy(delta) => return self.incr(ns, h, key, delta, stamp, now, changes, undo),
             Op::SAdd(members) => return self.sadd(ns, h, key, &members, stamp, now, changes, undo),
             Op::HSet(pairs) => return self.hset(ns, h, key, &pairs, stamp, now, changes, undo),
+            Op::Push { head, items, existing: false } => {
+                return self.push(ns, h, key, head, items, stamp, now, changes, undo);
+            }
+            Op::Pop { head, count } => return self.pop(ns, h, key, head, count, stamp, now, changes, undo),
             op => op,
         };
         // SPOP is the SREM of members its owner picks here, at random.
@@ -1341,12 +1345,9 @@ impl Keyspace {
             Op::HDel(fields) => {
                 self.remove_elements(ns, h, key, &fields, Element::Field(Lww::new(stamp, None)), changes)
             }
-            op @ (Op::Push { .. }
-            | Op::Pop { .. }
-            | Op::LSet(..)
-            | Op::LRem(..)
-            | Op::LTrim(..)
-            | Op::LInsert { .. }) => self.list_write(ns, h, key, op, stamp, now, changes),
+            op @ (Op::Push { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..) | Op::LInsert { .. }) => {
+                self.list_write(ns, h, key, op, stamp, now, changes)
+            }
             Op::ZAdd { pairs, opts } => self.zadd(ns, h, key, &pairs, opts, stamp, now, changes),
             Op::ZRem(members) => self.zremove(ns, h, key, members, stamp, changes, None),
             Op::ZRemRange(by) => {
@@ -1702,6 +1703,7 @@ impl Keyspace {
                 Spot::Taken(slot) if !slot.is_expired(now) => match slot.body(node) {
                     Body::Other(Value::Set(m)) => big(slot, m.len()),
                     Body::Other(Value::Map(m)) => big(slot, m.len()),
+                    Body::Other(Value::List(l)) => big(slot, l.len()),
                     _ => false,
                 },
                 _ => false,
@@ -1738,6 +1740,105 @@ impl Keyspace {
             }
         };
         Ok((entry, header, by_elements))
+    }
+
+    /// LPUSH and RPUSH: one lookup of the list; a big list's undo record
+    /// is the places the push takes (past either end, so none was there).
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        head: bool,
+        items: Vec<Bytes>,
+        stamp: Stamp,
+        now: u64,
+        changes: &mut impl Changes,
+        undo: Option<&mut Undo<'_>>,
+    ) -> OpResult {
+        let empty = || Value::List(Items::default());
+        let mut undo = undo;
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
+        let epoch = entry.epoch;
+        let Value::List(list) = &mut entry.value else { return Err(OpError::WrongType) };
+        let places = push_places(list, head, items.len(), stamp)?;
+        let mut grew = 0i64;
+        for (place, item) in places.iter().zip(&items) {
+            grew += (item.len() + ITEM_OVERHEAD) as i64;
+            list.assign(*place, Lww::new(stamp, Some(copy(item))));
+        }
+        let len = list.len();
+        self.bytes += grew;
+        let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
+        if let Some(u) = undo.filter(|_| by_elements) {
+            u.out.undo_elements(ns, key, u.made, names.iter().map(|n| (n.as_ref(), None)));
+        }
+        if let Some(header) = header {
+            changes.header(ns, key, &header);
+        }
+        for (name, item) in names.iter().zip(items) {
+            changes.element(ns, key, epoch, name, StateRef::Item(&Lww::new(stamp, Some(item))));
+        }
+        Ok(Reply::Int(len as i64))
+    }
+
+    /// LPOP and RPOP: one lookup of the list; a big list's undo record is
+    /// the items the pop takes, written from what it takes.
+    #[allow(clippy::too_many_arguments)]
+    fn pop(
+        &mut self,
+        ns: &Bytes,
+        h: u64,
+        key: &[u8],
+        head: bool,
+        count: Option<u64>,
+        stamp: Stamp,
+        now: u64,
+        changes: &mut impl Changes,
+        undo: Option<&mut Undo<'_>>,
+    ) -> OpResult {
+        let node = self.node;
+        let Some(slot) = self.slot_mut(ns, h, key) else {
+            if let Some(u) = undo {
+                u.out.undo_absent(ns, key, u.made);
+            }
+            return Ok(Reply::Nil);
+        };
+        if slot.is_expired(now) {
+            // An expired key is gone before any write looks at it.
+            if let Some(u) = undo {
+                undo_slot(slot, node, ns, key, u.made, u.out);
+            }
+            self.remove(ns, h, key);
+            changes.removed(ns, key);
+            return Ok(Reply::Nil);
+        }
+        let Body::Other(Value::List(list)) = slot.body(node) else { return Err(OpError::WrongType) };
+        let places = removed_places(list, &Op::Pop { head, count });
+        // A small list, or one the pop empties (the key goes), is kept whole.
+        let whole = !big(slot, list.len()) || places.len() >= list.len();
+        let mut undo = undo;
+        if let Some(u) = undo.as_deref_mut().filter(|_| whole) {
+            undo_slot(slot, node, ns, key, u.made, u.out);
+        }
+        let epoch = slot.epoch(node);
+        let Value::List(list) = &mut slot.full_mut(node).value else { return Err(OpError::WrongType) };
+        let taken: Vec<Lww<Option<Bytes>>> = places.iter().filter_map(|p| list.prune(p)).collect();
+        let empty = list.is_empty();
+        let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
+        if let Some(u) = undo.filter(|_| !whole) {
+            let states = names.iter().zip(&taken).map(|(n, r)| (n.as_ref(), Some(StateRef::Item(r))));
+            u.out.undo_elements(ns, key, u.made, states);
+        }
+        let mut taken: Vec<Bytes> = taken.into_iter().filter_map(|r| r.value).collect();
+        self.bytes -= taken.iter().map(|v| (v.len() + ITEM_OVERHEAD) as i64).sum::<i64>();
+        let gone = Element::Item(Lww::new(stamp, None));
+        self.removed_elements(ns, h, key, epoch, empty, &names, &gone, changes);
+        Ok(match count {
+            None => taken.pop().map_or(Reply::Nil, Reply::Bytes),
+            Some(_) => Reply::List(taken),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2065,9 +2166,9 @@ impl Keyspace {
             return Ok(Reply::Ok);
         }
         let places = removed_places(list, &op);
-        // Pops and trims take from the ends, one by one in the order the
-        // reply wants; LREM's may lie anywhere, so they go in one pass.
-        let mut taken: Vec<Bytes> = if matches!(op, Op::LRem(..)) {
+        // Trims take from the ends, one by one; LREM's may lie anywhere,
+        // so they go in one pass.
+        let taken: Vec<Bytes> = if matches!(op, Op::LRem(..)) {
             list.prune_many(&places).into_iter().filter_map(|r| r.value).collect()
         } else {
             places.iter().filter_map(|place| list.prune(place).and_then(|r| r.value)).collect()
@@ -2078,8 +2179,6 @@ impl Keyspace {
         let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
         self.removed_elements(ns, h, key, epoch, empty, &names, &gone, changes);
         Ok(match op {
-            Op::Pop { count: None, .. } => taken.pop().map_or(Reply::Nil, Reply::Bytes),
-            Op::Pop { .. } => Reply::List(taken),
             Op::LRem(..) => Reply::Int(taken.len() as i64),
             _ => Reply::Ok,
         })
