@@ -552,8 +552,14 @@ struct Conn {
     /// message when the round ends (or before a command that must come
     /// after them), and the messages sent whose answers are not taken yet.
     gathering: Vec<Vec<(Bytes, squall_store::Op)>>,
+    /// Per shard: how many the last round sent it, room made for that many
+    /// at the next round's first (the gathered ops leave with their message).
+    last_sent: Vec<usize>,
     sent: Vec<std::collections::VecDeque<Sent>>,
 }
+
+/// The most ops a round's first command makes room for at once.
+const MAX_ROOM: usize = 1024;
 
 impl Conn {
     fn new(
@@ -598,6 +604,7 @@ impl Conn {
             wrote: Timestamp::ZERO,
             stop,
             gathering: (0..shards).map(|_| Vec::new()).collect(),
+            last_sent: vec![0; shards],
             sent: (0..shards).map(|_| Default::default()).collect(),
         }
     }
@@ -608,6 +615,7 @@ impl Conn {
         for (shard, ops) in self.gathering.iter_mut().enumerate() {
             if !ops.is_empty() {
                 let n = ops.len();
+                self.last_sent[shard] = n;
                 let p = self.store.dispatch_many(shard, &self.ns, std::mem::take(ops), after);
                 self.sent[shard].push_back(Sent::Waiting(p, n));
             }
@@ -1182,7 +1190,11 @@ impl Conn {
                 // With the rest of the round's for its shard: one message
                 // (in place for this thread's shard), whose lookups overlap.
                 let shard = self.store.shard_of(&key);
-                self.gathering[shard].push((key, op));
+                let gathering = &mut self.gathering[shard];
+                if gathering.capacity() == 0 {
+                    gathering.reserve(self.last_sent[shard].min(MAX_ROOM));
+                }
+                gathering.push((key, op));
                 pending.push(Pending::Batched { shard, render, write });
                 return true;
             }

@@ -139,6 +139,8 @@ pub fn parse_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<B
 #[derive(Debug, Default, Clone)]
 pub struct Parser {
     partial: Option<Partial>,
+    /// Where the arguments checked so far lie in the buffer (start, length).
+    spans: Vec<(usize, usize)>,
 }
 
 /// How much of an incomplete multibulk command has been checked.
@@ -163,29 +165,31 @@ impl Parser {
         };
         if !matches!(r, Ok(None)) {
             self.partial = None;
+            // A huge command's room is not kept for the small ones after it.
+            if self.spans.capacity() > 1024 {
+                self.spans = Vec::new();
+            }
+            self.spans.clear();
         }
         r
     }
 
     /// Parses a `*<n>\r\n` followed by n × `$<len>\r\n<bytes>\r\n`.
     fn multibulk(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
-        // First pass: validate and measure, without touching `buf`, so an
-        // incomplete command costs no allocation and no copy.
-        let (total, count) = match walk_multibulk(buf, limits, self.partial, |_, _| {})? {
-            Walk::Done { total, count } => (total, count),
+        // Validate and measure, noting where each argument lies, without
+        // touching `buf`: an incomplete command costs no copy, and its
+        // walk resumes where it stopped.
+        let spans = &mut self.spans;
+        let total = match walk_multibulk(buf, limits, self.partial, |start, len| spans.push((start, len)))? {
+            Walk::Done { total, .. } => total,
             Walk::Partial(p) => {
                 self.partial = p;
                 return Ok(None);
             }
         };
-        // Second pass over the now-complete frame: `count` is backed by bytes
-        // that have arrived, so sizing the Vec from it is safe.
+        // The frame is complete: its arguments are slices of it.
         let frame = buf.split_to(total).freeze();
-        let mut args = Vec::with_capacity(count);
-        walk_multibulk(&frame, limits, None, |start, len| {
-            args.push(frame.slice(start..start + len));
-        })?;
-        Ok(Some(args))
+        Ok(Some(self.spans.iter().map(|&(start, len)| frame.slice(start..start + len)).collect()))
     }
 }
 
