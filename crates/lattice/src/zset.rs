@@ -138,11 +138,18 @@ impl ZSet {
 
     /// Puts `r` as `member`'s register, whatever it was; returns the old one.
     pub fn assign(&mut self, member: Bytes, r: ScoreReg) -> Option<ScoreReg> {
-        if let Some(s) = r.value {
-            self.order.insert((s, member.clone()));
-        }
+        let new = r.value;
         let old = self.scores.assign(member.clone(), r);
-        self.unorder(&member, old.as_ref());
+        // The order changes only if the score does.
+        let was = old.as_ref().and_then(|o| o.value);
+        if was != new {
+            if let Some(s) = was {
+                self.order.remove(&(s, member.clone()));
+            }
+            if let Some(s) = new {
+                self.order.insert((s, member));
+            }
+        }
         old
     }
 

@@ -1308,6 +1308,7 @@ impl Keyspace {
                 return self.push(ns, h, key, head, items, stamp, now, changes, undo);
             }
             Op::Pop { head, count } => return self.pop(ns, h, key, head, count, stamp, now, changes, undo),
+            Op::ZAdd { pairs, opts } => return self.zadd(ns, h, key, &pairs, opts, stamp, now, changes, undo),
             op => op,
         };
         // SPOP is the SREM of members its owner picks here, at random.
@@ -1348,7 +1349,6 @@ impl Keyspace {
             op @ (Op::Push { .. } | Op::LSet(..) | Op::LRem(..) | Op::LTrim(..) | Op::LInsert { .. }) => {
                 self.list_write(ns, h, key, op, stamp, now, changes)
             }
-            Op::ZAdd { pairs, opts } => self.zadd(ns, h, key, &pairs, opts, stamp, now, changes),
             Op::ZRem(members) => self.zremove(ns, h, key, members, stamp, changes, None),
             Op::ZRemRange(by) => {
                 let picked = match self.live(ns, h, key, now).map(|s| s.body(self.node)) {
@@ -1704,6 +1704,7 @@ impl Keyspace {
                     Body::Other(Value::Set(m)) => big(slot, m.len()),
                     Body::Other(Value::Map(m)) => big(slot, m.len()),
                     Body::Other(Value::List(l)) => big(slot, l.len()),
+                    Body::Other(Value::ZSet(z)) => big(slot, z.len()),
                     _ => false,
                 },
                 _ => false,
@@ -1971,6 +1972,7 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
+        mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
         let node = self.node;
         match self.live(ns, h, key, now).map(|s| matches!(s.body(node), Body::Other(Value::ZSet(_)))) {
@@ -1983,14 +1985,22 @@ impl Keyspace {
             return Err(OpError::NotFloat);
         }
         let empty = || Value::ZSet(ZSet::default());
-        let (entry, header, _) = self.collection(ns, h, key, stamp, now, empty, None)?;
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let Value::ZSet(z) = &mut entry.value else { return Err(OpError::WrongType) };
         let (mut added, mut changed, mut grew) = (0i64, 0i64, 0i64);
         let mut written: Vec<(Bytes, f64)> = Vec::with_capacity(pairs.len());
         let mut last = None;
-        for (score, member) in pairs {
-            let current = z.score(member);
+        // A big set's undo record: every member named, as it was.
+        let mut record = undo
+            .filter(|_| by_elements)
+            .map(|u| ElementsUndo::start(u, ns, key, pairs.iter().map(|(_, m)| m.as_ref())));
+        for (i, (score, member)) in pairs.iter().enumerate() {
+            let was = z.get(member);
+            if let Some(r) = &mut record {
+                r.was(i, member, was.map(StateRef::Score));
+            }
+            let current = was.and_then(|r| r.value).map(|s| s.0);
             if (opts.nx && current.is_some()) || (opts.xx && current.is_none()) {
                 continue;
             }
@@ -2018,6 +2028,9 @@ impl Keyspace {
             }
             z.assign(copy(member), Lww::new(stamp, Some(Score(new))));
             written.push((member.clone(), new));
+        }
+        if let Some(r) = record {
+            r.end();
         }
         let empty = z.is_empty();
         self.bytes += grew;
