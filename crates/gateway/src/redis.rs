@@ -774,9 +774,9 @@ impl Conn {
             loop {
                 match parser.next(&mut rbuf, &limits) {
                     Ok(Some(args)) if args.is_empty() => {}
-                    Ok(Some(args)) => {
+                    Ok(Some(mut args)) => {
                         commands += 1;
-                        if !self.command(&args, &mut pending, stream).await {
+                        if !self.command(&mut args, &mut pending, stream).await {
                             close = true;
                             break;
                         }
@@ -1049,7 +1049,9 @@ impl Conn {
     }
 
     /// Starts one command. Returns false when the connection should close.
-    async fn command(&mut self, args: &[Bytes], pending: &mut Vec<Pending>, stream: &Stream) -> bool {
+    async fn command(&mut self, args: &mut [Bytes], pending: &mut Vec<Pending>, stream: &Stream) -> bool {
+        // Counted before the parse moves arguments out.
+        let arg_bytes = if self.multi.is_some() { args.iter().map(Bytes::len).sum::<usize>() } else { 0 };
         let (index, parsed) = commands::parse_indexed(args, &**self.store.clock());
         if let Some(i) = index {
             match self.round_calls.iter_mut().find(|(c, _)| *c == i as u16) {
@@ -1162,7 +1164,7 @@ impl Conn {
                     ))));
                 }
                 cmd => {
-                    tx.bytes += args.iter().map(Bytes::len).sum::<usize>();
+                    tx.bytes += arg_bytes;
                     if !tx.over
                         && (tx.queued.len() >= self.opts.max_multi_commands || tx.bytes > self.opts.max_multi_bytes)
                     {

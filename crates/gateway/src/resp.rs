@@ -181,7 +181,7 @@ impl Parser {
         // walk resumes where it stopped.
         let spans = &mut self.spans;
         let total = match walk_multibulk(buf, limits, self.partial, |start, len| spans.push((start, len)))? {
-            Walk::Done { total, .. } => total,
+            Walk::Done { total } => total,
             Walk::Partial(p) => {
                 self.partial = p;
                 return Ok(None);
@@ -197,7 +197,6 @@ impl Parser {
 enum Walk {
     Done {
         total: usize,
-        count: usize,
     },
     /// Incomplete; how far it got (`None`: not even the count line).
     Partial(Option<Partial>),
@@ -205,8 +204,8 @@ enum Walk {
 
 /// Walks the multibulk command at the start of `buf` (from where `resume`
 /// says an earlier walk stopped), calling `on_arg(start, len)` for each
-/// argument's payload it passes. Returns the command's total length and
-/// argument count, or how far it got if it is incomplete.
+/// argument's payload it passes. Returns the command's total length, or how
+/// far it got if it is incomplete.
 ///
 /// Every check is made as soon as the bytes it needs are present, so an error
 /// is reported at the same point however the input was chunked.
@@ -255,7 +254,7 @@ fn walk_multibulk(
         on_arg(start, len);
         pos = end + 2;
     }
-    Ok(Walk::Done { total: pos, count })
+    Ok(Walk::Done { total: pos })
 }
 
 /// The argument count a `*<n>` line declares, checked.
