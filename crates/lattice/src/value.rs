@@ -236,13 +236,21 @@ impl Items {
         if place < first {
             return Err((0, 0));
         }
+        let end = self.chunks.len() - 1;
         if place > last {
-            let c = self.chunks.len() - 1;
-            return Err((c, self.chunks[c].len()));
+            return Err((end, self.chunks[end].len()));
         }
-        // The first chunk whose last place is not below `place` holds it,
-        // or it goes there.
-        let c = self.chunks.partition_point(|chunk| chunk.back().is_some_and(|(p, _)| p < place));
+        // Pops and pushes work at the ends: the end chunks are tried first.
+        // Else the first chunk whose last place is not below `place` holds
+        // it, or it goes there.
+        let below = |chunk: &Chunk| chunk.back().is_some_and(|(p, _)| p < place);
+        let c = if !below(&self.chunks[0]) {
+            0
+        } else if end > 0 && !below(&self.chunks[end - 1]) {
+            self.chunks.partition_point(below)
+        } else {
+            end
+        };
         let chunk = &self.chunks[c];
         chunk.binary_search_by(|(p, _)| p.cmp(place)).map(|o| (c, o)).map_err(|o| (c, o))
     }
