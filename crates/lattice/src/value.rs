@@ -317,6 +317,19 @@ impl Items {
         Some(r)
     }
 
+    /// Takes out the item at the head (or the tail).
+    pub fn pop(&mut self, head: bool) -> Option<(Place, Lww<Option<Bytes>>)> {
+        let last = self.chunks.len().checked_sub(1)?;
+        let c = if head { 0 } else { last };
+        let chunk = &mut self.chunks[c];
+        let item = if head { chunk.pop_front() } else { chunk.pop_back() }?;
+        if chunk.is_empty() {
+            self.chunks.remove(c);
+        }
+        self.len -= 1;
+        Some(item)
+    }
+
     /// Takes out the items at `places` in one pass (linear in the list,
     /// however many go): their registers, head to tail.
     pub fn prune_many(&mut self, places: &[Place]) -> Vec<Lww<Option<Bytes>>> {

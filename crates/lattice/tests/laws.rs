@@ -147,6 +147,8 @@ enum ListOp {
     /// Positions (taken modulo the length) of items to take out at once,
     /// and places that may not be there.
     PruneMany(Vec<usize>, Vec<Place>),
+    /// The head (true) or the tail taken out.
+    Pop(bool),
     /// Items at `n` places in a row from one, one stamp: lists long
     /// enough to fill chunks, so that later writes in the middle split them.
     Fill(Place, usize),
@@ -157,6 +159,7 @@ fn list_op() -> impl Strategy<Value = ListOp> {
         (place(), lww()).prop_map(|(p, r)| ListOp::Assign(p, r)),
         (place(), lww()).prop_map(|(p, r)| ListOp::Merge(p, r)),
         place().prop_map(ListOp::Prune),
+        any::<bool>().prop_map(ListOp::Pop),
         (prop::collection::vec(0usize..64, 0..8), prop::collection::vec(place(), 0..3))
             .prop_map(|(at, p)| ListOp::PruneMany(at, p)),
         (place(), 0usize..400).prop_map(|(p, n)| ListOp::Fill(p, n)),
@@ -179,6 +182,9 @@ proptest! {
                     model.entry(p).and_modify(|have| have.merge(r.clone())).or_insert(r);
                 }
                 ListOp::Prune(p) => prop_assert_eq!(list.prune(&p), model.remove(&p)),
+                ListOp::Pop(head) => {
+                    prop_assert_eq!(list.pop(head), if head { model.pop_first() } else { model.pop_last() })
+                }
                 ListOp::Fill(from, n) => {
                     for i in 0..n as i64 {
                         let p = Place { at: from.at * 20 + i, made: from.made };

@@ -1816,23 +1816,23 @@ impl Keyspace {
             return Ok(Reply::Nil);
         }
         let Body::Other(Value::List(list)) = slot.body(node) else { return Err(OpError::WrongType) };
-        let places = removed_places(list, &Op::Pop { head, count });
+        let n = count.unwrap_or(1).min(list.len() as u64) as usize;
         // A small list, or one the pop empties (the key goes), is kept whole.
-        let whole = !big(slot, list.len()) || places.len() >= list.len();
+        let whole = !big(slot, list.len()) || n >= list.len();
         let mut undo = undo;
         if let Some(u) = undo.as_deref_mut().filter(|_| whole) {
             undo_slot(slot, node, ns, key, u.made, u.out);
         }
         let epoch = slot.epoch(node);
         let Value::List(list) = &mut slot.full_mut(node).value else { return Err(OpError::WrongType) };
-        let taken: Vec<Lww<Option<Bytes>>> = places.iter().filter_map(|p| list.prune(p)).collect();
+        let taken: Vec<(Place, Lww<Option<Bytes>>)> = (0..n).map_while(|_| list.pop(head)).collect();
         let empty = list.is_empty();
-        let names: Vec<[u8; Place::BYTES]> = places.iter().map(Place::encode).collect();
+        let names: Vec<[u8; Place::BYTES]> = taken.iter().map(|(p, _)| p.encode()).collect();
         if let Some(u) = undo.filter(|_| !whole) {
-            let states = names.iter().zip(&taken).map(|(n, r)| (n.as_ref(), Some(StateRef::Item(r))));
+            let states = names.iter().zip(&taken).map(|(n, (_, r))| (n.as_ref(), Some(StateRef::Item(r))));
             u.out.undo_elements(ns, key, u.made, states);
         }
-        let mut taken: Vec<Bytes> = taken.into_iter().filter_map(|r| r.value).collect();
+        let mut taken: Vec<Bytes> = taken.into_iter().filter_map(|(_, r)| r.value).collect();
         self.bytes -= taken.iter().map(|v| (v.len() + ITEM_OVERHEAD) as i64).sum::<i64>();
         let gone = Element::Item(Lww::new(stamp, None));
         self.removed_elements(ns, h, key, epoch, empty, &names, &gone, changes);
