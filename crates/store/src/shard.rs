@@ -379,7 +379,8 @@ impl Shard {
                 self.pending_undo += self.scratch.bytes().len() as u64;
                 self.pending_newest = self.pending_newest.max(stamp);
                 // A failed write may still have removed an expired key.
-                self.window.push(stamp, self.scratch.bytes(), (adds && r.is_ok()) || self.keys.holds(ns, key));
+                let keys = &self.keys;
+                self.window.push(stamp, self.scratch.bytes(), || (adds && r.is_ok()) || keys.holds(ns, key));
                 // Past the retention, the reaper's rounds trim (ten times
                 // a second); past the bytes, a write does.
                 if self.window.over_cap() {
@@ -607,7 +608,7 @@ impl Shard {
                     let made = crate::disk::Made { time, origin: &[] };
                     crate::window::undo_record(keys, ns, key, &Op::Del, made, now, scratch);
                     undos.append(scratch);
-                    window.push(time, scratch.bytes(), false);
+                    window.push(time, scratch.bytes(), || false);
                 }
             },
             held,

@@ -376,15 +376,16 @@ impl Window {
     }
 
     /// Keeps the undo record `record` (one record, naming `ns` and `key`)
-    /// of a change at `time`; `held` says whether a slot holds the key after it.
-    pub fn push(&mut self, time: Timestamp, record: &[u8], held: bool) {
+    /// of a change at `time`; `held` says whether a slot holds the key after
+    /// it (asked only while the past is being read).
+    pub fn push(&mut self, time: Timestamp, record: &[u8], held: impl FnOnce() -> bool) {
         let n = self.first + self.changes.len() as u64;
         let (chunk, at) = self.chunks.put(record);
         let upto = self.changes.back().map_or(time, |c| c.upto.max(time));
         self.changes.push_back(Change { time, upto, chunk, at, len: record.len() as u32 });
         self.bytes += record.len() + CHANGE_OVERHEAD;
         if self.reading_until > 0 {
-            self.index_change(n, Place::Newest(held));
+            self.index_change(n, Place::Newest(held()));
         }
     }
 

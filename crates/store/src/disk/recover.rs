@@ -118,7 +118,7 @@ pub(crate) fn recover(
             if window_on {
                 // Trimmed as it goes: a long log must not fill memory first.
                 let w = &mut windows[shard_of(r, shards)];
-                w.push(*time, record, true);
+                w.push(*time, record, || true);
                 w.trim(now_ms);
             }
         }
