@@ -67,6 +67,8 @@ const DELIVERIES: usize = 64;
 const KEYS_MARGIN_MS: u64 = 11_000;
 /// How often the key events' stamp is written when no event matched.
 const CURSOR_EVERY_MS: u64 = 1_000;
+/// How often key triggers try again to read the events they missed.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(1);
 /// The first retry's wait, doubled for each next one, at most [`MAX_BACKOFF`].
 const BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -929,8 +931,11 @@ impl Functions {
             }
             // Listen first, then read what was missed: nothing falls between.
             let mut listener = self.inner.store.key_events();
-            // Events missed (a lag, a failed read) not yet queued again.
+            // Events missed (a lag, a failed read) not yet queued again,
+            // and when to try reading them again (at most once a second,
+            // however many events come meanwhile).
             let mut behind = false;
+            let mut retry_at = tokio::time::Instant::now() + CATCH_UP_RETRY;
             match cursor {
                 Some(c) => behind = !self.catch_up_keys(&by_ns, c).await,
                 // The first key trigger: its events count from now.
@@ -945,7 +950,7 @@ impl Functions {
             let mut written_ms = 0;
             loop {
                 let retry = async {
-                    if behind { tokio::time::sleep(Duration::from_secs(1)).await } else { std::future::pending().await }
+                    if behind { tokio::time::sleep_until(retry_at).await } else { std::future::pending().await }
                 };
                 let woke = tokio::select! {
                     e = listener.next() => Some(e),
@@ -959,6 +964,7 @@ impl Functions {
                 };
                 let Some(first) = woke else {
                     behind = !self.catch_up_keys(&by_ns, cursor.unwrap_or(Timestamp::ZERO)).await;
+                    retry_at = tokio::time::Instant::now() + CATCH_UP_RETRY;
                     continue;
                 };
                 let Some(first) = first else { return };
@@ -1015,8 +1021,14 @@ impl Functions {
                         }
                     }
                 }
-                if lagged || behind {
+                // A new lag is read again at once, unless a retry is due later.
+                if lagged && !behind {
+                    retry_at = tokio::time::Instant::now();
+                }
+                behind |= lagged;
+                if behind && tokio::time::Instant::now() >= retry_at {
                     behind = !self.catch_up_keys(&by_ns, cursor.unwrap_or(Timestamp::ZERO)).await;
+                    retry_at = tokio::time::Instant::now() + CATCH_UP_RETRY;
                 }
             }
         }
