@@ -58,6 +58,12 @@ const CHANGE_OVERHEAD: usize = 40;
 /// Records are copied into chunks of this size, one allocation for many.
 const CHUNK: usize = 64 << 10;
 
+/// How far past the last record (bytes) a chunk's memory is loaded ahead.
+const PREFETCH_AHEAD: usize = 512;
+
+/// How many changes past the newest the log's memory is loaded ahead.
+const CHANGES_AHEAD: usize = 12;
+
 struct Change {
     time: Timestamp,
     /// The latest time of this change and every one before it: a commit
@@ -93,6 +99,12 @@ impl Chunks {
         let chunk = self.all.back_mut().expect("a chunk was added");
         let at = chunk.len() as u32;
         chunk.extend_from_slice(record);
+        // The chunks cycle through far more memory than the caches hold:
+        // the lines the next records go to are loaded now, so that writing
+        // them later waits for nothing (nor does the next atomic operation,
+        // which waits for every store before it).
+        let ahead = (chunk.len() + PREFETCH_AHEAD).min(chunk.capacity().saturating_sub(1));
+        squall_lattice::prefetch(chunk.as_ptr().wrapping_add(ahead));
         (self.first + self.all.len() as u64 - 1, at)
     }
 
@@ -383,6 +395,11 @@ impl Window {
         let (chunk, at) = self.chunks.put(record);
         let upto = self.changes.back().map_or(time, |c| c.upto.max(time));
         self.changes.push_back(Change { time, upto, chunk, at, len: record.len() as u32 });
+        // As for the chunks (a prefetch is only a hint: past the buffer's
+        // end it loads nothing that matters, and it never faults).
+        if let Some(newest) = self.changes.back() {
+            squall_lattice::prefetch(std::ptr::from_ref(newest).wrapping_add(CHANGES_AHEAD).cast());
+        }
         self.bytes += record.len() + CHANGE_OVERHEAD;
         if self.reading_until > 0 {
             self.index_change(n, Place::Newest(held()));
