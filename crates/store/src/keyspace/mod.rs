@@ -2110,25 +2110,8 @@ impl Keyspace {
                 None if existing => return Ok(Reply::Int(0)),
                 _ => {}
             }
-            let empty = || Value::List(Items::default());
-            let (entry, header, _) = self.collection(ns, h, key, stamp, now, empty, None)?;
-            let epoch = entry.epoch;
-            let Value::List(list) = &mut entry.value else { return Err(OpError::WrongType) };
-            let places = push_places(list, head, items.len(), stamp)?;
-            let mut grew = 0i64;
-            for (place, item) in places.iter().zip(&items) {
-                grew += (item.len() + ITEM_OVERHEAD) as i64;
-                list.assign(*place, Lww::new(stamp, Some(copy(item))));
-            }
-            let len = list.len();
-            self.bytes += grew;
-            if let Some(header) = header {
-                changes.header(ns, key, &header);
-            }
-            for (place, item) in places.iter().zip(items) {
-                changes.element(ns, key, epoch, &place.encode(), StateRef::Item(&Lww::new(stamp, Some(item))));
-            }
-            return Ok(Reply::Int(len as i64));
+            // Its undo record was written before (`Keyspace::before`).
+            return self.push(ns, h, key, head, items, stamp, now, changes, None);
         }
         let Some(slot) = self.slot_mut(ns, h, key) else {
             return match op {
