@@ -1756,10 +1756,9 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
-        undo: Option<&mut Undo<'_>>,
+        mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
         let empty = || Value::List(Items::default());
-        let mut undo = undo;
         let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let Value::List(list) = &mut entry.value else { return Err(OpError::WrongType) };
@@ -1797,7 +1796,7 @@ impl Keyspace {
         stamp: Stamp,
         now: u64,
         changes: &mut impl Changes,
-        undo: Option<&mut Undo<'_>>,
+        mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
         let node = self.node;
         let Some(slot) = self.slot_mut(ns, h, key) else {
@@ -1819,7 +1818,6 @@ impl Keyspace {
         let n = count.unwrap_or(1).min(list.len() as u64) as usize;
         // A small list, or one the pop empties (the key goes), is kept whole.
         let whole = !big(slot, list.len()) || n >= list.len();
-        let mut undo = undo;
         if let Some(u) = undo.as_deref_mut().filter(|_| whole) {
             undo_slot(slot, node, ns, key, u.made, u.out);
         }
@@ -2129,10 +2127,10 @@ impl Keyspace {
         if let Op::LInsert { before, pivot, item } = op {
             let Some(plan) = insert_plan(list, before, &pivot, stamp)? else { return Ok(Reply::Int(-1)) };
             // All out, then all in: a new place may be one a moved item
-            // held (a place made earlier in the same unit).
-            // The moves run from the insertion outwards: taken out from
-            // the far end in and put back from the insertion out, each is
-            // at an end of the list when it happens.
+            // held (a place made earlier in the same unit). The moves run
+            // from the insertion outwards, so taken out from the far end in
+            // and put back from the insertion out, each is at an end of the
+            // list when it happens.
             let mut moved = Vec::with_capacity(plan.moves.len());
             for (old, new) in plan.moves.iter().rev() {
                 let Some(r) = list.prune(old) else { continue };
