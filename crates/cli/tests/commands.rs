@@ -360,7 +360,9 @@ fn config_set_and_select_answer_as_redis_does() {
             ("SELECT 15", Want::Is(Value::Okay)),
             ("SELECT 16", Want::Error("DB index is out of range")),
             ("SELECT -1", Want::Error("DB index is out of range")),
-            ("SELECT 01", Want::Is(Value::Okay)),
+            ("SELECT 01", Want::Error("value is not an integer or out of range")),
+            ("SELECT +1", Want::Error("value is not an integer or out of range")),
+            ("SELECT 1", Want::Is(Value::Okay)),
             ("GET k", bulk("one")),
             ("CONFIG GET databases", array(vec![b("databases"), b("16")])),
         ],
@@ -458,9 +460,16 @@ fn rename_and_copy_answer_as_redis_does() {
             ("RENAME h c", Want::Is(Value::Okay)),
             ("HGET c f", bulk("v")),
             ("TYPE c", Want::Is(Value::SimpleString("hash".into()))),
+            // Inside MULTI a RENAME sees what was queued before it, and
+            // what comes after sees the rename.
             ("MULTI", Want::Is(Value::Okay)),
-            ("RENAME c e", Want::Error("inside MULTI is not supported yet")),
-            ("EXEC", Want::Error("Transaction discarded because of previous errors")),
+            ("HSET c g w", Want::Is(Value::SimpleString("QUEUED".into()))),
+            ("RENAME c e", Want::Is(Value::SimpleString("QUEUED".into()))),
+            ("HGET e g", Want::Is(Value::SimpleString("QUEUED".into()))),
+            ("EXISTS c", Want::Is(Value::SimpleString("QUEUED".into()))),
+            ("EXEC", Want::Is(Value::Array(vec![Value::Int(1), Value::Okay, b("w"), Value::Int(0)]))),
+            ("HGET e f", bulk("v")),
+            ("EXISTS c", int(0)),
         ],
     );
 }

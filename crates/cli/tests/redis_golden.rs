@@ -1,7 +1,9 @@
-//! Lists and sorted sets byte for byte as Redis answers them: the replies
-//! in `tests/data/redis_7.0_replies.jsonl` were recorded from Redis 7.0.15
-//! on this machine (every command of a script on one connection, in
-//! order), in RESP2 and, after HELLO 3, RESP3. Each script runs here on its
+//! Lists and sorted sets byte for byte as Redis answers them, and the edges
+//! a differential fuzz (`tests/data/redis_diff.py`) found: integers read
+//! strictly, which error comes first, MULTI with errors and with commands
+//! over several keys. The replies in `tests/data/redis_7.0_replies.jsonl`
+//! were recorded from Redis 7.0.15 on this machine (every command of a
+//! script on one connection, in order), in RESP2 and, after HELLO 3, RESP3. Each script runs here on its
 //! own connection and must get exactly those bytes: values, nulls, errors,
 //! and the text of each score. (OBJECT ENCODING was left out: Squall
 //! answers as Redis 7.2 does.)

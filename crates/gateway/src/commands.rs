@@ -13,7 +13,7 @@ use squall_store::{
 };
 
 /// A parsed command.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Cmd {
     /// One operation on one key.
     Key { key: Bytes, op: Op, render: Render },
@@ -188,8 +188,11 @@ pub enum Combine {
     InterCard(usize),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Server {
+    /// A command queued in MULTI whose arguments were refused (a syntax
+    /// error, a bad number): its error is its answer at EXEC, as in Redis.
+    Refused(Frame),
     Ping(Option<Bytes>),
     Echo(Bytes),
     Quit,
@@ -659,10 +662,7 @@ fn from_now(clock: &dyn PhysicalClock, ms: i64) -> Option<i64> {
 }
 
 fn int(b: &Bytes) -> Result<i64, Frame> {
-    std::str::from_utf8(b)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| Frame::err("value is not an integer or out of range"))
+    squall_store::parse_int(b).ok_or_else(|| Frame::err("value is not an integer or out of range"))
 }
 
 fn syntax() -> Frame {
@@ -704,6 +704,17 @@ pub fn parse_indexed(args: &mut [Bytes], clock: &dyn PhysicalClock) -> (Option<u
         return (Some(index), cmd);
     }
     (Some(index), parse_known(args, name, arity, clock))
+}
+
+/// True if `args` names a known command with as many arguments as its
+/// table entry allows: what Redis checks of a command queued in MULTI
+/// (any other error is the command's answer at EXEC).
+pub fn fits_table(args: &[Bytes]) -> bool {
+    let mut buf = [0u8; 24];
+    let n = upper(&args[0], &mut buf).unwrap_or(0);
+    let Some(&(_, arity)) = ARITY.get(&buf[..n]) else { return false };
+    let argc = args.len() as i64;
+    (arity > 0 && argc == arity) || (arity < 0 && argc >= -arity)
 }
 
 /// The hottest commands in their plainest forms, parsed as [`parse_known`]
@@ -920,6 +931,9 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
                 }
                 i += 1;
             }
+            if args[1] == args[2] {
+                return Err(Frame::err("source and destination objects are the same"));
+            }
             Ok(Cmd::Relocate { from: key(), to: args[2].clone(), copy: true, only_new: !replace })
         }
         b"OBJECT" => match (args[1].to_ascii_uppercase().as_slice(), args.len()) {
@@ -999,10 +1013,10 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             if (opts.gt && opts.lt) || (opts.nx && (opts.gt || opts.lt)) {
                 return Err(Frame::err("GT, LT, and/or NX options at the same time are not compatible"));
             }
-            let pairs = rest.chunks(2).map(|p| Ok((score(&p[0])?, p[1].clone()))).collect::<Result<Vec<_>, Frame>>()?;
-            if opts.incr && pairs.len() > 1 {
+            if opts.incr && rest.len() > 2 {
                 return Err(Frame::err("INCR option supports a single increment-element pair"));
             }
+            let pairs = rest.chunks(2).map(|p| Ok((score(&p[0])?, p[1].clone()))).collect::<Result<Vec<_>, Frame>>()?;
             one(Op::ZAdd { pairs, opts })
         }
         b"ZINCRBY" => {
@@ -1096,7 +1110,9 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             }
             one(Op::SetRange(offset as u64, args[3].clone()))
         }
-        b"INCRBYFLOAT" => one(Op::IncrByFloat(increment(&args[2])?)),
+        // An increment that is no number is refused by the key's owner, once
+        // it knows the key holds a string (Redis checks the type first).
+        b"INCRBYFLOAT" => one(Op::IncrByFloat(increment(&args[2]).unwrap_or(f64::NAN))),
         b"HINCRBYFLOAT" => {
             let delta = increment(&args[3])?;
             if delta.is_infinite() {
@@ -1177,12 +1193,10 @@ pub fn combine_sets(results: Vec<OpResult>, how: Combine) -> Result<Vec<Bytes>, 
 
 /// GETEX's options: at most one of EX, PX, EXAT, PXAT and PERSIST.
 fn getex_options(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Option<GetExpiry>, Frame> {
-    let invalid = || Frame::err("invalid expire time in 'getex' command");
     match opts {
         [] => Ok(None),
         [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => Ok(Some(GetExpiry::Persist)),
         [unit, t] => {
-            let t = int(t)?;
             let (scale, absolute) = match unit.to_ascii_uppercase().as_slice() {
                 b"EX" => (1000, false),
                 b"PX" => (1, false),
@@ -1190,12 +1204,15 @@ fn getex_options(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Option<Get
                 b"PXAT" => (1, true),
                 _ => return Err(syntax()),
             };
+            // The time's errors come after the key's (none, wrong type).
+            let Some(t) = squall_store::parse_int(t) else {
+                return Ok(Some(GetExpiry::Invalid(OpError::NotInteger)));
+            };
             let at = t
                 .checked_mul(scale)
                 .filter(|ms| *ms > 0)
-                .and_then(|ms| if absolute { Some(ms) } else { from_now(clock, ms) })
-                .ok_or_else(invalid)?;
-            Ok(Some(GetExpiry::At(at as u64)))
+                .and_then(|ms| if absolute { Some(ms) } else { from_now(clock, ms) });
+            Ok(Some(at.map_or(GetExpiry::Invalid(OpError::InvalidGetExExpiry), |at| GetExpiry::At(at as u64))))
         }
         _ => Err(syntax()),
     }
@@ -1513,7 +1530,13 @@ fn parse_mpop(name: &[u8], args: &[Bytes], block: Option<std::time::Duration>) -
     };
     let n = positive(&args[0], "numkeys")? as usize;
     let Some(side) = args.get(n + 1) else { return Err(syntax()) };
+    // The side first, then the count, as Redis checks them.
     let side = side.to_ascii_uppercase();
+    let from = match (name, side.as_slice()) {
+        (b"LMPOP", b"LEFT" | b"RIGHT") => PopFrom::List { head: side == b"LEFT", count: None },
+        (b"ZMPOP", b"MIN" | b"MAX") => PopFrom::ZSet { max: side == b"MAX", count: None },
+        _ => return Err(syntax()),
+    };
     let mut count = None;
     let mut rest = args[n + 2..].iter();
     while let Some(opt) = rest.next() {
@@ -1525,10 +1548,9 @@ fn parse_mpop(name: &[u8], args: &[Bytes], block: Option<std::time::Duration>) -
         }
     }
     let count = Some(count.unwrap_or(1));
-    let from = match (name, side.as_slice()) {
-        (b"LMPOP", b"LEFT" | b"RIGHT") => PopFrom::List { head: side == b"LEFT", count },
-        (b"ZMPOP", b"MIN" | b"MAX") => PopFrom::ZSet { max: side == b"MAX", count },
-        _ => return Err(syntax()),
+    let from = match from {
+        PopFrom::List { head, .. } => PopFrom::List { head, count },
+        PopFrom::ZSet { max, .. } => PopFrom::ZSet { max, count },
     };
     Ok(Cmd::Pop { keys: args[1..=n].to_vec(), from, block })
 }
@@ -1616,8 +1638,11 @@ pub fn render(result: OpResult, how: Render) -> Frame {
 fn range(b: &Bytes, start: i64, end: i64) -> Bytes {
     let len = b.len() as i64;
     let at = |i: i64| if i < 0 { (len + i).max(0) } else { i };
+    // Both from the end and crossed: nothing, even where clamping would
+    // make them meet at the first byte (Redis's rule).
+    let crossed = start < 0 && end < 0 && start > end;
     let (start, end) = (at(start), at(end).min(len - 1));
-    if len == 0 || start > end {
+    if len == 0 || start > end || crossed {
         return Bytes::new();
     }
     b.slice(start as usize..=end as usize)

@@ -61,7 +61,7 @@ impl From<OpError> for ApiError {
             | OpError::ScoreNaN => StatusCode::CONFLICT,
             OpError::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             OpError::NoSuchKey => StatusCode::NOT_FOUND,
-            OpError::OutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
+            OpError::OutOfRange | OpError::InvalidGetExExpiry => StatusCode::UNPROCESSABLE_ENTITY,
             OpError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             OpError::DiskFailed => StatusCode::SERVICE_UNAVAILABLE,
         };

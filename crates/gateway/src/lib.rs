@@ -42,6 +42,7 @@ mod jobs;
 mod kv;
 mod listen;
 pub mod metrics;
+mod overlay;
 pub mod pubsub;
 pub mod redis;
 pub mod resp;

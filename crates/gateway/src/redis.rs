@@ -12,6 +12,7 @@ use crate::DEFAULT_NS;
 use crate::auth::{Access, User};
 use crate::commands::{self, Cmd, PopFrom, Render, Server};
 use crate::metrics::Metrics;
+use crate::overlay;
 use crate::pubsub::{self, Broker, Kind as PubKind};
 use crate::resp::{self, Frame, Limits};
 use bytes::{Bytes, BytesMut};
@@ -1075,7 +1076,16 @@ impl Conn {
                     return false;
                 }
                 if let Some(tx) = &mut self.multi {
-                    tx.failed = true;
+                    // Redis refuses at once only an unknown command or a
+                    // wrong count of arguments (and discards the
+                    // transaction); any other error is the command's answer in EXEC.
+                    if refused_at_queue(args, &frame) {
+                        tx.failed = true;
+                    } else {
+                        tx.queued.push(Cmd::Server(Server::Refused(frame)));
+                        pending.push(Pending::Ready(Frame::Simple("QUEUED")));
+                        return true;
+                    }
                 }
                 pending.push(Pending::Ready(frame));
                 return true;
@@ -1135,21 +1145,6 @@ impl Conn {
                 // EXEC runs the queued key operations as one atomic unit in
                 // one namespace, as the connection's user: these cannot
                 // change either halfway.
-                // Each is its own unit, read then written: not yet part of another.
-                Cmd::Stored { .. }
-                | Cmd::Move { .. }
-                | Cmd::Relocate { .. }
-                | Cmd::ListMove { .. }
-                | Cmd::ZStore { .. }
-                | Cmd::ZCombine { .. }
-                | Cmd::SetNew { .. }
-                | Cmd::Pop { .. } => {
-                    tx.failed = true;
-                    let name = String::from_utf8_lossy(&args[0]).to_uppercase();
-                    pending.push(Pending::Ready(Frame::err(format!(
-                        "{name} inside MULTI is not supported yet (the transaction is discarded)"
-                    ))));
-                }
                 Cmd::Server(
                     Server::Select(_)
                     | Server::Auth { .. }
@@ -1289,6 +1284,9 @@ impl Conn {
         if tx.failed {
             return Frame::Error("EXECABORT Transaction discarded because of previous errors.".into());
         }
+        if tx.queued.iter().any(overlay::needs_overlay) {
+            return self.exec_overlay(tx.queued, checks).await;
+        }
         let mut ops = Vec::new();
         for cmd in &tx.queued {
             match cmd {
@@ -1326,16 +1324,77 @@ impl Conn {
                 | Cmd::ZStore { .. }
                 | Cmd::ZCombine { .. }
                 | Cmd::SetNew { .. }
-                | Cmd::Pop { .. } => Frame::err("not queued in a transaction"),
+                | Cmd::Pop { .. } => unreachable!("a transaction with these runs on the overlay"),
             };
             frames.push(frame);
         }
         Frame::Array(frames)
     }
 
+    /// EXEC of a transaction with commands over several keys: run on an
+    /// overlay of the keys it names, then committed if they still read as
+    /// they did (else again, a bounded number of times). See [`overlay`].
+    async fn exec_overlay(&mut self, queued: Vec<Cmd>, watched: Vec<squall_store::Check>) -> Frame {
+        use squall_store::Op;
+        let keys = overlay::keys_of(&queued);
+        for _ in 0..OPTIMISTIC_TRIES {
+            let reads = keys.iter().map(|k| (k.clone(), Op::Snapshot)).collect();
+            let read = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                Ok(r) => r,
+                Err(e) => return store_error(e),
+            };
+            let mut checks = watched.clone();
+            checks.extend(keys.iter().zip(&read).map(|(k, saw)| self.check(k, Op::Snapshot, saw.clone())));
+            let node = self.store.node_id();
+            let mut ov =
+                overlay::Overlay::new(node, self.ns.clone(), self.store.now_ms(), keys.iter().cloned().zip(read));
+            // Server commands run after the commit, in their places.
+            let mut later = Vec::new();
+            let mut frames = Vec::with_capacity(queued.len());
+            for cmd in queued.iter().cloned() {
+                match cmd {
+                    Cmd::Server(s) => {
+                        later.push((frames.len(), s));
+                        frames.push(Frame::Nil);
+                    }
+                    cmd => frames.push(ov.answer(cmd).unwrap_or(Frame::Nil)),
+                }
+            }
+            match self.store.atomic_if(&self.ns, checks, ov.into_writes(), &mut self.session).await {
+                Ok(Some(_)) => {
+                    for (i, s) in later {
+                        frames[i] = self.server(s).await;
+                    }
+                    return Frame::Array(frames);
+                }
+                Ok(None) => {
+                    // A watched key changed: nothing runs. Else one of the
+                    // transaction's own keys did: again.
+                    if self.watch_broken(&watched).await {
+                        return Frame::NilArray;
+                    }
+                }
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the keys kept changing during EXEC; try again")
+    }
+
+    /// True if a watched key no longer reads as it did.
+    async fn watch_broken(&mut self, watched: &[squall_store::Check]) -> bool {
+        for c in watched {
+            match self.store.atomic(&c.ns, vec![(c.key.clone(), c.op.clone())], &mut self.session).await {
+                Ok(r) if r.first() == Some(&c.saw) => {}
+                _ => return true,
+            }
+        }
+        false
+    }
+
     async fn server(&mut self, s: Server) -> Frame {
         let ns = self.ns.clone();
         match s {
+            Server::Refused(frame) => frame,
             // In RESP2, a subscribed connection's PING answers in the shape of a message.
             Server::Ping(m) if self.subs.any() && !self.resp3 => {
                 Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"pong")), Frame::Bulk(m.unwrap_or_default())])
@@ -1351,7 +1410,7 @@ impl Conn {
             Server::Hello { proto, auth, setname } => {
                 let version = match proto.as_deref() {
                     None => None,
-                    Some(p) => match std::str::from_utf8(p).ok().and_then(|p| p.parse::<i64>().ok()) {
+                    Some(p) => match squall_store::parse_int(p) {
                         Some(v @ (2 | 3)) => Some(v),
                         Some(_) => return Frame::Error("NOPROTO unsupported protocol version".into()),
                         None => return Frame::err("Protocol version is not an integer or out of range"),
@@ -2059,13 +2118,15 @@ impl Conn {
     /// are namespaces too).
     fn select(&mut self, db: &[u8]) -> Frame {
         // Redis's 16 numbered databases; beyond them, as Redis says.
-        let numbered = std::str::from_utf8(db).ok().and_then(|d| d.parse::<i64>().ok());
+        let numbered = squall_store::parse_int(db);
         if numbered.is_some_and(|n| !(0..16).contains(&n)) {
             return Frame::err("DB index is out of range");
         }
-        // `01` and `+1` are database 1, as in Redis.
-        let canonical = numbered.map(|n| n.to_string());
-        let db = canonical.as_deref().map_or(db, str::as_bytes);
+        // `01` and `+1` are no numbers to Redis, nor names here.
+        let digits = db.strip_prefix(b"+").or_else(|| db.strip_prefix(b"-")).unwrap_or(db);
+        if numbered.is_none() && !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+            return Frame::err("value is not an integer or out of range");
+        }
         let name = match db {
             b"0" => squall_scheduler::namespace::DEFAULT,
             other => match std::str::from_utf8(other) {
@@ -2350,6 +2411,16 @@ fn store_error(e: squall_store::Error) -> Frame {
 
 fn next(results: &mut impl Iterator<Item = OpResult>) -> OpResult {
     results.next().unwrap_or(Ok(squall_store::Reply::Nil))
+}
+
+/// True for the errors Redis gives when a command is queued in MULTI (and
+/// that discard the transaction): an unknown command or subcommand, a
+/// count of arguments its command table refuses.
+fn refused_at_queue(args: &[Bytes], frame: &Frame) -> bool {
+    let Frame::Error(text) = frame else { return true };
+    let text = text.strip_prefix("ERR ").unwrap_or(text);
+    let subcommand_arity = text.starts_with("wrong number of arguments for '") && text.contains('|');
+    !commands::fits_table(args) || text.starts_with("unknown subcommand") || subcommand_arity
 }
 
 #[cfg(test)]

@@ -303,32 +303,8 @@ fn read_header(buf: &[u8], pos: usize, invalid: ParseError) -> Result<Option<(i6
         Some(b'\n') => {}
         Some(_) => return Err(invalid),
     }
-    let value = parse_i64(&buf[digits_start..i]).ok_or(invalid)?;
+    let value = squall_store::parse_int(&buf[digits_start..i]).ok_or(invalid)?;
     Ok(Some((value, i + 2)))
-}
-
-/// Parses a decimal integer exactly as Redis's `string2ll` accepts it: an
-/// optional `-`, then digits with no leading zero (except `0` itself), no
-/// `+`, no spaces, no overflow. `-0` is rejected.
-fn parse_i64(s: &[u8]) -> Option<i64> {
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    match digits {
-        [] => return None,
-        [b'0'] if !negative => return Some(0),
-        [b'0', ..] => return None,
-        _ => {}
-    }
-    let mut magnitude: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    if negative { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() }
 }
 
 /// Parses an inline command: one line up to `\n` (an optional `\r` before it
@@ -1098,29 +1074,6 @@ mod tests {
         ];
         for (err, text) in cases {
             assert_eq!(err.to_string(), text);
-        }
-    }
-
-    #[test]
-    fn parse_i64_matches_string2ll() {
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"-1"), Some(-1));
-        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [
-            &b""[..],
-            b"-",
-            b"-0",
-            b"00",
-            b"01",
-            b"+1",
-            b" 1",
-            b"1 ",
-            b"9223372036854775808",
-            b"-9223372036854775809",
-            b"18446744073709551616",
-        ] {
-            assert_eq!(parse_i64(bad), None, "{bad:?}");
         }
     }
 

@@ -121,7 +121,9 @@ fn store_error(e: OpError) -> StoreError {
         | OpError::NotFinite
         | OpError::HashNotInteger
         | OpError::HashNotFloat => StoreError::NotInteger,
-        OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange => StoreError::Unavailable(e.message()),
+        OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange | OpError::InvalidGetExExpiry => {
+            StoreError::Unavailable(e.message())
+        }
         OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),
     }
 }

@@ -42,7 +42,7 @@ pub use glob::{matches as glob_matches, prefix_pattern};
 pub use keyspace::{DumpCursor, Keyspace, POSITION_BITS as SCAN_POSITION_BITS, ScanPage, key_hash, zrange};
 pub use op::{
     ExpireIf, GetExpiry, LexBound, MAX_STRING, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy,
-    ZRange,
+    ZRange, parse_int,
 };
 pub use protocol::{Answer, ChangeAt, Check, Message, Request, Response, TxnId, Vote, Write};
 pub use shard::ShardStats;

@@ -39,6 +39,8 @@ pub enum Op {
     /// pad it out); answers its length. Nothing is made of nothing.
     SetRange(u64, Bytes),
     /// INCRBYFLOAT: the string read as a number plus this; answers it.
+    /// NaN stands for an increment that is no number: an error, once the
+    /// key is found to hold a string (or nothing).
     IncrByFloat(f64),
     Del,
     Exists,
@@ -181,6 +183,29 @@ pub enum Op {
     MemoryUsage,
 }
 
+/// A whole number as Redis reads one (its `string2ll`): an optional `-`,
+/// then digits with no leading zero, within 64 bits. No `+`, no spaces,
+/// no `-0`: "007" and "+5" are strings, not integers, to INCR as to
+/// every count and index.
+pub fn parse_int(b: &[u8]) -> Option<i64> {
+    let (negative, digits) = match b {
+        [b'0'] => return Some(0),
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    if !matches!(digits.first(), Some(b'1'..=b'9')) || digits.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    if negative { 0i64.checked_sub_unsigned(n) } else { i64::try_from(n).ok() }
+}
+
 /// The longest string APPEND and SETRANGE make: Redis's default
 /// `proto-max-bulk-len`.
 pub const MAX_STRING: usize = 512 << 20;
@@ -274,6 +299,10 @@ pub enum GetExpiry {
     /// Expire at this absolute time (ms since the Unix epoch; a past one deletes).
     At(u64),
     Persist,
+    /// A time that is no number, or no time (zero, negative, overflowing):
+    /// this error, though only once the key is found to be a string, as
+    /// Redis checks.
+    Invalid(OpError),
 }
 
 /// What SET does to the key's time to live.
@@ -339,7 +368,7 @@ impl Op {
                 | Op::GetDel
                 | Op::Put(_)
                 | Op::SPop(_)
-                | Op::GetEx(Some(_))
+                | Op::GetEx(Some(GetExpiry::At(_) | GetExpiry::Persist))
                 | Op::Append(_)
                 | Op::SetRange(..)
                 | Op::IncrByFloat(_)
@@ -432,6 +461,8 @@ pub enum OpError {
     HashNotFloat,
     #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
     TooLong,
+    #[error("ERR invalid expire time in 'getex' command")]
+    InvalidGetExExpiry,
     #[error("ERR no such key")]
     NoSuchKey,
     #[error("ERR index out of range")]
@@ -456,6 +487,7 @@ impl OpError {
             OpError::HashNotInteger => "not_integer",
             OpError::HashNotFloat => "not_float",
             OpError::TooLong => "too_long",
+            OpError::InvalidGetExExpiry => "invalid_expire",
             OpError::NoSuchKey => "no_such_key",
             OpError::OutOfRange => "out_of_range",
             OpError::ScoreNaN => "not_a_number",
@@ -475,3 +507,31 @@ impl OpError {
 }
 
 pub type OpResult = Result<Reply, OpError>;
+
+#[cfg(test)]
+mod tests {
+    use super::parse_int;
+
+    #[test]
+    fn parse_int_matches_string2ll() {
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"-1"), Some(-1));
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"-0",
+            b"00",
+            b"01",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_int(bad), None, "{bad:?}");
+        }
+    }
+}

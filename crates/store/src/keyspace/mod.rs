@@ -595,7 +595,7 @@ fn restamped(entry: Entry, stamp: Stamp, node: NodeId) -> Entry {
 /// The encoding Redis gives a value like this one, by its default
 /// thresholds (`*-max-listpack-entries` 128, `-value` 64, `set-max-intset-entries` 512).
 fn encoding(body: Body<'_>) -> &'static str {
-    let int = |b: &[u8]| b.len() <= 20 && std::str::from_utf8(b).is_ok_and(|s| s.parse::<i64>().is_ok());
+    let int = |b: &[u8]| crate::op::parse_int(b).is_some();
     let string = |b: &[u8]| {
         if int(b) {
             "int"
@@ -962,6 +962,10 @@ impl Keyspace {
         let h = key_hash(key);
         let Some(slot) = self.live(ns, h, key, now) else { return Ok(empty_reply(op)) };
         Ok(match op {
+            Op::GetEx(Some(GetExpiry::Invalid(e))) => {
+                slot.string().ok_or(OpError::WrongType)?;
+                return Err(*e);
+            }
             Op::Get | Op::GetEx(_) => Reply::Bytes(slot.string().ok_or(OpError::WrongType)?),
             Op::Exists => Reply::Int(1),
             Op::Type => Reply::Type(slot.kind()),
@@ -1434,6 +1438,9 @@ impl Keyspace {
                     None => 0.0,
                     Some(b) => parse_float(&b).ok_or(OpError::NotFloat)?,
                 };
+                if delta.is_nan() {
+                    return Err(OpError::NotFloat);
+                }
                 let sum = now_value + delta;
                 if !sum.is_finite() {
                     return Err(OpError::NotFinite);
@@ -1444,10 +1451,7 @@ impl Keyspace {
             }
             Op::HIncrBy(field, delta) => {
                 let n = match self.read(ns, key, &Op::HGet(field.clone()), now)? {
-                    Reply::Bytes(b) => std::str::from_utf8(&b)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok())
-                        .ok_or(OpError::HashNotInteger)?,
+                    Reply::Bytes(b) => crate::op::parse_int(&b).ok_or(OpError::HashNotInteger)?,
                     _ => 0,
                 };
                 let n = n.checked_add(delta).ok_or(OpError::Overflow)?;
@@ -1644,8 +1648,7 @@ impl Keyspace {
                 // counter in a new epoch, as Redis lets a client INCR what it SET.
                 Body::Register(_) | Body::Other(Value::Register(_)) => {
                     let b = slot.string().unwrap_or_default();
-                    let base: i64 =
-                        std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()).ok_or(OpError::NotInteger)?;
+                    let base = crate::op::parse_int(&b).ok_or(OpError::NotInteger)?;
                     let (fresh, n) = fresh_counter(base, slot.expiry(node))?;
                     *bytes += fresh.approx_bytes() as i64 - slot.approx_bytes() as i64;
                     *slot = fresh;
