@@ -205,15 +205,20 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     /// unit, where a later write to the same entry under the same stamp
     /// replaces the earlier (a lattice merge would keep the larger).
     pub fn assign(&mut self, key: K, value: V) -> Option<V> {
+        self.assign_keyed(key, value).0
+    }
+    /// [`LMap::assign`], with the key as the map holds it (the one it
+    /// already had, if it had one).
+    pub fn assign_keyed(&mut self, key: K, value: V) -> (Option<V>, &K) {
         let h = self.hash(&key);
         self.may_move(1);
         let hasher = &self.hasher;
         match self.entries.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
-            hash_table::Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
-            hash_table::Entry::Vacant(e) => {
-                e.insert((key, value));
-                None
+            hash_table::Entry::Occupied(e) => {
+                let (k, v) = e.into_mut();
+                (Some(std::mem::replace(v, value)), k)
             }
+            hash_table::Entry::Vacant(e) => (None, &e.insert((key, value)).into_mut().0),
         }
     }
     /// [`LMap::assign`] for a key given borrowed: it is turned into a key
@@ -227,15 +232,27 @@ impl<K: Hash + Eq, V> LMap<K, V> {
     where
         K: Borrow<Q>,
     {
+        self.assign_borrowed_keyed(key, to_key, value).0
+    }
+    /// [`LMap::assign_borrowed`], with the key as the map holds it.
+    pub fn assign_borrowed_keyed<Q: Hash + Eq + ?Sized>(
+        &mut self,
+        key: &Q,
+        to_key: impl FnOnce(&Q) -> K,
+        value: V,
+    ) -> (Option<V>, &K)
+    where
+        K: Borrow<Q>,
+    {
         let h = self.hash(key);
         self.may_move(1);
         let hasher = &self.hasher;
         match self.entries.entry(h, |(k, _)| k.borrow() == key, |(k, _)| hasher.hash_one(k)) {
-            hash_table::Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
-            hash_table::Entry::Vacant(e) => {
-                e.insert((to_key(key), value));
-                None
+            hash_table::Entry::Occupied(e) => {
+                let (k, v) = e.into_mut();
+                (Some(std::mem::replace(v, value)), k)
             }
+            hash_table::Entry::Vacant(e) => (None, &e.insert((to_key(key), value)).into_mut().0),
         }
     }
     /// Drops an entry outright. Not an inflation: only for garbage that every

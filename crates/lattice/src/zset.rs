@@ -139,17 +139,17 @@ impl ZSet {
     /// Puts `r` as `member`'s register, whatever it was; returns the old one.
     pub fn assign(&mut self, member: Bytes, r: ScoreReg) -> Option<ScoreReg> {
         let new = r.value;
-        let old = self.scores.assign(member.clone(), r);
-        // The order changes only if the score does.
-        let was = old.as_ref().and_then(|o| o.value);
-        if was != new {
-            if let Some(s) = was {
-                self.order.remove(&(s, member.clone()));
-            }
-            if let Some(s) = new {
-                self.order.insert((s, member));
-            }
-        }
+        let (old, kept) = self.scores.assign_keyed(member, r);
+        reorder(&mut self.order, kept, old.as_ref().and_then(|o| o.value), new);
+        old
+    }
+
+    /// [`ZSet::assign`] for a member given borrowed: copied only if it is
+    /// new (the order shares the map's copy).
+    pub fn assign_borrowed(&mut self, member: &[u8], r: ScoreReg) -> Option<ScoreReg> {
+        let new = r.value;
+        let (old, kept) = self.scores.assign_borrowed_keyed(member, Bytes::copy_from_slice, r);
+        reorder(&mut self.order, kept, old.as_ref().and_then(|o| o.value), new);
         old
     }
 
@@ -182,6 +182,19 @@ impl ZSet {
         }
         self.scores.assign(member.clone(), joined);
         self.unorder(&member, old.as_ref());
+    }
+}
+
+/// Moves `member` in `order` from score `was` to `new` (the order changes
+/// only if the score does), sharing the map's copy of the member.
+fn reorder(order: &mut BTreeSet<(Score, Bytes)>, member: &Bytes, was: Option<Score>, new: Option<Score>) {
+    if was != new {
+        if let Some(s) = was {
+            order.remove(&(s, member.clone()));
+        }
+        if let Some(s) = new {
+            order.insert((s, member.clone()));
+        }
     }
 }
 

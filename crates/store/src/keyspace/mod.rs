@@ -2027,7 +2027,7 @@ impl Keyspace {
                 Some(c) if Score(c) != Score(new) => changed += 1,
                 Some(_) => continue,
             }
-            z.assign(copy(member), Lww::new(stamp, Some(Score(new))));
+            z.assign_borrowed(member, Lww::new(stamp, Some(Score(new))));
             written.push((member.clone(), new));
         }
         if let Some(r) = record {
