@@ -875,7 +875,9 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
                         .ok_or_else(|| Frame::err("value is out of range, must be positive"))?,
                 ),
             };
-            one(Op::SPop(count))
+            // With a count, a set (in RESP3), as Redis answers it.
+            let render = if count.is_some() { Render::Members } else { Render::Plain };
+            Ok(Cmd::Key { key: key(), op: Op::SPop(count), render })
         }
         b"SRANDMEMBER" => one(Op::SRandMember(args.get(2).map(int).transpose()?)),
         b"HRANDFIELD" | b"ZRANDMEMBER" => {
