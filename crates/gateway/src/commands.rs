@@ -976,9 +976,14 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             }
         }
         b"LLEN" => one(Op::LLen),
-        b"LINDEX" => one(Op::LIndex(int(&args[2])?)),
+        // The index's error comes after the key's (none, wrong type), as in Redis.
+        b"LINDEX" => one(int(&args[2])
+            .map_or(Op::Refused { kind: Kind::List, absent: None, error: OpError::NotInteger }, Op::LIndex)),
         b"LRANGE" => one(Op::LRange(int(&args[2])?, int(&args[3])?)),
-        b"LSET" => one(Op::LSet(int(&args[2])?, args[3].clone())),
+        b"LSET" => one(match int(&args[2]) {
+            Ok(i) => Op::LSet(i, args[3].clone()),
+            Err(_) => Op::Refused { kind: Kind::List, absent: Some(OpError::NoSuchKey), error: OpError::NotInteger },
+        }),
         b"LREM" => one(Op::LRem(int(&args[2])?, args[3].clone())),
         b"LTRIM" => one(Op::LTrim(int(&args[2])?, int(&args[3])?)),
         b"LMOVE" | b"BLMOVE" => {

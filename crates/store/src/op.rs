@@ -89,6 +89,14 @@ pub enum Op {
         count: Option<u64>,
     },
     LLen,
+    /// A command whose arguments were refused, answered as Redis answers
+    /// it once it has looked at the key: `absent` if nothing is there
+    /// (`None`: nil), WRONGTYPE if another type is, else `error`.
+    Refused {
+        kind: Kind,
+        absent: Option<OpError>,
+        error: OpError,
+    },
     /// LINDEX: the item at an index (negative ones count from the tail).
     LIndex(i64),
     /// LRANGE: the items from `start` to `stop`, both included.

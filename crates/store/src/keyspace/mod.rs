@@ -907,13 +907,14 @@ fn pick_entries<V>(map: &LMap<Bytes, V>, n: usize, live: impl Fn(&V) -> bool + C
     out
 }
 
-/// A number as INCRBYFLOAT reads it: the whole string, finite.
+/// A number as INCRBYFLOAT reads it: the whole string, not NaN (an
+/// infinity reads, and the sum then refuses it, as in Redis).
 fn parse_float(b: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(b).ok()?;
     if s.starts_with(|c: char| c.is_ascii_whitespace()) {
         return None;
     }
-    s.parse::<f64>().ok().filter(|f| f.is_finite())
+    s.parse::<f64>().ok().filter(|f| !f.is_nan())
 }
 
 /// A number as INCRBYFLOAT writes it: plain decimal, as short as reads
@@ -960,8 +961,17 @@ impl Keyspace {
     pub fn read(&self, ns: &[u8], key: &[u8], op: &Op, now: u64) -> OpResult {
         let node = self.node;
         let h = key_hash(key);
-        let Some(slot) = self.live(ns, h, key, now) else { return Ok(empty_reply(op)) };
+        let Some(slot) = self.live(ns, h, key, now) else {
+            return match op {
+                Op::Refused { absent: Some(e), .. } => Err(*e),
+                op => Ok(empty_reply(op)),
+            };
+        };
         Ok(match op {
+            Op::Refused { kind, error, .. } => {
+                let same = slot.kind().is_some_and(|k| k.redis_name() == kind.redis_name());
+                return Err(if same { *error } else { OpError::WrongType });
+            }
             Op::GetEx(Some(GetExpiry::Invalid(e))) => {
                 slot.string().ok_or(OpError::WrongType)?;
                 return Err(*e);
