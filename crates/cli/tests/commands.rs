@@ -879,3 +879,32 @@ fn info_counts_commands_and_errors_until_resetstat() {
     check(&mut c, vec![("CONFIG RESETSTAT", Want::Is(Value::Okay))]);
     assert!(!info(&mut c, "errorstats").contains("errorstat_"));
 }
+
+/// COMMAND answers each command's flags, key positions and ACL categories
+/// as Redis 7.0.15 does (what cluster clients read to route a command).
+#[test]
+fn command_info_gives_flags_and_key_positions() {
+    let node = TestNode::start(&["--durability", "async"]);
+    let mut c = node.redis();
+    let info: Vec<Value> =
+        redis::cmd("COMMAND").arg("INFO").arg("get").arg("mset").arg("nosuch").query(&mut c).unwrap();
+    assert_eq!(info.len(), 3);
+    let Value::Array(get) = &info[0] else { panic!("{info:?}") };
+    assert_eq!(get[0], b("get"));
+    assert_eq!(get[1], Value::Int(2));
+    assert_eq!(get[2], Value::Array(vec![Value::SimpleString("readonly".into()), Value::SimpleString("fast".into())]));
+    assert_eq!(&get[3..6], &[Value::Int(1), Value::Int(1), Value::Int(1)]);
+    let Value::Array(mset) = &info[1] else { panic!("{info:?}") };
+    // MSET's keys: from the first argument to the last, every second one.
+    assert_eq!(&mset[3..6], &[Value::Int(1), Value::Int(-1), Value::Int(2)]);
+    assert_eq!(info[2], Value::Nil);
+    let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
+    let all: Vec<Value> = redis::cmd("COMMAND").query(&mut c).unwrap();
+    let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut c).unwrap();
+    assert_eq!((all.len() as i64, names.len() as i64), (count, count));
+    // Every command has its entry from Redis: none without ACL categories.
+    for entry in &all {
+        let Value::Array(e) = entry else { panic!("{entry:?}") };
+        assert!(matches!(&e[6], Value::Array(acl) if !acl.is_empty()), "{e:?}");
+    }
+}

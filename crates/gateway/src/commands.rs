@@ -224,7 +224,8 @@ pub enum Server {
         skip_me: bool,
         old: bool,
     },
-    Command(Option<Bytes>),
+    /// COMMAND and its subcommands (the arguments after COMMAND).
+    Command(Vec<Bytes>),
     ConfigGet(Vec<Bytes>),
     ConfigSet(Vec<(Bytes, Bytes)>),
     /// INFO's sections asked for (none: the default ones).
@@ -592,6 +593,85 @@ fn parse_zstore(name: &str, args: &[Bytes], read: bool) -> Result<(Vec<Bytes>, Z
 
 /// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
 /// name: one hash lookup per command, however long the table grows.
+/// What COMMAND says of a command besides its name and arity, as Redis
+/// 7.0.15 says it (`command_table.tsv`, recorded from it).
+struct CommandInfo {
+    flags: Vec<&'static str>,
+    first: i64,
+    last: i64,
+    step: i64,
+    acl: Vec<&'static str>,
+}
+
+static COMMAND_INFO: std::sync::LazyLock<std::collections::HashMap<&'static str, CommandInfo>> =
+    std::sync::LazyLock::new(|| {
+        let list = |s: &'static str| s.split(',').filter(|w| !w.is_empty()).collect();
+        include_str!("command_table.tsv")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| {
+                let f: Vec<&'static str> = l.split('\t').collect();
+                let n = |i: usize| f.get(i)?.parse().ok();
+                let info = CommandInfo {
+                    flags: list(f.get(1)?),
+                    first: n(2)?,
+                    last: n(3)?,
+                    step: n(4)?,
+                    acl: list(f.get(5)?),
+                };
+                Some((f[0], info))
+            })
+            .collect()
+    });
+
+/// COMMAND's entry for one of [`COMMANDS`]: its name, arity, flags, first
+/// and last key and step, ACL categories, and (none given) its tips, key
+/// specifications and subcommands.
+fn command_entry(name: &'static str, arity: i64) -> Frame {
+    let words = |ws: &[&'static str]| Frame::Set(ws.iter().map(|w| Frame::Simple(w)).collect());
+    let (flags, first, last, step, acl) = match COMMAND_INFO.get(name) {
+        Some(i) => (words(&i.flags), i.first, i.last, i.step, words(&i.acl)),
+        None => (words(&[]), 0, 0, 0, words(&[])),
+    };
+    Frame::Array(vec![
+        Frame::Bulk(Bytes::from_static(name.as_bytes())),
+        Frame::Integer(arity),
+        flags,
+        Frame::Integer(first),
+        Frame::Integer(last),
+        Frame::Integer(step),
+        acl,
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+    ])
+}
+
+/// COMMAND, COMMAND COUNT, INFO, LIST and DOCS (which has no docs to give).
+pub fn command_reply(args: &[Bytes]) -> Frame {
+    let all = || Frame::Array(COMMANDS.iter().map(|(n, a)| command_entry(n, *a)).collect());
+    let Some(sub) = args.first() else { return all() };
+    match sub.to_ascii_uppercase().as_slice() {
+        b"COUNT" if args.len() == 1 => Frame::Integer(COMMANDS.len() as i64),
+        b"INFO" if args.len() == 1 => all(),
+        b"INFO" => Frame::Array(
+            args[1..]
+                .iter()
+                .map(|n| {
+                    let n = lower(n);
+                    COMMANDS.iter().find(|(c, _)| *c == n).map_or(Frame::Nil, |(c, a)| command_entry(c, *a))
+                })
+                .collect(),
+        ),
+        b"LIST" => Frame::Array(COMMANDS.iter().map(|(n, _)| Frame::Bulk(Bytes::from_static(n.as_bytes()))).collect()),
+        b"DOCS" => Frame::Map(Vec::new()),
+        _ => Frame::err(format!(
+            "unknown subcommand '{}'. Try COMMAND COUNT, INFO, LIST or DOCS.",
+            String::from_utf8_lossy(sub).chars().take(128).collect::<String>()
+        )),
+    }
+}
+
 static ARITY: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, (usize, i64)>> = std::sync::LazyLock::new(|| {
     COMMANDS
         .iter()
@@ -1336,7 +1416,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         b"EXEC" => Server::Exec,
         b"DISCARD" => Server::Discard,
         b"UNWATCH" => Server::Unwatch,
-        b"COMMAND" => Server::Command(arg(1)),
+        b"COMMAND" => Server::Command(args[1..].to_vec()),
         b"CLIENT" => {
             let sub = args[1].to_ascii_uppercase();
             match (sub.as_slice(), args.len()) {

@@ -1480,26 +1480,7 @@ impl Conn {
             }
             Server::ClientId => Frame::Integer(self.id as i64),
             Server::ClientSetInfo => Frame::ok(),
-            Server::Command(None) => Frame::Array(
-                commands::COMMANDS
-                    .iter()
-                    .map(|(name, arity)| {
-                        Frame::Array(vec![
-                            Frame::Bulk(Bytes::from_static(name.as_bytes())),
-                            Frame::Integer(*arity),
-                            Frame::Array(Vec::new()),
-                            Frame::Integer(0),
-                            Frame::Integer(0),
-                            Frame::Integer(0),
-                        ])
-                    })
-                    .collect(),
-            ),
-            Server::Command(Some(sub)) if sub.eq_ignore_ascii_case(b"COUNT") => {
-                Frame::Integer(commands::COMMANDS.len() as i64)
-            }
-            // DOCS and the rest: nothing to add beyond the names.
-            Server::Command(Some(_)) => Frame::Array(Vec::new()),
+            Server::Command(args) => commands::command_reply(&args),
             Server::ConfigGet(params) => {
                 let known = [
                     ("save", String::new()),
