@@ -792,8 +792,13 @@ pub fn parse_indexed(args: &mut [Bytes], clock: &dyn PhysicalClock) -> (Option<u
 pub fn fits_table(args: &[Bytes]) -> bool {
     let mut buf = [0u8; 24];
     let n = upper(&args[0], &mut buf).unwrap_or(0);
-    let Some(&(_, arity)) = ARITY.get(&buf[..n]) else { return false };
-    let argc = args.len() as i64;
+    ARITY.get(&buf[..n]).is_some_and(|&(_, arity)| arity_fits(arity, args.len()))
+}
+
+/// True if `argc` arguments (the name included) fit `arity`: exactly that
+/// many, or (negative) at least that many.
+fn arity_fits(arity: i64, argc: usize) -> bool {
+    let argc = argc as i64;
     (arity > 0 && argc == arity) || (arity < 0 && argc >= -arity)
 }
 
@@ -840,8 +845,7 @@ fn unknown(args: &[Bytes]) -> Frame {
 }
 
 fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalClock) -> Result<Cmd, Frame> {
-    let argc = args.len() as i64;
-    if (arity > 0 && argc != arity) || (arity < 0 && argc < -arity) {
+    if !arity_fits(arity, args.len()) {
         return Err(arity_error(&args[0]));
     }
     let key = || args[1].clone();
@@ -1197,9 +1201,12 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             }
             one(Op::SetRange(offset as u64, args[3].clone()))
         }
-        // An increment that is no number is refused by the key's owner, once
-        // it knows the key holds a string (Redis checks the type first).
-        b"INCRBYFLOAT" => one(Op::IncrByFloat(increment(&args[2]).unwrap_or(f64::NAN))),
+        // An increment that is no number is refused once the key is known
+        // to hold a string or nothing (Redis checks the type first).
+        b"INCRBYFLOAT" => one(increment(&args[2]).map_or(
+            Op::Refused { kind: Kind::Register, absent: Some(OpError::NotFloat), error: OpError::NotFloat },
+            Op::IncrByFloat,
+        )),
         b"HINCRBYFLOAT" => {
             let delta = increment(&args[3])?;
             if delta.is_infinite() {
@@ -1207,7 +1214,7 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
             }
             one(Op::HIncrByFloat(args[2].clone(), delta))
         }
-        b"GETEX" => one(Op::GetEx(getex_options(&args[2..], clock)?)),
+        b"GETEX" => one(getex(&args[2..], clock)?),
         b"TYPE" => one(Op::Type),
         b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" => {
             // The options first, then the time, as Redis checks them.
@@ -1279,10 +1286,13 @@ pub fn combine_sets(results: Vec<OpResult>, how: Combine) -> Result<Vec<Bytes>, 
 }
 
 /// GETEX's options: at most one of EX, PX, EXAT, PXAT and PERSIST.
-fn getex_options(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Option<GetExpiry>, Frame> {
+/// GETEX's op. A time that is no number, or no time, is refused only once
+/// the key is found to be a string, as Redis checks.
+fn getex(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Op, Frame> {
+    let refused = |error| Op::Refused { kind: Kind::Register, absent: None, error };
     match opts {
-        [] => Ok(None),
-        [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => Ok(Some(GetExpiry::Persist)),
+        [] => Ok(Op::GetEx(None)),
+        [persist] if persist.eq_ignore_ascii_case(b"PERSIST") => Ok(Op::GetEx(Some(GetExpiry::Persist))),
         [unit, t] => {
             let (scale, absolute) = match unit.to_ascii_uppercase().as_slice() {
                 b"EX" => (1000, false),
@@ -1291,15 +1301,12 @@ fn getex_options(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Option<Get
                 b"PXAT" => (1, true),
                 _ => return Err(syntax()),
             };
-            // The time's errors come after the key's (none, wrong type).
-            let Some(t) = squall_store::parse_int(t) else {
-                return Ok(Some(GetExpiry::Invalid(OpError::NotInteger)));
-            };
+            let Some(t) = squall_store::parse_int(t) else { return Ok(refused(OpError::NotInteger)) };
             let at = t
                 .checked_mul(scale)
                 .filter(|ms| *ms > 0)
                 .and_then(|ms| if absolute { Some(ms) } else { from_now(clock, ms) });
-            Ok(Some(at.map_or(GetExpiry::Invalid(OpError::InvalidGetExExpiry), |at| GetExpiry::At(at as u64))))
+            Ok(at.map_or(refused(OpError::InvalidGetExExpiry), |at| Op::GetEx(Some(GetExpiry::At(at as u64)))))
         }
         _ => Err(syntax()),
     }

@@ -25,11 +25,13 @@ use squall_store::{Keyspace, Op, OpError, OpResult, Reply, SetExpiry, ZAddOpts};
 use crate::commands::{self, Cmd, PopFrom};
 use crate::resp::Frame;
 
-/// The keys `cmds` read or write, each once, in first-named order.
+/// The keys `cmds` read or write, each once, in first-named order (in
+/// linear time: a transaction may name 100,000 keys).
 pub fn keys_of(cmds: &[Cmd]) -> Vec<Bytes> {
     let mut keys: Vec<Bytes> = Vec::new();
+    let mut seen: std::collections::HashSet<Bytes> = std::collections::HashSet::new();
     let mut add = |k: &Bytes| {
-        if !keys.contains(k) {
+        if seen.insert(k.clone()) {
             keys.push(k.clone());
         }
     };

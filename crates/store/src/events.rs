@@ -117,7 +117,6 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
     Some(match op {
         Op::Set { .. } | Op::SetIf { .. } | Op::Put(_) => ("set", String),
         Op::GetDel | Op::Del => ("del", Generic),
-        Op::GetEx(Some(crate::op::GetExpiry::Invalid(_))) => return None,
         Op::GetEx(Some(crate::op::GetExpiry::Persist)) | Op::Persist => ("persist", Generic),
         // An expiry in the past deletes the key, and says so.
         Op::GetEx(Some(_)) | Op::ExpireAt(_) | Op::ExpireAtIf(..) if gone => ("del", Generic),

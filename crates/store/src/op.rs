@@ -39,8 +39,6 @@ pub enum Op {
     /// pad it out); answers its length. Nothing is made of nothing.
     SetRange(u64, Bytes),
     /// INCRBYFLOAT: the string read as a number plus this; answers it.
-    /// NaN stands for an increment that is no number: an error, once the
-    /// key is found to hold a string (or nothing).
     IncrByFloat(f64),
     Del,
     Exists,
@@ -307,10 +305,6 @@ pub enum GetExpiry {
     /// Expire at this absolute time (ms since the Unix epoch; a past one deletes).
     At(u64),
     Persist,
-    /// A time that is no number, or no time (zero, negative, overflowing):
-    /// this error, though only once the key is found to be a string, as
-    /// Redis checks.
-    Invalid(OpError),
 }
 
 /// What SET does to the key's time to live.
@@ -376,7 +370,7 @@ impl Op {
                 | Op::GetDel
                 | Op::Put(_)
                 | Op::SPop(_)
-                | Op::GetEx(Some(GetExpiry::At(_) | GetExpiry::Persist))
+                | Op::GetEx(Some(_))
                 | Op::Append(_)
                 | Op::SetRange(..)
                 | Op::IncrByFloat(_)

@@ -972,10 +972,6 @@ impl Keyspace {
                 let same = slot.kind().is_some_and(|k| k.redis_name() == kind.redis_name());
                 return Err(if same { *error } else { OpError::WrongType });
             }
-            Op::GetEx(Some(GetExpiry::Invalid(e))) => {
-                slot.string().ok_or(OpError::WrongType)?;
-                return Err(*e);
-            }
             Op::Get | Op::GetEx(_) => Reply::Bytes(slot.string().ok_or(OpError::WrongType)?),
             Op::Exists => Reply::Int(1),
             Op::Type => Reply::Type(slot.kind()),
@@ -1448,9 +1444,6 @@ impl Keyspace {
                     None => 0.0,
                     Some(b) => parse_float(&b).ok_or(OpError::NotFloat)?,
                 };
-                if delta.is_nan() {
-                    return Err(OpError::NotFloat);
-                }
                 let sum = now_value + delta;
                 if !sum.is_finite() {
                     return Err(OpError::NotFinite);
