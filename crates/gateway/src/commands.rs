@@ -19,10 +19,10 @@ pub enum Cmd {
     Key { key: Bytes, op: Op, render: Render },
     /// Operations on several keys that apply atomically (MSET, multi-key DEL...).
     Keys { ops: Vec<(Bytes, Op)>, combine: Combine },
-    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE: the sets at `keys` combined
-    /// (`combine` is Inter, Union or Diff) into `dest`, in one unit that
-    /// applies only if the sets still read as they were combined.
-    Stored { dest: Bytes, keys: Vec<Bytes>, combine: Combine },
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE and BITOP: the values at
+    /// `keys` combined into `dest`, in one unit that applies only if they
+    /// still read as they were combined.
+    Stored { dest: Bytes, keys: Vec<Bytes>, how: StoreHow },
     /// SMOVE: the member from one set to another, if it is there, in one unit.
     Move { from: Bytes, to: Bytes, member: Bytes },
     /// RENAME (`copy` false), RENAMENX (`only_new` too) and COPY (`copy`;
@@ -169,6 +169,39 @@ pub enum Render {
     AtSeconds,
     /// ZLEXCOUNT: how many members the range has.
     Count,
+    /// GETBIT, BITCOUNT, BITPOS: the string's bits.
+    Bits(crate::bits::Query),
+}
+
+/// What a [`Cmd::Stored`] makes of its sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHow {
+    /// The sets' members (`Combine` is Inter, Union or Diff).
+    Sets(Combine),
+    /// The strings' bits.
+    Bits(crate::bits::BitOp),
+}
+
+impl StoreHow {
+    /// How each source is read.
+    pub fn read(self) -> Op {
+        match self {
+            StoreHow::Sets(_) => Op::SMembers,
+            StoreHow::Bits(_) => Op::Get,
+        }
+    }
+
+    /// From what reading each source gave, what the destination becomes:
+    /// the number to answer, and the write that fills it (none: empty).
+    pub fn make(self, results: Vec<OpResult>) -> Result<(i64, Option<Op>), OpError> {
+        match self {
+            StoreHow::Sets(how) => {
+                let members = combine_sets(results, how)?;
+                Ok((members.len() as i64, (!members.is_empty()).then_some(Op::SAdd(members))))
+            }
+            StoreHow::Bits(op) => crate::bits::combine(results, op),
+        }
+    }
 }
 
 /// How the replies of a multi-key command become one frame.
@@ -295,6 +328,11 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("strlen", 2),
     ("getrange", 4),
     ("setrange", 4),
+    ("getbit", 3),
+    ("setbit", 4),
+    ("bitcount", -2),
+    ("bitpos", -3),
+    ("bitop", -4),
     ("incrbyfloat", 3),
     ("hmget", -3),
     ("hkeys", 2),
@@ -927,7 +965,7 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
         }
         b"SINTERSTORE" | b"SUNIONSTORE" | b"SDIFFSTORE" => {
             let combine = algebra(&name[..name.len() - 5]);
-            Ok(Cmd::Stored { dest: key(), keys: args[2..].to_vec(), combine })
+            Ok(Cmd::Stored { dest: key(), keys: args[2..].to_vec(), how: StoreHow::Sets(combine) })
         }
         b"SINTERCARD" => {
             let (keys, limit) = parse_intercard(args, false)?;
@@ -1184,6 +1222,14 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
         b"SMOVE" => Ok(Cmd::Move { from: key(), to: args[2].clone(), member: args[3].clone() }),
         b"APPEND" => one(Op::Append(args[2].clone())),
         b"STRLEN" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Len }),
+        b"GETBIT" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Bits(crate::bits::getbit(args)?) }),
+        b"BITCOUNT" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Bits(crate::bits::bitcount(args)) }),
+        b"BITPOS" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Bits(crate::bits::bitpos(args)?) }),
+        b"SETBIT" => one(crate::bits::setbit(args)?),
+        b"BITOP" => {
+            let (op, dest, keys) = crate::bits::bitop(args)?;
+            Ok(Cmd::Stored { dest, keys, how: StoreHow::Bits(op) })
+        }
         b"GETRANGE" | b"SUBSTR" => {
             Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Range(int(&args[2])?, int(&args[3])?) })
         }
@@ -1706,6 +1752,7 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         (Render::Len, Reply::Nil) => Frame::Integer(0),
         (Render::Range(start, end), Reply::Bytes(b)) => Frame::Bulk(range(&b, start, end)),
         (Render::Range(..), Reply::Nil) => Frame::Bulk(Bytes::new()),
+        (Render::Bits(query), reply) => crate::bits::answer(query, reply),
         (Render::Pairs, Reply::List(pairs)) => {
             let mut pairs = pairs.into_iter();
             let mut out = Vec::with_capacity(pairs.len() / 2);

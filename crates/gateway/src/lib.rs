@@ -32,6 +32,7 @@
 
 mod app;
 pub mod auth;
+mod bits;
 mod body;
 pub mod commands;
 mod dags;

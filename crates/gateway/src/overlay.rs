@@ -123,12 +123,11 @@ impl Overlay {
                 let results = ops.into_iter().map(|(k, op)| self.run(&k, op)).collect();
                 commands::combine(results, combine)
             }
-            Cmd::Stored { dest, keys, combine } => {
-                let results = keys.iter().map(|k| self.run(k, Op::SMembers)).collect();
-                match commands::combine_sets(results, combine) {
-                    Ok(members) => {
-                        let n = members.len() as i64;
-                        self.replace(&dest, (!members.is_empty()).then_some(Op::SAdd(members)));
+            Cmd::Stored { dest, keys, how } => {
+                let results = keys.iter().map(|k| self.run(k, how.read())).collect();
+                match how.make(results) {
+                    Ok((n, fill)) => {
+                        self.replace(&dest, fill);
                         Frame::Integer(n)
                     }
                     Err(e) => commands::op_error(e),

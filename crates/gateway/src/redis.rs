@@ -1195,7 +1195,7 @@ impl Conn {
                 pending.push(Pending::Batched { shard, render, write });
                 return true;
             }
-            Cmd::Stored { dest, keys, combine } => self.store_sets(dest, keys, combine).await,
+            Cmd::Stored { dest, keys, how } => self.store_combined(dest, keys, how.read(), |r| how.make(r)).await,
             Cmd::Move { from, to, member } => self.smove(from, to, member).await,
             Cmd::Relocate { from, to, copy, only_new } => self.relocate(from, to, copy, only_new).await,
             Cmd::ZStore { dest, keys, how } => self.zstore(dest, keys, how).await,
@@ -1595,7 +1595,7 @@ impl Conn {
         }
     }
 
-    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE, ZUNIONSTORE, ZINTERSTORE,
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE, BITOP, ZUNIONSTORE, ZINTERSTORE,
     /// ZRANGESTORE: reads `keys` with `read`, makes from what they hold
     /// what `dest` becomes (how many it holds, and the write that fills it),
     /// and replaces `dest` with that in one unit that applies only if every
@@ -1629,15 +1629,6 @@ impl Conn {
             }
         }
         Frame::err("the keys kept changing while being combined; try again")
-    }
-
-    async fn store_sets(&mut self, dest: Bytes, keys: Vec<Bytes>, how: commands::Combine) -> Frame {
-        use squall_store::Op;
-        self.store_combined(dest, keys, Op::SMembers, |results| {
-            let members = commands::combine_sets(results, how)?;
-            Ok((members.len() as i64, (!members.is_empty()).then_some(Op::SAdd(members))))
-        })
-        .await
     }
 
     /// A set counts as a sorted set of scores 1, so the sources are read whole.

@@ -123,6 +123,7 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         Op::GetEx(Some(_)) | Op::ExpireAt(_) | Op::ExpireAtIf(..) => ("expire", Generic),
         Op::Append(_) => ("append", String),
         Op::SetRange(..) => ("setrange", String),
+        Op::SetBit { .. } => ("setbit", String),
         Op::IncrBy(_) => ("incrby", String),
         Op::IncrByFloat(_) => ("incrbyfloat", String),
         Op::SAdd(_) => ("sadd", Set),

@@ -38,6 +38,13 @@ pub enum Op {
     /// SETRANGE: the string overwritten from the offset on (zero bytes
     /// pad it out); answers its length. Nothing is made of nothing.
     SetRange(u64, Bytes),
+    /// SETBIT: the bit at `offset` (0 is the first byte's highest) set or
+    /// cleared, the string padded out with zero bytes to reach it;
+    /// answers the bit as it was. Nothing changes if the bit already is so.
+    SetBit {
+        offset: u64,
+        on: bool,
+    },
     /// INCRBYFLOAT: the string read as a number plus this; answers it.
     IncrByFloat(f64),
     Del,
@@ -353,6 +360,7 @@ impl Op {
                 | Op::HSet(_)
                 | Op::Append(_)
                 | Op::SetRange(..)
+                | Op::SetBit { .. }
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
                 | Op::HIncrByFloat(..)
@@ -373,6 +381,7 @@ impl Op {
                 | Op::GetEx(Some(_))
                 | Op::Append(_)
                 | Op::SetRange(..)
+                | Op::SetBit { .. }
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
                 | Op::HIncrByFloat(..)

@@ -1439,6 +1439,25 @@ impl Keyspace {
                 self.set(ns, h, key, &v, SetExpiry::Keep, false, stamp, now, changes, None)?;
                 Ok(Reply::Int(v.len() as i64))
             }
+            Op::SetBit { offset, on } => {
+                let old = self.string(ns, key, now)?;
+                let byte = usize::try_from(offset >> 3).map_err(|_| OpError::TooLong)?;
+                if byte >= crate::op::MAX_STRING {
+                    return Err(OpError::TooLong);
+                }
+                let mask = 0x80u8 >> (offset & 7);
+                let was = old.as_ref().and_then(|b| b.get(byte)).is_some_and(|&b| b & mask != 0);
+                // Made, grown or changed: written (and told); else left be.
+                if old.as_ref().is_none_or(|b| b.len() <= byte) || was != on {
+                    let mut v = old.map(|b| b.to_vec()).unwrap_or_default();
+                    if v.len() <= byte {
+                        v.resize(byte + 1, 0);
+                    }
+                    v[byte] = if on { v[byte] | mask } else { v[byte] & !mask };
+                    self.set(ns, h, key, &v, SetExpiry::Keep, false, stamp, now, changes, None)?;
+                }
+                Ok(Reply::Int(i64::from(was)))
+            }
             Op::IncrByFloat(delta) => {
                 let now_value = match self.string(ns, key, now)? {
                     None => 0.0,
