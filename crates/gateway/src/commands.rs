@@ -7,6 +7,7 @@
 use crate::pubsub::Kind as PubKind;
 use crate::resp::Frame;
 use bytes::Bytes;
+use squall_store::hll::Registers;
 use squall_store::lattice::{Kind, PhysicalClock};
 use squall_store::{
     ExpireIf, GetExpiry, LexBound, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange,
@@ -171,6 +172,8 @@ pub enum Render {
     Count,
     /// GETBIT, BITCOUNT, BITPOS: the string's bits.
     Bits(crate::bits::Query),
+    /// PFCOUNT of one key.
+    HllCount,
 }
 
 /// What a [`Cmd::Stored`] makes of its sources.
@@ -180,6 +183,8 @@ pub enum StoreHow {
     Sets(Combine),
     /// The strings' bits.
     Bits(crate::bits::BitOp),
+    /// PFMERGE: the HyperLogLogs' registers, merged into the destination's.
+    Hll,
 }
 
 impl StoreHow {
@@ -187,20 +192,53 @@ impl StoreHow {
     pub fn read(self) -> Op {
         match self {
             StoreHow::Sets(_) => Op::SMembers,
-            StoreHow::Bits(_) => Op::Get,
+            StoreHow::Bits(_) | StoreHow::Hll => Op::Get,
         }
     }
 
-    /// From what reading each source gave, what the destination becomes:
-    /// the number to answer, and the write that fills it (none: empty).
-    pub fn make(self, results: Vec<OpResult>) -> Result<(i64, Option<Op>), OpError> {
-        match self {
+    /// From what reading each source gave, the answer and the writes that
+    /// make the destination what it becomes, in order.
+    pub fn make(self, results: Vec<OpResult>) -> Result<(Frame, Vec<Op>), OpError> {
+        let (n, fill) = match self {
             StoreHow::Sets(how) => {
                 let members = combine_sets(results, how)?;
-                Ok((members.len() as i64, (!members.is_empty()).then_some(Op::SAdd(members))))
+                (members.len() as i64, (!members.is_empty()).then_some(Op::SAdd(members)))
             }
-            StoreHow::Bits(op) => crate::bits::combine(results, op),
+            StoreHow::Bits(op) => crate::bits::combine(results, op)?,
+            StoreHow::Hll => {
+                let regs = hll_union(results)?;
+                return Ok((Frame::ok(), vec![Op::PfMerge(Bytes::copy_from_slice(regs.raw()))]));
+            }
+        };
+        Ok((Frame::Integer(n), replaced(fill)))
+    }
+}
+
+/// The writes that replace a key with what `fill` makes (none: nothing).
+pub fn replaced(fill: Option<Op>) -> Vec<Op> {
+    std::iter::once(Op::Del).chain(fill).collect()
+}
+
+/// The registers of the HyperLogLogs read (a key that is not there is an
+/// empty one), each the largest of its own in them.
+fn hll_union(results: Vec<OpResult>) -> Result<Registers, OpError> {
+    let mut union = Registers::default();
+    for r in results {
+        if let Reply::Bytes(s) = r? {
+            union.merge(&Registers::read(&s)?);
         }
+    }
+    Ok(union)
+}
+
+/// PFCOUNT of one key: the count it has cached, if valid, else counted.
+fn hll_count(reply: Reply) -> Frame {
+    match reply {
+        Reply::Bytes(s) => match Registers::read(&s) {
+            Ok(regs) => Frame::Integer(Registers::cached(&s).unwrap_or_else(|| regs.count()) as i64),
+            Err(e) => op_error(e),
+        },
+        _ => Frame::Integer(0),
     }
 }
 
@@ -219,6 +257,8 @@ pub enum Combine {
     Diff,
     /// SINTERCARD: the intersection's size, counted up to a limit (0: none).
     InterCard(usize),
+    /// PFCOUNT of several keys: the count of their union.
+    HllCount,
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +373,9 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("bitcount", -2),
     ("bitpos", -3),
     ("bitop", -4),
+    ("pfadd", -2),
+    ("pfcount", -2),
+    ("pfmerge", -2),
     ("incrbyfloat", 3),
     ("hmget", -3),
     ("hkeys", 2),
@@ -1226,6 +1269,12 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
         b"BITCOUNT" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Bits(crate::bits::bitcount(args)) }),
         b"BITPOS" => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::Bits(crate::bits::bitpos(args)?) }),
         b"SETBIT" => one(crate::bits::setbit(args)?),
+        b"PFADD" => one(Op::PfAdd(args[2..].to_vec())),
+        b"PFCOUNT" if args.len() == 2 => Ok(Cmd::Key { key: key(), op: Op::Get, render: Render::HllCount }),
+        b"PFCOUNT" => {
+            Ok(Cmd::Keys { ops: args[1..].iter().map(|k| (k.clone(), Op::Get)).collect(), combine: Combine::HllCount })
+        }
+        b"PFMERGE" => Ok(Cmd::Stored { dest: key(), keys: args[2..].to_vec(), how: StoreHow::Hll }),
         b"BITOP" => {
             let (op, dest, keys) = crate::bits::bitop(args)?;
             Ok(Cmd::Stored { dest, keys, how: StoreHow::Bits(op) })
@@ -1753,6 +1802,7 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         (Render::Range(start, end), Reply::Bytes(b)) => Frame::Bulk(range(&b, start, end)),
         (Render::Range(..), Reply::Nil) => Frame::Bulk(Bytes::new()),
         (Render::Bits(query), reply) => crate::bits::answer(query, reply),
+        (Render::HllCount, reply) => hll_count(reply),
         (Render::Pairs, Reply::List(pairs)) => {
             let mut pairs = pairs.into_iter();
             let mut out = Vec::with_capacity(pairs.len() / 2);
@@ -1900,6 +1950,10 @@ pub fn combine(results: Vec<OpResult>, how: Combine) -> Frame {
         Combine::Count => Frame::Integer(results.iter().filter(|r| matches!(r, Ok(Reply::Int(1)))).count() as i64),
         Combine::Inter | Combine::Union | Combine::Diff => match combine_sets(results, how) {
             Ok(members) => Frame::Set(members.into_iter().map(Frame::Bulk).collect()),
+            Err(e) => op_error(e),
+        },
+        Combine::HllCount => match hll_union(results) {
+            Ok(regs) => Frame::Integer(regs.count() as i64),
             Err(e) => op_error(e),
         },
         Combine::InterCard(limit) => match combine_sets(results, Combine::Inter) {

@@ -58,7 +58,9 @@ impl From<OpError> for ApiError {
             | OpError::NotFinite
             | OpError::HashNotInteger
             | OpError::HashNotFloat
-            | OpError::ScoreNaN => StatusCode::CONFLICT,
+            | OpError::ScoreNaN
+            | OpError::NotHll
+            | OpError::BadHll => StatusCode::CONFLICT,
             OpError::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
             OpError::NoSuchKey => StatusCode::NOT_FOUND,
             OpError::OutOfRange | OpError::InvalidGetExExpiry => StatusCode::UNPROCESSABLE_ENTITY,

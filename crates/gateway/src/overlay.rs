@@ -126,9 +126,9 @@ impl Overlay {
             Cmd::Stored { dest, keys, how } => {
                 let results = keys.iter().map(|k| self.run(k, how.read())).collect();
                 match how.make(results) {
-                    Ok((n, fill)) => {
-                        self.replace(&dest, fill);
-                        Frame::Integer(n)
+                    Ok((answer, writes)) => {
+                        let done: Vec<OpResult> = writes.into_iter().map(|op| self.run(&dest, op)).collect();
+                        done.into_iter().find_map(Result::err).map_or(answer, commands::op_error)
                     }
                     Err(e) => commands::op_error(e),
                 }
@@ -140,7 +140,9 @@ impl Overlay {
                         let n = pairs.len() as i64;
                         let pairs: Vec<(f64, Bytes)> = pairs.into_iter().map(|(m, s)| (s, m)).collect();
                         let fill = (!pairs.is_empty()).then_some(Op::ZAdd { pairs, opts: ZAddOpts::default() });
-                        self.replace(&dest, fill);
+                        for op in commands::replaced(fill) {
+                            let _ = self.run(&dest, op);
+                        }
                         Frame::Integer(n)
                     }
                     Err(e) => commands::op_error(e),
@@ -167,14 +169,6 @@ impl Overlay {
             Cmd::Pop { keys, from, .. } => self.pop(keys, from),
             Cmd::Server(_) => return None,
         })
-    }
-
-    /// `dest` emptied, then filled by `fill`.
-    fn replace(&mut self, dest: &Bytes, fill: Option<Op>) {
-        let _ = self.run(dest, Op::Del);
-        if let Some(op) = fill {
-            let _ = self.run(dest, op);
-        }
     }
 
     fn relocate(&mut self, from: &Bytes, to: &Bytes, copy: bool, only_new: bool) -> Frame {

@@ -1606,7 +1606,7 @@ impl Conn {
         dest: Bytes,
         keys: Vec<Bytes>,
         read: squall_store::Op,
-        make: impl Fn(Vec<OpResult>) -> Result<(i64, Option<squall_store::Op>), squall_store::OpError>,
+        make: impl Fn(Vec<OpResult>) -> Result<(Frame, Vec<squall_store::Op>), squall_store::OpError>,
     ) -> Frame {
         for attempt in 0..OPTIMISTIC_TRIES {
             back_off(attempt, self.id).await;
@@ -1616,14 +1616,15 @@ impl Conn {
                 Err(e) => return store_error(e),
             };
             let checks = keys.iter().zip(&results).map(|(k, saw)| self.check(k, read.clone(), saw.clone())).collect();
-            let (n, fill) = match make(results) {
+            let (answer, writes) = match make(results) {
                 Ok(made) => made,
                 Err(e) => return commands::op_error(e),
             };
-            let mut ops = vec![(dest.clone(), squall_store::Op::Del)];
-            ops.extend(fill.map(|op| (dest.clone(), op)));
+            let ops = writes.into_iter().map(|op| (dest.clone(), op)).collect();
             match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
-                Ok(Some(_)) => return Frame::Integer(n),
+                // A write the destination refuses (PFMERGE into a string
+                // that is no HyperLogLog) is the answer.
+                Ok(Some(done)) => return done.into_iter().find_map(Result::err).map_or(answer, commands::op_error),
                 Ok(None) => continue,
                 Err(e) => return store_error(e),
             }
@@ -1638,7 +1639,8 @@ impl Conn {
             let pairs = commands::combine_zsets(results, &how)?;
             let n = pairs.len() as i64;
             let pairs: Vec<(f64, Bytes)> = pairs.into_iter().map(|(m, s)| (s, m)).collect();
-            Ok((n, (!pairs.is_empty()).then_some(Op::ZAdd { pairs, opts: ZAddOpts::default() })))
+            let fill = (!pairs.is_empty()).then_some(Op::ZAdd { pairs, opts: ZAddOpts::default() });
+            Ok((Frame::Integer(n), commands::replaced(fill)))
         })
         .await
     }

@@ -113,7 +113,7 @@ pub struct StoreTxn {
 
 fn store_error(e: OpError) -> StoreError {
     match e {
-        OpError::WrongType => StoreError::WrongType,
+        OpError::WrongType | OpError::NotHll => StoreError::WrongType,
         OpError::NotInteger
         | OpError::ScoreNaN
         | OpError::Overflow
@@ -121,7 +121,7 @@ fn store_error(e: OpError) -> StoreError {
         | OpError::NotFinite
         | OpError::HashNotInteger
         | OpError::HashNotFloat => StoreError::NotInteger,
-        OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange | OpError::InvalidGetExExpiry => {
+        OpError::TooLong | OpError::NoSuchKey | OpError::OutOfRange | OpError::InvalidGetExExpiry | OpError::BadHll => {
             StoreError::Unavailable(e.message())
         }
         OpError::DiskFull | OpError::DiskFailed => StoreError::Unavailable(e.message()),

@@ -124,6 +124,7 @@ pub(crate) fn of(op: &Op, gone: bool) -> Option<(&'static str, Class)> {
         Op::Append(_) => ("append", String),
         Op::SetRange(..) => ("setrange", String),
         Op::SetBit { .. } => ("setbit", String),
+        Op::PfAdd(_) | Op::PfMerge(_) => ("pfadd", String),
         Op::IncrBy(_) => ("incrby", String),
         Op::IncrByFloat(_) => ("incrbyfloat", String),
         Op::SAdd(_) => ("sadd", Set),

@@ -30,6 +30,7 @@
 mod disk;
 pub mod events;
 mod glob;
+pub mod hll;
 mod keyspace;
 mod op;
 pub mod predicate;

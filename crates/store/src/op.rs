@@ -45,6 +45,12 @@ pub enum Op {
         offset: u64,
         on: bool,
     },
+    /// PFADD: the elements added to the HyperLogLog (made if not there);
+    /// answers 1 if a register grew (or it was made), else 0.
+    PfAdd(Vec<Bytes>),
+    /// PFMERGE's write: these raw registers (one byte each) merged into
+    /// the HyperLogLog by their maximum (made if not there).
+    PfMerge(Bytes),
     /// INCRBYFLOAT: the string read as a number plus this; answers it.
     IncrByFloat(f64),
     Del,
@@ -361,6 +367,8 @@ impl Op {
                 | Op::Append(_)
                 | Op::SetRange(..)
                 | Op::SetBit { .. }
+                | Op::PfAdd(_)
+                | Op::PfMerge(_)
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
                 | Op::HIncrByFloat(..)
@@ -382,6 +390,8 @@ impl Op {
                 | Op::Append(_)
                 | Op::SetRange(..)
                 | Op::SetBit { .. }
+                | Op::PfAdd(_)
+                | Op::PfMerge(_)
                 | Op::IncrByFloat(_)
                 | Op::HIncrBy(..)
                 | Op::HIncrByFloat(..)
@@ -419,9 +429,10 @@ impl Op {
             | Op::HMGet(ms)
             | Op::SMIsMember(ms)
             | Op::Push { items: ms, .. }
+            | Op::PfAdd(ms)
             | Op::ZRem(ms)
             | Op::ZMScore(ms) => ms.iter().map(Bytes::len).sum(),
-            Op::HIncrBy(f, _) | Op::HIncrByFloat(f, _) => f.len(),
+            Op::HIncrBy(f, _) | Op::HIncrByFloat(f, _) | Op::PfMerge(f) => f.len(),
             Op::HSetNx(f, v) => f.len() + v.len(),
             Op::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
             Op::ZAdd { pairs, .. } => pairs.iter().map(|(_, m)| m.len() + 8).sum(),
@@ -474,6 +485,10 @@ pub enum OpError {
     TooLong,
     #[error("ERR invalid expire time in 'getex' command")]
     InvalidGetExExpiry,
+    #[error("WRONGTYPE Key is not a valid HyperLogLog string value.")]
+    NotHll,
+    #[error("INVALIDOBJ Corrupted HLL object detected")]
+    BadHll,
     #[error("ERR no such key")]
     NoSuchKey,
     #[error("ERR index out of range")]
@@ -499,6 +514,8 @@ impl OpError {
             OpError::HashNotFloat => "not_float",
             OpError::TooLong => "too_long",
             OpError::InvalidGetExExpiry => "invalid_expire",
+            OpError::NotHll => "wrong_type",
+            OpError::BadHll => "corrupt_hll",
             OpError::NoSuchKey => "no_such_key",
             OpError::OutOfRange => "out_of_range",
             OpError::ScoreNaN => "not_a_number",

@@ -25,6 +25,7 @@ pub use table::{POSITION_BITS, key_hash};
 
 use crate::disk::{Made, Records};
 use crate::glob;
+use crate::hll::Registers;
 use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange};
 use bytes::Bytes;
 use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD, Slot};
@@ -1457,6 +1458,28 @@ impl Keyspace {
                     self.set(ns, h, key, &v, SetExpiry::Keep, false, stamp, now, changes, None)?;
                 }
                 Ok(Reply::Int(i64::from(was)))
+            }
+            // HyperLogLogs: the string is checked, its registers grown
+            // (PFADD) or merged (PFMERGE), and written dense.
+            Op::PfAdd(elements) => {
+                let old = self.string(ns, key, now)?;
+                let mut regs = old.as_deref().map_or(Ok(Registers::default()), Registers::read)?;
+                let mut grew = old.is_none();
+                for e in &elements {
+                    grew |= regs.add(e);
+                }
+                if grew {
+                    self.set(ns, h, key, &regs.dense(), SetExpiry::Keep, false, stamp, now, changes, None)?;
+                }
+                Ok(Reply::Int(i64::from(grew)))
+            }
+            Op::PfMerge(raw) => {
+                let theirs = Registers::from_raw(&raw).ok_or(OpError::BadHll)?;
+                let old = self.string(ns, key, now)?;
+                let mut regs = old.as_deref().map_or(Ok(Registers::default()), Registers::read)?;
+                regs.merge(&theirs);
+                self.set(ns, h, key, &regs.dense(), SetExpiry::Keep, false, stamp, now, changes, None)?;
+                Ok(Reply::Ok)
             }
             Op::IncrByFloat(delta) => {
                 let now_value = match self.string(ns, key, now)? {
