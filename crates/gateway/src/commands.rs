@@ -174,6 +174,12 @@ pub enum Render {
     Bits(crate::bits::Query),
     /// PFCOUNT of one key.
     HllCount,
+    /// OBJECT FREQ of what EXISTS answered: no access frequency is kept
+    /// (as in Redis without an LFU policy); nil for no key.
+    Freq,
+    /// OBJECT REFCOUNT of what EXISTS answered: 1 (values are not shared
+    /// as Redis shares small integers); nil for no key.
+    Refcount,
 }
 
 /// What a [`Cmd::Stored`] makes of its sources.
@@ -350,6 +356,14 @@ pub enum Server {
     PubsubNumpat,
     /// A HELP subcommand's lines.
     Help(&'static [&'static str]),
+    /// SAVE and BGSAVE: everything written so far flushed to disk.
+    Save {
+        background: bool,
+    },
+    /// LASTSAVE: when SAVE or BGSAVE last finished (or the node started).
+    LastSave,
+    /// ROLE: a primary with no replicas.
+    Role,
     /// RESET: the connection as new (no transaction, no watches, no
     /// subscriptions, RESP2, database 0, not authenticated unless the node is open).
     Reset,
@@ -376,6 +390,10 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("pfadd", -2),
     ("pfcount", -2),
     ("pfmerge", -2),
+    ("save", 1),
+    ("bgsave", -1),
+    ("lastsave", 1),
+    ("role", 1),
     ("incrbyfloat", 3),
     ("hmget", -3),
     ("hkeys", 2),
@@ -785,6 +803,22 @@ fn timeout(b: &Bytes) -> Result<std::time::Duration, Frame> {
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| Frame::err("timeout is out of range"))
 }
 
+/// OBJECT HELP (IDLETIME is not served: Squall does not track accesses).
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
 /// PUBSUB HELP.
 const PUBSUB_HELP: &[&str] = &[
     "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -1105,11 +1139,16 @@ fn parse_known(args: &[Bytes], name: &[u8], arity: i64, clock: &dyn PhysicalCloc
         }
         b"OBJECT" => match (args[1].to_ascii_uppercase().as_slice(), args.len()) {
             (b"ENCODING", 3) => Ok(Cmd::Key { key: args[2].clone(), op: Op::Encoding, render: Render::Plain }),
-            (b"ENCODING", _) => Err(Frame::err("wrong number of arguments for 'object|encoding' command")),
-            _ => Err(Frame::err(format!(
-                "unknown subcommand '{}'. Try OBJECT ENCODING.",
-                String::from_utf8_lossy(&args[1])
+            (b"FREQ", 3) => Ok(Cmd::Key { key: args[2].clone(), op: Op::Exists, render: Render::Freq }),
+            (b"REFCOUNT", 3) => Ok(Cmd::Key { key: args[2].clone(), op: Op::Exists, render: Render::Refcount }),
+            (b"HELP", 2) => Ok(Cmd::Server(Server::Help(OBJECT_HELP))),
+            (sub @ (b"ENCODING" | b"FREQ" | b"REFCOUNT" | b"HELP"), _) => Err(Frame::err(format!(
+                "wrong number of arguments for 'object|{}' command",
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
             ))),
+            _ => {
+                Err(Frame::err(format!("unknown subcommand '{}'. Try OBJECT HELP.", String::from_utf8_lossy(&args[1]))))
+            }
         },
         b"MEMORY" => match (args[1].to_ascii_uppercase().as_slice(), &args[2..]) {
             (b"USAGE", [key]) => Ok(Cmd::Key { key: key.clone(), op: Op::MemoryUsage, render: Render::Plain }),
@@ -1507,6 +1546,14 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         b"KEYS" => Server::Keys(args[1].clone()),
         b"MULTI" => Server::Multi,
         b"TIME" => Server::Time,
+        b"SAVE" => Server::Save { background: false },
+        b"BGSAVE" => match &args[1..] {
+            [] => Server::Save { background: true },
+            [s] if s.eq_ignore_ascii_case(b"SCHEDULE") => Server::Save { background: true },
+            _ => return Err(syntax()),
+        },
+        b"LASTSAVE" => Server::LastSave,
+        b"ROLE" => Server::Role,
         b"FLUSHDB" | b"FLUSHALL" => {
             match &args[1..] {
                 [] => {}
@@ -1803,6 +1850,12 @@ pub fn render(result: OpResult, how: Render) -> Frame {
         (Render::Range(..), Reply::Nil) => Frame::Bulk(Bytes::new()),
         (Render::Bits(query), reply) => crate::bits::answer(query, reply),
         (Render::HllCount, reply) => hll_count(reply),
+        (Render::Freq | Render::Refcount, Reply::Int(0)) => Frame::Nil,
+        (Render::Freq, _) => Frame::err(
+            "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
+             switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
+        (Render::Refcount, _) => Frame::Integer(1),
         (Render::Pairs, Reply::List(pairs)) => {
             let mut pairs = pairs.into_iter();
             let mut out = Vec::with_capacity(pairs.len() / 2);

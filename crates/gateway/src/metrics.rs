@@ -83,6 +83,9 @@ pub struct Metrics {
     pub resp_output_limit_closed: AtomicU64,
     /// Subscribers closed for falling behind their messages.
     pub resp_pubsub_slow_closed: AtomicU64,
+    /// When SAVE or BGSAVE last finished (ms on the node's clock; 0: none
+    /// yet), for LASTSAVE.
+    pub last_save_ms: AtomicU64,
     pub resp_latency: Histogram,
     /// Per Redis command (by its place in `commands::COMMANDS`): calls and
     /// microseconds, for INFO commandstats.
@@ -106,6 +109,7 @@ impl Default for Metrics {
             resp_protocol_errors: AtomicU64::new(0),
             resp_output_limit_closed: AtomicU64::new(0),
             resp_pubsub_slow_closed: AtomicU64::new(0),
+            last_save_ms: AtomicU64::new(0),
             resp_latency: Histogram::default(),
             command_stats: crate::commands::COMMANDS.iter().map(|_| CommandStat::default()).collect(),
             error_stats: Default::default(),

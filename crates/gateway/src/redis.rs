@@ -312,6 +312,8 @@ pub async fn serve(
     let refusal = if tls.is_some() { b"".as_slice() } else { REFUSAL };
     let admit = crate::listen::Admit { max_clients: opts.max_clients, refusal, what: "Redis protocol" };
     let notifications = tokio::spawn(pubsub::notify::run(opts.broker.clone(), store.clone(), stop.clone()));
+    // LASTSAVE before any SAVE: the node's start, as Redis answers its load.
+    let _ = metrics.last_save_ms.compare_exchange(0, store.clock().now_ms(), Ordering::Relaxed, Ordering::Relaxed);
     crate::listen::serve(listener, &store, admit, stop.clone(), |std| {
         let addr = |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         let peer = (addr(std.peer_addr()), addr(std.local_addr()));
@@ -1534,6 +1536,20 @@ impl Conn {
                 Err(e) => Frame::err(e.to_string()),
             },
             Server::Keys(pattern) => self.keys(&ns, pattern).await,
+            Server::Save { background } => match self.store.flush().await {
+                Ok(()) => {
+                    self.metrics.last_save_ms.store(self.store.clock().now_ms(), Ordering::Relaxed);
+                    // BGSAVE's work is done by the time it answers (a flush is short).
+                    if background { Frame::Simple("Background saving started") } else { Frame::ok() }
+                }
+                Err(e) => Frame::err(e.to_string()),
+            },
+            Server::LastSave => Frame::Integer((self.metrics.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
+            Server::Role => Frame::Array(vec![
+                Frame::Bulk(Bytes::from_static(b"master")),
+                Frame::Integer(0),
+                Frame::Array(Vec::new()),
+            ]),
             Server::Time => {
                 // The node's clock (the one every stamp comes from), in Redis's shape.
                 let us = self.store.clock().now_ms().saturating_mul(1000);
