@@ -364,6 +364,8 @@ pub enum Server {
     LastSave,
     /// ROLE: a primary with no replicas.
     Role,
+    /// SORT and SORT_RO.
+    Sort(Box<crate::sort::Sort>),
     /// RESET: the connection as new (no transaction, no watches, no
     /// subscriptions, RESP2, database 0, not authenticated unless the node is open).
     Reset,
@@ -394,6 +396,8 @@ pub const COMMANDS: &[(&str, i64)] = &[
     ("bgsave", -1),
     ("lastsave", 1),
     ("role", 1),
+    ("sort", -2),
+    ("sort_ro", -2),
     ("incrbyfloat", 3),
     ("hmget", -3),
     ("hkeys", 2),
@@ -1554,6 +1558,7 @@ fn parse_server(name: &[u8], args: &[Bytes]) -> Result<Server, Frame> {
         },
         b"LASTSAVE" => Server::LastSave,
         b"ROLE" => Server::Role,
+        b"SORT" | b"SORT_RO" => Server::Sort(Box::new(crate::sort::parse(args, name == b"SORT_RO")?)),
         b"FLUSHDB" | b"FLUSHALL" => {
             match &args[1..] {
                 [] => {}

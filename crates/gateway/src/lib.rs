@@ -48,6 +48,7 @@ pub mod pubsub;
 pub mod redis;
 pub mod resp;
 mod snapshots;
+mod sort;
 pub mod tls;
 mod triggers;
 

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::overlay;
 use crate::pubsub::{self, Broker, Kind as PubKind};
 use crate::resp::{self, Frame, Limits};
+use crate::sort;
 use bytes::{Bytes, BytesMut};
 use squall_store::lattice::Timestamp;
 use squall_store::{Handle, OpResult, Response, Session, Written};
@@ -1545,6 +1546,7 @@ impl Conn {
                 Err(e) => Frame::err(e.to_string()),
             },
             Server::LastSave => Frame::Integer((self.metrics.last_save_ms.load(Ordering::Relaxed) / 1000) as i64),
+            Server::Sort(sort) => self.sort(*sort).await,
             Server::Role => Frame::Array(vec![
                 Frame::Bulk(Bytes::from_static(b"master")),
                 Frame::Integer(0),
@@ -1646,6 +1648,58 @@ impl Conn {
             }
         }
         Frame::err("the keys kept changing while being combined; try again")
+    }
+
+    /// SORT, SORT_RO: see [`sort`].
+    async fn sort(&mut self, sort: sort::Sort) -> Frame {
+        use squall_store::Op;
+        for attempt in 0..OPTIMISTIC_TRIES {
+            back_off(attempt, self.id).await;
+            let first =
+                match self.store.atomic(&self.ns, vec![(sort.key.clone(), Op::Snapshot)], &mut self.session).await {
+                    Ok(mut r) => r.remove(0),
+                    Err(e) => return store_error(e),
+                };
+            let (now, node) = (self.store.now_ms(), self.store.node_id());
+            let (kind, elements) = match sort::elements(&self.ns, &sort.key, &first, now, node) {
+                Ok(found) => found,
+                Err(frame) => return frame,
+            };
+            let plan = sort::Plan::new(sort.clone(), kind, elements);
+            let mut reads = plan.reads();
+            let looked = if reads.is_empty() {
+                Vec::new()
+            } else {
+                // The named keys, with the key again: if it changed, again.
+                reads.push((sort.key.clone(), Op::Snapshot));
+                let mut looked = match self.store.atomic(&self.ns, reads, &mut self.session).await {
+                    Ok(r) => r,
+                    Err(e) => return store_error(e),
+                };
+                if looked.pop().as_ref() != Some(&first) {
+                    continue;
+                }
+                looked
+            };
+            let rows = match plan.rows(&looked) {
+                Ok(rows) => rows,
+                Err(frame) => return frame,
+            };
+            let Some(dest) = sort.store.clone() else {
+                return Frame::Array(rows.into_iter().map(|r| r.map_or(Frame::Nil, Frame::Bulk)).collect());
+            };
+            let n = rows.len() as i64;
+            let items: Vec<Bytes> = rows.into_iter().map(Option::unwrap_or_default).collect();
+            let fill = (!items.is_empty()).then_some(Op::Push { head: false, items, existing: false });
+            let checks = vec![self.check(&sort.key, Op::Snapshot, first)];
+            let ops = commands::replaced(fill).into_iter().map(|op| (dest.clone(), op)).collect();
+            match self.store.atomic_if(&self.ns, checks, ops, &mut self.session).await {
+                Ok(Some(_)) => return Frame::Integer(n),
+                Ok(None) => continue,
+                Err(e) => return store_error(e),
+            }
+        }
+        Frame::err("the key kept changing while being sorted; try again")
     }
 
     /// A set counts as a sorted set of scores 1, so the sources are read whole.

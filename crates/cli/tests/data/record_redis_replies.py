@@ -3,7 +3,7 @@ golden test (crates/cli/tests/redis_golden.rs). From the repository root:
 
   redis-server --port 7399 --save "" --appendonly no &
   cd crates/cli/tests/data && python3 record_redis_replies.py 7399 redis_7.0_replies.jsonl \
-      lists.txt zsets.txt zsets_resp3.txt edges.txt bits.txt hll.txt server.txt
+      lists.txt zsets.txt zsets_resp3.txt edges.txt bits.txt hll.txt server.txt sort.txt
 """
 import json, socket, sys, time
 port = int(sys.argv[1])
