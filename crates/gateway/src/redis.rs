@@ -1613,10 +1613,10 @@ impl Conn {
         }
     }
 
-    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE, BITOP, ZUNIONSTORE, ZINTERSTORE,
-    /// ZRANGESTORE: reads `keys` with `read`, makes from what they hold
-    /// what `dest` becomes (how many it holds, and the write that fills it),
-    /// and replaces `dest` with that in one unit that applies only if every
+    /// SINTERSTORE, SUNIONSTORE, SDIFFSTORE, BITOP, PFMERGE, ZUNIONSTORE,
+    /// ZINTERSTORE, ZRANGESTORE: reads `keys` with `read`, makes from what
+    /// they hold the answer and the writes that make `dest` what it becomes,
+    /// and applies those in one unit that applies only if every
     /// key still reads the same (its owners check, holding them); if one
     /// changed in between, again, a bounded number of times.
     async fn store_combined(
