@@ -9,7 +9,7 @@ import re, socket, sys
 
 src = open("crates/gateway/src/commands.rs").read()
 block = src[src.index("pub const COMMANDS"):]
-names = re.findall(r'\("([a-z\-|]+)", (-?\d+)\)', block[: block.index("];")])
+names = re.findall(r'\("([a-z_\-|]+)", (-?\d+)\)', block[: block.index("];")])
 
 
 class Conn:
