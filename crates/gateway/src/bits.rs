@@ -106,11 +106,10 @@ pub fn bitcount(args: &[Bytes]) -> Query {
 
 /// BITPOS key bit [start [end [BYTE | BIT]]].
 pub fn bitpos(args: &[Bytes]) -> Result<Query, Frame> {
-    let bit = match squall_store::parse_int(&args[2]) {
-        Some(0) => false,
-        Some(1) => true,
-        Some(_) => return Err(error("The bit argument must be 1 or 0.")),
-        None => return Err(error("value is not an integer or out of range")),
+    let bit = match crate::commands::int(&args[2])? {
+        0 => false,
+        1 => true,
+        _ => return Err(error("The bit argument must be 1 or 0.")),
     };
     let refused = |error| Ok(Query::Refused { absent: if bit { -1 } else { 0 }, error });
     if args.len() == 3 {

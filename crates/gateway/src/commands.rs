@@ -694,8 +694,6 @@ fn parse_zstore(name: &str, args: &[Bytes], read: bool) -> Result<(Vec<Bytes>, Z
     Ok((keys, how, scores))
 }
 
-/// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
-/// name: one hash lookup per command, however long the table grows.
 /// What COMMAND says of a command besides its name and arity, as Redis
 /// 7.0.15 says it (`command_table.tsv`, recorded from it).
 struct CommandInfo {
@@ -775,6 +773,8 @@ pub fn command_reply(args: &[Bytes]) -> Frame {
     }
 }
 
+/// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
+/// name: one hash lookup per command, however long the table grows.
 static ARITY: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, (usize, i64)>> = std::sync::LazyLock::new(|| {
     COMMANDS
         .iter()
@@ -860,7 +860,7 @@ fn from_now(clock: &dyn PhysicalClock, ms: i64) -> Option<i64> {
     i64::try_from(clock.now_ms()).ok()?.checked_add(ms)
 }
 
-fn int(b: &Bytes) -> Result<i64, Frame> {
+pub(crate) fn int(b: &Bytes) -> Result<i64, Frame> {
     squall_store::parse_int(b).ok_or_else(|| Frame::err("value is not an integer or out of range"))
 }
 
@@ -1423,8 +1423,8 @@ pub fn combine_sets(results: Vec<OpResult>, how: Combine) -> Result<Vec<Bytes>, 
     Ok(acc.into_iter().collect())
 }
 
-/// GETEX's options: at most one of EX, PX, EXAT, PXAT and PERSIST.
-/// GETEX's op. A time that is no number, or no time, is refused only once
+/// GETEX's op, from its options: at most one of EX, PX, EXAT, PXAT and
+/// PERSIST. A time that is no number, or no time, is refused only once
 /// the key is found to be a string, as Redis checks.
 fn getex(opts: &[Bytes], clock: &dyn PhysicalClock) -> Result<Op, Frame> {
     let refused = |error| Op::Refused { kind: Kind::Register, absent: None, error };

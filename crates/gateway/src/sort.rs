@@ -48,10 +48,7 @@ pub fn parse(args: &[Bytes], readonly: bool) -> Result<Sort, Frame> {
             b"DESC" => sort.desc = true,
             b"ALPHA" => sort.alpha = true,
             b"LIMIT" if left >= 2 => {
-                let int = |b: &Bytes| {
-                    squall_store::parse_int(b).ok_or_else(|| Frame::err("value is not an integer or out of range"))
-                };
-                sort.limit = (int(&args[i + 1])?, int(&args[i + 2])?);
+                sort.limit = (crate::commands::int(&args[i + 1])?, crate::commands::int(&args[i + 2])?);
                 i += 2;
             }
             b"STORE" if left >= 1 && !readonly => {

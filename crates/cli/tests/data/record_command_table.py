@@ -2,7 +2,7 @@
 COMMAND INFO for each command in Squall's COMMANDS table. From the
 repository root:
 
-  redis-server --port 7399 --save "" --appendonly no &
+  redis-server --port 7399 --save "" --appendonly no --dir /tmp &   # server.txt runs SAVE
   python3 crates/cli/tests/data/record_command_table.py 7399
 """
 import re, socket, sys

@@ -1,7 +1,7 @@
 """Records Redis's exact replies to command scripts, as JSON lines, for the
 golden test (crates/cli/tests/redis_golden.rs). From the repository root:
 
-  redis-server --port 7399 --save "" --appendonly no &
+  redis-server --port 7399 --save "" --appendonly no --dir /tmp &   # server.txt runs SAVE
   cd crates/cli/tests/data && python3 record_redis_replies.py 7399 redis_7.0_replies.jsonl \
       lists.txt zsets.txt zsets_resp3.txt edges.txt bits.txt hll.txt server.txt sort.txt
 """

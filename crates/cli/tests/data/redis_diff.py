@@ -6,7 +6,7 @@ over unequal scores left out where Redis's answer depends on its layout).
 A difference is printed once, with the commands that led to it (V=1), and
 the keys are emptied on both sides to go on from the same state.
 
-  redis-server --port 7399 --save "" --appendonly no &
+  redis-server --port 7399 --save "" --appendonly no --dir /tmp &   # server.txt runs SAVE
   squall up --resp 127.0.0.1:7897 ... &
   python3 redis_diff.py 7399 7897 SEED STEPS      (RESP3=1: after HELLO 3;
                                                   STOP=N: the keys before step N)

@@ -1154,6 +1154,15 @@ impl Keyspace {
         }
     }
 
+    /// The HyperLogLog at `key` (empty if nothing is there), and whether
+    /// one was there.
+    fn hll(&self, ns: &[u8], key: &[u8], now: u64) -> Result<(Registers, bool), OpError> {
+        match self.string(ns, key, now)? {
+            Some(s) => Ok((Registers::read(&s)?, true)),
+            None => Ok((Registers::default(), false)),
+        }
+    }
+
     /// The entry at `key` as it is held, expired or not.
     pub(crate) fn raw(&self, ns: &[u8], key: &[u8]) -> Option<Entry> {
         let slot = self.spaces.get(ns)?.table.get(key_hash(key), key)?;
@@ -1462,9 +1471,8 @@ impl Keyspace {
             // HyperLogLogs: the string is checked, its registers grown
             // (PFADD) or merged (PFMERGE), and written dense.
             Op::PfAdd(elements) => {
-                let old = self.string(ns, key, now)?;
-                let mut regs = old.as_deref().map_or(Ok(Registers::default()), Registers::read)?;
-                let mut grew = old.is_none();
+                let (mut regs, there) = self.hll(ns, key, now)?;
+                let mut grew = !there;
                 for e in &elements {
                     grew |= regs.add(e);
                 }
@@ -1475,8 +1483,7 @@ impl Keyspace {
             }
             Op::PfMerge(raw) => {
                 let theirs = Registers::from_raw(&raw).ok_or(OpError::BadHll)?;
-                let old = self.string(ns, key, now)?;
-                let mut regs = old.as_deref().map_or(Ok(Registers::default()), Registers::read)?;
+                let (mut regs, _) = self.hll(ns, key, now)?;
                 regs.merge(&theirs);
                 self.set(ns, h, key, &regs.dense(), SetExpiry::Keep, false, stamp, now, changes, None)?;
                 Ok(Reply::Ok)
