@@ -64,6 +64,7 @@ const PREFETCH_AHEAD: usize = 512;
 /// How many changes past the newest the log's memory is loaded ahead.
 const CHANGES_AHEAD: usize = 12;
 
+#[derive(Clone, Copy)]
 struct Change {
     time: Timestamp,
     /// The latest time of this change and every one before it: a commit
@@ -122,6 +123,80 @@ impl Chunks {
                 self.spare = Some(chunk);
             }
         }
+    }
+}
+
+/// How many changes a block of [`Blocks`] holds (128 KiB of them).
+const BLOCK: usize = 4096;
+
+/// The changes kept, oldest first, in blocks of [`BLOCK`]: it grows a block
+/// at a time and never moves what it holds (a `VecDeque` doubles and copies
+/// all of it, a stall of tens of ms once it holds millions).
+#[derive(Default)]
+struct Blocks {
+    /// Every block but the last is full; `blocks[0]`'s first `head` are gone.
+    blocks: VecDeque<Vec<Change>>,
+    head: usize,
+    len: usize,
+    /// An emptied block kept for the next one.
+    spare: Option<Vec<Change>>,
+}
+
+impl Blocks {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> &Change {
+        debug_assert!(i < self.len);
+        let j = self.head + i;
+        &self.blocks[j / BLOCK][j % BLOCK]
+    }
+
+    fn front(&self) -> Option<&Change> {
+        (self.len > 0).then(|| self.get(0))
+    }
+
+    fn back(&self) -> Option<&Change> {
+        (self.len > 0).then(|| self.get(self.len - 1))
+    }
+
+    fn push_back(&mut self, c: Change) {
+        if self.blocks.back().is_none_or(|b| b.len() == BLOCK) {
+            let block = self.spare.take().unwrap_or_else(|| Vec::with_capacity(BLOCK));
+            self.blocks.push_back(block);
+        }
+        self.blocks.back_mut().expect("a block was added").push(c);
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> Option<Change> {
+        let c = *self.front()?;
+        self.head += 1;
+        self.len -= 1;
+        if self.head == BLOCK {
+            let mut block = self.blocks.pop_front().expect("a full block");
+            block.clear();
+            self.spare = Some(block);
+            self.head = 0;
+        }
+        Some(c)
+    }
+
+    /// The number of changes at the front for which `pred` holds (it holds
+    /// for a prefix).
+    fn partition_point(&self, pred: impl Fn(&Change) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.get(mid)) { lo = mid + 1 } else { hi = mid }
+        }
+        lo
+    }
+
+    /// The changes from the `i`th on.
+    fn iter_from(&self, i: usize) -> impl Iterator<Item = &Change> {
+        (i..self.len).map(|k| self.get(k))
     }
 }
 
@@ -235,7 +310,7 @@ pub(crate) struct Window {
     retention: Retention,
     /// This shard's share of the node's bytes.
     cap: usize,
-    changes: VecDeque<Change>,
+    changes: Blocks,
     /// The number of `changes[0]` (numbers count every change kept).
     first: u64,
     bytes: usize,
@@ -347,7 +422,7 @@ impl Window {
         Window {
             retention,
             cap,
-            changes: VecDeque::new(),
+            changes: Blocks::default(),
             first: 0,
             bytes: 0,
             chunks: Chunks::default(),
@@ -384,7 +459,7 @@ impl Window {
     }
 
     fn change(&self, n: u64) -> &Change {
-        &self.changes[(n - self.first) as usize]
+        self.changes.get((n - self.first) as usize)
     }
 
     /// Keeps the undo record `record` (one record, naming `ns` and `key`)
@@ -408,7 +483,7 @@ impl Window {
 
     /// Puts change `n` in its key's list, at the place `place` says.
     fn index_change(&mut self, n: u64, place: Place<'_>) {
-        let (ns, key) = names(self.chunks.get(&self.changes[(n - self.first) as usize]));
+        let (ns, key) = names(self.chunks.get(self.changes.get((n - self.first) as usize)));
         let space = match self.index.get_mut(ns) {
             Some(space) => space,
             None => self.index.entry(Bytes::copy_from_slice(ns)).or_default(),
@@ -663,7 +738,7 @@ impl Window {
         // an answer costs about its size, not the window's.
         let mut upto = to;
         let mut complete = true;
-        for (j, c) in self.changes.iter().enumerate().skip(i) {
+        for (j, c) in self.changes.iter_from(i).enumerate() {
             if c.time.wall_ms() > upto.wall_ms() + LATE {
                 break;
             }
@@ -677,7 +752,7 @@ impl Window {
                     }
                 }
                 let origin = origin_of(self.chunks.get(c)).map(Bytes::copy_from_slice);
-                found.push((c.time, self.first + j as u64, Bytes::copy_from_slice(key), origin));
+                found.push((c.time, self.first + (i + j) as u64, Bytes::copy_from_slice(key), origin));
             }
         }
         // One per key and stamp (the first of a unit's ops on it).
@@ -710,4 +785,45 @@ pub(crate) fn undo_record(
 ) {
     scratch.clear();
     keys.before(ns, key, op, made, now, scratch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(n: u64) -> Change {
+        Change { time: Timestamp(n), upto: Timestamp(n), chunk: n, at: 0, len: 0 }
+    }
+
+    /// Pushes and pops across many block boundaries, against a `VecDeque`.
+    #[test]
+    fn blocks_keep_order_across_block_boundaries() {
+        let mut blocks = Blocks::default();
+        let mut model = VecDeque::new();
+        let mut next = 0u64;
+        for round in 0..6 {
+            for _ in 0..(BLOCK * 2 + 17 * round) {
+                blocks.push_back(change(next));
+                model.push_back(next);
+                next += 1;
+            }
+            for _ in 0..(BLOCK + 5 * round) {
+                assert_eq!(blocks.pop_front().map(|c| c.chunk), model.pop_front());
+            }
+            assert_eq!(blocks.len(), model.len());
+            assert_eq!(blocks.front().map(|c| c.chunk), model.front().copied());
+            assert_eq!(blocks.back().map(|c| c.chunk), model.back().copied());
+            let cut = model[model.len() / 3];
+            assert_eq!(blocks.partition_point(|c| c.chunk < cut), model.len() / 3);
+            let from: Vec<u64> = blocks.iter_from(7).map(|c| c.chunk).collect();
+            assert_eq!(from, model.iter().skip(7).copied().collect::<Vec<_>>());
+        }
+        while let Some(c) = blocks.pop_front() {
+            assert_eq!(Some(c.chunk), model.pop_front());
+        }
+        assert!(model.is_empty() && blocks.front().is_none() && blocks.back().is_none());
+        blocks.push_back(change(next));
+        assert_eq!(blocks.back().map(|c| c.chunk), Some(next));
+        assert!(blocks.blocks.len() <= 1, "an emptied queue holds at most one block");
+    }
 }

@@ -1746,9 +1746,16 @@ impl Keyspace {
         key: &[u8],
         stamp: Stamp,
         now: u64,
-        empty: fn() -> Value,
+        kind: Kind,
         undo: Option<&mut Undo<'_>>,
     ) -> Result<(&mut Entry, Option<Header<'static>>, bool), OpError> {
+        let empty = || match kind {
+            Kind::List => Value::List(Items::default()),
+            Kind::Set => Value::Set(Members::default()),
+            Kind::ZSet => Value::ZSet(ZSet::default()),
+            Kind::Map => Value::Map(Fields::default()),
+            other => unreachable!("{} is not a collection", other.name()),
+        };
         let node = self.node;
         let (table, expiring, keys, bytes) = self.space_parts(ns);
         let fresh = || Slot::new(key, Entry::new(stamp, empty()), node);
@@ -1769,14 +1776,9 @@ impl Keyspace {
         }
         let (entry, header) = match spot {
             Spot::Taken(slot) if !slot.is_expired(now) => {
-                let same = matches!(
-                    (slot.body(node), empty()),
-                    (Body::Other(Value::Set(_)), Value::Set(_))
-                        | (Body::Other(Value::Map(_)), Value::Map(_))
-                        | (Body::Other(Value::List(_)), Value::List(_))
-                        | (Body::Other(Value::ZSet(_)), Value::ZSet(_))
-                );
-                if !same {
+                // (The kind is compared, not an empty value made: a new
+                // set or hash seeds its hasher, a cost per write.)
+                if slot.kind() != Some(kind) {
                     return Err(OpError::WrongType);
                 }
                 (slot.full_mut(node), None)
@@ -1813,8 +1815,7 @@ impl Keyspace {
         changes: &mut impl Changes,
         mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
-        let empty = || Value::List(Items::default());
-        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, Kind::List, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let Value::List(list) = &mut entry.value else { return Err(OpError::WrongType) };
         let places = push_places(list, head, items.len(), stamp)?;
@@ -1907,8 +1908,7 @@ impl Keyspace {
         changes: &mut impl Changes,
         mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
-        let empty = || Value::Set(Members::default());
-        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, Kind::Set, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let set = members_of(entry)?;
         let mut added = 0i64;
@@ -2037,8 +2037,7 @@ impl Keyspace {
         if pairs.iter().any(|(s, _)| s.is_nan()) {
             return Err(OpError::NotFloat);
         }
-        let empty = || Value::ZSet(ZSet::default());
-        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, Kind::ZSet, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let Value::ZSet(z) = &mut entry.value else { return Err(OpError::WrongType) };
         let (mut added, mut changed, mut grew) = (0i64, 0i64, 0i64);
@@ -2245,8 +2244,7 @@ impl Keyspace {
         changes: &mut impl Changes,
         mut undo: Option<&mut Undo<'_>>,
     ) -> OpResult {
-        let empty = || Value::Map(Fields::default());
-        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, empty, undo.as_deref_mut())?;
+        let (entry, header, by_elements) = self.collection(ns, h, key, stamp, now, Kind::Map, undo.as_deref_mut())?;
         let epoch = entry.epoch;
         let map = fields_of(entry)?;
         let mut added = 0i64;
