@@ -32,9 +32,9 @@
 //! before a snapshot began, ends in the state that was live.
 
 use crate::Error;
-use crate::keyspace::{Before, Changes, Counts, Element, Header, HeaderBody, Record, StateRef};
+use crate::keyspace::{Before, Changes, Counts, Element, Header, HeaderBody, Record, Slot, StateRef};
 use bytes::Bytes;
-use squall_lattice::{Lww, Slot as CounterSlot, Stamp, Timestamp, Value};
+use squall_lattice::{Lww, NodeId, Slot as CounterSlot, Stamp, Timestamp, Value};
 use std::borrow::Cow;
 
 const HEADER: u8 = 0;
@@ -47,6 +47,7 @@ const WHOLE: u8 = 1;
 const ELEMENTS: u8 = 2;
 const EXPIRY: u8 = 3;
 const LOST: u8 = 4;
+const PACKED: u8 = 5;
 
 const BODY_MASK: u8 = 0b111;
 const REGISTER: u8 = 0;
@@ -270,6 +271,16 @@ impl Records {
     /// What the key was is not kept.
     pub fn undo_lost(&mut self, ns: &[u8], key: &[u8], made: Made<'_>) {
         let at = self.undo(ns, key, made, LOST, 0);
+        self.end_undo(at);
+    }
+
+    /// The key was a packed slot's entry: `entry`, its bytes after the
+    /// key as node `own` packed them, copied rather than re-encoded (most
+    /// writes overwrite a string or a counter).
+    pub fn undo_packed(&mut self, ns: &[u8], key: &[u8], made: Made<'_>, own: NodeId, entry: &[u8]) {
+        let at = self.undo(ns, key, made, PACKED, 8 + entry.len());
+        self.buf.extend_from_slice(&own.to_le_bytes());
+        self.buf.extend_from_slice(entry);
         self.end_undo(at);
     }
 
@@ -508,6 +519,10 @@ impl<'a> Reader<'a> {
                 Before::Elements(elements)
             }
             LOST => Before::Lost,
+            PACKED => {
+                let own = self.u64()?;
+                Before::Whole(Slot::unpack_entry(self.rest(), own).ok_or_else(corrupt)?)
+            }
             EXPIRY => Before::Expiry(match self.u8()? {
                 0 => None,
                 1 => Some(Lww::new(self.stamp()?, None)),
@@ -596,8 +611,10 @@ pub(crate) fn before_of(record: &Bytes) -> Result<Before, Error> {
     let key_len = r.varint()?;
     r.take(key_len + 8)?;
     let origin = r.u8()? as usize;
-    r.take(origin + 4)?;
-    r.before()
+    r.take(origin)?;
+    let mut len = [0u8; 4];
+    len.copy_from_slice(r.take(4)?);
+    r.sub(u32::from_le_bytes(len) as usize)?.before()
 }
 
 /// The invocation (or other origin) an undo record names, if any.
@@ -692,5 +709,55 @@ mod tests {
             ]
         );
         assert!(decode(&buf.slice(..buf.len() - 1), |_| {}).is_err());
+    }
+
+    /// A packed slot's undo record reads back as the slot's whole entry,
+    /// whoever's stamps it holds; a cut one is corrupt, not a panic.
+    #[test]
+    fn packed_undo_records_read_back_as_the_entry() {
+        use squall_lattice::{Entry, PnCounter};
+        let own = 7;
+        let (mine, theirs) = (Stamp::new(Timestamp(9), own), Stamp::new(Timestamp(11), 3));
+        let entries = [
+            Entry::new(mine, Value::Register(Bytes::from_static(b"value"))),
+            Entry::new(theirs, Value::Register(Bytes::new())),
+            Entry { expiry: Some(Lww::new(theirs, Some(1234))), ..Entry::new(mine, Value::Register("v".into())) },
+            Entry { expiry: Some(Lww::new(mine, None)), ..Entry::new(theirs, Value::Register("v".into())) },
+            Entry::new(
+                mine,
+                Value::Counter(PnCounter::from_slots([CounterSlot {
+                    node: own,
+                    plus: 5,
+                    minus: 2,
+                    stamp: Timestamp(7),
+                }])),
+            ),
+            Entry::new(
+                mine,
+                Value::Counter(PnCounter::from_slots([CounterSlot {
+                    node: 3,
+                    plus: 1,
+                    minus: 9,
+                    stamp: Timestamp(8),
+                }])),
+            ),
+        ];
+        let made = Made { time: Timestamp(20), origin: b"inv" };
+        for entry in entries {
+            let slot = Slot::new(b"key", entry.clone(), own);
+            let packed = slot.packed_entry().expect("strings and one node's counters are packed");
+            let mut r = Records::default();
+            r.undo_packed(b"ns", b"key", made, own, packed);
+            let record = Bytes::from(r.into_bytes());
+            assert_eq!(before_of(&record).unwrap(), Before::Whole(entry.clone()), "{entry:?}");
+            assert_eq!(origin_of(&record), Some(&b"inv"[..]));
+            // Cut inside the epoch (its length says less): not an entry.
+            let mut cut = record.to_vec();
+            let len_at = cut.len() - packed.len() - 8 - 1 - 4;
+            let short = (1 + 8 + 8) as u32;
+            cut[len_at..len_at + 4].copy_from_slice(&short.to_le_bytes());
+            cut.truncate(len_at + 4 + short as usize);
+            assert!(before_of(&Bytes::from(cut)).is_err(), "{entry:?}");
+        }
     }
 }

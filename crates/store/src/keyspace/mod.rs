@@ -28,7 +28,8 @@ use crate::glob;
 use crate::hll::Registers;
 use crate::op::{GetExpiry, Op, OpError, OpResult, Reply, ScoreBound, SetExpiry, ZAddOpts, ZBy, ZRange};
 use bytes::Bytes;
-use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD, Slot};
+pub(crate) use slot::Slot;
+use slot::{Body, FIELD_OVERHEAD, ITEM_OVERHEAD, MEMBER_OVERHEAD, SCORED_OVERHEAD};
 use squall_lattice::{
     Entry, Fields, Items, Kind, LMap, Lww, Max, Members, NodeId, Place, PnCounter, Score, ScoreReg,
     Slot as CounterSlot, Stamp, Value, ZSet, format_score,
@@ -182,6 +183,9 @@ fn big(slot: &Slot, len: usize) -> bool {
 fn undo_slot(slot: &Slot, node: NodeId, ns: &[u8], key: &[u8], made: Made<'_>, out: &mut Records) {
     if slot.approx_bytes() > MAX_UNDO_BYTES {
         return out.undo_lost(ns, key, made);
+    }
+    if let Some(entry) = slot.packed_entry() {
+        return out.undo_packed(ns, key, made, node, entry);
     }
     let header = Header::of(slot, node);
     match slot.body(node) {

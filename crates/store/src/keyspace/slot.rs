@@ -336,6 +336,33 @@ impl Slot {
         }
     }
 
+    /// A packed slot's bytes after its key (its entry as packed), which
+    /// [`Slot::unpack_entry`] reads back; `None` for a boxed one. Undo
+    /// records copy these bytes as they are, so the packed layout is on
+    /// disk: change it only under a new undo record kind.
+    pub fn packed_entry(&self) -> Option<&[u8]> {
+        match self {
+            Slot::Packed(b) => Some(&b[key_span(b).1..]),
+            Slot::Full(_) => None,
+        }
+    }
+
+    /// The entry whose packed bytes (after the key) are `tail`, packed by
+    /// node `own`; `None` if they are not a packed entry.
+    pub fn unpack_entry(tail: &[u8], own: NodeId) -> Option<Entry> {
+        // An empty key (its length, 0, in one byte) before the entry.
+        let b: Box<[u8]> = std::iter::once(0).chain(tail.iter().copied()).collect();
+        let &flags = b.get(1)?;
+        let epoch = 8 + if flags & FOREIGN_EPOCH != 0 { 8 } else { 0 };
+        let expiry = if flags & HAS_EXPIRY != 0 { 16 + if flags & FOREIGN_EXPIRY != 0 { 8 } else { 0 } } else { 0 };
+        let body = match flags & KIND_MASK {
+            KIND_REGISTER => 0,
+            KIND_COUNTER => 24 + if flags & FOREIGN_SLOT != 0 { 8 } else { 0 },
+            _ => return None,
+        };
+        (b.len() >= 2 + epoch + expiry + body).then(|| Slot::Packed(b).to_entry(own))
+    }
+
     /// The whole entry, materialised.
     pub fn to_entry(&self, own: NodeId) -> Entry {
         match self {
