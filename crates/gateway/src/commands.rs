@@ -773,9 +773,13 @@ pub fn command_reply(args: &[Bytes]) -> Frame {
     }
 }
 
+/// Command names to their places and arities, hashed by foldhash (every
+/// command is looked up: SipHash was 1% of a P16 SET).
+type Table = std::collections::HashMap<Vec<u8>, (usize, i64), foldhash::fast::FixedState>;
+
 /// Each command's place in [`COMMANDS`] and its arity, by its upper-cased
 /// name: one hash lookup per command, however long the table grows.
-static ARITY: std::sync::LazyLock<std::collections::HashMap<Vec<u8>, (usize, i64)>> = std::sync::LazyLock::new(|| {
+static ARITY: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| {
     COMMANDS
         .iter()
         .enumerate()
