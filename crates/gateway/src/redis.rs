@@ -740,6 +740,8 @@ impl Conn {
         let mut wbuf = BytesMut::new();
         let mut pending = Vec::new();
         let mut parser = resp::Parser::default();
+        // One list of arguments, refilled for each command.
+        let mut args: Vec<Bytes> = Vec::new();
         'conn: loop {
             // Between rounds: what was read has been answered.
             let woke = tokio::select! {
@@ -776,9 +778,9 @@ impl Conn {
             // A request may hold a value of the longest kind and more besides.
             let max_request = self.opts.max_request_bytes.max(bulk.saturating_mul(2));
             loop {
-                match parser.next(&mut rbuf, &limits) {
-                    Ok(Some(args)) if args.is_empty() => {}
-                    Ok(Some(mut args)) => {
+                match parser.next_into(&mut rbuf, &limits, &mut args) {
+                    Ok(true) if args.is_empty() => {}
+                    Ok(true) => {
                         commands += 1;
                         if !self.command(&mut args, &mut pending, stream).await {
                             close = true;
@@ -796,7 +798,7 @@ impl Conn {
                             }
                         }
                     }
-                    Ok(None) => {
+                    Ok(false) => {
                         if rbuf.len() > max_request {
                             pending.push(Pending::Ready(Frame::err(format!(
                                 "Protocol error: request larger than {max_request} bytes"

@@ -157,15 +157,32 @@ impl Parser {
     /// Like [`parse_command`], resuming an incomplete command. `buf` must
     /// be the same buffer, with more bytes appended, between calls.
     pub fn next(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+        let mut args = Vec::new();
+        Ok(self.next_into(buf, limits, &mut args)?.then_some(args))
+    }
+
+    /// Like [`Parser::next`], into `args` (cleared first, its room kept for
+    /// the next command: a connection allocates no list per command); true
+    /// if a command was parsed.
+    pub fn next_into(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        args: &mut Vec<Bytes>,
+    ) -> Result<bool, ParseError> {
+        // A huge command's room is not kept for the small ones after it.
+        if args.capacity() > 1024 {
+            *args = Vec::new();
+        }
+        args.clear();
         // Like Redis, the first byte of each request picks the format.
         let r = match buf.first() {
-            None => Ok(None),
-            Some(b'*') => self.multibulk(buf, limits),
-            Some(_) => parse_inline(buf, limits),
+            None => Ok(false),
+            Some(b'*') => self.multibulk(buf, limits, args),
+            Some(_) => parse_inline(buf, limits).map(|got| got.map(|got| *args = got).is_some()),
         };
-        if !matches!(r, Ok(None)) {
+        if !matches!(r, Ok(false)) {
             self.partial = None;
-            // A huge command's room is not kept for the small ones after it.
             if self.spans.capacity() > 1024 {
                 self.spans = Vec::new();
             }
@@ -175,7 +192,7 @@ impl Parser {
     }
 
     /// Parses a `*<n>\r\n` followed by n × `$<len>\r\n<bytes>\r\n`.
-    fn multibulk(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+    fn multibulk(&mut self, buf: &mut BytesMut, limits: &Limits, args: &mut Vec<Bytes>) -> Result<bool, ParseError> {
         // Validate and measure, noting where each argument lies, without
         // touching `buf`: an incomplete command costs no copy, and its
         // walk resumes where it stopped.
@@ -184,12 +201,13 @@ impl Parser {
             Walk::Done { total } => total,
             Walk::Partial(p) => {
                 self.partial = p;
-                return Ok(None);
+                return Ok(false);
             }
         };
         // The frame is complete: its arguments are slices of it.
         let frame = buf.split_to(total).freeze();
-        Ok(Some(self.spans.iter().map(|&(start, len)| frame.slice(start..start + len)).collect()))
+        args.extend(self.spans.iter().map(|&(start, len)| frame.slice(start..start + len)));
+        Ok(true)
     }
 }
 
