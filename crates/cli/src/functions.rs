@@ -12,13 +12,15 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeArgs;
-use crate::client::{self, encode_path};
+use crate::client::{self, encode_path, encode_query};
 
 #[derive(Args)]
 pub struct DeployArgs {
     /// The function's name (letters, digits, '-', '_')
     name: String,
-    /// A component (.wasm), or the directory of a Rust crate to build for wasm32-wasip2
+    /// A component (.wasm), a Python file (app.py) or directory (with app.py,
+    /// and a requirements.txt if it needs packages), or the directory of a
+    /// Rust crate to build for wasm32-wasip2
     path: PathBuf,
     /// Time limit per invocation, e.g. 500ms, 30s, 2m [default: 30s]
     #[arg(long)]
@@ -159,9 +161,17 @@ fn mib(n: u64) -> String {
 }
 
 pub async fn deploy(a: DeployArgs) -> Result<()> {
-    let file = if a.path.is_dir() { build_crate(&a.path)? } else { a.path.clone() };
-    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut q = Vec::new();
+    let bytes = if crate::python::is_python(&a.path) {
+        let built = crate::python::build(&a.path)?;
+        for (k, v) in built.env {
+            q.push(format!("env={}", encode_query(&format!("{k}={v}"))));
+        }
+        built.component
+    } else {
+        let file = if a.path.is_dir() { build_crate(&a.path)? } else { a.path.clone() };
+        std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
+    };
     if let Some(t) = &a.timeout {
         q.push(format!("timeout={}", encode_path(t)));
     }
@@ -178,7 +188,7 @@ pub async fn deploy(a: DeployArgs) -> Result<()> {
         if !e.contains('=') {
             bail!("--env takes KEY=VALUE, not {e:?}");
         }
-        q.push(format!("env={}", encode_path(e).replace('/', "%2F")));
+        q.push(format!("env={}", encode_query(e)));
     }
     let query = if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) };
     let path = format!("/v1/functions/{}{query}", encode_path(&a.name));
@@ -312,7 +322,11 @@ pub async fn fn_command(cmd: FnCommand) -> Result<()> {
                 writeln!(out, "memory       {}", mib(f.memory_bytes))?;
                 writeln!(out, "concurrency  {} (queue {})", f.concurrency, f.queue)?;
                 for (k, v) in &f.env {
-                    writeln!(out, "env          {k}={v}")?;
+                    if k == crate::python::SOURCE_ENV {
+                        writeln!(out, "python       {}", crate::python::describe(v))?;
+                    } else {
+                        writeln!(out, "env          {k}={v}")?;
+                    }
                 }
                 writeln!(out, "created      {} ms since the Unix epoch", f.created_ms)
             })

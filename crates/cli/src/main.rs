@@ -5,6 +5,7 @@ mod client;
 mod dags;
 mod functions;
 mod jobs;
+mod python;
 mod snapshots;
 mod triggers;
 
@@ -42,7 +43,7 @@ enum Command {
     /// Read and write keys on a running node (over its HTTP API)
     #[command(subcommand)]
     Kv(KvCommand),
-    /// Deploy a function: a component (FILE.wasm), or a Rust crate (DIR) built for wasm32-wasip2 first
+    /// Deploy a function: a component (FILE.wasm), Python (app.py, or a directory with app.py) built with componentize-py, or a Rust crate (DIR) built for wasm32-wasip2
     Deploy(functions::DeployArgs),
     /// Invoke a function and print its output
     Invoke(functions::InvokeArgs),

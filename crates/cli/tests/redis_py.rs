@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestNode, tool};
+use common::{TestNode, venv_with};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,27 +16,10 @@ const REDIS_PY: &str = "redis==5.2.1";
 
 /// A venv's python with redis-py in it, made if missing.
 fn python_with_redis_py() -> Option<PathBuf> {
-    let python3 = tool("python3")?;
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("redis-py-venv");
-    let python = venv.join("bin/python");
-    let ready = |p: &Path| Command::new(p).args(["-c", "import redis"]).output().is_ok_and(|o| o.status.success());
-    if ready(&python) {
-        return Some(python);
-    }
-    let made = Command::new(&python3).args(["-m", "venv"]).arg(&venv).output().expect("python3 runs");
-    if !made.status.success() {
-        let why = String::from_utf8_lossy(&made.stderr).into_owned();
-        assert!(std::env::var_os("CI").is_none(), "python3 -m venv failed (.ci/run installs python3-venv): {why}");
-        eprintln!("skipping: python3 -m venv failed: {why}");
-        return None;
-    }
-    let pip = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "--disable-pip-version-check", REDIS_PY])
-        .output()
-        .expect("pip runs");
-    assert!(pip.status.success(), "pip install {REDIS_PY}: {}", String::from_utf8_lossy(&pip.stderr));
-    assert!(ready(&python), "redis-py is not importable after pip install");
-    Some(python)
+    let ready = |bin: &Path| {
+        Command::new(bin.join("python")).args(["-c", "import redis"]).output().is_ok_and(|o| o.status.success())
+    };
+    Some(venv_with("redis-py-venv", REDIS_PY, ready)?.join("python"))
 }
 
 #[test]

@@ -14,6 +14,7 @@
 mod capture;
 mod epoch;
 mod host;
+pub mod inspect;
 mod link;
 mod txn;
 
@@ -319,19 +320,20 @@ impl Runtime {
             return Ok(f.clone());
         }
         let component = match self.load_cached(digest) {
-            Some(c) => c,
+            Some(c) => (c, true),
             None => {
-                let c = {
-                    let _slot = CompileSlot::take(&self.compile_slots);
-                    self.compiles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Component::new(&self.engine, bytes).map_err(|e| bad_component(&e))?
-                };
-                self.store_cached(digest, &c);
-                c
+                let _slot = CompileSlot::take(&self.compile_slots);
+                self.compiles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (Component::new(&self.engine, bytes).map_err(|e| bad_component(&e))?, false)
             }
         };
+        let (component, cached) = component;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| bad_component(&e))?;
         let pre = bindings::HandlerPre::new(pre).map_err(|e| bad_component(&e))?;
+        // Only a component that links is kept on disk: a refused one leaves nothing.
+        if !cached {
+            self.store_cached(digest, &component);
+        }
         let f = Arc::new(Function { digest: digest.to_string(), pre });
         self.compiled.lock().expect("compiled cache").insert(digest.to_string(), f.clone());
         Ok(f)

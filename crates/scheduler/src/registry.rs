@@ -163,6 +163,18 @@ impl Functions {
         if limits.concurrency == 0 || limits.concurrency > 10_000 || limits.queue > 100_000 {
             return Err(Error::BadRequest("concurrency must be 1 to 10000 and queue 0 to 100000".into()));
         }
+        // Bytes that are not a component, and a memory limit the component
+        // cannot start in, are refused before anything is compiled or kept.
+        squall_runtime::inspect::check(&bytes).map_err(|e| Error::BadComponent(e.to_string()))?;
+        if let Some(needs) = squall_runtime::inspect::initial_memory(&bytes).filter(|n| *n > limits.memory_bytes) {
+            return Err(Error::BadRequest(format!(
+                "memory limit of {} is below the {} the component's memories start with: deploy with a memory \
+                 limit of at least {} MiB",
+                size(limits.memory_bytes),
+                size(needs),
+                needs.div_ceil(1 << 20) + 1
+            )));
+        }
         let digest = squall_runtime::digest(&bytes);
         let compiled = self.compile(digest.clone(), bytes.clone()).await?;
         let _one_at_a_time = self.inner.deploys.lock().await;
@@ -257,5 +269,14 @@ impl Functions {
 
     pub fn show(&self, name: &str) -> Result<FunctionMeta, Error> {
         Ok(self.get(name)?.meta.clone())
+    }
+}
+
+/// A size in MiB, with a fraction when it has one (`1 MiB`, `1.5 MiB`).
+fn size(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     }
 }

@@ -141,6 +141,32 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// The bin directory of a venv under the target dir with `package` from
+/// PyPI in it, made once; `ready` says whether a bin directory works.
+/// `None` (a skip) when python3 is missing or cannot make venvs, outside CI.
+pub fn venv_with(name: &str, package: &str, ready: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let python3 = tool("python3")?;
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let bin = venv.join("bin");
+    if ready(&bin) {
+        return Some(bin);
+    }
+    let made = Command::new(&python3).args(["-m", "venv"]).arg(&venv).output().expect("python3 runs");
+    if !made.status.success() {
+        let why = String::from_utf8_lossy(&made.stderr).into_owned();
+        assert!(std::env::var_os("CI").is_none(), "python3 -m venv failed (.ci/run installs python3-venv): {why}");
+        eprintln!("skipping: python3 -m venv failed: {why}");
+        return None;
+    }
+    let pip = Command::new(bin.join("pip"))
+        .args(["install", "-q", "--disable-pip-version-check", package])
+        .output()
+        .expect("pip runs");
+    assert!(pip.status.success(), "pip install {package}: {}", String::from_utf8_lossy(&pip.stderr));
+    assert!(ready(&bin), "{package} does not work after pip install");
+    Some(bin)
+}
+
 /// A raw HTTP/1.1 request; returns (status, lowercased head, body).
 pub fn http(node: &TestNode, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     http_with(node, method, path, &[], body)
