@@ -233,7 +233,7 @@ impl Componentize {
 
     fn componentize(&self, work: &Path, paths: &[&Path], module: &str, out: &Path) -> Result<()> {
         let mut cmd = Command::new(&self.program);
-        cmd.arg("-d").arg(work.join("wit")).args(["-w", "handler", "componentize"]);
+        cmd.arg("-d").arg(work.join("wit")).args(["-w", "handler-with-init", "componentize"]);
         for p in paths {
             cmd.arg("-p").arg(p);
         }

@@ -103,6 +103,19 @@ fn python_functions_deploy_run_and_share_one_runtime() {
     let (status, body) = invoke(&node, "pycounter", b"tags");
     assert_eq!((status, json(&body)["error"]["message"].as_str().unwrap()), (422, "StoreError: wrong_type"));
 
+    // A module that does not import fails each call with why, from init.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("app.py"), "def handle(input):\n    return (\n").unwrap();
+    let (ok, out, err) = deploy_py(&node, &bin, cache.path(), "broken", &broken.path().join("app.py"), &[]);
+    assert!(ok, "{out}\n{err}");
+    let (status, body) = invoke(&node, "broken", b"");
+    let message = json(&body)["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (422, Some("function_error")), "{message}");
+    assert!(
+        message.starts_with("init: ") && message.contains("SyntaxError") && message.contains("app.py"),
+        "{message}"
+    );
+
     // The memory limit must hold what the runtime starts with.
     let (ok, _, err) = deploy_py(&node, &bin, cache.path(), "small", &examples().join("hello"), &["--memory", "4MiB"]);
     assert!(!ok);

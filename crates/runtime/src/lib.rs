@@ -93,6 +93,11 @@ pub fn digest(bytes: &[u8]) -> String {
 pub struct Function {
     digest: String,
     pre: bindings::HandlerPre<Host>,
+    /// Where its exports are in an instance (looked up once).
+    indices: bindings::HandlerIndices,
+    /// The `init` export of a `handler-with-init` component, run as its
+    /// instance is made.
+    init: Option<wasmtime::component::ComponentExportIndex>,
 }
 
 impl std::fmt::Debug for Function {
@@ -334,7 +339,9 @@ impl Runtime {
         if !cached {
             self.store_cached(digest, &component);
         }
-        let f = Arc::new(Function { digest: digest.to_string(), pre });
+        let indices = bindings::HandlerIndices::new(pre.instance_pre()).map_err(|e| bad_component(&e))?;
+        let init = component.get_export_index(None, "init");
+        let f = Arc::new(Function { digest: digest.to_string(), pre, indices, init });
         self.compiled.lock().expect("compiled cache").insert(digest.to_string(), f.clone());
         Ok(f)
     }
@@ -427,7 +434,8 @@ impl Runtime {
             }
         });
         let mut pool_full = false;
-        let instance = f.pre.instantiate_async(&mut store).await.map_err(|e| {
+        let instance = f.pre.instance_pre().instantiate_async(&mut store).await;
+        let instance = instance.and_then(|i| Ok((f.indices.load(&mut store, &i)?, i))).map_err(|e| {
             pool_full = e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>());
             Failure {
                 code: match (store.data().limiter.hit, pool_full) {
@@ -438,7 +446,35 @@ impl Runtime {
                 message: format!("cannot instantiate: {e}"),
             }
         });
+        let instance = match (instance, f.init.as_ref()) {
+            (Ok((handler, instance)), Some(init)) => Self::init(&mut store, &instance, init).await.map(|()| handler),
+            (instance, _) => instance.map(|(handler, _)| handler),
+        };
         Prepared { store, instance, instantiate: started.elapsed(), pool_full }
+    }
+
+    /// Runs a `handler-with-init` component's `init` in its new instance.
+    async fn init(
+        store: &mut Store<Host>,
+        instance: &wasmtime::component::Instance,
+        init: &wasmtime::component::ComponentExportIndex,
+    ) -> Result<(), Failure> {
+        let wrong = |e: wasmtime::Error| Failure {
+            code: FailureCode::Internal,
+            message: format!("the component's init export is not func() -> result<_, string>: {e}"),
+        };
+        let func = instance.get_typed_func::<(), (Result<(), String>,)>(&mut *store, init).map_err(wrong)?;
+        match func.call_async(&mut *store, ()).await {
+            Ok((Ok(()),)) => Ok(()),
+            Ok((Err(message),)) => {
+                Err(Failure { code: FailureCode::FunctionError, message: format!("init: {message}") })
+            }
+            Err(e) => {
+                let failure = classify(&e, store.data());
+                store.data_mut().trap_detail = Some(format!("{e:?}"));
+                Err(failure)
+            }
+        }
     }
 
     /// Runs the call `inv` in `prepared` (an instance of `inv`'s function),

@@ -1,6 +1,8 @@
 """The component's export: runs the user's ``handle`` and maps its outcome.
 
-Two ways to get the user's code. A function built into its own component
+The world is ``handler-with-init``: ``init`` loads the function's modules
+when its instance is made (before a warm call arrives), ``handle`` runs
+them. Two ways to get the user's code. A function built into its own component
 (``squall deploy NAME DIR`` with a requirements.txt) calls ``bind`` at build
 time, so its modules are imported once and kept in the component's
 snapshot. Functions deployed on the shared Python runtime (every other
@@ -97,6 +99,14 @@ def _output(out: object) -> bytes:
 
 
 class WitWorld(wit_world.WitWorld):
+    def init(self) -> None:
+        # Runs as the instance is made (ahead of a warm call): loads the
+        # function's modules. Nothing may be logged here.
+        try:
+            _load()
+        except BaseException as e:
+            raise Err("".join(traceback.format_exception_only(e)).strip()) from None
+
     def handle(self, input: bytes) -> bytes:
         try:
             return _output(_load()(input))
