@@ -6,20 +6,8 @@
 
 mod common;
 
-use common::{TestNode, http, json, squall, venv_with};
+use common::{TestNode, http, json, squall, venv_with_componentize_py};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// The componentize-py release the SDK is built with (as `squall` says).
-const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
-
-/// A venv with componentize-py, made if missing: its bin directory.
-fn venv_with_componentize_py() -> Option<PathBuf> {
-    let ready = |bin: &Path| {
-        Command::new(bin.join("componentize-py")).arg("--version").output().is_ok_and(|o| o.status.success())
-    };
-    venv_with("componentize-py-venv", COMPONENTIZE_PY, ready)
-}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python")

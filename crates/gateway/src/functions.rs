@@ -96,7 +96,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Deploy settings from query parameters (`timeout`, `memory`, `concurrency`,
-/// `queue`, `env=K=V` repeated) and the matching `X-Squall-*` headers.
+/// `queue`, `env=K=V` repeated) and the matching `X-Squall-*` headers
+/// (`digest` is taken out before).
 fn deploy_spec(params: &[(String, String)], headers: &HeaderMap) -> Result<DeploySpec, ApiError> {
     let mut spec = DeploySpec::default();
     let mut pairs: Vec<(String, String)> = params.to_vec();
@@ -130,7 +131,7 @@ fn deploy_spec(params: &[(String, String)], headers: &HeaderMap) -> Result<Deplo
             }
             _ => {
                 return Err(bad_request(format!(
-                    "unknown parameter {k:?}: use timeout, memory, concurrency, queue, env"
+                    "unknown parameter {k:?}: use timeout, memory, concurrency, queue, env, digest"
                 )));
             }
         }
@@ -147,8 +148,26 @@ async fn deploy(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let name = scope.qualify(&path(name)?)?;
-    let spec = deploy_spec(&query(params)?, &headers)?;
-    let body = body.map_err(body_error)?;
+    let mut params = query(params)?;
+    // `digest=D` with no body: a component one of this scope's functions
+    // runs already, deployed again under this name without sending it.
+    let digest = params.iter().position(|(k, _)| k == "digest").map(|i| params.remove(i).1);
+    let spec = deploy_spec(&params, &headers)?;
+    let mut body = body.map_err(body_error)?;
+    if let Some(digest) = digest {
+        if !body.is_empty() {
+            return Err(bad_request("send either the component's bytes or digest=, not both".into()));
+        }
+        let ours = app.functions.list().iter().any(|m| m.digest == digest && scope.holds(&m.name));
+        let kept = if ours { app.functions.component(&digest).await? } else { None };
+        body = kept.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "component_not_found",
+                format!("no function of yours runs a component with digest {digest:?}: send its bytes"),
+            )
+        })?;
+    }
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

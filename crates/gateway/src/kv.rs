@@ -23,7 +23,7 @@ pub(crate) fn routes(max_body: usize) -> Router<App> {
     Router::new()
         .route("/v1/kv", get(scan))
         .route("/v1/kv/", get(scan))
-        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/v1/kv/{*key}", get(get_key).put(put_key).delete(delete_key).post(update_key))
         .route("/healthz", get(|| async { axum::Json(squall_api::Health::ok()) }))
         .route("/readyz", get(ready))
         .route("/metrics", get(render_metrics))
@@ -136,6 +136,17 @@ fn render_entry(entry: &Entry) -> Response {
     r
 }
 
+/// 429 `quota_exceeded` when the scope's namespace holds all the keys it may.
+fn keys_quota(app: &App, scope: &Scope) -> Result<(), ApiError> {
+    match app.functions.keys_full(&scope.store_ns) {
+        Some(why) => Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", why)
+        }),
+        None => Ok(()),
+    }
+}
+
 async fn put_key(
     State(app): State<App>,
     scope: Scope,
@@ -151,14 +162,56 @@ async fn put_key(
         Some(_) => return Err(bad_request(format!("ttl must be between 1 and {MAX_TTL_SECONDS} seconds"))),
         None => SetExpiry::None,
     };
-    if let Some(why) = app.functions.keys_full(&scope.store_ns) {
-        return Err(ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", why)
-        });
-    }
+    keys_quota(&app, &scope)?;
     app.store.exec(&scope.store_ns, path_key(key)?, Op::Set { value: body, expiry, get: false }).await??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// One lattice update of a key (`POST /v1/kv/KEY`), as JSON: exactly one
+/// of `incr` (a counter), `sadd`/`srem` (a set's members), `hset` (a map's
+/// fields and values), `hdel` (a map's fields). Strings are UTF-8.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum Update {
+    Incr(i64),
+    Sadd(Vec<String>),
+    Srem(Vec<String>),
+    Hset(std::collections::BTreeMap<String, String>),
+    Hdel(Vec<String>),
+}
+
+async fn update_key(
+    State(app): State<App>,
+    scope: Scope,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let update: Update = serde_json::from_slice(&body).map_err(|e| {
+        bad_request(format!(
+            "the body must be one of {{\"incr\": N}}, {{\"sadd\": [..]}}, {{\"srem\": [..]}}, {{\"hset\": {{..}}}}, {{\"hdel\": [..]}}: {e}"
+        ))
+    })?;
+    let all = |v: Vec<String>| v.into_iter().map(Bytes::from).collect::<Vec<_>>();
+    let (op, field) = match update {
+        Update::Incr(by) => (Op::IncrBy(by), "value"),
+        Update::Sadd(m) => (Op::SAdd(all(m)), "added"),
+        Update::Srem(m) => (Op::SRem(all(m)), "removed"),
+        Update::Hset(f) => (Op::HSet(f.into_iter().map(|(f, v)| (Bytes::from(f), Bytes::from(v))).collect()), "added"),
+        Update::Hdel(f) => (Op::HDel(all(f)), "removed"),
+    };
+    if matches!(&op, Op::SAdd(m) | Op::SRem(m) | Op::HDel(m) if m.is_empty())
+        || matches!(&op, Op::HSet(f) if f.is_empty())
+    {
+        return Err(bad_request("name at least one member or field".into()));
+    }
+    keys_quota(&app, &scope)?;
+    match app.store.exec(&scope.store_ns, path_key(key)?, op).await?? {
+        Reply::Int(n) => Ok(axum::Json(serde_json::json!({ field: n }))),
+        other => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected reply {other:?}")))
+        }
+    }
 }
 
 async fn delete_key(

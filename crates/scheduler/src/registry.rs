@@ -206,6 +206,16 @@ impl Functions {
         Ok(meta)
     }
 
+    /// The bytes of a component that a deployed function runs, by digest
+    /// (`None` if no function runs it: the node keeps no other).
+    pub async fn component(&self, digest: &str) -> Result<Option<Bytes>, Error> {
+        let used = self.inner.registry.read().expect("registry").values().any(|d| d.meta.digest == digest);
+        if !used {
+            return Ok(None);
+        }
+        self.sys_get(component_key(digest)).await
+    }
+
     /// The write that removes `digest`'s bytes if no function but `name` uses it.
     fn release(&self, digest: &str, name: &str) -> Option<Write> {
         let used = self

@@ -167,6 +167,17 @@ pub fn venv_with(name: &str, package: &str, ready: impl Fn(&Path) -> bool) -> Op
     Some(bin)
 }
 
+/// The componentize-py release the Python SDK is built with (as `squall` says).
+pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// A venv with componentize-py, made if missing: its bin directory.
+pub fn venv_with_componentize_py() -> Option<PathBuf> {
+    let ready = |bin: &Path| {
+        Command::new(bin.join("componentize-py")).arg("--version").output().is_ok_and(|o| o.status.success())
+    };
+    venv_with("componentize-py-venv", COMPONENTIZE_PY, ready)
+}
+
 /// A raw HTTP/1.1 request; returns (status, lowercased head, body).
 pub fn http(node: &TestNode, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     http_with(node, method, path, &[], body)
