@@ -76,7 +76,8 @@ class MapJob:
             if not self._python:
                 chunk_size = 1
             elif total is not None:
-                chunk_size = max(1, min(1000, -(-total // (concurrency * 4))))
+                # One chunk per worker: each chunk costs a fresh instance.
+                chunk_size = max(1, min(1000, -(-total // concurrency)))
             else:
                 chunk_size = 256
         if not self._python and chunk_size != 1:

@@ -68,6 +68,14 @@ fn python_functions_deploy_run_and_share_one_runtime() {
     let digest = |name: &str| json(&http(&node, "GET", &format!("/v1/functions/{name}"), b"").2)["digest"].clone();
     assert_eq!(digest("pyhello"), digest("pycounter"));
 
+    // A component a function runs deploys again by its digest, without its bytes.
+    let d = digest("pyhello").as_str().unwrap().to_string();
+    let (status, _, body) = http(&node, "PUT", &format!("/v1/functions/again?digest={d}"), b"");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(digest("again"), digest("pyhello"));
+    let (status, _, body) = http(&node, "PUT", &format!("/v1/functions/again?digest={}", "0".repeat(64)), b"");
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("component_not_found")));
+
     // Its counter is the Rust counter's and Redis's.
     assert_eq!(invoke(&node, "pycounter", b"visits"), (200, b"1".to_vec()));
     assert_eq!(invoke(&node, "pycounter", b""), (200, b"2".to_vec()));
