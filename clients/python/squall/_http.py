@@ -3,7 +3,7 @@
 import http.client
 import threading
 import urllib.parse
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 from squall.errors import SquallError, from_response
 
@@ -38,8 +38,11 @@ class Http:
         if self._token:
             h["Authorization"] = f"Bearer {self._token}"
         h.update(headers or {})
-        # A kept-alive connection the node closed (idle) is retried once on a new one.
+        # A kept-alive connection the node closed while it was idle fails
+        # before any answer (the node read nothing): that, and only that, is
+        # retried once on a new connection, so no request runs twice.
         for attempt in (0, 1):
+            reused = getattr(self._local, "c", None) is not None
             c = self._connection()
             try:
                 c.request(method, self.base + path, body=body, headers=h)
@@ -49,7 +52,8 @@ class Http:
             except (ConnectionError, http.client.HTTPException, OSError) as e:
                 c.close()
                 self._local.c = None
-                if attempt == 1 or not isinstance(e, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+                idle_close = isinstance(e, (BrokenPipeError, http.client.RemoteDisconnected))
+                if attempt == 1 or not (reused and idle_close):
                     raise SquallError("unreachable", f"{method} {path}: {e}") from e
         raise AssertionError("unreachable")
 
@@ -60,5 +64,5 @@ class Http:
         return status, head, data
 
 
-def quote(s: str) -> str:
+def quote(s: Union[str, bytes]) -> str:
     return urllib.parse.quote(s, safe="")

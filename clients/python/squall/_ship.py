@@ -10,6 +10,7 @@ library is there), and values that do not pickle.
 """
 
 import base64
+import dis
 import hashlib
 import inspect
 import pickle
@@ -27,32 +28,39 @@ PROTOCOL = 4
 #: "items": [...]}; the answer is the list of results, in the same encoding.
 _HANDLER = '''
 
+_squall_fn = {fn}
+
+
 def handle(input):
-    req = _json.loads(input)
+    req = _squall_json.loads(input)
     pickled = req["enc"] == "pickle"
     items = req["items"]
     if pickled:
-        items = [_pickle.loads(_b64.b64decode(x)) for x in items]
+        items = [_squall_pickle.loads(_squall_b64.b64decode(x)) for x in items]
     if req["star"]:
-        out = [{fn}(*a[0], **a[1]) for a in items]
+        out = [_squall_fn(*a[0], **a[1]) for a in items]
     else:
-        out = [{fn}(x) for x in items]
+        out = [_squall_fn(x) for x in items]
     if pickled:
-        out = [_b64.b64encode(_pickle.dumps(x, protocol={protocol})).decode() for x in out]
-    return _json.dumps(out)
+        out = [_squall_b64.b64encode(_squall_pickle.dumps(x, protocol={protocol})).decode() for x in out]
+    return _squall_json.dumps(out)
 '''
 
 #: For ``client.deploy(name, fn)``: the input's bytes in, fn's answer out.
 _PLAIN = '''
 
+_squall_fn = {fn}
+
+
 def handle(input):
-    return {fn}(input)
+    return _squall_fn(input)
 '''
 
 
 def _names(code: types.CodeType) -> Set[str]:
-    """Global names a code object (and the code nested in it) reads."""
-    names = set(code.co_names)
+    """Global names a code object (and the code nested in it) reads (not
+    attribute names, which ``co_names`` also holds)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _names(const)
@@ -75,7 +83,11 @@ def _source(fn: Callable) -> str:
 
 def module_source(fn: Callable, handler: str = "chunks") -> str:
     """The source of a module that defines ``fn`` and a ``handle`` for it."""
-    lines: List[str] = ["import base64 as _b64", "import json as _json", "import pickle as _pickle"]
+    lines: List[str] = [
+        "import base64 as _squall_b64",
+        "import json as _squall_json",
+        "import pickle as _squall_pickle",
+    ]
     defs: List[str] = []
     values: Dict[str, object] = {}
     seen: Set[str] = set()
@@ -87,7 +99,11 @@ def module_source(fn: Callable, handler: str = "chunks") -> str:
         src = _source(f)
         # Closure variables become module globals of the same name.
         for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
-            values[name] = cell.cell_contents
+            v = cell.cell_contents
+            if isinstance(v, types.ModuleType):
+                lines.append(f"import {v.__name__} as {name}")
+            else:
+                values[name] = v
         for name in sorted(_names(f.__code__)):
             if name in seen or name in values or name not in f.__globals__:
                 continue
@@ -111,7 +127,7 @@ def module_source(fn: Callable, handler: str = "chunks") -> str:
             blob = base64.b64encode(pickle.dumps(values, protocol=PROTOCOL)).decode()
         except Exception as e:
             raise SquallError("cannot_ship", f"the values {sorted(values)} that {fn.__name__} uses do not pickle: {e}") from None
-        lines.append(f"globals().update(_pickle.loads(_b64.b64decode({blob!r})))")
+        lines.append(f"globals().update(_squall_pickle.loads(_squall_b64.b64decode({blob!r})))")
     body = "\n".join(lines) + "\n\n\n" + "\n\n".join(defs)
     template = _HANDLER if handler == "chunks" else _PLAIN
     return body + template.format(fn=fn.__name__, protocol=PROTOCOL)

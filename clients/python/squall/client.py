@@ -25,6 +25,8 @@ Data = Union[bytes, bytearray, memoryview, str]
 #: The environment value that carries a Python function's files to the
 #: shared runtime (as `squall deploy NAME app.py` sends them).
 SOURCE_ENV = "SQUALL_PYTHON"
+#: The most a function's files may take in a deploy's query (as the CLI).
+MAX_SHARED_QUERY = 48 << 10
 
 
 def _query(memory: Optional[str], timeout: Optional[str], env: Optional[Mapping[str, str]]) -> List[str]:
@@ -55,7 +57,8 @@ class Client:
 
     def __init__(self, url: Optional[str] = None, token: Optional[str] = None, timeout: float = 60.0) -> None:
         self.url = url or os.environ.get("SQUALL_NODE", "http://127.0.0.1:7700")
-        self._http = Http(self.url, token if token is not None else os.environ.get("SQUALL_TOKEN"), timeout)
+        self._token = token if token is not None else os.environ.get("SQUALL_TOKEN")
+        self._http = Http(self.url, self._token, timeout)
         self.kv = KV(self._http)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._lock = threading.Lock()
@@ -128,7 +131,11 @@ class Client:
         """Deploys Python files on the node's shared Python runtime: by the
         digest of a Python function already there, else with the squall CLI
         (which builds the runtime with componentize-py)."""
-        digest = self._runtime_digest()
+        spec = json.dumps({"main": "app", "files": files})
+        env_query = "env=" + quote(f"{SOURCE_ENV}={spec}")
+        # A request line holds 64 KiB: larger files are built into a
+        # component of their own by the CLI.
+        digest = self._runtime_digest() if len(env_query) <= MAX_SHARED_QUERY else None
         if digest is None:
             with tempfile.TemporaryDirectory() as d:
                 for rel, text in files.items():
@@ -136,8 +143,7 @@ class Client:
                     p.parent.mkdir(parents=True, exist_ok=True)
                     p.write_text(text)
                 return self._deploy_with_cli(name, Path(d), memory, timeout, env)
-        spec = json.dumps({"main": "app", "files": files})
-        query = [f"digest={digest}", "env=" + quote(f"{SOURCE_ENV}={spec}")] + _query(memory, timeout, env)
+        query = [f"digest={digest}", env_query] + _query(memory, timeout, env)
         _, _, r = self._http.ok("PUT", f"/v1/functions/{quote(name)}?" + "&".join(query))
         return json.loads(r)
 
@@ -163,7 +169,10 @@ class Client:
             cmd += ["--timeout", timeout]
         for k, v in (env or {}).items():
             cmd += ["--env", f"{k}={v}"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        env_vars = dict(os.environ)
+        if self._token:
+            env_vars["SQUALL_TOKEN"] = self._token
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env_vars)
         if r.returncode != 0:
             raise SquallError("deploy_failed", r.stderr.strip() or r.stdout.strip())
         return json.loads(r.stdout.strip().splitlines()[-1])

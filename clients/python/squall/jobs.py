@@ -80,6 +80,8 @@ class MapJob:
                 chunk_size = max(1, min(1000, -(-total // concurrency)))
             else:
                 chunk_size = 256
+        if chunk_size < 1:
+            raise ValueError("chunk_size is at least 1")
         if not self._python and chunk_size != 1:
             raise ValueError("a deployed function takes one input per invocation (chunk_size=1)")
         self.chunk_size = chunk_size
@@ -118,6 +120,9 @@ class MapJob:
             self._chunks.put(e)
 
     def _run(self, index: int, chunk: List[Any]) -> List[Tuple[bool, Any]]:
+        if self._cancelled:
+            gone = SquallError("cancelled", "the job was cancelled before this chunk started")
+            return [(False, ElementError(index + i, gone)) for i in range(len(chunk))]
         try:
             outcomes = [(True, v) for v in self._attempts(index, chunk)]
         except SquallError as e:
@@ -180,8 +185,12 @@ class MapJob:
                 self._ahead.release()
                 yield from outcomes
         finally:
+            # Read to the end, or left early (a break, an error raised):
+            # nothing more starts, and the feeder is let go.
+            self._cancelled = True
+            self._ahead.release()
             self._bar.close()
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __iter__(self) -> Iterator[Any]:
         for ok, v in self._outcomes():
@@ -202,6 +211,9 @@ class MapJob:
 
     def futures(self) -> List["Future[Any]"]:
         """One future per element (this reads all the inputs now)."""
+        if self._consuming:
+            raise RuntimeError("a map job's results are read once: keep what futures() returned")
+        self._consuming = True
         futures: List["Future[Any]"] = []
         chunks: List[Chunk] = []
         while True:
@@ -212,13 +224,18 @@ class MapJob:
                 raise item
             chunks.append(item)
             self._ahead.release()  # the caller holds the futures, not the window
-        self._consuming = True
         for _, n, chunk in chunks:
             mine = [Future() for _ in range(n)]
             futures.extend(mine)
 
             def settle(done: "Future[List[Tuple[bool, Any]]]", mine: List["Future[Any]"] = mine) -> None:
-                for f, (ok, v) in zip(mine, done.result()):
+                try:
+                    outcomes = done.result()
+                except BaseException as e:  # the chunk itself broke (an input that does not encode, say)
+                    for f in mine:
+                        f.set_exception(e)
+                    return
+                for f, (ok, v) in zip(mine, outcomes):
                     if ok:
                         f.set_result(v)
                     else:
@@ -228,6 +245,7 @@ class MapJob:
         return futures
 
     def cancel(self) -> None:
-        """Starts no more chunks (those running finish)."""
+        """Starts no more chunks (those running finish); the elements of
+        chunks not started read as ``ElementError`` ``cancelled``."""
         self._cancelled = True
         self._ahead.release()

@@ -16,7 +16,7 @@ Structured = Union[int, Set[str], Dict[str, str], List[str], Dict[str, float]]
 
 
 def _key(k: Key) -> str:
-    return quote(k.decode() if isinstance(k, bytes) else k)
+    return quote(k)
 
 
 def _bytes(v: Value) -> bytes:
@@ -81,7 +81,7 @@ class KV:
     def scan(self, prefix: Key = "", page: int = 1000) -> Iterator[str]:
         """Every key starting with ``prefix``, page by page, in no order."""
         cursor = ""
-        p = quote(prefix.decode() if isinstance(prefix, bytes) else prefix)
+        p = quote(prefix)
         while True:
             _, _, body = self._http.ok("GET", f"/v1/kv?prefix={p}&limit={int(page)}&cursor={quote(cursor)}")
             r = json.loads(body)
@@ -113,7 +113,7 @@ class KV:
                 return int(v)
             except ValueError:
                 pass
-        raise SquallError("wrong_type", f"{key!r} is not a counter", 400)
+        raise SquallError("wrong_type", f"{key!r} is not a counter", 409)
 
     def sadd(self, key: Key, *members: str) -> int:
         """Adds members to the set; how many were not there."""
@@ -128,7 +128,7 @@ class KV:
         if v is None:
             return set()
         if not isinstance(v, set):
-            raise SquallError("wrong_type", f"{key!r} is not a set", 400)
+            raise SquallError("wrong_type", f"{key!r} is not a set", 409)
         return v
 
     def hset(self, key: Key, fields: Optional[Dict[str, str]] = None, **more: str) -> int:
@@ -145,5 +145,5 @@ class KV:
         if v is None:
             return {}
         if not isinstance(v, dict):
-            raise SquallError("wrong_type", f"{key!r} is not a map", 400)
+            raise SquallError("wrong_type", f"{key!r} is not a map", 409)
         return v

@@ -122,3 +122,20 @@ def test_kv_types_round_trip(client):
     assert kv.delete("greeting") is True and kv.delete("greeting") is False
     keys = set(kv.scan("user:")) | set(kv.scan("ta"))
     assert keys == {"user:1", "tags"}
+
+
+def handle(x):
+    return x * 2
+
+
+def test_any_function_name_ships_and_bad_arguments_are_refused(client):
+    # A function named like the generated wrapper is still the one called.
+    assert client.map(handle, [1, 2, 3], progress=False).results() == [2, 4, 6]
+    with pytest.raises(ValueError):
+        client.map(inc, [1], chunk_size=0)
+    with pytest.raises(ValueError):
+        client.map(inc, [1], serializer="yaml")
+    job = client.map(inc, range(10), progress=False)
+    job.results()
+    with pytest.raises(RuntimeError):
+        job.futures()

@@ -39,9 +39,10 @@ const SDK: &[(&str, &str)] = &[
 /// The environment value that carries a function's files to the runtime.
 pub const SOURCE_ENV: &str = "SQUALL_PYTHON";
 
-/// Files larger than this together are built into their own component
-/// (a deploy's query, where environment values travel, holds 64 KiB).
-const MAX_SHARED_SOURCE: usize = 40 << 10;
+/// Files whose `SQUALL_PYTHON` value takes more than this in a deploy's
+/// query (percent-encoded) are built into their own component: a request
+/// line holds at most 64 KiB.
+const MAX_SHARED_QUERY: usize = 48 << 10;
 
 /// What a Python deploy sends: a component, and the environment values it
 /// adds to the user's.
@@ -69,16 +70,17 @@ pub fn is_python(path: &Path) -> bool {
 /// Builds (or finds cached) what deploys the Python function at `path`.
 pub fn build(path: &Path) -> Result<Built> {
     let (files, main, requirements) = gather(path)?;
-    let size: usize = files.iter().map(|(p, s)| p.len() + s.len()).sum();
     let tool = Componentize::find()?;
-    if requirements.is_none() && size <= MAX_SHARED_SOURCE {
-        let spec = serde_json::json!({ "main": main, "files": files });
-        let component = tool.runtime()?;
-        return Ok(Built { component, env: vec![(SOURCE_ENV.to_string(), spec.to_string())] });
-    }
     if requirements.is_none() {
+        let spec = serde_json::json!({ "main": main, "files": files }).to_string();
+        let query = crate::client::encode_query(&spec).len();
+        if query <= MAX_SHARED_QUERY {
+            let component = tool.runtime()?;
+            return Ok(Built { component, env: vec![(SOURCE_ENV.to_string(), spec)] });
+        }
         eprintln!(
-            "{size} bytes of Python is more than the shared runtime takes ({MAX_SHARED_SOURCE}): building a component of its own"
+            "the files take {query} bytes in a deploy's query, more than the shared runtime's {MAX_SHARED_QUERY}: \
+             building a component of their own"
         );
     }
     Ok(Built { component: tool.own(path, &main, requirements.as_deref())?, env: Vec::new() })
@@ -182,13 +184,14 @@ impl Componentize {
         self.componentize(work.path(), &[&sdk], "squall_runtime", &out)?;
         let bytes = std::fs::read(&out)?;
         // Kept for the next deploy; a cache that cannot be written only costs time.
+        // A file of its own for each writer, renamed into place: deploys at
+        // once never see half a runtime.
         if let Some(dir) = cache.parent()
             && std::fs::create_dir_all(dir).is_ok()
+            && let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
+            && std::io::Write::write_all(&mut tmp, &bytes).is_ok()
         {
-            let tmp = cache.with_extension("tmp");
-            if std::fs::write(&tmp, &bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &cache);
-            }
+            let _ = tmp.persist(&cache);
         }
         Ok(bytes)
     }

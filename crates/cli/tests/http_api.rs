@@ -39,8 +39,27 @@ fn keys_over_http() {
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("out_of_window")));
     let (status, _, body) = http(&node, "GET", "/v2/nothing", b"");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("not_found")));
-    let (status, _, body) = http(&node, "POST", "/v1/kv/x", b"");
+    let (status, _, body) = http(&node, "PATCH", "/v1/kv/x", b"");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+    // Lattice updates over HTTP.
+    let post = |key: &str, body: &str| {
+        let (status, _, reply) = http(&node, "POST", &format!("/v1/kv/{key}"), body.as_bytes());
+        (status, json(&reply))
+    };
+    assert_eq!(post("h-hits", r#"{"incr": 5}"#), (200, serde_json::json!({"value": 5})));
+    assert_eq!(post("h-hits", r#"{"incr": -2}"#), (200, serde_json::json!({"value": 3})));
+    assert_eq!(post("h-crew", r#"{"sadd": ["ann", "bo", "ann"]}"#), (200, serde_json::json!({"added": 2})));
+    assert_eq!(post("h-crew", r#"{"srem": ["bo", "cy"]}"#), (200, serde_json::json!({"removed": 1})));
+    assert_eq!(post("h-pet", r#"{"hset": {"name": "rex", "legs": "4"}}"#), (200, serde_json::json!({"added": 2})));
+    assert_eq!(post("h-pet", r#"{"hdel": ["legs"]}"#), (200, serde_json::json!({"removed": 1})));
+    assert_eq!(json(&http(&node, "GET", "/v1/kv/h-crew", b"").2)["members"], serde_json::json!(["ann"]));
+    assert_eq!(json(&http(&node, "GET", "/v1/kv/h-hits", b"").2)["value"], 3);
+    let (status, reply) = post("h-crew", r#"{"incr": 1}"#);
+    assert_eq!((status, reply["error"]["code"].as_str()), (409, Some("wrong_type")));
+    for bad in ["", "{}", r#"{"incr": 1, "sadd": ["a"]}"#, r#"{"sadd": []}"#, r#"{"colour": 1}"#] {
+        let (status, reply) = post("h-crew", bad);
+        assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
+    }
     // Malformed query strings get JSON errors too.
     let (status, _, body) = http(&node, "GET", "/v1/kv?limit=-1", b"");
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (400, Some("bad_request")));

@@ -205,7 +205,10 @@ async fn update_key(
     {
         return Err(bad_request("name at least one member or field".into()));
     }
-    keys_quota(&app, &scope)?;
+    // Removals are the way out of a full namespace.
+    if matches!(op, Op::IncrBy(_) | Op::SAdd(_) | Op::HSet(_)) {
+        keys_quota(&app, &scope)?;
+    }
     match app.store.exec(&scope.store_ns, path_key(key)?, op).await?? {
         Reply::Int(n) => Ok(axum::Json(serde_json::json!({ field: n }))),
         other => {

@@ -204,9 +204,9 @@ impl Functions {
         };
         let rec = match postcard::from_bytes::<Record>(&raw) {
             Ok(rec) => {
-                if rec.digest != d.meta.digest {
+                if rec.digest != identity(&d.meta) {
                     return Err(Error::IdempotencyMismatch(format!(
-                        "Idempotency-Key {key:?} was used with another component deployed as {name:?} \
+                        "Idempotency-Key {key:?} was used with another component (or environment) deployed as {name:?} \
                          (invocation {}); use a new key",
                         rec.invocation_id
                     )));
@@ -233,4 +233,16 @@ impl Functions {
             attempts: 0,
         }))
     }
+}
+
+/// What a record names of the function that answered: its component's
+/// digest, and a digest of its environment values when it has any (every
+/// Python function runs the same component, with its code in the
+/// environment, so a redeploy of other code is another function).
+pub(crate) fn identity(meta: &crate::FunctionMeta) -> String {
+    if meta.env.is_empty() {
+        return meta.digest.clone();
+    }
+    let env = serde_json::to_vec(&meta.env).unwrap_or_default();
+    format!("{}+env:{}", meta.digest, &squall_runtime::digest(&env)[..32])
 }

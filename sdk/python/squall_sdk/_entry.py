@@ -19,6 +19,7 @@ import linecache
 import os
 import sys
 import traceback
+import warnings
 from types import ModuleType
 from typing import Callable, Dict, Optional
 
@@ -103,7 +104,11 @@ class WitWorld(wit_world.WitWorld):
         # Runs as the instance is made (ahead of a warm call): loads the
         # function's modules. Nothing may be logged here.
         try:
-            _load()
+            # A warning printed here would keep the instance from being
+            # made ahead of its call: none is shown while modules load.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _load()
         except BaseException as e:
             raise Err("".join(traceback.format_exception_only(e)).strip()) from None
 

@@ -145,6 +145,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 /// PyPI in it, made once; `ready` says whether a bin directory works.
 /// `None` (a skip) when python3 is missing or cannot make venvs, outside CI.
 pub fn venv_with(name: &str, package: &str, ready: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    // Tests of one binary run in parallel: one makes the venv, the others wait.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let python3 = tool("python3")?;
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let bin = venv.join("bin");
