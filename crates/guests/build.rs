@@ -4,7 +4,7 @@
 //!
 //! The examples a node deploys (`hello`, `counter`, `inc`...) and the
 //! benchmark helpers are always built; the
-//! test guests (`kv-echo`, `hostile`, `wrong-world`, `multi-write`, `tree`) only with the
+//! test guests (`kv-echo`, `hostile`, `wrong-world`, `bad-init`, `multi-write`, `tree`) only with the
 //! `test-guests` feature, which only dev-dependencies turn on, so the release
 //! binary does not carry them.
 //!
@@ -35,6 +35,7 @@ const GUESTS: &[(&str, &str, bool)] = &[
     ("kv-echo", "kv_echo", true),
     ("hostile", "hostile", true),
     ("wrong-world", "wrong_world", true),
+    ("bad-init", "bad_init", true),
     ("multi-write", "multi_write", true),
 ];
 

@@ -154,9 +154,14 @@ fn what_is_not_a_component_is_refused_with_how_to_build_it() {
         assert_eq!((status, error["code"].as_str().unwrap()), (400, "bad_component"), "{name}");
         assert!(error["message"].as_str().unwrap().contains(says), "{name}: {error}");
     }
-    // A component that does not link leaves nothing compiled on disk.
+    // A component that does not link leaves nothing compiled on disk, nor
+    // does one whose init export has the wrong type.
     let (status, _, _) = http(&node, "PUT", "/v1/functions/other", squall_guests::WRONG_WORLD);
     assert_eq!(status, 400);
+    let (status, _, body) = http(&node, "PUT", "/v1/functions/badinit", squall_guests::BAD_INIT);
+    let error = &json(&body)["error"];
+    assert_eq!((status, error["code"].as_str()), (400, Some("bad_component")), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("init"), "{error}");
     let compiled = node.data_dir.join("compiled");
     let left: Vec<_> =
         std::fs::read_dir(&compiled).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();

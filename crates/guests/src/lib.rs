@@ -36,6 +36,9 @@ pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.was
 /// A component of another world (exports `greet`, not `handle`).
 #[cfg(feature = "test-guests")]
 pub const WRONG_WORLD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wrong_world.wasm"));
+/// A function whose `init` export is `func() -> u32`, not `result<_, string>`.
+#[cfg(feature = "test-guests")]
+pub const BAD_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bad_init.wasm"));
 
 /// Writes every key its input names, one kind of value after another.
 #[cfg(feature = "test-guests")]

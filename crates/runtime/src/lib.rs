@@ -335,12 +335,21 @@ impl Runtime {
         let (component, cached) = component;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| bad_component(&e))?;
         let pre = bindings::HandlerPre::new(pre).map_err(|e| bad_component(&e))?;
+        let indices = bindings::HandlerIndices::new(pre.instance_pre()).map_err(|e| bad_component(&e))?;
+        let init = match component.component_type().get_export(&self.engine, "init") {
+            None => None,
+            Some(e) if is_init(&e.ty) => component.get_export_index(None, "init"),
+            Some(_) => {
+                return Err(CompileError::BadComponent(
+                    "the component exports init, but not as func() -> result<_, string> (world handler-with-init)"
+                        .into(),
+                ));
+            }
+        };
         // Only a component that links is kept on disk: a refused one leaves nothing.
         if !cached {
             self.store_cached(digest, &component);
         }
-        let indices = bindings::HandlerIndices::new(pre.instance_pre()).map_err(|e| bad_component(&e))?;
-        let init = component.get_export_index(None, "init");
         let f = Arc::new(Function { digest: digest.to_string(), pre, indices, init });
         self.compiled.lock().expect("compiled cache").insert(digest.to_string(), f.clone());
         Ok(f)
@@ -617,6 +626,15 @@ impl std::fmt::Debug for Used {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Used")
     }
+}
+
+/// True for `func() -> result<_, string>`, the `init` of `handler-with-init`.
+fn is_init(ty: &wasmtime::component::types::ComponentItem) -> bool {
+    use wasmtime::component::types::{ComponentItem, Type};
+    let ComponentItem::ComponentFunc(f) = ty else { return false };
+    let results: Vec<Type> = f.results().collect();
+    f.params().len() == 0
+        && matches!(results.as_slice(), [Type::Result(r)] if r.ok().is_none() && matches!(r.err(), Some(Type::String)))
 }
 
 fn bad_component(e: &wasmtime::Error) -> CompileError {
