@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starts a fresh Squall node (release build, --examples, ephemeral loopback
 # ports, a temporary data dir), deploys the benchmark functions blob and
-# size, runs CLIENT ARGS... --node URL --cluster-start-s S, then stops the
-# node. The client prints the JSON; cluster_start_s is the node's start to
-# /readyz ready.
+# size, runs CLIENT ARGS... --node URL --cluster-start-s S (with the node's
+# pid in SQUALL_PID), then stops the node. The client prints the JSON;
+# cluster_start_s is the node's start to /readyz ready.
 #   bench/compose_node.sh python3 bench/squall_tasks.py
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,4 +33,4 @@ start=$(python3 -c "print(round($t1 - $t0, 2))")
 for f in blob size; do
   "$SQUALL" deploy "$f" "$GUESTS/$f.wasm" --node "$url" > /dev/null
 done
-"$@" --node "$url" --cluster-start-s "$start"
+SQUALL_PID="$pid" "$@" --node "$url" --cluster-start-s "$start"

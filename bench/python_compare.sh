@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16 side by side in one run: Squall's Python functions and client
-# (bench/python_map.py against a fresh release node) and the peers' Ray and
+# (bench/python_map.py against a fresh release node, started by
+# bench/compose_node.sh) and the peers' Ray and
 # Dask benches (../shared/peers, their map of a trivial Python function over
 # 10,000 inputs), round-robin REPEATS times, then the medians and ratios.
 # Needs the peers' venv (../shared/peers/setup.sh) and componentize-py on
@@ -21,20 +22,7 @@ OUT="$ROOT/bench/results/python-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 
 ours() {
-  local dir pid url
-  dir="$(mktemp -d)"
-  SQUALL_LOG=warn "$SQUALL" up --examples --data-dir "$dir/data" --http 127.0.0.1:0 --resp 127.0.0.1:0 > "$dir/out" 2> "$dir/err" &
-  pid=$!
-  url=""
-  for _ in $(seq 1 600); do
-    url="$(awk '$1 == "http" { print $2; exit }' "$dir/out")"
-    [ -n "$url" ] && break
-    sleep 0.05
-  done
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ]; do sleep 0.05; done
-  "$VENV/bin/python" bench/python_map.py --node "$url" --pid "$pid" --squall "$SQUALL" --big "${BIG:-1000000}" > "$1"
-  kill -TERM "$pid"; wait "$pid" || true
-  rm -rf "$dir"
+  SQUALL="$SQUALL" bench/compose_node.sh "$VENV/bin/python" bench/python_map.py --squall "$SQUALL" --big "${BIG:-1000000}" > "$1"
 }
 
 for r in $(seq 1 "${REPEATS:-3}"); do

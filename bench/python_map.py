@@ -1,10 +1,10 @@
 """Issue 16's Squall side, from the Python client, against a node already up
-(`bench/python_compare.sh` starts one): deploy time and node memory per
+(`bench/compose_node.sh` starts one): deploy time and node memory per
 Python function, warm invoke latency of the same trivial function in Rust
 and Python, and `client.map` of a trivial Python function over 10,000 and
 1,000,000 inputs. Prints one JSON object.
 
-    python3 bench/python_map.py --node URL --pid PID --examples DIR
+    bench/compose_node.sh python3 bench/python_map.py --squall target/release/squall
 """
 
 import argparse
@@ -55,7 +55,8 @@ def inc(x):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
-    ap.add_argument("--pid", type=int, required=True)
+    ap.add_argument("--pid", type=int, default=int(os.environ.get("SQUALL_PID", "0")), help="the node's pid [$SQUALL_PID]")
+    ap.add_argument("--cluster-start-s", type=float, help="(given by bench/compose_node.sh; not used)")
     ap.add_argument("--squall", required=True)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--big", type=int, default=1_000_000)

@@ -169,18 +169,28 @@ class MapJob:
 
     # Reading.
 
-    def _outcomes(self) -> Iterator[Tuple[bool, Any]]:
+    def _started_chunks(self) -> Iterator[Chunk]:
+        """The chunks in input order as the feeder starts them; a job is
+        read once (refused at the call, not at the first chunk)."""
         if self._consuming:
-            raise RuntimeError("a map job's results are read once: keep what results() returned")
+            raise RuntimeError("a map job's results are read once: keep what results() or futures() returned")
         self._consuming = True
-        try:
+
+        def chunks() -> Iterator[Chunk]:
             while True:
                 item = self._chunks.get()
                 if item is None:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                _, _, future = item
+                yield item
+
+        return chunks()
+
+    def _outcomes(self) -> Iterator[Tuple[bool, Any]]:
+        chunks = self._started_chunks()
+        try:
+            for _, _, future in chunks:
                 outcomes = future.result()
                 self._ahead.release()
                 yield from outcomes
@@ -211,17 +221,9 @@ class MapJob:
 
     def futures(self) -> List["Future[Any]"]:
         """One future per element (this reads all the inputs now)."""
-        if self._consuming:
-            raise RuntimeError("a map job's results are read once: keep what futures() returned")
-        self._consuming = True
         futures: List["Future[Any]"] = []
         chunks: List[Chunk] = []
-        while True:
-            item = self._chunks.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
+        for item in self._started_chunks():
             chunks.append(item)
             self._ahead.release()  # the caller holds the futures, not the window
         for _, n, chunk in chunks:

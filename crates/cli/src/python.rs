@@ -149,8 +149,7 @@ impl Componentize {
     fn find() -> Result<Componentize> {
         let program =
             PathBuf::from(std::env::var_os("SQUALL_COMPONENTIZE_PY").unwrap_or_else(|| "componentize-py".into()));
-        let out = Command::new(&program).arg("--version").output();
-        let Ok(out) = out.as_ref().map_err(|e| e.kind()) else {
+        let Ok(out) = Command::new(&program).arg("--version").output() else {
             bail!(
                 "componentize-py is not installed (it builds Python functions): \
                  `pip install componentize-py=={COMPONENTIZE_PY}`"

@@ -92,8 +92,9 @@ pub fn digest(bytes: &[u8]) -> String {
 /// A compiled function, ready to instantiate.
 pub struct Function {
     digest: String,
-    pre: bindings::HandlerPre<Host>,
-    /// Where its exports are in an instance (looked up once).
+    pre: wasmtime::component::InstancePre<Host>,
+    /// Where its exports are in an instance (looked up, and their types
+    /// checked, once).
     indices: bindings::HandlerIndices,
     /// The `init` export of a `handler-with-init` component, run as its
     /// instance is made.
@@ -113,7 +114,7 @@ impl Function {
 
     /// The compiled component (for benchmarks that instantiate it bare).
     pub fn component(&self) -> &wasmtime::component::Component {
-        self.pre.instance_pre().component()
+        self.pre.component()
     }
 }
 
@@ -334,8 +335,7 @@ impl Runtime {
         };
         let (component, cached) = component;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| bad_component(&e))?;
-        let pre = bindings::HandlerPre::new(pre).map_err(|e| bad_component(&e))?;
-        let indices = bindings::HandlerIndices::new(pre.instance_pre()).map_err(|e| bad_component(&e))?;
+        let indices = bindings::HandlerIndices::new(&pre).map_err(|e| bad_component(&e))?;
         let init = match component.component_type().get_export(&self.engine, "init") {
             None => None,
             Some(e) if is_init(&e.ty) => component.get_export_index(None, "init"),
@@ -443,7 +443,7 @@ impl Runtime {
             }
         });
         let mut pool_full = false;
-        let instance = f.pre.instance_pre().instantiate_async(&mut store).await;
+        let instance = f.pre.instantiate_async(&mut store).await;
         let instance = instance.and_then(|i| Ok((f.indices.load(&mut store, &i)?, i))).map_err(|e| {
             pool_full = e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>());
             Failure {

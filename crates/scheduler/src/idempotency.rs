@@ -204,7 +204,7 @@ impl Functions {
         };
         let rec = match postcard::from_bytes::<Record>(&raw) {
             Ok(rec) => {
-                if rec.digest != identity(&d.meta) {
+                if rec.digest != d.identity {
                     return Err(Error::IdempotencyMismatch(format!(
                         "Idempotency-Key {key:?} was used with another component (or environment) deployed as {name:?} \
                          (invocation {}); use a new key",

@@ -268,8 +268,7 @@ impl Functions {
         let started = Instant::now();
         let remember: Option<Arc<dyn Remembered>> = match req.idempotency_key {
             Some(key) => Some(Arc::new(
-                Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl)
-                    .answering(&crate::idempotency::identity(&d.meta), &inv.input),
+                Remember::new(&d.meta.name, &key, &id, settings.idempotency_ttl).answering(&d.identity, &inv.input),
             )),
             None => record,
         };

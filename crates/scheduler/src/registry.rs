@@ -31,6 +31,8 @@ pub(crate) struct Deployed {
     /// component whose start functions log or reach for the store, a memory
     /// limit below what it needs): its calls make their own.
     pub no_ahead: AtomicBool,
+    /// What its idempotency records name it by ([`crate::idempotency::identity`]).
+    pub identity: String,
 }
 
 pub(crate) fn meta_key(name: &str) -> Bytes {
@@ -118,6 +120,7 @@ impl Functions {
             env: meta.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         Arc::new(Deployed {
+            identity: crate::idempotency::identity(&meta),
             meta,
             compiled,
             admission: Admission::new(&l),
